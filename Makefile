@@ -1,0 +1,36 @@
+# The two commands of the README: `make run` (demo) and `make test` (all tests).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO ?= var/demo
+PORT ?= 8080
+
+.PHONY: run test demo deps system-deps bench clean
+
+$(BIN)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+deps: $(BIN)/.installed
+
+# Debian packages the browser tests and benchmarks need (root on CI; skipped when present).
+system-deps:
+	bash scripts/system-deps.sh
+
+# The embedded demo hospital: generated once into $(DEMO) (outside git), then reused.
+demo: deps
+	bash scripts/demo.sh $(DEMO)
+
+run: demo
+	$(BIN)/fhir-gateway serve --config $(DEMO)/gateway.toml --host 127.0.0.1 --port $(PORT) --no-auth
+
+test: deps system-deps
+	$(BIN)/python -m pytest -q
+
+bench: deps
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var build *.egg-info

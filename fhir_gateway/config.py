@@ -1,0 +1,100 @@
+"""Facility configuration: a TOML file for many facilities, or one facility from CLI flags.
+
+    data_dir = "/var/lib/fhir-gateway"      # accounts, tokens, memos, indexes, caches
+
+    [[facility]]
+    code = "1311234567"                     # 10-digit 医療機関コード; the FHIR base is /fhir/{code}
+    name = "東病院"
+    storage = ["/mnt/east/ssmix2", "/mnt/west/ssmix2"]   # primary first, then mirrors
+    extended = ["/mnt/east/ssmix2-ext"]
+    receipts = ["/mnt/east/uke"]
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FACILITY_CODE = re.compile(r"^[0-9A-Za-z]{1,16}$")
+DEFAULT_FACILITY = "0000000000"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Facility:
+    code: str
+    name: str
+    storage: tuple[Path, ...]  # primary first, then mirrors (failover order)
+    extended: tuple[Path, ...] = ()
+    receipts: tuple[Path, ...] = ()
+
+    @property
+    def primary(self) -> Path:
+        return self.storage[0]
+
+
+@dataclass
+class Config:
+    data_dir: Path
+    facilities: dict[str, Facility] = field(default_factory=dict)
+
+    def facility(self, code: str) -> Facility | None:
+        return self.facilities.get(code)
+
+
+def _paths(value: object, base: Path, what: str) -> tuple[Path, ...]:
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+        raise ConfigError(f"{what} must be a path or a list of paths")
+    return tuple((base / v).resolve() if not Path(v).is_absolute() else Path(v) for v in items)
+
+
+def load(path: str | Path) -> Config:
+    """Read a TOML config; relative paths are relative to the file's folder."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    base = path.resolve().parent
+    data_dir = Path(raw.get("data_dir", "data"))
+    cfg = Config(data_dir if data_dir.is_absolute() else (base / data_dir).resolve())
+    for item in raw.get("facility", []):
+        code = str(item.get("code", ""))
+        if not FACILITY_CODE.match(code):
+            raise ConfigError(f"facility code {code!r} must be 1-16 letters or digits")
+        storage = _paths(item.get("storage"), base, f"facility {code} storage")
+        if not storage:
+            raise ConfigError(f"facility {code} needs at least one storage root")
+        if code in cfg.facilities:
+            raise ConfigError(f"facility {code} is configured twice")
+        cfg.facilities[code] = Facility(
+            code=code,
+            name=str(item.get("name", code)),
+            storage=storage,
+            extended=_paths(item.get("extended"), base, f"facility {code} extended"),
+            receipts=_paths(item.get("receipts"), base, f"facility {code} receipts"),
+        )
+    if not cfg.facilities:
+        raise ConfigError("the config declares no [[facility]]")
+    return cfg
+
+
+def from_args(storage: list[str], facility: str | None, receipts: list[str] | None = None,
+              extended: list[str] | None = None, data_dir: str | None = None,
+              name: str | None = None) -> Config:
+    """One facility from command-line flags."""
+    code = facility or DEFAULT_FACILITY
+    if not FACILITY_CODE.match(code):
+        raise ConfigError(f"facility code {code!r} must be 1-16 letters or digits")
+    fac = Facility(code, name or code, tuple(Path(s).resolve() for s in storage),
+                   tuple(Path(s).resolve() for s in extended or ()),
+                   tuple(Path(s).resolve() for s in receipts or ()))
+    return Config(Path(data_dir or "data").resolve(), {code: fac})

@@ -1,0 +1,36 @@
+"""What a mapper knows besides the message: facility, source file and version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from storage.names import FileName
+from storage.timestamps import parse_ts
+
+
+@dataclass(frozen=True, slots=True)
+class MapContext:
+    facility: str  # 10-digit 医療機関コード (or the configured facility code)
+    source: str  # storage-relative path of the file -> meta.source
+    name: FileName  # parsed file name (record key, flag, 発生日時)
+    version: int = 1  # position in the record's version chain -> meta.versionId
+
+    @property
+    def patient_id(self) -> str:
+        return self.name.patient_id
+
+    @property
+    def last_updated(self) -> str:
+        """meta.lastUpdated from the file's 発生日時 (an instant in +09:00)."""
+        t = parse_ts(self.name.timestamp)
+        return t.instant() if t else "1970-01-01T09:00:00+09:00"
+
+    def meta(self, profile: str | None = None) -> dict:
+        m: dict = {
+            "versionId": str(self.version),
+            "lastUpdated": self.last_updated,
+            "source": self.source,
+        }
+        if profile:
+            m["profile"] = [profile]
+        return m

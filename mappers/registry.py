@@ -1,0 +1,41 @@
+"""Which mapper handles which data type, and the one entry point the server calls."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from storage.hl7 import Message
+
+from .context import MapContext
+
+Mapper = Callable[[Message, MapContext], list[dict]]
+
+MAPPERS: dict[str, Mapper] = {}
+
+
+def register(*data_types: str) -> Callable[[Mapper], Mapper]:
+    """Decorator: ``@register("OMP-01")`` makes a function the mapper of that data type."""
+
+    def deco(fn: Mapper) -> Mapper:
+        for dt in data_types:
+            MAPPERS[dt] = fn
+        return fn
+
+    return deco
+
+
+class MappingError(ValueError):
+    """The message is readable but cannot be mapped; the reason goes to the drill report."""
+
+
+def map_message(msg: Message, ctx: MapContext) -> list[dict]:
+    """Map one parsed message to FHIR resources (plain dicts).  Raises MappingError."""
+    mapper = MAPPERS.get(ctx.name.data_type)
+    if mapper is None:
+        raise MappingError(f"no mapper for data type {ctx.name.data_type}")
+    try:
+        return mapper(msg, ctx)
+    except MappingError:
+        raise
+    except (ValueError, IndexError, KeyError, TypeError, AttributeError) as exc:
+        raise MappingError(f"{type(exc).__name__}: {exc}") from exc

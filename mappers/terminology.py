@@ -1,0 +1,125 @@
+"""Code and identifier systems: the one place where SS-MIX2 names meet JP Core URIs."""
+
+from __future__ import annotations
+
+JP_CORE = "http://jpfhir.jp/fhir/core"
+SD = f"{JP_CORE}/StructureDefinition/"
+
+# Local code systems (CWE.3 starting with "99", or names we do not know) are kept, never dropped,
+# under this documented base: {LOCAL_BASE}/{facility}/{coding system name}.
+LOCAL_BASE = "http://fhir-gateway.example.org/CodeSystem/local"
+
+# JP Core profile canonical URLs
+PROFILE = {
+    "Patient": SD + "JP_Patient",
+    "Condition": SD + "JP_Condition",
+    "AllergyIntolerance": SD + "JP_AllergyIntolerance",
+    "MedicationRequest": SD + "JP_MedicationRequest",
+    "MedicationRequestInjection": SD + "JP_MedicationRequest_Injection",
+    "MedicationAdministration": SD + "JP_MedicationAdministration",
+    "MedicationAdministrationInjection": SD + "JP_MedicationAdministration_Injection",
+    "MedicationDispense": SD + "JP_MedicationDispense",
+    "Medication": SD + "JP_Medication",
+    "Immunization": SD + "JP_Immunization",
+    "ObservationLabResult": SD + "JP_Observation_LabResult",
+    "ObservationCommon": SD + "JP_Observation_Common",
+    "ObservationBodyMeasurement": SD + "JP_Observation_BodyMeasurement",
+    "ObservationVitalSigns": SD + "JP_Observation_VitalSigns",
+    "DiagnosticReportLabResult": SD + "JP_DiagnosticReport_LabResult",
+    "DiagnosticReportRadiology": SD + "JP_DiagnosticReport_Radiology",
+    "DiagnosticReport": SD + "JP_DiagnosticReport_Common",
+    "ImagingStudy": SD + "JP_ImagingStudy_Radiology",
+    "Procedure": SD + "JP_Procedure",
+    "ServiceRequest": SD + "JP_ServiceRequest_Common",
+    "Specimen": SD + "JP_Specimen_Common",
+    "Encounter": SD + "JP_Encounter",
+    "Coverage": SD + "JP_Coverage",
+    "Organization": SD + "JP_Organization",
+    "Practitioner": SD + "JP_Practitioner",
+    "Location": SD + "JP_Location",
+}
+
+# SS-MIX2 CWE coding-system names -> FHIR system URIs (reference/fhir-mapping.md §2.4)
+CODE_SYSTEMS: dict[str, str] = {
+    "HOT": "http://medis.or.jp/CodeSystem/master-HOT9",
+    "HOT9": "http://medis.or.jp/CodeSystem/master-HOT9",
+    "HOT09": "http://medis.or.jp/CodeSystem/master-HOT9",
+    "HOT7": "http://medis.or.jp/CodeSystem/master-HOT7",
+    "HOT07": "http://medis.or.jp/CodeSystem/master-HOT7",
+    "HOT11": "http://medis.or.jp/CodeSystem/master-HOT11",
+    "HOT13": "http://medis.or.jp/CodeSystem/master-HOT13",
+    "YJ": "http://capstandard.jp/iyaku.info/CodeSystem/YJ-code",
+    "MYAK": "http://capstandard.jp/iyaku.info/CodeSystem/YJ-code",
+    "MDCDX2": "http://medis.or.jp/CodeSystem/master-disease-keyNumber",
+    "I10": "http://jpfhir.jp/fhir/core/mhlw/CodeSystem/ICD10-2013-full",
+    "JC10": "http://medis.or.jp/CodeSystem/master-JLAC10-17digits",
+    "JAMISDP01": "http://jami.jp/CodeSystem/MedicationUsage",
+    "HL70162": "http://jpfhir.jp/fhir/core/CodeSystem/route-codes",
+    "HL70482": "http://terminology.hl7.org/CodeSystem/v2-0482",
+    "HL70127": "http://terminology.hl7.org/CodeSystem/v2-0127",
+    "HL70128": "http://terminology.hl7.org/CodeSystem/v2-0128",
+    "HL70063": "http://terminology.hl7.org/CodeSystem/v2-0063",
+    "HL70164": "http://terminology.hl7.org/CodeSystem/v2-0164",
+    "HL70069": "http://jami.jp/SS-MIX2/CodeSystem/ClinicalDepartment",
+    "HL70241": "http://jpfhir.jp/fhir/core/CodeSystem/HL70241",
+    "JHSD0006": "http://jpfhir.jp/fhir/core/CodeSystem/JHSD0006",
+    "JHSP0002": "http://jpfhir.jp/fhir/core/CodeSystem/JHSP0002",
+    "JHSI0001": "http://jpfhir.jp/fhir/core/CodeSystem/JHSI0001",
+    "JHSI0003": "http://jpfhir.jp/fhir/core/CodeSystem/JHSI0003",
+    "JJ1017": "http://jpfhir.jp/fhir/core/CodeSystem/JJ1017",
+    "ISO+": "http://unitsofmeasure.org",
+    "UCUM": "http://unitsofmeasure.org",
+    "MR9P": "http://jpfhir.jp/fhir/core/mhlw/CodeSystem/MedicationUnitMERIT9Code",
+    "LN": "http://loinc.org",
+    "DCM": "http://dicom.nema.org/resources/ontology/DCM",
+}
+
+# Identifier systems
+PATIENT_ID_OID = "urn:oid:1.2.392.100495.20.3.51.1"  # + 10-digit facility code
+PRESCRIPTION_ID_OID = "urn:oid:1.2.392.100495.20.3.11.1"
+PRACTITIONER_ID_OID = "urn:oid:1.2.392.100495.20.3.41.1"
+RP_NUMBER = f"{JP_CORE}/mhlw/IdSystem/Medication-RPGroupNumber"
+ORDER_IN_RP = f"{JP_CORE}/mhlw/IdSystem/MedicationAdministrationIndex"
+RESOURCE_INSTANCE = f"{JP_CORE}/IdSystem/resourceInstance-identifier"
+MEDICAL_INSTITUTION = f"{JP_CORE}/IdSystem/insurance-medical-institution-no"
+INSURER_NUMBER = f"{JP_CORE}/mhlw/IdSystem/InsurerNumber"
+INSURED_SYMBOL = f"{JP_CORE}/mhlw/IdSystem/InsuredPersonSymbol"
+INSURED_NUMBER = f"{JP_CORE}/mhlw/IdSystem/InsuredPersonNumber"
+PUBLIC_PAYER = f"{JP_CORE}/mhlw/IdSystem/PublicPayerNumber"
+PUBLIC_RECIPIENT = f"{JP_CORE}/mhlw/IdSystem/PublicInsuredPersonNumber"
+DEPARTMENT = "http://jami.jp/SS-MIX2/CodeSystem/ClinicalDepartment"
+NAME_REPRESENTATION = "http://hl7.org/fhir/StructureDefinition/iso21090-EN-representation"
+
+# Standard FHIR code systems used across mappers
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+JP_OBSERVATION_CATEGORY = f"{JP_CORE}/CodeSystem/JP_SimpleObservationCategory_CS"
+INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+ALLERGY_CLINICAL = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
+ALLERGY_VERIFICATION = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification"
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+UCUM = "http://unitsofmeasure.org"
+
+
+def patient_identifier_system(facility: str) -> str:
+    return PATIENT_ID_OID + facility
+
+
+def system_for(name: str, facility: str = "") -> str | None:
+    """FHIR system URI for an SS-MIX2 coding-system name; local names get a local URI."""
+    if not name:
+        return None
+    known = CODE_SYSTEMS.get(name) or CODE_SYSTEMS.get(name.upper())
+    if known:
+        return known
+    if name.startswith("HL7") and name[3:].isdigit():
+        return f"http://terminology.hl7.org/CodeSystem/v2-{name[3:]}"
+    if name.startswith(("JHS", "MML")):
+        return f"{JP_CORE}/CodeSystem/{name}"
+    safe = "".join(c if c.isalnum() or c in "-." else "_" for c in name)
+    return f"{LOCAL_BASE}/{facility or 'unknown'}/{safe}"
+
+
+def is_local(name: str) -> bool:
+    return name.startswith("99") or system_for(name, "").startswith(LOCAL_BASE)  # type: ignore[union-attr]

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that the tests use: Chromium (driven by Playwright for Python,
+# no browser download), Japanese fonts for screenshots, wrk for the HTTP benchmarks.
+set -euo pipefail
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+fc-list 2>/dev/null | grep -qi ipagothic || need+=(fonts-ipafont-gothic)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "system-deps: need root to install ${need[*]} (the browser tests will be skipped)" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,304 @@
+"""A small HL7 v2 ER7 tokenizer whose accessors count from 1, as the HL7 field tables do.
+
+    msg = parse(text)
+    pid = msg.segment("PID")
+    pid[5].component(1)           # PID-5.1
+    msg.value("PID.5.1")          # the same, as a path
+    for obx in msg.segments("OBX"): ...
+    for group in msg.groups("ORC"): ...   # runs of segments starting at each ORC
+
+Tokenizing is lazy: segments are split once, fields only when a segment is first touched, so
+reading a message costs little more than ``str.split``.  Values returned by ``component``,
+``subcomponent``, ``text`` and ``value`` are unescaped; ``raw`` keeps the wire form.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterator
+
+_SEGMENT_SPLIT = re.compile(r"\r\n|\r|\n")
+_SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
+
+
+class HL7Error(ValueError):
+    """The text is not an HL7 v2 ER7 message (no usable MSH header)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delimiters:
+    field: str = "|"
+    component: str = "^"
+    repetition: str = "~"
+    escape: str = "\\"
+    subcomponent: str = "&"
+
+
+def unescape(value: str, d: Delimiters) -> str:
+    """Resolve HL7 escape sequences: \\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\Xhh..\\ \\.br\\ \\H\\ \\N\\."""
+    e = d.escape
+    if not e or e not in value:
+        return value
+    out: list[str] = []
+    i, n = 0, len(value)
+    while i < n:
+        ch = value[i]
+        if ch != e:
+            out.append(ch)
+            i += 1
+            continue
+        end = value.find(e, i + 1)
+        if end < 0:  # lone escape character: keep it literally
+            out.append(value[i:])
+            break
+        seq = value[i + 1 : end]
+        i = end + 1
+        if seq == "F":
+            out.append(d.field)
+        elif seq == "S":
+            out.append(d.component)
+        elif seq == "T":
+            out.append(d.subcomponent)
+        elif seq == "R":
+            out.append(d.repetition)
+        elif seq == "E":
+            out.append(d.escape)
+        elif seq == ".br":
+            out.append("\n")
+        elif seq in ("H", "N"):
+            pass  # highlight on/off: formatting only
+        elif seq[:1] == "X" and len(seq) > 1:
+            try:
+                out.append(bytes.fromhex(seq[1:]).decode("latin-1"))
+            except ValueError:
+                out.append(e + seq + e)
+        else:  # unknown or formatting (\.sp\, \Cxxyy\, \Mxxyyzz\ ...): keep it visible
+            out.append(e + seq + e)
+    return "".join(out)
+
+
+class Field:
+    """One field (all of its repetitions).  ``str(field)`` is the raw wire text."""
+
+    __slots__ = ("raw", "_d")
+
+    def __init__(self, raw: str, delimiters: Delimiters) -> None:
+        self.raw = raw
+        self._d = delimiters
+
+    def __str__(self) -> str:
+        return self.raw
+
+    def __repr__(self) -> str:
+        return f"Field({self.raw!r})"
+
+    def __bool__(self) -> bool:
+        return bool(self.raw) and self.raw != '""'
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Field):
+            return self.raw == other.raw
+        if isinstance(other, str):
+            return self.raw == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.raw)
+
+    @property
+    def is_null(self) -> bool:
+        """HL7's explicit null ``""`` (delete the value), as opposed to simply absent."""
+        return self.raw == '""'
+
+    @property
+    def repetitions(self) -> list["Field"]:
+        if self._d.repetition not in self.raw:
+            return [self] if self.raw else []
+        return [Field(r, self._d) for r in self.raw.split(self._d.repetition)]
+
+    def _first_rep(self) -> str:
+        r = self._d.repetition
+        return self.raw.split(r, 1)[0] if r in self.raw else self.raw
+
+    def components(self) -> list[str]:
+        """Unescaped components of the first repetition (index 0 = component 1)."""
+        return [unescape(c, self._d) for c in self._first_rep().split(self._d.component)]
+
+    def component(self, n: int, sub: int | None = None) -> str:
+        """Component ``n`` (1-based) of the first repetition, unescaped; '' when absent."""
+        parts = self._first_rep().split(self._d.component)
+        if n < 1 or n > len(parts):
+            return ""
+        value = parts[n - 1]
+        if sub is not None:
+            subs = value.split(self._d.subcomponent)
+            value = subs[sub - 1] if 1 <= sub <= len(subs) else ""
+        elif self._d.subcomponent in value:
+            value = value.split(self._d.subcomponent, 1)[0]
+        return unescape(value, self._d) if value != '""' else ""
+
+    def subcomponents(self, n: int) -> list[str]:
+        parts = self._first_rep().split(self._d.component)
+        if n < 1 or n > len(parts):
+            return []
+        return [unescape(s, self._d) for s in parts[n - 1].split(self._d.subcomponent)]
+
+    @property
+    def text(self) -> str:
+        """The whole first repetition, unescaped (components keep their ``^``)."""
+        rep = self._first_rep()
+        return "" if rep == '""' else unescape(rep, self._d)
+
+
+class Segment:
+    """One segment.  ``seg[n]`` is field n as numbered in HL7 (MSH-1 is the field separator)."""
+
+    __slots__ = ("id", "line", "index", "_fields", "_d")
+
+    def __init__(self, line: str, delimiters: Delimiters, index: int) -> None:
+        self.line = line
+        self.index = index  # position within the message, 0 = MSH
+        self._d = delimiters
+        self.id = line[:3]
+        self._fields: list[str] | None = None
+
+    def __repr__(self) -> str:
+        return f"Segment({self.line[:40]!r})"
+
+    @property
+    def fields(self) -> list[str]:
+        """Raw field strings, HL7-numbered: ``fields[0]`` is the segment id."""
+        if self._fields is None:
+            parts = self.line.split(self._d.field)
+            if self.id == "MSH":
+                # MSH-1 is the separator itself; MSH-2 the encoding characters.
+                parts = [parts[0], self._d.field] + parts[1:]
+            self._fields = parts
+        return self._fields
+
+    def __len__(self) -> int:
+        """Number of fields present (the highest field number written)."""
+        return len(self.fields) - 1
+
+    def __getitem__(self, n: int) -> Field:
+        fields = self.fields
+        return Field(fields[n] if 0 <= n < len(fields) else "", self._d)
+
+    def get(self, n: int, component: int = 1, sub: int | None = None) -> str:
+        """Unescaped ``SEG-n.component[.sub]`` value; '' when absent."""
+        if self.id == "MSH" and n in (1, 2):
+            return self.fields[n]
+        return self[n].component(component, sub)
+
+    def value(self, path: str) -> str:
+        """``seg.value("5.1")`` -> the unescaped value of field 5 component 1."""
+        nums = [int(p) for p in path.split(".")]
+        if len(nums) == 1:
+            return self[nums[0]].text
+        return self.get(*nums)
+
+
+class Message:
+    """A parsed HL7 v2 message."""
+
+    __slots__ = ("text", "delimiters", "_segments", "_by_id")
+
+    def __init__(self, text: str, delimiters: Delimiters, lines: list[str]) -> None:
+        self.text = text
+        self.delimiters = delimiters
+        self._segments = [Segment(line, delimiters, i) for i, line in enumerate(lines)]
+        self._by_id: dict[str, list[Segment]] | None = None
+
+    def __iter__(self) -> Iterator[Segment]:
+        return iter(self._segments)
+
+    def __len__(self) -> int:
+        return len(self._segments)
+
+    @property
+    def all_segments(self) -> list[Segment]:
+        return self._segments
+
+    def _index(self) -> dict[str, list[Segment]]:
+        if self._by_id is None:
+            by_id: dict[str, list[Segment]] = {}
+            for s in self._segments:
+                by_id.setdefault(s.id, []).append(s)
+            self._by_id = by_id
+        return self._by_id
+
+    def segments(self, segment_id: str) -> list[Segment]:
+        return self._index().get(segment_id, [])
+
+    def segment(self, segment_id: str) -> Segment | None:
+        found = self._index().get(segment_id)
+        return found[0] if found else None
+
+    def __getitem__(self, segment_id: str) -> Segment:
+        """First segment of that id; an empty segment when absent, so chained reads stay simple."""
+        found = self._index().get(segment_id)
+        return found[0] if found else Segment(segment_id, self.delimiters, -1)
+
+    def value(self, path: str) -> str:
+        """``msg.value("PID.5.1")``: unescaped value of the first segment with that id."""
+        seg_id, _, rest = path.partition(".")
+        return self[seg_id].value(rest) if rest else ""
+
+    def groups(self, head: str, stop: tuple[str, ...] = ()) -> list[list[Segment]]:
+        """Split the message into runs of segments, each starting at a ``head`` segment.
+
+        A run ends at the next ``head`` or at any segment id in ``stop``.
+        """
+        runs: list[list[Segment]] = []
+        current: list[Segment] | None = None
+        for seg in self._segments:
+            if seg.id == head:
+                current = [seg]
+                runs.append(current)
+            elif seg.id in stop:
+                current = None
+            elif current is not None:
+                current.append(seg)
+        return runs
+
+    @property
+    def message_type(self) -> tuple[str, str, str]:
+        """(MSH-9.1, MSH-9.2, MSH-9.3), e.g. ("RDE", "O11", "RDE_O11")."""
+        msh9 = self["MSH"][9]
+        return msh9.component(1), msh9.component(2), msh9.component(3)
+
+    @property
+    def segment_ids(self) -> list[str]:
+        return [s.id for s in self._segments]
+
+
+def parse(text: str) -> Message:
+    """Tokenize ER7 text (already decoded).  Raises :class:`HL7Error` when there is no MSH."""
+    start = text.find("MSH")
+    if start < 0:
+        raise HL7Error("no MSH segment: not an HL7 v2 message")
+    if start > 0 and text[:start].strip("\x0b\x1c\x1a\r\n \t\ufeff"):
+        raise HL7Error(f"{start} characters of non-HL7 data before MSH")
+    text = text[start:]
+    if len(text) < 8:
+        raise HL7Error("MSH segment too short to declare delimiters")
+    fs = text[3]
+    enc = text[4:9].split(fs, 1)[0]
+    if fs.isalnum() or fs in "\r\n" or len(enc) < 2:
+        raise HL7Error(f"invalid delimiters declared in MSH-1/MSH-2: {text[3:9]!r}")
+    d = Delimiters(
+        field=fs,
+        component=enc[0],
+        repetition=enc[1],
+        escape=enc[2] if len(enc) > 2 else "",
+        subcomponent=enc[3] if len(enc) > 3 else "",
+    )
+    lines = [ln for ln in _SEGMENT_SPLIT.split(text.rstrip("\x1c\x1a\r\n")) if ln.strip()]
+    return Message(text, d, lines)
+
+
+def bad_segment_ids(msg: Message) -> list[tuple[int, str]]:
+    """Segments whose id is not three upper-case letters/digits (garbage or a broken line)."""
+    return [(s.index, s.line[:20]) for s in msg if not _SEGMENT_ID.match(s.id) or (
+        len(s.line) > 3 and s.line[3] != msg.delimiters.field)]

@@ -1,0 +1,232 @@
+"""The standardized-storage directory tree: patients, date folders, data types, record versions.
+
+``<root>/<id[0:3]>/<id[3:6]>/<id>/<YYYYMMDD | ->/<data type>/<file>``
+
+A patient's folder is computed from the id (no walk).  For ids shorter than 6 characters the
+guideline's rule is unverified, so :meth:`Storage.patient_dir` accepts every plausible layout, in
+this order, and uses the first that exists (documented in docs/storage.md):
+
+1. plain slicing, when both slices are non-empty: ``12345`` -> ``123/45/12345``;
+2. zero-padded on the left to 6: ``12345`` -> ``012/345/12345``;
+3. padded on the right with ``_`` to 6: ``123`` -> ``123/___/123``;
+4. an id of 3 or fewer characters directly below level 1: ``123`` -> ``123/123``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .names import (
+    DATA_TYPES, FLAG_CURRENT, FLAG_DELETED, BadFileName, FileName, RecordKey,
+    is_valid_date_folder, is_valid_patient_id, parse_name,
+)
+
+
+class UnsafePath(ValueError):
+    """A request-derived value that would leave the storage root."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """One file found in the tree, with its parsed name (or the reason its name is bad)."""
+
+    relpath: str  # storage-relative, '/'-separated
+    name: FileName | None
+    name_error: str | None = None
+    misplaced: str | None = None  # reason when the name disagrees with its folders
+
+    @property
+    def usable(self) -> bool:
+        return self.name is not None and self.misplaced is None
+
+
+@dataclass
+class Record:
+    """All versions of one record (same patient, date folder, data type and order number)."""
+
+    key: RecordKey
+    versions: list[StoredFile] = field(default_factory=list)
+
+    def sort(self) -> None:
+        self.versions.sort(key=lambda f: f.name.sort_key)  # type: ignore[union-attr]
+
+    @property
+    def currents(self) -> list[StoredFile]:
+        return [v for v in self.versions if v.name.flag == FLAG_CURRENT]  # type: ignore[union-attr]
+
+    @property
+    def current(self) -> StoredFile | None:
+        """The newest flag-1 version (several flag-1 files are a defect the drill reports)."""
+        cur = self.currents
+        return cur[-1] if cur else None
+
+    @property
+    def deleted(self) -> bool:
+        return self.current is None and any(
+            v.name.flag == FLAG_DELETED for v in self.versions  # type: ignore[union-attr]
+        )
+
+    @property
+    def history(self) -> list[StoredFile]:
+        """Every version, oldest first."""
+        return list(self.versions)
+
+    @property
+    def latest(self) -> StoredFile:
+        return self.versions[-1]
+
+
+def _scandir_names(path: Path, dirs: bool) -> list[str]:
+    try:
+        with os.scandir(path) as it:
+            return sorted(e.name for e in it if e.is_dir() == dirs and not e.name.startswith("."))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+class Storage:
+    """Read access to one standardized-storage root.  Knows nothing of FHIR."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    # -- paths ------------------------------------------------------------------------------
+    def resolve(self, relpath: str) -> Path:
+        """Absolute path of a storage-relative path; refuses anything escaping the root."""
+        if not relpath or relpath.startswith(("/", "\\")) or "\x00" in relpath:
+            raise UnsafePath(relpath)
+        parts = relpath.replace("\\", "/").split("/")
+        if any(p in ("", ".", "..") for p in parts):
+            raise UnsafePath(relpath)
+        return self.root.joinpath(*parts)
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    @staticmethod
+    def candidate_dirs(patient_id: str) -> list[tuple[str, ...]]:
+        """Relative folder candidates for a patient id, most likely first."""
+        pid = patient_id
+        cands: list[tuple[str, ...]] = []
+        if len(pid) >= 6 or pid[3:6]:
+            cands.append((pid[0:3], pid[3:6], pid))
+        if len(pid) < 6:
+            z = pid.rjust(6, "0")
+            cands.append((z[0:3], z[3:6], pid))
+            u = pid.ljust(6, "_")
+            cands.append((u[0:3], u[3:6], pid))
+            if len(pid) <= 3:
+                cands.append((pid, pid))
+        seen: list[tuple[str, ...]] = []
+        for c in cands:
+            if c not in seen:
+                seen.append(c)
+        return seen
+
+    def patient_dir(self, patient_id: str) -> Path | None:
+        if not is_valid_patient_id(patient_id):
+            raise UnsafePath(patient_id)
+        for parts in self.candidate_dirs(patient_id):
+            p = self.root.joinpath(*parts)
+            if p.is_dir():
+                return p
+        return None
+
+    def patient_ids(self) -> Iterator[str]:
+        """Every patient folder in the tree (a walk of three directory levels)."""
+        for l1 in _scandir_names(self.root, True):
+            for l2 in _scandir_names(self.root / l1, True):
+                if is_valid_patient_id(l2) and _looks_like_patient(self.root / l1 / l2):
+                    yield l2  # short-id layout 4: <id>/<id>
+                    continue
+                for pid in _scandir_names(self.root / l1 / l2, True):
+                    yield pid
+
+    def dates(self, patient_id: str) -> list[str]:
+        pdir = self.patient_dir(patient_id)
+        return [d for d in _scandir_names(pdir, True) if is_valid_date_folder(d)] if pdir else []
+
+    def data_types(self, patient_id: str, date: str) -> list[str]:
+        pdir = self.patient_dir(patient_id)
+        return _scandir_names(pdir / date, True) if pdir else []
+
+    # -- files ------------------------------------------------------------------------------
+    def files(
+        self,
+        patient_id: str,
+        data_types: Iterable[str] | None = None,
+        dates: Iterable[str] | None = None,
+    ) -> Iterator[StoredFile]:
+        """Every file of one patient (optionally restricted), with its name checked."""
+        pdir = self.patient_dir(patient_id)
+        if pdir is None:
+            return
+        wanted_types = set(data_types) if data_types is not None else None
+        date_list = list(dates) if dates is not None else _scandir_names(pdir, True)
+        for date in date_list:
+            ddir = pdir / date
+            for dtype in _scandir_names(ddir, True):
+                if wanted_types is not None and dtype not in wanted_types:
+                    continue
+                for fname in _scandir_names(ddir / dtype, False):
+                    yield classify(
+                        self.relative(ddir / dtype / fname), patient_id, date, dtype, fname
+                    )
+
+    def records(
+        self,
+        patient_id: str,
+        data_types: Iterable[str] | None = None,
+        dates: Iterable[str] | None = None,
+    ) -> tuple[dict[RecordKey, Record], list[StoredFile]]:
+        """Group a patient's well-named files into records; return the rest as rejects."""
+        records: dict[RecordKey, Record] = {}
+        rejects: list[StoredFile] = []
+        for f in self.files(patient_id, data_types, dates):
+            if not f.usable:
+                rejects.append(f)
+                continue
+            rec = records.get(f.name.key)  # type: ignore[union-attr]
+            if rec is None:
+                rec = records[f.name.key] = Record(f.name.key)  # type: ignore[union-attr]
+            rec.versions.append(f)
+        for rec in records.values():
+            rec.sort()
+        return records, rejects
+
+    def record(self, key: RecordKey) -> Record | None:
+        """One record by key, reading only its own folder."""
+        if not is_valid_date_folder(key.date) or key.data_type not in DATA_TYPES:
+            raise UnsafePath(str(key))
+        recs, _ = self.records(key.patient_id, [key.data_type], [key.date])
+        return recs.get(key)
+
+
+def _looks_like_patient(path: Path) -> bool:
+    """A level-2 folder that holds date folders directly is a short-id patient folder."""
+    names = _scandir_names(path, True)
+    return bool(names) and all(is_valid_date_folder(n) for n in names)
+
+
+def classify(relpath: str, patient_id: str, date: str, dtype: str, fname: str) -> StoredFile:
+    """Parse a file name and check it against the folders it sits in."""
+    try:
+        name = parse_name(fname)
+    except BadFileName as exc:
+        return StoredFile(relpath, None, name_error=str(exc))
+    wrong = []
+    if name.patient_id != patient_id:
+        wrong.append(f"patient {name.patient_id} in the name, folder {patient_id}")
+    if name.date != date:
+        wrong.append(f"date {name.date} in the name, folder {date}")
+    if name.data_type != dtype:
+        wrong.append(f"data type {name.data_type} in the name, folder {dtype}")
+    if not wrong:
+        expected = Storage.candidate_dirs(patient_id)
+        folder = tuple(relpath.split("/")[:-3])
+        if folder not in expected:
+            wrong.append(f"patient folder {'/'.join(folder)} does not match id {patient_id}")
+    return StoredFile(relpath, name, misplaced="; ".join(wrong) or None)

@@ -1,0 +1,206 @@
+"""Read one stored file into a parsed message, or into a precise problem report.
+
+No exception escapes for bad data: every outcome is a :class:`ReadResult` whose ``problems``
+say what is wrong (kind, plain reason, byte offset where useful).  Errors mean the file could
+not be used; warnings mean it was read but something about it needs fixing at the source.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .encoding import ESC, Decoded, decode
+from .hl7 import HL7Error, Message, bad_segment_ids, parse
+from .layout import Storage, StoredFile
+from .names import DATA_TYPES, FileName
+from .text import mojibake_signals
+
+ERROR = "error"
+WARNING = "warning"
+
+# Problem kinds (stable strings: the drill report and tests key on them).
+KIND_NAME = "bad-name"
+KIND_MISPLACED = "misplaced"
+KIND_EMPTY = "zero-bytes"
+KIND_BINARY = "binary"
+KIND_DECODE = "decode-failure"
+KIND_REPLACED = "replacement-characters"
+KIND_ENCODING = "wrong-encoding"
+KIND_NONSTANDARD = "nonstandard-characters"
+KIND_LINE_ENDINGS = "line-endings"
+KIND_NOT_HL7 = "not-hl7"
+KIND_TRUNCATED = "truncated"
+KIND_TYPE = "type-mismatch"
+KIND_MOJIBAKE = "mojibake"
+KIND_IO = "io-error"
+KIND_MAPPING = "mapping-error"
+
+# Segments without which a message of that structure cannot be what it claims to be.
+REQUIRED_SEGMENTS: dict[str, tuple[str, ...]] = {
+    "ADT": ("EVN", "PID"),
+    "PPR": ("PID", "PRB"),
+    "RDE": ("PID", "ORC", "RXE"),
+    "RAS": ("PID", "ORC", "RXA"),
+    "OML": ("PID", "ORC"),
+    "OUL": ("PID", "OBR"),
+    "OMG": ("PID", "ORC", "OBR"),
+    "OMI": ("PID", "ORC", "OBR"),
+    "ORU": ("PID", "OBR"),
+    "OMD": ("PID", "ORC"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    path: str
+    kind: str
+    reason: str
+    severity: str = ERROR
+    offset: int | None = None
+
+    def as_dict(self) -> dict:
+        d = {"path": self.path, "kind": self.kind, "severity": self.severity, "reason": self.reason}
+        if self.offset is not None:
+            d["offset"] = self.offset
+        return d
+
+
+@dataclass(slots=True)
+class ReadResult:
+    path: str
+    name: FileName | None
+    message: Message | None = None
+    codec: str | None = None
+    size: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.message is not None
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == ERROR]
+
+    def fail(self, kind: str, reason: str, offset: int | None = None) -> "ReadResult":
+        self.problems.append(Problem(self.path, kind, reason, ERROR, offset))
+        self.message = None
+        return self
+
+    def warn(self, kind: str, reason: str, offset: int | None = None) -> None:
+        self.problems.append(Problem(self.path, kind, reason, WARNING, offset))
+
+
+_BINARY = re.compile(rb"[\x00-\x08\x0c\x0e-\x19\x1d-\x1f\x7f]")
+
+
+def _binary_offset(data: bytes) -> int | None:
+    """Offset of the first byte that never occurs in a text message (NUL and most C0 controls)."""
+    m = _BINARY.search(data)
+    return m.start() if m else None
+
+
+def _ends_inside_kanji(data: bytes) -> bool:
+    """ISO-2022-JP that never shifts back to ASCII was cut in the middle of Japanese text."""
+    last_2byte = max(data.rfind(b"\x1b$B"), data.rfind(b"\x1b$@"))
+    return last_2byte >= 0 and data.rfind(b"\x1b(", last_2byte) < 0
+
+
+def read_bytes(data: bytes, relpath: str, name: FileName | None = None) -> ReadResult:
+    """Decode, tokenize and sanity-check the bytes of one message."""
+    res = ReadResult(relpath, name, size=len(data))
+    if not data.strip(b"\x0b\x1c\x1a\r\n \t"):
+        return res.fail(KIND_EMPTY, "the file is empty (zero bytes)" if not data
+                        else "the file holds only framing or whitespace")
+    off = _binary_offset(data)
+    if off is not None:
+        return res.fail(KIND_BINARY, f"binary data (byte 0x{data[off]:02x}) is not HL7 text", off)
+    dec: Decoded = decode(data)
+    res.codec = dec.codec
+    if dec.codec == "cp932-replace":
+        return res.fail(KIND_DECODE, "bytes are neither ISO-2022-JP, UTF-8, EUC-JP nor Shift_JIS "
+                        f"({dec.replaced} characters could not be decoded)")
+    try:
+        msg = parse(dec.text)
+    except HL7Error as exc:
+        return res.fail(KIND_NOT_HL7, str(exc))
+    res.message = msg
+    if dec.replaced:
+        res.warn(KIND_REPLACED, f"{dec.replaced} characters were replaced by U+FFFD while decoding")
+    if not dec.declared_ok:
+        charset = msg["MSH"][18].raw or "(empty)"
+        res.warn(KIND_ENCODING, f"bytes are {dec.codec} but the storage requires ISO-2022-JP "
+                 f"(MSH-18 declares {charset})")
+    elif dec.codec == "iso-2022-jp+cp932":
+        res.warn(KIND_NONSTANDARD, "Windows-only characters (CP50220 style) outside JIS X 0208")
+    stripped = data.rstrip(b"\x1c\x1a")
+    if b"\n" in stripped:
+        res.warn(KIND_LINE_ENDINGS, "segments are separated by LF/CRLF instead of CR")
+    _check_truncation(res, data, msg)
+    if res.message is None:
+        return res
+    _check_type(res, msg)
+    bad = bad_segment_ids(msg)
+    if bad:
+        idx, line = bad[0]
+        res.warn(KIND_NOT_HL7, f"{len(bad)} lines are not HL7 segments (first: segment {idx + 1} "
+                 f"{line!r})")
+    for signal in mojibake_signals(dec.text):
+        res.warn(KIND_MOJIBAKE, signal)
+    return res
+
+
+def _check_truncation(res: ReadResult, data: bytes, msg: Message) -> None:
+    body = data.rstrip(b"\x1c\x1a \t")
+    terminated = body.endswith((b"\r", b"\n"))
+    evidence = []
+    if ESC in data and _ends_inside_kanji(data):
+        evidence.append("ends inside Japanese text without returning to ASCII")
+    structure = msg.message_type[0]
+    missing = [s for s in REQUIRED_SEGMENTS.get(structure, ()) if not msg.segments(s)]
+    if missing:
+        evidence.append(f"required segments missing: {', '.join(missing)}")
+    if not msg.message_type[0]:
+        evidence.append("MSH-9 message type is empty")
+    if evidence and not terminated:
+        res.fail(KIND_TRUNCATED, "message is cut short: " + "; ".join(evidence), len(data))
+    elif evidence:
+        res.fail(KIND_NOT_HL7 if not msg.message_type[0] else KIND_TRUNCATED,
+                 "incomplete message: " + "; ".join(evidence))
+    elif not terminated:
+        res.warn(KIND_TRUNCATED, "no segment terminator at the end of the file (possibly cut short)",
+                 len(data))
+
+
+def _check_type(res: ReadResult, msg: Message) -> None:
+    if res.name is None:
+        return
+    dtype = DATA_TYPES.get(res.name.data_type)
+    mtype, event, _ = msg.message_type
+    if dtype and not dtype.accepts(mtype, event):
+        res.fail(KIND_TYPE, f"MSH-9 is {mtype}^{event}, but data type {dtype.code} holds "
+                 + " or ".join(f"{m}^{e}" for m, e, _ in dtype.events))
+
+
+def read_file(storage: Storage, stored: StoredFile) -> ReadResult:
+    """Read a file found by :class:`Storage`; name and placement problems come first."""
+    res = ReadResult(stored.relpath, stored.name)
+    if stored.name is None:
+        return res.fail(KIND_NAME, f"file name breaks the SS-MIX2 rule: {stored.name_error}")
+    if stored.misplaced:
+        return res.fail(KIND_MISPLACED, f"file is in the wrong folder: {stored.misplaced}")
+    try:
+        data = storage.resolve(stored.relpath).read_bytes()
+    except OSError as exc:
+        return res.fail(KIND_IO, f"cannot read the file: {exc.strerror or exc}")
+    return read_bytes(data, stored.relpath, stored.name)
+
+
+def read_path(path: Path, relpath: str, name: FileName | None = None) -> ReadResult:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return ReadResult(relpath, name).fail(KIND_IO, f"cannot read the file: {exc.strerror or exc}")
+    return read_bytes(data, relpath, name)

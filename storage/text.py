@@ -1,0 +1,66 @@
+"""Japanese text helpers: search normalisation and mojibake signals.
+
+Search keys fold what a clinician types on a phone onto what the storage holds: full/half width,
+hiragana/katakana, separated voiced marks, the dash family, spaces.  Display text is never
+normalised — only the keys we compare.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_DASHES = re.compile("[\u2010-\u2015\u2212\u30fc\uff0d\uff70\u2500\u301c\uff5e-]")
+_SPACES = re.compile(r"[\s\u3000]+")
+_VOICED = str.maketrans({"\u309b": "\u3099", "\u309c": "\u309a"})
+
+
+def hira_to_kata(text: str) -> str:
+    return "".join(chr(ord(c) + 0x60) if "\u3041" <= c <= "\u3096" else c for c in text)
+
+
+def search_key(text: str) -> str:
+    """Normalise text for matching: NFKC, katakana, no spaces, one dash, upper-case Latin."""
+    if not text:
+        return ""
+    text = text.translate(_VOICED)
+    text = unicodedata.normalize("NFKC", text)
+    text = hira_to_kata(text)
+    text = _DASHES.sub("-", text)
+    text = _SPACES.sub("", text)
+    return text.upper()
+
+
+# --- mojibake signals -----------------------------------------------------------------------------
+
+_C1 = re.compile("[\u0080-\u009f]")
+_HALF_KANA = re.compile("[\uff61-\uff9f]")
+_PUA = re.compile("[\ue000-\uf8ff]")
+# Characters that Shift_JIS bytes produce when read as Latin-1/CP1252 or as ISO-2022-JP pairs.
+_LATIN_NOISE = re.compile("[\u00c0-\u00ff]{3,}")
+_JAPANESE = re.compile("[\u3040-\u30ff\u4e00-\u9fff\uff01-\uff5e]")
+# Rare kanji blocks (JIS level 2 and beyond) dominate text that was decoded with the wrong table.
+_COMMON_KANJI = re.compile("[\u3040-\u30ff\u4e00-\u7fff]")
+
+
+def mojibake_signals(text: str) -> list[str]:
+    """Plain-language reasons why decoded text looks garbled (empty when it looks fine)."""
+    signals: list[str] = []
+    n = text.count("\ufffd")
+    if n:
+        signals.append(f"{n} U+FFFD replacement characters")
+    if _C1.search(text):
+        signals.append("C1 control characters (U+0080-U+009F): bytes decoded with the wrong table")
+    m = _HALF_KANA.findall(text)
+    if m:
+        signals.append(f"{len(m)} half-width katakana, which SS-MIX2 does not allow")
+    if _PUA.search(text):
+        signals.append("private-use characters (外字) that no other system can display")
+    if _LATIN_NOISE.search(text):
+        signals.append("runs of accented Latin letters typical of Japanese bytes read as Latin-1")
+    jp = _JAPANESE.findall(text)
+    if len(jp) >= 8:
+        common = len(_COMMON_KANJI.findall(text))
+        if common / len(jp) < 0.5:
+            signals.append("implausible Japanese: mostly rare kanji, typical of a wrong decoder")
+    return signals

@@ -1,0 +1,110 @@
+"""Lenient HL7 v2 timestamp (TS/DTM) parsing, always in Asia/Tokyo.
+
+Real SS-MIX2 files carry 8/12/14/17-digit forms, HL7 fractions (``20111220224447.3399``),
+offsets (``+0900``), hours 24-47 meaning "the next day" (night-shift clocks) and all-zero times
+that mean "date only".  The result keeps the precision that was actually written, so a mapper can
+emit ``2011-12-20`` rather than inventing ``T00:00:00``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+JST = timezone(timedelta(hours=9), "JST")
+
+_TS = re.compile(
+    r"^(?P<y>\d{4})(?P<mo>\d{2})?(?P<d>\d{2})?(?P<h>\d{2})?(?P<mi>\d{2})?(?P<s>\d{2})?"
+    r"(?:\.?(?P<f>\d{1,4}))?(?P<tz>[+-]\d{4})?$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HL7Time:
+    value: datetime  # timezone-aware
+    precision: str  # year | month | day | minute | second | millis
+
+    def fhir(self) -> str:
+        """FHIR dateTime text with only the precision that was written (+09:00 for times)."""
+        v = self.value
+        if self.precision == "year":
+            return f"{v.year:04d}"
+        if self.precision == "month":
+            return f"{v.year:04d}-{v.month:02d}"
+        if self.precision == "day":
+            return v.date().isoformat()
+        spec = {"minute": "seconds", "second": "seconds", "millis": "milliseconds"}[self.precision]
+        return v.isoformat(timespec=spec)
+
+    def fhir_date(self) -> str:
+        """FHIR date (no time), for elements such as Patient.birthDate."""
+        v = self.value
+        if self.precision == "year":
+            return f"{v.year:04d}"
+        if self.precision == "month":
+            return f"{v.year:04d}-{v.month:02d}"
+        return v.date().isoformat()
+
+    def instant(self) -> str:
+        return self.value.isoformat(timespec="milliseconds" if self.precision == "millis" else "seconds")
+
+
+def parse_ts(text: str | None) -> HL7Time | None:
+    """Parse an HL7 timestamp leniently; None for empty or unparseable text."""
+    if not text:
+        return None
+    text = text.strip()
+    if len(text) > 14 and "." not in text and text[:17].isdigit() and len(text) in (15, 16, 17):
+        # 発生日時-style YYYYMMDDHHMMSSfff without the dot
+        text = text[:14] + "." + text[14:]
+    m = _TS.match(text)
+    if not m:
+        return None
+    g = m.groupdict()
+    try:
+        year = int(g["y"])
+        month = int(g["mo"] or 1)
+        day = int(g["d"] or 1)
+        base = date(year, month, day)
+    except ValueError:
+        return None
+    if g["mo"] is None:
+        precision = "year"
+    elif g["d"] is None:
+        precision = "month"
+    else:
+        precision = "day"
+    tz = JST
+    if g["tz"]:
+        sign = 1 if g["tz"][0] == "+" else -1
+        tz = timezone(sign * timedelta(hours=int(g["tz"][1:3]), minutes=int(g["tz"][3:5])))
+    hour = int(g["h"] or 0)
+    minute = int(g["mi"] or 0)
+    second = int(g["s"] or 0)
+    frac = g["f"] or ""
+    if hour > 47 or minute > 59 or second > 59:
+        return None
+    if g["h"] is not None and not (hour == minute == second == 0 and not frac.strip("0")):
+        precision = "millis" if frac else ("second" if g["s"] is not None else "minute")
+    micro = int((frac + "000000")[:6]) if frac else 0
+    value = datetime(base.year, base.month, base.day, tzinfo=tz) + timedelta(
+        hours=hour, minutes=minute, seconds=second, microseconds=micro
+    )
+    return HL7Time(value.astimezone(JST), precision)
+
+
+def fhir_datetime(text: str | None) -> str | None:
+    t = parse_ts(text)
+    return t.fhir() if t else None
+
+
+def fhir_date(text: str | None) -> str | None:
+    t = parse_ts(text)
+    return t.fhir_date() if t else None
+
+
+def folder_date(text: str) -> date | None:
+    """A YYYYMMDD date folder as a date (None for '-' or malformed)."""
+    t = parse_ts(text) if len(text) == 8 else None
+    return t.value.date() if t else None
