@@ -8,6 +8,7 @@ from the tokenizer (``storage.hl7.Field``) so a mapper reads like the field tabl
 from __future__ import annotations
 
 import re
+import unicodedata
 from decimal import Decimal, InvalidOperation
 
 from storage.hl7 import Field
@@ -149,7 +150,18 @@ UCUM_UNITS: dict[str, str] = {
     "錠": "{tbl}", "tab": "{tbl}", "cap": "{cap}", "カプセル": "{cap}", "包": "{pack}",
     "本": "{bottle}", "v": "{vial}", "a": "{amp}", "s": "s", "秒": "s", "min": "min", "分": "min",
     "h": "h", "時間": "h", "d": "d", "日": "d", "ml/h": "mL/h", "mL/h": "mL/h",
+    # lab spellings seen in SS-MIX2 OBX-6 (compared after NFKC + lower-casing, see ucum())
+    "*10^4/ul": "10*4/uL", "x10^4/ul": "10*4/uL", "10*4/ul": "10*4/uL", "*10^3/ul": "10*3/uL",
+    "x10^3/ul": "10*3/uL", "10*3/ul": "10*3/uL", "*10^6/ul": "10*6/uL", "x10^6/ul": "10*6/uL",
+    "10^2/ul": "10*2/uL", "*10^2/ul": "10*2/uL", "μl": "uL", "ul": "uL", "fl": "fL",
+    "mg/l": "mg/L", "g/l": "g/L", "umol/l": "umol/L", "μmol/l": "umol/L", "nmol/l": "nmol/L",
+    "pmol/l": "pmol/L", "mu/l": "m[IU]/L", "miu/l": "m[IU]/L", "uu/ml": "u[IU]/mL",
+    "μu/ml": "u[IU]/mL", "μiu/ml": "u[IU]/mL", "uiu/ml": "u[IU]/mL", "iu/ml": "[IU]/mL",
+    "u/ml": "U/mL", "mosm/kg": "mosm/kg", "mg/g": "mg/g", "g/day": "g/d", "mg/day": "mg/d",
+    "sec": "s", "mm/h": "mm/h", "mm/hr": "mm/h", "ml/hr": "mL/h", "%hb": "%", "ratio": "{ratio}",
+    "titer": "{titer}", "倍": "{titer}", "index": "{index}", "coi": "{COI}", "s/co": "{s_co_ratio}",
 }
+_UCUM_FOLDED: dict[str, str] = {}  # filled lazily: NFKC + lower-case spelling -> UCUM
 
 _COMPARATOR = re.compile(r"^\s*(<=|>=|<|>|≦|≧|＜|＞|≤|≥)\s*([-+]?\d+(?:\.\d+)?)\s*$")
 _NUMBER = re.compile(r"^\s*[-+]?\d+(?:\.\d+)?\s*$")
@@ -167,7 +179,16 @@ def decimal_value(text: str) -> Decimal | None:
 
 
 def ucum(unit: str) -> str | None:
-    return UCUM_UNITS.get(unit) or UCUM_UNITS.get(unit.lower()) if unit else None
+    """UCUM code for a written unit; full-width and case variants (ｍｇ／ｄＬ, ＊10＾4/μL) match too."""
+    if not unit:
+        return None
+    found = UCUM_UNITS.get(unit)
+    if found:
+        return found
+    if len(_UCUM_FOLDED) < len(UCUM_UNITS):
+        for k, v in UCUM_UNITS.items():
+            _UCUM_FOLDED.setdefault(unicodedata.normalize("NFKC", k).lower(), v)
+    return _UCUM_FOLDED.get(unicodedata.normalize("NFKC", unit).strip().lower())
 
 
 def quantity(value: str, unit_field: Field | None = None, unit_text: str = "") -> dict | None:

@@ -101,6 +101,23 @@ ALLERGY_VERIFICATION = "http://terminology.hl7.org/CodeSystem/allergyintolerance
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 UCUM = "http://unitsofmeasure.org"
 
+# Medication (JP Core): units, categories, extensions
+MERIT9_UNIT = f"{JP_CORE}/mhlw/CodeSystem/MedicationUnitMERIT9Code"
+MERIT9_CATEGORY = f"{JP_CORE}/CodeSystem/JP_MedicationCategoryMERIT9_CS"
+MEDICATION_REQUEST_CATEGORY = "http://terminology.hl7.org/CodeSystem/medicationrequest-category"
+JP_EXT = f"{JP_CORE}/Extension/StructureDefinition/"
+DIAGNOSTIC_SERVICE_SECTION = "http://terminology.hl7.org/CodeSystem/v2-0074"
+DATA_ABSENT_REASON = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
+SNOMED = "http://snomed.info/sct"
+
+# Business identifiers with no national system (order numbers, specimen ids) are kept under
+# {LOCAL_ID_BASE}/{facility}/{kind}, e.g. .../1312345678/placer-order-number.
+LOCAL_ID_BASE = "http://fhir-gateway.example.org/IdSystem/local"
+
+
+def local_id_system(facility: str, kind: str) -> str:
+    return f"{LOCAL_ID_BASE}/{facility or 'unknown'}/{kind}"
+
 
 def patient_identifier_system(facility: str) -> str:
     return PATIENT_ID_OID + facility
