@@ -140,3 +140,32 @@ def system_for(name: str, facility: str = "") -> str | None:
 
 def is_local(name: str) -> bool:
     return name.startswith("99") or system_for(name, "").startswith(LOCAL_BASE)  # type: ignore[union-attr]
+
+
+# --- UKE receipts -> Claim (mappers/claim.py; docs/receipts.md) ---------------------------------
+# JP Core defines URIs for the receipt disease/modifier/procedure masters; the drug, device,
+# comment masters and the UKE code tables (診療識別, 負担区分, レセプト種別, 点数表) have none,
+# so they live under a documented local base.
+RECEIPT_DISEASE = f"{JP_CORE}/mhlw/CodeSystem/masterB-disease"
+RECEIPT_DISEASE_MODIFIER = f"{JP_CORE}/mhlw/CodeSystem/masterZ-disease-modifier"
+RECEIPT_PROCEDURE = f"{JP_CORE}/mhlw/CodeSystem/masterS-medicalProcedure"
+UKE_BASE = "http://fhir-gateway.example.org/CodeSystem/uke"
+RECEIPT_DRUG = f"{UKE_BASE}/masterY-medicine"
+RECEIPT_DEVICE = f"{UKE_BASE}/masterT-device"
+RECEIPT_COMMENT = f"{UKE_BASE}/masterC-comment"
+RECEIPT_DENTAL_PROCEDURE = f"{UKE_BASE}/masterS-dentalProcedure"
+RECEIPT_TYPE = f"{UKE_BASE}/receipt-type"  # RE-3 レセプト種別
+RECEIPT_CATEGORY = f"{UKE_BASE}/medical-identification"  # 診療識別
+RECEIPT_BURDEN = f"{UKE_BASE}/burden-class"  # 負担区分
+RECEIPT_TENSUHYO = f"{UKE_BASE}/tensuhyo"  # IR-4 点数表
+RECEIPT_OUTCOME = f"{UKE_BASE}/outcome"  # SY-4 転帰区分
+RECEIPT_NUMBER = "http://fhir-gateway.example.org/IdSystem/uke/receipt-number"
+UKE_EXT = "http://fhir-gateway.example.org/StructureDefinition/uke-"  # + element name
+CLAIM_TYPE = "http://terminology.hl7.org/CodeSystem/claim-type"
+CLAIM_INFO_CATEGORY = "http://terminology.hl7.org/CodeSystem/claiminformationcategory"
+DIAGNOSIS_TYPE = "http://terminology.hl7.org/CodeSystem/ex-diagnosistype"
+PROCESS_PRIORITY = "http://terminology.hl7.org/CodeSystem/processpriority"
+COVERAGE_CLASS = "http://terminology.hl7.org/CodeSystem/coverage-class"
+
+# --- extended storage (mappers/extended.py; docs/extended-storage.md) ---------------------------
+DOCUMENT_TYPE_LOCAL = "http://fhir-gateway.example.org/CodeSystem/extended-storage-type"
