@@ -255,3 +255,115 @@ def department(code: str, name: str = "") -> dict | None:
 
 def patient_ref(patient_id: str) -> dict:
     return {"reference": f"Patient/{patient_id}"}
+
+
+# --- added for ADT / PPR / OMD / OMG mappers (shared; H4 may reuse) -----------------------------
+
+UCUM_UNITS.update({"msec": "ms", "ms": "ms", "mv": "mV", "mV": "mV", "degree": "deg",
+                   "deg": "deg", "°": "deg", "kg/m2": "kg/m2", "bpm": "/min"})
+
+
+def period(start: Field | str | None, end: Field | str | None = None) -> dict | None:
+    """Two TS values -> Period (either side may be missing); None when both are empty."""
+    p: dict = {}
+    s = datetime_(start) if start is not None else None
+    e = datetime_(end) if end is not None else None
+    if s:
+        p["start"] = s
+    if e:
+        p["end"] = e
+    return p or None
+
+
+def xcn_display(field: Field) -> str:
+    """XCN family + given as one display string ('' when absent)."""
+    return " ".join(x for x in (field.component(2), field.component(3)) if x) if field else ""
+
+
+def location_text(field: Field) -> str:
+    """PL (point of care ^ room ^ bed ^ facility ^ status ^ type) -> a readable location text.
+
+    Inpatient locations (PL.6 = N) read as 病棟 32 / 病室 302 / ベッド 1; clinics (PL.6 = C) as
+    the department code.
+    """
+    if not field:
+        return ""
+    care, room, bed = field.component(1), field.component(2), field.component(3)
+    kind = field.component(6)
+    if kind == "C" and not (room or bed):
+        return f"診療科 {care}" if care else ""
+    parts = []
+    for label, value in (("病棟", care), ("病室", room), ("ベッド", bed)):
+        if value:
+            parts.append(f"{label} {value}")
+    return " / ".join(parts)
+
+
+def identifier(system: str, value: str, type_code: str = "") -> dict | None:
+    if not value:
+        return None
+    ident: dict = {"system": system, "value": value}
+    if type_code:
+        ident["type"] = {"coding": [{"system": term.IDENTIFIER_TYPE, "code": type_code}]}
+    return ident
+
+
+def obx_value(obx, facility: str = "") -> dict:
+    """OBX-2/5/6 -> {"value[x]": ...} (one key) or {} when there is no value.
+
+    NM (and ST like '> 100') -> valueQuantity, CWE/CE/CNE -> valueCodeableConcept,
+    TS/DT/DTM -> valueDateTime, everything else (ST/TX/FT/XCN/ZRD...) -> valueString with the
+    readable text.  Unknown value types never lose the value.
+    """
+    vtype = obx.get(2)
+    field = obx[5]
+    if not field:
+        return {}
+    if vtype in ("NM", "SN", "ST"):
+        q = quantity(field.text.replace("^", ""), obx[6])
+        if q is not None:
+            return {"valueQuantity": q}
+    if vtype in ("CWE", "CE", "CNE", "CF"):
+        cc = codeable(field, facility)
+        if cc:
+            return {"valueCodeableConcept": cc}
+    if vtype in ("TS", "DT", "DTM"):
+        dt = datetime_(field)
+        if dt:
+            return {"valueDateTime": dt}
+    if vtype == "XCN":
+        text = " ".join(x for x in (xcn_display(field), f"({field.component(1)})"
+                                    if field.component(1) else "") if x)
+        return {"valueString": text} if text else {}
+    if vtype == "ZRD":  # 使用物品: code^name^system^quantity^unit
+        name = field.component(2) or field.component(1)
+        qty = field.component(4)
+        unit = field.subcomponents(5)
+        unit_text = unit[1] if len(unit) > 1 and unit[1] else (unit[0] if unit else "")
+        text = " ".join(x for x in (name, qty, unit_text) if x)
+        return {"valueString": text} if text else {}
+    reps = [r.text.replace("^", " ").strip() for r in field.repetitions]
+    text = "\n".join(r for r in reps if r)
+    return {"valueString": text} if text else {}
+
+
+def obx_observation(obx, ctx, rid: str, category: list[dict], profile: str | None,
+                    effective: str | None = None) -> dict:
+    """One OBX -> an Observation dict (code OBX-3, value OBX-2/5/6, status OBX-11,
+    effective OBX-14 else ``effective``, interpretation OBX-8, reference range OBX-7 as text)."""
+    obs: dict = {"resourceType": "Observation", "id": rid, "meta": ctx.meta(profile),
+                 "status": term.OBSERVATION_STATUS.get(obx.get(11), "final"),
+                 "category": category}
+    code = codeable(obx[3], ctx.facility)
+    obs["code"] = code or {"text": "(項目コードなし)"}
+    obs["subject"] = patient_ref(ctx.patient_id)
+    eff = datetime_(obx[14]) or effective
+    if eff:
+        obs["effectiveDateTime"] = eff
+    obs.update(obx_value(obx, ctx.facility))
+    if obx.get(7):
+        obs["referenceRange"] = [{"text": obx[7].text}]
+    if obx.get(8):
+        flag = obx.get(8)
+        obs["interpretation"] = [{"coding": [{"system": term.INTERPRETATION, "code": flag}]}]
+    return obs

@@ -72,3 +72,16 @@ def parse_id(value: str) -> ParsedId | None:
         return None
     order_no = NO_ORDER if order == "x" else order
     return ParsedId(RecordKey(pid, date, dtype, order_no), tuple(parts[4:]), pid)
+
+
+def key_position(value: str) -> str:
+    """A business key (PRB-4, IAM-7, a Study UID ...) as one id position.
+
+    Keys that already fit ``[A-Za-z0-9-]{1,16}`` are used as written (readable ids); others
+    become ``k`` + 15 lower-case base32 characters of their SHA-256 — stable, because they
+    depend only on the key.
+    """
+    if _POSITION.match(value):
+        return value
+    digest = base64.b32encode(hashlib.sha256(value.encode()).digest()).decode().lower()
+    return "k" + digest[:15]

@@ -169,3 +169,107 @@ COVERAGE_CLASS = "http://terminology.hl7.org/CodeSystem/coverage-class"
 
 # --- extended storage (mappers/extended.py; docs/extended-storage.md) ---------------------------
 DOCUMENT_TYPE_LOCAL = "http://fhir-gateway.example.org/CodeSystem/extended-storage-type"
+
+# --- ADT / PPR / OMD / OMG (mappers/adt_00.py, adt_61.py, ppr_01.py, encounter.py, omd.py, omg.py) --
+PROFILE.setdefault("ConditionDiagnosis", SD + "JP_Condition_Diagnosis")
+PROFILE.setdefault("ImagingStudyEndoscopy", SD + "JP_ImagingStudy_Endoscopy")
+PROFILE.setdefault("DiagnosticReportEndoscopy", SD + "JP_DiagnosticReport_Endoscopy")
+
+# Observation categories and codes (JP Core body measurement; JP-CLINS core-lab blood type)
+BODY_MEASUREMENT_CODE = f"{JP_CORE}/CodeSystem/JP_ObservationBodyMeasurementCode_CS"
+BODY_MEASUREMENT_CATEGORY = f"{JP_CORE}/CodeSystem/JP_ObservationBodyMeasurementCategory_CS"
+CLINS_CORE_LAB = "http://jpfhir.jp/fhir/clins/CodeSystem/JLAC10/JP_CLINS_ObsLabResult_CoreLabo_CS"
+JLAC10 = "http://medis.or.jp/CodeSystem/master-JLAC10-17digits"
+# JLAC10 prefix -> (JP Core MEDIS body-measurement code, display, body-measurement category)
+BODY_MEASUREMENTS: dict[str, tuple[str, str, str]] = {
+    "9N001": ("31000298", "身長", "height"),
+    "9N006": ("31000296", "体重", "weight"),
+}
+# JLAC10 prefix -> (JP-CLINS core-lab code, display)
+BLOOD_TYPES: dict[str, tuple[str, str]] = {
+    "5H010": ("5H010000001910114", "ABO-BLD"),
+    "5H020": ("5H020000001910114", "Rh-BLD"),
+}
+
+# OBX-11 / OBR-25 result status -> Observation.status / DiagnosticReport.status
+OBSERVATION_STATUS = {"F": "final", "C": "corrected", "P": "preliminary", "R": "registered",
+                      "I": "registered", "S": "preliminary", "A": "preliminary", "X": "cancelled",
+                      "D": "entered-in-error", "W": "entered-in-error", "U": "final", "N": "final",
+                      "O": "registered"}
+REPORT_STATUS = {"F": "final", "C": "corrected", "P": "preliminary", "R": "registered",
+                 "I": "registered", "S": "partial", "A": "partial", "X": "cancelled",
+                 "O": "registered", "D": "entered-in-error", "W": "entered-in-error"}
+
+# Patient / contact / coverage
+GENDER = {"M": "male", "F": "female", "O": "other", "U": "unknown", "A": "other", "N": "unknown"}
+SUBSCRIBER_RELATIONSHIP = "http://terminology.hl7.org/CodeSystem/subscriber-relationship"
+# HL7 table 0063 -> subscriber-relationship
+RELATIONSHIP_0063 = {"SEL": "self", "SPO": "spouse", "DOM": "common", "CHD": "child",
+                     "FCH": "child", "SCH": "child", "PAR": "parent", "MTH": "parent",
+                     "FTH": "parent", "EME": "other", "EMR": "other", "OTH": "other"}
+COVERAGE_INSURED_SYMBOL = JP_EXT + "JP_Coverage_InsuredPersonSymbol"
+COVERAGE_INSURED_NUMBER = JP_EXT + "JP_Coverage_InsuredPersonNumber"
+COVERAGE_INSURED_SUBNUMBER = JP_EXT + "JP_Coverage_InsuredPersonSubNumber"
+PATIENT_DISABILITY = "http://hl7.org/fhir/StructureDefinition/patient-disability"
+
+# AllergyIntolerance (HL7 tables 0127 allergen type, 0128 severity, 0438 clinical status)
+ALLERGY_CATEGORY_0127 = {"DA": "medication", "MA": "medication", "FA": "food",
+                         "EA": "environment", "LA": "environment", "PA": "environment",
+                         "AA": "biologic"}
+ALLERGY_SEVERITY_0128 = {"MI": "mild", "MO": "moderate", "SV": "severe"}
+ALLERGY_TYPE_0436 = {"AD": "allergy", "AL": "allergy", "DA": "allergy", "FA": "allergy",
+                     "IN": "intolerance", "FI": "intolerance", "CT": "intolerance"}
+ALLERGY_VERIFICATION_0438 = {"C": "confirmed", "U": "unconfirmed", "P": "unconfirmed",
+                             "S": "unconfirmed", "D": "refuted", "E": "entered-in-error",
+                             "I": "entered-in-error"}
+
+# Condition (JP_Condition_Diagnosis)
+CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
+DISEASE_KEY_NUMBER = "http://medis.or.jp/CodeSystem/master-disease-keyNumber"
+DISEASE_EXCHANGE = "http://medis.or.jp/CodeSystem/master-disease-exCode"
+MODIFIER_KEY_NUMBER = "http://medis.or.jp/CodeSystem/master-disease-modKeyNumber"
+MODIFIER_EXCHANGE = "http://medis.or.jp/CodeSystem/master-disease-modExCode"
+CONDITION_PREFIX_EXT = JP_EXT + "JP_Condition_DiseasePrefixModifier"
+CONDITION_POSTFIX_EXT = JP_EXT + "JP_Condition_DiseasePostfixModifier"
+CONDITION_OUTCOME_EXT = JP_EXT + "JP_Condition_DiseaseOutcome"
+# 転帰 (PRB-14: HL7 0241 or JHSD0006) -> Condition.clinicalStatus
+CONDITION_OUTCOME_STATUS = {
+    "HL70241": {"F": "resolved", "S": "remission", "R": "active", "N": "active",
+                "W": "active", "D": "inactive", "U": "active"},
+    "JHSD0006": {"M": "remission", "I": "inactive", "C": "active", "O": "inactive"},
+}
+
+# Encounter
+PARTICIPATION_TYPE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+ENCOUNTER_CLASS_0004 = {"I": ("IMP", "inpatient encounter"), "O": ("AMB", "ambulatory"),
+                        "E": ("EMER", "emergency"), "P": ("PRENC", "pre-admission"),
+                        "R": ("IMP", "inpatient encounter"), "B": ("AMB", "ambulatory")}
+
+# Orders (ORC-1 order control, ORC-5 order status) -> request status
+REQUEST_PRIORITY_0485 = {"S": "stat", "A": "asap", "R": "routine", "P": "routine",
+                         "C": "urgent", "T": "urgent"}
+# Which SS-MIX2 data type a resource came from; a category every order/report carries.
+SSMIX2_DATA_TYPE = "http://fhir-gateway.example.org/CodeSystem/ssmix2-data-type"
+# JP-CLINS/eCS department extension (the ordering department, ORC-17) - context unverified.
+REQUEST_DEPARTMENT_EXT = "http://jpfhir.jp/fhir/eCS/Extension/StructureDefinition/JP_eCS_Department"
+DICOM_UID = "urn:dicom:uid"
+IDENTIFIER_TYPE = "http://terminology.hl7.org/CodeSystem/v2-0203"
+
+
+def request_status(orc1: str, orc5: str = "") -> str:
+    """ORC-1 (order control) and ORC-5 (order status) -> ServiceRequest/NutritionOrder status.
+
+    Cancels and discontinues win; then a completed/in-process ORC-5; new, parent, child and
+    status-changed orders are active.
+    """
+    if orc1 in ("CA", "OC", "CR", "DC", "DR", "OD", "UA"):
+        return "revoked"
+    if orc1 in ("HD", "OH"):
+        return "on-hold"
+    if orc5 in ("CA", "DC"):
+        return "revoked"
+    if orc5 == "CM":
+        return "completed"
+    if orc5 == "HD":
+        return "on-hold"
+    return "active"
