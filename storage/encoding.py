@@ -139,7 +139,14 @@ def decode(data: bytes) -> Decoded:
     if not has_high:
         if ESC not in data:
             return Decoded(data.decode("ascii"), "ascii")
-        text = _try(data, "iso2022_jp")
+        # Python's codec turns ESC ( J into JIS-Roman (yen sign, overline), but in HL7 those bytes
+        # are the escape and repetition delimiters: decode them as ASCII with our own decoder.
+        text = _try(data, "iso2022_jp") if b"\x1b(J" not in data else None
+        if text is None and b"\x1b(J" in data:
+            text = _iso2022jp_via_cp932(data)
+            if "\ufffd" not in text:
+                return Decoded(text.translate(WAVE_DASH_FOLD), "iso-2022-jp")
+            text = None
         if text is not None:
             return Decoded(text.translate(WAVE_DASH_FOLD), "iso-2022-jp")
         text = _iso2022jp_via_cp932(data)
@@ -163,6 +170,8 @@ def decode(data: bytes) -> Decoded:
 _ENCODE_UNFOLD = {ord(v): k for k, v in {
     "\u301c": "\uff5e", "\u2016": "\u2225", "\u2212": "\uff0d",
 }.items()}
+# JIS-Roman characters have no place in SS-MIX2's ASCII; write their JIS X 0208 forms instead.
+_ENCODE_UNFOLD.update({ord("\u00a5"): "\uffe5", ord("\u203e"): "\uffe3"})
 
 
 def _sjis_to_jis(s1: int, s2: int) -> tuple[int, int]:
