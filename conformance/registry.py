@@ -1,0 +1,259 @@
+"""Search-parameter registry loaded from ``capability_statement.json`` and request validation.
+
+Each declared ``searchParam`` carries the element it searches as an extension
+(``search-expression``, a small FHIRPath subset: ``Type.a.b`` with ``|`` alternatives; a choice
+element is written without ``[x]``; ``where(kana)`` selects JP Core kana names).  The API only
+accepts parameters declared here, and the test suite exercises every declared one on a live server.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+EXPRESSION_EXT = "https://fhir-gateway.example.org/StructureDefinition/search-expression"
+CAPABILITY_FILE = Path(__file__).resolve().parent.parent / "capability_statement.json"
+
+# Result parameters valid on every search (values are checked by the API).
+RESULT_PARAMS = frozenset({"_count", "_sort", "_include", "_revinclude", "_summary", "_elements",
+                           "_total", "_format", "_pretty", "_cursor"})
+MODIFIERS = {
+    "string": {"exact", "contains", "missing"},
+    "token": {"text", "not", "missing"},
+    "date": {"missing"},
+    "reference": {"missing", "Patient"},
+    "quantity": {"missing"},
+}
+PREFIXES = ("eq", "ne", "lt", "gt", "le", "ge", "sa", "eb")
+SORT_KEYS = {"date", "_lastUpdated", "jp-kana-sort"}
+SUMMARY = {"true", "false", "text", "data", "count"}
+TOTAL = {"none", "accurate"}
+DEFAULT_COUNT = 50
+MAX_COUNT = 1000
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+
+
+class QueryError(ValueError):
+    """A request parameter that is unknown or malformed (400, or ignored when lenient)."""
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    name: str
+    type: str
+    paths: tuple[tuple[str, ...], ...]  # alternatives; each a path of element names below the type
+    documentation: str = ""
+
+
+@dataclass(frozen=True)
+class ResourceDef:
+    type: str
+    profile: str
+    params: dict[str, SearchParam]
+    includes: frozenset[str]
+    revincludes: frozenset[str]
+    needs_patient: bool
+
+    @property
+    def date_param(self) -> SearchParam | None:
+        for name in ("date", "authoredon", "effective-time", "onset-date", "created", "birthdate"):
+            if name in self.params:
+                return self.params[name]
+        return None
+
+
+@dataclass
+class Criterion:
+    """One ``name[:modifier]=v1,v2`` occurrence: the values are ORed, criteria are ANDed."""
+
+    param: SearchParam
+    modifier: str | None
+    values: list[str]
+
+
+@dataclass
+class Query:
+    type: str
+    criteria: list[Criterion] = field(default_factory=list)
+    count: int = DEFAULT_COUNT
+    sort: list[tuple[str, bool]] = field(default_factory=list)  # (key, descending)
+    includes: list[str] = field(default_factory=list)
+    revincludes: list[str] = field(default_factory=list)
+    summary: str | None = None
+    elements: list[str] = field(default_factory=list)
+    total: str = "accurate"
+    ignored: list[str] = field(default_factory=list)  # lenient mode: what was dropped
+
+    def params(self, name: str) -> list[Criterion]:
+        return [c for c in self.criteria if c.param.name == name]
+
+
+def _parse_expression(rtype: str, expr: str) -> tuple[tuple[str, ...], ...]:
+    alts = []
+    for alt in expr.split("|"):
+        parts = alt.strip().split(".")
+        if parts[0] != rtype:
+            raise ValueError(f"expression {alt!r} does not start with {rtype}")
+        alts.append(tuple(p.replace("where(kana)", "@kana") for p in parts[1:]))
+    return tuple(alts)
+
+
+class Registry:
+    def __init__(self, statement: dict) -> None:
+        self.statement = statement
+        self.resources: dict[str, ResourceDef] = {}
+        for res in statement["rest"][0]["resource"]:
+            rtype = res["type"]
+            params = {}
+            for sp in res.get("searchParam", []):
+                expr = next((e["valueString"] for e in sp.get("extension", [])
+                             if e.get("url") == EXPRESSION_EXT), None)
+                if expr is None:
+                    raise ValueError(f"{rtype}.{sp['name']} declares no search expression")
+                params[sp["name"]] = SearchParam(sp["name"], sp["type"],
+                                                 _parse_expression(rtype, expr),
+                                                 sp.get("documentation", ""))
+            self.resources[rtype] = ResourceDef(
+                rtype, res.get("profile", ""), params, frozenset(res.get("searchInclude", [])),
+                frozenset(res.get("searchRevInclude", [])),
+                needs_patient=rtype not in ("Patient", "Claim"))
+
+    def get(self, rtype: str) -> ResourceDef | None:
+        return self.resources.get(rtype)
+
+    @functools.cached_property
+    def published(self) -> dict:
+        """The statement as served: the internal expression extensions removed."""
+        cs = copy.deepcopy(self.statement)
+        for res in cs["rest"][0]["resource"]:
+            for sp in res.get("searchParam", []):
+                sp.pop("extension", None)
+        return cs
+
+    # -- request parsing ------------------------------------------------------------------------
+    def parse(self, rtype: str, items: list[tuple[str, str]], lenient: bool = False,
+              extra: frozenset[str] = frozenset()) -> Query:
+        """Validate ``items`` (name, value pairs in request order) against the declaration."""
+        rdef = self.resources[rtype]
+        q = Query(rtype)
+
+        def bad(msg: str, name: str) -> None:
+            if not lenient:
+                raise QueryError(msg)
+            q.ignored.append(name)
+
+        for raw_name, value in items:
+            name, _, modifier = raw_name.partition(":")
+            if name in extra:
+                continue
+            if name in RESULT_PARAMS:
+                try:
+                    self._result_param(q, rdef, name, modifier, value)
+                except QueryError as exc:
+                    bad(str(exc), raw_name)
+                continue
+            sp = rdef.params.get(name)
+            if sp is None:
+                bad(f"unknown search parameter {raw_name!r} for {rtype} (see /metadata)", raw_name)
+                continue
+            if modifier and modifier not in MODIFIERS.get(sp.type, ()):
+                bad(f"modifier :{modifier} is not supported on {sp.type} parameter {name}", raw_name)
+                continue
+            values = _split_values(value)
+            if not values or any(v == "" for v in values):
+                bad(f"parameter {raw_name} has an empty value", raw_name)
+                continue
+            try:
+                for v in values:
+                    _check_value(sp, modifier, v)
+            except QueryError as exc:
+                bad(str(exc), raw_name)
+                continue
+            q.criteria.append(Criterion(sp, modifier or None, values))
+        return q
+
+    def _result_param(self, q: Query, rdef: ResourceDef, name: str, modifier: str,
+                      value: str) -> None:
+        if modifier and not (name in ("_include", "_revinclude") and modifier == "iterate"):
+            raise QueryError(f"{name} takes no modifier")
+        if name == "_count":
+            if not value.isdigit():
+                raise QueryError("_count must be a non-negative integer")
+            q.count = min(int(value), MAX_COUNT)
+        elif name == "_sort":
+            q.sort = []
+            for key in value.split(","):
+                desc = key.startswith("-")
+                key = key.lstrip("-")
+                if key not in SORT_KEYS or (key == "jp-kana-sort" and rdef.type != "Patient") \
+                        or (key == "date" and rdef.date_param is None):
+                    raise QueryError(f"_sort={key} is not supported for {rdef.type}")
+                q.sort.append((key, desc))
+        elif name == "_include":
+            if value not in rdef.includes:
+                raise QueryError(f"_include={value} is not supported for {rdef.type}")
+            q.includes.append(value)
+        elif name == "_revinclude":
+            if value not in rdef.revincludes:
+                raise QueryError(f"_revinclude={value} is not supported for {rdef.type}")
+            q.revincludes.append(value)
+        elif name == "_summary":
+            if value not in SUMMARY:
+                raise QueryError(f"_summary must be one of {', '.join(sorted(SUMMARY))}")
+            q.summary = None if value == "false" else value
+        elif name == "_elements":
+            els = [e.strip() for e in value.split(",") if e.strip()]
+            if not all(_NAME.match(e) for e in els):
+                raise QueryError("_elements lists element names")
+            q.elements = els
+        elif name == "_total":
+            if value not in TOTAL:
+                raise QueryError("_total must be none or accurate")
+            q.total = value
+        # _format, _pretty, _cursor are handled by the HTTP layer
+
+
+def _split_values(value: str) -> list[str]:
+    """Split on commas that are not escaped with a backslash; unescape ``\\,`` ``\\|`` ``\\$``."""
+    out, cur, i = [], [], 0
+    while i < len(value):
+        c = value[i]
+        if c == "\\" and i + 1 < len(value):
+            cur.append(value[i:i + 2])
+            i += 2
+            continue
+        if c == ",":
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    out.append("".join(cur))
+    return out
+
+
+_DATE_VALUE = re.compile(
+    r"^(?:eq|ne|lt|gt|le|ge|sa|eb)?\d{4}(?:-\d{2}(?:-\d{2}(?:T\d{2}(?::\d{2}(?::\d{2}(?:\.\d+)?)?)?"
+    r"(?:Z|[+-]\d{2}:\d{2})?)?)?)?$")
+_NUMBER = re.compile(r"^(?:eq|ne|lt|gt|le|ge|sa|eb)?-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?:\|.*)?$")
+
+
+def _check_value(sp: SearchParam, modifier: str, v: str) -> None:
+    if modifier == "missing":
+        if v not in ("true", "false"):
+            raise QueryError(f"{sp.name}:missing takes true or false")
+        return
+    if sp.type == "date" and not _DATE_VALUE.match(v):
+        raise QueryError(f"{sp.name}: {v!r} is not a FHIR date with an optional prefix")
+    if sp.type == "quantity" and not _NUMBER.match(v):
+        raise QueryError(f"{sp.name}: {v!r} is not [prefix]number[|system|code]")
+
+
+@functools.lru_cache(maxsize=1)
+def registry() -> Registry:
+    return Registry(orjson.loads(CAPABILITY_FILE.read_bytes()))
