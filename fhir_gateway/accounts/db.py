@@ -1,0 +1,116 @@
+"""The accounts database: one sqlite3 file in ``data_dir`` in WAL mode.
+
+Why sqlite: accounts, sessions, the disaster-access switch and the audit trail must survive a
+restart and be shared by every waitress thread, yet the gateway has no database server.  WAL lets
+readers (every request checks its session) run beside the occasional writer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    username TEXT PRIMARY KEY,
+    pw_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    facility TEXT,
+    display TEXT NOT NULL DEFAULT '',
+    disabled INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    locked_until REAL NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    pw_changed REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    sid_hash TEXT PRIMARY KEY,
+    data TEXT NOT NULL,
+    created REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    username TEXT
+);
+CREATE TABLE IF NOT EXISTS passphrases (
+    facility TEXT PRIMARY KEY,
+    pw_hash TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    rotated_at REAL NOT NULL,
+    rotated_by TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS access (
+    facility TEXT PRIMARY KEY,
+    enabled INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    expires REAL,
+    changed_by TEXT NOT NULL,
+    changed_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS access_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    facility TEXT NOT NULL,
+    action TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    expires REAL,
+    username TEXT NOT NULL,
+    person TEXT NOT NULL,
+    staff_no TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    username TEXT NOT NULL,
+    person TEXT NOT NULL,
+    staff_no TEXT NOT NULL,
+    session TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    action TEXT NOT NULL,
+    facility TEXT NOT NULL,
+    patient TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS access_log_no_update BEFORE UPDATE ON access_log
+    BEGIN SELECT RAISE(ABORT, 'access log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS access_log_no_delete BEFORE DELETE ON access_log
+    BEGIN SELECT RAISE(ABORT, 'access log is append-only'); END;
+"""
+
+
+class Database:
+    """A thread-local connection per thread on one file; writes serialised by a lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self.write_lock = threading.RLock()
+        with self.write_lock:
+            conn = self.conn()
+            conn.executescript(SCHEMA)
+
+    def conn(self) -> sqlite3.Connection:
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            c = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                check_same_thread=False)
+            c.row_factory = sqlite3.Row
+            c.execute("PRAGMA journal_mode=WAL")
+            c.execute("PRAGMA synchronous=NORMAL")
+            c.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = c
+        return c
+
+    def execute(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        return self.conn().execute(sql, params)
+
+    def write(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        with self.write_lock:
+            return self.conn().execute(sql, params)

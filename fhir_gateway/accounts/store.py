@@ -1,0 +1,290 @@
+"""Users, roles, the facility passphrase (合言葉), the disaster-access switch and the audit trail.
+
+Roles
+  system-admin    manages accounts and may connect/disconnect any facility; reads patient data
+                  only under the same rule as a viewer (the data centre operator is not a clinician).
+  hospital-admin  bound to one facility: rotates its 合言葉, connects/disconnects it, and may
+                  always open its own facility's data (to check it before a drill), audited.
+  viewer          a department account handed out by a hospital; opens a facility only while its
+                  disaster access is connected (接続) and after giving its 合言葉.
+
+Passwords and passphrases are stored as werkzeug scrypt hashes only.  Bad input never raises out
+of the public methods except :class:`AccountError` with a plain reason for the CLI and forms.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .db import Database
+
+ROLES = ("system-admin", "hospital-admin", "viewer")
+MIN_PASSWORD = 13          # MHLW Q&A option (a) and ASVS 2.1.1 (>= 12) — see docs/viewer.md
+MAX_PASSWORD = 128
+MIN_PASSPHRASE = 6
+MAX_FAILURES = 5           # failed logins before the account is locked ...
+LOCK_SECONDS = 15 * 60     # ... for this long
+_DUMMY_HASH = generate_password_hash("timing-equaliser-not-a-password", method="scrypt")
+
+
+class AccountError(ValueError):
+    """A refused account operation, with a reason fit to show the operator."""
+
+
+@dataclass(frozen=True)
+class User:
+    username: str
+    role: str
+    facility: str | None
+    display: str
+    disabled: bool
+    locked_until: float
+    created: float
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role in ("system-admin", "hospital-admin")
+
+    def administers(self, facility: str) -> bool:
+        return self.role == "system-admin" or (
+            self.role == "hospital-admin" and self.facility == facility)
+
+
+@dataclass(frozen=True)
+class AccessState:
+    facility: str
+    enabled: bool          # effective: switched on and not expired
+    switched_on: bool
+    reason: str
+    expires: float | None
+    changed_by: str
+    changed_at: float | None
+
+
+def _check_password(password: str, username: str) -> None:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        raise AccountError(f"password must have at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise AccountError(f"password must have at most {MAX_PASSWORD} characters")
+    if password.lower() == username.lower() or len(set(password)) < 4:
+        raise AccountError("password is too easy to guess")
+
+
+class AccountStore:
+    def __init__(self, data_dir: str | Path, *, max_failures: int = MAX_FAILURES,
+                 lock_seconds: float = LOCK_SECONDS) -> None:
+        self.db = Database(Path(data_dir) / "accounts.sqlite3")
+        self.max_failures = max_failures
+        self.lock_seconds = lock_seconds
+
+    # --- users -----------------------------------------------------------------------------
+    @staticmethod
+    def _user(row) -> User | None:
+        if row is None:
+            return None
+        return User(row["username"], row["role"], row["facility"], row["display"],
+                    bool(row["disabled"]), row["locked_until"], row["created"])
+
+    def get(self, username: str) -> User | None:
+        return self._user(self.db.execute(
+            "SELECT * FROM users WHERE username = ?", (username,)).fetchone())
+
+    def users(self) -> list[User]:
+        rows = self.db.execute("SELECT * FROM users ORDER BY username").fetchall()
+        return [self._user(r) for r in rows]
+
+    def add_user(self, username: str, password: str, role: str, facility: str | None = None,
+                 display: str = "") -> User:
+        username = (username or "").strip()
+        if not username or len(username) > 64 or any(c.isspace() for c in username):
+            raise AccountError("user name must be 1-64 characters without spaces")
+        if role not in ROLES:
+            raise AccountError(f"role must be one of {', '.join(ROLES)}")
+        if role == "hospital-admin" and not facility:
+            raise AccountError("a hospital-admin needs --facility CODE")
+        if role == "system-admin":
+            facility = None
+        _check_password(password, username)
+        now = time.time()
+        with self.db.write_lock:
+            if self.get(username):
+                raise AccountError(f"user {username!r} already exists")
+            self.db.write(
+                "INSERT INTO users (username, pw_hash, role, facility, display, created, pw_changed)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (username, generate_password_hash(password, method="scrypt"), role, facility,
+                 display, now, now))
+        return self.get(username)
+
+    def set_password(self, username: str, password: str) -> None:
+        if not self.get(username):
+            raise AccountError(f"no user {username!r}")
+        _check_password(password, username)
+        self.db.write("UPDATE users SET pw_hash = ?, pw_changed = ?, failed = 0, locked_until = 0"
+                      " WHERE username = ?",
+                      (generate_password_hash(password, method="scrypt"), time.time(), username))
+        self.revoke_sessions(username)
+
+    def set_disabled(self, username: str, disabled: bool = True) -> None:
+        if not self.get(username):
+            raise AccountError(f"no user {username!r}")
+        self.db.write("UPDATE users SET disabled = ? WHERE username = ?", (int(disabled), username))
+        if disabled:
+            self.revoke_sessions(username)
+
+    def authenticate(self, username: str, password: str) -> tuple[User | None, str]:
+        """(user, "") on success, else (None, reason code) — the form shows one generic message.
+
+        Reason codes: unknown, disabled, locked, bad-password.  A locked account stays locked
+        even for the right password until the lock expires."""
+        row = self.db.execute("SELECT * FROM users WHERE username = ?", (username,)).fetchone()
+        if row is None:
+            check_password_hash(_DUMMY_HASH, password or "")  # same time as a real check
+            return None, "unknown"
+        now = time.time()
+        if row["disabled"]:
+            return None, "disabled"
+        if row["locked_until"] > now:
+            return None, "locked"
+        if not check_password_hash(row["pw_hash"], password or ""):
+            failed = row["failed"] + 1
+            locked = now + self.lock_seconds if failed >= self.max_failures else 0
+            self.db.write("UPDATE users SET failed = ?, locked_until = ? WHERE username = ?",
+                          (0 if locked else failed, locked, username))
+            return None, "locked" if locked else "bad-password"
+        self.db.write("UPDATE users SET failed = 0, locked_until = 0 WHERE username = ?",
+                      (username,))
+        return self._user(row), ""
+
+    def revoke_sessions(self, username: str) -> int:
+        return self.db.write("DELETE FROM sessions WHERE username = ?", (username,)).rowcount
+
+    # --- facility passphrase (合言葉) --------------------------------------------------------
+    def set_passphrase(self, facility: str, passphrase: str, by: str) -> int:
+        """Rotate the 合言葉; returns the new version (sessions unlocked with an older one lapse)."""
+        if not isinstance(passphrase, str) or len(passphrase.strip()) < MIN_PASSPHRASE:
+            raise AccountError(f"合言葉 must have at least {MIN_PASSPHRASE} characters")
+        with self.db.write_lock:
+            row = self.db.execute("SELECT version FROM passphrases WHERE facility = ?",
+                                  (facility,)).fetchone()
+            version = (row["version"] + 1) if row else 1
+            self.db.write(
+                "INSERT OR REPLACE INTO passphrases (facility, pw_hash, version, rotated_at,"
+                " rotated_by) VALUES (?, ?, ?, ?, ?)",
+                (facility, generate_password_hash(passphrase.strip(), method="scrypt"), version,
+                 time.time(), by))
+        return version
+
+    def passphrase_info(self, facility: str) -> dict | None:
+        row = self.db.execute("SELECT version, rotated_at, rotated_by FROM passphrases"
+                              " WHERE facility = ?", (facility,)).fetchone()
+        return dict(row) if row else None
+
+    def check_passphrase(self, facility: str, passphrase: str) -> int | None:
+        """The passphrase version when it matches, else None."""
+        row = self.db.execute("SELECT pw_hash, version FROM passphrases WHERE facility = ?",
+                              (facility,)).fetchone()
+        if row is None:
+            return None
+        if check_password_hash(row["pw_hash"], (passphrase or "").strip()):
+            return row["version"]
+        return None
+
+    # --- disaster access switch (接続 / 切断) -------------------------------------------------
+    def access(self, facility: str, now: float | None = None) -> AccessState:
+        now = time.time() if now is None else now
+        row = self.db.execute("SELECT * FROM access WHERE facility = ?", (facility,)).fetchone()
+        if row is None:
+            return AccessState(facility, False, False, "", None, "", None)
+        on = bool(row["enabled"])
+        live = on and (row["expires"] is None or row["expires"] > now)
+        return AccessState(facility, live, on, row["reason"], row["expires"], row["changed_by"],
+                           row["changed_at"])
+
+    def switch_access(self, facility: str, enable: bool, reason: str, by: str, person: str,
+                      staff_no: str, expires: float | None = None) -> AccessState:
+        reason = (reason or "").strip()
+        if not reason:
+            raise AccountError("a reason is required (理由を入力してください)")
+        if expires is not None and expires <= time.time():
+            raise AccountError("the expiry must be in the future")
+        now = time.time()
+        with self.db.write_lock:
+            self.db.write(
+                "INSERT OR REPLACE INTO access (facility, enabled, reason, expires, changed_by,"
+                " changed_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (facility, int(enable), reason, expires if enable else None, by, now))
+            self.db.write(
+                "INSERT INTO access_log (at, facility, action, reason, expires, username, person,"
+                " staff_no) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (now, facility, "connect" if enable else "disconnect", reason,
+                 expires if enable else None, by, person, staff_no))
+        return self.access(facility)
+
+    def access_log(self, facility: str | None = None, limit: int = 200) -> list[dict]:
+        if facility:
+            rows = self.db.execute("SELECT * FROM access_log WHERE facility = ? ORDER BY id DESC"
+                                   " LIMIT ?", (facility, limit)).fetchall()
+        else:
+            rows = self.db.execute("SELECT * FROM access_log ORDER BY id DESC LIMIT ?",
+                                   (limit,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def can_read(self, user: User, facility: str) -> bool:
+        """May this account open patient data of ``facility`` (before the 合言葉 check)?"""
+        if user.disabled:
+            return False
+        if user.role == "hospital-admin" and user.facility == facility:
+            return True
+        return self.access(facility).enabled
+
+    # --- audit trail (append-only, hash-chained) ---------------------------------------------
+    def audit(self, action: str, *, username: str = "", person: str = "", staff_no: str = "",
+              session: str = "", ip: str = "", facility: str = "", patient: str = "",
+              detail: dict | str = "", outcome: str = "ok") -> None:
+        """Append one audit row.  Never pass passwords, the 合言葉 or memo text here."""
+        text = detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False,
+                                                                 sort_keys=True)
+        now = time.time()
+        with self.db.write_lock:
+            row = self.db.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+            prev = row["hash"] if row else ""
+            fields = [f"{now:.6f}", username, person, staff_no, session, ip, action, facility,
+                      patient, text, outcome, prev]
+            digest = hashlib.sha256("\x1f".join(fields).encode("utf-8")).hexdigest()
+            self.db.write(
+                "INSERT INTO audit (at, username, person, staff_no, session, ip, action, facility,"
+                " patient, detail, outcome, prev_hash, hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (now, username, person, staff_no, session, ip, action, facility, patient, text,
+                 outcome, prev, digest))
+
+    def audit_rows(self, limit: int = 500, facility: str | None = None) -> list[dict]:
+        if facility:
+            rows = self.db.execute("SELECT * FROM audit WHERE facility = ? ORDER BY id DESC"
+                                   " LIMIT ?", (facility, limit)).fetchall()
+        else:
+            rows = self.db.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?",
+                                   (limit,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def verify_audit(self) -> tuple[bool, int]:
+        """Recompute the hash chain: (intact, number of rows checked)."""
+        prev = ""
+        n = 0
+        for row in self.db.execute("SELECT * FROM audit ORDER BY id"):
+            fields = [f"{row['at']:.6f}", row["username"], row["person"], row["staff_no"],
+                      row["session"], row["ip"], row["action"], row["facility"], row["patient"],
+                      row["detail"], row["outcome"], prev]
+            digest = hashlib.sha256("\x1f".join(fields).encode("utf-8")).hexdigest()
+            if row["prev_hash"] != prev or row["hash"] != digest:
+                return False, n
+            prev = row["hash"]
+            n += 1
+        return True, n
