@@ -1,0 +1,437 @@
+"""UKE receipts -> Claim (+ Coverage per bearer, + Patient when no SS-MIX2 patient matches).
+
+One RE record with the records up to the next RE (a :class:`storage.uke.Receipt`) becomes one
+Claim.  Pure functions: the caller reads the file (``storage.uke``), resolves the patient with
+``storage.uke.match_patient`` and passes the result in :class:`ClaimContext`.
+
+Money: UKE amounts are 点数; 1 点 = 10 円 (the national fee-schedule rate) unless RE-15
+割引点数単価 says otherwise, so ``unitPrice = 点数 × 10 JPY`` and ``net = unitPrice × 回数``.
+The field → element table is in docs/receipts.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timezone, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Callable
+
+from storage.uke import Item, Receipt, UkeFile, UkeRecord, parse_uke_date, uke_date_fhir, \
+    uke_month
+
+from . import terminology as term
+
+YEN_PER_POINT = 10
+JST = timezone(timedelta(hours=9))
+_SAFE = re.compile(r"[^A-Za-z0-9\-]")
+_ID_PART = re.compile(r"^[A-Za-z0-9\-]{1,20}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimContext:
+    facility: str  # configured facility code (used in ids)
+    source: str  # receipts-folder-relative path of the UKE file -> meta.source "receipts/..."
+    patient_id: str | None = None  # SS-MIX2 patient resolved by the caller, or None
+    last_updated: str | None = None  # the file's mtime as a FHIR instant (see mtime_instant)
+    header: UkeRecord | None = None  # the file's IR (UK/YK) record
+
+
+def mtime_instant(mtime: float) -> str:
+    """A file mtime (seconds since the epoch) as a FHIR instant in +09:00."""
+    return datetime.fromtimestamp(mtime, JST).isoformat(timespec="seconds")
+
+
+# --- ids ----------------------------------------------------------------------------------------
+
+def _safe(text: str) -> str:
+    return _SAFE.sub("", text) or "x"
+
+
+def claim_id(facility: str, header: UkeRecord | None, receipt: Receipt) -> str:
+    """``uke-{facility}-{請求年月 YYYYMM}-{審査支払機関}{点数表}-{レセプト番号}``.
+
+    RE-2 is unique only within one file; a facility sends one file per payer and 点数表 per
+    month, so those two codes make the id unique and stable across re-reads.
+    """
+    month = uke_month(header["claim_month"]) if header else None
+    kind = (header["payer"] + header["tensuhyo"]) if header else ""
+    return "-".join(("uke", _safe(facility)[:20], month or "000000", _safe(kind) or "0",
+                     _safe(receipt.receipt_no)[:10]))
+
+
+def parse_claim_id(value: str) -> tuple[str, str, str, str] | None:
+    """Invert :func:`claim_id`: (facility, YYYYMM, payer+点数表, receipt no), or None."""
+    m = re.fullmatch(r"uke-([A-Za-z0-9]{1,20})-(\d{6})-([A-Za-z0-9]{1,4})-([A-Za-z0-9]{1,10})",
+                     value)
+    return (m.group(1), m.group(2), m.group(3), m.group(4)) if m else None
+
+
+def receipt_patient_id(facility: str, receipt: Receipt) -> str:
+    """Id of the Patient built from RE when no SS-MIX2 patient matched.
+
+    ``uke-{facility}-{カルテ番号}`` when the number is a usable id part, else
+    ``uke-{facility}-h{hash}`` of name, birth date, sex and the HO insurance numbers, so the
+    same person gets the same id in every month's file.
+    """
+    karte = receipt.karte_no
+    if karte and _ID_PART.match(karte):
+        return f"uke-{_safe(facility)[:20]}-{karte}"
+    re_ = receipt.re
+    ho = receipt.ho
+    basis = "|".join((re_["name"], re_["birth_date"], re_["sex"],
+                      ho["insurer_no"] if ho else "", _nfkc(ho["symbol"]) if ho else "",
+                      _nfkc(ho["number"]) if ho else ""))
+    digest = hashlib.sha256(basis.encode()).hexdigest()[:16]
+    return f"uke-{_safe(facility)[:20]}-h{digest}"
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+def _nfkc(text: str) -> str:
+    return "".join(unicodedata.normalize("NFKC", text or "").split())
+
+
+def _dec(text: str) -> Decimal | None:
+    t = (text or "").strip()
+    if not t:
+        return None
+    try:
+        return Decimal(t)
+    except InvalidOperation:
+        return None
+
+
+def _yen(points: Decimal | int, unit: Decimal | int = YEN_PER_POINT) -> dict:
+    return {"value": Decimal(points) * Decimal(unit), "currency": "JPY"}
+
+
+def _month_period(text: str) -> dict | None:
+    p = parse_uke_date(text)
+    if p is None:
+        return None
+    y, m, _ = p
+    last = (date(y + (m == 12), m % 12 + 1, 1) - timedelta(days=1)).day
+    return {"start": f"{y:04d}-{m:02d}-01", "end": f"{y:04d}-{m:02d}-{last:02d}"}
+
+
+def _ext(name: str, **value: object) -> dict:
+    return {"url": term.UKE_EXT + name, **value}
+
+
+def _coding(system: str, code: str, display: str = "") -> dict:
+    c = {"system": system, "code": code}
+    if display:
+        c["display"] = display
+    return c
+
+
+def _meta(ctx: ClaimContext, profile: str | None = None) -> dict:
+    src = ctx.source.replace("\\", "/").lstrip("/")
+    m: dict = {"versionId": "1",
+               "source": src if src.startswith("receipts/") else f"receipts/{src}"}
+    if ctx.last_updated:
+        m["lastUpdated"] = ctx.last_updated
+    if profile:
+        m["profile"] = [profile]
+    return m
+
+
+_CLAIM_TYPE = {"3": "oral", "4": "pharmacy"}
+_ITEM_SYSTEM = {"SI": term.RECEIPT_PROCEDURE, "IY": term.RECEIPT_DRUG, "TO": term.RECEIPT_DEVICE,
+                "SS": term.RECEIPT_DENTAL_PROCEDURE}
+
+
+# --- resources ----------------------------------------------------------------------------------
+
+def map_receipt(receipt: Receipt, ctx: ClaimContext) -> list[dict]:
+    """One receipt -> [Claim, Coverage…, (Patient)].  Never drops a receipt for lack of a match."""
+    header = ctx.header
+    cid = claim_id(ctx.facility, header, receipt)
+    out: list[dict] = []
+    patient_id = ctx.patient_id or receipt_patient_id(ctx.facility, receipt)
+    patient = {"reference": f"Patient/{patient_id}"}
+    tensuhyo = header["tensuhyo"] if header else ""
+    facility10 = _facility10(header) or ctx.facility
+
+    claim: dict = {"resourceType": "Claim", "id": cid, "meta": _meta(ctx)}
+    exts = []
+    if tensuhyo:
+        exts.append(_ext("tensuhyo", valueCoding=_coding(term.RECEIPT_TENSUHYO, tensuhyo)))
+    for name in ("benefit_ratio", "special_notes", "beds", "karte_no", "discount_unit_price",
+                 "search_no", "claim_info", "patient_status"):
+        v = receipt.re[name]
+        if v:
+            exts.append(_ext(name.replace("_", "-"), valueString=v))
+    if exts:
+        claim["extension"] = exts
+    month = uke_month(header["claim_month"]) if header else None
+    claim["identifier"] = [{
+        "system": f"{term.RECEIPT_NUMBER}/{facility10}/{month or '000000'}",
+        "value": receipt.receipt_no or "0",
+    }]
+    claim["status"] = "active"
+    claim["type"] = {"coding": [_coding(term.CLAIM_TYPE, _CLAIM_TYPE.get(
+        tensuhyo, "institutional" if receipt.inpatient else "professional"))]}
+    if receipt.re["receipt_type"]:
+        claim["subType"] = {"coding": [_coding(term.RECEIPT_TYPE, receipt.re["receipt_type"])]}
+    claim["use"] = "claim"
+    claim["patient"] = patient
+    period = _month_period(receipt.re["service_month"])
+    if period:
+        claim["billablePeriod"] = period
+    created = _month_period(header["claim_month"]) if header else None
+    claim["created"] = created["start"] if created else (period or {}).get("end", "1970-01-01")
+    provider: dict = {"type": "Organization",
+                      "identifier": {"system": term.MEDICAL_INSTITUTION, "value": facility10}}
+    if header and header["facility_name"]:
+        provider["display"] = header["facility_name"]
+    claim["provider"] = provider
+    claim["priority"] = {"coding": [_coding(term.PROCESS_PRIORITY, "normal")]}
+
+    coverages = _coverages(receipt, cid, patient, ctx)
+    claim["insurance"] = [
+        {"sequence": i, "focal": i == 1, "coverage": {"reference": f"Coverage/{c['id']}"}}
+        for i, c in enumerate(coverages, 1)
+    ] or [{"sequence": 1, "focal": True, "coverage": {"display": "保険情報なし (no HO/KO record)"}}]
+    if receipt.ho and receipt.ho["insurer_no"]:
+        claim["insurer"] = {"type": "Organization", "identifier": {
+            "system": term.INSURER_NUMBER, "value": receipt.ho["insurer_no"]}}
+
+    info: list[dict] = []
+    diagnosis = _diagnoses(receipt)
+    if diagnosis:
+        claim["diagnosis"] = diagnosis
+    items = [_item(it, n, receipt, info) for n, it in enumerate(receipt.items, 1)]
+    for co in receipt.comments:
+        _comment_info(co["code"], co["text"], info)
+    for sj in receipt.sj:
+        info.append({"sequence": len(info) + 1,
+                     "category": {"coding": [_coding(term.CLAIM_INFO_CATEGORY, "info")],
+                                  "text": "症状詳記"},
+                     "code": {"coding": [_coding(term.UKE_BASE + "/symptom-detail", sj["kind"] or "0")]},
+                     **({"valueString": sj["text"]} if sj["text"] else {})})
+    if receipt.re["admission_date"]:
+        adm = uke_date_fhir(receipt.re["admission_date"])
+        if adm:
+            info.append({"sequence": len(info) + 1, "category": {"coding": [
+                _coding(term.CLAIM_INFO_CATEGORY, "admissionperiod")]}, "timingPeriod": {"start": adm}})
+    if info:
+        claim["supportingInfo"] = info
+    if items:
+        claim["item"] = items
+    total = receipt.total_points
+    if total is not None:
+        claim["total"] = _yen(total, _unit_price(receipt))
+    out.append(claim)
+    out.extend(coverages)
+    if ctx.patient_id is None:
+        out.append(map_re_patient(receipt, patient_id, facility10, ctx))
+    return out
+
+
+def _facility10(header: UkeRecord | None) -> str:
+    if header is None:
+        return ""
+    code = header["facility_code"]
+    if header["prefecture"] and header["tensuhyo"] and code:
+        return header["prefecture"].zfill(2) + header["tensuhyo"] + code.zfill(7)
+    return code
+
+
+def _unit_price(receipt: Receipt) -> Decimal:
+    """Yen per point: RE-15 割引点数単価 (e.g. 9.5) when set, else 10."""
+    d = _dec(receipt.re["discount_unit_price"])
+    return d if d and d > 0 else Decimal(YEN_PER_POINT)
+
+
+def _coverages(receipt: Receipt, cid: str, patient: dict, ctx: ClaimContext) -> list[dict]:
+    out = []
+    if receipt.ho is not None:
+        ho = receipt.ho
+        cov: dict = {"resourceType": "Coverage", "id": f"{cid}-ho",
+                     "meta": _meta(ctx, term.PROFILE["Coverage"])}
+        exts = []
+        for name, url in (("symbol", "JP_Coverage_InsuredPersonSymbol"),
+                          ("number", "JP_Coverage_InsuredPersonNumber")):
+            v = _nfkc(ho[name])
+            if v:
+                exts.append({"url": f"{term.JP_CORE}/Extension/StructureDefinition/{url}",
+                             "valueString": v})
+        if exts:
+            cov["extension"] = exts
+        cov["status"] = "active"
+        cov["beneficiary"] = patient
+        insurer = ho["insurer_no"]  # field is right-aligned and space-padded; [] strips it
+        cov["payor"] = [{"type": "Organization", "identifier": {
+            "system": term.INSURER_NUMBER, "value": insurer}} if insurer
+            else {"display": "保険者番号なし"}]
+        out.append(cov)
+    for i, ko in enumerate(receipt.ko, 1):
+        cov = {"resourceType": "Coverage", "id": f"{cid}-ko{i}",
+               "meta": _meta(ctx, term.PROFILE["Coverage"]), "status": "active"}
+        if ko["recipient_no"]:
+            cov["identifier"] = [{"system": term.PUBLIC_RECIPIENT, "value": ko["recipient_no"]}]
+        cov["beneficiary"] = patient
+        cov["payor"] = [{"type": "Organization", "identifier": {
+            "system": term.PUBLIC_PAYER, "value": ko["payer_no"]}} if ko["payer_no"]
+            else {"display": "公費負担者番号なし"}]
+        cov["order"] = i + (1 if receipt.ho is not None else 0)
+        out.append(cov)
+    return out
+
+
+def _diagnoses(receipt: Receipt) -> list[dict]:
+    out = []
+    for n, sy in enumerate(receipt.sy, 1):
+        code, name = sy["disease_code"], sy["disease_name"]
+        cc: dict = {}
+        if code:
+            cc["coding"] = [_coding(term.RECEIPT_DISEASE, code)]
+        if name:
+            cc["text"] = name
+        if not cc:
+            cc["text"] = "傷病名コードなし"
+        d: dict = {"sequence": n}
+        exts = []
+        mods = sy["modifiers"]
+        for i in range(0, len(mods), 4):
+            exts.append(_ext("disease-modifier", valueCoding=_coding(
+                term.RECEIPT_DISEASE_MODIFIER, mods[i:i + 4])))
+        start = uke_date_fhir(sy["start_date"])
+        if start:
+            exts.append(_ext("start-date", valueDate=start))
+        if sy["outcome"]:
+            exts.append(_ext("outcome", valueCoding=_coding(term.RECEIPT_OUTCOME, sy["outcome"])))
+        if sy["supplement"]:
+            exts.append(_ext("supplement", valueString=sy["supplement"]))
+        if exts:
+            d["extension"] = exts
+        d["diagnosisCodeableConcept"] = cc
+        if sy["main"] == "01":
+            d["type"] = [{"coding": [_coding(term.DIAGNOSIS_TYPE, "principal")]}]
+        out.append(d)
+    # 歯科 HS 傷病名部位: diagnosis with the teeth (部位) kept as an extension
+    for hs in receipt.hs:
+        d = {"sequence": len(out) + 1}
+        teeth = hs["teeth"]
+        if teeth:
+            d["extension"] = [_ext("teeth", valueString=teeth)]
+        code = hs["disease_code"]
+        d["diagnosisCodeableConcept"] = ({"coding": [_coding(term.RECEIPT_DISEASE, code)]}
+                                         if code else {"text": "傷病名コードなし"})
+        out.append(d)
+    return out
+
+
+def _comment_info(code: str, text: str, info: list[dict]) -> int:
+    """Append a CO/inline comment as Claim.supportingInfo; return its sequence."""
+    seq = len(info) + 1
+    entry: dict = {"sequence": seq, "category": {"coding": [
+        _coding(term.CLAIM_INFO_CATEGORY, "info")], "text": "コメント"}}
+    if code:
+        entry["code"] = {"coding": [_coding(term.RECEIPT_COMMENT, code)]}
+    if text:
+        entry["valueString"] = text
+    info.append(entry)
+    return seq
+
+
+def _item(it: Item, seq: int, receipt: Receipt, info: list[dict]) -> dict:
+    rec = it.record
+    item: dict = {"sequence": seq}
+    exts = [_ext("billing-unit", valueInteger=it.unit)]
+    if rec["burden"]:
+        exts.append(_ext("burden-class", valueCoding=_coding(term.RECEIPT_BURDEN, rec["burden"])))
+    amount = _dec(rec["quantity"])
+    if amount is not None:
+        exts.append(_ext("quantity-data", valueDecimal=amount))
+    days = rec.days()
+    period = _month_period(receipt.re["service_month"])
+    if days and period:
+        ym = period["start"][:8]
+        for day, n in days.items():
+            exts.append(_ext("service-day", valueString=f"{ym}{day:02d}×{n}"))
+    item["extension"] = exts
+    links = [_comment_info(c["code"], c["text"], info) for c in it.comments]
+    for k in (1, 2, 3):
+        code, text = rec[f"comment_code_{k}"], rec[f"comment_text_{k}"]
+        if code or text:
+            links.append(_comment_info(code, text, info))
+    if links:
+        item["informationSequence"] = links
+    if it.category:
+        item["category"] = {"coding": [_coding(term.RECEIPT_CATEGORY, it.category)]}
+    display = rec["device_name"] or rec["product_name"]
+    pos: dict = {"coding": [_coding(_ITEM_SYSTEM.get(rec.type, term.UKE_BASE), rec["code"] or "0",
+                                    display)]}
+    if display:
+        pos["text"] = display
+    item["productOrService"] = pos
+    if days and period:
+        ym = period["start"][:8]
+        first, last = min(days), max(days)
+        if first == last:
+            item["servicedDate"] = f"{ym}{first:02d}"
+        else:
+            item["servicedPeriod"] = {"start": f"{ym}{first:02d}", "end": f"{ym}{last:02d}"}
+    count = _dec(rec["count"])
+    if count is not None:
+        item["quantity"] = {"value": count}
+    points = _dec(rec["points"])
+    if points is not None:  # only the last record of a 算定単位 carries the unit's points
+        unit = _unit_price(receipt)
+        item["unitPrice"] = _yen(points, unit)
+        item["net"] = _yen(points * (count if count is not None else 1), unit)
+    return item
+
+
+def _split_name(text: str) -> tuple[str, str]:
+    parts = re.split(r"[ \u3000]+", text.strip(), maxsplit=1)
+    return (parts[0], parts[1]) if len(parts) == 2 else ("", "")
+
+
+def map_re_patient(receipt: Receipt, patient_id: str, facility10: str, ctx: ClaimContext) -> dict:
+    """A JP_Patient from the RE record (name, kana, sex, birth date from 和暦/西暦)."""
+    re_ = receipt.re
+    p: dict = {"resourceType": "Patient", "id": patient_id,
+               "meta": _meta(ctx, term.PROFILE["Patient"])}
+    karte = receipt.karte_no
+    if karte:
+        p["identifier"] = [{"system": term.patient_identifier_system(facility10), "value": karte}]
+    names = []
+    for text, rep in ((re_["name"], "IDE"), (re_["kana"], "SYL")):
+        if not text:
+            continue
+        n: dict = {"extension": [{"url": term.NAME_REPRESENTATION, "valueCode": rep}],
+                   "use": "official", "text": text}
+        family, given = _split_name(text)
+        if family:
+            n["family"], n["given"] = family, [given]
+        names.append(n)
+    if names:
+        p["name"] = names
+    p["gender"] = {"1": "male", "2": "female"}.get(re_["sex"], "unknown")
+    birth = uke_date_fhir(re_["birth_date"])
+    if birth:
+        p["birthDate"] = birth
+    return p
+
+
+def map_uke_file(uf: UkeFile, ctx_factory: Callable[[Receipt], ClaimContext]) -> list[dict]:
+    """Every receipt of a file; Patients built from RE are emitted once per id."""
+    out: list[dict] = []
+    seen: set[str] = set()
+    for r in uf.receipts:
+        ctx = ctx_factory(r)
+        if ctx.header is None:
+            ctx = replace(ctx, header=uf.ir)
+        for res in map_receipt(r, ctx):
+            if res["resourceType"] == "Patient":
+                if res["id"] in seen:
+                    continue
+                seen.add(res["id"])
+            out.append(res)
+    return out
