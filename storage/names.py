@@ -178,3 +178,32 @@ def is_valid_patient_id(value: str) -> bool:
 
 def is_valid_date_folder(value: str) -> bool:
     return value == NO_DATE or bool(_DATE.match(value))
+
+
+def parse_content_folder_name(name: str, data_type: str | None = None) -> FileName:
+    """Parse an extended-storage content-folder name; raise :class:`BadFileName`.
+
+    ``{patient}_{date|-}_{data type}_{key}_{timestamp}[_{department}]_{flag}``: the guideline text
+    has 7 parts, NHO's samples omit the department (6 parts).  The data type (caret-separated
+    code names, possibly holding ``_``) is taken from ``data_type`` (the parent folder) when the
+    name carries it verbatim; otherwise the department is present only when the part before the
+    flag is not a 12-17 digit timestamp.  A missing department is returned as ``-``.
+    """
+    parts = name.split("_")
+    if len(parts) < 6:
+        raise BadFileName(f"{len(parts)} parts separated by '_' (6 or 7 required)")
+    if data_type and name.startswith(f"{parts[0]}_{parts[1]}_{data_type}_"):
+        tail = name[len(f"{parts[0]}_{parts[1]}_{data_type}_"):].split("_")
+        if len(tail) not in (3, 4):
+            raise BadFileName(f"{len(tail)} parts after the data type (3 or 4 required)")
+        head = [parts[0], parts[1], data_type]
+    else:
+        dept_missing = bool(_TIMESTAMP.match(parts[-2]))
+        n_tail = 3 if dept_missing else 4
+        if len(parts) < 3 + n_tail:
+            raise BadFileName(f"{len(parts)} parts separated by '_' (6 or 7 required)")
+        tail = parts[-n_tail:]
+        head = [parts[0], parts[1], "_".join(parts[2:-n_tail])]
+    if len(tail) == 3:
+        tail = [tail[0], tail[1], NO_DATE, tail[2]]
+    return parse_name("_".join(head + tail), standard=False)
