@@ -1,0 +1,552 @@
+"""Pieces shared by the medication mappers (OMP-01, OMP-02, OMP-11, OMP-12).
+
+SS-MIX2 writes one drug line per ``ORC`` group (``ORC RXE TQ1* RXR* RXC*`` in RDE^O11,
+``ORC [RXE TQ1 RXR RXC*] RXA* RXR*`` in RAS^O17).  These helpers turn the ORC numbering into
+JP Core Rp identifiers, MERIT-9 units into Quantities, TQ1 into Dosage timing and RXR into
+route/site/method, so each per-type module only says which resource it builds.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from storage.hl7 import Field, Message, Segment
+
+from . import datatypes as dt
+from . import terminology as term
+from .context import MapContext
+from .ids import resource_id
+
+EXT_PERIOD_OF_USE = term.JP_EXT + "JP_MedicationRequest_DosageInstruction_PeriodOfUse"
+EXT_USAGE_DURATION = term.JP_EXT + "JP_MedicationRequest_DosageInstruction_UsageDuration"
+EXT_REPEAT_COUNT = term.JP_EXT + "JP_MedicationRequest_DispenseRequest_ExpectedRepeatCount"
+EXT_INGREDIENT_DRUG_NO = term.JP_EXT + "JP_Medication_Ingredient_DrugNo"
+EXT_MA_DEPARTMENT = term.JP_EXT + "JP_MedicationAdministration_RequestDepartment"
+EXT_MA_AUTHORED_ON = term.JP_EXT + "JP_MedicationAdministration_RequestAuthoredOn"
+EXT_MA_REQUESTER = term.JP_EXT + "JP_MedicationAdministration_Requester"
+# JP Core has no department element on MedicationRequest; ORC-17 is kept in this documented one.
+EXT_ORDER_DEPARTMENT = "http://fhir-gateway.example.org/StructureDefinition/order-department"
+
+# 注射種別 (JHSI table 0002; guideline samples use the local name 99I02).  06 = 予防接種.
+INJECTION_TYPE_SYSTEMS = ("JHSI0002", "99I02")
+VACCINATION = "06"
+
+_POS = re.compile(r"[^A-Za-z0-9\-]")
+
+
+@dataclass
+class OrderGroup:
+    """One ORC and the segments that follow it up to the next ORC."""
+
+    index: int  # 1-based position of the ORC in the message
+    orc: Segment
+    segments: list[Segment] = field(default_factory=list)
+
+    def all(self, seg_id: str) -> list[Segment]:
+        return [s for s in self.segments if s.id == seg_id]
+
+    def first(self, seg_id: str) -> Segment | None:
+        for s in self.segments:
+            if s.id == seg_id:
+                return s
+        return None
+
+
+def order_groups(msg: Message) -> list[OrderGroup]:
+    return [OrderGroup(i, g[0], g[1:]) for i, g in enumerate(msg.groups("ORC"), 1)]
+
+
+# --- Rp numbering and ids ---------------------------------------------------------------------
+
+def zero_suppress(value: str) -> str:
+    """JP Core writes Rp numbers without leading zeros ("1", not "01")."""
+    return (value.lstrip("0") or "0") if value.isdigit() else value
+
+
+def rp_parts(orc: Segment) -> tuple[str, str]:
+    """(Rp number, sequence) from ORC-4.
+
+    Seen in the wild: ``1`` (Rp only), ``12345678_01`` (order_Rp) and
+    ``123456789012345_01_001`` (order_Rp_sequence).  A bare ORC-4 equal to the order number
+    carries no Rp and yields ("", "").
+    """
+    value = orc.get(4).strip()
+    if not value:
+        return "", ""
+    parts = value.split("_")
+    if len(parts) == 1:
+        if value == orc.get(2).strip() and len(value) > 4:
+            return "", ""
+        return zero_suppress(value), ""
+    return zero_suppress(parts[1]), zero_suppress(parts[2]) if len(parts) > 2 else ""
+
+
+def position(value: str, fallback: object) -> str:
+    """A token usable inside a resource id (letters, digits, '-', ≤16 chars)."""
+    token = _POS.sub("", value)[:16]
+    return token or str(fallback)
+
+
+class Numbering:
+    """Hands out stable, unique id positions inside one message."""
+
+    def __init__(self) -> None:
+        self._per_rp: dict[str, int] = {}
+        self._used: set[tuple[str, ...]] = set()
+
+    def next_in_rp(self, rp: str) -> int:
+        n = self._per_rp.get(rp, 0) + 1
+        self._per_rp[rp] = n
+        return n
+
+    def unique(self, *pos: object) -> tuple[str, ...]:
+        key = tuple(str(p) for p in pos)
+        n = 1
+        candidate = key
+        while candidate in self._used:
+            n += 1
+            candidate = key[:-1] + (f"{key[-1]}-{n}",)
+        self._used.add(candidate)
+        return candidate
+
+
+def rid(ctx: MapContext, *pos: str) -> str:
+    return resource_id(ctx.name, *pos)
+
+
+def rp_identifiers(rp: str, order_in_rp: str | None) -> list[dict]:
+    ids = [{"system": term.RP_NUMBER, "value": rp}]
+    if order_in_rp:
+        ids.append({"system": term.ORDER_IN_RP, "value": order_in_rp})
+    return ids
+
+
+def order_identifier(ctx: MapContext, orc: Segment) -> dict | None:
+    """ORC-2 placer order number as the JP Core requestIdentifier."""
+    value = orc.get(2).strip()
+    if not value:
+        return None
+    return {"system": term.RESOURCE_INSTANCE, "value": value}
+
+
+def prescription_group(ctx: MapContext, orc: Segment) -> dict | None:
+    """groupIdentifier: the prescription (order) number shared by every Rp of the order."""
+    value = orc.get(2).strip()
+    if not value:
+        return None
+    return {"system": term.PRESCRIPTION_ID_OID + ctx.facility, "value": value}
+
+
+# --- quantities ---------------------------------------------------------------------------------
+
+def med_quantity(value: str, code: str = "", text: str = "", system_name: str = "",
+                 facility: str = "") -> dict | None:
+    """An amount with a MERIT-9 (MR9P), UCUM (ISO+) or local unit; None when not numeric."""
+    number = dt.decimal_value(value)
+    if number is None:
+        return None
+    q: dict = {"value": number}
+    label = text or code
+    if label:
+        q["unit"] = label
+    if code:
+        name = system_name.upper()
+        if name == "MR9P":
+            q["system"], q["code"] = term.MERIT9_UNIT, code
+        elif name in ("ISO+", "UCUM", ""):
+            u = dt.ucum(code) or dt.ucum(text)
+            if u:
+                q["system"], q["code"] = term.UCUM, u
+        else:
+            q["system"], q["code"] = term.system_for(system_name, facility), code
+    return q
+
+
+def field_quantity(value: str, unit: Field, facility: str = "") -> dict | None:
+    """NM value + CWE unit field (RXE-3/RXE-5, RXE-10/RXE-11, RXC-3/RXC-4, RXA-6/RXA-7)."""
+    return med_quantity(value, unit.component(1), unit.component(2), unit.component(3), facility)
+
+
+def cq_quantity(f: Field, facility: str = "") -> dict | None:
+    """CQ ``3^TAB&錠&MR9P``: quantity with the unit CWE in sub-components."""
+    subs = f.subcomponents(2) + ["", "", ""]
+    return med_quantity(f.component(1), subs[0], subs[1], subs[2], facility)
+
+
+_DURATION_UNITS = {"d": "d", "day": "d", "日": "d", "wk": "wk", "w": "wk", "週": "wk",
+                   "mo": "mo", "月": "mo", "h": "h", "hr": "h", "時間": "h", "min": "min",
+                   "分": "min", "s": "s", "秒": "s", "a": "a", "年": "a"}
+_DURATION_TEXT = {"d": "日", "wk": "週", "mo": "月", "h": "時間", "min": "分", "s": "秒", "a": "年"}
+
+
+def duration(f: Field) -> dict | None:
+    """TQ1-6 / TQ1-13 ``5^d`` or ``3^D&日&ISO+`` -> Duration (UCUM)."""
+    number = dt.decimal_value(f.component(1))
+    if number is None:
+        return None
+    subs = f.subcomponents(2) + ["", ""]
+    code = _DURATION_UNITS.get(subs[0].lower()) or _DURATION_UNITS.get(subs[1])
+    d: dict = {"value": number}
+    if code:
+        d.update(unit=subs[1] or _DURATION_TEXT[code], system=term.UCUM, code=code)
+    elif subs[0] or subs[1]:
+        d["unit"] = subs[1] or subs[0]
+    return d
+
+
+_RATE = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?)\s*(.*)$")
+
+
+def rate_ratio(amount: str, unit: str, unit_text: str = "") -> dict | None:
+    """Injection rate ``102`` + ``ml/hr`` (RXE-23/24) or ``102ml/hr`` (RXA-12) -> Ratio."""
+    if not unit:
+        m = _RATE.match(amount or "")
+        if not m:
+            return None
+        amount, unit = m.group(1), m.group(2)
+    number = dt.decimal_value(amount)
+    if number is None:
+        return None
+    num_unit, _, per = (unit or "").partition("/")
+    numerator: dict = {"value": number}
+    if num_unit:
+        numerator["unit"] = num_unit
+        u = dt.ucum(num_unit)
+        if u:
+            numerator.update(system=term.UCUM, code=u)
+    ratio: dict = {"numerator": numerator}
+    per_code = _DURATION_UNITS.get(per.strip().lower()) if per else None
+    if per_code:
+        ratio["denominator"] = {"value": 1, "unit": _DURATION_TEXT[per_code], "system": term.UCUM,
+                                "code": per_code}
+    elif per:
+        ratio["denominator"] = {"value": 1, "unit": per}
+    elif unit_text:
+        numerator["unit"] = unit_text
+    return ratio
+
+
+def per_day(q: dict) -> dict:
+    """1日量 RXE-19 as rateRatio (numerator / 1 日), as JP Core's notes require."""
+    return {"numerator": q, "denominator": {"value": 1, "unit": "日", "system": term.UCUM,
+                                            "code": "d"}}
+
+
+# --- dosage --------------------------------------------------------------------------------------
+
+def usage_code(tq1: Segment, facility: str) -> dict | None:
+    """TQ1-3 repeat pattern: ``code&用法名&JAMISDP01`` (RPT with a CWE in sub-components)."""
+    subs = tq1[3].subcomponents(1) + ["", "", ""]
+    code, text, system_name = subs[0], subs[1], subs[2]
+    if not code and not text:
+        return None
+    c = dt.coding(code, text, system_name or "JAMISDP01", facility) if code else None
+    cc: dict = {}
+    if c:
+        cc["coding"] = [c]
+    if text or code:
+        cc["text"] = text or code
+    return cc
+
+
+def route_parts(rxr: Segment | None, facility: str) -> dict:
+    out: dict = {}
+    if rxr is None:
+        return out
+    for key, n in (("route", 1), ("site", 2), ("method", 4)):
+        cc = dt.codeable(rxr[n], facility)
+        if cc:
+            out[key] = cc
+    return out
+
+
+def dosage(tq1: Segment | None, rxr: Segment | None, facility: str, *, sequence: int = 1,
+           dose: dict | None = None, rate: dict | None = None, rate_ratio_: dict | None = None,
+           as_needed: bool = False, injection: bool = False,
+           instruction: dict | None = None) -> dict:
+    """One JP_MedicationDosage from TQ1 + RXR + the doses the caller computed."""
+    d: dict = {"sequence": sequence}
+    ext = []
+    timing: dict = {}
+    if tq1 is not None:
+        usage = usage_code(tq1, facility)
+        if usage:
+            timing["code"] = usage
+            d["text"] = usage["text"]
+        start, end = dt.datetime_(tq1[7]), dt.datetime_(tq1[8])
+        if start or end:
+            period = {k: v for k, v in (("start", start), ("end", end)) if v}
+            if injection:
+                timing.setdefault("repeat", {})["boundsPeriod"] = period
+            else:
+                ext.append({"url": EXT_PERIOD_OF_USE, "valuePeriod": period})
+        days = duration(tq1[6])
+        if days and not injection:
+            ext.append({"url": EXT_USAGE_DURATION, "valueDuration": days})
+        occ = duration(tq1[13])
+        if occ and occ.get("code"):
+            rep = timing.setdefault("repeat", {})
+            rep["duration"], rep["durationUnit"] = occ["value"], occ["code"]
+        total = dt.decimal_value(tq1.get(14))
+        if total is not None and injection and total == int(total) and total > 0:
+            timing.setdefault("repeat", {})["count"] = int(total)
+        note = tq1[11].text
+        if note:
+            d.setdefault("additionalInstruction", []).append({"text": note})
+            d.setdefault("text", note)
+    if instruction:
+        d.setdefault("additionalInstruction", []).append(instruction)
+    if ext:
+        d["extension"] = ext
+    if timing:
+        d["timing"] = timing
+    if as_needed:
+        d["asNeededBoolean"] = True
+    d.update(route_parts(rxr, facility))
+    dr: dict = {}
+    if dose:
+        dr["doseQuantity"] = dose
+    if rate_ratio_:
+        dr["rateRatio"] = rate_ratio_
+    elif rate:
+        dr["rateQuantity"] = rate
+    if dr:
+        d["doseAndRate"] = [dr]
+    return d
+
+
+# --- order-level fields ----------------------------------------------------------------------------
+
+_ORDER_STATUS = {"NW": "active", "XO": "active", "SC": "active", "OK": "active", "RE": "active",
+                 "CA": "cancelled", "OC": "cancelled", "CR": "cancelled", "DC": "stopped",
+                 "OD": "stopped", "HD": "on-hold", "OH": "on-hold"}
+
+
+def request_status(orc: Segment) -> str:
+    """ORC-1 order control (ORC-5 CM = completed wins): new/changed orders stay active."""
+    if orc.get(5) == "CM":
+        return "completed"
+    return _ORDER_STATUS.get(orc.get(1), "active")
+
+
+def encounter_class(msg: Message, orc: Segment) -> str:
+    """I / O from ORC-29 (オーダタイプ, HL70482) or PV1-2."""
+    return orc.get(29) or msg["PV1"].get(2)
+
+
+def categories(msg: Message, orc: Segment, rxe: Segment | None, facility: str) -> list[dict]:
+    """In/out-patient (ORC-29 / PV1-2) and MERIT-9 / JHSI 処方区分 (RXE-21 repetitions)."""
+    cats: list[dict] = []
+    klass = encounter_class(msg, orc)
+    if klass in ("I", "O"):
+        cats.append({"coding": [{"system": term.MEDICATION_REQUEST_CATEGORY,
+                                 "code": "inpatient" if klass == "I" else "outpatient",
+                                 "display": "Inpatient" if klass == "I" else "Outpatient"}]})
+    if orc[29]:
+        cc = dt.codeable(orc[29], facility)
+        if cc:
+            cats.append(cc)
+    if rxe is not None:
+        for rep in rxe[21].repetitions:
+            code, text, system_name = rep.component(1), rep.component(2), rep.component(3)
+            if not code and not text:
+                continue
+            if system_name.upper() == "MR9P" and code:
+                c = {"system": term.MERIT9_CATEGORY, "code": code}
+                if text:
+                    c["display"] = text
+                cats.append({"coding": [c], **({"text": text} if text else {})})
+            else:
+                cc = dt.codeable(rep, facility)
+                if cc:
+                    cats.append(cc)
+    return cats
+
+
+def department_extension(orc: Segment, facility: str, url: str = EXT_ORDER_DEPARTMENT) -> dict | None:
+    cc = dt.codeable(orc[17], facility)
+    return {"url": url, "valueCodeableConcept": cc} if cc else None
+
+
+def authored_on(msg: Message, orc: Segment, rxe: Segment | None) -> str | None:
+    """ORC-9 (transaction time of the order), else RXE-32, else MSH-7."""
+    return (dt.datetime_(orc[9]) or (dt.datetime_(rxe[32]) if rxe is not None else None)
+            or dt.datetime_(msg["MSH"][7]))
+
+
+def first_rxr_after(segments: list[Segment], start: int) -> Segment | None:
+    for s in segments[start:]:
+        if s.id == "RXR":
+            return s
+        if s.id == "ORC":
+            break
+    return None
+
+
+def injection_type(rxe: Segment | None) -> tuple[str, str]:
+    """(code, system name) of RXE-2 when it is a 注射種別 rather than a drug."""
+    if rxe is None:
+        return "", ""
+    code, system_name = rxe[2].component(1), rxe[2].component(3)
+    if system_name.upper() in INJECTION_TYPE_SYSTEMS:
+        return code, system_name
+    return "", ""
+
+
+def medication_concept(f: Field, supplementary: Field | None, facility: str) -> dict | None:
+    """Drug code (RXE-2/RXC-2/RXA-5) plus RXE-31 補足コード (YJ) codings, every triplet kept."""
+    cc = dt.codeable(f, facility)
+    if supplementary is not None and supplementary:
+        for rep in supplementary.repetitions:
+            extra = dt.codeable(rep, facility)
+            if extra and extra.get("coding"):
+                if cc is None:
+                    cc = extra
+                else:
+                    have = {(c.get("system"), c.get("code")) for c in cc.get("coding", [])}
+                    cc.setdefault("coding", []).extend(
+                        c for c in extra["coding"] if (c.get("system"), c.get("code")) not in have)
+    return cc
+
+
+def per_time() -> dict:
+    """Denominator ``1 回`` (MERIT-9 TIME) of an injection ingredient strength."""
+    return {"value": 1, "unit": "回", "system": term.MERIT9_UNIT, "code": "TIME"}
+
+
+def ingredient(item: dict, amount: dict | None, drug_no: int) -> dict:
+    ing: dict = {"itemCodeableConcept": item,
+                 "extension": [{"url": EXT_INGREDIENT_DRUG_NO, "valueInteger": drug_no}]}
+    if amount:
+        ing["strength"] = {"numerator": amount, "denominator": per_time()}
+    return ing
+
+
+def contained_medication(ctx: MapContext, ingredients: list[dict], form: dict | None = None,
+                         code: dict | None = None) -> dict:
+    med: dict = {"resourceType": "Medication", "id": "med",
+                 "meta": {"profile": [term.PROFILE["Medication"]]}}
+    if code:
+        med["code"] = code
+    if form:
+        med["form"] = form
+    if ingredients:
+        med["ingredient"] = ingredients
+    return med
+
+
+def notes(segments: list[Segment]) -> list[dict]:
+    """NTE-3 comments -> Annotation list."""
+    out = []
+    for s in segments:
+        if s.id == "NTE":
+            text = "\n".join(r.text for r in s[3].repetitions if r.text)
+            if text:
+                out.append({"text": text})
+    return out
+
+
+# --- administrations (RAS^O17: OMP-11, OMP-12) ------------------------------------------------------
+
+def administration_status(rxas: list[Segment]) -> str:
+    """RXA-21 D -> entered-in-error; RXA-20 CP completed, PA stopped, NA/RE not-done."""
+    if any(r.get(21) == "D" for r in rxas):
+        return "entered-in-error"
+    codes = {r.get(20) for r in rxas}
+    if codes & {"NA", "RE"} and not codes & {"CP", "PA"}:
+        return "not-done"
+    if "PA" in codes:
+        return "stopped"
+    return "completed"
+
+
+def effective(rxa: Segment) -> dict:
+    """RXA-3 / RXA-4: a dateTime, or a Period when the end differs from the start."""
+    start, end = dt.datetime_(rxa[3]), dt.datetime_(rxa[4])
+    if start and end and end != start:
+        return {"effectivePeriod": {"start": start, "end": end}}
+    if start or end:
+        return {"effectiveDateTime": start or end}
+    return {}
+
+
+def rxa_note(rxa: Segment) -> list[dict]:
+    text = rxa[9].component(2) or rxa[9].component(1)
+    return [{"text": text}] if text else []
+
+
+def administration_base(msg: Message, ctx: MapContext, orc: Segment, rxas: list[Segment],
+                        resource_type: str, profile_key: str, pos: tuple[str, ...]) -> dict:
+    """Fields every MedicationAdministration from RAS^O17 shares (status, subject, time ...)."""
+    fac = ctx.facility
+    first = rxas[0]
+    r: dict = {
+        "resourceType": resource_type,
+        "id": rid(ctx, *pos),
+        "meta": ctx.meta(term.PROFILE[profile_key]),
+    }
+    ext = []
+    dept = department_extension(orc, fac, EXT_MA_DEPARTMENT)
+    if dept:
+        ext.append(dept)
+    authored = dt.datetime_(orc[9])
+    if authored:
+        ext.append({"url": EXT_MA_AUTHORED_ON, "valueDateTime": authored})
+    requester = dt.practitioner(orc[12], fac)
+    if requester:
+        ext.append({"url": EXT_MA_REQUESTER, "valueReference": requester})
+    if ext:
+        r["extension"] = ext
+    r["status"] = administration_status(rxas)
+    if r["status"] == "not-done":
+        reason = dt.codeable(first[18], fac)
+        if reason:
+            r["statusReason"] = [reason]
+    klass = encounter_class(msg, orc)
+    if klass in ("I", "O"):
+        code = "inpatient" if klass == "I" else "outpatient"
+        r["category"] = {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/medication-admin-category",
+            "code": code, "display": code.capitalize()}]}
+    r["subject"] = dt.patient_ref(ctx.patient_id)
+    eff = effective(first)
+    r.update(eff or {"effectiveDateTime": dt.datetime_(msg["MSH"][7]) or ctx.last_updated})
+    performer = dt.practitioner(first[10], fac)
+    if performer:
+        r["performer"] = [{"actor": performer}]
+    order = orc.get(2).strip()
+    if order:
+        r["request"] = {"type": "MedicationRequest",
+                        "identifier": {"system": term.RESOURCE_INSTANCE, "value": order}}
+    notes_ = [n for rxa in rxas for n in rxa_note(rxa)]
+    if notes_:
+        r["note"] = notes_
+    return r
+
+
+def administration_groups(group: OrderGroup) -> list[tuple[list[Segment], Segment | None]]:
+    """RXA lines of one ORC grouped into administration events (same RXA-2 counter and start),
+    each with the RXR that follows its RXA lines."""
+    events: list[tuple[list[Segment], Segment | None]] = []
+    keys: list[tuple[str, str]] = []
+    segs = group.segments
+    for i, s in enumerate(segs):
+        if s.id != "RXA":
+            continue
+        key = (s.get(2), s.get(3))
+        rxr = None
+        for t in segs[i + 1:]:
+            if t.id == "RXR":
+                rxr = t
+                break
+            if t.id not in ("RXA", "NTE", "OBX"):
+                break
+        if keys and keys[-1] == key:
+            events[-1][0].append(s)
+            if events[-1][1] is None:
+                events[-1] = (events[-1][0], rxr)
+        else:
+            keys.append(key)
+            events.append(([s], rxr))
+    return events

@@ -1,0 +1,77 @@
+"""OMP-11 処方実施通知 (RAS^O17) -> one JP_MedicationAdministration per RXA.
+
+Why MedicationAdministration and not MedicationDispense: the message is HL7's RAS
+(pharmacy/treatment *administration*), its RXA segment records a dose given to the patient
+(RXA-3/4 time of administration, RXA-10 the nurse who gave it, RXA-11 the ward/bed), and
+RXA-20 says whether it was completed.  A dispense would be RDS^O13 with RXD, which SS-MIX2 does
+not store.  See docs/mapping/omp-11.md.
+"""
+
+from __future__ import annotations
+
+from storage.hl7 import Message
+
+from . import datatypes as dt
+from . import medication as med
+from .context import MapContext
+from .registry import register
+
+MAPPING: list[tuple[str, str, str]] = [
+    ("ORC-2", "MedicationAdministration.request", "logical reference by identifier to the OMP-01 order"),
+    ("ORC-4", "MedicationAdministration.identifier", "rpNumber (zero-suppressed) + orderInRp (position of the RXA in the Rp)"),
+    ("ORC-9", "MedicationAdministration.extension", "JP_MedicationAdministration_RequestAuthoredOn"),
+    ("ORC-12", "MedicationAdministration.extension", "JP_MedicationAdministration_Requester"),
+    ("ORC-17", "MedicationAdministration.extension", "JP_MedicationAdministration_RequestDepartment"),
+    ("ORC-29", "MedicationAdministration.category", "inpatient/outpatient (fallback PV1-2)"),
+    ("RXA-3", "MedicationAdministration.effectiveDateTime", "effectivePeriod.start when RXA-4 differs"),
+    ("RXA-4", "MedicationAdministration.effectivePeriod", "end"),
+    ("RXA-5", "MedicationAdministration.medicationCodeableConcept", "HOT/YJ/local triplets"),
+    ("RXA-6", "MedicationAdministration.dosage.dose", ""),
+    ("RXA-7", "MedicationAdministration.dosage.dose", "unit (MR9P)"),
+    ("RXA-9", "MedicationAdministration.note", ""),
+    ("RXA-10", "MedicationAdministration.performer.actor", ""),
+    ("RXA-18", "MedicationAdministration.statusReason", "when not-done"),
+    ("RXA-20", "MedicationAdministration.status", "CP completed, PA stopped, NA/RE not-done"),
+    ("RXA-21", "MedicationAdministration.status", "D -> entered-in-error"),
+    ("RXR-1", "MedicationAdministration.dosage.route", ""),
+    ("RXR-2", "MedicationAdministration.dosage.site", ""),
+    ("RXR-4", "MedicationAdministration.dosage.method", ""),
+]
+
+NOT_MAPPED: list[tuple[str, str]] = [
+    ("RXA-1", "give sub-ID counter only numbers the lines; ids use the Rp and the RXA position"),
+    ("RXA-2", "administration counter: each RXA is already its own MedicationAdministration"),
+    ("RXA-11", "LA2 ward/bed location: no Location resource exists to reference"),
+    ("ORC-1", "administration status comes from RXA-20/21, not from the order control code"),
+]
+
+
+@register("OMP-11")
+def map_omp_11(msg: Message, ctx: MapContext) -> list[dict]:
+    out: list[dict] = []
+    numbering = med.Numbering()
+    fac = ctx.facility
+    for group in med.order_groups(msg):
+        orc = group.orc
+        rp, seq = med.rp_parts(orc)
+        rp = med.position(rp, group.index)
+        for i, seg in enumerate(group.segments):
+            if seg.id != "RXA":
+                continue
+            rxr = med.first_rxr_after(group.segments, i + 1)
+            if rxr is None:
+                rxr = group.first("RXR")
+            order_in_rp = str(numbering.next_in_rp(rp))
+            pos = numbering.unique(rp, order_in_rp)
+            r = med.administration_base(msg, ctx, orc, [seg], "MedicationAdministration",
+                                        "MedicationAdministration", pos)
+            r["identifier"] = med.rp_identifiers(rp, pos[1])
+            r["medicationCodeableConcept"] = dt.codeable(seg[5], fac) or {"text": "(薬剤コードなし)"}
+            dosage = med.route_parts(rxr, fac)
+            dose = med.field_quantity(seg.get(6), seg[7], fac)
+            if dose:
+                dosage["dose"] = dose
+            if dosage:
+                r["dosage"] = dosage
+            out.append(r)
+    return out
