@@ -1,0 +1,126 @@
+"""OMD (OMD^O03) diet orders -> one NutritionOrder per ORC group.
+
+ODS-1 says what an ODS line is: D (diet) -> oralDiet.type, S (supplement) -> supplement,
+P (preference) -> foodPreferenceModifier.  TQ1 gives the schedule (HL7 0335 repeat pattern as
+timing code) and the period of the diet.  FHIR R4 has no JP Core NutritionOrder profile, so no
+meta.profile is written.
+"""
+
+from __future__ import annotations
+
+from storage.hl7 import Message, Segment
+
+from . import datatypes as dt
+from . import terminology as term
+from .context import MapContext
+from .ids import resource_id
+from .registry import register
+
+MAPPING: list[tuple[str, str, str]] = [
+    ("PID-3", "NutritionOrder.patient", "Patient/{patient id}"),
+    ("ORC-1", "NutritionOrder.status", "NW active; CA/OC/DC revoked; HD on-hold"),
+    ("ORC-2", "NutritionOrder.identifier", "placer order number (local system placer-order-number)"),
+    ("ORC-5", "NutritionOrder.status", "CM completed when ORC-1 is not a cancel"),
+    ("ORC-9", "NutritionOrder.dateTime", "falls back to TQ1-7, then the file's 発生日時"),
+    ("ORC-12", "NutritionOrder.orderer", "Practitioner display + identifier"),
+    ("TQ1-3", "NutritionOrder.oralDiet.schedule.code", "HL7 0335 repeat pattern (TID ...)"),
+    ("TQ1-7", "NutritionOrder.oralDiet.schedule.repeat.boundsPeriod.start", ""),
+    ("TQ1-8", "NutritionOrder.oralDiet.schedule.repeat.boundsPeriod.end", ""),
+    ("ODS-1", "NutritionOrder.oralDiet", "D diet -> oralDiet.type, S -> supplement, P -> foodPreferenceModifier"),
+    ("ODS-2", "NutritionOrder.oralDiet.schedule", "service period (meal) as timing code text"),
+    ("ODS-3", "NutritionOrder.oralDiet.type", "diet code (local codes kept under the local system)"),
+    ("ODS-4", "NutritionOrder.oralDiet.instruction", "text instruction"),
+    ("NTE-3", "NutritionOrder.note", ""),
+]
+
+NOT_MAPPED: list[tuple[str, str]] = [
+    ("PV1", "visit snapshot; Encounters come from the ADT-1x..5x files"),
+    ("ORC-10", "entered by; NutritionOrder has no enterer"),
+    ("ORC-17", "ordering department; NutritionOrder has no element for it"),
+    ("ORC-18", "entering device"),
+    ("TQ1-1", "set id"),
+    ("TQ1-9", "priority; NutritionOrder has no priority"),
+    ("ODT", "tray instructions (配膳); no NutritionOrder element"),
+    ("OBX", "observations with a diet order are not written by SS-MIX2 sources seen"),
+]
+
+
+def _schedule(tq1: Segment | None, ods: Segment | None = None) -> list[dict]:
+    timing: dict = {}
+    if tq1 is not None:
+        subs = tq1.get(3) and tq1[3].subcomponents(1)
+        if subs and subs[0]:
+            code: dict = {"code": subs[0]}
+            if len(subs) > 1 and subs[1]:
+                code["display"] = subs[1]
+            if len(subs) > 2 and subs[2]:
+                code["system"] = term.system_for(subs[2]) or ""
+            timing["code"] = {"coding": [code], **({"text": subs[1]} if len(subs) > 1 and subs[1] else {})}
+        bounds = dt.period(tq1[7], tq1[8])
+        if bounds:
+            timing["repeat"] = {"boundsPeriod": bounds}
+    if ods is not None and ods[2] and "code" not in timing:
+        cc = dt.codeable(ods[2])
+        if cc:
+            timing["code"] = cc
+    return [timing] if timing else []
+
+
+def _order(group: list[Segment], index: int, ctx: MapContext) -> dict:
+    orc = group[0]
+    tq1 = next((s for s in group if s.id == "TQ1"), None)
+    n: dict = {"resourceType": "NutritionOrder", "id": resource_id(ctx.name, index),
+               "meta": ctx.meta()}
+    order_no = orc[2].component(1)
+    if order_no:
+        n["identifier"] = [dt.identifier(term.local_id_system(ctx.facility, "placer-order-number"),
+                                         order_no)]
+    n["status"] = term.request_status(orc.get(1), orc.get(5))
+    n["intent"] = "order"
+    n["patient"] = dt.patient_ref(ctx.patient_id)
+    n["dateTime"] = (dt.datetime_(orc[9]) or (dt.datetime_(tq1[7]) if tq1 is not None else None)
+                     or ctx.last_updated)
+    orderer = dt.practitioner(orc[12], ctx.facility)
+    if orderer:
+        n["orderer"] = orderer
+    diet: dict = {}
+    for ods in (s for s in group if s.id == "ODS"):
+        kind = ods.get(1) or "D"
+        code = dt.codeable(ods[3], ctx.facility)
+        text = ods[4].text
+        if kind == "S":
+            sup: dict = {}
+            if code:
+                sup["type"] = code
+            if text:
+                sup["instruction"] = text
+            n.setdefault("supplement", []).append(sup or {"instruction": "補助食品"})
+        elif kind == "P":
+            if code:
+                n.setdefault("foodPreferenceModifier", []).append(code)
+            elif text:
+                n.setdefault("foodPreferenceModifier", []).append({"text": text})
+        else:
+            if code:
+                diet.setdefault("type", []).append(code)
+            if text:
+                diet["instruction"] = "\n".join(x for x in (diet.get("instruction"), text) if x)
+            if "schedule" not in diet:
+                sched = _schedule(tq1, ods)
+                if sched:
+                    diet["schedule"] = sched
+    if not diet and tq1 is not None and "supplement" not in n:
+        sched = _schedule(tq1)
+        if sched:
+            diet["schedule"] = sched
+    if diet:
+        n["oralDiet"] = diet
+    notes = [s[3].text for s in group if s.id == "NTE" and s[3].text]
+    if notes:
+        n["note"] = [{"text": t} for t in notes]
+    return n
+
+
+@register("OMD")
+def map_omd(msg: Message, ctx: MapContext) -> list[dict]:
+    return [_order(g, i, ctx) for i, g in enumerate(msg.groups("ORC"), 1)]
