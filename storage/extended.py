@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable, Iterator
 
 from .layout import Storage, UnsafePath, _scandir_names
