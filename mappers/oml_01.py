@@ -1,0 +1,129 @@
+"""OML-01 検体検査オーダ (OML^O33) -> one JP_ServiceRequest per OBR, plus a Specimen per SPM.
+
+The OML^O33 layout is ``SPM [OBX] ORC TQ1? OBR OBX*`` per specimen; the OBX lines after the
+OBR list the ordered test items (OBX-11 = O, no value) and become ``orderDetail`` of the
+request for that OBR.  Ids: Specimen ``{key}.s{n}``, ServiceRequest ``{key}.r{n}``.
+"""
+
+from __future__ import annotations
+
+from storage.hl7 import Message, Segment
+
+from . import datatypes as dt
+from . import terminology as term
+from .context import MapContext
+from .ids import resource_id
+from .medication import EXT_ORDER_DEPARTMENT
+from .oml_11 import order_identifiers, specimen_resource, walk
+from .registry import register
+
+MAPPING: list[tuple[str, str, str]] = [
+    ("SPM-2", "Specimen.identifier", "placer/filler specimen id"),
+    ("SPM-4", "Specimen.type", "JLAC10 material (JC10) and local triplets"),
+    ("SPM-8", "Specimen.collection.bodySite", ""),
+    ("SPM-17", "Specimen.collection.collectedDateTime", ""),
+    ("ORC-1", "ServiceRequest.status", "NW/XO/SC active; CA/OC/DC revoked; HD on-hold; ORC-5 CM completed"),
+    ("ORC-2", "ServiceRequest.identifier", "placer order number (fallback OBR-2)"),
+    ("ORC-3", "ServiceRequest.identifier", "filler order number (fallback OBR-3)"),
+    ("ORC-5", "ServiceRequest.status", "CM completed, CA/DC revoked, HD on-hold, IP/SC active"),
+    ("ORC-9", "ServiceRequest.authoredOn", "fallback MSH-7"),
+    ("ORC-12", "ServiceRequest.requester", "fallback OBR-16"),
+    ("ORC-17", "ServiceRequest.extension", "order-department (local extension)"),
+    ("ORC-29", "ServiceRequest.category", "HL70482 order type I/O"),
+    ("TQ1-7", "ServiceRequest.occurrenceDateTime", "when OBR-7 is empty"),
+    ("TQ1-9", "ServiceRequest.priority", "S stat, A asap, R routine"),
+    ("OBR-4", "ServiceRequest.code", "order set (local code kept with its local system)"),
+    ("OBR-7", "ServiceRequest.occurrenceDateTime", "occurrencePeriod with OBR-8"),
+    ("OBR-16", "ServiceRequest.requester", "only when ORC-12 is empty"),
+    ("OBX-3", "ServiceRequest.orderDetail", "ordered test items (JLAC10 + local)"),
+    ("NTE-3", "ServiceRequest.note", ""),
+]
+
+NOT_MAPPED: list[tuple[str, str]] = [
+    ("OBX-11", "always O (order detail) in an order; the item itself is kept in orderDetail"),
+    ("OBX-2", "ordered items carry no value in OML^O33"),
+]
+
+_STATUS = {"NW": "active", "XO": "active", "SC": "active", "OK": "active", "CA": "revoked",
+           "OC": "revoked", "DC": "revoked", "OD": "revoked", "CR": "revoked", "HD": "on-hold",
+           "OH": "on-hold"}
+_ORDER_STATUS = {"CM": "completed", "CA": "revoked", "DC": "revoked", "HD": "on-hold",
+                 "IP": "active", "SC": "active", "A": "active"}
+_PRIORITY = {"S": "stat", "A": "asap", "R": "routine", "T": "urgent", "P": "routine"}
+
+
+def request_status(orc: Segment | None) -> str:
+    if orc is None:
+        return "active"
+    return _ORDER_STATUS.get(orc.get(5)) or _STATUS.get(orc.get(1), "active")
+
+
+@register("OML-01")
+def map_oml_01(msg: Message, ctx: MapContext) -> list[dict]:
+    lab = walk(msg)
+    fac = ctx.facility
+    out: list[dict] = []
+    spec_refs: dict[int, dict] = {}
+    for rec in lab.specimens:
+        res = specimen_resource(ctx, rec)
+        spec_refs[rec.index] = {"reference": f"Specimen/{res['id']}"}
+        out.append(res)
+    for rep in lab.reports:
+        orc, obr = rep.orc, rep.obr
+        r: dict = {
+            "resourceType": "ServiceRequest",
+            "id": resource_id(ctx.name, f"r{rep.index}"),
+            "meta": ctx.meta(term.PROFILE["ServiceRequest"]),
+        }
+        if orc is not None:
+            dept = dt.codeable(orc[17], fac)
+            if dept:
+                r["extension"] = [{"url": EXT_ORDER_DEPARTMENT, "valueCodeableConcept": dept}]
+        ids = order_identifiers(ctx, orc, obr)
+        if ids:
+            r["identifier"] = ids
+        r["status"] = request_status(orc)
+        r["intent"] = "order"
+        cats = [{"coding": [{"system": term.SNOMED, "code": "108252007",
+                             "display": "Laboratory procedure"}]}]
+        if orc is not None and orc[29]:
+            cc = dt.codeable(orc[29], fac)
+            if cc:
+                cats.append(cc)
+        r["category"] = cats
+        if rep.tq1 is not None:
+            prio = _PRIORITY.get(rep.tq1[9].component(1))
+            if prio:
+                r["priority"] = prio
+        code = dt.codeable(obr[4], fac) if obr is not None else None
+        r["code"] = code or {"text": "検体検査"}
+        details = []
+        for obx, _notes in rep.obxs:
+            item = dt.codeable(obx[3], fac)
+            if item:
+                details.append(item)
+        if details:
+            r["orderDetail"] = details
+        r["subject"] = dt.patient_ref(ctx.patient_id)
+        start = dt.datetime_(obr[7]) if obr is not None else None
+        end = dt.datetime_(obr[8]) if obr is not None else None
+        if start and end and end != start:
+            r["occurrencePeriod"] = {"start": start, "end": end}
+        elif start or (rep.tq1 is not None and dt.datetime_(rep.tq1[7])):
+            r["occurrenceDateTime"] = start or dt.datetime_(rep.tq1[7])
+        authored = (dt.datetime_(orc[9]) if orc is not None else None) or dt.datetime_(msg["MSH"][7])
+        if authored:
+            r["authoredOn"] = authored
+        requester = (dt.practitioner(orc[12], fac) if orc is not None else None) or (
+            dt.practitioner(obr[16], fac) if obr is not None else None)
+        if requester:
+            r["requester"] = requester
+        if rep.specimen is not None and rep.specimen.index in spec_refs:
+            r["specimen"] = [spec_refs[rep.specimen.index]]
+        notes = [{"text": t} for t in lab.header_notes + rep.notes]
+        notes += [{"text": t} for _obx, ns in rep.obxs for t in ns]
+        if notes:
+            r["note"] = notes
+        out.append(r)
+    return out
+

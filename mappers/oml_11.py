@@ -1,0 +1,450 @@
+"""OML-11 検体検査結果通知 (OUL^R22) -> Specimen, JP_Observation_LabResult, DiagnosticReport.
+
+OUL^R22 nests results under the specimen: ``SPM (OBR ORC? OBX* NTE*)+`` — the ORC comes
+*after* its OBR, unlike OML^O33 (``SPM ORC OBR``); both orders are accepted.  One Observation
+per OBX, one DiagnosticReport per OBR grouping them, one Specimen per SPM.
+
+Ids: Specimen ``{key}.s{n}``, DiagnosticReport ``{key}.r{n}``, Observation ``{key}.r{n}.{m}``
+(n = OBR position, m = OBX position under it) — laboratories re-send a result with the same
+layout (preliminary -> final), so ids survive the update.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from storage.hl7 import Field, Message, Segment
+from storage.timestamps import parse_ts
+
+from . import datatypes as dt
+from . import terminology as term
+from .context import MapContext
+from .ids import resource_id
+from .registry import register
+
+MAPPING: list[tuple[str, str, str]] = [
+    ("SPM-2", "Specimen.identifier", "placer/filler specimen id (local identifier system)"),
+    ("SPM-4", "Specimen.type", "JLAC10 material (JC10) and local triplets"),
+    ("SPM-8", "Specimen.collection.bodySite", ""),
+    ("SPM-12", "Specimen.collection.quantity", ""),
+    ("SPM-17", "Specimen.collection.collectedDateTime", "also Observation.effectiveDateTime and DiagnosticReport.effectiveDateTime"),
+    ("SPM-18", "Specimen.receivedTime", ""),
+    ("OBR-2", "DiagnosticReport.identifier", "placer order number (local identifier system)"),
+    ("OBR-3", "DiagnosticReport.identifier", "filler order number"),
+    ("OBR-4", "DiagnosticReport.code", "local set code kept with its local system"),
+    ("OBR-7", "Observation.effectiveDateTime", "when SPM-17 is empty"),
+    ("OBR-22", "DiagnosticReport.issued", "also Observation.issued"),
+    ("OBR-25", "DiagnosticReport.status", "F final, C corrected, P preliminary, X cancelled; else derived from OBX-11"),
+    ("ORC-2", "Observation.identifier", "JP Core rule ORC-2_OBR-4_SPM-4_OBX-3(_OBX-4); also basedOn by identifier"),
+    ("OBX-2", "Observation.value[x]", "NM/SN -> valueQuantity, ST -> valueString (valueQuantity for '> 100'), CWE/CE -> valueCodeableConcept"),
+    ("OBX-3", "Observation.code", "JLAC10 (JC10) + local code; text = item name"),
+    ("OBX-4", "Observation.identifier", "sub-ID appended to the identifier (culture isolates)"),
+    ("OBX-5", "Observation.value[x]", "comparators '> 100', '<= 0.5' -> Quantity.comparator; empty -> dataAbsentReason"),
+    ("OBX-6", "Observation.valueQuantity.unit", "written unit kept; UCUM system/code when known"),
+    ("OBX-7", "Observation.referenceRange", "'3.5-5.0' low/high, '<=5' high, '>10' low; text always kept"),
+    ("OBX-8", "Observation.interpretation", "H/L/HH/LL/N/A/AA... (v3-ObservationInterpretation); derived from the range when empty"),
+    ("OBX-11", "Observation.status", "F final, C corrected, A amended, P/R/S preliminary, X/N cancelled, D/W entered-in-error, I/O registered"),
+    ("OBX-14", "Observation.effectiveDateTime", "when SPM-17 and OBR-7 are empty"),
+    ("NTE-3", "Observation.note", "after an OBX; after OBR/ORC -> DiagnosticReport.conclusion; after SPM -> Specimen.note"),
+]
+
+NOT_MAPPED: list[tuple[str, str]] = [
+    ("OBX-1", "set id is not unique across OBR groups in real files; the OBX position is used for ids"),
+    ("SPM-1", "set id only numbers the specimens; the SPM position is used for ids"),
+    ("OBR-1", "set id only numbers the requests; the OBR position is used for ids"),
+]
+
+
+
+def lab_categories() -> list[dict]:
+    """JP Core wants its simple category first, then the HL7 observation-category."""
+    return [
+        {"coding": [{"system": term.JP_OBSERVATION_CATEGORY, "code": "laboratory",
+                     "display": "検体検査"}]},
+        {"coding": [{"system": term.OBSERVATION_CATEGORY, "code": "laboratory",
+                     "display": "Laboratory"}]},
+    ]
+
+
+def report_category() -> list[dict]:
+    return [{"coding": [{"system": term.DIAGNOSTIC_SERVICE_SECTION, "code": "LAB",
+                         "display": "Laboratory"}]}]
+
+OBX_STATUS = {"F": "final", "C": "corrected", "A": "amended", "P": "preliminary",
+              "R": "preliminary", "S": "preliminary", "X": "cancelled", "N": "cancelled",
+              "D": "entered-in-error", "W": "entered-in-error", "I": "registered",
+              "O": "registered", "U": "final"}
+REPORT_STATUS = {"F": "final", "C": "corrected", "A": "partial", "P": "preliminary",
+                 "R": "preliminary", "S": "partial", "X": "cancelled", "I": "registered",
+                 "O": "registered"}
+INTERPRETATIONS = {"H", "L", "HH", "LL", "N", "A", "AA", "HU", "LU", "U", "D", "B", "W", "S",
+                   "R", "I", "MS", "VS", "NEG", "POS", "IND", "DET", "ND", "<", ">", "E", "EX",
+                   "NR", "RR", "QCF", "TOX", "CAR", "H>", "L<", "HX", "LX"}
+
+
+# --- message walk ------------------------------------------------------------------------------
+
+@dataclass
+class SpecimenRec:
+    index: int
+    spm: Segment
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ReportRec:
+    index: int
+    obr: Segment | None
+    specimen: SpecimenRec | None
+    orc: Segment | None = None
+    tq1: Segment | None = None
+    obxs: list[tuple[Segment, list[str]]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LabMessage:
+    specimens: list[SpecimenRec]
+    reports: list[ReportRec]
+    header_notes: list[str]
+
+
+def nte_text(seg: Segment) -> str:
+    return "\n".join(r.text for r in seg[3].repetitions if r.text)
+
+
+def walk(msg: Message) -> LabMessage:
+    """Group SPM / ORC / OBR / OBX / NTE in either OUL^R22 or OML^O33 order."""
+    specimens: list[SpecimenRec] = []
+    reports: list[ReportRec] = []
+    header: list[str] = []
+    spec: SpecimenRec | None = None
+    report: ReportRec | None = None
+    pending_orc: Segment | None = None
+    pending_tq1: Segment | None = None
+    last_obx: list[str] | None = None
+    for seg in msg:
+        sid = seg.id
+        if sid == "SPM":
+            spec = SpecimenRec(len(specimens) + 1, seg)
+            specimens.append(spec)
+            report, last_obx = None, None
+        elif sid == "OBR":
+            report = ReportRec(len(reports) + 1, seg, spec, pending_orc, pending_tq1)
+            reports.append(report)
+            pending_orc = pending_tq1 = None
+            last_obx = None
+        elif sid == "ORC":
+            if report is not None and report.orc is None and not report.obxs:
+                report.orc = seg
+            else:
+                pending_orc, pending_tq1 = seg, None
+                report, last_obx = None, None
+        elif sid == "TQ1":
+            if report is not None and report.tq1 is None:
+                report.tq1 = seg
+            else:
+                pending_tq1 = seg
+        elif sid == "OBX":
+            if report is None:  # OBX before any OBR (OML-01 specimen OBX): a report of its own
+                report = ReportRec(len(reports) + 1, None, spec, pending_orc, pending_tq1)
+                reports.append(report)
+                pending_orc = pending_tq1 = None
+            notes: list[str] = []
+            report.obxs.append((seg, notes))
+            last_obx = notes
+        elif sid == "NTE":
+            text = nte_text(seg)
+            if not text:
+                continue
+            if last_obx is not None:
+                last_obx.append(text)
+            elif report is not None:
+                report.notes.append(text)
+            elif spec is not None:
+                spec.notes.append(text)
+            else:
+                header.append(text)
+    return LabMessage(specimens, reports, header)
+
+
+# --- shared builders -----------------------------------------------------------------------------
+
+def specimen_resource(ctx: MapContext, rec: SpecimenRec) -> dict:
+    spm, fac = rec.spm, ctx.facility
+    r: dict = {
+        "resourceType": "Specimen",
+        "id": resource_id(ctx.name, f"s{rec.index}"),
+        "meta": ctx.meta(term.PROFILE["Specimen"]),
+    }
+    ids = []
+    for n, kind in ((1, "placer-specimen-id"), (2, "filler-specimen-id")):
+        value = spm[2].component(n, 1)
+        if value:
+            ids.append({"system": term.local_id_system(fac, kind), "value": value})
+    if ids:
+        r["identifier"] = ids
+    stype = dt.codeable(spm[4], fac)
+    if stype:
+        r["type"] = stype
+    r["subject"] = dt.patient_ref(ctx.patient_id)
+    received = dt.datetime_(spm[18])
+    if received:
+        r["receivedTime"] = received
+    coll: dict = {}
+    start, end = dt.datetime_(spm[17].component(1)), dt.datetime_(spm[17].component(2))
+    if start and end and end != start:
+        coll["collectedPeriod"] = {"start": start, "end": end}
+    elif start:
+        coll["collectedDateTime"] = start
+    subs = spm[12].subcomponents(2) + ["", ""]
+    amount = dt.quantity(spm[12].component(1), unit_text=subs[1] or subs[0])
+    if amount:
+        coll["quantity"] = amount
+    site = dt.codeable(spm[8], fac)
+    if site:
+        coll["bodySite"] = site
+    if coll:
+        r["collection"] = coll
+    notes = [{"text": t} for t in rec.notes]
+    if notes:
+        r["note"] = notes
+    return r
+
+
+def order_identifiers(ctx: MapContext, orc: Segment | None, obr: Segment | None) -> list[dict]:
+    """Placer (ORC-2 / OBR-2) and filler (ORC-3 / OBR-3) order numbers."""
+    out = []
+    for n, kind in ((2, "placer-order-number"), (3, "filler-order-number")):
+        value = ((orc.get(n) if orc is not None else "") or (obr.get(n) if obr is not None else "")).strip()
+        if value:
+            out.append({"system": term.local_id_system(ctx.facility, kind), "value": value})
+    return out
+
+
+def based_on(ctx: MapContext, orc: Segment | None, obr: Segment | None) -> list[dict]:
+    placer = order_identifiers(ctx, orc, obr)
+    if placer and placer[0]["system"].endswith("placer-order-number"):
+        return [{"type": "ServiceRequest", "identifier": placer[0]}]
+    return []
+
+
+def instant(f: Field) -> str | None:
+    t = parse_ts(f.component(1))
+    return t.instant() if t else None
+
+
+# --- values ------------------------------------------------------------------------------------
+
+_COMPARATOR_START = ("<", ">", "≦", "≧", "＜", "＞", "≤", "≥")
+_FOLD = str.maketrans({"〜": "-", "～": "-", "~": "-", "－": "-", "−": "-", "ー": "-",
+                       "≦": "<=", "≤": "<=", "≧": ">=", "≥": ">=", "＜": "<", "＞": ">",
+                       "＝": "="})
+_RANGE = re.compile(r"^([-+]?\d+(?:\.\d+)?)\s*-\s*([-+]?\d+(?:\.\d+)?)$")
+_BOUND = re.compile(r"^(<=|=<|>=|=>|<|>)\s*([-+]?\d+(?:\.\d+)?)$")
+
+
+def _unit_only(q: dict | None) -> dict:
+    return {k: v for k, v in (q or {}).items() if k in ("unit", "system", "code")}
+
+
+def reference_range(text: str, unit_of: dict | None) -> dict | None:
+    """OBX-7 text -> referenceRange: ``3.5-5.0`` low/high, ``<=5`` high, ``>10`` low."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    folded = unicodedata.normalize("NFKC", text.translate(_FOLD)).replace(" ", "")
+    rr: dict = {}
+    unit = _unit_only(unit_of)
+    m = _RANGE.match(folded)
+    if m:
+        rr["low"] = {"value": Decimal(m.group(1)), **unit}
+        rr["high"] = {"value": Decimal(m.group(2)), **unit}
+    else:
+        m = _BOUND.match(folded)
+        if m:
+            side = "high" if m.group(1).startswith("<") or m.group(1).startswith("=<") else "low"
+            rr[side] = {"value": Decimal(m.group(2)), **unit}
+    rr["text"] = text
+    return rr
+
+
+def value_of(obx: Segment, fac: str) -> dict:
+    """value[x] of one OBX by its value type OBX-2 (JP_Observation_LabResult: Quantity,
+    CodeableConcept or string)."""
+    vt = obx.get(2).upper()
+    f5 = obx[5]
+    if not f5:
+        return {}
+    text = "\n".join(r.text for r in f5.repetitions if r.text)
+    if vt in ("CWE", "CE", "CNE", "CF"):
+        cc = dt.codeable(f5, fac)
+        return {"valueCodeableConcept": cc} if cc else {"valueString": text}
+    if vt == "NM":
+        q = dt.quantity(f5.text, obx[6])
+        return {"valueQuantity": q} if q else {"valueString": text}
+    if vt == "SN":
+        comp, num, sep = f5.component(1), f5.component(2), f5.component(3)
+        q = dt.quantity(f"{comp}{num}", obx[6]) if not sep else None
+        return {"valueQuantity": q} if q else {"valueString": text.replace("^", "")}
+    if vt == "ST" and text.lstrip().startswith(_COMPARATOR_START):
+        q = dt.quantity(unicodedata.normalize("NFKC", text).strip() if "＞" in text or "＜" in text
+                        else text, obx[6])
+        if q:
+            return {"valueQuantity": q}
+    return {"valueString": text} if text else {}
+
+
+def interpretation(obx: Segment, value: dict, rr: dict | None) -> list[dict]:
+    codes = [r.component(1).strip() for r in obx[8].repetitions if r.component(1).strip()]
+    out = []
+    for code in codes:
+        if code.upper() in INTERPRETATIONS:
+            out.append({"coding": [{"system": term.INTERPRETATION, "code": code.upper()}],
+                        "text": code})
+        else:
+            out.append({"text": code})
+    if out or rr is None:
+        return out
+    q = value.get("valueQuantity")
+    if not q or "comparator" in q:
+        return out
+    v = q["value"]
+    low, high = rr.get("low", {}).get("value"), rr.get("high", {}).get("value")
+    if low is None and high is None:
+        return out
+    code = "L" if low is not None and v < low else "H" if high is not None and v > high else "N"
+    return [{"coding": [{"system": term.INTERPRETATION, "code": code}], "text": "基準範囲から判定"}]
+
+
+def effective_time(msg: Message, rep: ReportRec, obx: Segment | None = None) -> str | None:
+    """JP Core: the specimen collection time (SPM-17), else OBR-7, else OBX-14, else MSH-7."""
+    if rep.specimen is not None:
+        t = dt.datetime_(rep.specimen.spm[17].component(1))
+        if t:
+            return t
+    if rep.obr is not None:
+        t = dt.datetime_(rep.obr[7])
+        if t:
+            return t
+    if obx is not None:
+        t = dt.datetime_(obx[14])
+        if t:
+            return t
+    return dt.datetime_(msg["MSH"][7])
+
+
+def _code(f: Field, ctx: MapContext, rep: ReportRec) -> str:
+    return f.component(1) or f.component(4)
+
+
+def observation(msg: Message, ctx: MapContext, rep: ReportRec, m: int, obx: Segment,
+                notes: list[str], spec_ref: dict | None, issued: str | None) -> dict:
+    fac = ctx.facility
+    orc_no = (rep.orc.get(2) if rep.orc is not None else "") or (
+        rep.obr.get(2) if rep.obr is not None else "")
+    key = "_".join([orc_no, _code(rep.obr[4], ctx, rep) if rep.obr is not None else "",
+                    _code(rep.specimen.spm[4], ctx, rep) if rep.specimen else "",
+                    _code(obx[3], ctx, rep)] + ([obx.get(4)] if obx.get(4) else []))
+    status = OBX_STATUS.get(obx.get(11).upper(), "unknown")
+    r: dict = {
+        "resourceType": "Observation",
+        "id": resource_id(ctx.name, f"r{rep.index}", m),
+        "meta": ctx.meta(term.PROFILE["ObservationLabResult"]),
+        "identifier": [{"system": term.RESOURCE_INSTANCE, "value": key}],
+    }
+    bo = based_on(ctx, rep.orc, rep.obr)
+    if bo:
+        r["basedOn"] = bo
+    r["status"] = status
+    r["category"] = lab_categories()
+    r["code"] = dt.codeable(obx[3], fac) or {"text": "(検査項目コードなし)"}
+    r["subject"] = dt.patient_ref(ctx.patient_id)
+    eff = effective_time(msg, rep, obx)
+    if eff:
+        r["effectiveDateTime"] = eff
+    if issued:
+        r["issued"] = issued
+    value = value_of(obx, fac)
+    if value:
+        r.update(value)
+    else:
+        reason = "not-performed" if status in ("cancelled", "entered-in-error") else "unknown"
+        r["dataAbsentReason"] = {"coding": [{"system": term.DATA_ABSENT_REASON, "code": reason}]}
+    rr = reference_range(obx[7].text, value.get("valueQuantity"))
+    interp = interpretation(obx, value, rr)
+    if interp:
+        r["interpretation"] = interp
+    if notes:
+        r["note"] = [{"text": t} for t in notes]
+    if spec_ref:
+        r["specimen"] = spec_ref
+    if rr:
+        r["referenceRange"] = [rr]
+    return r
+
+
+def report_status(rep: ReportRec, obs_status: list[str]) -> str:
+    if rep.obr is not None and rep.obr.get(25).upper() in REPORT_STATUS:
+        return REPORT_STATUS[rep.obr.get(25).upper()]
+    s = set(obs_status)
+    if not s:
+        return "registered"
+    if s <= {"cancelled", "entered-in-error"}:
+        return "cancelled"
+    if "preliminary" in s or "registered" in s or "unknown" in s:
+        return "partial" if s & {"final", "corrected", "amended"} else "preliminary"
+    if s & {"corrected", "amended"}:
+        return "corrected"
+    return "final"
+
+
+@register("OML-11")
+def map_oml_11(msg: Message, ctx: MapContext) -> list[dict]:
+    lab = walk(msg)
+    out: list[dict] = []
+    spec_refs: dict[int, dict] = {}
+    for rec in lab.specimens:
+        res = specimen_resource(ctx, rec)
+        spec_refs[rec.index] = {"reference": f"Specimen/{res['id']}"}
+        out.append(res)
+    fac = ctx.facility
+    for rep in lab.reports:
+        spec_ref = spec_refs.get(rep.specimen.index) if rep.specimen else None
+        issued = instant(rep.obr[22]) if rep.obr is not None else None
+        observations = [observation(msg, ctx, rep, m, obx, notes, spec_ref, issued)
+                        for m, (obx, notes) in enumerate(rep.obxs, 1)]
+        dr: dict = {
+            "resourceType": "DiagnosticReport",
+            "id": resource_id(ctx.name, f"r{rep.index}"),
+            "meta": ctx.meta(term.PROFILE["DiagnosticReportLabResult"]),
+        }
+        ids = order_identifiers(ctx, None, rep.obr) or order_identifiers(ctx, rep.orc, None)
+        if ids:
+            dr["identifier"] = ids
+        bo = based_on(ctx, rep.orc, rep.obr)
+        if bo:
+            dr["basedOn"] = bo
+        dr["status"] = report_status(rep, [o["status"] for o in observations])
+        dr["category"] = report_category()
+        dr["code"] = (dt.codeable(rep.obr[4], fac) if rep.obr is not None else None) or {
+            "text": "検体検査"}
+        dr["subject"] = dt.patient_ref(ctx.patient_id)
+        eff = effective_time(msg, rep)
+        if eff:
+            dr["effectiveDateTime"] = eff
+        if issued:
+            dr["issued"] = issued
+        if spec_ref:
+            dr["specimen"] = [spec_ref]
+        if observations:
+            dr["result"] = [{"reference": f"Observation/{o['id']}"} for o in observations]
+        conclusion = "\n".join(lab.header_notes + rep.notes)
+        if conclusion:
+            dr["conclusion"] = conclusion
+        out.extend(observations)
+        out.append(dr)
+    return out
