@@ -1,0 +1,56 @@
+"""Version chains: the condition flags of one record's files must tell one consistent story.
+
+A record (patient + date folder + data type + order number) has at most one current (flag 1)
+file; superseded (flag 2) files need a current or deleted successor; a record deleted (flag 0) and
+later written again as flag 1 is legal for some vendors but hides a cancel, so it is a warning.
+"""
+
+from __future__ import annotations
+
+from storage.layout import Record, StoredFile
+from storage.names import FLAG_DELETED, FLAG_SUPERSEDED, RecordKey
+
+from .kinds import ERROR, KIND_VERSION_CHAIN, WARNING, problem
+
+
+def group_records(files: list[StoredFile]) -> dict[RecordKey, Record]:
+    records: dict[RecordKey, Record] = {}
+    for f in files:
+        if not f.usable:
+            continue
+        key = f.name.key  # type: ignore[union-attr]
+        rec = records.get(key)
+        if rec is None:
+            rec = records[key] = Record(key)
+        rec.versions.append(f)
+    for rec in records.values():
+        rec.sort()
+    return records
+
+
+def check_chain(rec: Record) -> list[dict]:
+    out: list[dict] = []
+    currents = rec.currents
+    if len(currents) > 1:
+        newest = currents[-1]
+        others = ", ".join(c.relpath.rsplit("/", 1)[-1] for c in currents[:-1])
+        out.append(problem(newest.relpath, KIND_VERSION_CHAIN,
+                           f"{len(currents)} current (flag 1) files for one record; the newest is "
+                           f"served, the others should have been renamed to flag 2: {others}",
+                           WARNING))
+    flags = [v.name.flag for v in rec.versions]  # type: ignore[union-attr]
+    if not currents and FLAG_DELETED not in flags and FLAG_SUPERSEDED in flags:
+        latest = rec.versions[-1]
+        out.append(problem(latest.relpath, KIND_VERSION_CHAIN,
+                           f"{flags.count(FLAG_SUPERSEDED)} superseded (flag 2) files but no current "
+                           "(flag 1) or deleted (flag 0) file: the record cannot be shown", ERROR))
+    if currents and FLAG_DELETED in flags:
+        deleted = [v for v in rec.versions if v.name.flag == FLAG_DELETED]  # type: ignore[union-attr]
+        last_del = deleted[-1]
+        recreated = [c for c in currents
+                     if c.name.sort_key[0] > last_del.name.sort_key[0]]  # type: ignore[union-attr]
+        if recreated:
+            out.append(problem(recreated[-1].relpath, KIND_VERSION_CHAIN,
+                               "record was deleted (flag 0) and later re-created (flag 1): "
+                               f"deleted by {last_del.relpath.rsplit('/', 1)[-1]}", WARNING))
+    return out
