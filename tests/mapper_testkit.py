@@ -72,3 +72,28 @@ def check_golden(name: str, resources: list[dict]) -> None:
     assert path.exists(), f"{path.name} missing; create it with UPDATE_GOLDEN=1"
     assert json.loads(path.read_text(encoding="utf-8")) == json.loads(text), (
         f"{path.name} differs; rerun with UPDATE_GOLDEN=1 if the change is intended")
+
+
+def sample_files(data_types: tuple[str, ...]) -> list[Path]:
+    """Guideline sample files (nhoHQ SSMIX2DataTestingTool) of these data types, by file name."""
+    if not GUIDELINE_SAMPLES.is_dir():
+        import pytest
+
+        pytest.skip(f"guideline samples not found at {GUIDELINE_SAMPLES}")
+    out = []
+    for f in sorted(GUIDELINE_SAMPLES.rglob("*")):
+        if f.is_file():
+            try:
+                fn = parse_name(f.name)
+            except ValueError:
+                continue
+            if fn.data_type in data_types:
+                out.append(f)
+    return out
+
+
+def renamed(name: str, timestamp: str | None = None, flag: str | None = None) -> str:
+    """The same record key with another 発生日時 / condition flag (an update or a deletion)."""
+    fn = parse_name(name)
+    return "_".join((fn.patient_id, fn.date, fn.data_type, fn.order_no,
+                     timestamp or fn.timestamp, fn.department, flag or fn.flag))
