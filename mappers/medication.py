@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from storage.hl7 import Field, Message, Segment
+from storage.names import DATA_TYPES
 
 from . import datatypes as dt
 from . import terminology as term
@@ -25,8 +26,9 @@ EXT_INGREDIENT_DRUG_NO = term.JP_EXT + "JP_Medication_Ingredient_DrugNo"
 EXT_MA_DEPARTMENT = term.JP_EXT + "JP_MedicationAdministration_RequestDepartment"
 EXT_MA_AUTHORED_ON = term.JP_EXT + "JP_MedicationAdministration_RequestAuthoredOn"
 EXT_MA_REQUESTER = term.JP_EXT + "JP_MedicationAdministration_Requester"
-# JP Core has no department element on MedicationRequest; ORC-17 is kept in this documented one.
-EXT_ORDER_DEPARTMENT = "http://fhir-gateway.example.org/StructureDefinition/order-department"
+# JP Core has no department element on MedicationRequest; ORC-17 goes where every order mapper
+# puts it (terminology.REQUEST_DEPARTMENT_EXT, the JP-CLINS/eCS department extension).
+EXT_ORDER_DEPARTMENT = term.REQUEST_DEPARTMENT_EXT
 
 # 注射種別 (JHSI table 0002; guideline samples use the local name 99I02).  06 = 予防接種.
 INJECTION_TYPE_SYSTEMS = ("JHSI0002", "99I02")
@@ -335,9 +337,15 @@ def encounter_class(msg: Message, orc: Segment) -> str:
     return orc.get(29) or msg["PV1"].get(2)
 
 
-def categories(msg: Message, orc: Segment, rxe: Segment | None, facility: str) -> list[dict]:
+def data_type_category(msg: Message, data_type: str) -> dict:
+    """The SS-MIX2 data type as a category, as every order/report mapper adds it."""
+    return dt.concept(data_type, DATA_TYPES[data_type].name_ja, term.SSMIX2_DATA_TYPE)
+
+
+def categories(msg: Message, orc: Segment, rxe: Segment | None, facility: str,
+               data_type: str = "") -> list[dict]:
     """In/out-patient (ORC-29 / PV1-2) and MERIT-9 / JHSI 処方区分 (RXE-21 repetitions)."""
-    cats: list[dict] = []
+    cats: list[dict] = [data_type_category(msg, data_type)] if data_type else []
     klass = encounter_class(msg, orc)
     if klass in ("I", "O"):
         cats.append({"coding": [{"system": term.MEDICATION_REQUEST_CATEGORY,

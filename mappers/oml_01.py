@@ -8,6 +8,7 @@ request for that OBR.  Ids: Specimen ``{key}.s{n}``, ServiceRequest ``{key}.r{n}
 from __future__ import annotations
 
 from storage.hl7 import Message, Segment
+from storage.names import DATA_TYPES
 
 from . import datatypes as dt
 from . import terminology as term
@@ -22,16 +23,16 @@ MAPPING: list[tuple[str, str, str]] = [
     ("SPM-4", "Specimen.type", "JLAC10 material (JC10) and local triplets"),
     ("SPM-8", "Specimen.collection.bodySite", ""),
     ("SPM-17", "Specimen.collection.collectedDateTime", ""),
-    ("ORC-1", "ServiceRequest.status", "NW/XO/SC active; CA/OC/DC revoked; HD on-hold; ORC-5 CM completed"),
+    ("ORC-1", "ServiceRequest.status", "terminology.request_status: CA/OC/CR/DC revoked, HD on-hold, else by ORC-5, else active"),
     ("ORC-2", "ServiceRequest.identifier", "placer order number (fallback OBR-2)"),
     ("ORC-3", "ServiceRequest.identifier", "filler order number (fallback OBR-3)"),
-    ("ORC-5", "ServiceRequest.status", "CM completed, CA/DC revoked, HD on-hold, IP/SC active"),
+    ("ORC-5", "ServiceRequest.status", "CM completed, CA/DC revoked, HD on-hold"),
     ("ORC-9", "ServiceRequest.authoredOn", "fallback MSH-7"),
     ("ORC-12", "ServiceRequest.requester", "fallback OBR-16"),
-    ("ORC-17", "ServiceRequest.extension", "order-department (local extension)"),
-    ("ORC-29", "ServiceRequest.category", "HL70482 order type I/O"),
+    ("ORC-17", "ServiceRequest.extension", "JP-CLINS/eCS department extension (terminology.REQUEST_DEPARTMENT_EXT)"),
+    ("ORC-29", "ServiceRequest.category", "HL70482 order type I/O (besides the SS-MIX2 data type and SNOMED laboratory procedure)"),
     ("TQ1-7", "ServiceRequest.occurrenceDateTime", "when OBR-7 is empty"),
-    ("TQ1-9", "ServiceRequest.priority", "S stat, A asap, R routine"),
+    ("TQ1-9", "ServiceRequest.priority", "HL70485: S stat, A asap, R/P routine, C/T urgent"),
     ("OBR-4", "ServiceRequest.code", "order set (local code kept with its local system)"),
     ("OBR-7", "ServiceRequest.occurrenceDateTime", "occurrencePeriod with OBR-8"),
     ("OBR-16", "ServiceRequest.requester", "only when ORC-12 is empty"),
@@ -44,18 +45,8 @@ NOT_MAPPED: list[tuple[str, str]] = [
     ("OBX-2", "ordered items carry no value in OML^O33"),
 ]
 
-_STATUS = {"NW": "active", "XO": "active", "SC": "active", "OK": "active", "CA": "revoked",
-           "OC": "revoked", "DC": "revoked", "OD": "revoked", "CR": "revoked", "HD": "on-hold",
-           "OH": "on-hold"}
-_ORDER_STATUS = {"CM": "completed", "CA": "revoked", "DC": "revoked", "HD": "on-hold",
-                 "IP": "active", "SC": "active", "A": "active"}
-_PRIORITY = {"S": "stat", "A": "asap", "R": "routine", "T": "urgent", "P": "routine"}
-
-
 def request_status(orc: Segment | None) -> str:
-    if orc is None:
-        return "active"
-    return _ORDER_STATUS.get(orc.get(5)) or _STATUS.get(orc.get(1), "active")
+    return term.request_status(orc.get(1), orc.get(5)) if orc is not None else "active"
 
 
 @register("OML-01")
@@ -84,7 +75,8 @@ def map_oml_01(msg: Message, ctx: MapContext) -> list[dict]:
             r["identifier"] = ids
         r["status"] = request_status(orc)
         r["intent"] = "order"
-        cats = [{"coding": [{"system": term.SNOMED, "code": "108252007",
+        cats = [dt.concept("OML-01", DATA_TYPES["OML-01"].name_ja, term.SSMIX2_DATA_TYPE),
+                {"coding": [{"system": term.SNOMED, "code": "108252007",
                              "display": "Laboratory procedure"}]}]
         if orc is not None and orc[29]:
             cc = dt.codeable(orc[29], fac)
@@ -92,7 +84,7 @@ def map_oml_01(msg: Message, ctx: MapContext) -> list[dict]:
                 cats.append(cc)
         r["category"] = cats
         if rep.tq1 is not None:
-            prio = _PRIORITY.get(rep.tq1[9].component(1))
+            prio = term.REQUEST_PRIORITY_0485.get(rep.tq1[9].component(1))
             if prio:
                 r["priority"] = prio
         code = dt.codeable(obr[4], fac) if obr is not None else None

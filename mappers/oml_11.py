@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from storage.hl7 import Field, Message, Segment
+from storage.names import DATA_TYPES
 from storage.timestamps import parse_ts
 
 from . import datatypes as dt
@@ -37,7 +38,7 @@ MAPPING: list[tuple[str, str, str]] = [
     ("OBR-4", "DiagnosticReport.code", "local set code kept with its local system"),
     ("OBR-7", "Observation.effectiveDateTime", "when SPM-17 is empty"),
     ("OBR-22", "DiagnosticReport.issued", "also Observation.issued"),
-    ("OBR-25", "DiagnosticReport.status", "F final, C corrected, P preliminary, X cancelled; else derived from OBX-11"),
+    ("OBR-25", "DiagnosticReport.status", "terminology.REPORT_STATUS (F final, C corrected, P preliminary, X cancelled ...); else derived from the OBX-11 statuses"),
     ("ORC-2", "Observation.identifier", "JP Core rule ORC-2_OBR-4_SPM-4_OBX-3(_OBX-4); also basedOn by identifier"),
     ("OBX-2", "Observation.value[x]", "NM/SN -> valueQuantity, ST -> valueString (valueQuantity for '> 100'), CWE/CE -> valueCodeableConcept"),
     ("OBX-3", "Observation.code", "JLAC10 (JC10) + local code; text = item name"),
@@ -46,7 +47,7 @@ MAPPING: list[tuple[str, str, str]] = [
     ("OBX-6", "Observation.valueQuantity.unit", "written unit kept; UCUM system/code when known"),
     ("OBX-7", "Observation.referenceRange", "'3.5-5.0' low/high, '<=5' high, '>10' low; text always kept"),
     ("OBX-8", "Observation.interpretation", "H/L/HH/LL/N/A/AA... (v3-ObservationInterpretation); derived from the range when empty"),
-    ("OBX-11", "Observation.status", "F final, C corrected, A amended, P/R/S preliminary, X/N cancelled, D/W entered-in-error, I/O registered"),
+    ("OBX-11", "Observation.status", "terminology.OBSERVATION_STATUS: F final, C corrected, P/S/A preliminary, X cancelled, D/W entered-in-error, R/I/O registered; empty/unknown -> unknown"),
     ("OBX-14", "Observation.effectiveDateTime", "when SPM-17 and OBR-7 are empty"),
     ("NTE-3", "Observation.note", "after an OBX; after OBR/ORC -> DiagnosticReport.conclusion; after SPM -> Specimen.note"),
 ]
@@ -73,13 +74,7 @@ def report_category() -> list[dict]:
     return [{"coding": [{"system": term.DIAGNOSTIC_SERVICE_SECTION, "code": "LAB",
                          "display": "Laboratory"}]}]
 
-OBX_STATUS = {"F": "final", "C": "corrected", "A": "amended", "P": "preliminary",
-              "R": "preliminary", "S": "preliminary", "X": "cancelled", "N": "cancelled",
-              "D": "entered-in-error", "W": "entered-in-error", "I": "registered",
-              "O": "registered", "U": "final"}
-REPORT_STATUS = {"F": "final", "C": "corrected", "A": "partial", "P": "preliminary",
-                 "R": "preliminary", "S": "partial", "X": "cancelled", "I": "registered",
-                 "O": "registered"}
+
 INTERPRETATIONS = {"H", "L", "HH", "LL", "N", "A", "AA", "HU", "LU", "U", "D", "B", "W", "S",
                    "R", "I", "MS", "VS", "NEG", "POS", "IND", "DET", "ND", "<", ">", "E", "EX",
                    "NR", "RR", "QCF", "TOX", "CAR", "H>", "L<", "HX", "LX"}
@@ -273,8 +268,12 @@ def reference_range(text: str, unit_of: dict | None) -> dict | None:
 
 
 def value_of(obx: Segment, fac: str) -> dict:
-    """value[x] of one OBX by its value type OBX-2 (JP_Observation_LabResult: Quantity,
-    CodeableConcept or string)."""
+    """value[x] of one OBX by its value type OBX-2.
+
+    Stricter than ``datatypes.obx_value`` on purpose: JP_Observation_LabResult allows only
+    Quantity, CodeableConcept or string, and an ST result stays a string unless it is written
+    as an inequality (``> 100``), which the NHO rule uses for out-of-range values.
+    """
     vt = obx.get(2).upper()
     f5 = obx[5]
     if not f5:
@@ -349,7 +348,7 @@ def observation(msg: Message, ctx: MapContext, rep: ReportRec, m: int, obx: Segm
     key = "_".join([orc_no, _code(rep.obr[4], ctx, rep) if rep.obr is not None else "",
                     _code(rep.specimen.spm[4], ctx, rep) if rep.specimen else "",
                     _code(obx[3], ctx, rep)] + ([obx.get(4)] if obx.get(4) else []))
-    status = OBX_STATUS.get(obx.get(11).upper(), "unknown")
+    status = term.OBSERVATION_STATUS.get(obx.get(11).upper(), "unknown")
     r: dict = {
         "resourceType": "Observation",
         "id": resource_id(ctx.name, f"r{rep.index}", m),
@@ -388,8 +387,8 @@ def observation(msg: Message, ctx: MapContext, rep: ReportRec, m: int, obx: Segm
 
 
 def report_status(rep: ReportRec, obs_status: list[str]) -> str:
-    if rep.obr is not None and rep.obr.get(25).upper() in REPORT_STATUS:
-        return REPORT_STATUS[rep.obr.get(25).upper()]
+    if rep.obr is not None and rep.obr.get(25).upper() in term.REPORT_STATUS:
+        return term.REPORT_STATUS[rep.obr.get(25).upper()]
     s = set(obs_status)
     if not s:
         return "registered"
@@ -429,7 +428,8 @@ def map_oml_11(msg: Message, ctx: MapContext) -> list[dict]:
         if bo:
             dr["basedOn"] = bo
         dr["status"] = report_status(rep, [o["status"] for o in observations])
-        dr["category"] = report_category()
+        dr["category"] = report_category() + [dt.concept(
+            "OML-11", DATA_TYPES["OML-11"].name_ja, term.SSMIX2_DATA_TYPE)]
         dr["code"] = (dt.codeable(rep.obr[4], fac) if rep.obr is not None else None) or {
             "text": "検体検査"}
         dr["subject"] = dt.patient_ref(ctx.patient_id)

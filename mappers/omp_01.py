@@ -22,8 +22,8 @@ MAPPING: list[tuple[str, str, str]] = [
     ("ORC-9", "MedicationRequest.authoredOn", "fallback RXE-32, then MSH-7"),
     ("ORC-10", "MedicationRequest.recorder", "XCN -> Practitioner reference (identifier + display)"),
     ("ORC-12", "MedicationRequest.requester", "XCN -> Practitioner reference; fallback RXE-13"),
-    ("ORC-17", "MedicationRequest.extension", "order-department (local extension: JP Core has no MedicationRequest department)"),
-    ("ORC-29", "MedicationRequest.category", "HL70482 order type and inpatient/outpatient (fallback PV1-2)"),
+    ("ORC-17", "MedicationRequest.extension", "JP-CLINS/eCS department extension (terminology.REQUEST_DEPARTMENT_EXT); JP Core has no MedicationRequest department"),
+    ("ORC-29", "MedicationRequest.category", "SS-MIX2 data type, HL70482 order type and inpatient/outpatient (fallback PV1-2)"),
     ("PV1-2", "MedicationRequest.category", "inpatient/outpatient when ORC-29 is empty"),
     ("RXE-2", "MedicationRequest.medicationCodeableConcept", "HOT9/HOT/YJ and local triplets, text = drug name"),
     ("RXE-3", "MedicationRequest.dosageInstruction.doseAndRate.doseQuantity", "1回量; with RXE-4 a doseRange"),
@@ -90,7 +90,7 @@ def _request(msg: Message, ctx: MapContext, group: med.OrderGroup, rxe: Segment,
         "status": med.request_status(orc),
         "intent": "order",
     }
-    cats = med.categories(msg, orc, rxe, fac)
+    cats = med.categories(msg, orc, rxe, fac, "OMP-01")
     kind = dt.codeable(rxe[27], fac)
     if kind:
         cats.append(kind)

@@ -23,8 +23,8 @@ MAPPING: list[tuple[str, str, str]] = [
     ("ORC-9", "MedicationRequest.authoredOn", "fallback RXE-32, then MSH-7"),
     ("ORC-10", "MedicationRequest.recorder", ""),
     ("ORC-12", "MedicationRequest.requester", "fallback RXE-13"),
-    ("ORC-17", "MedicationRequest.extension", "order-department (local extension)"),
-    ("ORC-29", "MedicationRequest.category", "HL70482 I/O + inpatient/outpatient"),
+    ("ORC-17", "MedicationRequest.extension", "JP-CLINS/eCS department extension (terminology.REQUEST_DEPARTMENT_EXT)"),
+    ("ORC-29", "MedicationRequest.category", "SS-MIX2 data type, HL70482 I/O and inpatient/outpatient"),
     ("RXE-2", "MedicationRequest.category", "注射種別 (JHSI0002/99I02); a drug code here becomes the Medication ingredient"),
     ("RXE-3", "MedicationRequest.dosageInstruction.doseAndRate.doseQuantity", "total volume of the mix"),
     ("RXE-5", "MedicationRequest.dosageInstruction.doseAndRate.doseQuantity", "unit"),
@@ -54,7 +54,6 @@ MAPPING: list[tuple[str, str, str]] = [
 
 NOT_MAPPED: list[tuple[str, str]] = [
     ("RXC-1", "base (B) / additive (A) has no element in JP_Medication; ingredient order (DrugNo) keeps the base first as written"),
-    ("ORC-17", "mapped only to a local extension: JP_MedicationRequest_Injection has no department element"),
 ]
 
 
@@ -101,9 +100,9 @@ def map_omp_02(msg: Message, ctx: MapContext) -> list[dict]:
             "status": med.request_status(orc),
             "intent": "order",
         }
-        cats = med.categories(msg, orc, rxe, fac)
+        cats = med.categories(msg, orc, rxe, fac, "OMP-02")
         if itype and rxe is not None:
-            cats.insert(0, dt.codeable(rxe[2], fac))
+            cats.insert(1, dt.codeable(rxe[2], fac))
         if cats:
             r["category"] = cats
         r["medicationReference"] = {"reference": "#med"}
