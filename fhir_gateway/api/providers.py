@@ -1,0 +1,208 @@
+"""One provider per resource type (like HAPI's plain server): it turns a validated request into
+service calls and a Bundle.  Types differ only by their registry entry; Patient adds
+``$everything`` and ``_revinclude``."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from conformance import Criterion, Query, QueryError, ResourceDef, registry
+from fhir_gateway.paging import BadCursor, Pager
+from fhir_gateway.services import FacilityService
+from fhir_gateway.services import match
+from fhir_gateway.services.facility import NotFound, ServiceError
+
+from . import bundle
+from .errors import FhirError
+from .subset import elements, summarize
+
+EVERYTHING_PARAMS = {"start", "end", "_since", "_type", "_count", "_format", "_pretty",
+                     "_cursor"}
+
+
+class ResourceProvider:
+    def __init__(self, rdef: ResourceDef) -> None:
+        self.rdef = rdef
+        self.type = rdef.type
+
+    # -- search ----------------------------------------------------------------------------------
+    def search(self, svc: FacilityService, pager: Pager, base: str, items: list[tuple[str, str]],
+               lenient: bool) -> dict:
+        items, offset = _restore(pager, items, svc.code, "search", self.type)
+        try:
+            query = registry().parse(self.type, items, lenient=lenient)
+        except QueryError as exc:
+            raise FhirError(400, str(exc), "invalid") from None
+        result = svc.search(self.type, query)
+        ordered = self.sort(result.matches, query)
+        total = len(ordered)
+        page = ordered[offset: offset + query.count]
+        included, inc_problems = self.includes(svc, page, query)
+        links = _links(pager, base, self.type, items, offset, query.count, total, svc.code,
+                       "search", [i for i in items if i[0] not in query.ignored])
+        shaped = [_shape(r, query) for r in page]
+        return bundle.searchset(base, shaped, [_shape(r, query) for r in included],
+                                result.problems + inc_problems,
+                                None if query.total == "none" else total, links,
+                                summary_count=query.summary == "count")
+
+    def sort(self, resources: list[dict], query: Query) -> list[dict]:
+        out = sorted(resources, key=lambda r: (r.get("resourceType", ""), r.get("id", "")))
+        for key, desc in reversed(query.sort):
+            if key == "_lastUpdated":
+                param = registry().get(self.type).params.get("_lastUpdated")
+            elif key == "jp-kana-sort":
+                param = self.rdef.params.get("jp-kana-sort")
+            else:
+                param = self.rdef.date_param
+            if key == "jp-kana-sort":
+                from storage.text import search_key
+
+                def k(r, p=param):
+                    vals = match.values(r, p) if p else []
+                    return search_key(str(vals[0])) if vals else "\uffff"
+                out.sort(key=k, reverse=desc)
+                continue
+            present = [r for r in out if match.sort_value(r, param) is not None]
+            missing = [r for r in out if match.sort_value(r, param) is None]
+            present.sort(key=lambda r: match.sort_value(r, param), reverse=desc)
+            out = present + missing  # resources without the value go last either way
+        return out
+
+    def includes(self, svc: FacilityService, page: list[dict], query: Query):
+        found: dict[tuple[str, str], dict] = {}
+        problems = []
+        have = {(r.get("resourceType"), r.get("id")) for r in page}
+        for inc in query.includes:
+            src, _, pname = inc.partition(":")
+            param = self.rdef.params.get(pname)
+            if param is None:
+                continue
+            for r in page:
+                for v in match.values(r, param):
+                    ref = v.get("reference") if isinstance(v, dict) else None
+                    if not ref or ref.startswith("#"):
+                        continue
+                    t, i = match.ref_target(ref, "Patient" if pname in ("patient", "subject")
+                                            else None)
+                    if not t or (t, i) in have or (t, i) in found:
+                        continue
+                    try:
+                        found[(t, i)] = svc.read(t, i)
+                    except ServiceError:
+                        continue
+        for rev in query.revincludes:
+            found.update(self._revinclude(svc, page, rev, have, problems))
+        return list(found.values()), problems
+
+    def _revinclude(self, svc, page, rev, have, problems):
+        return {}
+
+
+class PatientProvider(ResourceProvider):
+    def _revinclude(self, svc: FacilityService, page, rev, have, problems):
+        src, _, pname = rev.partition(":")
+        rdef = registry().get(src)
+        out = {}
+        if rdef is None or pname not in rdef.params:
+            return out
+        for p in page:
+            q = Query(src, [Criterion(rdef.params[pname], None, [f"Patient/{p['id']}"])])
+            res = svc.search(src, q)
+            problems.extend(res.problems)
+            for r in res.matches:
+                k = (r.get("resourceType"), r.get("id"))
+                if k not in have:
+                    out[k] = r
+        return out
+
+    def everything(self, svc: FacilityService, pager: Pager, base: str, pid: str,
+                   items: list[tuple[str, str]], lenient: bool) -> dict:
+        items, offset = _restore(pager, items, svc.code, "everything", pid)
+        args: dict[str, str] = {}
+        used = []
+        for k, v in items:
+            if k not in EVERYTHING_PARAMS:
+                if lenient:
+                    continue
+                raise FhirError(400, f"unknown parameter {k!r} for $everything "
+                                "(start, end, _since, _type, _count)", "invalid")
+            args[k] = v
+            used.append((k, v))
+        for k in ("start", "end", "_since"):
+            if k in args and match.date_range(args[k]) is None:
+                raise FhirError(400, f"{k} must be a FHIR date or dateTime", "invalid")
+        types = None
+        if "_type" in args:
+            types = {t.strip() for t in args["_type"].split(",") if t.strip()}
+            unknown = [t for t in types if registry().get(t) is None]
+            if unknown and not lenient:
+                raise FhirError(400, f"_type: unknown resource type(s) {', '.join(unknown)}",
+                                "invalid")
+        count = 50
+        if "_count" in args:
+            if not args["_count"].isdigit():
+                raise FhirError(400, "_count must be a non-negative integer", "invalid")
+            count = min(int(args["_count"]), 1000)
+        data = svc.everything(pid, args.get("start"), args.get("end"), args.get("_since"), types)
+        total = len(data.resources)
+        page = data.resources[offset: offset + count]
+        links = _links(pager, base, f"Patient/{pid}/$everything", used, offset, count, total,
+                       svc.code, "everything", used, key=pid)
+        problems = [p for p in data.problems if p.severity == "error"] if offset == 0 else []
+        return bundle.searchset(base, page, [], problems, total, links)
+
+
+def _shape(r: dict, q: Query) -> dict:
+    if q.elements:
+        return elements(r, q.elements)
+    return summarize(r, q.summary)
+
+
+def _restore(pager: Pager, items, facility: str, kind: str, key: str):
+    """Follow a ``_cursor``: the query and offset come from the signed cursor."""
+    cursor = [v for k, v in items if k == "_cursor"]
+    if not cursor:
+        return items, 0
+    try:
+        state = pager.decode(cursor[-1])
+    except BadCursor as exc:
+        raise FhirError(400, str(exc), "invalid") from None
+    if state.get("f") != facility or state.get("k") != kind or state.get("t") != key:
+        raise FhirError(400, "the paging cursor belongs to another search", "invalid")
+    keep = [(k, v) for k, v in items if k in ("_format", "_pretty")]
+    restored = [tuple(x) for x in state.get("q", [])]
+    restored = [x for x in restored if x[0] not in ("_format", "_pretty")] + keep
+    return restored, int(state.get("o", 0))
+
+
+def _links(pager: Pager, base: str, path: str, items, offset: int, count: int, total: int,
+           facility: str, kind: str, applied, key: str | None = None) -> dict[str, str]:
+    key = key or path
+    fmt = [(k, v) for k, v in items if k in ("_format", "_pretty")]
+    q = [(k, v) for k, v in items if k not in ("_format", "_pretty", "_cursor")]
+
+    def at(o: int) -> str:
+        token = pager.encode({"f": facility, "k": kind, "t": key, "q": q, "o": o})
+        return f"{base}/{path}?" + urlencode([("_cursor", token)] + fmt)
+
+    links = {"self": f"{base}/{path}" + ("?" + urlencode(list(applied)) if applied else "")
+             if offset == 0 else at(offset)}
+    if count > 0 and offset + count < total:
+        links["next"] = at(offset + count)
+    if offset > 0:
+        links["previous"] = at(max(0, offset - count))
+    if count > 0 and total > 0:
+        links["first"] = at(0)
+        links["last"] = at(((total - 1) // count) * count)
+    return links
+
+
+def providers() -> dict[str, ResourceProvider]:
+    out: dict[str, ResourceProvider] = {}
+    for t, rdef in registry().resources.items():
+        out[t] = PatientProvider(rdef) if t == "Patient" else ResourceProvider(rdef)
+    return out
+
+
+__all__ = ["ResourceProvider", "PatientProvider", "providers", "NotFound"]

@@ -1,0 +1,185 @@
+"""HTTP routes of the FHIR API.  Views only validate the request shape and call a provider."""
+
+from __future__ import annotations
+
+import gzip
+
+from flask import Blueprint, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException
+
+from conformance import registry
+from fhir_gateway.services import (
+    BrokenResource, FacilityService, Gone, NotFound, PatientRequired, StorageUnavailable,
+)
+from fhir_gateway.services.facility import ServiceError
+
+from . import bundle
+from .errors import FhirError, outcome, problem_outcome
+from .providers import providers
+from .respond import fhir_response, negotiate, resource_response
+
+blueprint = Blueprint("fhir", __name__, url_prefix="/fhir/<facility>")
+_PROVIDERS = providers()
+WRITE_METHODS = ["POST", "PUT", "PATCH", "DELETE"]
+
+
+# -- request pipeline ------------------------------------------------------------------------------
+@blueprint.url_value_preprocessor
+def _pull_facility(endpoint, values):
+    g.facility_code = values.pop("facility", None) if values else None
+
+
+@blueprint.before_request
+def _before() -> None:
+    negotiate()
+    auth = current_app.extensions["fhir_auth"]
+    if request.endpoint != "fhir.metadata":
+        g.principal = auth.authenticate(request, g.facility_code)
+    svc = current_app.extensions["gateway"].facility(g.facility_code or "")
+    if svc is None:
+        raise FhirError(404, f"unknown facility {g.facility_code!r}", "not-found")
+    g.svc = svc
+
+
+@blueprint.after_request
+def _after(resp: Response) -> Response:
+    svc: FacilityService | None = getattr(g, "svc", None)
+    if svc is not None:
+        storage_headers(resp, svc)
+    return compress(resp)
+
+
+def storage_headers(resp: Response, svc: FacilityService) -> None:
+    """The one place that reports which storage root served the request (failover visibility)."""
+    status = svc.storage_status()
+    resp.headers["X-Storage-Root"] = "primary" if status["active"] == 0 else \
+        f"mirror-{status['active']}"
+    if status["failed_over"]:
+        resp.headers["X-Storage-Failover"] = "true"
+
+
+def compress(resp: Response) -> Response:
+    if (resp.status_code < 200 or resp.status_code == 304 or resp.direct_passthrough
+            or "gzip" not in request.headers.get("Accept-Encoding", "").lower()
+            or resp.headers.get("Content-Encoding")):
+        return resp
+    data = resp.get_data()
+    if len(data) < 512:
+        return resp
+    resp.set_data(gzip.compress(data, compresslevel=5))
+    resp.headers["Content-Encoding"] = "gzip"
+    resp.headers["Content-Length"] = str(len(resp.get_data()))
+    return resp
+
+
+@blueprint.errorhandler(FhirError)
+def _fhir_error(exc: FhirError):
+    return fhir_response(outcome(exc.diagnostics, exc.code, exc.severity), exc.status, exc.headers)
+
+
+@blueprint.errorhandler(ServiceError)
+def _service_error(exc: ServiceError):
+    if isinstance(exc, Gone):
+        return fhir_response(outcome(str(exc), "deleted"), 410)
+    if isinstance(exc, NotFound):
+        return fhir_response(outcome(str(exc), "not-found"), 404)
+    if isinstance(exc, PatientRequired):
+        return fhir_response(outcome(str(exc), "too-costly"), 400)
+    if isinstance(exc, BrokenResource):
+        return fhir_response(problem_outcome(exc.problems), 422)
+    if isinstance(exc, StorageUnavailable):
+        return fhir_response(outcome(str(exc), "transient"), 503)
+    return fhir_response(outcome(str(exc)), 500)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _provider(rtype: str):
+    p = _PROVIDERS.get(rtype)
+    if p is None:
+        raise FhirError(404, f"unknown resource type {rtype!r} (see /metadata)", "not-supported")
+    return p
+
+
+def _lenient() -> bool:
+    prefer = request.headers.get("Prefer", "")
+    return any(p.strip().replace(" ", "") == "handling=lenient" for p in prefer.split(";")
+               + prefer.split(","))
+
+
+def _base() -> str:
+    return bundle.base_url(g.facility_code)
+
+
+def _pager():
+    return current_app.extensions["fhir_pager"]
+
+
+# -- routes ----------------------------------------------------------------------------------------
+@blueprint.get("/metadata")
+def metadata():
+    return fhir_response(current_app.extensions["capability"](g.facility_code))
+
+
+@blueprint.get("/<rtype>")
+def search(rtype: str):
+    p = _provider(rtype)
+    items = list(request.args.items(multi=True))
+    return fhir_response(p.search(g.svc, _pager(), _base(), items, _lenient()))
+
+
+@blueprint.post("/<rtype>/_search")
+def search_post(rtype: str):
+    p = _provider(rtype)
+    if request.mimetype != "application/x-www-form-urlencoded":
+        raise FhirError(415, "POST _search takes application/x-www-form-urlencoded", "not-supported")
+    items = list(request.args.items(multi=True)) + list(request.form.items(multi=True))
+    return fhir_response(p.search(g.svc, _pager(), _base(), items, _lenient()))
+
+
+@blueprint.get("/<rtype>/<rid>")
+def read(rtype: str, rid: str):
+    _provider(rtype)
+    return resource_response(g.svc.read(rtype, rid))
+
+
+@blueprint.get("/<rtype>/<rid>/_history")
+def history(rtype: str, rid: str):
+    _provider(rtype)
+    return fhir_response(bundle.history(_base(), g.svc.history(rtype, rid)))
+
+
+@blueprint.get("/<rtype>/<rid>/_history/<vid>")
+def vread(rtype: str, rid: str, vid: str):
+    _provider(rtype)
+    return resource_response(g.svc.vread(rtype, rid, vid))
+
+
+@blueprint.get("/Patient/<pid>/$everything")
+def everything(pid: str):
+    p = _PROVIDERS["Patient"]
+    items = list(request.args.items(multi=True))
+    return fhir_response(p.everything(g.svc, _pager(), _base(), pid, items, _lenient()))
+
+
+@blueprint.route("/", methods=WRITE_METHODS)
+@blueprint.route("/<rtype>", methods=WRITE_METHODS)
+@blueprint.route("/<rtype>/<rid>", methods=WRITE_METHODS)
+@blueprint.route("/<rtype>/<rid>/<path:rest>", methods=WRITE_METHODS)
+def write(**_):
+    raise FhirError(405, "this server is a read-only facade over SS-MIX2 storage",
+                    "not-supported", {"Allow": "GET, HEAD"})
+
+
+def api_error(exc: HTTPException):
+    """Routing errors under /fhir answer as OperationOutcome too."""
+    if not request.path.startswith("/fhir/"):
+        return exc
+    try:
+        negotiate()
+    except FhirError:
+        pass
+    code = {404: "not-found", 405: "not-supported"}.get(exc.code or 500, "processing")
+    return fhir_response(outcome(exc.description or exc.name, code), exc.code or 500)
+
+
+_ = registry

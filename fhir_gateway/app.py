@@ -1,0 +1,91 @@
+"""The Flask application: the FHIR API under ``/fhir/<facility>`` (and later the viewer).
+
+``create_app(config)`` wires the service layer (:class:`fhir_gateway.services.Gateway`), the
+paging secret, bearer-token auth and the CapabilityStatement.  Other parts of the project attach
+through ``app.extensions["gateway"]`` and the :data:`EXTENSIONS` hook."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import logging
+
+from flask import Flask, Request
+from werkzeug.exceptions import HTTPException
+
+from conformance import registry
+from fhir_gateway.auth_tokens import ANONYMOUS, Principal, TokenStore
+from fhir_gateway.config import Config
+from fhir_gateway.paging import Pager, load_secret
+from fhir_gateway.services import Gateway
+
+from .api import blueprint
+from .api.errors import FhirError
+from .api.views import api_error
+
+log = logging.getLogger(__name__)
+
+# Modules with ``init_app(app, gateway)`` attached when importable (e.g. the viewer).
+EXTENSIONS = ["fhir_gateway.viewer"]
+
+
+class BearerAuth:
+    """Authenticates API requests; the resulting :class:`Principal` goes on ``flask.g``."""
+
+    def __init__(self, store: TokenStore | None) -> None:
+        self.store = store  # None = --no-auth (loopback only, checked by `serve`)
+
+    def authenticate(self, request: Request, facility: str | None) -> Principal:
+        if self.store is None:
+            return ANONYMOUS
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        challenge = 'Bearer realm="fhir-gateway"'
+        if scheme.lower() != "bearer" or not token.strip():
+            raise FhirError(401, "an Authorization: Bearer <token> header is required", "login",
+                            {"WWW-Authenticate": challenge})
+        principal = self.store.verify(token.strip())
+        if principal is None:
+            raise FhirError(401, "the bearer token is not valid", "login",
+                            {"WWW-Authenticate": challenge + ', error="invalid_token"'})
+        if not principal.may_access(facility or ""):
+            raise FhirError(403, f"the token is not valid for facility {facility}", "forbidden")
+        return principal
+
+
+def capability_for(config: Config):
+    """CapabilityStatement per facility (cached): the registry's statement + the base URL."""
+    cache: dict[str, dict] = {}
+
+    def build(code: str) -> dict:
+        if code not in cache:
+            cs = copy.deepcopy(registry().published)
+            fac = config.facilities.get(code)
+            cs["implementation"] = {"description": f"{fac.name if fac else code} "
+                                    "(SS-MIX2 standardized storage)"}
+            cache[code] = cs
+        return cache[code]
+
+    return build
+
+
+def create_app(config: Config, *, auth: bool = True, cache_bytes: int | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config["JSON_AS_ASCII"] = False
+    app.config["FHIR_CONFIG"] = config
+    gateway = Gateway(config, cache_bytes)
+    app.extensions["gateway"] = gateway
+    app.extensions["fhir_pager"] = Pager(load_secret(config.data_dir))
+    app.extensions["fhir_auth"] = BearerAuth(TokenStore(config.data_dir) if auth else None)
+    app.extensions["capability"] = capability_for(config)
+    app.register_blueprint(blueprint)
+    app.register_error_handler(HTTPException, api_error)
+    for name in EXTENSIONS:
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        init = getattr(mod, "init_app", None)
+        if init is not None:
+            init(app, gateway)
+    return app

@@ -1,0 +1,126 @@
+"""API bearer tokens: created once, stored only as salted SHA-256 hashes in the data directory.
+
+A token looks like ``fgw_<id>_<secret>``: the id finds the stored entry without scanning, the
+secret is compared in constant time against ``sha256(salt + secret)``.  Each token is bound to one
+facility code or ``*``.  The file is re-read when it changes, so ``token revoke`` takes effect on
+running workers.  A :class:`Principal` is what the API puts on ``flask.g``; SMART scopes and the
+audit trail hang off it later."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+TOKENS_FILE = "api-tokens.json"
+_ID_BYTES = 6
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    facility: str  # a facility code or "*"
+    token_id: str | None = None
+    scopes: tuple[str, ...] = ("system/*.read",)  # SMART-style; only reads exist today
+    anonymous: bool = False
+
+    def may_access(self, facility: str) -> bool:
+        return self.facility in ("*", facility)
+
+
+ANONYMOUS = Principal("anonymous", "*", anonymous=True)
+
+
+@dataclass
+class TokenInfo:
+    id: str
+    name: str
+    facility: str
+    salt: str
+    hash: str
+    created: str
+    revoked: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _hash(salt: str, secret: str) -> str:
+    return hashlib.sha256(bytes.fromhex(salt) + secret.encode()).hexdigest()
+
+
+class TokenStore:
+    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+        self.path = Path(data_dir) / TOKENS_FILE
+        self._lock = threading.Lock()
+        self._mtime: int | None = -1
+        self._tokens: dict[str, TokenInfo] = {}
+
+    # -- persistence ----------------------------------------------------------------------------
+    def _load(self) -> dict[str, TokenInfo]:
+        try:
+            st = self.path.stat()
+            mtime: int | None = st.st_mtime_ns
+        except FileNotFoundError:
+            mtime = None
+        with self._lock:
+            if mtime != self._mtime:
+                if mtime is None:
+                    self._tokens = {}
+                else:
+                    raw = orjson.loads(self.path.read_bytes() or b"[]")
+                    self._tokens = {t["id"]: TokenInfo(**t) for t in raw}
+                self._mtime = mtime
+            return self._tokens
+
+    def _save(self, tokens: dict[str, TokenInfo]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+        data = orjson.dumps([t.__dict__ for t in tokens.values()], option=orjson.OPT_INDENT_2)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, self.path)
+
+    # -- operations -----------------------------------------------------------------------------
+    def create(self, name: str, facility: str) -> str:
+        """Create a token and return its clear text (shown once, never stored)."""
+        tokens = dict(self._load())
+        tid = secrets.token_hex(_ID_BYTES)
+        secret = secrets.token_urlsafe(32)
+        salt = secrets.token_hex(16)
+        tokens[tid] = TokenInfo(tid, name, facility, salt, _hash(salt, secret),
+                                time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        self._save(tokens)
+        return f"fgw_{tid}_{secret}"
+
+    def list(self) -> list[TokenInfo]:
+        return sorted(self._load().values(), key=lambda t: t.created)
+
+    def revoke(self, ident: str) -> bool:
+        """Revoke by id or by name; True when something was revoked."""
+        tokens = dict(self._load())
+        hit = False
+        for t in tokens.values():
+            if (t.id == ident or t.name == ident) and not t.revoked:
+                t.revoked = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+                hit = True
+        if hit:
+            self._save(tokens)
+        return hit
+
+    def verify(self, token: str) -> Principal | None:
+        parts = token.split("_", 2)
+        if len(parts) != 3 or parts[0] != "fgw":
+            return None
+        info = self._load().get(parts[1])
+        if info is None or info.revoked:
+            return None
+        if not hmac.compare_digest(info.hash, _hash(info.salt, parts[2])):
+            return None
+        return Principal(info.name, info.facility, info.id)

@@ -1,0 +1,83 @@
+"""``fhir-gateway serve``: the FHIR API (and viewer) on waitress, several worker processes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from fhir_gateway.config import Config, ConfigError, from_args, load
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="serve the FHIR API over HTTP (waitress, pre-forked workers)",
+        description="Serve /fhir/{facility} for every configured facility. Without --no-auth, "
+                    "API requests need a bearer token (see `fhir-gateway token create`).")
+    add_config_args(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="TCP port (default 8080; 0 = any free)")
+    p.add_argument("--threads", type=int, default=4, help="waitress threads per worker (default 4)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes sharing the socket (default: CPU count)")
+    p.add_argument("--cache-mb", type=int, default=256,
+                   help="bound of the mapped-file cache per worker, in MB (default 256)")
+    p.add_argument("--no-auth", action="store_true",
+                   help="anonymous access; allowed only on a loopback address")
+    p.set_defaults(func=run)
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    """The shared way to name the data: a TOML config, or one facility from flags."""
+    p.add_argument("--config", help="TOML config with one or more [[facility]] tables")
+    p.add_argument("--storage", action="append",
+                   help="SS-MIX2 root (repeat: primary first, then mirrors)")
+    p.add_argument("--facility", help="facility code for --storage (default 0000000000)")
+    p.add_argument("--receipts", action="append", help="UKE receipts folder (with --storage)")
+    p.add_argument("--extended", action="append", help="extended storage root (with --storage)")
+    p.add_argument("--data-dir", help="data directory (tokens, paging key, indexes)")
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    if args.config:
+        cfg = load(args.config)
+        if args.data_dir:
+            from pathlib import Path
+            cfg.data_dir = Path(args.data_dir).resolve()
+        return cfg
+    if args.storage:
+        return from_args(args.storage, args.facility, args.receipts, args.extended,
+                         args.data_dir)
+    raise ConfigError("give --config FILE or --storage PATH [--facility CODE]")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fhir_gateway.serving import is_loopback, serve
+    try:
+        cfg = config_from(args)
+    except ConfigError as exc:
+        print(f"fhir-gateway serve: {exc}", file=sys.stderr)
+        return 2
+    if args.no_auth:
+        if not is_loopback(args.host):
+            print(f"fhir-gateway serve: --no-auth is refused on {args.host}: anonymous access "
+                  "is allowed only on a loopback address (127.0.0.1, ::1, localhost)",
+                  file=sys.stderr)
+            return 2
+        print("fhir-gateway serve: WARNING: --no-auth: the API answers anyone on this machine "
+              "without a token", file=sys.stderr)
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    cache = args.cache_mb * 1024 * 1024
+
+    def make_app():
+        from fhir_gateway.app import create_app
+        return create_app(cfg, auth=not args.no_auth, cache_bytes=cache)
+
+    def ready(url: str) -> None:
+        codes = ", ".join(f"{url}/fhir/{c}" for c in cfg.facilities)
+        print(f"fhir-gateway: serving {codes} ({workers} workers x {args.threads} threads)",
+              file=sys.stderr, flush=True)
+
+    make_app()  # fail fast in the parent on a broken config, before forking
+    return serve(make_app, args.host, args.port, args.threads, workers, ready)

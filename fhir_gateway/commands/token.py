@@ -1,0 +1,86 @@
+"""``fhir-gateway token``: API bearer tokens (create prints the token once; only hashes are kept)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fhir_gateway.config import FACILITY_CODE, ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("token", help="create, list and revoke API bearer tokens",
+                       description="Tokens are stored as salted SHA-256 hashes in the data "
+                                   "directory; the clear token is printed once by `create`.")
+    p.add_argument("--config", help="TOML config (its data_dir holds the tokens)")
+    p.add_argument("--data-dir", help="data directory (instead of --config)")
+    tsub = p.add_subparsers(dest="token_command", metavar="ACTION")
+    c = tsub.add_parser("create", help="create a token and print it once")
+    c.add_argument("--name", required=True, help="who or what uses the token")
+    c.add_argument("--facility", required=True, help="facility code the token may read, or '*'")
+    c.set_defaults(func=run_create)
+    ls = tsub.add_parser("list", help="list tokens (never their secrets)")
+    ls.set_defaults(func=run_list)
+    r = tsub.add_parser("revoke", help="revoke a token by id or name")
+    r.add_argument("ident", help="token id or name")
+    r.set_defaults(func=run_revoke)
+    for q in (c, ls, r):
+        q.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        q.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def _store(args: argparse.Namespace):
+    from pathlib import Path
+
+    from fhir_gateway.auth_tokens import TokenStore
+    from fhir_gateway.config import load
+    if getattr(args, "config", None):
+        cfg = load(args.config)
+        return TokenStore(cfg.data_dir), cfg
+    if getattr(args, "data_dir", None):
+        return TokenStore(Path(args.data_dir).resolve()), None
+    raise ConfigError("give --config FILE or --data-dir DIR")
+
+
+def run_create(args: argparse.Namespace) -> int:
+    try:
+        store, cfg = _store(args)
+    except ConfigError as exc:
+        print(f"fhir-gateway token: {exc}", file=sys.stderr)
+        return 2
+    if args.facility != "*" and not FACILITY_CODE.match(args.facility):
+        print("fhir-gateway token: --facility must be a facility code or '*'", file=sys.stderr)
+        return 2
+    if cfg is not None and args.facility != "*" and args.facility not in cfg.facilities:
+        print(f"fhir-gateway token: facility {args.facility} is not configured", file=sys.stderr)
+        return 2
+    token = store.create(args.name, args.facility)
+    print(token)
+    print("(shown once: only its hash is stored)", file=sys.stderr)
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    try:
+        store, _ = _store(args)
+    except ConfigError as exc:
+        print(f"fhir-gateway token: {exc}", file=sys.stderr)
+        return 2
+    for t in store.list():
+        state = f"revoked {t.revoked}" if t.revoked else "active"
+        print(f"{t.id}\t{t.name}\t{t.facility}\t{t.created}\t{state}")
+    return 0
+
+
+def run_revoke(args: argparse.Namespace) -> int:
+    try:
+        store, _ = _store(args)
+    except ConfigError as exc:
+        print(f"fhir-gateway token: {exc}", file=sys.stderr)
+        return 2
+    if store.revoke(args.ident):
+        print(f"revoked {args.ident}")
+        return 0
+    print(f"fhir-gateway token: no active token {args.ident!r}", file=sys.stderr)
+    return 1

@@ -1,0 +1,453 @@
+"""One facility's data as FHIR: read, vread, history, search and the patient compartment.
+
+Every read goes through the replica set (primary first, then mirrors); an ``OSError`` marks the
+root failed and the call is retried on the next one.  Files are stat'ed on every request and
+mapped through a shared byte-bounded cache.  Broken files never raise: they come back as
+:class:`storage.reader.Problem` beside the resources that could be read."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, TypeVar
+
+from conformance import Query, registry
+from fhir_gateway.config import Facility
+from mappers import MapContext, MappingError, map_message
+from mappers.ids import parse_id
+from storage.layout import Record, Storage, StoredFile, UnsafePath
+from storage.names import FLAG_DELETED, NO_DATE, NO_ORDER, RecordKey, is_valid_patient_id
+from storage.reader import ERROR, KIND_IO, KIND_MAPPING, KIND_MISPLACED, KIND_NAME, Problem, \
+    read_path
+from storage.replicas import ReplicaSet
+
+from . import match
+from .cache import Mapped, MappedCache
+from .sources import data_types_for
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+PatientSource = Callable[[str, str], list[dict]]
+
+
+class ServiceError(Exception):
+    """Base of the errors the API turns into OperationOutcomes."""
+
+
+class NotFound(ServiceError):
+    pass
+
+
+class Gone(ServiceError):
+    """The record exists but its current version is a deletion (flag 0)."""
+
+
+class PatientRequired(ServiceError):
+    """A clinical search that names no patient (documented in the CapabilityStatement)."""
+
+
+class StorageUnavailable(ServiceError):
+    pass
+
+
+@dataclass
+class PatientData:
+    resources: list[dict]
+    problems: list[Problem] = field(default_factory=list)
+    files: int = 0
+
+
+@dataclass
+class SearchResult:
+    matches: list[dict]
+    problems: list[Problem] = field(default_factory=list)
+
+
+class FacilityService:
+    def __init__(self, facility: Facility, cache: MappedCache, data_dir=None,
+                 index_factory: Callable[["FacilityService"], object] | None = None) -> None:
+        self.facility = facility
+        self.code = facility.code
+        self.cache = cache
+        self.data_dir = data_dir
+        self.replicas = ReplicaSet(facility.storage)
+        self._sources: list[PatientSource] = []
+        self._index = None
+        self._index_factory = index_factory
+        from .claims import ClaimSource
+        self.claims = ClaimSource(facility, cache)
+
+    # -- hooks --------------------------------------------------------------------------------
+    def add_patient_source(self, fn: PatientSource) -> None:
+        """Extra resources of a patient (e.g. the viewer's memos): ``fn(facility_code, pid)``."""
+        self._sources.append(fn)
+
+    @property
+    def index(self):
+        if self._index is None:
+            self._index = (self._index_factory or default_index)(self)
+        return self._index
+
+    def storage_status(self) -> dict:
+        """Which root serves reads (for the ``X-Storage-Root`` header and the viewer banner)."""
+        _, i = self.replicas.active()
+        return {"active": i, "failed_over": i != 0, "roots": self.replicas.status()}
+
+    def _with_storage(self, fn: Callable[[Storage], T]) -> T:
+        tried: set[int] = set()
+        while True:
+            storage, i = self.replicas.active()
+            if i in tried:
+                raise StorageUnavailable("no storage root is readable")
+            tried.add(i)
+            try:
+                return fn(storage)
+            except OSError as exc:
+                log.warning("storage root %d failed: %s", i, exc)
+                self.replicas.report_failure(i, str(exc))
+
+    # -- files --------------------------------------------------------------------------------
+    def _map_file(self, storage: Storage, f: StoredFile, version: int) -> Mapped:
+        path = storage.resolve(f.relpath)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return Mapped((), (Problem(f.relpath, KIND_IO, "the file disappeared while reading"),))
+        key = (str(path), st.st_size, st.st_mtime_ns, version)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        res = read_path(path, f.relpath, f.name)
+        problems = list(res.problems)
+        resources: list[dict] = []
+        if res.ok and f.name is not None:
+            ctx = MapContext(self.code, f.relpath, f.name, version)
+            try:
+                resources = map_message(res.message, ctx)  # type: ignore[arg-type]
+            except MappingError as exc:
+                problems.append(Problem(f.relpath, KIND_MAPPING, str(exc)))
+            except Exception as exc:  # a mapper bug must not become a 500
+                log.exception("mapper failed on %s", f.relpath)
+                problems.append(Problem(f.relpath, KIND_MAPPING,
+                                        f"internal mapping error: {type(exc).__name__}: {exc}"))
+        mapped = Mapped.build(resources, problems)
+        self.cache.put(key, mapped)
+        return mapped
+
+    @staticmethod
+    def _reject_problem(f: StoredFile) -> Problem:
+        if f.name is None:
+            return Problem(f.relpath, KIND_NAME, f"file name breaks the SS-MIX2 rule: {f.name_error}")
+        return Problem(f.relpath, KIND_MISPLACED, f"file is in the wrong folder: {f.misplaced}")
+
+    def _current(self, storage: Storage, rec: Record) -> tuple[StoredFile, int] | None:
+        cur = rec.current
+        if cur is None:
+            return None
+        return cur, rec.versions.index(cur) + 1
+
+    # -- the patient compartment --------------------------------------------------------------
+    def patient_exists(self, pid: str) -> bool:
+        if not is_valid_patient_id(pid):
+            return False
+        return self._with_storage(lambda s: s.patient_dir(pid) is not None)
+
+    def patient_bundle(self, patient_id: str, types: set[str] | None = None) -> PatientData:
+        """All current resources of one patient (optionally of some types), with problems."""
+        if not is_valid_patient_id(patient_id):
+            raise NotFound(f"no patient {patient_id!r}")
+        dtypes = data_types_for(types)
+
+        def run(storage: Storage) -> PatientData:
+            out = PatientData([])
+            if dtypes == []:
+                return out
+            records, rejects = storage.records(patient_id, dtypes)
+            out.problems.extend(self._reject_problem(f) for f in rejects)
+            out.files += len(rejects)
+            for key in sorted(records):
+                rec = records[key]
+                out.files += len(rec.versions)
+                cur = self._current(storage, rec)
+                if cur is None:
+                    continue
+                m = self._map_file(storage, *cur)
+                out.problems.extend(m.problems)
+                out.resources.extend(r for r in m.resources
+                                     if types is None or r.get("resourceType") in types)
+            return out
+
+        data = self._with_storage(run)
+        if types is None or "Claim" in types:
+            claims, problems = self.claims.for_patient(patient_id)
+            data.resources.extend(claims)
+            data.problems.extend(problems)
+        for fn in self._sources:
+            try:
+                extra = fn(self.code, patient_id)
+            except Exception as exc:  # a broken plug-in must not break the chart
+                log.exception("patient source failed")
+                data.problems.append(Problem(f"{patient_id}", KIND_MAPPING, f"extra source: {exc}"))
+                continue
+            data.resources.extend(r for r in extra
+                                  if types is None or r.get("resourceType") in types)
+        return data
+
+    # -- instance level -----------------------------------------------------------------------
+    def _record(self, rtype: str, rid: str) -> tuple[Storage, Record]:
+        if rtype == "Patient":
+            if not is_valid_patient_id(rid):
+                raise NotFound(f"Patient/{rid} is not a valid id")
+            key = RecordKey(rid, NO_DATE, "ADT-00", NO_ORDER)
+        else:
+            parsed = parse_id(rid)
+            if parsed is None:
+                raise NotFound(f"{rtype}/{rid} is not an id of this server")
+            if parsed.key is None:
+                return self._hashed_record(rtype, rid, parsed.patient_id)
+            key = parsed.key
+
+        def run(storage: Storage) -> tuple[Storage, Record]:
+            try:
+                rec = storage.record(key)
+            except UnsafePath:
+                rec = None
+            if rec is None:
+                raise NotFound(f"{rtype}/{rid} not found")
+            return storage, rec
+
+        return self._with_storage(run)
+
+    def _hashed_record(self, rtype: str, rid: str, pid: str) -> tuple[Storage, Record]:
+        """A shortened (hashed) id: scan that one patient's records of the type."""
+        dtypes = data_types_for({rtype})
+
+        def run(storage: Storage) -> tuple[Storage, Record]:
+            records, _ = storage.records(pid, dtypes)
+            for rec in records.values():
+                for i, f in enumerate(rec.versions):
+                    if any(r.get("id") == rid for r in self._map_file(storage, f, i + 1).resources):
+                        return storage, rec
+            raise NotFound(f"{rtype}/{rid} not found")
+
+        return self._with_storage(run)
+
+    @staticmethod
+    def _find(m: Mapped, rtype: str, rid: str) -> dict | None:
+        for r in m.resources:
+            if r.get("resourceType") == rtype and r.get("id") == rid:
+                return r
+        return None
+
+    def read(self, rtype: str, rid: str) -> dict:
+        if rtype == "Claim":
+            return self.claims.read(rid)
+        storage, rec = self._record(rtype, rid)
+        cur = self._current(storage, rec)
+        if cur is None:
+            if rec.deleted:
+                raise Gone(f"{rtype}/{rid} was deleted")
+            raise NotFound(f"{rtype}/{rid} has no current version")
+        m = self._map_file(storage, *cur)
+        found = self._find(m, rtype, rid)
+        if found is None:
+            errors = [p for p in m.problems if p.severity == ERROR]
+            if errors:
+                raise BrokenResource(errors)
+            raise NotFound(f"{rtype}/{rid} not found")
+        return found
+
+    def vread(self, rtype: str, rid: str, vid: str) -> dict:
+        if rtype == "Claim":
+            r = self.claims.read(rid)
+            if r.get("meta", {}).get("versionId", "1") != vid:
+                raise NotFound(f"Claim/{rid} has no version {vid}")
+            return r
+        storage, rec = self._record(rtype, rid)
+        if not vid.isdigit() or not 1 <= int(vid) <= len(rec.versions):
+            raise NotFound(f"{rtype}/{rid} has no version {vid}")
+        f = rec.versions[int(vid) - 1]
+        if f.name.flag == FLAG_DELETED:  # type: ignore[union-attr]
+            raise Gone(f"version {vid} of {rtype}/{rid} is a deletion")
+        found = self._find(self._map_file(storage, f, int(vid)), rtype, rid)
+        if found is None:
+            raise NotFound(f"{rtype}/{rid} has no version {vid}")
+        return found
+
+    def history(self, rtype: str, rid: str) -> list[dict]:
+        """Every mapped version of the resource, newest first (FHIR history order)."""
+        if rtype == "Claim":
+            return [self.claims.read(rid)]
+        storage, rec = self._record(rtype, rid)
+        out = []
+        for i, f in enumerate(rec.versions):
+            found = self._find(self._map_file(storage, f, i + 1), rtype, rid)
+            if found is not None:
+                out.append(found)
+        if not out:
+            if rec.deleted:
+                raise Gone(f"{rtype}/{rid} was deleted")
+            raise NotFound(f"{rtype}/{rid} not found")
+        out.sort(key=lambda r: int(r.get("meta", {}).get("versionId", "0")), reverse=True)
+        return out
+
+    # -- search -------------------------------------------------------------------------------
+    def search(self, rtype: str, query: Query) -> SearchResult:
+        rdef = registry().get(rtype)
+        if rdef is None:
+            raise NotFound(f"unknown resource type {rtype}")
+        if rtype == "Patient":
+            return self._search_patients(query)
+        pids = _patients_of(query)
+        if pids is None:
+            if rtype == "Claim":
+                claims, problems = self.claims.all()
+                return SearchResult([r for r in claims if match.matches_all(r, query.criteria)],
+                                    list(problems))
+            raise PatientRequired(
+                f"a search of {rtype} must name the patient (patient, subject or _id); "
+                "see the CapabilityStatement")
+        out = SearchResult([])
+        seen: set[tuple[str, str]] = set()
+        for pid in pids:
+            if not is_valid_patient_id(pid):
+                continue
+            data = self.patient_bundle(pid, {rtype})
+            out.problems.extend(p for p in data.problems if p.severity == ERROR)
+            for r in data.resources:
+                k = (r.get("resourceType"), r.get("id"))
+                if k not in seen and match.matches_all(r, query.criteria):
+                    seen.add(k)
+                    out.matches.append(r)
+        return out
+
+    def _search_patients(self, query: Query) -> SearchResult:
+        direct = _direct_patient_ids(query)
+        pids = direct if direct is not None else self.index_candidates(query)
+        out = SearchResult([])
+        for pid in dict.fromkeys(pids):
+            if not is_valid_patient_id(pid):
+                continue
+            data = self.patient_bundle(pid, {"Patient"})
+            out.problems.extend(p for p in data.problems if p.severity == ERROR)
+            out.matches.extend(r for r in data.resources
+                               if r.get("resourceType") == "Patient"
+                               and match.matches_all(r, query.criteria))
+        return out
+
+    def index_candidates(self, query: Query) -> list[str]:
+        """Candidate patient ids from the index (a superset; the matcher decides)."""
+        criteria = {c.param.name + (f":{c.modifier}" if c.modifier else ""): ",".join(c.values)
+                    for c in query.criteria}
+        try:
+            return list(self.index.search(**criteria))
+        except TypeError:
+            return list(WalkIndex(self).search(**criteria))
+
+    def everything(self, pid: str, start: str | None = None, end: str | None = None,
+                   since: str | None = None, types: set[str] | None = None) -> PatientData:
+        """Patient/$everything: the compartment, filtered by clinical date and lastUpdated."""
+        if not self.patient_exists(pid):
+            raise NotFound(f"Patient/{pid} not found")
+        data = self.patient_bundle(pid, types)
+        lo = match.date_range(start)[0] if start and match.date_range(start) else None
+        hi = match.date_range(end)[1] if end and match.date_range(end) else None
+        since_r = match.date_range(since) if since else None
+        keep = []
+        for r in data.resources:
+            rt = r.get("resourceType")
+            if since_r and match.date_range(r.get("meta", {}).get("lastUpdated", "")) is not None:
+                if match.date_range(r["meta"]["lastUpdated"])[0] < since_r[0]:
+                    continue
+            if rt != "Patient" and (lo is not None or hi is not None):
+                rdef = registry().get(rt or "")
+                dp = rdef.date_param if rdef else None
+                if dp is not None:
+                    rs = [x for x in (match.value_range(v) for v in match.values(r, dp)) if x]
+                    if rs and not any((lo is None or x[1] > lo) and (hi is None or x[0] < hi)
+                                      for x in rs):
+                        continue
+            keep.append(r)
+        keep.sort(key=_everything_order)
+        data.resources = keep
+        return data
+
+
+class BrokenResource(ServiceError):
+    """The file that holds the resource cannot be read or mapped."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(p.reason for p in problems))
+        self.problems = problems
+
+
+def _everything_order(r: dict) -> tuple:
+    rt = r.get("resourceType", "")
+    rdef = registry().get(rt)
+    when = match.sort_value(r, rdef.date_param) if rdef else None
+    return (rt != "Patient", rt, -(when or 0.0), r.get("id", ""))
+
+
+def _ref_pid(value: str) -> str | None:
+    t, i = match.ref_target(value, "Patient")
+    return i if t == "Patient" else None
+
+
+def _patients_of(query: Query) -> list[str] | None:
+    """Patient ids named by a clinical query (patient, subject or our _id), or None."""
+    for name in ("patient", "subject"):
+        for c in query.params(name):
+            if c.modifier is None or c.modifier == "Patient":
+                pids = [p for p in (_ref_pid(v) for v in c.values) if p]
+                if pids:
+                    return pids
+    for c in query.params("_id"):
+        if c.modifier is None:
+            pids = [p.patient_id for p in (parse_id(v) for v in c.values) if p]
+            if pids and len(pids) == len(c.values):
+                return list(dict.fromkeys(pids))
+    return None
+
+
+def _direct_patient_ids(query: Query) -> list[str] | None:
+    """Patient ids from ``_id`` or an identifier value (PID-3 is the storage's patient id)."""
+    for c in query.params("_id"):
+        if c.modifier is None:
+            return list(c.values)
+    for c in query.params("identifier"):
+        if c.modifier is None:
+            vals = [match._split_pipe(v)[-1] for v in c.values]
+            if all(vals):
+                return vals
+    return None
+
+
+class WalkIndex:
+    """Fallback patient index: every patient folder is a candidate (fine for small trees)."""
+
+    def __init__(self, svc: FacilityService) -> None:
+        self.svc = svc
+
+    def search(self, **criteria: str) -> list[str]:
+        return self.svc._with_storage(lambda s: sorted(s.patient_ids()))
+
+    def refresh(self) -> None:
+        pass
+
+
+def default_index(svc: FacilityService):
+    """The whoosh patient index when present (fhir_gateway.index), else a folder walk."""
+    try:
+        from fhir_gateway.index import PatientIndex  # type: ignore[import-not-found]
+    except ImportError:
+        return WalkIndex(svc)
+    try:
+        return PatientIndex(svc.data_dir, svc.code, svc.facility.storage)
+    except Exception as exc:
+        log.warning("patient index unavailable (%s); walking the storage", exc)
+        return WalkIndex(svc)
+
+
+def iter_ids(resources: Iterable[dict]) -> list[str]:
+    return [f"{r.get('resourceType')}/{r.get('id')}" for r in resources]

@@ -1,0 +1,54 @@
+"""Which SS-MIX2 data types can yield which resource type, so a search reads only those folders.
+
+A superset is harmless (the extra files are mapped and filtered out, and cached); a missing entry
+would hide data, so when a mapper starts emitting a new resource type, add its data type here."""
+
+from __future__ import annotations
+
+from storage.names import DATA_TYPES
+
+_ADT_VISITS = ("ADT-12", "ADT-21", "ADT-22", "ADT-31", "ADT-32", "ADT-41", "ADT-42", "ADT-51",
+               "ADT-52")
+_OMG = ("OMG-01", "OMG-02", "OMG-03", "OMG-11", "OMG-12", "OMG-13")
+
+SOURCES: dict[str, tuple[str, ...]] = {
+    "Patient": ("ADT-00",),
+    "Coverage": ("ADT-00",),
+    "RelatedPerson": ("ADT-00",),
+    "Observation": ("ADT-00", "OML-11", "OMG-11", "OMG-12", "OMG-13", "ADT-61"),
+    "AllergyIntolerance": ("ADT-61", "ADT-00"),
+    "Condition": ("PPR-01",),
+    "Encounter": _ADT_VISITS + ("ADT-01",),
+    "CareTeam": ("ADT-01",),
+    "MedicationRequest": ("OMP-01", "OMP-02"),
+    "MedicationAdministration": ("OMP-11", "OMP-12"),
+    "MedicationDispense": ("OMP-11",),
+    "Immunization": ("OMP-12",),
+    "Medication": ("OMP-01", "OMP-02", "OMP-11", "OMP-12"),
+    "DiagnosticReport": ("OML-11",) + _OMG,
+    "Specimen": ("OML-01", "OML-11"),
+    "ServiceRequest": ("OML-01", "OML-11", "OMD") + _OMG,
+    "ImagingStudy": _OMG,
+    "Procedure": _OMG,
+    "NutritionOrder": ("OMD",),
+    "Practitioner": tuple(DATA_TYPES),
+    "Organization": tuple(DATA_TYPES),
+    "Location": _ADT_VISITS,
+}
+# Types that never come from SS-MIX2 files.
+NON_STORAGE = {"Claim"}
+
+
+def data_types_for(types: set[str] | None) -> list[str] | None:
+    """Data types to read for ``types`` (None = every type = every folder)."""
+    if types is None:
+        return None
+    out: set[str] = set()
+    for t in types:
+        if t in NON_STORAGE:
+            continue
+        src = SOURCES.get(t)
+        if src is None:
+            return None  # unknown: read everything rather than miss data
+        out.update(src)
+    return sorted(out)

@@ -1,0 +1,110 @@
+"""Serving with waitress on several processes that share one listening socket.
+
+waitress is one process, so CPU-bound mapping would share one GIL.  The parent creates and binds
+the socket, then forks ``workers`` children; each builds its own app (no threads or locks cross
+the fork) and runs ``waitress.serve(app, sockets=[sock])``.  The kernel hands each new connection
+to one of the children.  The parent restarts a child that dies and forwards SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Callable
+
+from flask import Flask
+
+log = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    addr = host.strip("[]")
+    if host == "localhost":
+        addr, family = "127.0.0.1", socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((addr, port))
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
+
+
+def _serve_child(make_app: Callable[[], Flask], sock: socket.socket, threads: int) -> None:
+    import waitress
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    app = make_app()
+    waitress.serve(app, sockets=[sock], threads=threads, ident="fhir-gateway",
+                   connection_limit=1000, channel_timeout=60, _quiet=True)
+
+
+def serve(make_app: Callable[[], Flask], host: str, port: int, threads: int = 4,
+          workers: int = 1, ready: Callable[[str], None] | None = None) -> int:
+    sock = bind(host, port)
+    actual = sock.getsockname()[1]
+    url = f"http://{host}:{actual}"
+    if ready:
+        ready(url)
+    if workers <= 1 or not hasattr(os, "fork"):
+        _serve_child(make_app, sock, threads)
+        return 0
+    children: dict[int, int] = {}
+    stopping = False
+
+    def spawn(slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _serve_child(make_app, sock, threads)
+            finally:
+                os._exit(0)
+        children[pid] = slot
+
+    def stop(signum, _frame) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for slot in range(workers):
+        spawn(slot)
+    restarts: list[float] = []
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        slot = children.pop(pid, None)
+        if slot is None or stopping:
+            continue
+        now = time.monotonic()
+        restarts = [t for t in restarts if now - t < 60] + [now]
+        if len(restarts) > 10 * workers:
+            print("fhir-gateway: workers keep dying; giving up", file=sys.stderr)
+            stop(signal.SIGTERM, None)
+            continue
+        log.warning("worker %d exited (%s); restarting", pid, status)
+        spawn(slot)
+    sock.close()
+    return 0
