@@ -17,10 +17,12 @@ import unicodedata
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone, timedelta
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Callable
 
-from storage.uke import Item, Receipt, UkeFile, UkeRecord, parse_uke_date, uke_date_fhir, \
-    uke_month
+from storage.reader import KIND_MAPPING, Problem
+from storage.uke import Item, Receipt, UkeFile, UkeRecord, match_patient, parse_uke_date, \
+    read_uke_file, uke_date_fhir, uke_month
 
 from . import terminology as term
 
@@ -435,3 +437,39 @@ def map_uke_file(uf: UkeFile, ctx_factory: Callable[[Receipt], ClaimContext]) ->
                 seen.add(res["id"])
             out.append(res)
     return out
+
+
+def map_receipt_file(path: str | Path, rel: str, facility: str,
+                     patient_exists: Callable[[str], bool] | None = None
+                     ) -> tuple[list[dict], list[Problem]]:
+    """Caller convenience (the one helper here that touches files, through ``storage.uke``):
+    read a UKE file, match each receipt's カルテ番号 with ``patient_exists`` (e.g.
+    ``lambda c: storage.patient_dir(c) is not None``), map everything.  Never raises for bad data.
+    """
+    uf = read_uke_file(path, rel)
+    problems = list(uf.problems)
+    try:
+        last = mtime_instant(Path(path).stat().st_mtime)
+    except OSError:
+        last = None
+
+    def ctx(r: Receipt) -> ClaimContext:
+        pid = match_patient(r.re["karte_no"], patient_exists) if patient_exists else None
+        return ClaimContext(facility, rel, pid, last, uf.ir)
+
+    out: list[dict] = []
+    seen: set[str] = set()
+    for r in uf.receipts:
+        try:
+            res = map_receipt(r, ctx(r))
+        except (ValueError, KeyError, TypeError, IndexError, ArithmeticError) as exc:
+            problems.append(Problem(rel, KIND_MAPPING, f"line {r.re.line}: receipt "
+                                    f"{r.receipt_no}: {type(exc).__name__}: {exc}"))
+            continue
+        for x in res:
+            if x["resourceType"] == "Patient":
+                if x["id"] in seen:
+                    continue
+                seen.add(x["id"])
+            out.append(x)
+    return out, problems

@@ -10,8 +10,8 @@ from fhir.resources.R4B.claim import Claim
 from fhir.resources.R4B.coverage import Coverage
 from fhir.resources.R4B.patient import Patient
 
-from mappers.claim import ClaimContext, claim_id, map_receipt, map_uke_file, mtime_instant, \
-    parse_claim_id
+from mappers.claim import ClaimContext, claim_id, map_receipt, map_receipt_file, map_uke_file, \
+    mtime_instant, parse_claim_id
 from mappers.ids import FHIR_ID
 from mappers.serialize import dumps
 from storage.uke import KIND_DECODE, KIND_FIELDS, KIND_STRUCTURE, KIND_TOTALS, KIND_UNKNOWN, \
@@ -260,3 +260,17 @@ def test_iter_uke_files_sniffs_content(tmp_path):
     (tmp_path / "b.UKE").write_bytes(b"\xef\xbb\xbfIR,1,13,1,1234567\n")
     found = [p.relative_to(tmp_path).as_posix() for p in iter_uke_files(tmp_path)]
     assert found == ["b.UKE", "a/RECEIPTC"]  # root first, then sub-folders; notes.csv skipped
+
+
+def test_map_receipt_file_matches_patients(tmp_path):
+    p = tmp_path / "RECEIPTC.UKE"
+    p.write_bytes(encode_uke(sample_records()))
+    res, problems = map_receipt_file(
+        p, "RECEIPTC.UKE", "1311234567", {"0000000126"}.__contains__)
+    assert problems == []
+    validate(res)
+    claims = [r for r in res if r["resourceType"] == "Claim"]
+    assert claims[0]["patient"]["reference"] == "Patient/0000000126"  # matched: no Patient built
+    assert [r["id"] for r in res if r["resourceType"] == "Patient"] == [
+        claims[1]["patient"]["reference"].split("/")[1]]
+    assert claims[0]["meta"]["source"] == "receipts/RECEIPTC.UKE" and claims[0]["meta"]["lastUpdated"]
