@@ -35,6 +35,9 @@ class Delimiters:
     subcomponent: str = "&"
 
 
+STANDARD_DELIMITERS = Delimiters()
+
+
 def unescape(value: str, d: Delimiters) -> str:
     """Resolve HL7 escape sequences: \\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\Xhh..\\ \\.br\\ \\H\\ \\N\\."""
     e = d.escape
@@ -202,13 +205,14 @@ class Segment:
 class Message:
     """A parsed HL7 v2 message."""
 
-    __slots__ = ("text", "delimiters", "_segments", "_by_id")
+    __slots__ = ("text", "delimiters", "_segments", "_by_id", "_type")
 
     def __init__(self, text: str, delimiters: Delimiters, lines: list[str]) -> None:
         self.text = text
         self.delimiters = delimiters
         self._segments = [Segment(line, delimiters, i) for i, line in enumerate(lines)]
         self._by_id: dict[str, list[Segment]] | None = None
+        self._type: tuple[str, str, str] | None = None
 
     def __iter__(self) -> Iterator[Segment]:
         return iter(self._segments)
@@ -265,8 +269,10 @@ class Message:
     @property
     def message_type(self) -> tuple[str, str, str]:
         """(MSH-9.1, MSH-9.2, MSH-9.3), e.g. ("RDE", "O11", "RDE_O11")."""
-        msh9 = self["MSH"][9]
-        return msh9.component(1), msh9.component(2), msh9.component(3)
+        if self._type is None:
+            msh9 = self["MSH"][9]
+            self._type = (msh9.component(1), msh9.component(2), msh9.component(3))
+        return self._type
 
     @property
     def segment_ids(self) -> list[str]:
@@ -287,18 +293,37 @@ def parse(text: str) -> Message:
     enc = text[4:9].split(fs, 1)[0]
     if fs.isalnum() or fs in "\r\n" or len(enc) < 2:
         raise HL7Error(f"invalid delimiters declared in MSH-1/MSH-2: {text[3:9]!r}")
-    d = Delimiters(
-        field=fs,
-        component=enc[0],
-        repetition=enc[1],
-        escape=enc[2] if len(enc) > 2 else "",
-        subcomponent=enc[3] if len(enc) > 3 else "",
-    )
-    lines = [ln for ln in _SEGMENT_SPLIT.split(text.rstrip("\x1c\x1a\r\n")) if ln.strip()]
+    if fs == "|" and enc == "^~\\&":
+        d = STANDARD_DELIMITERS
+    else:
+        d = Delimiters(
+            field=fs,
+            component=enc[0],
+            repetition=enc[1],
+            escape=enc[2] if len(enc) > 2 else "",
+            subcomponent=enc[3] if len(enc) > 3 else "",
+        )
+    body = text.rstrip("\x1c\x1a\r\n")
+    lines = body.split("\r") if "\n" not in body else _SEGMENT_SPLIT.split(body)
+    if not all(lines):
+        lines = [ln for ln in lines if ln.strip()]
     return Message(text, d, lines)
 
 
 def bad_segment_ids(msg: Message) -> list[tuple[int, str]]:
     """Segments whose id is not three upper-case letters/digits (garbage or a broken line)."""
-    return [(s.index, s.line[:20]) for s in msg if not _SEGMENT_ID.match(s.id) or (
-        len(s.line) > 3 and s.line[3] != msg.delimiters.field)]
+    fs = msg.delimiters.field
+    bad = []
+    for s in msg:
+        head = s.line[:4]
+        if head in _GOOD_HEADS:
+            continue
+        if _SEGMENT_ID.match(s.id) and (len(s.line) == 3 or s.line[3] == fs):
+            if len(_GOOD_HEADS) < 4096:
+                _GOOD_HEADS.add(head)
+            continue
+        bad.append((s.index, s.line[:20]))
+    return bad
+
+
+_GOOD_HEADS: set[str] = set()  # segment heads ("PID|") already seen to be well formed

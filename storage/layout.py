@@ -92,6 +92,7 @@ class Storage:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        self._root_str = str(self.root)
 
     # -- paths ------------------------------------------------------------------------------
     def resolve(self, relpath: str) -> Path:
@@ -102,6 +103,16 @@ class Storage:
         if any(p in ("", ".", "..") for p in parts):
             raise UnsafePath(relpath)
         return self.root.joinpath(*parts)
+
+    def abspath(self, relpath: str) -> str:
+        """Like :meth:`resolve` but a plain string (the hot read path avoids pathlib)."""
+        if (not relpath or relpath[0] in "/\\" or "\x00" in relpath or "\\" in relpath
+                or "//" in relpath or relpath.endswith("/")):
+            raise UnsafePath(relpath)
+        for part in relpath.split("/"):
+            if part in (".", ".."):
+                raise UnsafePath(relpath)
+        return os.path.join(self._root_str, relpath)
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()

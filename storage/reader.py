@@ -96,8 +96,14 @@ class ReadResult:
 _BINARY = re.compile(rb"[\x00-\x08\x0c\x0e-\x19\x1d-\x1f\x7f]")
 
 
+_BINARY_BYTES = bytes(b for b in range(0x20) if b not in (0x09, 0x0A, 0x0B, 0x0D, 0x1A, 0x1B, 0x1C))
+_BINARY_BYTES += b"\x7f"
+
+
 def _binary_offset(data: bytes) -> int | None:
     """Offset of the first byte that never occurs in a text message (NUL and most C0 controls)."""
+    if len(data.translate(None, _BINARY_BYTES)) == len(data):  # C-speed scan for the common case
+        return None
     m = _BINARY.search(data)
     return m.start() if m else None
 
@@ -111,7 +117,7 @@ def _ends_inside_kanji(data: bytes) -> bool:
 def read_bytes(data: bytes, relpath: str, name: FileName | None = None) -> ReadResult:
     """Decode, tokenize and sanity-check the bytes of one message."""
     res = ReadResult(relpath, name, size=len(data))
-    if not data.strip(b"\x0b\x1c\x1a\r\n \t"):
+    if len(data) < 8 and not data.strip(b"\x0b\x1c\x1a\r\n \t"):
         return res.fail(KIND_EMPTY, "the file is empty (zero bytes)" if not data
                         else "the file holds only framing or whitespace")
     off = _binary_offset(data)
@@ -147,8 +153,11 @@ def read_bytes(data: bytes, relpath: str, name: FileName | None = None) -> ReadR
         idx, line = bad[0]
         res.warn(KIND_NOT_HL7, f"{len(bad)} lines are not HL7 segments (first: segment {idx + 1} "
                  f"{line!r})")
-    for signal in mojibake_signals(dec.text):
-        res.warn(KIND_MOJIBAKE, signal)
+    # Strict ISO-2022-JP (JIS X 0208 + ASCII) cannot produce the characters the cheap mojibake
+    # checks look for, except half-width kana through ESC ( I; skip the text scan then.
+    if dec.codec != "iso-2022-jp" or b"\x1b(I" in data:
+        for signal in mojibake_signals(dec.text):
+            res.warn(KIND_MOJIBAKE, signal)
     return res
 
 
@@ -186,15 +195,18 @@ def _check_type(res: ReadResult, msg: Message) -> None:
 
 def read_file(storage: Storage, stored: StoredFile) -> ReadResult:
     """Read a file found by :class:`Storage`; name and placement problems come first."""
-    res = ReadResult(stored.relpath, stored.name)
     if stored.name is None:
-        return res.fail(KIND_NAME, f"file name breaks the SS-MIX2 rule: {stored.name_error}")
+        return ReadResult(stored.relpath, None).fail(
+            KIND_NAME, f"file name breaks the SS-MIX2 rule: {stored.name_error}")
     if stored.misplaced:
-        return res.fail(KIND_MISPLACED, f"file is in the wrong folder: {stored.misplaced}")
+        return ReadResult(stored.relpath, stored.name).fail(
+            KIND_MISPLACED, f"file is in the wrong folder: {stored.misplaced}")
     try:
-        data = storage.resolve(stored.relpath).read_bytes()
+        with open(storage.abspath(stored.relpath), "rb") as fh:
+            data = fh.read()
     except OSError as exc:
-        return res.fail(KIND_IO, f"cannot read the file: {exc.strerror or exc}")
+        return ReadResult(stored.relpath, stored.name).fail(
+            KIND_IO, f"cannot read the file: {exc.strerror or exc}")
     return read_bytes(data, stored.relpath, stored.name)
 
 

@@ -43,8 +43,17 @@ _JAPANESE = re.compile("[\u3040-\u30ff\u4e00-\u9fff\uff01-\uff5e]")
 _COMMON_KANJI = re.compile("[\u3040-\u30ff\u4e00-\u7fff]")
 
 
-def mojibake_signals(text: str) -> list[str]:
-    """Plain-language reasons why decoded text looks garbled (empty when it looks fine)."""
+_SUSPECT = re.compile("[\u0080-\u00ff\ufffd\uff61-\uff9f\ue000-\uf8ff]")
+
+
+def mojibake_signals(text: str, deep: bool = False) -> list[str]:
+    """Plain-language reasons why decoded text looks garbled (empty when it looks fine).
+
+    The cheap checks (one regex pass when the text is clean) run on every read; ``deep`` adds
+    the statistical "implausible Japanese" check that the drill report runs.
+    """
+    if not _SUSPECT.search(text):
+        return implausible_japanese(text) if deep else []
     signals: list[str] = []
     n = text.count("\ufffd")
     if n:
@@ -58,9 +67,16 @@ def mojibake_signals(text: str) -> list[str]:
         signals.append("private-use characters (外字) that no other system can display")
     if _LATIN_NOISE.search(text):
         signals.append("runs of accented Latin letters typical of Japanese bytes read as Latin-1")
+    if deep:
+        signals.extend(implausible_japanese(text))
+    return signals
+
+
+def implausible_japanese(text: str) -> list[str]:
+    """Text that decodes but is mostly rare kanji is typical of bytes read with the wrong table."""
     jp = _JAPANESE.findall(text)
     if len(jp) >= 8:
         common = len(_COMMON_KANJI.findall(text))
         if common / len(jp) < 0.5:
-            signals.append("implausible Japanese: mostly rare kanji, typical of a wrong decoder")
-    return signals
+            return ["implausible Japanese: mostly rare kanji, typical of a wrong decoder"]
+    return []
