@@ -22,7 +22,7 @@ def iter_digests(spool: IO[bytes]) -> Iterator[list]:
 
 
 def diff(previous_facility: dict, spool: IO[bytes], new_counts: dict) -> dict:
-    prev = {d[0]: d for d in previous_facility.get("files", [])}
+    prev = {d[0]: d for d in previous_facility.get("digests", [])}
     out: dict[str, list[str]] = {k: [] for k in ("appeared", "disappeared", "changed",
                                                  "newly_failing", "fixed")}
     counts = dict.fromkeys(out, 0)

@@ -68,7 +68,7 @@ def write_json(report: dict, runs: list[FacilityRun], out: IO[bytes]) -> str:
     spools = {r.report["code"]: r.spool for r in runs}
     marker = "@@FILES@@"
     body = dict(report)
-    body["facilities"] = [dict(f, files=f"{marker}{f['code']}") for f in report["facilities"]]
+    body["facilities"] = [dict(f, digests=f"{marker}{f['code']}") for f in report["facilities"]]
     text = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
     pos = 0
     while True:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from storage.layout import Storage, StoredFile
 from storage.names import NO_DATE
-from storage.reader import KIND_IO, KIND_MAPPING, WARNING, read_file
+from storage.reader import KIND_IO, KIND_MAPPING, KIND_MOJIBAKE, WARNING, read_file
 from storage.structure import check_message
 
 from .chains import check_chain, group_records
@@ -108,6 +108,7 @@ def _check_file(opts: Options, storage: Storage, sf: StoredFile, out: ChunkResul
     res = read_file(storage, sf)
     found = [p.as_dict() for p in res.problems]
     if res.ok and name is not None:
+        found += [problem(sf.relpath, KIND_MOJIBAKE, s, WARNING) for s in _deep_mojibake(res)]
         if opts.structure:
             found += [problem(sf.relpath, k, r, WARNING) for k, r in check_message(res.message,
                                                                                     name.data_type)]
@@ -120,6 +121,16 @@ def _check_file(opts: Options, storage: Storage, sf: StoredFile, out: ChunkResul
     elif found:
         status = WARN
     return (sf.relpath, size, mtime, status)
+
+
+def _deep_mojibake(res) -> list[str]:
+    """The statistical "implausible Japanese" signal, which the reader skips for speed."""
+    import storage.text as text
+
+    check = getattr(text, "implausible_japanese", None)
+    if check is None or any(p.kind == KIND_MOJIBAKE for p in res.problems):
+        return []
+    return check(res.message.text)
 
 
 def _map(opts: Options, res, sf: StoredFile, out: ChunkResult) -> list[dict]:
