@@ -1,0 +1,230 @@
+"""Monthly レセプト電算 (UKE) files for the synthetic patients (reference §7).
+
+Records are built with ``storage.uke.build_record`` / ``encode_uke`` (one implementation of the
+layouts, shared with the reader).  One file per 診療年月 and 審査支払機関:
+``RECEIPTC_<YYYYMM>_<payer>.UKE`` (payer 1 = 社会保険診療報酬支払基金, 2 = 国民健康保険団体連合会),
+because each IR header names one payer.  Dates are 和暦 (GYYMM / GYYMMDD).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from storage.uke import build_record, encode_uke
+
+from . import content as C
+
+if TYPE_CHECKING:
+    from .timeline import Course
+
+ERAS = ((date(2019, 5, 1), "5", 2018), (date(1989, 1, 8), "4", 1988), (date(1926, 12, 25), "3", 1925),
+        (date(1912, 7, 30), "2", 1911), (date(1868, 1, 1), "1", 1867))
+
+KOHI = ("54136015", "難病医療")  # 公費負担者番号 (法別 54) for the few patients who have one
+
+
+def wareki(d: date, day: bool = True) -> str:
+    """GYYMMDD (or GYYMM) with 年号区分 1 明治 … 5 令和."""
+    for since, era, base in ERAS:
+        if d >= since:
+            s = f"{era}{d.year - base:02d}{d.month:02d}"
+            return s + f"{d.day:02d}" if day else s
+    raise ValueError(f"date before 明治: {d}")
+
+
+@dataclass
+class ReceiptPatient:
+    """What the receipts need of one patient, small enough to send back from a worker."""
+
+    pid: str
+    name: str
+    kana: str
+    sex: str
+    birth: date
+    symbol: str
+    number: str
+    family: bool
+    insurance_young: C.Insurance
+    kohi: str  # 受給者番号 or ""
+    conditions: list[tuple[str, date, date | None, str, bool, bool, str]]  # code, start, end, outcome, suspected, main, name
+    bills: list[tuple]  # Bill as tuples
+    stays: list[tuple[date, date]] = field(default_factory=list)
+
+    @classmethod
+    def from_course(cls, course: "Course") -> "ReceiptPatient":
+        p = course.patient
+        kohi = f"{course.rng.randrange(10**6, 10**7)}" if course.rng.random() < 0.03 else ""
+        conds = [(c.disease.receipt, c.recorded, c.end, c.outcome, c.suspected, c.main, c.disease.name)
+                 for c in course.conditions]
+        bills = [(b.day, b.inpatient, b.rec, b.ident, b.code, b.qty, b.points, b.count, b.unit)
+                 for b in course.bills]
+        return cls(p.pid, f"{p.family}　{p.given}", f"{p.kana_family}　{p.kana_given}",
+                   "1" if p.sex == "M" else "2", p.birth, p.ins_symbol, p.ins_number,
+                   p.relation[0] != "SEL", p.insurance, kohi, conds, bills, list(course._stays))
+
+    def age(self, on: date) -> int:
+        return on.year - self.birth.year - ((on.month, on.day) < (self.birth.month, self.birth.day))
+
+    def insurance(self, on: date) -> C.Insurance:
+        return C.ELDERLY_INSURANCE if self.age(on) >= 75 else self.insurance_young
+
+
+def receipt_type(p: ReceiptPatient, month_start: date, inpatient: bool) -> str:
+    """レセプト種別: 1 医科, 1 医保 / 3 後期, 1 単独 / 2 +公費1, patient class with 入院 odd."""
+    age = p.age(month_start)
+    elderly = age >= 75
+    second = "3" if elderly else "1"
+    third = "2" if p.kohi else "1"
+    if elderly:
+        fourth = "1" if inpatient else "2"
+    elif age < 6:
+        fourth = "3" if inpatient else "4"
+    elif age >= 70:
+        fourth = "7" if inpatient else "8"
+    elif p.family:
+        fourth = "5" if inpatient else "6"
+    else:
+        fourth = "1" if inpatient else "2"
+    return "1" + second + third + fourth
+
+
+def copay_rate(p: ReceiptPatient, on: date) -> float:
+    age = p.age(on)
+    return 0.1 if age >= 75 else 0.2 if age >= 70 or age < 6 else 0.3
+
+
+def _units(bills: list[tuple]) -> list[tuple[tuple, dict[int, int]]]:
+    """Merge identical billing units of a month: signature -> {day of month: count}."""
+    by_unit: dict[int, list[tuple]] = defaultdict(list)
+    for b in bills:
+        by_unit[b[8]].append(b)
+    merged: dict[tuple, dict[int, int]] = {}
+    order: list[tuple] = []
+    for lines in by_unit.values():
+        sig = tuple((b[2], b[3], b[4], b[5], b[6]) for b in lines)
+        days = merged.get(sig)
+        if days is None:
+            days = merged[sig] = {}
+            order.append(sig)
+        d = lines[0][0].day
+        days[d] = days.get(d, 0) + lines[0][7]
+    order.sort(key=lambda s: s[0][1])  # 診療識別 order, stable within
+    return [(sig, merged[sig]) for sig in order]
+
+
+def _receipt(p: ReceiptPatient, no: int, month: date, inpatient: bool, bills: list[tuple],
+             month_end: date) -> tuple[list[list[str]], int]:
+    ins = p.insurance(month)
+    burden = "2" if p.kohi else "1"
+    recs: list[list[str]] = []
+    admission = ""
+    if inpatient:
+        stay = next((s for s in p.stays if s[0] <= month_end and s[1] >= month), None)
+        if stay:
+            admission = wareki(stay[0])
+    re = {"receipt_no": str(no), "receipt_type": receipt_type(p, month, inpatient),
+          "service_month": wareki(month, day=False), "name": p.name, "sex": p.sex,
+          "birth_date": wareki(p.birth), "karte_no": p.pid, "kana": p.kana}
+    if ins.payer == "2":
+        re["benefit_ratio"] = str(round((1 - copay_rate(p, month)) * 100))
+    if admission:
+        re["admission_date"] = admission
+        re["beds"] = str(C.HOSPITAL_BEDS)
+    recs.append(build_record("RE", re))
+    units = _units(bills)
+    total = sum(sig[-1][4] * sum(days.values()) for sig, days in units)
+    days_seen = {b[0] for b in bills}
+    copay = int(round(total * 10 * copay_rate(p, month), -1))
+    recs.append(build_record("HO", {
+        "insurer_no": ins.insurer.rjust(8), "symbol": p.symbol, "number": p.number,
+        "days": str(len(days_seen)), "points": str(total),
+        "burden_amount": str(copay),
+    }))
+    if p.kohi:
+        recs.append(build_record("KO", {"payer_no": KOHI[0], "recipient_no": p.kohi.zfill(7),
+                                        "days": str(len(days_seen)), "points": str(total),
+                                        "burden_amount": "0"}))
+    for code, start, end, outcome, suspected, main, _name in p.conditions:
+        if start > month_end or (end is not None and end < month):
+            continue
+        tenki = "1"
+        if end is not None and month <= end <= month_end:
+            tenki = {"F": "2", "D": "3", "S": "4", "P": "1"}.get(outcome, "1")
+        recs.append(build_record("SY", {
+            "disease_code": code, "start_date": wareki(start), "outcome": tenki,
+            "modifiers": C.MODIFIER_SUSPECTED[0] if suspected else "", "main": "01" if main else "",
+        }))
+    for sig, days in units:
+        count = sum(days.values())
+        for i, (rec, ident, code, qty, points) in enumerate(sig):
+            values = {"category": ident if i == 0 else "", "burden": burden, "code": code,
+                      "quantity": qty, "count": str(count)}
+            if i == len(sig) - 1:
+                values["points"] = str(points)
+            for d, n in days.items():
+                values[f"day{d:02d}"] = str(n)
+            recs.append(build_record(rec, values))
+        if sig[0][0] == "IY" and sig[0][1] == "21" and max(days.values()) > 60:
+            recs.append(build_record("CO", {"category": "", "burden": burden, "code": "810000001",
+                                            "text": "長期処方（慢性疾患にて病状安定のため）"}))
+    if inpatient and any(b[3] == "33" for b in bills):
+        inj_days = sorted({b[0].day for b in bills if b[3] == "33" and b[2] == "SI"})
+        values = {"category": "33", "burden": burden, "code": "710010141", "quantity": "1",
+                  "points": "10", "count": str(len(inj_days)), "unit_code": "010", "unit_price": "100",
+                  "device_name": "静脈留置針"}
+        for d in inj_days:
+            values[f"day{d:02d}"] = "1"
+        recs.append(build_record("TO", values))
+        total += 10 * len(inj_days)
+        recs[1 if True else 0] = build_record("HO", {
+            "insurer_no": ins.insurer.rjust(8), "symbol": p.symbol, "number": p.number,
+            "days": str(len(days_seen)), "points": str(total),
+            "burden_amount": str(int(round(total * 10 * copay_rate(p, month), -1))),
+        })
+        if p.kohi:
+            recs[2] = build_record("KO", {"payer_no": KOHI[0], "recipient_no": p.kohi.zfill(7),
+                                          "days": str(len(days_seen)), "points": str(total),
+                                          "burden_amount": "0"})
+    return recs, total
+
+
+def _next_month(d: date) -> date:
+    return date(d.year + (d.month == 12), d.month % 12 + 1, 1)
+
+
+def write_receipts(out: Path, patients: list[ReceiptPatient], facility: str, end: date) -> list[Path]:
+    """Write every month's files; return their paths (sorted)."""
+    months: dict[tuple[date, str], list[tuple[ReceiptPatient, bool, list[tuple]]]] = defaultdict(list)
+    for p in patients:
+        per: dict[tuple[date, bool], list[tuple]] = defaultdict(list)
+        for b in p.bills:
+            per[(date(b[0].year, b[0].month, 1), b[1])].append(b)
+        for (month, inpatient), bills in sorted(per.items(), key=lambda kv: (kv[0][0], not kv[0][1])):
+            months[(month, p.insurance(month).payer)].append((p, inpatient, bills))
+    written = []
+    out.mkdir(parents=True, exist_ok=True)
+    pref, tensu, code7 = facility[:2], facility[2:3] or "1", facility[3:].rjust(7, "0")[-7:]
+    for (month, payer), entries in sorted(months.items(), key=lambda kv: kv[0]):
+        month_end = _next_month(month).replace(day=1)
+        month_end = date.fromordinal(month_end.toordinal() - 1)
+        records = [build_record("IR", {
+            "payer": payer, "prefecture": pref, "tensuhyo": tensu, "facility_code": code7,
+            "facility_name": C.HOSPITAL_NAME, "claim_month": wareki(_next_month(month), day=False),
+            "volume": "00", "phone": C.HOSPITAL_PHONE})]
+        total = 0
+        bearers = 0
+        for no, (p, inpatient, bills) in enumerate(entries, 1):
+            recs, points = _receipt(p, no, month, inpatient, bills, month_end)
+            records.extend(recs)
+            total += points
+            bearers += 2 if p.kohi else 1
+        records.append(build_record("GO", {"total_receipts": str(bearers), "total_points": str(total),
+                                           "volume": "99"}))
+        path = out / f"RECEIPTC_{month:%Y%m}_{payer}.UKE"
+        path.write_bytes(encode_uke(records))
+        written.append(path)
+    return written
