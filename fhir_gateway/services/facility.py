@@ -76,7 +76,7 @@ class FacilityService:
         self._index = None
         self._index_factory = index_factory
         from .claims import ClaimSource
-        self.claims = ClaimSource(facility, cache)
+        self.claims = ClaimSource(facility, cache, self.patient_exists)
 
     # -- hooks --------------------------------------------------------------------------------
     def add_patient_source(self, fn: PatientSource) -> None:
