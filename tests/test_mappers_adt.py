@@ -253,3 +253,74 @@ def test_golden(dtype):
     if not files:
         pytest.skip(f"no {dtype} sample")
     check_golden(dtype, map_bytes(files[0].read_bytes(), files[0].name))
+
+
+# --- synthetic hospital (fhir_gateway/synth) -----------------------------------------------------
+
+MY_TYPES = MY_ADT + ("PPR-01", "OMD", "OMG-01", "OMG-02", "OMG-03", "OMG-11", "OMG-12", "OMG-13")
+
+
+def _synth_docs(seed: int, index: int, years: int = 3):
+    """The documents of one generated patient, in memory (no files written)."""
+    synth = pytest.importorskip("fhir_gateway.synth.writer")
+    import random  # noqa: PLC0415
+
+    from fhir_gateway.synth.patients import make_patient, patient_id  # noqa: PLC0415
+    from fhir_gateway.synth.timeline import Course  # noqa: PLC0415
+
+    opts = synth.Options(out="unused", patients=1, seed=seed, years=years)
+    start, end = synth._period(opts)
+    pid = patient_id(seed, index)
+    rng = random.Random(f"fhir-gateway-synth:{seed}:{pid}")
+    course = Course(rng, make_patient(rng, index, pid, start, end), FACILITY, start, end)
+    course.run()
+    for d in course.docs:
+        if d.dtype in MY_TYPES:
+            name = "_".join((pid, d.date, d.dtype, d.order_no,
+                             d.when.strftime("%Y%m%d%H%M%S") + f"{d.when.microsecond // 1000:03d}",
+                             d.dept, d.flag))
+            yield name, synth.encode_message(d.text)
+
+
+def _accounted_segments(dtype: str) -> set[str]:
+    """Segment ids a mapper maps or lists as not mapped (by design)."""
+    from mappers import MAPPERS  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    mod = sys.modules[MAPPERS[dtype].__module__]
+    rows = [r[0] for r in mod.MAPPING] + [r[0] for r in mod.NOT_MAPPED]
+    return {"MSH"} | {r.split("-")[0] for r in rows}
+
+
+def test_small_synthetic_hospital_maps_every_message():
+    seen: set[str] = set()
+    count = 0
+    for index in range(8):
+        for name, data in _synth_docs(7, index):
+            res = map_bytes(data, name)
+            validate(res)
+            seen.add(parse_name(name).data_type)
+            count += 1
+    assert count > 50
+    assert {"ADT-00", "ADT-12", "PPR-01", "ADT-22", "ADT-52"} <= seen
+
+
+def test_generated_patients_drop_no_segment():
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import strategies as st  # noqa: PLC0415
+
+    from storage.encoding import decode  # noqa: PLC0415
+    from storage.hl7 import parse  # noqa: PLC0415
+
+    @hypothesis.settings(max_examples=15, deadline=None, derandomize=True)
+    @hypothesis.given(seed=st.integers(1, 10_000), index=st.integers(0, 5_000))
+    def check(seed: int, index: int) -> None:
+        for name, data in _synth_docs(seed, index, years=2):
+            dtype = parse_name(name).data_type
+            res = map_bytes(data, name)
+            assert res, name
+            ids = {s.id for s in parse(decode(data).text)}
+            dropped = ids - _accounted_segments(dtype)
+            assert not dropped, f"{name}: segments {sorted(dropped)} neither mapped nor listed"
+
+    check()
