@@ -1,0 +1,37 @@
+"""``GET /health``: each facility's storage roots, which one serves reads, and why.
+
+For monitoring and the disaster drill: 200 while every facility has a readable root (even when it
+failed over to a mirror: ``status`` is then ``degraded``), 503 when a facility has none.
+Attached through :data:`fhir_gateway.app.EXTENSIONS`.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+blueprint = Blueprint("health", __name__)
+
+
+@blueprint.get("/health")
+def health():
+    gateway = current_app.extensions["gateway"]
+    facilities = {}
+    worst = "ok"
+    for code, svc in sorted(gateway.facilities.items()):
+        rs = svc.replicas
+        roots = rs.status()
+        readable = any(r["healthy"] for r in roots)
+        state = "down" if not readable else ("degraded" if rs.failed_over else "ok")
+        if state == "down" or (state == "degraded" and worst == "ok"):
+            worst = state
+        facilities[code] = {"status": state, "active": rs.active_index,
+                            "failed_over": rs.failed_over, "failover": rs.failover_header(),
+                            "roots": roots}
+    resp = jsonify({"status": worst, "facilities": facilities})
+    resp.status_code = 503 if worst == "down" else 200
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def init_app(app, gateway) -> None:  # noqa: ARG001 - the EXTENSIONS hook signature
+    app.register_blueprint(blueprint)
