@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from storage.names import FileName
 from storage.timestamps import parse_ts
@@ -22,8 +23,7 @@ class MapContext:
     @property
     def last_updated(self) -> str:
         """meta.lastUpdated from the file's 発生日時 (an instant in +09:00)."""
-        t = parse_ts(self.name.timestamp)
-        return t.instant() if t else "1970-01-01T09:00:00+09:00"
+        return _instant(self.name.timestamp)
 
     def meta(self, profile: str | None = None) -> dict:
         m: dict = {
@@ -34,3 +34,10 @@ class MapContext:
         if profile:
             m["profile"] = [profile]
         return m
+
+
+@lru_cache(maxsize=4096)
+def _instant(timestamp: str) -> str:
+    """Cached: every resource of a message asks for the same 発生日時."""
+    t = parse_ts(timestamp)
+    return t.instant() if t else "1970-01-01T09:00:00+09:00"
