@@ -157,11 +157,9 @@ class MemoJournal:
             prev = hashlib.sha256(text.encode("utf-8")).hexdigest()
         return True, len(lines)
 
-    def patient_source(self, facility: str):
-        """A callable for ``FacilityService.add_patient_source``: patient id -> FHIR dicts."""
-        def source(patient_id: str) -> list[dict]:
-            return [memo_to_fhir(m) for m in self.for_patient(facility, patient_id)]
-        return source
+    def patient_source(self, facility_code: str, patient_id: str) -> list[dict]:
+        """For ``FacilityService.add_patient_source``: (facility code, patient id) -> FHIR dicts."""
+        return [memo_to_fhir(m) for m in self.for_patient(facility_code, patient_id)]
 
 
 def memo_to_fhir(memo: Memo) -> dict:

@@ -56,7 +56,7 @@ def test_memo_as_document_reference(tmp_path):
     j = MemoJournal(tmp_path)
     a = j.append("F1", "P1", "転倒歴あり", author="er", person="佐藤", staff_no="9")
     b = j.append("F1", "P1", "転倒歴なし(訂正)", author="er", corrects=a.id)
-    res = {r["id"]: r for r in j.patient_source("F1")("P1")}
+    res = {r["id"]: r for r in j.patient_source("F1", "P1")}
     assert res[a.id]["resourceType"] == "DocumentReference"
     assert res[a.id]["status"] == "entered-in-error" and res[b.id]["status"] == "current"
     assert res[b.id]["relatesTo"][0]["target"]["reference"] == f"DocumentReference/{a.id}"

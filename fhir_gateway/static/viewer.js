@@ -1,0 +1,28 @@
+/* The viewer's only script (CSP: script-src 'self'). Progressive: every page works without it. */
+(function () {
+  "use strict";
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function stamp() {
+    var d = new Date();
+    var text = d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
+      pad(d.getHours()) + ":" + pad(d.getMinutes());
+    var els = document.querySelectorAll("[data-print-time]");
+    for (var i = 0; i < els.length; i++) { els[i].textContent = text; }
+  }
+  window.addEventListener("beforeprint", stamp);
+  document.addEventListener("DOMContentLoaded", function () {
+    var p = document.getElementById("print-btn");
+    if (p) { p.addEventListener("click", function () { stamp(); window.print(); }); }
+    var confirms = document.querySelectorAll("[data-confirm]");
+    for (var i = 0; i < confirms.length; i++) {
+      confirms[i].addEventListener("click", function (ev) {
+        if (!window.confirm(this.getAttribute("data-confirm"))) { ev.preventDefault(); }
+      });
+    }
+    // open every <details> when printing, so nothing folded away is lost on paper
+    window.addEventListener("beforeprint", function () {
+      var ds = document.querySelectorAll("details");
+      for (var j = 0; j < ds.length; j++) { ds[j].setAttribute("open", ""); }
+    });
+  });
+})();

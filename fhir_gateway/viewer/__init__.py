@@ -1,0 +1,76 @@
+"""The clinician viewer at ``/``: server-rendered pages over the same service layer as the FHIR
+API.  ``init_viewer(app, config, gateway)`` attaches it to the gateway's Flask app;
+``create_viewer_app(config)`` builds a stand-alone app (tests, or before the API app exists)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+from flask_login import LoginManager
+
+from ..accounts import AccountStore, SqliteSessionInterface
+from ..accounts.sessions import ABSOLUTE_SECONDS, IDLE_SECONDS
+from ..memos import MemoJournal
+from .state import LoginUser, ViewerState
+from .views import bp
+
+__all__ = ["init_app", "init_viewer", "create_viewer_app", "bp", "ViewerState"]
+
+
+def init_app(app: Flask, gateway) -> ViewerState:
+    """Hook called by :func:`fhir_gateway.app.create_app` (its EXTENSIONS list)."""
+    return init_viewer(app, app.config["FHIR_CONFIG"], gateway)
+
+
+def init_viewer(app: Flask, config, gateway=None, *, idle_seconds: float | None = None,
+                secure_cookies: bool | None = None) -> ViewerState:
+    """Register the viewer blueprint, server-side sessions and flask-login on ``app``."""
+    if gateway is None:
+        from ..services import Gateway
+        gateway = Gateway(config)
+    accounts = AccountStore(config.data_dir)
+    memos = MemoJournal(config.data_dir)
+    state = ViewerState(config, gateway, accounts, memos)
+    app.extensions["fhir_gateway_viewer"] = state
+    # memos are part of the patient's record for the FHIR API too (DocumentReference)
+    for code in config.facilities:
+        svc = gateway.facility(code)
+        if svc is not None and hasattr(svc, "add_patient_source"):
+            svc.add_patient_source(memos.patient_source)
+    idle = idle_seconds or app.config.get("VIEWER_IDLE_SECONDS") or IDLE_SECONDS
+    app.session_interface = SqliteSessionInterface(accounts.db, idle=idle, absolute=ABSOLUTE_SECONDS)
+    secure = secure_cookies if secure_cookies is not None else app.config.get(
+        "VIEWER_SECURE_COOKIES", False)
+    app.config["SESSION_COOKIE_SECURE"] = bool(secure)
+    app.config["SESSION_COOKIE_NAME"] = "__Host-fgw" if secure else "fgw_session"
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config.setdefault("SECRET_KEY", "server-side-sessions-do-not-sign-cookies")
+    if not getattr(app, "login_manager", None):
+        lm = LoginManager()
+        lm.init_app(app)
+    lm = app.login_manager
+    lm.login_view = "viewer.login"
+    lm.session_protection = None  # the server-side session is the protection
+
+    @lm.unauthorized_handler
+    def _unauthorized():
+        from flask import redirect, session, url_for
+        expired = session.get("_expired")
+        return redirect(url_for("viewer.login", expired=1) if expired else url_for("viewer.login"))
+
+    @lm.user_loader
+    def _load(username: str):
+        user = accounts.get(username)
+        return LoginUser(user) if user and not user.disabled else None
+
+    app.register_blueprint(bp)
+    return state
+
+
+def create_viewer_app(config, gateway=None, **kwargs) -> Flask:
+    app = Flask(__name__, static_folder=None,
+                template_folder=str(Path(__file__).resolve().parent.parent / "templates"))
+    init_viewer(app, config, gateway, **kwargs)
+    return app

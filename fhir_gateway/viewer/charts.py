@@ -1,0 +1,111 @@
+"""Server-rendered SVG trend charts for one lab test.
+
+Follows the criteria of Sittig et al. (JAMIA 2015): a true time axis (unequal intervals stay
+unequal), the y-axis labelled with the test name *and* unit, the reference range shaded, each
+point's exact value and date on hover (an SVG <title>, no script), the patient ID in the title.
+Only presentation attributes are used (no style=""), so the strict CSP holds.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+from markupsafe import Markup, escape
+
+from . import fhirview as fv
+from .models import LabTest
+
+W, H = 640, 260
+ML, MR, MT, MB = 70, 16, 30, 44
+
+
+def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    if hi <= lo:
+        hi = lo + 1
+    raw = (hi - lo) / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    start = math.floor(lo / step) * step
+    ticks = []
+    v = start
+    while v <= hi + step * 1e-9:
+        if v >= lo - step * 1e-9:
+            ticks.append(round(v, 10))
+        v += step
+    return ticks
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.6g}"
+
+
+def trend_svg(test: LabTest, patient_id: str, lang: str = "ja") -> Markup:
+    pts = [(fv.parse_dt(p.when), p) for p in test.numeric]
+    pts = [(t, p) for t, p in pts if t is not None]
+    label = f"{test.name} ({test.unit})" if test.unit else test.name
+    title = f"{label} — {'患者ID' if lang != 'en' else 'Patient ID'} {patient_id}"
+    if not pts:
+        return Markup("")
+    t0, t1 = pts[0][0], pts[-1][0]
+    if t1 - t0 < timedelta(days=1):
+        t0, t1 = t0 - timedelta(days=1), t1 + timedelta(days=1)
+    values = [p.value for _, p in pts]
+    lo = min(values + [x for x in (test.low,) if x is not None])
+    hi = max(values + [x for x in (test.high,) if x is not None])
+    pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0
+    lo, hi = lo - pad, hi + pad
+    pw, ph = W - ML - MR, H - MT - MB
+    span = (t1 - t0).total_seconds()
+
+    def x(t: datetime) -> float:
+        return ML + (t - t0).total_seconds() / span * pw
+
+    def y(v: float) -> float:
+        return MT + (hi - v) / (hi - lo) * ph
+
+    out = [f'<svg class="trend" viewBox="0 0 {W} {H}" role="img" aria-label="{escape(title)}" '
+           f'xmlns="http://www.w3.org/2000/svg">',
+           f"<title>{escape(title)}</title>",
+           f'<text x="{W / 2:.0f}" y="18" text-anchor="middle" class="ct">{escape(title)}</text>']
+    if test.low is not None or test.high is not None:
+        rl = test.low if test.low is not None else lo
+        rh = test.high if test.high is not None else hi
+        rl, rh = max(rl, lo), min(rh, hi)
+        if rh > rl:
+            out.append(f'<rect class="band" x="{ML}" y="{y(rh):.1f}" width="{pw}" '
+                       f'height="{y(rl) - y(rh):.1f}" fill="#d9f2d9"><title>{escape(test.range_text)}</title></rect>')
+    for v in _nice_ticks(lo, hi):
+        yy = y(v)
+        out.append(f'<line x1="{ML}" x2="{W - MR}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{ML - 6}" y="{yy + 4:.1f}" text-anchor="end" class="tick">{_fmt(v)}</text>')
+    # x ticks: up to 6 evenly spaced instants labelled with their dates
+    n = 5
+    for i in range(n + 1):
+        t = t0 + (t1 - t0) * i / n
+        xx = x(t)
+        out.append(f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{MT}" y2="{H - MB}" stroke="#eee"/>')
+        out.append(f'<text x="{xx:.1f}" y="{H - MB + 16}" text-anchor="middle" class="tick">'
+                   f'{t.strftime("%Y-%m-%d")}</text>')
+    out.append(f'<line x1="{ML}" x2="{ML}" y1="{MT}" y2="{H - MB}" stroke="#333"/>')
+    out.append(f'<line x1="{ML}" x2="{W - MR}" y1="{H - MB}" y2="{H - MB}" stroke="#333"/>')
+    out.append(f'<text class="axis" x="14" y="{MT + ph / 2:.0f}" text-anchor="middle" '
+               f'transform="rotate(-90 14 {MT + ph / 2:.0f})">{escape(label)}</text>')
+    xl = "採取日時" if lang != "en" else "Collection date"
+    out.append(f'<text class="axis" x="{ML + pw / 2:.0f}" y="{H - 6}" text-anchor="middle">{xl}</text>')
+    line = " ".join(f"{x(t):.1f},{y(p.value):.1f}" for t, p in pts)
+    out.append(f'<polyline points="{line}" fill="none" stroke="#1f5fa8" stroke-width="1.5"/>')
+    prev = None
+    for t, p in pts:
+        cls = "pt hi" if p.flag.startswith("H") else "pt lo" if p.flag.startswith("L") else "pt"
+        fill = "#c62828" if p.flag.startswith("H") else "#1565c0" if p.flag.startswith("L") else "#222"
+        delta = ""
+        if prev is not None:
+            d = p.value - prev
+            delta = f" (Δ {'+' if d >= 0 else ''}{_fmt(d)})"
+        tip = f"{t.strftime('%Y-%m-%d %H:%M')}: {p.text} {test.unit}{(' ' + p.flag) if p.flag else ''}{delta}"
+        out.append(f'<circle class="{cls}" cx="{x(t):.1f}" cy="{y(p.value):.1f}" r="3.5" fill="{fill}">'
+                   f"<title>{escape(tip)}</title></circle>")
+        prev = p.value
+    out.append("</svg>")
+    return Markup("".join(out))

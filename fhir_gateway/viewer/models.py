@@ -1,0 +1,581 @@
+"""View-models: FHIR dicts of one patient -> the rows and facts the templates show.
+
+Nothing here reads files or maps HL7: the input is ``PatientData`` from the service layer (the
+same resources the FHIR API serves), its per-file problems and its file list.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from storage.text import search_key
+
+from . import fhirview as fv
+
+# (key, message-catalogue key) in display order
+CATEGORIES = ["conditions", "allergies", "prescriptions", "injections", "administrations",
+              "lab-orders", "lab-results", "other"]
+
+_TYPE_CATEGORY = {
+    "PPR-01": "conditions", "ADT-61": "allergies",
+    "OMP-01": "prescriptions", "OMP-11": "prescriptions",
+    "OMP-02": "injections", "OMP-12": "administrations",
+    "OML-01": "lab-orders", "OML-11": "lab-results", "OML-12": "lab-results",
+}
+# resources that support others and are not listed on their own
+_SUPPORT = {"Patient", "Practitioner", "PractitionerRole", "Organization", "Medication", "Location",
+            "Specimen", "Provenance", "Coverage", "Claim", "OperationOutcome"}
+NKA_CODES = {"716186003", "409137002", "428607008", "429625007", "NKA", "NKDA"}
+_NKA_TEXT = re.compile(r"(アレルギー.*(なし|無し|無)|^なし$|^無し$|no known|NKA)", re.I)
+MEMO_TAG = "viewer-memo"
+
+
+def is_memo(res: dict) -> bool:
+    return any(t.get("code") == MEMO_TAG for t in (res.get("meta") or {}).get("tag") or [])
+
+
+def is_lab(res: dict) -> bool:
+    return "laboratory" in fv.category_codes(res) or fv.source(res)[1] in ("OML-11", "OML-12")
+
+
+def category_of(res: dict) -> str | None:
+    """The viewer category of a resource, or None for supporting resources and memos."""
+    rt = res.get("resourceType")
+    if rt in _SUPPORT or is_memo(res):
+        return None
+    if rt == "Condition":
+        return "conditions"
+    if rt == "AllergyIntolerance":
+        return "allergies"
+    dtype = fv.source(res)[1]
+    if rt == "Observation" and dtype == "ADT-00":
+        return "other"
+    if dtype in ("OML-11", "OML-12") and rt not in ("Observation", "DiagnosticReport"):
+        return None  # the order/specimen echoed in a result message
+    if dtype in _TYPE_CATEGORY:
+        return _TYPE_CATEGORY[dtype]
+    if rt == "MedicationRequest":
+        injection = any("Injection" in p for p in fv.profiles(res))
+        return "injections" if injection else "prescriptions"
+    if rt == "MedicationAdministration":
+        return "administrations"
+    if rt == "MedicationDispense":
+        return "prescriptions"
+    if rt == "ServiceRequest" and "laboratory" in fv.category_codes(res):
+        return "lab-orders"
+    if rt in ("Observation", "DiagnosticReport") and is_lab(res):
+        return "lab-results"
+    return "other"
+
+
+# --- banner ----------------------------------------------------------------------------------
+
+@dataclass
+class Banner:
+    patient_id: str
+    kanji: str
+    kana: str
+    birthdate: str
+    age: int | None
+    gender: str              # FHIR code: male/female/other/unknown
+    allergy_state: str       # "unknown" (no information) | "nka" (no known allergy) | "present"
+    allergies: list[str] = field(default_factory=list)
+
+
+def _allergy_active(a: dict) -> bool:
+    ver = fv.codes_of(a.get("verificationStatus"))
+    clin = fv.codes_of(a.get("clinicalStatus"))
+    return not ({"entered-in-error", "refuted"} & set(ver)) and not ({"inactive", "resolved"} & set(clin))
+
+
+def is_no_known_allergy(a: dict) -> bool:
+    code = a.get("code") or {}
+    return bool(set(fv.codes_of(code)) & NKA_CODES) or bool(_NKA_TEXT.search(fv.cc_text(code)))
+
+
+def banner(patient: dict | None, resources: list[dict], patient_id: str, today: date) -> Banner:
+    patient = patient or {}
+    kanji, kana = fv.names(patient)
+    allergies = [a for a in resources if a.get("resourceType") == "AllergyIntolerance"
+                 and _allergy_active(a)]
+    real = [a for a in allergies if not is_no_known_allergy(a)]
+    if real:
+        state = "present"
+    elif allergies:
+        state = "nka"
+    else:
+        state = "unknown"
+    names = []
+    for a in real:
+        n = fv.cc_text(a.get("code")) or "?"
+        sev = next((r.get("severity") for r in a.get("reaction") or [] if r.get("severity")), "")
+        names.append(f"{n} ({sev})" if sev == "severe" else n)
+    return Banner(patient_id, kanji, kana, patient.get("birthDate", ""),
+                  fv.age(patient.get("birthDate", ""), today), patient.get("gender", "unknown"),
+                  state, sorted(set(names)))
+
+
+# --- data quality: period, freshness, problems -----------------------------------------------
+
+_PATH_TYPE = re.compile(r"(?:^|/)(\d{8}|-)/([A-Z]{3}-\d{2})/")
+
+
+def _file_facts(files) -> list[tuple[str, str, str]]:
+    """(date folder, data type, 発生日時) for each file (StoredFile or relpath)."""
+    out = []
+    if not isinstance(files, (list, tuple)):
+        return out  # the service may give only a count
+    for f in files:
+        name = getattr(f, "name", None)
+        if name is not None and getattr(name, "data_type", None):
+            if getattr(name, "flag", "1") == "0":
+                continue
+            out.append((name.date, name.data_type, name.timestamp))
+            continue
+        rel = getattr(f, "relpath", f if isinstance(f, str) else "")
+        m = _PATH_TYPE.search(str(rel))
+        if m:
+            parts = str(rel).rsplit("/", 1)[-1].split("_")
+            out.append((m.group(1), m.group(2), parts[4] if len(parts) > 4 else ""))
+    return out
+
+
+def _ts_text(ts: str) -> str:
+    if len(ts) >= 12 and ts[:12].isdigit():
+        return f"{ts[:4]}-{ts[4:6]}-{ts[6:8]} {ts[8:10]}:{ts[10:12]}"
+    return ts
+
+
+@dataclass
+class DataQuality:
+    first: str
+    last: str
+    dates: list[str]                          # YYYY-MM-DD, newest first
+    freshness: list[tuple[str, str, int]]     # (data type, newest 発生日時 text, files)
+    problems: dict[str, list[dict]]           # data type -> [{kind, reason, path, severity}]
+
+
+def data_quality(resources: list[dict], problems, files) -> DataQuality:
+    facts = _file_facts(files)
+    dates = {d for d, _, _ in facts if len(d) == 8}
+    if not facts:
+        dates = {fv.source(r)[0] for r in resources if len(fv.source(r)[0]) == 8}
+    newest: dict[str, str] = {}
+    count: dict[str, int] = defaultdict(int)
+    for _, dtype, ts in facts:
+        count[dtype] += 1
+        newest[dtype] = max(newest.get(dtype, ""), ts)
+    if not facts:
+        for r in resources:
+            dtype = fv.source(r)[1]
+            if dtype:
+                count[dtype] += 1
+                lu = (r.get("meta") or {}).get("lastUpdated") or ""
+                newest[dtype] = max(newest.get(dtype, ""), lu.replace("-", "").replace(":", "").replace("T", ""))
+    iso = sorted((f"{d[:4]}-{d[4:6]}-{d[6:]}" for d in dates), reverse=True)
+    probs: dict[str, list[dict]] = defaultdict(list)
+    for p in problems or []:
+        get = (lambda k, p=p: p.get(k, "")) if isinstance(p, dict) else (lambda k, p=p: getattr(p, k, "") or "")
+        path = str(get("path"))
+        m = _PATH_TYPE.search(path)
+        dtype = m.group(2) if m else (path.split("/")[0] if path and "/" not in path else "?")
+        probs[dtype].append({"kind": get("kind"), "reason": get("reason"), "path": path,
+                             "severity": get("severity") or "error"})
+    return DataQuality(iso[-1] if iso else "", iso[0] if iso else "", iso,
+                       [(t, _ts_text(newest[t]), count[t]) for t in sorted(newest)], dict(probs))
+
+
+# --- category rows -----------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    date: str                    # ISO date/time text used for sorting and the per-date view
+    cells: list[str]
+    status: str = ""             # css hint: active/past/error/abnormal
+    source: str = ""             # meta.source for traceability
+    resource_id: str = ""
+    flag: str = ""
+    res: dict | None = field(default=None, repr=False)
+
+
+def _dosage(res: dict) -> tuple[str, str, str]:
+    """(dose, usage/timing, route) of the first dosage instruction."""
+    di = (res.get("dosageInstruction") or res.get("dosage") or [{}])
+    d = di[0] if isinstance(di, list) and di else (di if isinstance(di, dict) else {})
+    dose = ""
+    for dr in d.get("doseAndRate") or []:
+        dose = fv.quantity(dr.get("doseQuantity")) or dose
+    dose = dose or fv.quantity(d.get("dose"))
+    timing = fv.cc_text((d.get("timing") or {}).get("code")) or d.get("text") or ""
+    route = fv.cc_text(d.get("route")) or fv.cc_text(d.get("method"))
+    return dose, timing, route
+
+
+def med_period(res: dict) -> tuple[str, str, int | None]:
+    """(start, end, days) of a prescription: period-of-use extension, bounds, or authoredOn+days."""
+    start = end = ""
+    days = None
+    for ext in res.get("extension") or []:
+        if "PeriodOfUse" in (ext.get("url") or "") and ext.get("valuePeriod"):
+            start = ext["valuePeriod"].get("start", "")
+            end = ext["valuePeriod"].get("end", "")
+    for d in res.get("dosageInstruction") or []:
+        for ext in d.get("extension") or []:
+            if "PeriodOfUse" in (ext.get("url") or "") and ext.get("valuePeriod"):
+                start = start or ext["valuePeriod"].get("start", "")
+                end = end or ext["valuePeriod"].get("end", "")
+        rep = (d.get("timing") or {}).get("repeat") or {}
+        bp = rep.get("boundsPeriod") or {}
+        start, end = start or bp.get("start", ""), end or bp.get("end", "")
+        bd = rep.get("boundsDuration") or {}
+        if bd.get("value") is not None and days is None:
+            days = int(fv.num(bd["value"]) or 0)
+    esd = (res.get("dispenseRequest") or {}).get("expectedSupplyDuration") or {}
+    if esd.get("value") is not None:
+        days = int(fv.num(esd["value"]) or 0)
+    start = start or res.get("authoredOn", "")
+    if not end and start and days:
+        s = fv.parse_day(start)
+        if s:
+            end = (s + timedelta(days=max(days - 1, 0))).isoformat()
+    return fv.day(start), fv.day(end), days
+
+
+def is_active_med(res: dict, today: date) -> bool:
+    if set(fv.codes_of({"coding": [{"code": res.get("status")}]})) & {"cancelled", "entered-in-error",
+                                                                      "stopped", "completed"}:
+        return False
+    _, end, _ = med_period(res)
+    e = fv.parse_day(end)
+    return bool(e and e >= today)
+
+
+def _status_text(res: dict) -> str:
+    s = res.get("status") or ""
+    return s if isinstance(s, str) else ""
+
+
+def rows_for(category: str, resources: list[dict], today: date) -> list[Row]:
+    """Rows of one category, newest first."""
+    rows: list[Row] = []
+    for r in resources:
+        if category_of(r) != category:
+            continue
+        n_before = len(rows)
+        _append_row(rows, category, r, today)
+        if len(rows) > n_before:
+            rows[-1].res = r
+    rows.sort(key=lambda x: x.date, reverse=True)
+    return rows
+
+
+def _append_row(rows: list[Row], category: str, r: dict, today: date) -> None:
+    if True:
+        when = fv.when(r)
+        src = str((r.get("meta") or {}).get("source") or "")
+        rid = str(r.get("id") or "")
+        rt = r.get("resourceType")
+        if category == "conditions":
+            ver = fv.codes_of(r.get("verificationStatus"))
+            clin = fv.cc_text(r.get("clinicalStatus")) or ""
+            suspected = "unconfirmed" in ver or "provisional" in ver
+            outcome = ""
+            for ext in r.get("extension") or []:
+                if "Outcome" in (ext.get("url") or ""):
+                    outcome = fv.cc_text(ext.get("valueCodeableConcept"))
+            rows.append(Row(when, [fv.day(when), fv.cc_text(r.get("code")) + (" (疑い)" if suspected else ""),
+                                   clin, fv.day(r.get("abatementDateTime") or ""), outcome],
+                            "past" if r.get("abatementDateTime") or clin in ("resolved", "inactive") else "active",
+                            src, rid))
+        elif category == "allergies":
+            react = "; ".join(filter(None, [
+                ", ".join(fv.cc_text(m) for m in rx.get("manifestation") or []) or rx.get("description", "")
+                for rx in r.get("reaction") or []]))
+            sev = next((rx.get("severity") for rx in r.get("reaction") or [] if rx.get("severity")), "")
+            cat = ", ".join(r.get("category") or [])
+            rows.append(Row(when, [fv.day(when), fv.cc_text(r.get("code")), cat, react, sev,
+                                   fv.cc_text(r.get("verificationStatus"))],
+                            "active" if _allergy_active(r) else "past", src, rid))
+        elif category in ("prescriptions", "injections"):
+            dose, timing, route = _dosage(r)
+            start, end, days = med_period(r)
+            active = is_active_med(r, today) if rt == "MedicationRequest" else False
+            rows.append(Row(when, [fv.day(when), " ＋ ".join(fv.medication_names(r)), dose,
+                                   timing if category == "prescriptions" else (route or timing),
+                                   "" if days is None else str(days),
+                                   f"{start}〜{end}" if start or end else "", _status_text(r)],
+                            "active" if active else "past", src, rid))
+        elif category == "administrations":
+            dose, timing, route = _dosage(r)
+            performer = ", ".join(filter(None, [(p.get("actor") or {}).get("display", "")
+                                                for p in r.get("performer") or []]))
+            drug = " ＋ ".join(fv.medication_names(r)) or fv.cc_text(r.get("vaccineCode"))
+            rows.append(Row(when, [fv.short_dt(when), drug, dose, route, performer,
+                                   _status_text(r)], "", src, rid))
+        elif category == "lab-orders":
+            rows.append(Row(when, [fv.day(when), fv.cc_text(r.get("code")) or rt,
+                                   _status_text(r)], "", src, rid))
+        elif category == "lab-results":
+            if rt == "DiagnosticReport":
+                return  # its Observations are the rows
+            v = lab_value(r)
+            rows.append(Row(when, [fv.short_dt(when), fv.cc_text(r.get("code")), v.text, v.unit,
+                                   v.range_text, v.flag], "abnormal" if v.flag else "", src, rid,
+                            v.flag))
+        else:
+            rows.append(Row(when, [fv.day(when), _kind_label(r), _summary_text(r)], "", src, rid))
+
+
+def _kind_label(r: dict) -> str:
+    rt = r.get("resourceType", "")
+    dtype = fv.source(r)[1]
+    t = fv.cc_text(r.get("type")) if isinstance(r.get("type"), dict) else ""
+    if rt == "Encounter":
+        t = (r.get("class") or {}).get("display") or (r.get("class") or {}).get("code", "")
+    return " ".join(x for x in (rt, f"[{dtype}]" if dtype else "", t) if x)
+
+
+def _summary_text(r: dict) -> str:
+    rt = r.get("resourceType")
+    if rt == "Observation":
+        v = lab_value(r)
+        return f"{fv.cc_text(r.get('code'))}: {v.text} {v.unit}".strip()
+    if rt == "Encounter":
+        per = r.get("period") or {}
+        return f"{fv.short_dt(per.get('start', ''))}〜{fv.short_dt(per.get('end', ''))} {r.get('status', '')}"
+    if rt == "DocumentReference":
+        texts = []
+        for c in r.get("content") or []:
+            a = c.get("attachment") or {}
+            texts.append(a.get("title") or "")
+            texts.append(_attachment_text(a))
+        return " ".join(t for t in texts if t)[:2000] or r.get("description", "")
+    if rt == "Composition":
+        return " / ".join(s.get("title", "") for s in r.get("section") or [])
+    text = (r.get("text") or {}).get("div") or ""
+    plain = re.sub(r"<[^>]+>", " ", text)
+    return (fv.cc_text(r.get("code")) + " " + plain).strip()[:500]
+
+
+def _attachment_text(a: dict) -> str:
+    import base64
+    if a.get("data") and str(a.get("contentType", "")).startswith("text/"):
+        try:
+            return base64.b64decode(a["data"]).decode("utf-8", "replace")
+        except ValueError:
+            return ""
+    return ""
+
+
+# --- labs ------------------------------------------------------------------------------------
+
+@dataclass
+class LabValue:
+    value: float | None
+    text: str
+    unit: str
+    low: float | None
+    high: float | None
+    range_text: str
+    flag: str          # H, L, HH, LL, A or ""
+
+
+_FLAGS = {"H", "L", "HH", "LL", "A", "AA", "HU", "LU", ">", "<"}
+
+
+def lab_value(obs: dict) -> LabValue:
+    q = obs.get("valueQuantity") or {}
+    value = fv.num(q.get("value")) if q else None
+    if q:
+        text = fv.fmt_num(q.get("value"))
+        if q.get("comparator"):
+            text = q["comparator"] + text
+    elif obs.get("valueString") is not None:
+        text = str(obs["valueString"])
+        value = fv.num(text)
+    elif obs.get("valueCodeableConcept"):
+        text = fv.cc_text(obs["valueCodeableConcept"])
+    elif obs.get("valueInteger") is not None:
+        value, text = float(obs["valueInteger"]), str(obs["valueInteger"])
+    else:
+        text = fv.cc_text(obs.get("dataAbsentReason")) or ""
+    unit = q.get("unit") or q.get("code") or ""
+    rr = (obs.get("referenceRange") or [{}])[0]
+    low = fv.num((rr.get("low") or {}).get("value"))
+    high = fv.num((rr.get("high") or {}).get("value"))
+    if not unit:
+        unit = (rr.get("low") or {}).get("unit") or (rr.get("high") or {}).get("unit") or ""
+    if rr.get("text"):
+        rtext = rr["text"]
+    elif low is not None or high is not None:
+        rtext = f"{fv.fmt_num((rr.get('low') or {}).get('value')) if low is not None else ''}–" \
+                f"{fv.fmt_num((rr.get('high') or {}).get('value')) if high is not None else ''}"
+    else:
+        rtext = ""
+    flag = ""
+    for interp in obs.get("interpretation") or []:
+        for c in fv.codes_of(interp):
+            if c.upper() in _FLAGS:
+                flag = c.upper()
+    if not flag and value is not None:
+        if high is not None and value > high:
+            flag = "H"
+        elif low is not None and value < low:
+            flag = "L"
+    return LabValue(value, text, unit, low, high, rtext, flag)
+
+
+@dataclass
+class LabPoint:
+    when: str
+    value: float | None
+    text: str
+    flag: str
+    source: str
+
+
+@dataclass
+class LabTest:
+    key: str
+    name: str
+    unit: str
+    range_text: str
+    low: float | None
+    high: float | None
+    group: str
+    points: list[LabPoint] = field(default_factory=list)
+    by_day: dict[str, LabPoint] = field(default_factory=dict)
+
+    @property
+    def numeric(self) -> list[LabPoint]:
+        return [p for p in self.points if p.value is not None]
+
+
+@dataclass
+class LabTable:
+    dates: list[str]          # YYYY-MM-DD, oldest first (one convention throughout)
+    tests: list[LabTest]
+
+
+def lab_key(obs: dict) -> str:
+    for c in (obs.get("code") or {}).get("coding") or []:
+        if c.get("code"):
+            return f"{c.get('system', '')}|{c['code']}"
+    return "text|" + fv.cc_text(obs.get("code"))
+
+
+def lab_table(resources: list[dict]) -> LabTable:
+    groups: dict[str, str] = {}
+    for r in resources:
+        if r.get("resourceType") == "DiagnosticReport":
+            for ref in r.get("result") or []:
+                rid = str(ref.get("reference") or "").rsplit("/", 1)[-1]
+                groups[rid] = fv.cc_text(r.get("code"))
+    tests: dict[str, LabTest] = {}
+    dates: set[str] = set()
+    for r in resources:
+        if r.get("resourceType") != "Observation" or category_of(r) != "lab-results":
+            continue
+        v = lab_value(r)
+        when = fv.when(r)
+        key = lab_key(r)
+        t = tests.get(key)
+        if t is None:
+            t = tests[key] = LabTest(key, fv.cc_text(r.get("code")) or key, v.unit, v.range_text,
+                                     v.low, v.high, groups.get(str(r.get("id")), ""))
+        t.unit = t.unit or v.unit
+        t.range_text = t.range_text or v.range_text
+        t.low = t.low if t.low is not None else v.low
+        t.high = t.high if t.high is not None else v.high
+        p = LabPoint(when, v.value, v.text, v.flag, str((r.get("meta") or {}).get("source") or ""))
+        t.points.append(p)
+        d = fv.day(when)
+        if d:
+            dates.add(d)
+            prev = t.by_day.get(d)
+            if prev is None or prev.when <= when:
+                t.by_day[d] = p
+    for t in tests.values():
+        t.points.sort(key=lambda p: p.when)
+    ordered = sorted(tests.values(), key=lambda t: (t.group, t.name))
+    return LabTable(sorted(dates), ordered)
+
+
+# --- drug search, receipts, per-date ----------------------------------------------------------
+
+def drug_search(resources: list[dict], query: str, today: date) -> list[Row] | None:
+    """Prescriptions and injections whose drug names contain the query after normalisation;
+    None when the query is shorter than 3 characters (after normalisation)."""
+    key = search_key(query or "")
+    if len(key) < 3:
+        return None
+    hits: list[Row] = []
+    for cat in ("prescriptions", "injections", "administrations"):
+        for row in rows_for(cat, resources, today):
+            if any(key in search_key(t) for t in fv.medication_search_texts(row.res or {})):
+                row.cells = [cat] + row.cells
+                hits.append(row)
+    hits.sort(key=lambda r: r.date, reverse=True)
+    return hits
+
+
+@dataclass
+class ReceiptMonth:
+    month: str
+    claims: list[dict]
+
+
+def receipts(resources: list[dict], query: str = "") -> list[ReceiptMonth]:
+    key = search_key(query or "")
+    months: dict[str, list[dict]] = defaultdict(list)
+    for r in resources:
+        if r.get("resourceType") != "Claim":
+            continue
+        items = []
+        for it in r.get("item") or []:
+            items.append({"category": fv.cc_text(it.get("category")),
+                          "name": fv.cc_text(it.get("productOrService")),
+                          "quantity": fv.quantity(it.get("quantity")),
+                          "net": fv.fmt_num((it.get("net") or {}).get("value"))})
+        diags = [fv.cc_text(d.get("diagnosisCodeableConcept")) or
+                 (d.get("diagnosisReference") or {}).get("display", "")
+                 for d in r.get("diagnosis") or []]
+        texts = [i["name"] for i in items] + [i["category"] for i in items] + diags
+        if key and not any(key in search_key(t) for t in texts if t):
+            continue
+        if key:
+            items = [i for i in items if key in search_key(i["name"]) or key in search_key(i["category"])] or items
+        month = fv.when(r)[:7] or "?"
+        total = fv.fmt_num((r.get("total") or {}).get("value"))
+        months[month].append({"id": r.get("id"), "type": fv.cc_text(r.get("type")),
+                              "diagnoses": [d for d in diags if d], "items": items,
+                              "total": total, "source": (r.get("meta") or {}).get("source", "")})
+    return [ReceiptMonth(m, months[m]) for m in sorted(months, reverse=True)]
+
+
+def on_date(resources: list[dict], day_iso: str, today: date) -> dict[str, list[Row]]:
+    """Everything of one 診療日 by category (by the date folder, else the resource's own date)."""
+    out: dict[str, list[Row]] = {}
+    for cat in CATEGORIES:
+        picked = [row for row in rows_for(cat, resources, today)
+                  if (fv.source_date(row.res) or fv.day(fv.when(row.res))) == day_iso]
+        if picked:
+            out[cat] = picked
+    return out
+
+
+def category_counts(resources: list[dict]) -> dict[str, int]:
+    counts = {c: 0 for c in CATEGORIES}
+    for r in resources:
+        c = category_of(r)
+        if c and not (c == "lab-results" and r.get("resourceType") == "DiagnosticReport"):
+            counts[c] += 1
+    return counts
+
+
+def today_jst() -> date:
+    from datetime import timezone
+    return datetime.now(timezone(timedelta(hours=9))).date()

@@ -1,0 +1,103 @@
+"""Patient search for the viewer: the patient index when it exists, else a walk over Patient
+resources (small trees).  Results carry identification only — never clinical data."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+
+from storage.text import search_key
+
+from . import fhirview as fv
+
+log = logging.getLogger(__name__)
+MAX_RESULTS = 200
+
+
+@dataclass
+class Hit:
+    patient_id: str
+    name: str
+    kana: str
+    birthdate: str
+    age: int | None
+    gender: str
+    last_care_date: str
+
+
+def _norm_gender(g: str) -> str:
+    return {"M": "male", "F": "female", "O": "other", "U": "unknown"}.get(g, g or "unknown")
+
+
+def search(svc, today: date, *, patient_id: str = "", name: str = "", kana: str = "",
+           birthdate: str = "", gender: str = "") -> tuple[list[Hit], bool]:
+    """(hits, truncated).  Kanji and kana match as normalised substrings."""
+    hits: list[Hit] = []
+    index = None
+    try:
+        from fhir_gateway.index import PatientIndex  # noqa: F401
+        index = svc.index if type(svc.index).__name__ != "WalkIndex" else None
+    except ImportError:
+        index = None
+    if index is not None:
+        try:
+            crit = {k: v for k, v in (("name", name), ("kana", kana), ("birthdate", birthdate),
+                                      ("gender", gender), ("identifier", patient_id)) if v}
+            for s in index.search(**crit):
+                if isinstance(s, str):
+                    break  # an id-only index: use the walk below
+                hits.append(Hit(s.patient_id, s.name or "", s.kana or "", s.birthdate or "",
+                                fv.age(s.birthdate or "", today), _norm_gender(s.gender or ""),
+                                s.last_care_date or ""))
+            else:
+                return _filter(hits, patient_id, name, kana, birthdate, gender)
+            hits = []
+        except Exception as exc:  # the index is an accelerator, never a single point of failure
+            log.warning("patient index failed (%s); walking the storage", exc)
+            hits = []
+    if patient_id:
+        pids = [patient_id.strip()]
+    else:
+        pids = svc._with_storage(lambda s: sorted(s.patient_ids()))
+    for pid in pids:
+        try:
+            data = svc.patient_bundle(pid, {"Patient"})
+        except Exception:
+            continue
+        pat = next((r for r in data.resources if r.get("resourceType") == "Patient"), None)
+        if pat is None:
+            continue
+        kanji, kn = fv.names(pat)
+        hit = Hit(pid, kanji, kn, pat.get("birthDate", ""), fv.age(pat.get("birthDate", ""), today),
+                  pat.get("gender", "unknown"), "")
+        if _match(hit, patient_id, name, kana, birthdate, gender):
+            try:
+                dates = svc._with_storage(lambda s: s.dates(pid))
+                real = sorted(d for d in dates if len(d) == 8)
+                hit.last_care_date = f"{real[-1][:4]}-{real[-1][4:6]}-{real[-1][6:]}" if real else ""
+            except Exception:
+                pass
+            hits.append(hit)
+            if len(hits) > MAX_RESULTS:
+                break
+    return hits[:MAX_RESULTS], len(hits) > MAX_RESULTS
+
+
+def _match(h: Hit, patient_id: str, name: str, kana: str, birthdate: str, gender: str) -> bool:
+    if patient_id and h.patient_id.lstrip("0") != patient_id.strip().lstrip("0"):
+        return False
+    if name and search_key(name) not in search_key(h.name):
+        return False
+    if kana and search_key(kana) not in search_key(h.kana):
+        return False
+    if birthdate and h.birthdate != birthdate:
+        return False
+    if gender and h.gender != gender:
+        return False
+    return True
+
+
+def _filter(hits, *crit) -> tuple[list[Hit], bool]:
+    kept = [h for h in hits if _match(h, *crit)]
+    return kept[:MAX_RESULTS], len(kept) > MAX_RESULTS

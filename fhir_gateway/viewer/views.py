@@ -1,0 +1,483 @@
+"""Routes of the viewer.  Every patient page goes: login -> facility allowed (disaster access
+connected, or the hospital admin's own facility) -> 合言葉 given for this facility -> page.
+Every login, search, patient view, memo and switch is written to the audit trail."""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+from datetime import datetime, timedelta, timezone
+
+from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
+                   session, url_for)
+from flask_login import current_user, login_required, login_user, logout_user
+from markupsafe import Markup
+from werkzeug.exceptions import HTTPException
+
+from ..accounts import AccountError
+from ..memos import MemoError
+from . import charts, models
+from . import fhirview as fv
+from . import search as psearch
+from .i18n import translate
+from .security import add_headers, check_csrf, csrf_token
+from .state import LoginUser
+
+bp = Blueprint("viewer", __name__, template_folder="../templates", static_folder="../static",
+               static_url_path="/viewer-static")
+JST = timezone(timedelta(hours=9))
+_PID = re.compile(r"^[0-9A-Za-z\-]{1,64}$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+MAX_PASSPHRASE_FAILURES = 5
+
+
+def state():
+    return current_app.extensions["fhir_gateway_viewer"]
+
+
+def lang() -> str:
+    return session.get("lang", "ja")
+
+
+def t(key: str) -> str:
+    return translate(key, lang())
+
+
+def _who() -> dict:
+    u = current_user.user if current_user.is_authenticated else None
+    return {"username": u.username if u else "", "person": session.get("person", ""),
+            "staff_no": session.get("staff_no", ""),
+            "session": getattr(session, "sid_short", ""), "ip": request.remote_addr or ""}
+
+
+def audit(action: str, **kw) -> None:
+    state().accounts.audit(action, **(_who() | kw))
+
+
+# --- request hooks ---------------------------------------------------------------------------
+
+@bp.before_request
+def _before():
+    check_csrf()
+    g.lang = lang()
+
+
+@bp.after_request
+def _after(response):
+    is_static = request.endpoint == "viewer.static"
+    if is_static:
+        response.headers["Cache-Control"] = "private, max-age=3600"
+    return add_headers(response, patient_data=not is_static)
+
+
+@bp.app_template_global("t")
+def _t(key: str) -> str:
+    return t(key)
+
+
+@bp.app_template_global("csrf_token")
+def _csrf() -> str:
+    return csrf_token()
+
+
+@bp.app_template_global("now_text")
+def _now_text() -> str:
+    return datetime.now(JST).strftime("%Y-%m-%d %H:%M")
+
+
+@bp.app_template_filter("sex")
+def _sex(code: str) -> str:
+    return t({"male": "male", "female": "female", "other": "other"}.get(code or "", "unknown"))
+
+
+@bp.app_template_filter("dt")
+def _dt(ts: float | None) -> str:
+    if not ts:
+        return ""
+    return datetime.fromtimestamp(ts, JST).strftime("%Y-%m-%d %H:%M")
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(err: HTTPException):
+    """Viewer pages answer errors with an HTML page (the API's handler answers FHIR JSON)."""
+    code = err.code or 500
+    if getattr(err, "description", "") == "csrf":
+        msg = t("csrf")
+    elif code == 403:
+        msg = t("forbidden")
+    elif code == 404:
+        msg = t("patient_not_found") if "/p/" in request.path else "404 Not Found"
+    else:
+        msg = f"{code} {err.name}"
+    back = url_for("viewer.home") if current_user.is_authenticated else url_for("viewer.login")
+    return add_headers(current_app.make_response(
+        (render_template("viewer/message.html", message=msg, back=back), code)))
+
+
+# --- login / logout / language -----------------------------------------------------------------
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    error = ""
+    if request.method == "GET" and request.args.get("expired"):
+        error = t("session_expired")
+    if request.method == "POST":
+        f = request.form
+        username = f.get("username", "").strip()
+        person = f.get("person", "").strip()[:80]
+        staff_no = f.get("staff_no", "").strip()[:40]
+        user, why = state().accounts.authenticate(username, f.get("password", ""))
+        if user and person and staff_no:
+            keep_lang = session.get("lang")
+            session.clear()
+            session.regenerate()  # new session id at login (ASVS 3.2.1)
+            if keep_lang:
+                session["lang"] = keep_lang
+            session["person"], session["staff_no"] = person, staff_no
+            session["unlocked"] = {}
+            session["login_at"] = time.time()
+            login_user(LoginUser(user))
+            audit("login", username=user.username, person=person, staff_no=staff_no)
+            return redirect(url_for("viewer.home"))
+        reason = why or "missing-name-or-staff-number"
+        state().accounts.audit("login-failed", username=username[:64], person=person,
+                               staff_no=staff_no, ip=request.remote_addr or "",
+                               detail={"reason": reason}, outcome="failed")
+        error = t("login_failed")
+    return render_template("viewer/login.html", error=error), (401 if error and request.method == "POST" else 200)
+
+
+@bp.route("/logout", methods=["POST"])
+def logout():
+    if current_user.is_authenticated:
+        audit("logout")
+    logout_user()
+    session.clear()  # deletes the server-side row: the cookie is now worthless
+    return redirect(url_for("viewer.login"))
+
+
+@bp.route("/lang", methods=["POST"])
+def set_lang():
+    session["lang"] = "en" if lang() == "ja" else "ja"
+    nxt = request.form.get("next", "")
+    return redirect(nxt if nxt.startswith("/") and not nxt.startswith("//") else url_for("viewer.home"))
+
+
+# --- facilities ----------------------------------------------------------------------------------
+
+def _facility_rows():
+    st = state()
+    user = current_user.user
+    rows = []
+    for code, fac in st.config.facilities.items():
+        acc = st.accounts.access(code)
+        rows.append({"code": code, "name": fac.name, "access": acc,
+                     "can_read": st.accounts.can_read(user, code),
+                     "admin": user.administers(code),
+                     "unlocked": code in session.get("unlocked", {})})
+    return rows
+
+
+@bp.route("/")
+@login_required
+def home():
+    return render_template("viewer/facilities.html", rows=_facility_rows())
+
+
+def facility_required(view):
+    """Facility exists, this account may read it, and the 合言葉 was given (current version)."""
+    @functools.wraps(view)
+    @login_required
+    def wrapper(code: str, *args, **kwargs):
+        st = state()
+        fac = st.config.facilities.get(code)
+        svc = st.gateway.facility(code) if fac else None
+        if fac is None or svc is None:
+            abort(404)
+        user = current_user.user
+        if not st.accounts.can_read(user, code):
+            audit("access-denied", facility=code, outcome="denied",
+                  detail={"path": request.path[:200]})
+            return render_template("viewer/message.html", message=t("not_connected"),
+                                   back=url_for("viewer.home")), 403
+        info = st.accounts.passphrase_info(code)
+        unlocked = session.get("unlocked", {})
+        if not info or unlocked.get(code) != info["version"]:
+            return redirect(url_for("viewer.unlock", code=code))
+        g.code, g.fac, g.svc = code, fac, svc
+        g.admin_check = not st.accounts.access(code).enabled
+        try:
+            g.failed_over = bool(svc.replicas.failed_over)
+        except Exception:
+            g.failed_over = False
+        return view(code, *args, **kwargs)
+    return wrapper
+
+
+@bp.route("/f/<code>/unlock", methods=["GET", "POST"])
+@login_required
+def unlock(code: str):
+    st = state()
+    fac = st.config.facilities.get(code)
+    if fac is None:
+        abort(404)
+    if not st.accounts.can_read(current_user.user, code):
+        return render_template("viewer/message.html", message=t("not_connected"),
+                               back=url_for("viewer.home")), 403
+    error = ""
+    if st.accounts.passphrase_info(code) is None:
+        error = t("passphrase_unset")
+    elif request.method == "POST":
+        version = st.accounts.check_passphrase(code, request.form.get("passphrase", ""))
+        if version is not None:
+            unlocked = dict(session.get("unlocked", {}))
+            unlocked[code] = version
+            session["unlocked"] = unlocked
+            session["pp_fail"] = 0
+            audit("passphrase-ok", facility=code)
+            return redirect(url_for("viewer.patients", code=code))
+        fails = session.get("pp_fail", 0) + 1
+        session["pp_fail"] = fails
+        audit("passphrase-failed", facility=code, outcome="failed", detail={"count": fails})
+        if fails >= MAX_PASSPHRASE_FAILURES:
+            audit("logout-forced", facility=code, detail={"reason": "passphrase failures"})
+            logout_user()
+            session.clear()
+            return redirect(url_for("viewer.login"))
+        error = t("passphrase_wrong")
+    return render_template("viewer/unlock.html", fac=fac, code=code, error=error)
+
+
+# --- administration ---------------------------------------------------------------------------
+
+def _parse_expiry(form) -> float | None:
+    hours = form.get("hours", "").strip()
+    if hours and hours != "0":
+        try:
+            h = float(hours)
+        except ValueError:
+            raise AccountError("bad expiry")
+        if not 0 < h <= 24 * 60:
+            raise AccountError("bad expiry")
+        return time.time() + h * 3600
+    until = form.get("until", "").strip()
+    if until:
+        try:
+            return datetime.fromisoformat(until).replace(tzinfo=JST).timestamp()
+        except ValueError:
+            raise AccountError("bad expiry")
+    return None
+
+
+@bp.route("/admin")
+@login_required
+def admin_index():
+    user = current_user.user
+    if not user.is_admin:
+        abort(403)
+    return render_template("viewer/admin_index.html",
+                           rows=[r for r in _facility_rows() if r["admin"]])
+
+
+@bp.route("/admin/<code>", methods=["GET", "POST"])
+@login_required
+def admin(code: str):
+    st = state()
+    fac = st.config.facilities.get(code)
+    user = current_user.user
+    if fac is None:
+        abort(404)
+    if not user.administers(code):
+        audit("admin-denied", facility=code, outcome="denied")
+        abort(403)
+    message = error = ""
+    if request.method == "POST":
+        op = request.form.get("op", "")
+        try:
+            if op in ("connect", "disconnect"):
+                expires = _parse_expiry(request.form) if op == "connect" else None
+                st.accounts.switch_access(code, op == "connect", request.form.get("reason", ""),
+                                          user.username, session.get("person", ""),
+                                          session.get("staff_no", ""), expires)
+                audit(f"access-{op}", facility=code,
+                      detail={"reason": request.form.get("reason", "")[:200],
+                              "expires": expires or ""})
+                message = t("changed")
+            elif op == "passphrase":
+                p1, p2 = request.form.get("new", ""), request.form.get("again", "")
+                if p1 != p2:
+                    raise AccountError(t("mismatch"))
+                v = st.accounts.set_passphrase(code, p1, user.username)
+                audit("passphrase-rotate", facility=code, detail={"version": v})
+                message = t("changed")
+            else:
+                abort(400)
+        except AccountError as exc:
+            error = str(exc)
+    return render_template("viewer/admin.html", fac=fac, code=code,
+                           access=st.accounts.access(code),
+                           passphrase=st.accounts.passphrase_info(code),
+                           log=st.accounts.access_log(code, 100),
+                           audit_rows=st.accounts.audit_rows(100, code),
+                           message=message, error=error)
+
+
+# --- patient search ---------------------------------------------------------------------------
+
+@bp.route("/f/<code>/", methods=["GET", "POST"])
+@facility_required
+def patients(code: str):
+    hits = None
+    truncated = False
+    form = {k: request.form.get(k, "").strip()[:64] for k in
+            ("patient_id", "name", "kana", "birthdate", "gender")}
+    error = ""
+    if request.method == "POST":
+        if not any(form.values()):
+            error = t("need_criteria")
+        else:
+            hits, truncated = psearch.search(g.svc, models.today_jst(), **form)
+            audit("patient-search", facility=code,
+                  detail={"fields": sorted(k for k, v in form.items() if v),
+                          "results": len(hits)})
+    return render_template("viewer/search.html", form=form, hits=hits, truncated=truncated,
+                           error=error)
+
+
+# --- patient pages ------------------------------------------------------------------------------
+
+def _load_patient(pid: str, view: str):
+    if not _PID.match(pid):
+        abort(404)
+    from ..services import NotFound, StorageUnavailable
+    try:
+        data = state().patient_data(g.svc, pid)
+    except NotFound:
+        abort(404)
+    except StorageUnavailable:
+        return None, render_template("viewer/message.html", message=t("storage_unavailable"),
+                                     back=url_for("viewer.patients", code=g.code)), 503
+    patient = next((r for r in data.resources if r.get("resourceType") == "Patient"), None)
+    if patient is None and not data.resources:
+        abort(404)
+    today = models.today_jst()
+    g.pid = pid
+    g.today = today
+    g.banner = models.banner(patient, data.resources, pid, today)
+    audit("patient-view", facility=g.code, patient=pid,
+          detail={"view": view, "admin_check": g.admin_check})
+    return data, None, None
+
+
+def patient_page(view_name: str):
+    def deco(view):
+        @functools.wraps(view)
+        @facility_required
+        def wrapper(code: str, pid: str, *args, **kwargs):
+            data, resp, status = _load_patient(pid, view_name)
+            if data is None:
+                return resp, status
+            g.view = view_name
+            return view(code, pid, data, *args, **kwargs)
+        return wrapper
+    return deco
+
+
+@bp.route("/f/<code>/p/<pid>/")
+@patient_page("summary")
+def patient(code, pid, data):
+    res = data.resources
+    quality = models.data_quality(res, data.problems, getattr(data, "files", None))
+    meds = [r for r in models.rows_for("prescriptions", res, g.today) if r.status == "active"]
+    conds = [r for r in models.rows_for("conditions", res, g.today) if r.status == "active"]
+    labs = models.rows_for("lab-results", res, g.today)
+    recent_day = labs[0].date[:10] if labs else ""
+    recent = [r for r in labs if r.date[:10] == recent_day]
+    return render_template("viewer/patient.html", quality=quality, meds=meds, conds=conds,
+                           recent=recent, recent_day=recent_day,
+                           counts=models.category_counts(res),
+                           allergies=models.rows_for("allergies", res, g.today))
+
+
+@bp.route("/f/<code>/p/<pid>/c/<cat>")
+@patient_page("category")
+def category(code, pid, data, cat):
+    if cat not in models.CATEGORIES:
+        abort(404)
+    rows = models.rows_for(cat, data.resources, g.today)
+    return render_template("viewer/category.html", cat=cat, rows=rows,
+                           counts=models.category_counts(data.resources))
+
+
+@bp.route("/f/<code>/p/<pid>/dates")
+@patient_page("dates")
+def dates(code, pid, data):
+    quality = models.data_quality(data.resources, data.problems, getattr(data, "files", None))
+    per_day: dict[str, int] = {}
+    for r in data.resources:
+        if models.category_of(r):
+            d = fv.source_date(r) or fv.day(fv.when(r))
+            if d:
+                per_day[d] = per_day.get(d, 0) + 1
+    days = sorted(set(quality.dates) | set(per_day), reverse=True)
+    return render_template("viewer/dates.html", days=days, per_day=per_day)
+
+
+@bp.route("/f/<code>/p/<pid>/d/<day>")
+@patient_page("date")
+def on_date(code, pid, data, day):
+    if not _DAY.match(day):
+        abort(404)
+    groups = models.on_date(data.resources, day, g.today)
+    return render_template("viewer/date.html", day=day, groups=groups)
+
+
+@bp.route("/f/<code>/p/<pid>/drugs")
+@patient_page("drugs")
+def drugs(code, pid, data):
+    q = request.args.get("q", "").strip()[:64]
+    hits = models.drug_search(data.resources, q, g.today) if q else None
+    return render_template("viewer/drugs.html", q=q, hits=hits, short=bool(q) and hits is None)
+
+
+@bp.route("/f/<code>/p/<pid>/labs")
+@patient_page("labs")
+def labs(code, pid, data):
+    table = models.lab_table(data.resources)
+    svgs = {t.key: charts.trend_svg(t, pid, lang()) for t in table.tests if len(t.numeric) >= 1}
+    return render_template("viewer/labs.html", table=table, svgs=svgs)
+
+
+@bp.route("/f/<code>/p/<pid>/receipts")
+@patient_page("receipts")
+def receipts(code, pid, data):
+    q = request.args.get("q", "").strip()[:64]
+    return render_template("viewer/receipts.html", q=q, months=models.receipts(data.resources, q))
+
+
+@bp.route("/f/<code>/p/<pid>/memos", methods=["GET", "POST"])
+@patient_page("memos")
+def memos(code, pid, data):
+    st = state()
+    error = ""
+    if request.method == "POST":
+        try:
+            memo = st.memos.append(code, pid, request.form.get("text", ""),
+                                   author=current_user.user.username,
+                                   person=session.get("person", ""),
+                                   staff_no=session.get("staff_no", ""),
+                                   corrects=request.form.get("corrects") or None)
+            audit("memo-create", facility=code, patient=pid,
+                  detail={"memo": memo.id, "corrects": memo.corrects or ""})
+            return redirect(url_for("viewer.memos", code=code, pid=pid))
+        except MemoError as exc:
+            error = str(exc)
+    correcting = request.args.get("correct", "")
+    return render_template("viewer/memos.html", memos=st.memos.for_patient(code, pid),
+                           error=error, correcting=correcting)
+
+
+@bp.app_template_global("svg")
+def _svg(markup) -> Markup:
+    return Markup(markup)
