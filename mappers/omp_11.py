@@ -4,7 +4,7 @@ Why MedicationAdministration and not MedicationDispense: the message is HL7's RA
 (pharmacy/treatment *administration*), its RXA segment records a dose given to the patient
 (RXA-3/4 time of administration, RXA-10 the nurse who gave it, RXA-11 the ward/bed), and
 RXA-20 says whether it was completed.  A dispense would be RDS^O13 with RXD, which SS-MIX2 does
-not store.  See docs/mapping/omp-11.md.
+not store.  See docs/mapping/omp_11.md.
 """
 
 from __future__ import annotations
