@@ -127,8 +127,9 @@ class Course:
         first = max(p.registered, self.start)
         if first > self.end:
             first = self.end
+        by_dept = self.chronic_conditions(first)
         self.plan_admissions(first)
-        self.chronic_care(first)
+        self.chronic_care(first, by_dept)
         self.acute_episodes(first)
         self.vaccinations(first)
         self.demographics(first)
@@ -137,7 +138,8 @@ class Course:
         del r
 
     # -- pass 1+2: encounters ---------------------------------------------------------------
-    def chronic_care(self, first: date) -> None:
+    def chronic_conditions(self, first: date) -> dict[str, list[str]]:
+        """Diagnose the chronic conditions and fix each one's drugs; return keys by department."""
         p, r = self.patient, self.rng
         by_dept: dict[str, list[str]] = {}
         for i, key in enumerate(p.chronic):
@@ -154,6 +156,10 @@ class Course:
             picks = C.DISEASE_DRUGS.get(key, ())
             n = 1 if len(picks) < 2 or r.random() < 0.55 else 2
             self._drug_choice[key] = [(C.DRUGS[k], C.DRUGS[k].dose) for k in picks[:n]]
+        return by_dept
+
+    def chronic_care(self, first: date, by_dept: dict[str, list[str]]) -> None:
+        p, r = self.patient, self.rng
         stop = self.end
         if not self.heavy and r.random() < 0.15:  # moved away / referred back to a clinic
             stop = first + timedelta(days=r.randrange(60, max(61, (self.end - first).days)))
@@ -330,7 +336,7 @@ class Course:
                                   dept, doc, inpatient))
         done = t + timedelta(hours=1, minutes=self.rng.randrange(60))
         acc = f"R{day:%y%m%d}{self._orders:05d}"
-        self.add("OMG-11", day, order, "29", self.later(done),
+        self.add("OMG-11", day, order, dept, self.later(done),
                  self.b.omg_done(done, order, code, name, "JJ1017", done, modality, dept, doc,
                                  inpatient, acc, finding))
         self.bill(day, inpatient, "SI", "70", fee, "", points, 1, self.unit())
@@ -530,7 +536,8 @@ class Course:
                           max(1, round(yen / 10)) if j == len(course) - 1 else 0, 1, u)
             self.bill(s.date(), True, "SI", "33", C.FEE_INJECTION_IV[0], "", C.FEE_INJECTION_IV[1], 1)
         # oral medication continues in hospital (OMP-01 inpatient + daily OMP-11)
-        drugs = [dd for k in p.chronic for dd in self._drug_choice.get(k, ())]
+        drugs = [dd for c in self.conditions if c.recorded <= admit_day
+                 for dd in self._drug_choice.get(c.disease.key, ())]
         if drugs:
             rx_t = self.later(admitted, 1800, 5400)
             rx_days = min(los, 14)

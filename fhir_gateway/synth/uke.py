@@ -137,16 +137,23 @@ def _receipt(p: ReceiptPatient, no: int, month: date, inpatient: bool, bills: li
     recs.append(build_record("RE", re))
     units = _units(bills)
     total = sum(sig[-1][4] * sum(days.values()) for sig, days in units)
-    days_seen = {b[0] for b in bills}
-    copay = int(round(total * 10 * copay_rate(p, month), -1))
+    device = None
+    if inpatient and any(b[3] == "33" for b in bills):  # one 静脈留置針 per infusion day
+        inj_days = sorted({b[0].day for b in bills if b[3] == "33" and b[2] == "SI"})
+        device = {"category": "33", "burden": burden, "code": "710010141", "quantity": "1",
+                  "points": "10", "count": str(len(inj_days)), "unit_code": "010",
+                  "unit_price": "100", "device_name": "静脈留置針"}
+        device.update({f"day{d:02d}": "1" for d in inj_days})
+        total += 10 * len(inj_days)
+    days_seen = len({b[0] for b in bills})
     recs.append(build_record("HO", {
         "insurer_no": ins.insurer.rjust(8), "symbol": p.symbol, "number": p.number,
-        "days": str(len(days_seen)), "points": str(total),
-        "burden_amount": str(copay),
+        "days": str(days_seen), "points": str(total),
+        "burden_amount": str(int(round(total * 10 * copay_rate(p, month), -1))),
     }))
     if p.kohi:
         recs.append(build_record("KO", {"payer_no": KOHI[0], "recipient_no": p.kohi.zfill(7),
-                                        "days": str(len(days_seen)), "points": str(total),
+                                        "days": str(days_seen), "points": str(total),
                                         "burden_amount": "0"}))
     for code, start, end, outcome, suspected, main, _name in p.conditions:
         if start > month_end or (end is not None and end < month):
@@ -171,24 +178,8 @@ def _receipt(p: ReceiptPatient, no: int, month: date, inpatient: bool, bills: li
         if sig[0][0] == "IY" and sig[0][1] == "21" and max(days.values()) > 60:
             recs.append(build_record("CO", {"category": "", "burden": burden, "code": "810000001",
                                             "text": "長期処方（慢性疾患にて病状安定のため）"}))
-    if inpatient and any(b[3] == "33" for b in bills):
-        inj_days = sorted({b[0].day for b in bills if b[3] == "33" and b[2] == "SI"})
-        values = {"category": "33", "burden": burden, "code": "710010141", "quantity": "1",
-                  "points": "10", "count": str(len(inj_days)), "unit_code": "010", "unit_price": "100",
-                  "device_name": "静脈留置針"}
-        for d in inj_days:
-            values[f"day{d:02d}"] = "1"
-        recs.append(build_record("TO", values))
-        total += 10 * len(inj_days)
-        recs[1 if True else 0] = build_record("HO", {
-            "insurer_no": ins.insurer.rjust(8), "symbol": p.symbol, "number": p.number,
-            "days": str(len(days_seen)), "points": str(total),
-            "burden_amount": str(int(round(total * 10 * copay_rate(p, month), -1))),
-        })
-        if p.kohi:
-            recs[2] = build_record("KO", {"payer_no": KOHI[0], "recipient_no": p.kohi.zfill(7),
-                                          "days": str(len(days_seen)), "points": str(total),
-                                          "burden_amount": "0"})
+    if device is not None:
+        recs.append(build_record("TO", device))
     return recs, total
 
 
