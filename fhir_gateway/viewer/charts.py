@@ -17,7 +17,7 @@ from . import fhirview as fv
 from .models import LabTest
 
 W, H = 640, 260
-ML, MR, MT, MB = 70, 16, 30, 44
+ML, MR, MT, MB = 70, 40, 30, 44
 
 
 def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
