@@ -162,6 +162,7 @@ UCUM_UNITS: dict[str, str] = {
     "titer": "{titer}", "倍": "{titer}", "index": "{index}", "coi": "{COI}", "s/co": "{s_co_ratio}",
 }
 _UCUM_FOLDED: dict[str, str] = {}  # filled lazily: NFKC + lower-case spelling -> UCUM
+_UCUM_FOLDED_FROM = [0]  # size of UCUM_UNITS when _UCUM_FOLDED was built (mappers may add units)
 
 _COMPARATOR = re.compile(r"^\s*(<=|>=|<|>|≦|≧|＜|＞|≤|≥)\s*([-+]?\d+(?:\.\d+)?)\s*$")
 _NUMBER = re.compile(r"^\s*[-+]?\d+(?:\.\d+)?\s*$")
@@ -185,9 +186,10 @@ def ucum(unit: str) -> str | None:
     found = UCUM_UNITS.get(unit)
     if found:
         return found
-    if len(_UCUM_FOLDED) < len(UCUM_UNITS):
+    if _UCUM_FOLDED_FROM[0] != len(UCUM_UNITS):
         for k, v in UCUM_UNITS.items():
             _UCUM_FOLDED.setdefault(unicodedata.normalize("NFKC", k).lower(), v)
+        _UCUM_FOLDED_FROM[0] = len(UCUM_UNITS)
     return _UCUM_FOLDED.get(unicodedata.normalize("NFKC", unit).strip().lower())
 
 
