@@ -203,46 +203,53 @@ class Segment:
 
 
 class Message:
-    """A parsed HL7 v2 message."""
+    """A parsed HL7 v2 message.  Segment objects are created on first access."""
 
-    __slots__ = ("text", "delimiters", "_segments", "_by_id", "_type")
+    __slots__ = ("text", "delimiters", "lines", "_segments", "_by_id", "_type")
 
     def __init__(self, text: str, delimiters: Delimiters, lines: list[str]) -> None:
         self.text = text
         self.delimiters = delimiters
-        self._segments = [Segment(line, delimiters, i) for i, line in enumerate(lines)]
-        self._by_id: dict[str, list[Segment]] | None = None
+        self.lines = lines
+        self._segments: list[Segment | None] = [None] * len(lines)
+        self._by_id: dict[str, list[int]] | None = None
         self._type: tuple[str, str, str] | None = None
 
+    def _seg(self, i: int) -> Segment:
+        seg = self._segments[i]
+        if seg is None:
+            seg = self._segments[i] = Segment(self.lines[i], self.delimiters, i)
+        return seg
+
     def __iter__(self) -> Iterator[Segment]:
-        return iter(self._segments)
+        return (self._seg(i) for i in range(len(self.lines)))
 
     def __len__(self) -> int:
-        return len(self._segments)
+        return len(self.lines)
 
     @property
     def all_segments(self) -> list[Segment]:
-        return self._segments
+        return [self._seg(i) for i in range(len(self.lines))]
 
-    def _index(self) -> dict[str, list[Segment]]:
+    def _index(self) -> dict[str, list[int]]:
         if self._by_id is None:
-            by_id: dict[str, list[Segment]] = {}
-            for s in self._segments:
-                by_id.setdefault(s.id, []).append(s)
+            by_id: dict[str, list[int]] = {}
+            for i, line in enumerate(self.lines):
+                by_id.setdefault(line[:3], []).append(i)
             self._by_id = by_id
         return self._by_id
 
     def segments(self, segment_id: str) -> list[Segment]:
-        return self._index().get(segment_id, [])
+        return [self._seg(i) for i in self._index().get(segment_id, ())]
 
     def segment(self, segment_id: str) -> Segment | None:
         found = self._index().get(segment_id)
-        return found[0] if found else None
+        return self._seg(found[0]) if found else None
 
     def __getitem__(self, segment_id: str) -> Segment:
         """First segment of that id; an empty segment when absent, so chained reads stay simple."""
         found = self._index().get(segment_id)
-        return found[0] if found else Segment(segment_id, self.delimiters, -1)
+        return self._seg(found[0]) if found else Segment(segment_id, self.delimiters, -1)
 
     def value(self, path: str) -> str:
         """``msg.value("PID.5.1")``: unescaped value of the first segment with that id."""
@@ -256,7 +263,7 @@ class Message:
         """
         runs: list[list[Segment]] = []
         current: list[Segment] | None = None
-        for seg in self._segments:
+        for seg in self:
             if seg.id == head:
                 current = [seg]
                 runs.append(current)
@@ -270,13 +277,25 @@ class Message:
     def message_type(self) -> tuple[str, str, str]:
         """(MSH-9.1, MSH-9.2, MSH-9.3), e.g. ("RDE", "O11", "RDE_O11")."""
         if self._type is None:
-            msh9 = self["MSH"][9]
+            # MSH is always the first segment (parse() guarantees it): split just that line.
+            d = self.delimiters
+            parts = self.lines[0].split(d.field, 9)
+            msh9 = Field(parts[8] if len(parts) > 8 else "", d)
             self._type = (msh9.component(1), msh9.component(2), msh9.component(3))
         return self._type
 
+    def has_segment(self, segment_id: str) -> bool:
+        """Whether a segment occurs, without building the segment index."""
+        if self._by_id is not None:
+            return segment_id in self._by_id
+        fs = self.delimiters.field
+        text = self.text
+        return (f"\r{segment_id}{fs}" in text or f"\n{segment_id}{fs}" in text
+                or text.startswith(f"{segment_id}{fs}") or segment_id in self.lines)
+
     @property
     def segment_ids(self) -> list[str]:
-        return [s.id for s in self._segments]
+        return [line[:3] for line in self.lines]
 
 
 def parse(text: str) -> Message:
@@ -314,15 +333,15 @@ def bad_segment_ids(msg: Message) -> list[tuple[int, str]]:
     """Segments whose id is not three upper-case letters/digits (garbage or a broken line)."""
     fs = msg.delimiters.field
     bad = []
-    for s in msg:
-        head = s.line[:4]
+    for i, line in enumerate(msg.lines):
+        head = line[:4]
         if head in _GOOD_HEADS:
             continue
-        if _SEGMENT_ID.match(s.id) and (len(s.line) == 3 or s.line[3] == fs):
+        if _SEGMENT_ID.match(line[:3]) and (len(line) == 3 or line[3] == fs):
             if len(_GOOD_HEADS) < 4096:
                 _GOOD_HEADS.add(head)
             continue
-        bad.append((s.index, s.line[:20]))
+        bad.append((i, line[:20]))
     return bad
 
 

@@ -168,7 +168,7 @@ def _check_truncation(res: ReadResult, data: bytes, msg: Message) -> None:
     if ESC in data and _ends_inside_kanji(data):
         evidence.append("ends inside Japanese text without returning to ASCII")
     structure = msg.message_type[0]
-    missing = [s for s in REQUIRED_SEGMENTS.get(structure, ()) if not msg.segments(s)]
+    missing = [s for s in REQUIRED_SEGMENTS.get(structure, ()) if not msg.has_segment(s)]
     if missing:
         evidence.append(f"required segments missing: {', '.join(missing)}")
     if not msg.message_type[0]:
