@@ -168,7 +168,8 @@ def _freshness(total: ChunkResult, stale_days: int) -> tuple[list[dict], list[di
 
     A type is stale when its newest file is more than ``stale_days`` older than the newest file
     of any type *and* the gap is over four times the type's own average interval — a type that
-    normally arrives twice a year is not stale after a month.
+    normally arrives twice a year is not stale after a month.  Only types with 10 or more files
+    spread over at least ``stale_days`` are judged (a one-off batch has no rhythm to break).
     """
     newest_all = max((v[0] for v in total.newest.values()), default="")
     ref = _ts_datetime(newest_all)
@@ -183,8 +184,9 @@ def _freshness(total: ChunkResult, stale_days: int) -> tuple[list[dict], list[di
                "age_days": round(age, 1) if age is not None else None,
                "mean_interval_days": round(interval, 2) if interval is not None else None,
                "newest_mtime": datetime.fromtimestamp(mtime / 1e9).isoformat(timespec="seconds")}
+        span = (when - first).total_seconds() / 86400 if when and first else 0.0
         stale = (age is not None and age > stale_days and n >= 10 and interval is not None
-                 and age > 4 * max(interval, 0.01))
+                 and span >= stale_days and age > 4 * interval)
         row["stale"] = stale
         rows.append(row)
         if stale:
