@@ -132,6 +132,13 @@ def build_hospital(base: Path, n_patients: int = 5) -> Hospital:
             ["EVN||20230110083000", pidseg,
              "PV1|0001|O|01^^^^^C||||110^医師^一郎^^^^^^^L^^^^^I|||01" + "|" * 34 + "202301100830"]))
     first = h.patients[0]
+    _write(root, first, "-", "ADT-61", nopat, "20220301100000000", "1", _msg(
+        "ADT^A60^ADT_A60", "20220301100000",
+        ["EVN||20220301100000", _pid_seg(first, PEOPLE[0]),
+         "IAM|1|FA^食物アレルギー^HL70127|5A1002411023006^ソバ^JC10|MO^中等度^HL70128|湿疹|"
+         "A^追加^HL70323|||||199601||20220301",
+         "IAM|2|DA^薬剤アレルギー^HL70127|106824501^アリナミン^HOT9|MI^軽度^HL70128|発疹|"
+         "A^追加^HL70323|||||20070710||20220301"]))
     # a record with two versions: the preliminary result (flag 2) and the final one (flag 1)
     order = f"{9000:015d}"
     for ts, flag, value in (("20230201120000000", "2", "3.1"), ("20230202120000000", "1", "3.3")):

@@ -161,6 +161,16 @@ def everything(pid: str):
     return fhir_response(p.everything(g.svc, _pager(), _base(), pid, items, _lenient()))
 
 
+@blueprint.get("/")
+def system_level():
+    raise FhirError(404, "system-level interactions are not supported; use /{type}", "not-found")
+
+
+@blueprint.get("/<rtype>/<rid>/<path:rest>")
+def unknown_path(rtype: str, rid: str, rest: str):
+    raise FhirError(404, f"no such interaction: {rtype}/{rid}/{rest}", "not-found")
+
+
 @blueprint.route("/", methods=WRITE_METHODS)
 @blueprint.route("/<rtype>", methods=WRITE_METHODS)
 @blueprint.route("/<rtype>/<rid>", methods=WRITE_METHODS)

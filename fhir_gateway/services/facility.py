@@ -179,9 +179,10 @@ class FacilityService:
             return out
 
         data = self._with_storage(run)
-        if types is None or "Claim" in types:
+        if types is None or types & {"Claim", "Coverage"}:
             claims, problems = self.claims.for_patient(patient_id)
-            data.resources.extend(claims)
+            data.resources.extend(r for r in claims
+                                  if types is None or r.get("resourceType") in types)
             data.problems.extend(problems)
         for fn in self._sources:
             try:

@@ -45,8 +45,8 @@ def values(resource: dict, param: SearchParam) -> list:
     for path in param.paths:
         nodes: list = [resource]
         for name in path:
-            if name.endswith("@kana"):
-                nodes = [x for n in nodes for x in _step(n, name[:-5]) if _is_kana(x)]
+            if name == "@kana":  # where(kana): keep JP Core kana (SYL) names
+                nodes = [n for n in nodes if _is_kana(n)]
             else:
                 nodes = [x for n in nodes for x in _step(n, name)]
             if not nodes:

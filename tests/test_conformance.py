@@ -1,0 +1,144 @@
+"""The CapabilityStatement is the truth: every declared search parameter works on a live server,
+and nothing undeclared is accepted."""
+
+from __future__ import annotations
+
+import random
+import string
+
+import pytest
+
+from conformance import registry
+from fhir_gateway.services import match
+
+CLINICAL = [t for t, r in registry().resources.items() if r.needs_patient]
+
+
+@pytest.fixture(scope="session")
+def corpus(server, hospital):
+    """Every resource of the test hospital, fetched through $everything (all pages)."""
+    import requests
+    out: list[dict] = []
+    for pid in hospital.patients:
+        url = f"{server.base}/Patient/{pid}/$everything?_count=1000"
+        b = requests.get(url, headers=server.headers).json()
+        out += [e["resource"] for e in b.get("entry", []) if e["search"]["mode"] == "match"]
+    return out
+
+
+def _value_for(resource: dict, param) -> str | None:
+    vals = match.values(resource, param)
+    if not vals:
+        return None
+    v = vals[0]
+    if param.type == "token":
+        for system, code, _ in match.codings(v):
+            if code is not None:
+                return f"{system}|{code}" if system else code
+        return None
+    if param.type == "string":
+        return next(iter(match._strings(v)), None)
+    if param.type == "date":
+        for v in vals:
+            if isinstance(v, str) and match.date_range(v):
+                return v[:10]
+            if isinstance(v, dict) and v.get("start") and match.date_range(v["start"]):
+                return "ge" + v["start"][:10]  # an open Period is never inside one day
+        return None
+    if param.type == "reference":
+        return v.get("reference") if isinstance(v, dict) else None
+    if param.type == "quantity":
+        return str(v["value"]) if isinstance(v, dict) and "value" in v else None
+    return None
+
+
+def _patient_of(r: dict) -> str | None:
+    ref = (r.get("subject") or r.get("patient") or {}).get("reference", "")
+    return ref.split("/")[-1] if ref.startswith("Patient/") else (
+        r["id"] if r["resourceType"] == "Patient" else None)
+
+
+def _cases():
+    for rtype, rdef in registry().resources.items():
+        for name in rdef.params:
+            yield rtype, name
+
+
+@pytest.mark.parametrize("rtype,name", list(_cases()))
+def test_every_declared_parameter_is_implemented(api, corpus, rtype, name):
+    param = registry().get(rtype).params[name]
+    pool = [r for r in corpus if r["resourceType"] == rtype]
+    if rtype == "Claim":
+        pool += [e["resource"] for e in api.get(api.base + "/Claim").json().get("entry", [])
+                 if e["search"]["mode"] == "match"]
+    sample = next(((r, v) for r in pool if (v := _value_for(r, param))), None)
+    if sample is None and any(match.values(r, param) for r in pool):
+        pytest.skip(f"{rtype}.{name} values in the test data are not searchable values")
+    if sample is None:
+        # no data has the element: the parameter must still be accepted and :missing must hold
+        pid = next((_patient_of(r) for r in pool if _patient_of(r)), "0000000100")
+        base = {"patient": pid} if registry().get(rtype).needs_patient else {}
+        r = api.get(api.base + f"/{rtype}", params={**base, f"{name}:missing": "true"})
+        assert r.status_code == 200, r.text
+        all_ = api.get(api.base + f"/{rtype}", params=base).json()
+        assert r.json()["total"] == all_["total"]
+        pytest.skip(f"no test data has {rtype}.{name}")
+    resource, value = sample
+    params = {name: value, "_count": "1000"}
+    if registry().get(rtype).needs_patient and name not in ("patient", "subject", "_id"):
+        params["patient"] = _patient_of(resource)
+    r = api.get(api.base + f"/{rtype}", params=params)
+    assert r.status_code == 200, r.text
+    ids = [e["resource"]["id"] for e in r.json().get("entry", []) if e["search"]["mode"] == "match"]
+    assert resource["id"] in ids, f"{rtype}?{name}={value} misses {resource['id']}"
+    if param.type in ("token", "string", "reference", "date") and \
+            name not in ("patient", "subject", "_id"):
+        # the parameter filters: the :missing=true complement excludes the sample
+        params2 = {k: v for k, v in params.items() if k != name}
+        params2[f"{name}:missing"] = "true"
+        r2 = api.get(api.base + f"/{rtype}", params=params2)
+        assert r2.status_code == 200
+        assert resource["id"] not in [e["resource"]["id"] for e in r2.json().get("entry", [])
+                                      if e["search"]["mode"] == "match"]
+
+
+@pytest.mark.parametrize("rtype", list(registry().resources))
+def test_undeclared_parameters_are_refused(api, rtype, hospital):
+    rng = random.Random(rtype)
+    declared = set(registry().get(rtype).params)
+    base = {"patient": hospital.facts["first"]} if rtype in CLINICAL else {}
+    for _ in range(5):
+        name = "".join(rng.choice(string.ascii_lowercase + "-") for _ in range(rng.randint(3, 12)))
+        if name in declared:
+            continue
+        r = api.get(api.base + f"/{rtype}", params={**base, name: "1"})
+        assert r.status_code == 400, f"{rtype}?{name} accepted"
+        assert r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_declared_includes_are_accepted(api, hospital):
+    for rtype, rdef in registry().resources.items():
+        base = {"patient": hospital.facts["first"]} if rdef.needs_patient else \
+            ({"_id": hospital.facts["first"]} if rtype == "Patient" else {})
+        for inc in rdef.includes:
+            assert api.get(api.base + f"/{rtype}", params={**base, "_include": inc}).status_code \
+                == 200, inc
+        for rev in rdef.revincludes:
+            assert api.get(api.base + f"/{rtype}",
+                           params={**base, "_revinclude": rev}).status_code == 200, rev
+
+
+def test_capability_statement(api):
+    cs = api.get(api.base + "/metadata").json()
+    assert cs["resourceType"] == "CapabilityStatement" and cs["fhirVersion"] == "4.0.1"
+    assert "application/fhir+xml" in cs["format"]
+    rest = cs["rest"][0]
+    types = {r["type"]: r for r in rest["resource"]}
+    assert set(types) == set(registry().resources)
+    for t, r in types.items():
+        assert r["profile"].startswith("http")
+        assert {i["code"] for i in r["interaction"]} >= {"read", "vread", "search-type"}
+        for sp in r["searchParam"]:
+            assert sp["type"] and sp["documentation"] and "extension" not in sp
+    assert types["Patient"]["operation"][0]["name"] == "everything"
+    assert "jp-kana-sort" in {sp["name"] for sp in types["Patient"]["searchParam"]}
