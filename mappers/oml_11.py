@@ -319,21 +319,13 @@ def interpretation(obx: Segment, value: dict, rr: dict | None) -> list[dict]:
     return [{"coding": [{"system": term.INTERPRETATION, "code": code}], "text": "基準範囲から判定"}]
 
 
-def effective_time(msg: Message, rep: ReportRec, obx: Segment | None = None) -> str | None:
-    """JP Core: the specimen collection time (SPM-17), else OBR-7, else OBX-14, else MSH-7."""
+def report_time(rep: ReportRec) -> str | None:
+    """JP Core: the specimen collection time (SPM-17), else OBR-7."""
     if rep.specimen is not None:
         t = dt.datetime_(rep.specimen.spm[17].component(1))
         if t:
             return t
-    if rep.obr is not None:
-        t = dt.datetime_(rep.obr[7])
-        if t:
-            return t
-    if obx is not None:
-        t = dt.datetime_(obx[14])
-        if t:
-            return t
-    return dt.datetime_(msg["MSH"][7])
+    return dt.datetime_(rep.obr[7]) if rep.obr is not None else None
 
 
 def _code(f: Field, ctx: MapContext, rep: ReportRec) -> str:
@@ -341,28 +333,33 @@ def _code(f: Field, ctx: MapContext, rep: ReportRec) -> str:
 
 
 def observation(msg: Message, ctx: MapContext, rep: ReportRec, m: int, obx: Segment,
-                notes: list[str], spec_ref: dict | None, issued: str | None) -> dict:
+                notes: list[str], spec_ref: dict | None, issued: str | None,
+                when: str | None, meta: dict, shared: dict) -> dict:
+    """One OBX; ``when`` is the report's time (SPM-17/OBR-7), OBX-14 then MSH-7 fill in;
+    ``shared`` holds what every OBX of the report repeats (key prefix, basedOn)."""
     fac = ctx.facility
-    orc_no = (rep.orc.get(2) if rep.orc is not None else "") or (
-        rep.obr.get(2) if rep.obr is not None else "")
-    key = "_".join([orc_no, _code(rep.obr[4], ctx, rep) if rep.obr is not None else "",
-                    _code(rep.specimen.spm[4], ctx, rep) if rep.specimen else "",
-                    _code(obx[3], ctx, rep)] + ([obx.get(4)] if obx.get(4) else []))
+    if "prefix" not in shared:
+        orc_no = (rep.orc.get(2) if rep.orc is not None else "") or (
+            rep.obr.get(2) if rep.obr is not None else "")
+        shared["prefix"] = "_".join([orc_no, _code(rep.obr[4], ctx, rep) if rep.obr is not None else "",
+                                     _code(rep.specimen.spm[4], ctx, rep) if rep.specimen else ""])
+        shared["basedOn"] = based_on(ctx, rep.orc, rep.obr)
+    sub_id = obx.get(4)
+    key = f"{shared['prefix']}_{_code(obx[3], ctx, rep)}" + (f"_{sub_id}" if sub_id else "")
     status = term.OBSERVATION_STATUS.get(obx.get(11).upper(), "unknown")
     r: dict = {
         "resourceType": "Observation",
         "id": resource_id(ctx.name, f"r{rep.index}", m),
-        "meta": ctx.meta(term.PROFILE["ObservationLabResult"]),
+        "meta": {**meta, "profile": [term.PROFILE["ObservationLabResult"]]},
         "identifier": [{"system": term.RESOURCE_INSTANCE, "value": key}],
     }
-    bo = based_on(ctx, rep.orc, rep.obr)
-    if bo:
-        r["basedOn"] = bo
+    if shared["basedOn"]:
+        r["basedOn"] = [dict(b) for b in shared["basedOn"]]
     r["status"] = status
     r["category"] = lab_categories()
     r["code"] = dt.codeable(obx[3], fac) or {"text": "(検査項目コードなし)"}
     r["subject"] = dt.patient_ref(ctx.patient_id)
-    eff = effective_time(msg, rep, obx)
+    eff = when or dt.datetime_(obx[14]) or dt.datetime_(msg["MSH"][7])
     if eff:
         r["effectiveDateTime"] = eff
     if issued:
@@ -411,15 +408,19 @@ def map_oml_11(msg: Message, ctx: MapContext) -> list[dict]:
         spec_refs[rec.index] = {"reference": f"Specimen/{res['id']}"}
         out.append(res)
     fac = ctx.facility
+    meta = ctx.meta()
     for rep in lab.reports:
         spec_ref = spec_refs.get(rep.specimen.index) if rep.specimen else None
         issued = instant(rep.obr[22]) if rep.obr is not None else None
-        observations = [observation(msg, ctx, rep, m, obx, notes, spec_ref, issued)
+        when = report_time(rep)
+        shared: dict = {}
+        observations = [observation(msg, ctx, rep, m, obx, notes, spec_ref, issued, when, meta,
+                                    shared)
                         for m, (obx, notes) in enumerate(rep.obxs, 1)]
         dr: dict = {
             "resourceType": "DiagnosticReport",
             "id": resource_id(ctx.name, f"r{rep.index}"),
-            "meta": ctx.meta(term.PROFILE["DiagnosticReportLabResult"]),
+            "meta": {**meta, "profile": [term.PROFILE["DiagnosticReportLabResult"]]},
         }
         ids = order_identifiers(ctx, None, rep.obr) or order_identifiers(ctx, rep.orc, None)
         if ids:
@@ -433,7 +434,8 @@ def map_oml_11(msg: Message, ctx: MapContext) -> list[dict]:
         dr["code"] = (dt.codeable(rep.obr[4], fac) if rep.obr is not None else None) or {
             "text": "検体検査"}
         dr["subject"] = dt.patient_ref(ctx.patient_id)
-        eff = effective_time(msg, rep)
+        eff = when or (observations[0].get("effectiveDateTime") if observations else None) \
+            or dt.datetime_(msg["MSH"][7])
         if eff:
             dr["effectiveDateTime"] = eff
         if issued:
