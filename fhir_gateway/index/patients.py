@@ -1,0 +1,469 @@
+"""The cross-patient Patient index: Whoosh (Whoosh-Reloaded) under ``data_dir/index/{facility}``.
+
+Public surface (what the REST API and the viewer use; small so that a distributed search engine
+can replace it): :class:`PatientIndex` with ``build``, ``refresh``, ``search``, ``get``, ``count``
+and ``start_background_refresh``.
+
+Concurrency
+    * One writer at a time across processes: an ``fcntl`` lock on ``writer.lock`` (the server runs
+      several worker processes; each may try its background refresh, only one writes).
+    * Readers never wait for the writer: Whoosh commits are a new TOC generation, and each reader
+      thread keeps its own searcher, reopened with ``ix.searcher()`` whenever the latest
+      generation differs.  ``Searcher.refresh()`` is never called: in Whoosh-Reloaded 2.7.5 it
+      returns duplicate hits after a merge (reference/packages.md §3); a freshly opened searcher
+      does not.  Searchers are per thread because Whoosh readers keep file positions.
+
+Layout of one document
+    ``pid`` (ID, unique), ``name`` (KEYWORD: name grams, see :mod:`.keys`), ``birth`` (NUMERIC
+    YYYYMMDD), ``gender`` (ID) and ``row`` (a column holding the summary and the match keys as
+    JSON, read for verification, sorting and the result list — no stored fields).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import orjson
+from whoosh import columns, fields, index as windex, writing
+from whoosh.query import And, Every, NumericRange, Or, Query, Term
+
+from storage.layout import Storage
+from storage.replicas import ReplicaSet
+
+from . import keys as K
+from .lock import WriterLock
+from .summary import Extracted, NameParts, PatientSummary, extract
+from .walk import Scan, scan
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+POOL_THRESHOLD = 2000  # extract with worker processes when at least this many patients changed
+GENDERS = ("male", "female", "other", "unknown")
+
+# Positions in the JSON row kept in the ``row`` column.
+R_KANA, R_KANJI, R_FAM, R_GIV, R_KFAM, R_KGIV = 0, 1, 2, 3, 4, 5
+R_PID, R_NAME, R_KANA_TEXT, R_BIRTH, R_GENDER, R_LAST, R_UPDATED, R_PROBLEM = range(6, 14)
+
+
+def make_schema() -> fields.Schema:
+    return fields.Schema(
+        pid=fields.ID(unique=True),
+        # scorable=True stores field lengths, which spares Whoosh a file-exists check per posting
+        # while writing (3x faster builds); the scores themselves are not used.
+        name=fields.KEYWORD(scorable=True),
+        birth=fields.NUMERIC(int, bits=32, signed=False, shift_step=8),
+        gender=fields.ID(),
+        row=fields.COLUMN(columns.VarBytesColumn()),
+    )
+
+
+@dataclass
+class IndexStats:
+    patients: int = 0  # documents in the index afterwards
+    changed: int = 0  # added or re-read
+    removed: int = 0
+    problems: int = 0  # patients indexed by id only or with a doubtful ADT-00 (this run)
+    seconds: float = 0.0
+    full: bool = False
+    root: str = ""
+    skipped: str = ""  # why nothing was done (another writer, storage unreadable)
+
+    def line(self) -> str:
+        if self.skipped:
+            return f"index: skipped ({self.skipped})"
+        kind = "rebuilt" if self.full else "refreshed"
+        return (f"index {kind}: {self.patients} patients indexed, {self.changed} changed, "
+                f"{self.removed} removed, {self.problems} with problems, {self.seconds:.1f} s "
+                f"({self.root})")
+
+
+# --- documents -----------------------------------------------------------------------------------
+
+def document(pid: str, ex: Extracted) -> dict:
+    """The Whoosh document of one patient (runs in extraction workers too)."""
+    s, n = ex.summary, ex.names
+    kanji, kana = K.search_key(n.kanji), K.search_key(n.kana)
+    parts = [K.search_key(x) for x in (n.family, n.given, n.kana_family, n.kana_given)]
+    terms = K.grams(kanji) | K.grams(kana)
+    for p in (kanji, kana, *parts):
+        m = K.prefix_marker(p)
+        if m:
+            terms.add(m)
+    row = [kana, kanji, parts[0], parts[1], parts[2], parts[3], pid, s.name, s.kana, s.birthdate,
+           s.gender, s.last_care_date, s.updated, s.problem]
+    doc = {"pid": pid, "row": orjson.dumps(row)}
+    if terms:
+        doc["name"] = " ".join(sorted(terms))
+    b = K.birth_number(s.birthdate)
+    if b is not None:
+        doc["birth"] = b
+    if s.gender:
+        doc["gender"] = s.gender
+    return doc
+
+
+def summary_of(row: list) -> PatientSummary:
+    return PatientSummary(row[R_PID], row[R_NAME], row[R_KANA_TEXT], row[R_BIRTH], row[R_GENDER],
+                          row[R_LAST], row[R_UPDATED], row[R_PROBLEM])
+
+
+def _sort_key(row: list) -> tuple[str, str]:
+    return (row[R_KANA] or row[R_KANJI] or "\uffff", row[R_PID])
+
+
+# Extraction in worker processes (spawned: the server process has threads).
+_WORKER: tuple[Storage, str] | None = None
+
+
+def _worker_init(root: str, facility: str) -> None:
+    global _WORKER
+    _WORKER = (Storage(root), facility)
+
+
+def _worker_doc(job: tuple[str, str, str]) -> tuple[str, dict, bool]:
+    assert _WORKER is not None
+    pid, newest, misplaced = job
+    return _make(_WORKER[0], _WORKER[1], pid, newest, misplaced)
+
+
+def _make(storage: Storage, facility: str, pid: str, newest: str, misplaced: str) -> tuple[str, dict, bool]:
+    try:
+        ex = extract(storage, pid, facility, newest)
+    except Exception as exc:  # a bug in a mapper must not stop the index: keep the id findable
+        ex = Extracted(PatientSummary(pid, problem=f"cannot read demographics: {exc}"), NameParts())
+    if misplaced:
+        s = ex.summary
+        problem = "; ".join(x for x in (misplaced, s.problem) if x)
+        ex = Extracted(PatientSummary(s.patient_id, s.name, s.kana, s.birthdate, s.gender,
+                                      s.last_care_date, s.updated, problem), ex.names)
+    return pid, document(pid, ex), bool(ex.summary.problem)
+
+
+# --- the index -----------------------------------------------------------------------------------
+
+@dataclass
+class _Plan:
+    query: Query
+    checks: list[Callable[[list], bool]] = field(default_factory=list)
+
+
+class PatientIndex:
+    """Patient search over one facility's storage (see the module docstring)."""
+
+    def __init__(self, data_dir: Path, facility: str, storage_roots: Sequence[Path]) -> None:
+        if data_dir is None:
+            raise ValueError("the patient index needs a data directory")
+        if not storage_roots:
+            raise ValueError("the patient index needs at least one storage root")
+        self.facility = facility
+        self.dir = Path(data_dir) / "index" / facility
+        self.whoosh_dir = self.dir / "whoosh"
+        self.state_path = self.dir / "state.json"
+        self.replicas = ReplicaSet(list(storage_roots))
+        self._lock = WriterLock(self.dir / "writer.lock")
+        self._local = threading.local()
+        self._ix: windex.FileIndex | None = None
+        self._ix_lock = threading.Lock()
+        self._stop: threading.Event | None = None
+        self._thread: threading.Thread | None = None
+        from mappers.terminology import patient_identifier_system
+        self._id_system = patient_identifier_system(facility)
+
+    # -- writing ----------------------------------------------------------------------------------
+    def build(self, progress: bool = False) -> IndexStats:
+        """Read every patient again and replace the index (readers keep the old one until the
+        commit)."""
+        return self._write(full=True, progress=progress, wait=True)
+
+    def refresh(self, progress: bool = False) -> IndexStats:
+        """Re-read only patients whose folders changed; builds when there is no index yet."""
+        return self._write(full=False, progress=progress, wait=True)
+
+    def try_refresh(self) -> IndexStats:
+        """Refresh unless another process is writing (then return at once, ``skipped`` set)."""
+        return self._write(full=False, progress=False, wait=False)
+
+    def _open_or_create(self, full: bool) -> tuple[windex.FileIndex, bool]:
+        self.whoosh_dir.mkdir(parents=True, exist_ok=True)
+        if windex.exists_in(str(self.whoosh_dir)):
+            ix = windex.open_dir(str(self.whoosh_dir))
+            if ix.schema.names() == make_schema().names() and self._state_version_ok():
+                return ix, full
+        return windex.create_in(str(self.whoosh_dir), make_schema()), True
+
+    def _state_version_ok(self) -> bool:
+        st = self._load_state()
+        return st is not None and st.get("schema") == SCHEMA_VERSION
+
+    def _load_state(self) -> dict | None:
+        try:
+            return orjson.loads(self.state_path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return None
+
+    def _save_state(self, state: dict) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps(state))
+        os.replace(tmp, self.state_path)
+
+    def _write(self, full: bool, progress: bool, wait: bool) -> IndexStats:
+        t0 = time.perf_counter()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not self._lock.acquire(wait):
+            return IndexStats(skipped="another process is writing the index")
+        try:
+            storage, i = self.replicas.active()
+            root = str(storage.root)
+            if not self.replicas.states[i].healthy:
+                # Never empty the index because the storage is unreachable for a moment.
+                return IndexStats(skipped=f"storage unreadable: {self.replicas.states[i].reason}",
+                                  root=root)
+            ix, full = self._open_or_create(full)
+            old = None if full else self._load_state()
+            full = full or old is None
+            bar = _progress_bar(progress, "scanning")
+            result: Scan = scan(root, old, (lambda n: bar.update(n - bar.n)) if bar else None)
+            if bar:
+                bar.close()
+            todo = list(result.folders) if full else result.changed
+            stats = IndexStats(full=full, root=root, removed=0 if full else len(result.removed))
+            writer = ix.writer(limitmb=128)
+            try:
+                if not full:
+                    for pid in result.removed:
+                        writer.delete_by_term("pid", pid)
+                add = writer.add_document if full else writer.update_document
+                for pid, doc, bad in self._documents(storage, todo, result, progress):
+                    add(**doc)
+                    stats.changed += 1
+                    stats.problems += bad
+                writer.commit(mergetype=writing.CLEAR if full else writing.MERGE_SMALL)
+            except BaseException:
+                writer.cancel()
+                raise
+            state = result.state
+            state["schema"] = SCHEMA_VERSION
+            self._save_state(state)
+            with self._ix_lock:
+                self._ix = None  # next reader reopens (the generation changed anyway)
+            stats.patients = ix.doc_count()
+            stats.seconds = time.perf_counter() - t0
+            return stats
+        finally:
+            self._lock.release()
+
+    def _documents(self, storage: Storage, pids: list[str], result: Scan,
+                   progress: bool) -> Iterable[tuple[str, dict, bool]]:
+        jobs = [(pid, result.newest.get(pid, ""), result.misplaced.get(pid, "")) for pid in pids]
+        bar = _progress_bar(progress, "indexing", len(jobs))
+        try:
+            if len(jobs) >= POOL_THRESHOLD and (os.cpu_count() or 1) > 1:
+                import multiprocessing as mp
+
+                ctx = mp.get_context("spawn")
+                n = min(os.cpu_count() or 2, 8)
+                with ctx.Pool(n, _worker_init, (str(storage.root), self.facility)) as pool:
+                    for item in pool.imap_unordered(_worker_doc, jobs, chunksize=256):
+                        if bar:
+                            bar.update()
+                        yield item
+            else:
+                for pid, newest, misplaced in jobs:
+                    if bar:
+                        bar.update()
+                    yield _make(storage, self.facility, pid, newest, misplaced)
+        finally:
+            if bar:
+                bar.close()
+
+    # -- background refresh ---------------------------------------------------------------------
+    def start_background_refresh(self, interval: float = 30) -> None:
+        """Refresh every ``interval`` seconds in a daemon thread (skipped while another process
+        writes).  Readers are never blocked: they keep their searcher until the commit."""
+        if self._thread and self._thread.is_alive():
+            return
+        self._stop = threading.Event()
+        stop = self._stop
+
+        def loop() -> None:
+            while True:
+                try:
+                    st = self.try_refresh()
+                    if st.changed or st.removed:
+                        log.info("%s", st.line())
+                except Exception:  # keep serving with the last good index
+                    log.exception("patient index refresh failed")
+                if stop.wait(interval):
+                    return
+
+        self._thread = threading.Thread(target=loop, name=f"index-refresh-{self.facility}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop_background_refresh(self, timeout: float = 10) -> None:
+        if self._stop:
+            self._stop.set()
+        if self._thread:
+            self._thread.join(timeout)
+            self._thread = None
+
+    # -- reading ----------------------------------------------------------------------------------
+    def _index(self) -> windex.FileIndex:
+        ix = self._ix
+        if ix is not None:
+            return ix
+        if not windex.exists_in(str(self.whoosh_dir)) or not self.state_path.exists():
+            self.refresh()  # first use and no index yet: build it now (waits for a writer)
+        with self._ix_lock:
+            if self._ix is None:
+                self._ix = windex.open_dir(str(self.whoosh_dir))
+            return self._ix
+
+    def _searcher(self):
+        """This thread's searcher, reopened (never ``refresh()``ed) when the index changed."""
+        ix = self._index()
+        loc = self._local
+        s = getattr(loc, "searcher", None)
+        gen = ix.latest_generation()
+        if s is None or loc.gen != gen or loc.ix is not ix:
+            fresh = ix.searcher()
+            if s is not None:
+                s.close()
+            loc.searcher, loc.gen, loc.ix = fresh, gen, ix
+            loc.rows = fresh.reader().column_reader("row")
+            s = fresh
+        return s
+
+    def count(self) -> int:
+        return self._searcher().doc_count()
+
+    def get(self, patient_id: str) -> PatientSummary | None:
+        s = self._searcher()
+        for d in s.docs_for_query(Term("pid", str(patient_id))):
+            return summary_of(orjson.loads(self._local.rows[d]))
+        return None
+
+    def search(self, *, name: str | None = None, family: str | None = None,
+               given: str | None = None, kana: str | None = None,
+               birthdate: str | tuple[str | None, str | None] | None = None,
+               gender: str | None = None, identifier: str | None = None,
+               text: str | None = None, limit: int = 1000) -> list[PatientSummary]:
+        """Patients matching every given criterion, sorted by kana then id.
+
+        Comma-separated values are alternatives (FHIR's OR).  Names match as normalised prefix
+        (1 character) or substring (2 or more); ``name`` covers kanji and kana.  A criterion that
+        cannot match anything (a malformed date) gives an empty list, never an exception.
+        """
+        try:
+            plan = self._plan(name, family, given, kana, birthdate, gender, identifier, text)
+        except K.BadCriterion:
+            return []
+        if plan is None or limit <= 0:
+            return []
+        s = self._searcher()
+        rows_col = self._local.rows
+        hits = []
+        checks = plan.checks
+        for d in s.docs_for_query(plan.query):
+            row = orjson.loads(rows_col[d])
+            if all(c(row) for c in checks):
+                hits.append(row)
+        if len(hits) > limit:
+            import heapq
+            hits = heapq.nsmallest(limit, hits, key=_sort_key)
+        else:
+            hits.sort(key=_sort_key)
+        return [summary_of(r) for r in hits]
+
+    # -- query planning ---------------------------------------------------------------------------
+    def _plan(self, name, family, given, kana, birthdate, gender, identifier, text) -> _Plan | None:
+        parts: list[Query] = []
+        checks: list[Callable[[list], bool]] = []
+
+        def names(value: str, keys: tuple[int, ...], prefixes: tuple[int, ...],
+                  with_id: bool = False) -> bool:
+            alts: list[Query] = []
+            qs: list[str] = []
+            for v in _values(value):
+                k = K.search_key(v)
+                if not k:
+                    continue
+                qs.append(k)
+                if len(k) == 1:
+                    alts.append(Term("name", K.PREFIX + k))
+                else:
+                    g = K.query_grams(k)
+                    alts.append(Term("name", g[0]) if len(g) == 1 else And([Term("name", t) for t in g]))
+            ids = [v.strip() for v in _values(value)] if with_id else []
+            alts += [Term("pid", i) for i in ids]
+            if not alts:
+                return False
+            parts.append(alts[0] if len(alts) == 1 else Or(alts))
+
+            def check(row: list, qs=qs, ids=ids) -> bool:
+                ks = tuple(row[i] for i in keys)
+                ps = tuple(row[i] for i in prefixes)
+                return row[R_PID] in ids or any(K.contains(q, ks, ps) for q in qs)
+            checks.append(check)
+            return True
+
+        all_parts = (R_FAM, R_GIV, R_KFAM, R_KGIV, R_KANJI, R_KANA)
+        for value, ok in (
+            (name, lambda v: names(v, (R_KANJI, R_KANA), all_parts)),
+            (family, lambda v: names(v, (R_FAM, R_KFAM), (R_FAM, R_KFAM))),
+            (given, lambda v: names(v, (R_GIV, R_KGIV), (R_GIV, R_KGIV))),
+            (kana, lambda v: names(v, (R_KANA,), (R_KFAM, R_KGIV, R_KANA))),
+            (text, lambda v: names(v, (R_KANJI, R_KANA), all_parts, with_id=True)),
+        ):
+            if value is not None and str(value).strip() and not ok(str(value)):
+                return None  # only spaces/punctuation that normalise to nothing: no match
+        if birthdate:
+            ranges = ([K.birth_range(birthdate)] if isinstance(birthdate, (tuple, list))
+                      else [K.birth_range(v) for v in _values(birthdate)])
+            rq = [NumericRange("birth", lo, hi) for lo, hi in ranges if lo <= hi]
+            if not rq:
+                return None
+            parts.append(rq[0] if len(rq) == 1 else Or(rq))
+        if gender:
+            parts.append(Or([Term("gender", g.strip().lower()) for g in _values(gender)]))
+        if identifier:
+            ids = []
+            for v in _values(identifier):
+                system, sep, value = v.rpartition("|")
+                if sep and system and system != self._id_system:
+                    continue
+                if value.strip():
+                    ids.append(value.strip())
+            if not ids:
+                return None
+            parts.append(Or([Term("pid", i) for i in ids]))
+        if not parts:
+            return _Plan(Every())
+        return _Plan(parts[0] if len(parts) == 1 else And(parts), checks)
+
+    def close(self) -> None:
+        self.stop_background_refresh()
+        s = getattr(self._local, "searcher", None)
+        if s is not None:
+            s.close()
+            self._local.searcher = None
+
+
+def _values(value: str) -> list[str]:
+    return [v for v in str(value).split(",") if v.strip()]
+
+
+def _progress_bar(enabled: bool, what: str, total: int | None = None):
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=what, unit=" patients", leave=False, dynamic_ncols=True)
