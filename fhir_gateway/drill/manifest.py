@@ -57,20 +57,21 @@ class HashCache:
 
 def walk_files(root: Path, rel: str = "") -> Iterator[tuple[str, int, int]]:
     """(relative path, size, mtime_ns) of every file, in sorted path order (hidden entries skipped)."""
+    base = os.path.join(str(root), rel) if rel else str(root)
     try:
-        with os.scandir(root / rel if rel else root) as it:
+        with os.scandir(base) as it:
             # Sort as full paths compare: a folder "a" sorts as "a/", so the merge of two walks
             # (which compares whole relative paths) sees one consistent order.
-            entries = sorted((e for e in it if not e.name.startswith(".")),
-                             key=lambda e: e.name + "/" if e.is_dir(follow_symlinks=False) else e.name)
+            entries = sorted(((e.name + "/" if e.is_dir(follow_symlinks=False) else e.name), e)
+                             for e in it if e.name[0] != ".")
     except OSError:
         return
-    for e in entries:
+    for key, e in entries:
         path = f"{rel}/{e.name}" if rel else e.name
         try:
-            if e.is_dir(follow_symlinks=False):
+            if key[-1] == "/":
                 yield from walk_files(root, path)
-            elif e.is_file():
+            else:
                 st = e.stat()
                 yield path, st.st_size, st.st_mtime_ns
         except OSError:
