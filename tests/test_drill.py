@@ -270,3 +270,34 @@ def test_cli_json_stdout_is_one_document(tree: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr.decode()
     assert json.loads(proc.stdout)["healthy"] is True
     assert proc.stderr == b""  # not a terminal: no progress output
+
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "receipt"
+
+
+def test_receipts_parse_and_link(tmp_path: Path, capsys) -> None:
+    uke_dir = SAMPLES / "sosuke-hirayama__uke-parser" / "uke"
+    if not uke_dir.is_dir():
+        pytest.skip(f"public UKE samples not found at {uke_dir}")
+    from fhir_gateway.drill.receipts import check_receipts
+    from storage import uke
+
+    first = next(uke.iter_uke_files(uke_dir))
+    karte = uke.read_uke_file(first).receipts[0].karte_no
+    pid = uke.karte_candidates(karte)[0]
+    res = check_receipts([uke_dir], {pid})
+    assert res["files"] == 12 and res["receipts"] > 100
+    assert res["linked"] >= 1 and res["linked"] + len(res["unlinked"]) == res["receipts"]
+    assert {p["kind"] for p in res["problems"]} == {"receipt-unlinked"}
+    # a GO total that disagrees is reported
+    broken = tmp_path / "uke"
+    broken.mkdir()
+    data = first.read_bytes()
+    lines = data.split(b"\n")
+    go = next(i for i, ln in enumerate(lines) if ln.startswith(b"GO,"))
+    parts = lines[go].split(b",")
+    parts[2] = b"1"  # 総合計点数
+    lines[go] = b",".join(parts)
+    (broken / "bad.csv").write_bytes(b"\n".join(lines))
+    res = check_receipts([broken], set())
+    assert "receipt-total" in {p["kind"] for p in res["problems"]}
