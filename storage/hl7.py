@@ -319,8 +319,10 @@ def parse(text: str) -> Message:
             field=fs,
             component=enc[0],
             repetition=enc[1],
-            escape=enc[2] if len(enc) > 2 else "",
-            subcomponent=enc[3] if len(enc) > 3 else "",
+            # An absent escape or subcomponent character is "not used": NUL never occurs in text
+            # that passed the reader, so splitting on it is a no-op rather than an error.
+            escape=enc[2] if len(enc) > 2 else "\x00",
+            subcomponent=enc[3] if len(enc) > 3 else "\x00",
         )
     body = text.rstrip("\x1c\x1a\r\n")
     lines = body.split("\r") if "\n" not in body else _SEGMENT_SPLIT.split(body)

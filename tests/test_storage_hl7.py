@@ -71,6 +71,13 @@ def test_custom_delimiters_from_msh() -> None:
     assert pid[5].component(1) == "A" and pid[5].component(1, 2) == "B"
 
 
+def test_msh2_without_escape_and_subcomponent_characters() -> None:
+    msg = parse("MSH|^~|A\rPID|1||12^x&y~34||a\\b")
+    pid = msg["PID"]
+    assert pid[3].component(2) == "x&y" and pid[3].component(1, 1) == "12"
+    assert pid[5].text == "a\\b" and pid[3].subcomponents(2) == ["x&y"]
+
+
 @pytest.mark.parametrize(
     "raw,expected",
     [
