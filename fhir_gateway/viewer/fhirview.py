@@ -5,6 +5,7 @@ resources the FHIR API serves — so there is one mapping, not two."""
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -76,7 +77,12 @@ def quantity(q: dict | None) -> str:
 
 def source(res: dict) -> tuple[str, str]:
     """(date folder, SS-MIX2 data type) from meta.source, ('', '') when unknown."""
-    m = _SOURCE.search(str((res.get("meta") or {}).get("source") or ""))
+    return _parse_source(str((res.get("meta") or {}).get("source") or ""))
+
+
+@lru_cache(maxsize=65536)
+def _parse_source(path: str) -> tuple[str, str]:
+    m = _SOURCE.search(path)
     return (m.group(1), m.group(2)) if m else ("", "")
 
 

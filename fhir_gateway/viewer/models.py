@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
 from storage.text import search_key
@@ -506,18 +506,18 @@ def lab_table(resources: list[dict]) -> LabTable:
 
 # --- drug search, receipts, per-date ----------------------------------------------------------
 
-def drug_search(resources: list[dict], query: str, today: date) -> list[Row] | None:
+def drug_search(resources, query: str, today: date) -> list[Row] | None:
     """Prescriptions and injections whose drug names contain the query after normalisation;
     None when the query is shorter than 3 characters (after normalisation)."""
     key = search_key(query or "")
     if len(key) < 3:
         return None
+    view = PatientView.of(resources, today)
     hits: list[Row] = []
     for cat in ("prescriptions", "injections", "administrations"):
-        for row in rows_for(cat, resources, today):
+        for row in view.rows(cat):
             if any(key in search_key(t) for t in fv.medication_search_texts(row.res or {})):
-                row.cells = [cat] + row.cells
-                hits.append(row)
+                hits.append(replace(row, cells=[cat] + row.cells))
     hits.sort(key=lambda r: r.date, reverse=True)
     return hits
 
@@ -556,15 +556,55 @@ def receipts(resources: list[dict], query: str = "") -> list[ReceiptMonth]:
     return [ReceiptMonth(m, months[m]) for m in sorted(months, reverse=True)]
 
 
-def on_date(resources: list[dict], day_iso: str, today: date) -> dict[str, list[Row]]:
+def on_date(resources, day_iso: str, today: date) -> dict[str, list[Row]]:
     """Everything of one 診療日 by category (by the date folder, else the resource's own date)."""
+    view = PatientView.of(resources, today)
     out: dict[str, list[Row]] = {}
     for cat in CATEGORIES:
-        picked = [row for row in rows_for(cat, resources, today)
+        picked = [row for row in view.rows(cat)
                   if (fv.source_date(row.res) or fv.day(fv.when(row.res))) == day_iso]
         if picked:
             out[cat] = picked
     return out
+
+
+class PatientView:
+    """One patient's resources sorted into categories once, with rows built on demand and kept
+    (the viewer caches a view for a few seconds, so moving between tabs does not redo work)."""
+
+    def __init__(self, resources: list[dict], today: date) -> None:
+        self.resources = resources
+        self.today = today
+        self.by_cat: dict[str, list[dict]] = {c: [] for c in CATEGORIES}
+        for r in resources:
+            c = category_of(r)
+            if c:
+                self.by_cat[c].append(r)
+        self._rows: dict[str, list[Row]] = {}
+
+    @classmethod
+    def of(cls, resources, today: date) -> "PatientView":
+        return resources if isinstance(resources, PatientView) else cls(resources, today)
+
+    def rows(self, cat: str) -> list[Row]:
+        rows = self._rows.get(cat)
+        if rows is None:
+            rows = self._rows[cat] = rows_for(cat, self.by_cat[cat], self.today)
+        return rows
+
+    def counts(self) -> dict[str, int]:
+        return {c: sum(1 for r in rs if not (c == "lab-results"
+                                               and r.get("resourceType") == "DiagnosticReport"))
+                for c, rs in self.by_cat.items()}
+
+    def latest_labs(self) -> tuple[str, list[Row]]:
+        """The most recent lab day and its results, without building every lab row."""
+        obs = [r for r in self.by_cat["lab-results"] if r.get("resourceType") == "Observation"]
+        if not obs:
+            return "", []
+        last = max(fv.day(fv.when(r)) for r in obs)
+        return last, rows_for("lab-results", [r for r in obs if fv.day(fv.when(r)) == last],
+                              self.today)
 
 
 def category_counts(resources: list[dict]) -> dict[str, int]:

@@ -351,8 +351,9 @@ def _load_patient(pid: str, view: str):
     if not _PID.match(pid):
         abort(404)
     from ..services import NotFound, StorageUnavailable
+    today = models.today_jst()
     try:
-        data = state().patient_data(g.svc, pid)
+        data, pview = state().patient_data(g.svc, pid, today)
     except NotFound:
         abort(404)
     except StorageUnavailable:
@@ -361,9 +362,9 @@ def _load_patient(pid: str, view: str):
     patient = next((r for r in data.resources if r.get("resourceType") == "Patient"), None)
     if patient is None and not data.resources:
         abort(404)
-    today = models.today_jst()
     g.pid = pid
     g.today = today
+    g.pv = pview
     g.banner = models.banner(patient, data.resources, pid, today)
     audit("patient-view", facility=g.code, patient=pid,
           detail={"view": view, "admin_check": g.admin_check})
@@ -387,17 +388,14 @@ def patient_page(view_name: str):
 @bp.route("/f/<code>/p/<pid>/")
 @patient_page("summary")
 def patient(code, pid, data):
-    res = data.resources
-    quality = models.data_quality(res, data.problems, getattr(data, "files", None))
-    meds = [r for r in models.rows_for("prescriptions", res, g.today) if r.status == "active"]
-    conds = [r for r in models.rows_for("conditions", res, g.today) if r.status == "active"]
-    labs = models.rows_for("lab-results", res, g.today)
-    recent_day = labs[0].date[:10] if labs else ""
-    recent = [r for r in labs if r.date[:10] == recent_day]
+    pv = g.pv
+    quality = models.data_quality(data.resources, data.problems, getattr(data, "files", None))
+    meds = [r for r in pv.rows("prescriptions") if r.status == "active"]
+    conds = [r for r in pv.rows("conditions") if r.status == "active"]
+    recent_day, recent = pv.latest_labs()
     return render_template("viewer/patient.html", quality=quality, meds=meds, conds=conds,
-                           recent=recent, recent_day=recent_day,
-                           counts=models.category_counts(res),
-                           allergies=models.rows_for("allergies", res, g.today))
+                           recent=recent, recent_day=recent_day, counts=pv.counts(),
+                           allergies=pv.rows("allergies"))
 
 
 @bp.route("/f/<code>/p/<pid>/c/<cat>")
@@ -405,9 +403,7 @@ def patient(code, pid, data):
 def category(code, pid, data, cat):
     if cat not in models.CATEGORIES:
         abort(404)
-    rows = models.rows_for(cat, data.resources, g.today)
-    return render_template("viewer/category.html", cat=cat, rows=rows,
-                           counts=models.category_counts(data.resources))
+    return render_template("viewer/category.html", cat=cat, rows=g.pv.rows(cat))
 
 
 @bp.route("/f/<code>/p/<pid>/dates")
@@ -415,8 +411,8 @@ def category(code, pid, data, cat):
 def dates(code, pid, data):
     quality = models.data_quality(data.resources, data.problems, getattr(data, "files", None))
     per_day: dict[str, int] = {}
-    for r in data.resources:
-        if models.category_of(r):
+    for rs in g.pv.by_cat.values():
+        for r in rs:
             d = fv.source_date(r) or fv.day(fv.when(r))
             if d:
                 per_day[d] = per_day.get(d, 0) + 1
@@ -429,7 +425,7 @@ def dates(code, pid, data):
 def on_date(code, pid, data, day):
     if not _DAY.match(day):
         abort(404)
-    groups = models.on_date(data.resources, day, g.today)
+    groups = models.on_date(g.pv, day, g.today)
     return render_template("viewer/date.html", day=day, groups=groups)
 
 
@@ -437,14 +433,14 @@ def on_date(code, pid, data, day):
 @patient_page("drugs")
 def drugs(code, pid, data):
     q = request.args.get("q", "").strip()[:64]
-    hits = models.drug_search(data.resources, q, g.today) if q else None
+    hits = models.drug_search(g.pv, q, g.today) if q else None
     return render_template("viewer/drugs.html", q=q, hits=hits, short=bool(q) and hits is None)
 
 
 @bp.route("/f/<code>/p/<pid>/labs")
 @patient_page("labs")
 def labs(code, pid, data):
-    table = models.lab_table(data.resources)
+    table = models.lab_table(g.pv.by_cat["lab-results"])
     svgs = {t.key: charts.trend_svg(t, pid, lang()) for t in table.tests if len(t.numeric) >= 1}
     return render_template("viewer/labs.html", table=table, svgs=svgs)
 
