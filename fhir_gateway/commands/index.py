@@ -1,0 +1,68 @@
+"""``fhir-gateway index``: build or refresh the cross-patient Patient index.
+
+Exit 0 = done, 1 = skipped (storage unreadable), 2 = usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "index", help="build or refresh the Patient search index (incremental by default)",
+        description="Index every patient's demographics (current ADT-00) for cross-patient "
+                    "Patient search.  By default only patients whose folders changed since the "
+                    "last run are re-read (directory mtimes); --rebuild re-reads everything. "
+                    "The index lives in DATA_DIR/index/FACILITY; a running server sees the "
+                    "result at once.")
+    p.add_argument("--config", metavar="FILE", help="TOML config (every facility, or --facility)")
+    p.add_argument("--storage", action="append", default=[], metavar="PATH",
+                   help="storage root; repeat for mirrors (primary first)")
+    p.add_argument("--facility", metavar="CODE",
+                   help="facility code (with --storage; selects one facility from --config)")
+    p.add_argument("--data-dir", metavar="DIR", help="data directory (default: the config's, else ./data)")
+    p.add_argument("--rebuild", action="store_true", help="re-read every patient")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar even on a TTY")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fhir_gateway.config import ConfigError, from_args, load
+    from fhir_gateway.index import PatientIndex
+
+    try:
+        if args.config:
+            if args.storage:
+                raise ConfigError("use either --config or --storage")
+            cfg = load(args.config)
+            if args.data_dir:
+                cfg.data_dir = Path(args.data_dir).resolve()
+        elif args.storage:
+            cfg = from_args(args.storage, args.facility, data_dir=args.data_dir)
+        else:
+            raise ConfigError("give --config FILE or --storage PATH")
+    except ConfigError as exc:
+        print(f"fhir-gateway index: {exc}", file=sys.stderr)
+        return 2
+    codes = list(cfg.facilities)
+    if args.config and args.facility:
+        if args.facility not in cfg.facilities:
+            print(f"fhir-gateway index: facility {args.facility} is not in {args.config}",
+                  file=sys.stderr)
+            return 2
+        codes = [args.facility]
+    progress = not args.no_progress and sys.stderr.isatty()
+    status = 0
+    for code in codes:
+        fac = cfg.facilities[code]
+        idx = PatientIndex(cfg.data_dir, code, fac.storage)
+        stats = idx.build(progress) if args.rebuild else idx.refresh(progress)
+        print(f"{code}: {stats.line()}")
+        if stats.skipped:
+            status = 1
+        idx.close()
+    return status
