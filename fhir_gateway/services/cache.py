@@ -23,6 +23,8 @@ class Mapped:
     resources: tuple[dict, ...]
     problems: tuple[Problem, ...] = ()
     cost: int = field(default=0, compare=False)
+    # per resource: (lo, hi) epoch range of its clinical date, or None (sorting, $everything)
+    when: tuple = field(default=(), compare=False)
 
     @classmethod
     def build(cls, resources: list[dict], problems: list[Problem]) -> "Mapped":
@@ -30,7 +32,23 @@ class Mapped:
             size = len(dumps(resources)) * 3 + 512
         except TypeError:
             size = 4096 * max(1, len(resources))
-        return cls(tuple(resources), tuple(problems), size)
+        return cls(tuple(resources), tuple(problems), size,
+                   tuple(clinical_range(r) for r in resources))
+
+
+def clinical_range(resource: dict) -> tuple[float, float] | None:
+    """The union of the ranges of the resource's clinical date parameter (None if it has none)."""
+    from conformance import registry
+
+    from . import match
+    rdef = registry().get(resource.get("resourceType", ""))
+    param = rdef.date_param if rdef else None
+    if param is None:
+        return None
+    rs = [x for x in (match.value_range(v) for v in match.values(resource, param)) if x]
+    if not rs:
+        return None
+    return min(x[0] for x in rs), max(x[1] for x in rs)
 
 
 class MappedCache:

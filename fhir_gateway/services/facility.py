@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, TypeVar
 
@@ -23,7 +25,8 @@ from storage.reader import ERROR, KIND_IO, KIND_MAPPING, KIND_MISPLACED, KIND_NA
 from storage.replicas import ReplicaSet
 
 from . import match
-from .cache import Mapped, MappedCache
+from .cache import Mapped, MappedCache, clinical_range
+from .listing import DirCache, one_record, patient_records
 from .sources import data_types_for
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,7 @@ class PatientData:
     resources: list[dict]
     problems: list[Problem] = field(default_factory=list)
     files: int = 0
+    when: list = field(default_factory=list, repr=False)  # clinical (lo, hi) per resource
 
 
 @dataclass
@@ -72,6 +76,7 @@ class FacilityService:
         self.cache = cache
         self.data_dir = data_dir
         self.replicas = ReplicaSet(facility.storage)
+        self.dirs = DirCache()
         self._sources: list[PatientSource] = []
         self._index = None
         self._index_factory = index_factory
@@ -163,7 +168,7 @@ class FacilityService:
             out = PatientData([])
             if dtypes == []:
                 return out
-            records, rejects = storage.records(patient_id, dtypes)
+            records, rejects = patient_records(storage, self.dirs, patient_id, dtypes)
             out.problems.extend(self._reject_problem(f) for f in rejects)
             out.files += len(rejects)
             for key in sorted(records):
@@ -174,15 +179,19 @@ class FacilityService:
                     continue
                 m = self._map_file(storage, *cur)
                 out.problems.extend(m.problems)
-                out.resources.extend(r for r in m.resources
-                                     if types is None or r.get("resourceType") in types)
+                for r, w in zip(m.resources, m.when):
+                    if types is None or r.get("resourceType") in types:
+                        out.resources.append(r)
+                        out.when.append(w)
             return out
 
         data = self._with_storage(run)
         if types is None or types & {"Claim", "Coverage"}:
             claims, problems = self.claims.for_patient(patient_id)
-            data.resources.extend(r for r in claims
-                                  if types is None or r.get("resourceType") in types)
+            for r in claims:
+                if types is None or r.get("resourceType") in types:
+                    data.resources.append(r)
+                    data.when.append(clinical_range(r))
             data.problems.extend(problems)
         for fn in self._sources:
             try:
@@ -191,8 +200,10 @@ class FacilityService:
                 log.exception("patient source failed")
                 data.problems.append(Problem(f"{patient_id}", KIND_MAPPING, f"extra source: {exc}"))
                 continue
-            data.resources.extend(r for r in extra
-                                  if types is None or r.get("resourceType") in types)
+            for r in extra:
+                if types is None or r.get("resourceType") in types:
+                    data.resources.append(r)
+                    data.when.append(clinical_range(r))
         return data
 
     # -- instance level -----------------------------------------------------------------------
@@ -211,7 +222,7 @@ class FacilityService:
 
         def run(storage: Storage) -> tuple[Storage, Record]:
             try:
-                rec = storage.record(key)
+                rec = one_record(storage, self.dirs, key)
             except UnsafePath:
                 rec = None
             if rec is None:
@@ -225,7 +236,7 @@ class FacilityService:
         dtypes = data_types_for({rtype})
 
         def run(storage: Storage) -> tuple[Storage, Record]:
-            records, _ = storage.records(pid, dtypes)
+            records, _ = patient_records(storage, self.dirs, pid, dtypes)
             for rec in records.values():
                 for i, f in enumerate(rec.versions):
                     if any(r.get("id") == rid for r in self._map_file(storage, f, i + 1).resources):
@@ -338,13 +349,18 @@ class FacilityService:
         return out
 
     def index_candidates(self, query: Query) -> list[str]:
-        """Candidate patient ids from the index (a superset; the matcher decides)."""
-        criteria = {c.param.name + (f":{c.modifier}" if c.modifier else ""): ",".join(c.values)
-                    for c in query.criteria}
-        try:
-            return list(self.index.search(**criteria))
-        except TypeError:
-            return list(WalkIndex(self).search(**criteria))
+        """Candidate patient ids (a superset; the matcher decides) from the patient index when
+        the query has something it can narrow on, else every patient folder."""
+        kw = _index_criteria(query)
+        if kw:
+            try:
+                hits = self.index.search(**kw)
+            except Exception as exc:  # the index must never break search
+                log.warning("patient index failed (%s); walking the storage", exc)
+                hits = None
+            if hits is not None:
+                return [getattr(h, "patient_id", h) for h in hits]
+        return WalkIndex(self).all()
 
     def everything(self, pid: str, start: str | None = None, end: str | None = None,
                    since: str | None = None, types: set[str] | None = None) -> PatientData:
@@ -356,22 +372,19 @@ class FacilityService:
         hi = match.date_range(end)[1] if end and match.date_range(end) else None
         since_r = match.date_range(since) if since else None
         keep = []
-        for r in data.resources:
-            rt = r.get("resourceType")
-            if since_r and match.date_range(r.get("meta", {}).get("lastUpdated", "")) is not None:
-                if match.date_range(r["meta"]["lastUpdated"])[0] < since_r[0]:
+        for r, w in zip(data.resources, data.when):
+            rt = r.get("resourceType", "")
+            if since_r:
+                lu = match.date_range(r.get("meta", {}).get("lastUpdated", ""))
+                if lu is not None and lu[0] < since_r[0]:
                     continue
-            if rt != "Patient" and (lo is not None or hi is not None):
-                rdef = registry().get(rt or "")
-                dp = rdef.date_param if rdef else None
-                if dp is not None:
-                    rs = [x for x in (match.value_range(v) for v in match.values(r, dp)) if x]
-                    if rs and not any((lo is None or x[1] > lo) and (hi is None or x[0] < hi)
-                                      for x in rs):
-                        continue
-            keep.append(r)
-        keep.sort(key=_everything_order)
-        data.resources = keep
+            if rt != "Patient" and w is not None and (lo is not None or hi is not None):
+                if not ((lo is None or w[1] > lo) and (hi is None or w[0] < hi)):
+                    continue
+            keep.append((rt != "Patient", rt, -(w[0] if w else 0.0), r.get("id", ""), r, w))
+        keep.sort(key=lambda k: k[:4])
+        data.resources = [k[4] for k in keep]
+        data.when = [k[5] for k in keep]
         return data
 
 
@@ -381,13 +394,6 @@ class BrokenResource(ServiceError):
     def __init__(self, problems: list[Problem]) -> None:
         super().__init__("; ".join(p.reason for p in problems))
         self.problems = problems
-
-
-def _everything_order(r: dict) -> tuple:
-    rt = r.get("resourceType", "")
-    rdef = registry().get(rt)
-    when = match.sort_value(r, rdef.date_param) if rdef else None
-    return (rt != "Patient", rt, -(when or 0.0), r.get("id", ""))
 
 
 def _ref_pid(value: str) -> str | None:
@@ -424,17 +430,71 @@ def _direct_patient_ids(query: Query) -> list[str] | None:
     return None
 
 
+_INDEX_KEYS = {"name": "name", "family": "family", "given": "given", "jp-kana-sort": "kana",
+               "gender": "gender"}
+
+
+def _index_criteria(query: Query) -> dict[str, str]:
+    """Criteria the index can narrow on (no modifiers except :contains/:exact on strings)."""
+    kw: dict[str, str] = {}
+    for c in query.criteria:
+        key = _INDEX_KEYS.get(c.param.name)
+        if key is None or key in kw:
+            continue
+        if c.modifier not in (None, "contains", "exact") or \
+                (key == "gender" and c.modifier is not None):
+            continue
+        kw[key] = ",".join(c.values)
+    return kw
+
+
 class WalkIndex:
     """Fallback patient index: every patient folder is a candidate (fine for small trees)."""
 
     def __init__(self, svc: FacilityService) -> None:
         self.svc = svc
 
-    def search(self, **criteria: str) -> list[str]:
+    def all(self) -> list[str]:
         return self.svc._with_storage(lambda s: sorted(s.patient_ids()))
+
+    def search(self, **criteria: str) -> list[str]:
+        return self.all()
 
     def refresh(self) -> None:
         pass
+
+
+class RefreshingIndex:
+    """The whoosh :class:`fhir_gateway.index.PatientIndex`, refreshed in a background thread
+    (readers never wait).  Until a first build exists, searches walk the storage (None)."""
+
+    REFRESH_EVERY = 30.0
+
+    def __init__(self, index) -> None:
+        self.index = index
+        self._last = 0.0
+        self._running = threading.Lock()
+
+    def _kick(self) -> None:
+        now = time.monotonic()
+        if now - self._last < self.REFRESH_EVERY or not self._running.acquire(blocking=False):
+            return
+        self._last = now
+
+        def run() -> None:
+            try:
+                self.index.try_refresh()
+            except Exception as exc:
+                log.warning("patient index refresh failed: %s", exc)
+            finally:
+                self._running.release()
+        threading.Thread(target=run, name="index-refresh", daemon=True).start()
+
+    def search(self, **criteria: str):
+        self._kick()
+        if not self.index.state_path.exists():
+            return None
+        return self.index.search(**criteria, limit=100_000)
 
 
 def default_index(svc: FacilityService):
@@ -444,7 +504,7 @@ def default_index(svc: FacilityService):
     except ImportError:
         return WalkIndex(svc)
     try:
-        return PatientIndex(svc.data_dir, svc.code, svc.facility.storage)
+        return RefreshingIndex(PatientIndex(svc.data_dir, svc.code, svc.facility.storage))
     except Exception as exc:
         log.warning("patient index unavailable (%s); walking the storage", exc)
         return WalkIndex(svc)
