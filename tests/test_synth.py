@@ -230,8 +230,9 @@ def test_extended_storage_documents_and_vitals(hospital):
     assert sum(kinds.values()) * 1 <= summary.ext_files
 
 
-def test_receipts_read_back_and_match_the_storage(hospital):
+def test_receipts_read_back_and_match_the_storage(hospital, manifest):
     base, summary = hospital
+    damaged = {path.split("/")[2] for path in manifest}
     st = Storage(base / "ss")
     ids = set(st.patient_ids())
     files = list(iter_uke_files(base / "ss-receipts"))
@@ -247,7 +248,7 @@ def test_receipts_read_back_and_match_the_storage(hospital):
         for r in uf.receipts:
             pid = r.karte_no
             assert pid in ids
-            if checked > 40:
+            if checked > 40 or pid in damaged:
                 continue
             checked += 1
             (ppr,) = _current(st, pid, "PPR-01")

@@ -15,8 +15,8 @@ def seg(sid: str, fields: dict[int, str]) -> str:
     """One segment; ``fields`` maps HL7 field numbers (1-based) to already-encoded values."""
     if not fields:
         return sid
-    top = max(k for k, v in fields.items() if v) if any(fields.values()) else 0
-    return "|".join([sid] + [fields.get(i, "") for i in range(1, top + 1)])
+    get = fields.get
+    return "|".join([sid] + [get(i, "") for i in range(1, max(fields) + 1)]).rstrip("|")
 
 
 def msh(facility: str, ts: str, msg_type: str, control_id: str) -> str:
@@ -35,13 +35,13 @@ def sub(code: str, text: str, system: str) -> str:
 
 
 def ts(dt: datetime, digits: int = 14) -> str:
-    return dt.strftime("%Y%m%d%H%M%S")[:digits]
+    return f"{dt.year:04d}{dt.month:02d}{dt.day:02d}{dt.hour:02d}{dt.minute:02d}{dt.second:02d}"[:digits]
 
 
 def d8(d: date | datetime) -> str:
-    return d.strftime("%Y%m%d")
+    return f"{d.year:04d}{d.month:02d}{d.day:02d}"
 
 
 def ts17(dt: datetime) -> str:
     """発生日時 part of a file name: YYYYMMDDHHMMSSfff."""
-    return dt.strftime("%Y%m%d%H%M%S") + f"{dt.microsecond // 1000:03d}"
+    return ts(dt) + f"{dt.microsecond // 1000:03d}"

@@ -150,9 +150,11 @@ class Course:
             recorded = max(onset, p.registered)
             if recorded > self.end:
                 continue
-            self.new_condition(key, recorded, dis.dept, onset=onset, main=(i == 0),
-                               suspected=False)
-            by_dept.setdefault(dis.dept, []).append(key)
+            # One department manages most chronic conditions; specialists keep a few of them.
+            dept = dis.dept if (i == 0 or self.heavy or r.random() < 0.3) else \
+                C.DISEASES[p.chronic[0]].dept
+            self.new_condition(key, recorded, dept, onset=onset, main=(i == 0), suspected=False)
+            by_dept.setdefault(dept, []).append(key)
             picks = C.DISEASE_DRUGS.get(key, ())
             n = 1 if len(picks) < 2 or r.random() < 0.55 else 2
             self._drug_choice[key] = [(C.DRUGS[k], C.DRUGS[k].dose) for k in picks[:n]]
@@ -161,10 +163,10 @@ class Course:
     def chronic_care(self, first: date, by_dept: dict[str, list[str]]) -> None:
         p, r = self.patient, self.rng
         stop = self.end
-        if not self.heavy and r.random() < 0.15:  # moved away / referred back to a clinic
-            stop = first + timedelta(days=r.randrange(60, max(61, (self.end - first).days)))
+        if not self.heavy and r.random() < 0.55:  # stable: referred back to a clinic (逆紹介), or moved
+            stop = first + timedelta(days=r.randrange(60, max(61, min(1500, (self.end - first).days))))
         for dept, keys in by_dept.items():
-            interval = (20, 28) if self.heavy else (28, 63)
+            interval = (20, 28) if self.heavy else (28, 91)
             recorded = min(c.recorded for c in self.conditions if c.disease.key in keys)
             day = max(first, recorded)
             n = 0
@@ -172,7 +174,7 @@ class Course:
                 n += 1
                 active = [k for k in keys]
                 gap = r.randint(*interval)
-                self.visit(day, dept, active, gap, labs=("dm" in keys or n % 2 == 1 or self.heavy))
+                self.visit(day, dept, active, gap, labs=("dm" in keys or n % 3 == 1 or self.heavy))
                 if (("gerd" in keys or "gastritis" in keys) and n % 14 == 3):
                     self.endoscopy(day + timedelta(days=r.randint(7, 20)), dept)
                 if any(k in keys for k in ("chf", "copd", "asthma")) and n % 8 == 2:

@@ -24,6 +24,7 @@ from storage.encoding import encode_iso2022jp
 from storage.names import FileName
 
 from . import messy
+from .hl7build import ts17
 from .patients import HEAVY_PATIENT_ID, make_patient, patient_id
 from .timeline import Course
 from .uke import ReceiptPatient, write_receipts
@@ -33,7 +34,7 @@ END_DATE = date(2026, 10, 31)
 DEFAULT_FACILITY = "1310000017"
 EXT_MAIN = "main_document"
 
-_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+_NON_ASCII = re.compile(r"([^\x00-\x7f]+)")
 
 
 @lru_cache(maxsize=100_000)
@@ -41,17 +42,22 @@ def _encode_run(run: str) -> bytes:
     return encode_iso2022jp(run)
 
 
+def _encode_segment(segment: str) -> bytes:
+    if segment.isascii():
+        return segment.encode("ascii")
+    parts = _NON_ASCII.split(segment)  # even items ASCII, odd items non-ASCII runs
+    parts[0::2] = [p.encode("ascii") for p in parts[0::2]]
+    parts[1::2] = [_encode_run(p) for p in parts[1::2]]
+    return b"".join(parts)
+
+
 def encode_text(text: str) -> bytes:
-    """``encode_iso2022jp(text)``, computed run by run with a cache (the bytes are identical:
-    every non-ASCII run is bracketed by ESC $ B ... ESC ( B either way)."""
-    out: list[bytes] = []
-    pos = 0
-    for m in _NON_ASCII.finditer(text):
-        out.append(text[pos:m.start()].encode("ascii"))
-        out.append(_encode_run(m.group()))
-        pos = m.end()
-    out.append(text[pos:].encode("ascii"))
-    return b"".join(out)
+    """``encode_iso2022jp(text)``, computed segment by segment and run by run with caches.
+
+    The bytes are identical: the encoder returns to ASCII before every CR and every ASCII
+    character, so each non-ASCII run is bracketed by ESC $ B ... ESC ( B either way (tested).
+    """
+    return b"\r".join([_encode_segment(s) for s in text.split("\r")])
 
 
 def encode_message(text: str) -> bytes:
@@ -162,25 +168,25 @@ def build_patient(opts: Options, index: int) -> PatientResult:
     folders = (pid[0:3], pid[3:6], pid)
     planned = []
     for d in course.docs:
-        name = FileName(pid, d.date, d.dtype, d.order_no, _ts17(d.when), d.dept, d.flag)
+        name = FileName(pid, d.date, d.dtype, d.order_no, ts17(d.when), d.dept, d.flag)
         planned.append(messy.Planned(folders + (d.date, d.dtype), name, d.text, encode_message(d.text)))
     manifest = messy.inject(random.Random(f"fhir-gateway-messy:{opts.seed}:{pid}"), planned,
                             opts.messy, encode_message)
     counts: Counter = Counter()
     total = 0
-    made: set[Path] = set()
+    made: set[str] = set()
+    root = str(opts.out)
     for f in planned:
-        folder = opts.out.joinpath(*f.folders)
+        folder = os.path.join(root, *f.folders)
         if folder not in made:
-            folder.mkdir(parents=True, exist_ok=True)
-            made.add(folder)
-        with open(folder / f.name.name, "wb") as fh:
+            _mkdirs(folder, made)
+        with open(os.path.join(folder, f.name.name), "wb") as fh:
             fh.write(f.data)
         counts[f.folders[4]] += 1
         total += len(f.data)
     ext_files = ext_bytes = 0
     for e in course.ext:
-        content = "_".join((pid, e.date, e.type_folder, e.key, _ts17(e.when), e.dept, "1"))
+        content = "_".join((pid, e.date, e.type_folder, e.key, ts17(e.when), e.dept, "1"))
         folder = opts.extended_out.joinpath(*folders, e.date, e.type_folder, content)
         folder.mkdir(parents=True, exist_ok=True)
         for fname, data in e.files.items():
@@ -191,8 +197,19 @@ def build_patient(opts: Options, index: int) -> PatientResult:
     return PatientResult(pid, counts, total, ext_files, ext_bytes, manifest, receipt)
 
 
-def _ts17(when) -> str:
-    return when.strftime("%Y%m%d%H%M%S") + f"{when.microsecond // 1000:03d}"
+def _mkdirs(folder: str, made: set[str]) -> None:
+    """mkdir -p with a memory of what exists (most patients' folders are new)."""
+    parent = os.path.dirname(folder)
+    if parent not in made and not os.path.isdir(parent):
+        _mkdirs(parent, made)
+    made.add(parent)
+    try:
+        os.mkdir(folder)
+    except FileExistsError:
+        pass
+    made.add(folder)
+
+
 
 
 def _job(index: int) -> PatientResult:
