@@ -597,6 +597,16 @@ class PatientView:
                                                and r.get("resourceType") == "DiagnosticReport"))
                 for c, rs in self.by_cat.items()}
 
+    def active_rows(self, cat: str) -> list[Row]:
+        """Active prescriptions/conditions only (the summary), without building past rows."""
+        if cat in self._rows:
+            return [r for r in self._rows[cat] if r.status == "active"]
+        if cat in ("prescriptions", "injections"):
+            live = [r for r in self.by_cat[cat] if r.get("resourceType") == "MedicationRequest"
+                    and is_active_med(r, self.today)]
+            return [r for r in rows_for(cat, live, self.today) if r.status == "active"]
+        return [r for r in self.rows(cat) if r.status == "active"]
+
     def latest_labs(self) -> tuple[str, list[Row]]:
         """The most recent lab day and its results, without building every lab row."""
         obs = [r for r in self.by_cat["lab-results"] if r.get("resourceType") == "Observation"]

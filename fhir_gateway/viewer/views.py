@@ -390,8 +390,8 @@ def patient_page(view_name: str):
 def patient(code, pid, data):
     pv = g.pv
     quality = models.data_quality(data.resources, data.problems, getattr(data, "files", None))
-    meds = [r for r in pv.rows("prescriptions") if r.status == "active"]
-    conds = [r for r in pv.rows("conditions") if r.status == "active"]
+    meds = pv.active_rows("prescriptions")
+    conds = pv.active_rows("conditions")
     recent_day, recent = pv.latest_labs()
     return render_template("viewer/patient.html", quality=quality, meds=meds, conds=conds,
                            recent=recent, recent_day=recent_day, counts=pv.counts(),
