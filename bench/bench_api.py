@@ -147,6 +147,7 @@ def main() -> int:
         t.start()
         r = wrk(read_url, args.seconds, token)
         s = wrk(search_url, args.seconds, token)
+        load_peak = peak[0]
         print(f"ceiling (bare Flask+waitress fixed Patient): {c['rps']:.0f} req/s p50 {c['p50']} "
               f"p99 {c['p99']}")
         print(f"Patient read:        {r['rps']:.0f} req/s p50 {r['p50']} p99 {r['p99']} "
@@ -173,7 +174,8 @@ def main() -> int:
         print(f"$everything heavy patient ({args.heavy} files, {n} resources): first page "
               f"(_count=50) median {1000 * sorted(firsts)[2]:.0f} ms; all pages (_count=1000) "
               f"median {1000 * sorted(alls)[2]:.0f} ms")
-        print(f"server RSS under load (parent + {args.workers} workers): peak {peak[0]:.0f} MB")
+        print(f"server RSS (parent + {args.workers} workers): peak {load_peak:.0f} MB under the "
+              f"read/search load, {peak[0]:.0f} MB after the heavy patient is cached")
         srv.stop()
         ceil.terminate()
         ceil.wait()

@@ -45,6 +45,7 @@ def bind(host: str, port: int, backlog: int = 1024) -> socket.socket:
 
 def _serve_child(make_app: Callable[[], Flask], sock: socket.socket, threads: int) -> None:
     import waitress
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "queue depth" noise under load
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     app = make_app()

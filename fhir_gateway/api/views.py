@@ -51,7 +51,7 @@ def _after(resp: Response) -> Response:
 
 def storage_headers(resp: Response, svc: FacilityService) -> None:
     """The one place that reports which storage root served the request (failover visibility)."""
-    status = svc.storage_status()
+    status = svc.storage_status(full=False)
     resp.headers["X-Storage-Root"] = "primary" if status["active"] == 0 else \
         f"mirror-{status['active']}"
     if status["failed_over"]:

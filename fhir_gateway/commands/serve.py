@@ -20,8 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=4, help="waitress threads per worker (default 4)")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes sharing the socket (default: CPU count)")
-    p.add_argument("--cache-mb", type=int, default=256,
-                   help="bound of the mapped-file cache per worker, in MB (default 256)")
+    p.add_argument("--cache-mb", type=int, default=128,
+                   help="bound of the mapped-file cache per worker, in MB (default 128)")
     p.add_argument("--no-auth", action="store_true",
                    help="anonymous access; allowed only on a loopback address")
     p.set_defaults(func=run)

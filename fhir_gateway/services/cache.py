@@ -2,7 +2,7 @@
 
 The key is ``(absolute path, size, mtime_ns, version)``: every request stats the file, so an edited
 or replaced file is re-read at once (the files stay the truth); a renamed file (flag 1 -> 2) has a
-new path.  Entries are charged an estimate of their memory (serialised size x 3)."""
+new path.  Entries are charged an estimate of their memory (serialised size x 4)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from mappers.serialize import dumps
 from storage.reader import Problem
 
-DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_BYTES = 128 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Mapped:
     @classmethod
     def build(cls, resources: list[dict], problems: list[Problem]) -> "Mapped":
         try:
-            size = len(dumps(resources)) * 3 + 512
+            size = len(dumps(resources)) * 4 + 512  # dicts take several times their JSON
         except TypeError:
             size = 4096 * max(1, len(resources))
         return cls(tuple(resources), tuple(problems), size,

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 
 from conformance import Query, registry
@@ -94,10 +95,13 @@ class FacilityService:
             self._index = (self._index_factory or default_index)(self)
         return self._index
 
-    def storage_status(self) -> dict:
+    def storage_status(self, full: bool = True) -> dict:
         """Which root serves reads (for the ``X-Storage-Root`` header and the viewer banner)."""
         _, i = self.replicas.active()
-        return {"active": i, "failed_over": i != 0, "roots": self.replicas.status()}
+        out: dict = {"active": i, "failed_over": i != 0}
+        if full:
+            out["roots"] = self.replicas.status()
+        return out
 
     def _with_storage(self, fn: Callable[[Storage], T]) -> T:
         tried: set[int] = set()
@@ -114,16 +118,16 @@ class FacilityService:
 
     # -- files --------------------------------------------------------------------------------
     def _map_file(self, storage: Storage, f: StoredFile, version: int) -> Mapped:
-        path = storage.resolve(f.relpath)
+        path = f"{storage.root}/{f.relpath}"  # relpath comes from a listing, not a request
         try:
             st = os.stat(path)
         except FileNotFoundError:
             return Mapped((), (Problem(f.relpath, KIND_IO, "the file disappeared while reading"),))
-        key = (str(path), st.st_size, st.st_mtime_ns, version)
+        key = (path, st.st_size, st.st_mtime_ns, version)
         hit = self.cache.get(key)
         if hit is not None:
             return hit
-        res = read_path(path, f.relpath, f.name)
+        res = read_path(Path(path), f.relpath, f.name)
         problems = list(res.problems)
         resources: list[dict] = []
         if res.ok and f.name is not None:

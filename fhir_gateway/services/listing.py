@@ -20,6 +20,7 @@ class DirCache:
         self.max_entries = max_entries
         self._data: OrderedDict[str, tuple[int, tuple[str, ...], tuple[str, ...]]] = OrderedDict()
         self._lock = threading.Lock()
+        self._classes: OrderedDict[tuple, tuple] = OrderedDict()
 
     def list(self, path: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(sub-folders, files) of ``path``, sorted, hidden names skipped; ((), ()) if absent."""
@@ -46,6 +47,26 @@ class DirCache:
         return value[1], value[2]
 
 
+def _classified_default(self, path: str, rel: str, pid: str, date: str, dtype: str
+                        ) -> tuple[StoredFile, ...]:
+    """The files of one data-type folder, classified once per folder mtime."""
+    names = self.list(path)[1]
+    key = ("classified", path)
+    with self._lock:
+        hit = self._classes.get(key)
+        if hit is not None and hit[0] is names:
+            return hit[1]
+    out = tuple(classify(f"{rel}/{n}", pid, date, dtype, n) for n in names)
+    with self._lock:
+        self._classes[key] = (names, out)
+        while len(self._classes) > self.max_entries:
+            self._classes.popitem(last=False)
+    return out
+
+
+DirCache.classified = _classified_default  # type: ignore[attr-defined]
+
+
 def patient_records(storage: Storage, dirs: DirCache, pid: str,
                     data_types: list[str] | None = None, dates: list[str] | None = None
                     ) -> tuple[dict[RecordKey, Record], list[StoredFile]]:
@@ -66,8 +87,8 @@ def patient_records(storage: Storage, dirs: DirCache, pid: str,
         for dtype in dirs.list(dpath)[0]:
             if wanted is not None and dtype not in wanted:
                 continue
-            for fname in dirs.list(f"{dpath}/{dtype}")[1]:
-                f = classify(f"{rel_pdir}/{date}/{dtype}/{fname}", pid, date, dtype, fname)
+            for f in dirs.classified(f"{dpath}/{dtype}", f"{rel_pdir}/{date}/{dtype}", pid, date,
+                                     dtype):
                 if not f.usable:
                     rejects.append(f)
                     continue
