@@ -208,6 +208,7 @@ def facility_required(view):
         g.code, g.fac, g.svc = code, fac, svc
         g.admin_check = not st.accounts.access(code).enabled
         try:
+            svc.replicas.active()  # probe now, so the banner is right on this very page
             g.failed_over = bool(svc.replicas.failed_over)
         except Exception:
             g.failed_over = False
