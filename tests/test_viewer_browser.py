@@ -148,8 +148,22 @@ def connected(browser, srv):
     return True
 
 
-def open_patient(tabs, pid, view=""):
-    t = tabs().login("naika").unlock()
+@pytest.fixture(scope="module")
+def viewer_state(browser, srv, connected):
+    """One logged-in, unlocked viewer session reused by the read-only tests (cookies only)."""
+    t = Tab(browser, srv.url)
+    t.login("naika").unlock()
+    state = t.ctx.storage_state()
+    t.close()
+    return state
+
+
+@pytest.fixture()
+def viewer(tabs, viewer_state):
+    return tabs(storage_state=viewer_state)
+
+
+def open_patient(t, pid, view=""):
     t.go(f"/f/{FACILITY}/p/{pid}/{view}")
     return t
 
@@ -212,8 +226,8 @@ def test_login_passphrase_and_connect_disconnect(tabs, connected, srv, vh):
     assert store.verify_audit()[0]
 
 
-def test_patient_search(tabs, connected, vh):
-    t = tabs().login("naika").unlock()
+def test_patient_search(viewer, vh):
+    t = viewer
     page = t.page
 
     def search(**fields):
@@ -239,9 +253,9 @@ def test_patient_search(tabs, connected, vh):
     assert page.locator("#no-results").count() == 1
 
 
-def test_patient_summary_and_categories(tabs, connected, vh):
+def test_patient_summary_and_categories(viewer, vh):
     pid = vh.patients[0]
-    t = open_patient(tabs, pid)
+    t = open_patient(viewer, pid)
     banner = t.text("#banner")
     assert "山田 太郎" in banner and "ヤマダ タロウ" in banner and pid in banner
     assert "男" in banner and "歳" in banner
@@ -272,9 +286,9 @@ def models_categories():
     return CATEGORIES
 
 
-def test_dates_and_per_date_view(tabs, connected, vh):
+def test_dates_and_per_date_view(viewer, vh):
     pid = vh.patients[1]
-    t = open_patient(tabs, pid, "dates")
+    t = open_patient(viewer, pid, "dates")
     days = t.text("#days")
     assert "2023-01-10" in days and "2023-11-20" in days
     t.page.click("text=2023-01-10")
@@ -283,8 +297,8 @@ def test_dates_and_per_date_view(tabs, connected, vh):
     assert "ダーゼン" in t.text("main") and "総蛋白" in t.text("main")
 
 
-def test_drug_search(tabs, connected, vh):
-    t = open_patient(tabs, vh.patients[0], "drugs")
+def test_drug_search(viewer, vh):
+    t = open_patient(viewer, vh.patients[0], "drugs")
     for q in ("だーぜん", "ﾀﾞｰｾﾞﾝ", "パンスポリン"):
         t.page.fill("#drug-q", q)
         t.page.click("#drug-submit")
@@ -294,8 +308,8 @@ def test_drug_search(tabs, connected, vh):
     assert t.page.locator("#drug-short").count() == 1
 
 
-def test_lab_table_and_charts(tabs, connected, vh):
-    t = open_patient(tabs, vh.patients[0], "labs")
+def test_lab_table_and_charts(viewer, vh):
+    t = open_patient(viewer, vh.patients[0], "labs")
     head = t.page.locator("#lab-table thead").inner_text()
     for d in ("2023-01-10", "2023-05-15", "2023-11-20"):
         assert d in head
@@ -309,8 +323,8 @@ def test_lab_table_and_charts(tabs, connected, vh):
     assert vh.patients[0] in charts.first.locator("text.ct").text_content()
 
 
-def test_receipts(tabs, connected, vh):
-    t = open_patient(tabs, vh.patients[0], "receipts")
+def test_receipts(viewer, vh):
+    t = open_patient(viewer, vh.patients[0], "receipts")
     months = [m.get_attribute("data-month") for m in t.page.locator(".receipt-month").all()]
     assert months == ["2023-03"]
     t.page.fill("#receipt-q", "存在しない語")
@@ -318,9 +332,9 @@ def test_receipts(tabs, connected, vh):
     assert t.page.locator(".receipt-month").count() == 0
 
 
-def test_memo_append_correct_and_survive_restart(tabs, connected, srv, vh, browser):
+def test_memo_append_correct_and_survive_restart(viewer, viewer_state, srv, vh, browser):
     pid = vh.patients[3]
-    t = open_patient(tabs, pid, "memos")
+    t = open_patient(viewer, pid, "memos")
     t.page.fill("#memo-text", "ワーファリン内服中と家族より聴取")
     t.page.click("#memo-submit")
     first = t.page.locator("#memo-list li.memo").first
@@ -341,19 +355,17 @@ def test_memo_append_correct_and_survive_restart(tabs, connected, srv, vh, brows
     statuses = {e["resource"]["id"]: e["resource"]["status"] for e in r.json().get("entry", [])
                 if e["resource"]["resourceType"] == "DocumentReference"}
     assert statuses.get(memo_id) == "entered-in-error" and "current" in statuses.values()
-    t.close()
     srv.restart()
-    t2 = Tab(browser, srv.url)
-    t2.login("naika").unlock()
+    t2 = Tab(browser, srv.url, storage_state=viewer_state)  # server-side sessions survive too
     t2.go(f"/f/{FACILITY}/p/{pid}/memos")
     assert "エリキュース" in t2.text("#memo-list") and "ワーファリン" in t2.text("#memo-list")
     t2.close()
+    t2.close()
 
 
-def test_phone_layout_screenshot(tabs, connected, vh, tmp_path):
+def test_phone_layout_screenshot(tabs, viewer_state, vh, tmp_path):
     t = tabs(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
-             device_scale_factor=2)
-    t.login("naika").unlock()
+             device_scale_factor=2, storage_state=viewer_state)
     t.go(f"/f/{FACILITY}/p/{vh.patients[0]}/labs")
     box = t.page.locator("#banner").bounding_box()
     assert box["y"] < 250 and box["width"] <= 390
@@ -367,8 +379,8 @@ def test_phone_layout_screenshot(tabs, connected, vh, tmp_path):
     assert shot.stat().st_size > 30_000
 
 
-def test_print_header_on_patient_pages(tabs, connected, vh):
-    t = open_patient(tabs, vh.patients[0])
+def test_print_header_on_patient_pages(viewer, vh):
+    t = open_patient(viewer, vh.patients[0])
     t.page.emulate_media(media="print")
     head = t.page.locator("#print-head")
     assert head.is_visible() and head.evaluate("e => getComputedStyle(e).position") == "fixed"
@@ -379,8 +391,8 @@ def test_print_header_on_patient_pages(tabs, connected, vh):
     assert len(pdf) > 10_000
 
 
-def test_english_switch(tabs, connected, vh):
-    t = open_patient(tabs, vh.patients[0])
+def test_english_switch(viewer, vh):
+    t = open_patient(viewer, vh.patients[0])
     t.page.click("#lang-switch")
     assert "Patient ID" in t.text("#banner") and t.page.url.endswith(f"/p/{vh.patients[0]}/")
     t.page.click("#lang-switch")
