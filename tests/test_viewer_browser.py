@@ -389,6 +389,16 @@ def test_print_header_on_patient_pages(viewer, vh):
     assert not t.page.locator("#tabs").is_visible()
     pdf = t.page.pdf()
     assert len(pdf) > 10_000
+    t.page.emulate_media(media="screen")
+    t.page.evaluate("window.dispatchEvent(new Event('beforeprint'))")   # what window.print() fires
+    from fhir_gateway.accounts import AccountStore
+    import time
+    for _ in range(50):
+        rows = [r for r in AccountStore(vh.data_dir).audit_rows(50) if r["action"] == "patient-print"]
+        if rows:
+            break
+        time.sleep(0.1)
+    assert rows and rows[0]["patient"] == vh.patients[0] and rows[0]["username"] == "naika"
 
 
 def test_english_switch(viewer, vh):

@@ -9,7 +9,19 @@
     var els = document.querySelectorAll("[data-print-time]");
     for (var i = 0; i < els.length; i++) { els[i].textContent = text; }
   }
+  var audited = 0;
+  function auditPrint() {
+    // one audit row per print (at most one per 10 s), sent with the page's CSRF token
+    var head = document.getElementById("print-head");
+    if (!head || !navigator.sendBeacon || Date.now() - audited < 10000) { return; }
+    audited = Date.now();
+    var data = new FormData();
+    data.append("csrf_token", head.getAttribute("data-csrf"));
+    data.append("view", head.getAttribute("data-view") || "");
+    navigator.sendBeacon(head.getAttribute("data-audit"), data);
+  }
   window.addEventListener("beforeprint", stamp);
+  window.addEventListener("beforeprint", auditPrint);
   document.addEventListener("DOMContentLoaded", function () {
     var p = document.getElementById("print-btn");
     if (p) { p.addEventListener("click", function () { stamp(); window.print(); }); }

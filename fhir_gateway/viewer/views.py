@@ -475,6 +475,17 @@ def memos(code, pid, data):
                            error=error, correcting=correcting)
 
 
+@bp.route("/f/<code>/p/<pid>/printed", methods=["POST"])
+@facility_required
+def printed(code, pid):
+    """Called by viewer.js on ``beforeprint``: every print is audited (BALP Read/View/Print)."""
+    if not _PID.match(pid):
+        abort(404)
+    audit("patient-print", facility=code, patient=pid,
+          detail={"view": request.form.get("view", "")[:40]})
+    return "", 204
+
+
 @bp.app_template_global("svg")
 def _svg(markup) -> Markup:
     return Markup(markup)
