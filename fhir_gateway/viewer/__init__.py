@@ -4,6 +4,7 @@ API.  ``init_viewer(app, config, gateway)`` attaches it to the gateway's Flask a
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from flask import Flask
@@ -38,10 +39,13 @@ def init_viewer(app: Flask, config, gateway=None, *, idle_seconds: float | None 
         svc = gateway.facility(code)
         if svc is not None and hasattr(svc, "add_patient_source"):
             svc.add_patient_source(memos.patient_source)
-    idle = idle_seconds or app.config.get("VIEWER_IDLE_SECONDS") or IDLE_SECONDS
+    env = os.environ
+    idle = (idle_seconds or app.config.get("VIEWER_IDLE_SECONDS")
+            or float(env.get("FHIR_GATEWAY_VIEWER_IDLE_SECONDS", IDLE_SECONDS)))
     app.session_interface = SqliteSessionInterface(accounts.db, idle=idle, absolute=ABSOLUTE_SECONDS)
-    secure = secure_cookies if secure_cookies is not None else app.config.get(
-        "VIEWER_SECURE_COOKIES", False)
+    secure = secure_cookies if secure_cookies is not None else (
+        app.config.get("VIEWER_SECURE_COOKIES")
+        or env.get("FHIR_GATEWAY_SECURE_COOKIES", "") in ("1", "true", "yes"))
     app.config["SESSION_COOKIE_SECURE"] = bool(secure)
     app.config["SESSION_COOKIE_NAME"] = "__Host-fgw" if secure else "fgw_session"
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
