@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from storage.hl7 import parse
 from storage.layout import Storage
 from storage.names import NO_DATE
 from storage.reader import read_file
@@ -17,6 +18,7 @@ from storage.reader import read_file
 from .keys import search_key
 
 ADT00 = "ADT-00"
+_PATIENT_SEGMENTS = ("MSH", "EVN", "PID")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +104,11 @@ def _patient_resource(message, current, facility: str, version: int) -> tuple[di
 
     if ADT00 in mappers.MAPPERS:
         ctx = mappers.MapContext(facility, current.relpath, current.name, version)
+        # Only the segments the Patient's searchable elements come from: the mapper then skips
+        # the Observations, allergies and coverages, which are most of its work.
+        slim = parse("\r".join(seg.line for seg in message if seg.id in _PATIENT_SEGMENTS))
         try:
-            resources = mappers.map_message(message, ctx)
+            resources = mappers.map_message(slim, ctx)
         except mappers.MappingError as exc:
             return None, f"ADT-00 cannot be mapped: {exc}"
         pat = next((r for r in resources if r.get("resourceType") == "Patient"), None)
