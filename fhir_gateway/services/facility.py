@@ -21,6 +21,7 @@ from mappers import MapContext, MappingError, map_message
 from mappers.ids import parse_id
 from storage.layout import Record, Storage, StoredFile, UnsafePath
 from storage.names import FLAG_DELETED, NO_DATE, NO_ORDER, RecordKey, is_valid_patient_id
+from storage.text import search_key
 from storage.reader import ERROR, KIND_IO, KIND_MAPPING, KIND_MISPLACED, KIND_NAME, Problem, \
     read_path
 from storage.replicas import ReplicaSet
@@ -448,6 +449,8 @@ def _index_criteria(query: Query) -> dict[str, str]:
         if c.modifier not in (None, "contains", "exact") or \
                 (key == "gender" and c.modifier is not None):
             continue
+        if c.modifier == "contains" and any(len(search_key(v)) < 2 for v in c.values):
+            continue  # the index matches one character only as a prefix
         kw[key] = ",".join(c.values)
     return kw
 
