@@ -93,6 +93,7 @@ def test_lab_table_flags_units_and_dates():
     glu = next(t for t in table.tests if t.name == "血糖")
     assert glu.unit == "mg/dL" and glu.range_text == "70–110"
     assert glu.by_day["2024-03-01"].text == "132.0" and glu.by_day["2024-03-01"].flag == "H"
+    assert glu.by_day["2024-03-01"].delta == "+37 (+39%)"
     k = next(t for t in table.tests if t.name == "カリウム")
     assert k.by_day["2024-03-01"].flag == "L"      # computed from the range
     assert k.by_day["2024-04-01"].flag == "A"      # OBX-8 wins over the range

@@ -435,6 +435,7 @@ class LabPoint:
     text: str
     flag: str
     source: str
+    delta: str = ""      # change from the previous numeric result, e.g. "+12 (+10%)"
 
 
 @dataclass
@@ -500,6 +501,14 @@ def lab_table(resources: list[dict]) -> LabTable:
                 t.by_day[d] = p
     for t in tests.values():
         t.points.sort(key=lambda p: p.when)
+        prev = None
+        for p in t.points:
+            if p.value is not None:
+                if prev is not None:
+                    d = p.value - prev
+                    pct = f" ({d / prev * 100:+.0f}%)" if prev else ""
+                    p.delta = f"{d:+.6g}{pct}"
+                prev = p.value
     ordered = sorted(tests.values(), key=lambda t: (t.group, t.name))
     return LabTable(sorted(dates), ordered)
 
