@@ -82,13 +82,20 @@ def unescape(value: str, d: Delimiters) -> str:
 
 
 class Field:
-    """One field (all of its repetitions).  ``str(field)`` is the raw wire text."""
+    """One field (all of its repetitions).  ``str(field)`` is the raw wire text.
 
-    __slots__ = ("raw", "_d")
+    A field is read many times by a mapper (OBX-3 for the code, the identifier and the key), so
+    the split and unescaped components of the first repetition are computed once and kept.
+    """
+
+    __slots__ = ("raw", "_d", "_parts", "_values", "_reps")
 
     def __init__(self, raw: str, delimiters: Delimiters) -> None:
         self.raw = raw
         self._d = delimiters
+        self._parts: list[str] | None = None  # raw components of the first repetition
+        self._values: list[str] | None = None  # component(n) for each n, unescaped
+        self._reps: tuple["Field", ...] | None = None
 
     def __str__(self) -> str:
         return self.raw
@@ -116,33 +123,70 @@ class Field:
 
     @property
     def repetitions(self) -> list["Field"]:
-        if self._d.repetition not in self.raw:
-            return [self] if self.raw else []
-        return [Field(r, self._d) for r in self.raw.split(self._d.repetition)]
+        reps = self._reps
+        if reps is None:
+            raw, r = self.raw, self._d.repetition
+            if r not in raw:  # not cached: (self,) would be a reference cycle
+                return [self] if raw else []
+            reps = self._reps = tuple(Field(x, self._d) for x in raw.split(r))
+        return list(reps)
 
     def _first_rep(self) -> str:
         r = self._d.repetition
         return self.raw.split(r, 1)[0] if r in self.raw else self.raw
 
+    def _split(self) -> list[str]:
+        parts = self._parts
+        if parts is None:
+            raw, d = self.raw, self._d
+            if d.repetition in raw:
+                raw = raw.split(d.repetition, 1)[0]
+            parts = self._parts = raw.split(d.component)
+        return parts
+
+    def _component_values(self) -> list[str]:
+        parts = self._parts
+        if parts is None:
+            parts = self._split()
+        d = self._d
+        raw = self.raw
+        if d.escape not in raw and d.subcomponent not in raw and '""' not in raw:
+            values = parts  # nothing to unescape, split or blank: the raw parts are the values
+        else:
+            sc, esc = d.subcomponent, d.escape
+            values = []
+            for value in parts:
+                if sc in value:
+                    value = value.split(sc, 1)[0]
+                if value == '""':
+                    value = ""
+                elif esc and esc in value:
+                    value = unescape(value, d)
+                values.append(value)
+        self._values = values
+        return values
+
     def components(self) -> list[str]:
         """Unescaped components of the first repetition (index 0 = component 1)."""
-        return [unescape(c, self._d) for c in self._first_rep().split(self._d.component)]
+        d = self._d
+        return [unescape(c, d) for c in self._split()]
 
     def component(self, n: int, sub: int | None = None) -> str:
         """Component ``n`` (1-based) of the first repetition, unescaped; '' when absent."""
-        parts = self._first_rep().split(self._d.component)
+        if sub is None:
+            values = self._values
+            if values is None:
+                values = self._component_values()
+            return values[n - 1] if 0 < n <= len(values) else ""
+        parts = self._split()
         if n < 1 or n > len(parts):
             return ""
-        value = parts[n - 1]
-        if sub is not None:
-            subs = value.split(self._d.subcomponent)
-            value = subs[sub - 1] if 1 <= sub <= len(subs) else ""
-        elif self._d.subcomponent in value:
-            value = value.split(self._d.subcomponent, 1)[0]
+        subs = parts[n - 1].split(self._d.subcomponent)
+        value = subs[sub - 1] if 1 <= sub <= len(subs) else ""
         return unescape(value, self._d) if value != '""' else ""
 
     def subcomponents(self, n: int) -> list[str]:
-        parts = self._first_rep().split(self._d.component)
+        parts = self._split()
         if n < 1 or n > len(parts):
             return []
         return [unescape(s, self._d) for s in parts[n - 1].split(self._d.subcomponent)]
@@ -157,7 +201,7 @@ class Field:
 class Segment:
     """One segment.  ``seg[n]`` is field n as numbered in HL7 (MSH-1 is the field separator)."""
 
-    __slots__ = ("id", "line", "index", "_fields", "_d")
+    __slots__ = ("id", "line", "index", "_fields", "_d", "_objs")
 
     def __init__(self, line: str, delimiters: Delimiters, index: int) -> None:
         self.line = line
@@ -165,6 +209,7 @@ class Segment:
         self._d = delimiters
         self.id = line[:3]
         self._fields: list[str] | None = None
+        self._objs: dict[int, Field] | None = None  # Field objects already handed out
 
     def __repr__(self) -> str:
         return f"Segment({self.line[:40]!r})"
@@ -185,14 +230,31 @@ class Segment:
         return len(self.fields) - 1
 
     def __getitem__(self, n: int) -> Field:
+        objs = self._objs
+        if objs is None:
+            objs = self._objs = {}
+        else:
+            f = objs.get(n)
+            if f is not None:
+                return f
         fields = self.fields
-        return Field(fields[n] if 0 <= n < len(fields) else "", self._d)
+        f = objs[n] = Field(fields[n] if 0 <= n < len(fields) else "", self._d)
+        return f
 
     def get(self, n: int, component: int = 1, sub: int | None = None) -> str:
         """Unescaped ``SEG-n.component[.sub]`` value; '' when absent."""
-        if self.id == "MSH" and n in (1, 2):
+        if n < 3 and self.id == "MSH" and n in (1, 2):
             return self.fields[n]
-        return self[n].component(component, sub)
+        objs = self._objs
+        f = objs.get(n) if objs is not None else None
+        if f is None:
+            f = self[n]
+        if sub is None:
+            values = f._values
+            if values is None:
+                values = f._component_values()
+            return values[component - 1] if 0 < component <= len(values) else ""
+        return f.component(component, sub)
 
     def value(self, path: str) -> str:
         """``seg.value("5.1")`` -> the unescaped value of field 5 component 1."""
