@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
-from storage.hl7 import Field
+from storage.hl7 import STANDARD_DELIMITERS, Field
 from storage.timestamps import fhir_date, fhir_datetime
 
 from . import terminology as term
@@ -33,10 +34,38 @@ def coding(code: str, display: str = "", system_name: str = "", facility: str = 
 
 
 def codeable(field: Field, facility: str = "", text: str | None = None) -> dict | None:
-    """CWE/CE/CNE -> CodeableConcept with a Coding per triplet (1-3 and 4-6), text = first name."""
+    """CWE/CE/CNE -> CodeableConcept with a Coding per triplet (1-3 and 4-6), text = first name.
+
+    The same codes recur in every message (units, JLAC10 items, department codes), so the
+    result is built once per (field text, facility, text) and every caller gets its own copy:
+    mappers add to these dicts, and a shared one would leak between resources.
+    """
     if not field:
         return None
-    comps = field.components() + [""] * 9
+    if field._d is not STANDARD_DELIMITERS:
+        return _codeable(field.components(), facility, text)
+    return copy_concept(_codeable_cached(field.raw, facility, text))
+
+
+@lru_cache(maxsize=16384)
+def _codeable_cached(raw: str, facility: str, text: str | None) -> dict | None:
+    """Never hand this dict out: callers get :func:`copy_concept` of it."""
+    return _codeable(Field(raw, STANDARD_DELIMITERS).components(), facility, text)
+
+
+def copy_concept(cc: dict | None) -> dict | None:
+    """A fresh CodeableConcept (its codings too); the leaf values are immutable strings."""
+    if cc is None:
+        return None
+    out = cc.copy()
+    codings = out.get("coding")
+    if codings is not None:
+        out["coding"] = [c.copy() for c in codings]
+    return out
+
+
+def _codeable(comps: list[str], facility: str, text: str | None) -> dict | None:
+    comps = comps + [""] * 9
     codings = []
     for i in (0, 3):
         c = coding(comps[i], comps[i + 1], comps[i + 2], facility)

@@ -22,6 +22,7 @@ from storage.names import DATA_TYPES, NO_ORDER, FileName, RecordKey, is_valid_da
 
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _POSITION = re.compile(r"^[A-Za-z0-9\-]{1,16}$")
+_GOOD_POSITIONS: set[str] = set()  # positions already checked ("1", "r1", "s2" ... recur)
 
 
 class ParsedId(NamedTuple):
@@ -46,8 +47,11 @@ def resource_id(name: FileName | RecordKey, *position: object) -> str:
     key = name.key if isinstance(name, FileName) else name
     pos = tuple(str(p) for p in position)
     for p in pos:
-        if not _POSITION.match(p):
-            raise ValueError(f"invalid id position {p!r}")
+        if p not in _GOOD_POSITIONS:
+            if not _POSITION.match(p):
+                raise ValueError(f"invalid id position {p!r}")
+            if len(_GOOD_POSITIONS) < 65536:
+                _GOOD_POSITIONS.add(p)
     text = _join(key, pos)
     if len(text) <= 64:
         return text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 JP_CORE = "http://jpfhir.jp/fhir/core"
 SD = f"{JP_CORE}/StructureDefinition/"
 
@@ -123,8 +125,12 @@ def patient_identifier_system(facility: str) -> str:
     return PATIENT_ID_OID + facility
 
 
+@lru_cache(maxsize=4096)
 def system_for(name: str, facility: str = "") -> str | None:
-    """FHIR system URI for an SS-MIX2 coding-system name; local names get a local URI."""
+    """FHIR system URI for an SS-MIX2 coding-system name; local names get a local URI.
+
+    Cached (pure: a string from two strings; CODE_SYSTEMS is complete once mappers are imported).
+    """
     if not name:
         return None
     known = CODE_SYSTEMS.get(name) or CODE_SYSTEMS.get(name.upper())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
 
 JST = timezone(timedelta(hours=9), "JST")
 
@@ -51,9 +52,19 @@ class HL7Time:
 
 
 def parse_ts(text: str | None) -> HL7Time | None:
-    """Parse an HL7 timestamp leniently; None for empty or unparseable text."""
+    """Parse an HL7 timestamp leniently; None for empty or unparseable text.
+
+    Cached: a message repeats its times (MSH-7, ORC-9, SPM-17 on every result) and HL7Time is
+    immutable, so sharing one is safe.
+    """
     if not text:
         return None
+    if not isinstance(text, str):  # keep odd inputs out of the cache (and unhashable ones)
+        return _parse(text)
+    return _parse_cached(text)
+
+
+def _parse(text: str) -> HL7Time | None:
     text = text.strip()
     if len(text) > 14 and "." not in text and text[:17].isdigit() and len(text) in (15, 16, 17):
         # 発生日時-style YYYYMMDDHHMMSSfff without the dot
@@ -94,13 +105,36 @@ def parse_ts(text: str | None) -> HL7Time | None:
     return HL7Time(value.astimezone(JST), precision)
 
 
+_parse_cached = lru_cache(maxsize=8192)(_parse)
+
+
 def fhir_datetime(text: str | None) -> str | None:
-    t = parse_ts(text)
+    if not text:
+        return None
+    if not isinstance(text, str):
+        t = _parse(text)
+        return t.fhir() if t else None
+    return _fhir_datetime(text)
+
+
+@lru_cache(maxsize=8192)
+def _fhir_datetime(text: str) -> str | None:
+    t = _parse_cached(text)
     return t.fhir() if t else None
 
 
 def fhir_date(text: str | None) -> str | None:
-    t = parse_ts(text)
+    if not text:
+        return None
+    if not isinstance(text, str):
+        t = _parse(text)
+        return t.fhir_date() if t else None
+    return _fhir_date(text)
+
+
+@lru_cache(maxsize=8192)
+def _fhir_date(text: str) -> str | None:
+    t = _parse_cached(text)
     return t.fhir_date() if t else None
 
 
