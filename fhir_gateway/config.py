@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -23,6 +24,13 @@ DEFAULT_FACILITY = "0000000000"
 
 class ConfigError(ValueError):
     pass
+
+
+def default_data_dir() -> Path:
+    """Where accounts, tokens, memos, indexes and caches live when no config names a data_dir:
+    ``$FHIR_GATEWAY_DATA_DIR`` if set, else ``./data`` — the same for every subcommand, so
+    ``token create`` and ``serve`` run from one folder share their tokens."""
+    return Path(os.environ.get("FHIR_GATEWAY_DATA_DIR") or "data").resolve()
 
 
 @dataclass(frozen=True)
@@ -97,4 +105,4 @@ def from_args(storage: list[str], facility: str | None, receipts: list[str] | No
     fac = Facility(code, name or code, tuple(Path(s).resolve() for s in storage),
                    tuple(Path(s).resolve() for s in extended or ()),
                    tuple(Path(s).resolve() for s in receipts or ()))
-    return Config(Path(data_dir or "data").resolve(), {code: fac})
+    return Config(Path(data_dir).resolve() if data_dir else default_data_dir(), {code: fac})

@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Tokens are stored as salted SHA-256 hashes in the data "
                                    "directory; the clear token is printed once by `create`.")
     p.add_argument("--config", help="TOML config (its data_dir holds the tokens)")
-    p.add_argument("--data-dir", help="data directory (instead of --config)")
+    p.add_argument("--data-dir", help="data directory (default: $FHIR_GATEWAY_DATA_DIR, else ./data)")
     tsub = p.add_subparsers(dest="token_command", metavar="ACTION")
     c = tsub.add_parser("create", help="create a token and print it once")
     c.add_argument("--name", required=True, help="who or what uses the token")
@@ -40,7 +40,8 @@ def _store(args: argparse.Namespace):
         return TokenStore(cfg.data_dir), cfg
     if getattr(args, "data_dir", None):
         return TokenStore(Path(args.data_dir).resolve()), None
-    raise ConfigError("give --config FILE or --data-dir DIR")
+    from fhir_gateway.config import default_data_dir
+    return TokenStore(default_data_dir()), None
 
 
 def run_create(args: argparse.Namespace) -> int:

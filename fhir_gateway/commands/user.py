@@ -50,7 +50,7 @@ def _data_dir(args) -> Path:
         return Path(args.data_dir)
     if getattr(args, "config", None):
         return config_mod.load(args.config).data_dir
-    return Path("data")
+    return config_mod.default_data_dir()
 
 
 def _password(args) -> str:
