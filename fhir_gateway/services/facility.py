@@ -105,6 +105,8 @@ class FacilityService:
         return out
 
     def _with_storage(self, fn: Callable[[Storage], T]) -> T:
+        """Run ``fn`` on the active root; on an I/O error, or when the root has vanished (renamed,
+        unmounted: lookups then answer "absent" instead of raising), fail over and retry."""
         tried: set[int] = set()
         while True:
             storage, i = self.replicas.active()
@@ -112,10 +114,37 @@ class FacilityService:
                 raise StorageUnavailable("no storage root is readable")
             tried.add(i)
             try:
-                return fn(storage)
+                result = fn(storage)
             except OSError as exc:
                 log.warning("storage root %d failed: %s", i, exc)
                 self.replicas.report_failure(i, str(exc))
+                continue
+            except NotFound:
+                gone = self._root_gone(storage, i)
+                if gone is None:
+                    raise
+                self.replicas.report_failure(i, gone)
+                continue
+            gone = self._root_gone(storage, i)
+            if gone is None:
+                return result
+            log.warning("storage root %d vanished: %s", i, gone)
+            self.replicas.report_failure(i, gone)
+
+    def _root_gone(self, storage: Storage, i: int) -> str | None:
+        """Why root ``i`` cannot be trusted any more (missing, not a folder, emptied after it
+        held data), or None.  One stat, plus one directory entry once the root held data."""
+        root = str(storage.root)
+        if not os.path.isdir(root):
+            return f"{root} is missing or not a directory"
+        if self.replicas.states[i].seen_data:
+            try:
+                with os.scandir(root) as it:
+                    if next((e for e in it if not e.name.startswith(".")), None) is None:
+                        return f"{root} is empty now (not mounted?)"
+            except OSError as exc:
+                return str(exc)
+        return None
 
     # -- files --------------------------------------------------------------------------------
     def _map_file(self, storage: Storage, f: StoredFile, version: int) -> Mapped:
