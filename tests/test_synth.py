@@ -188,8 +188,8 @@ def test_message_content_follows_the_guideline_fields(reads):
     assert all(t[3].raw.endswith("&JAMISDP01") for t in rx.segments("TQ1"))
     results = [m for m in _current(st, pid, "OML-11")]
     obx = [o for m in results for o in m.segments("OBX")]
-    assert {o[8].raw for o in obx} >= {"H", "", "A"} or {o[8].raw for o in obx} >= {"H", ""}
-    assert any(o[2].raw == "ST" for o in obx) or True
+    assert {o[8].raw for o in obx} >= {"H", ""}
+    assert all(o[6].component(1) == o[6].component(2) for o in obx if o[6].raw)  # no ^ in units
     hba1c = [o for o in obx if o[3].component(1) == C.LABS["hba1c"].jlac10]
     assert hba1c and all(o[7].raw == "4.9-6" for o in hba1c)  # the diabetic gets HbA1c
     assert sum(float(o[5].raw) > 6.0 for o in hba1c) > len(hba1c) / 2
@@ -197,18 +197,31 @@ def test_message_content_follows_the_guideline_fields(reads):
     assert inj and all(m.segment("RXE")[2].component(3) == "JHSI0002" for m in inj)
 
 
+def test_vocabulary_holds_no_hl7_delimiters():
+    tables = [C.DRUGS.values(), C.LABS.values(), C.DISEASES.values(), C.INJECTIONS.values(),
+              C.INSURANCES, C.ALLERGENS, C.VACCINES, C.RADIOLOGY, C.ENDOSCOPY, C.VITALS,
+              C.SURNAMES, C.MALE_NAMES, C.FEMALE_NAMES, C.ADDRESSES, C.DIETS.values()]
+    for table in tables:
+        for row in table:
+            values = row if isinstance(row, tuple) else tuple(vars(row).values())
+            for v in values:
+                assert not (isinstance(v, str) and set(v) & set("|^~\\&,\r\n")), (row, v)
+
+
 def test_all_patients_corrected_results_and_vaccinations(reads):
     st, results = reads
-    statuses, vaccines = Counter(), 0
+    statuses, vaccines, kinds = Counter(), 0, Counter()
     for path, (f, res) in results.items():
         if not res.ok or f.name is None:
             continue
         if f.name.data_type == "OML-11":
             statuses.update(o[11].raw for o in res.message.segments("OBX"))
+            kinds.update(o[2].raw for o in res.message.segments("OBX"))
         if f.name.data_type == "OMP-12" and res.message.segment("RXE")[2].component(1) == "06":
             vaccines += 1
             assert res.message.segment("RXA")[15].raw  # lot number
     assert statuses["F"] and statuses["C"] and statuses["P"]
+    assert kinds["NM"] and kinds["ST"]  # numeric and text results
     assert vaccines >= 1
 
 

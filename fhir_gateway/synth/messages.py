@@ -131,7 +131,7 @@ class Builder:
         segs.append(seg("IN1", {
             1: "1", 2: cwe(ins.kind, ins.kind_name, "JHSD0001"), 3: ins.insurer, 4: ins.insurer_name,
             10: p.ins_symbol.translate(C.FULLWIDTH_DIGITS), 11: p.ins_number.translate(C.FULLWIDTH_DIGITS),
-            12: d8(max(p.registered, date(at.year, 4, 1)) if at.month >= 4 else date(at.year - 1, 4, 1)),
+            12: d8(date(at.year if at.month >= 4 else at.year - 1, 4, 1)),  # 資格取得: fiscal year start
             17: cwe(*p.relation, "HL70063"),
         }))
         return self._msg(at, "ADT^A08^ADT_A01", *segs)
@@ -230,8 +230,9 @@ class Builder:
         total = float(dose) * per_day * days
         total_s = f"{total:g}"
         unit = cwe(d.unit, d.unit_name, "MR9P")
+        # 院内処方: the hospital pharmacy dispenses, so the drugs appear in the hospital's receipts.
         dispense = ("IHP^入院処方^MR9P~IHI^院内処方^MR9P" if inpatient
-                    else "OHP^外来処方^MR9P~OHO^院外処方^MR9P")
+                    else "OHP^外来処方^MR9P~OHI^院内処方^MR9P")
         kind = {"21": "21^内服^JHSP0003", "22": "22^頓用^JHSP0003", "23": "23^外用^JHSP0003"}
         f = {2: cwe(d.hot9, d.name, "HOT9"), 3: dose, 5: unit, 6: cwe(d.form, d.form_name, "MR9P"),
              7: "01^１回目から服用^JHSP0005", 10: total_s, 11: unit, 15: rx_no,
