@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from storage.uke import build_record, encode_uke
+from storage.uke import EOF, build_record, encode_uke
 
 from . import content as C
 
@@ -187,35 +187,53 @@ def _next_month(d: date) -> date:
     return date(d.year + (d.month == 12), d.month % 12 + 1, 1)
 
 
-def write_receipts(out: Path, patients: list[ReceiptPatient], facility: str, end: date) -> list[Path]:
-    """Write every month's files; return their paths (sorted)."""
-    months: dict[tuple[date, str], list[tuple[ReceiptPatient, bool, list[tuple]]]] = defaultdict(list)
-    for p in patients:
-        per: dict[tuple[date, bool], list[tuple]] = defaultdict(list)
-        for b in p.bills:
-            per[(date(b[0].year, b[0].month, 1), b[1])].append(b)
-        for (month, inpatient), bills in sorted(per.items(), key=lambda kv: (kv[0][0], not kv[0][1])):
-            months[(month, p.insurance(month).payer)].append((p, inpatient, bills))
+@dataclass(frozen=True)
+class Chunk:
+    """One patient's receipt for a month, already encoded (RE number patched in by the writer)."""
+
+    month: date
+    payer: str
+    inpatient: bool
+    data: bytes  # CP932 lines with CRLF, starting with b"RE,0,"
+    points: int
+    bearers: int
+
+
+def patient_receipts(p: ReceiptPatient) -> list[Chunk]:
+    """Every monthly receipt of one patient (runs in the worker, so receipts scale with cores)."""
+    per: dict[tuple[date, bool], list[tuple]] = defaultdict(list)
+    for b in p.bills:
+        per[(date(b[0].year, b[0].month, 1), b[1])].append(b)
+    chunks = []
+    for (month, inpatient), bills in sorted(per.items(), key=lambda kv: (kv[0][0], not kv[0][1])):
+        month_end = date.fromordinal(_next_month(month).toordinal() - 1)
+        recs, points = _receipt(p, 0, month, inpatient, bills, month_end)
+        data = encode_uke(recs)[: -len(EOF)]
+        chunks.append(Chunk(month, p.insurance(month).payer, inpatient, data, points,
+                            2 if p.kohi else 1))
+    return chunks
+
+
+def write_receipts(out: Path, chunks: list[Chunk], facility: str) -> list[Path]:
+    """Write one file per 診療年月 and payer from the patients' chunks (in patient order)."""
+    months: dict[tuple[date, str], list[Chunk]] = defaultdict(list)
+    for c in chunks:
+        months[(c.month, c.payer)].append(c)
     written = []
     out.mkdir(parents=True, exist_ok=True)
     pref, tensu, code7 = facility[:2], facility[2:3] or "1", facility[3:].rjust(7, "0")[-7:]
     for (month, payer), entries in sorted(months.items(), key=lambda kv: kv[0]):
-        month_end = _next_month(month).replace(day=1)
-        month_end = date.fromordinal(month_end.toordinal() - 1)
-        records = [build_record("IR", {
+        head = encode_uke([build_record("IR", {
             "payer": payer, "prefecture": pref, "tensuhyo": tensu, "facility_code": code7,
             "facility_name": C.HOSPITAL_NAME, "claim_month": wareki(_next_month(month), day=False),
-            "volume": "00", "phone": C.HOSPITAL_PHONE})]
-        total = 0
-        bearers = 0
-        for no, (p, inpatient, bills) in enumerate(entries, 1):
-            recs, points = _receipt(p, no, month, inpatient, bills, month_end)
-            records.extend(recs)
-            total += points
-            bearers += 2 if p.kohi else 1
-        records.append(build_record("GO", {"total_receipts": str(bearers), "total_points": str(total),
-                                           "volume": "99"}))
+            "volume": "00", "phone": C.HOSPITAL_PHONE})])[: -len(EOF)]
+        body = [head]
+        for no, c in enumerate(entries, 1):
+            body.append(b"RE,%d," % no + c.data[len(b"RE,0,"):])
+        tail = encode_uke([build_record("GO", {
+            "total_receipts": str(sum(c.bearers for c in entries)),
+            "total_points": str(sum(c.points for c in entries)), "volume": "99"})])
         path = out / f"RECEIPTC_{month:%Y%m}_{payer}.UKE"
-        path.write_bytes(encode_uke(records))
+        path.write_bytes(b"".join(body) + tail)
         written.append(path)
     return written

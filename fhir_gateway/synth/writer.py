@@ -27,7 +27,7 @@ from . import messy
 from .hl7build import ts17
 from .patients import HEAVY_PATIENT_ID, make_patient, patient_id
 from .timeline import Course
-from .uke import ReceiptPatient, write_receipts
+from .uke import Chunk, ReceiptPatient, patient_receipts, write_receipts
 
 # The storage period ends on a fixed day so a seed always yields the same bytes.
 END_DATE = date(2026, 10, 31)
@@ -100,7 +100,7 @@ class PatientResult:
     ext_files: int
     ext_bytes: int
     manifest: list[dict]
-    receipt: ReceiptPatient
+    receipts: list[Chunk]
 
 
 @dataclass
@@ -193,8 +193,8 @@ def build_patient(opts: Options, index: int) -> PatientResult:
             (folder / fname).write_bytes(data)
             ext_files += 1
             ext_bytes += len(data)
-    receipt = ReceiptPatient.from_course(course)
-    return PatientResult(pid, counts, total, ext_files, ext_bytes, manifest, receipt)
+    receipts = patient_receipts(ReceiptPatient.from_course(course))
+    return PatientResult(pid, counts, total, ext_files, ext_bytes, manifest, receipts)
 
 
 def _mkdirs(folder: str, made: set[str]) -> None:
@@ -232,7 +232,7 @@ def generate(options: Options) -> Summary:
     if show:
         from tqdm import tqdm
         bar = tqdm(total=len(indices), unit="patient", desc="synth", file=sys.stderr)
-    receipts: list[ReceiptPatient] = []
+    receipts: list[Chunk] = []
     manifest: list[dict] = []
 
     def collect(res: PatientResult) -> None:
@@ -242,7 +242,7 @@ def generate(options: Options) -> Summary:
         summary.ext_files += res.ext_files
         summary.ext_bytes += res.ext_bytes
         manifest.extend(res.manifest)
-        receipts.append(res.receipt)
+        receipts.extend(res.receipts)
         if res.pid == HEAVY_PATIENT_ID and opts.heavy_patient:
             summary.heavy_patient = res.pid
         if bar is not None:
@@ -260,7 +260,7 @@ def generate(options: Options) -> Summary:
                 collect(res)
     if bar is not None:
         bar.close()
-    summary.receipt_files = write_receipts(opts.receipts_out, receipts, opts.facility, END_DATE)
+    summary.receipt_files = write_receipts(opts.receipts_out, receipts, opts.facility)
     summary.receipt_bytes = sum(p.stat().st_size for p in summary.receipt_files)
     if opts.manifest is not None:
         for m in manifest:
