@@ -18,6 +18,7 @@ from typing import Callable, Iterable, TypeVar
 from conformance import Query, registry
 from fhir_gateway.config import Facility
 from mappers import MapContext, MappingError, map_message
+from mappers.extended import parse_extended_id
 from mappers.ids import parse_id
 from storage.layout import Record, Storage, StoredFile, UnsafePath
 from storage.names import FLAG_DELETED, NO_DATE, NO_ORDER, RecordKey, is_valid_patient_id
@@ -28,6 +29,7 @@ from storage.replicas import ReplicaSet
 
 from . import match
 from .cache import Mapped, MappedCache, clinical_range
+from .extended import TYPES as EXTENDED_TYPES, is_extended_id
 from .listing import DirCache, one_record, patient_records
 from .sources import data_types_for
 
@@ -83,7 +85,9 @@ class FacilityService:
         self._index = None
         self._index_factory = index_factory
         from .claims import ClaimSource
+        from .extended import ExtendedSource
         self.claims = ClaimSource(facility, cache, self.patient_exists)
+        self.extended = ExtendedSource(facility, cache)
 
     # -- hooks --------------------------------------------------------------------------------
     def add_patient_source(self, fn: PatientSource) -> None:
@@ -220,6 +224,12 @@ class FacilityService:
             return out
 
         data = self._with_storage(run)
+        if self.extended:
+            ext, problems, folders = self.extended.for_patient(patient_id, types)
+            data.resources.extend(ext)
+            data.when.extend(clinical_range(r) for r in ext)
+            data.problems.extend(problems)
+            data.files += folders
         if types is None or types & {"Claim", "Coverage"}:
             claims, problems = self.claims.for_patient(patient_id)
             for r in claims:
@@ -289,6 +299,8 @@ class FacilityService:
     def read(self, rtype: str, rid: str) -> dict:
         if rtype == "Claim":
             return self.claims.read(rid)
+        if is_extended_id(rid):
+            return self.extended.read(rtype, rid)
         storage, rec = self._record(rtype, rid)
         cur = self._current(storage, rec)
         if cur is None:
@@ -310,6 +322,8 @@ class FacilityService:
             if r.get("meta", {}).get("versionId", "1") != vid:
                 raise NotFound(f"Claim/{rid} has no version {vid}")
             return r
+        if is_extended_id(rid):
+            return self.extended.vread(rtype, rid, vid)
         storage, rec = self._record(rtype, rid)
         if not vid.isdigit() or not 1 <= int(vid) <= len(rec.versions):
             raise NotFound(f"{rtype}/{rid} has no version {vid}")
@@ -325,6 +339,8 @@ class FacilityService:
         """Every mapped version of the resource, newest first (FHIR history order)."""
         if rtype == "Claim":
             return [self.claims.read(rid)]
+        if is_extended_id(rid):
+            return self.extended.history(rtype, rid)
         storage, rec = self._record(rtype, rid)
         out = []
         for i, f in enumerate(rec.versions):
@@ -445,7 +461,8 @@ def _patients_of(query: Query) -> list[str] | None:
                     return pids
     for c in query.params("_id"):
         if c.modifier is None:
-            pids = [p.patient_id for p in (parse_id(v) for v in c.values) if p]
+            pids = [p.patient_id for p in (parse_id(v) or parse_extended_id(v) for v in c.values)
+                    if p]
             if pids and len(pids) == len(c.values):
                 return list(dict.fromkeys(pids))
     return None
