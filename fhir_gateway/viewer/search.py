@@ -51,7 +51,10 @@ def search(svc, today: date, *, patient_id: str = "", name: str = "", kana: str 
                                 fv.age(s.birthdate or "", today), _norm_gender(s.gender or ""),
                                 s.last_care_date or ""))
             else:
-                return _filter(hits, patient_id, name, kana, birthdate, gender)
+                found = _filter(hits, patient_id, name, kana, birthdate, gender)
+                if found[0] or not patient_id:
+                    return found
+                # an ID the index does not know (yet): look in the storage directly
             hits = []
         except Exception as exc:  # the index is an accelerator, never a single point of failure
             log.warning("patient index failed (%s); walking the storage", exc)

@@ -9,7 +9,7 @@ import re
 import time
 from datetime import datetime, timedelta, timezone
 
-from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
+from flask import (Blueprint, abort, current_app, g, redirect, render_template, request,
                    session, url_for)
 from flask_login import current_user, login_required, login_user, logout_user
 from markupsafe import Markup
