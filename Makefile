@@ -21,7 +21,7 @@ system-deps:
 
 # The embedded demo hospital: generated once into $(DEMO) (outside git), then reused.
 demo: deps
-	bash scripts/demo.sh $(DEMO)
+	PORT=$(PORT) bash scripts/demo.sh $(DEMO)
 
 run: demo
 	$(BIN)/fhir-gateway serve --config $(DEMO)/gateway.toml --host 127.0.0.1 --port $(PORT) --no-auth

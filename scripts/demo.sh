@@ -24,4 +24,5 @@ extended = ["extended"]
 receipts = ["receipts"]
 TOML
 fi
-"$bin/fhir-gateway" index --config "$demo/gateway.toml" || true
+"$bin/fhir-gateway" index --config "$demo/gateway.toml"
+"$bin/python" scripts/demo_accounts.py "$demo/gateway.toml" "${PORT:-8080}"
