@@ -299,3 +299,15 @@ def test_mappers_accept_every_generated_message(reads):
             assert resource.get("meta", {}).get("source", path).endswith(path)
     assert {"Patient", "Encounter", "Condition", "MedicationRequest", "Observation",
             "AllergyIntolerance"} <= set(types)
+
+
+def test_fast_uke_lines_equal_the_shared_encoder():
+    from fhir_gateway.synth.uke import encode_lines
+    from storage.uke import build_record, encode_uke
+
+    recs = [build_record("RE", {"receipt_no": "1", "name": "山田　太郎", "kana": "ヤマダ　タロウ"}),
+            build_record("CO", {"category": "21", "code": "810000001", "text": "長期処方～１－２"}),
+            build_record("GO", {"total_receipts": "1", "total_points": "0", "volume": "99"})]
+    assert encode_lines(recs) + b"\x1a" == encode_uke(recs)
+    with pytest.raises(ValueError):
+        encode_lines([build_record("CO", {"text": "a,b"})])
