@@ -129,3 +129,87 @@ def test_extended_documents_in_compartment_read_and_search(tmp_path: Path) -> No
         te.PID = old
     assert len([r for r in svc.everything(pid).resources
                 if r["resourceType"] == "DocumentReference"]) == 3
+
+
+# --- the cached compartment ----------------------------------------------------------------------
+
+PAST = time.time() - 3600
+
+
+def _age(root: Path, when: float = PAST) -> None:
+    """Make every folder look untouched for an hour (fresh folders are 'racy': never cached)."""
+    for dirpath, _, _ in os.walk(root):
+        os.utime(dirpath, (when, when))
+
+
+def _lab(root: Path, pid: str, day: str, n: int, flag: str = "1", value: str = "5.0",
+         ts: str = "120000000") -> str:
+    pidseg = _pid_seg(pid, PEOPLE[0])
+    order = f"{700000 + n:015d}"
+    obx = [f"OBX|{k + 1}|NM|{c}^{t}^JC10||{value}|{u}^{u}^99XYZ|1.0-9.0||||F|||{day}0900"
+           for k, (c, t, u) in enumerate(LAB_CODES)]
+    return _write(root, pid, day, "OML-11", order, f"{day}{ts}", flag, _msg(
+        "OUL^R22^OUL_R22", f"{day}120000",
+        [pidseg, f"SPM|1|{order}||023^血清^JC10|||||||||||||{day}0900",
+         f"OBR|1|{order}|{order}|E001^血液学的検査^99O03|||{day}|{day}",
+         f"ORC|SC|{order}|{order}||CM||||{day}1200"] + obx))
+
+
+def _values(svc, pid: str) -> dict[str, str]:
+    return {r["id"]: str(r.get("valueQuantity", {}).get("value"))
+            for r in svc.everything(pid).resources if r["resourceType"] == "Observation"}
+
+
+def test_compartment_cache_follows_the_files(tmp_path: Path) -> None:
+    h = build_hospital(tmp_path / "h", 1)
+    pid = h.patients[0]
+    days = [f"202401{d:02d}" for d in range(1, 21)]
+    names = [_lab(h.root, pid, day, n) for n, day in enumerate(days)]
+    _age(h.root)
+    svc = Gateway(from_args([str(h.root)], FAC, data_dir=str(h.data_dir))).facility(FAC)
+    before = _values(svc, pid)
+    first = svc.everything(pid).resources
+    assert svc.compartments.hits >= 1  # the second call reused the sorted compartment
+    page = [r["id"] for r in first]
+    assert page == [r["id"] for r in svc.everything(pid).resources]
+    pdir = h.root / pid[:3] / pid[3:6] / pid
+
+    # a new file in a new date folder
+    _lab(h.root, pid, "20240301", 99)
+    _age(pdir, PAST + 10)
+    now = _values(svc, pid)
+    assert len(now) == len(before) + 3
+    hits = svc.compartments.hits
+    assert _values(svc, pid) == now and svc.compartments.hits == hits + 1
+
+    # a new version: the old file renamed to flag 2 (the folder's mtime changes), a new flag 1
+    folder = pdir / days[3] / "OML-11"
+    old = folder / names[3]
+    old.rename(folder / (names[3][:-1] + "2"))
+    _lab(h.root, pid, days[3], 3, value="8.8", ts="130000000")
+    _age(folder, PAST + 20)
+    assert sum(v == "8.8" for v in _values(svc, pid).values()) == 3
+
+    # a removed file
+    gone = pdir / days[5] / "OML-11" / names[5]
+    gone.unlink()
+    _age(gone.parent, PAST + 30)
+    assert len(_values(svc, pid)) == len(now) - 3
+
+    # rewritten in place (same name, the folder untouched): noticed at the next re-stat
+    svc.compartments.restat = 0
+    target = pdir / days[7] / "OML-11" / names[7]
+    _lab(h.root, pid, days[7], 7, value="6.6")
+    os.utime(target, (PAST + 40, PAST + 40))
+    _age(target.parent, PAST + 20)  # keep the folder's old mtime
+    assert sum(v == "6.6" for v in _values(svc, pid).values()) == 3
+
+
+def test_racy_folders_are_not_cached(tmp_path: Path) -> None:
+    h = build_hospital(tmp_path / "h", 1)
+    pid = h.patients[0]
+    svc = Gateway(from_args([str(h.root)], FAC, data_dir=str(h.data_dir))).facility(FAC)
+    n = len(_values(svc, pid))
+    _lab(h.root, pid, "20240101", 1)  # same second as the listing: must still be seen
+    assert len(_values(svc, pid)) == n + 3
+    assert len(svc.compartments) == 0

@@ -88,3 +88,83 @@ class MappedCache:
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+@dataclass
+class Compartment:
+    """One patient's mapped storage resources (SS-MIX2 + extended), as of ``signature``.
+
+    ``files`` are the (path, size, mtime_ns) of the mapped files, re-checked every
+    ``CompartmentCache.restat`` seconds: an SS-MIX2 file is never rewritten in place (a new
+    version is a new file), but a tool that does so is still noticed within that time.
+    ``orders`` caches the sorted/filtered views of ``$everything`` by their parameters."""
+
+    signature: tuple
+    resources: tuple[dict, ...]
+    when: tuple
+    problems: tuple[Problem, ...]
+    nfiles: int
+    files: tuple[tuple[str, int, int], ...]
+    checked: float = 0.0
+    orders: dict = field(default_factory=dict)
+
+
+class CompartmentCache:
+    """LRU of :class:`Compartment` by (root, patient, types), bounded by entries and by the
+    resources they hold.  The resources are the same objects as in :class:`MappedCache`; an
+    entry only pins them (see :meth:`MappedCache` sizing in docs/performance.md)."""
+
+    def __init__(self, max_entries: int = 16, max_resources: int = 40_000,
+                 restat: float = 10.0) -> None:
+        self.max_entries = max_entries
+        self.max_resources = max_resources
+        self.restat = restat
+        self._data: OrderedDict[tuple, Compartment] = OrderedDict()
+        self._lock = threading.Lock()
+        self._count = 0
+        self.hits = self.misses = 0
+
+    def get(self, key: tuple, signature: tuple) -> Compartment | None:
+        import os
+        import time
+        with self._lock:
+            c = self._data.get(key)
+            if c is None or c.signature != signature:
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+        now = time.monotonic()
+        if now - c.checked > self.restat:
+            for path, size, mtime in c.files:
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    st = None
+                if st is None or st.st_size != size or st.st_mtime_ns != mtime:
+                    with self._lock:
+                        self.misses += 1
+                    return None
+            c.checked = now
+        with self._lock:
+            self.hits += 1
+        return c
+
+    def put(self, key: tuple, value: Compartment) -> None:
+        import time
+        n = len(value.resources)
+        if n > self.max_resources:
+            return
+        value.checked = time.monotonic()
+        with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self._count -= len(old.resources)
+            self._data[key] = value
+            self._count += n
+            while self._data and (len(self._data) > self.max_entries
+                                  or self._count > self.max_resources):
+                _, ev = self._data.popitem(last=False)
+                self._count -= len(ev.resources)
+
+    def __len__(self) -> int:
+        return len(self._data)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Iterable
 
 from fhir_gateway.config import Facility
@@ -24,6 +25,7 @@ from storage.names import FLAG_DELETED, is_valid_patient_id
 from storage.reader import KIND_IO, KIND_MAPPING, KIND_MISPLACED, KIND_NAME, WARNING, Problem
 
 from .cache import Mapped, MappedCache
+from .listing import RACY_NS
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +58,10 @@ class ExtendedSource:
                 continue
             yield ext, recs, rejects
 
-    def signature(self, pid: str) -> tuple:
-        """Folder mtimes of the patient's extended storage (patient, date, data-type and content
-        folders): any added, removed or renamed folder or file changes one of them."""
+    def signature(self, pid: str) -> tuple[tuple, bool]:
+        """(signature, racy): folder mtimes of the patient's extended storage (patient, date,
+        data-type and content folders) — any added, removed or renamed folder or file changes
+        one of them; racy when one changed too recently to trust (see services.listing)."""
         out: list = []
         for ext in self.roots:
             try:
@@ -69,14 +72,18 @@ class ExtendedSource:
                 out.append(None)
                 continue
             out.append(_tree_mtimes(str(pdir), 3))
-        return tuple(out)
+        sig = tuple(out)
+        return sig, time.time_ns() - _newest(sig) <= RACY_NS
 
     # -- mapping ------------------------------------------------------------------------------
-    def _map(self, ext: ExtendedStorage, folder: ContentFolder, version: int) -> Mapped:
+    def _map(self, ext: ExtendedStorage, folder: ContentFolder, version: int,
+             seen_files: list | None = None) -> Mapped:
         base = f"{ext.root}/{folder.relpath}"
         try:
             stats = tuple((n, *_stat(f"{base}/{n}")) for n in folder.files)
             key = ("ext", base, os.stat(base).st_mtime_ns, stats, version)
+            if seen_files is not None:
+                seen_files.extend((f"{base}/{n}", size, mt) for n, size, mt in stats)
         except OSError as exc:
             return Mapped((), (Problem(PREFIX + folder.relpath, KIND_IO,
                                        f"the folder disappeared while reading: {exc}"),))
@@ -108,9 +115,10 @@ class ExtendedSource:
         return Problem(PREFIX + cf.relpath, KIND_MISPLACED,
                        f"content folder is in the wrong place: {cf.misplaced}")
 
-    def for_patient(self, pid: str, types: set[str] | None = None
+    def for_patient(self, pid: str, types: set[str] | None = None, files: list | None = None
                     ) -> tuple[list[dict], list[Problem], int]:
-        """Current documents (and their vital signs) of a patient: (resources, problems, folders)."""
+        """Current documents (and their vital signs) of a patient: (resources, problems, folders);
+        the (path, size, mtime_ns) of every file read are appended to ``files``."""
         if not self.roots or (types is not None and not types & TYPES):
             return [], [], 0
         out: list[dict] = []
@@ -126,7 +134,7 @@ class ExtendedSource:
                 cur = rec.current
                 if cur is None:
                     continue
-                m = self._map(ext, cur, rec.versions.index(cur) + 1)
+                m = self._map(ext, cur, rec.versions.index(cur) + 1, files)
                 problems.extend(m.problems)
                 for r in m.resources:
                     k = (r.get("resourceType", ""), r.get("id", ""))
@@ -204,6 +212,14 @@ class ExtendedSource:
 def _stat(path: str) -> tuple[int, int]:
     st = os.stat(path)
     return st.st_size, st.st_mtime_ns
+
+
+def _newest(sig: object) -> int:
+    if isinstance(sig, int):
+        return sig
+    if isinstance(sig, tuple):
+        return max((_newest(x) for x in sig), default=0)
+    return 0
 
 
 def _tree_mtimes(path: str, depth: int) -> tuple:

@@ -7,6 +7,7 @@ mapped through a shared byte-bounded cache.  Broken files never raise: they come
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import threading
@@ -28,9 +29,9 @@ from storage.reader import ERROR, KIND_IO, KIND_MAPPING, KIND_MISPLACED, KIND_NA
 from storage.replicas import ReplicaSet
 
 from . import match
-from .cache import Mapped, MappedCache, clinical_range
+from .cache import Compartment, CompartmentCache, Mapped, MappedCache, clinical_range
 from .extended import TYPES as EXTENDED_TYPES, is_extended_id
-from .listing import DirCache, one_record, patient_records
+from .listing import DirCache, one_record, patient_records, patient_signature
 from .sources import data_types_for
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class FacilityService:
         self.data_dir = data_dir
         self.replicas = ReplicaSet(facility.storage)
         self.dirs = DirCache()
+        self.compartments = CompartmentCache()
         self._sources: list[PatientSource] = []
         self._index = None
         self._index_factory = index_factory
@@ -151,12 +153,15 @@ class FacilityService:
         return None
 
     # -- files --------------------------------------------------------------------------------
-    def _map_file(self, storage: Storage, f: StoredFile, version: int) -> Mapped:
+    def _map_file(self, storage: Storage, f: StoredFile, version: int,
+                  files: list | None = None) -> Mapped:
         path = f"{storage.root}/{f.relpath}"  # relpath comes from a listing, not a request
         try:
             st = os.stat(path)
         except FileNotFoundError:
             return Mapped((), (Problem(f.relpath, KIND_IO, "the file disappeared while reading"),))
+        if files is not None:
+            files.append((path, st.st_size, st.st_mtime_ns))
         key = (path, st.st_size, st.st_mtime_ns, version)
         hit = self.cache.get(key)
         if hit is not None:
@@ -196,40 +201,61 @@ class FacilityService:
             return False
         return self._with_storage(lambda s: s.patient_dir(pid) is not None)
 
-    def patient_bundle(self, patient_id: str, types: set[str] | None = None) -> PatientData:
-        """All current resources of one patient (optionally of some types), with problems."""
-        if not is_valid_patient_id(patient_id):
-            raise NotFound(f"no patient {patient_id!r}")
+    def _compartment(self, patient_id: str, types: set[str] | None) -> Compartment:
+        """The patient's SS-MIX2 and extended-storage resources of ``types`` (None = all),
+        reused while the folders' signature (mtimes: O(folders) stats) is unchanged."""
         dtypes = data_types_for(types)
+        with_ext = bool(self.extended) and (types is None or bool(types & EXTENDED_TYPES))
+        tkey = frozenset(types) if types is not None else None
 
-        def run(storage: Storage) -> PatientData:
-            out = PatientData([])
+        def run(storage: Storage) -> Compartment:
             if dtypes == []:
-                return out
-            records, rejects = patient_records(storage, self.dirs, patient_id, dtypes)
-            out.problems.extend(self._reject_problem(f) for f in rejects)
-            out.files += len(rejects)
-            for key in sorted(records):
-                rec = records[key]
-                out.files += len(rec.versions)
-                cur = self._current(storage, rec)
-                if cur is None:
-                    continue
-                m = self._map_file(storage, *cur)
-                out.problems.extend(m.problems)
-                for r, w in zip(m.resources, m.when):
-                    if types is None or r.get("resourceType") in types:
-                        out.resources.append(r)
-                        out.when.append(w)
-            return out
+                sig, racy = ("-",), False
+            else:
+                sig, racy = patient_signature(storage, self.dirs, patient_id, dtypes)
+            ext_sig, ext_racy = self.extended.signature(patient_id) if with_ext else ((), False)
+            full = (sig, ext_sig)
+            key = (str(storage.root), patient_id, tkey)
+            hit = self.compartments.get(key, full)
+            if hit is not None:
+                return hit
+            resources: list[dict] = []
+            when: list = []
+            problems: list[Problem] = []
+            files: list[tuple[str, int, int]] = []
+            nfiles = 0
+            if sig is not None and dtypes != []:
+                records, rejects = patient_records(storage, self.dirs, patient_id, dtypes)
+                problems.extend(self._reject_problem(f) for f in rejects)
+                nfiles += len(rejects)
+                for rkey in sorted(records):
+                    rec = records[rkey]
+                    nfiles += len(rec.versions)
+                    cur = self._current(storage, rec)
+                    if cur is None:
+                        continue
+                    m = self._map_file(storage, *cur, files=files)
+                    problems.extend(m.problems)
+                    for r, w in zip(m.resources, m.when):
+                        if types is None or r.get("resourceType") in types:
+                            resources.append(r)
+                            when.append(w)
+            if with_ext:
+                ext, eprobs, folders = self.extended.for_patient(patient_id, types, files)
+                resources.extend(ext)
+                when.extend(clinical_range(r) for r in ext)
+                problems.extend(eprobs)
+                nfiles += folders
+            comp = Compartment(full, tuple(resources), tuple(when), tuple(problems), nfiles,
+                               tuple(files))
+            if sig is not None and not racy and not ext_racy:
+                self.compartments.put(key, comp)
+            return comp
 
-        data = self._with_storage(run)
-        if self.extended:
-            ext, problems, folders = self.extended.for_patient(patient_id, types)
-            data.resources.extend(ext)
-            data.when.extend(clinical_range(r) for r in ext)
-            data.problems.extend(problems)
-            data.files += folders
+        return self._with_storage(run)
+
+    def _extras(self, patient_id: str, types: set[str] | None, data: PatientData) -> None:
+        """Claims (UKE) and plug-in sources (memos): not cached here, appended to ``data``."""
         if types is None or types & {"Claim", "Coverage"}:
             claims, problems = self.claims.for_patient(patient_id)
             for r in claims:
@@ -248,6 +274,15 @@ class FacilityService:
                 if types is None or r.get("resourceType") in types:
                     data.resources.append(r)
                     data.when.append(clinical_range(r))
+
+    def patient_bundle(self, patient_id: str, types: set[str] | None = None) -> PatientData:
+        """All current resources of one patient (optionally of some types), with problems."""
+        if not is_valid_patient_id(patient_id):
+            raise NotFound(f"no patient {patient_id!r}")
+        comp = self._compartment(patient_id, types)
+        data = PatientData(list(comp.resources), list(comp.problems), comp.nfiles,
+                           list(comp.when))
+        self._extras(patient_id, types, data)
         return data
 
     # -- instance level -----------------------------------------------------------------------
@@ -414,28 +449,54 @@ class FacilityService:
 
     def everything(self, pid: str, start: str | None = None, end: str | None = None,
                    since: str | None = None, types: set[str] | None = None) -> PatientData:
-        """Patient/$everything: the compartment, filtered by clinical date and lastUpdated."""
+        """Patient/$everything: the compartment, filtered by clinical date and lastUpdated.
+
+        The storage part is sorted once per compartment signature and filter (paging re-runs
+        this for every page); Claims and plug-in resources are merged in on each call."""
         if not self.patient_exists(pid):
             raise NotFound(f"Patient/{pid} not found")
-        data = self.patient_bundle(pid, types)
-        lo = match.date_range(start)[0] if start and match.date_range(start) else None
-        hi = match.date_range(end)[1] if end and match.date_range(end) else None
-        since_r = match.date_range(since) if since else None
-        keep = []
-        for r, w in zip(data.resources, data.when):
-            rt = r.get("resourceType", "")
-            if since_r:
-                lu = match.date_range(r.get("meta", {}).get("lastUpdated", ""))
-                if lu is not None and lu[0] < since_r[0]:
-                    continue
-            if rt != "Patient" and w is not None and (lo is not None or hi is not None):
-                if not ((lo is None or w[1] > lo) and (hi is None or w[0] < hi)):
-                    continue
-            keep.append((rt != "Patient", rt, -(w[0] if w else 0.0), r.get("id", ""), r, w))
-        keep.sort(key=lambda k: k[:4])
-        data.resources = [k[4] for k in keep]
-        data.when = [k[5] for k in keep]
+        comp = self._compartment(pid, types)
+        okey = (start, end, since)
+        ordered = comp.orders.get(okey)
+        if ordered is None:
+            ordered = _ordered(comp.resources, comp.when, start, end, since)
+            if len(comp.orders) >= 8:
+                comp.orders.clear()
+            comp.orders[okey] = ordered
+        extra = PatientData([])
+        self._extras(pid, types, extra)
+        data = PatientData([], list(comp.problems) + extra.problems, comp.nfiles)
+        if extra.resources:
+            more = _ordered(extra.resources, extra.when, start, end, since)
+            merged = list(heapq.merge(zip(ordered[2], ordered[0], ordered[1]),
+                                      zip(more[2], more[0], more[1]), key=lambda t: t[0]))
+            data.resources = [t[1] for t in merged]
+            data.when = [t[2] for t in merged]
+        else:
+            data.resources, data.when = list(ordered[0]), list(ordered[1])
         return data
+
+
+def _ordered(resources, when, start: str | None, end: str | None, since: str | None
+             ) -> tuple[tuple, tuple, tuple]:
+    """($everything order) (resources, whens, sort keys) kept by the date filters: the Patient
+    first, then by type, newest clinical date first, then id."""
+    lo = match.date_range(start)[0] if start and match.date_range(start) else None
+    hi = match.date_range(end)[1] if end and match.date_range(end) else None
+    since_r = match.date_range(since) if since else None
+    keep = []
+    for r, w in zip(resources, when):
+        rt = r.get("resourceType", "")
+        if since_r:
+            lu = match.date_range(r.get("meta", {}).get("lastUpdated", ""))
+            if lu is not None and lu[0] < since_r[0]:
+                continue
+        if rt != "Patient" and w is not None and (lo is not None or hi is not None):
+            if not ((lo is None or w[1] > lo) and (hi is None or w[0] < hi)):
+                continue
+        keep.append(((rt != "Patient", rt, -(w[0] if w else 0.0), r.get("id", "")), r, w))
+    keep.sort(key=lambda k: k[0])
+    return tuple(k[1] for k in keep), tuple(k[2] for k in keep), tuple(k[0] for k in keep)
 
 
 class BrokenResource(ServiceError):

@@ -2,17 +2,26 @@
 
 A new, removed or renamed file changes its folder's mtime, so a cached listing is never used
 after the folder changed; the cache only saves re-reading and re-parsing unchanged folders
-(a heavy patient has thousands).  Bounded by entry count (LRU)."""
+(a heavy patient has thousands).  Bounded by entry count (LRU).
+
+Timestamps are coarse (a file system ticks every few milliseconds), so a folder changed twice
+within one tick keeps its mtime: like git's "racy" index entries, a listing whose mtime is
+younger than :data:`RACY_NS` is not cached (:func:`patient_signature` reports it as racy)."""
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 
 from storage.layout import Record, Storage, StoredFile, classify
 from storage.names import RecordKey
+
+
+RACY_NS = 2_000_000_000  # a folder changed less than 2 s ago may change again unnoticed
+_EMPTY: tuple[int, tuple[str, ...], tuple[str, ...]] = (-1, (), ())
 
 
 class DirCache:
@@ -24,15 +33,21 @@ class DirCache:
 
     def list(self, path: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(sub-folders, files) of ``path``, sorted, hidden names skipped; ((), ()) if absent."""
+        _, dirs, files = self.entry(path)
+        return dirs, files
+
+    def entry(self, path: str) -> tuple[int, tuple[str, ...], tuple[str, ...]]:
+        """(mtime_ns, sub-folders, files) of ``path`` with one ``stat`` when unchanged;
+        mtime -1 when the folder is absent."""
         try:
             mtime = os.stat(path).st_mtime_ns
         except (FileNotFoundError, NotADirectoryError):
-            return (), ()
+            return _EMPTY
         with self._lock:
             hit = self._data.get(path)
             if hit is not None and hit[0] == mtime:
                 self._data.move_to_end(path)
-                return hit[1], hit[2]
+                return hit
         dirs, files = [], []
         with os.scandir(path) as it:
             for e in it:
@@ -40,11 +55,12 @@ class DirCache:
                     continue
                 (dirs if e.is_dir() else files).append(e.name)
         value = (mtime, tuple(sorted(dirs)), tuple(sorted(files)))
-        with self._lock:
-            self._data[path] = value
-            while len(self._data) > self.max_entries:
-                self._data.popitem(last=False)
-        return value[1], value[2]
+        if time.time_ns() - mtime > RACY_NS:
+            with self._lock:
+                self._data[path] = value
+                while len(self._data) > self.max_entries:
+                    self._data.popitem(last=False)
+        return value
 
 
 def _classified_default(self, path: str, rel: str, pid: str, date: str, dtype: str
@@ -99,6 +115,36 @@ def patient_records(storage: Storage, dirs: DirCache, pid: str,
     for rec in records.values():
         rec.sort()
     return records, rejects
+
+
+def patient_signature(storage: Storage, dirs: DirCache, pid: str,
+                      data_types: list[str] | None = None) -> tuple[tuple | None, bool]:
+    """(signature, racy) of a patient's folders: the mtimes of the patient folder, its date
+    folders and the (wanted) data-type folders.  Adding, removing or renaming a file (a flag
+    change is a rename) changes its folder's mtime, so an unchanged signature means an unchanged
+    listing; ``racy`` says a folder changed too recently to trust that.  O(folders) stats."""
+    pdir = storage.patient_dir(pid)
+    if pdir is None:
+        return None, False
+    pstr = str(pdir)
+    mt, dates, _ = dirs.entry(pstr)
+    sig = [pstr, mt]
+    newest = mt
+    wanted = set(data_types) if data_types is not None else None
+    for date in dates:
+        dpath = f"{pstr}/{date}"
+        mt, dtypes, _ = dirs.entry(dpath)
+        sig.append(mt)
+        newest = max(newest, mt)
+        for dtype in dtypes:
+            if wanted is None or dtype in wanted:
+                try:
+                    mt = os.stat(f"{dpath}/{dtype}").st_mtime_ns
+                except (FileNotFoundError, NotADirectoryError):
+                    mt = -1
+                sig.append(mt)
+                newest = max(newest, mt)
+    return tuple(sig), time.time_ns() - newest <= RACY_NS
 
 
 def one_record(storage: Storage, dirs: DirCache, key: RecordKey) -> Record | None:
