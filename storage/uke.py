@@ -432,6 +432,40 @@ def read_uke(data: bytes, path: str) -> UkeFile:
     return uf
 
 
+def scan_receipts(data: bytes) -> tuple[UkeRecord | None, list[UkeRecord]]:
+    """The header (IR/UK/YK) and the RE records of a UKE file, nothing else.
+
+    For indexing receipts by カルテ番号 and number without grouping or checking the other records
+    (about 40x cheaper than :func:`read_uke`): the n-th RE returned is ``read_uke(data).receipts[n]``
+    (same line splitting and codec choice).  Records carry their layout; never raises."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        data.decode("utf-8")
+        codec = "utf-8"
+    except UnicodeDecodeError:
+        codec = "cp932"
+    header: UkeRecord | None = None
+    res: list[UkeRecord] = []
+    for n, off, raw in _lines(data):
+        head = raw[:8].lstrip()
+        if not head.startswith((b"RE", b"IR", b"UK", b"YK")):
+            continue
+        fields = raw.decode(codec, errors="replace").translate(WAVE_DASH_FOLD).split(",")
+        rtype = fields[0].strip()
+        fields[0] = rtype
+        rec = UkeRecord(fields, n, off)
+        if rtype == "RE":
+            variant = "dental" if header is not None and header["tensuhyo"] == "3" else "medical"
+            rec.layout = layout_for("RE", len(fields), variant)
+            res.append(rec)
+        elif rtype in HEADER_TYPES and (header is None or (header.type != "IR" and rtype == "IR")):
+            rec.layout = layout_for(rtype, len(fields), "dental" if len(fields) > 3
+                                    and fields[3] == "3" else "medical")
+            header = rec
+    return header, res
+
+
 def read_uke_file(path: str | os.PathLike[str], relpath: str | None = None) -> UkeFile:
     p = Path(path)
     rel = relpath or p.name
