@@ -213,3 +213,62 @@ def test_racy_folders_are_not_cached(tmp_path: Path) -> None:
     _lab(h.root, pid, "20240101", 1)  # same second as the listing: must still be seen
     assert len(_values(svc, pid)) == n + 3
     assert len(svc.compartments) == 0
+
+
+# --- receipts: index first, map only what is asked for -------------------------------------------
+
+def _uke(folder: Path, name: str, month: str, people: list[tuple[str, str]]) -> Path:
+    from storage.uke import build_record, encode_uke
+    recs = [build_record("IR", {"payer": "1", "prefecture": "13", "tensuhyo": "1",
+                                "facility_code": "2345678", "facility_name": "テスト病院",
+                                "claim_month": month, "volume": "00", "phone": "03-0000-0000"})]
+    for n, (karte, name_) in enumerate(people, 1):
+        recs += [build_record("RE", {"receipt_no": str(n), "receipt_type": "1112",
+                                     "service_month": month, "name": name_, "sex": "1",
+                                     "birth_date": "19650415", "karte_no": karte}),
+                 build_record("HO", {"insurer_no": "  133066", "days": "1", "points": "100"}),
+                 build_record("SI", {"category": "11", "burden": "1", "code": "111000110",
+                                     "points": "100", "count": "1", "day09": "1"})]
+    recs.append(build_record("GO", {"total_receipts": str(len(people)),
+                                    "total_points": str(100 * len(people)), "volume": "99"}))
+    p = folder / name
+    p.write_bytes(encode_uke(recs))
+    return p
+
+
+def test_scan_receipts_agrees_with_read_uke(tmp_path: Path) -> None:
+    from storage.uke import Receipt, read_uke, scan_receipts
+    p = _uke(tmp_path, "A.UKE", "202304", [(str(i), f"患者{i}") for i in range(1, 30)])
+    data = p.read_bytes()
+    header, res = scan_receipts(data)
+    full = read_uke(data, "A.UKE")
+    assert header is not None and header.fields == full.ir.fields
+    assert [(r.line, Receipt(r).karte_no, Receipt(r).receipt_no) for r in res] == \
+        [(r.re.line, r.karte_no, r.receipt_no) for r in full.receipts]
+    assert scan_receipts(b"") == (None, []) and scan_receipts(b"\x00garbage") == (None, [])
+
+
+def test_claims_map_only_the_patients_receipts(tmp_path: Path) -> None:
+    h = build_hospital(tmp_path / "h", 3)
+    pid = h.patients[0]
+    others = [(str(5000 + i), f"他人{i}") for i in range(40)]
+    big = _uke(h.receipts, "B.UKE", "202304", others + [(str(int(pid)), "山田　太郎")])
+    svc = Gateway(from_args([str(h.root)], FAC, data_dir=str(h.data_dir),
+                            receipts=[str(h.receipts)])).facility(FAC)
+    claims, problems = svc.claims.for_patient(pid)
+    mine = sorted(c["id"] for c in claims if c["resourceType"] == "Claim")
+    assert len(mine) == 2 and not problems  # one in RECEIPTC.UKE, one in B.UKE
+    mapped = [k for k in svc.cache._data if k[0] == "uke"]
+    assert len(mapped) == 2  # 43 receipts indexed, 2 mapped
+    assert svc.read("Claim", mine[0])["patient"]["reference"] == f"Patient/{pid}"
+    # the whole facility agrees with the per-patient view
+    every, _ = svc.claims.all()
+    assert len(every) == 43 and svc.claims.count() == 43
+    assert sorted(c["id"] for c in every
+                  if c["patient"]["reference"] == f"Patient/{pid}") == mine
+    # a rewritten file is re-indexed: a new receipt of the patient appears
+    _uke(h.receipts, "B.UKE", "202304", others + [(str(int(pid)), "山田　太郎")] * 2)
+    os.utime(big, ns=(time.time_ns(), time.time_ns() + 1_000_000_000))
+    again = [c for c in svc.claims.for_patient(pid)[0] if c["resourceType"] == "Claim"]
+    assert len(again) == 3
+    assert any(r["resourceType"] == "Claim" for r in svc.everything(pid).resources)

@@ -1,23 +1,45 @@
 """Claims (with their Coverages) from UKE receipts: per facility, not per patient folder.
 
-Files below each receipts folder are discovered like ``storage.uke.iter_uke_files`` (any name,
-sniffed), read with ``storage.uke.read_uke_file`` and mapped with ``mappers.claim.map_uke_file``,
-cached by (path, size, mtime_ns) like every other file.  ``Claim.patient`` is resolved against the
-SS-MIX2 storage with ``storage.uke.match_patient``."""
+Mapping every receipt of a facility to answer one patient's ``$everything`` is the cost to avoid
+(hundreds of files, seconds per worker).  So each UKE file is first *indexed*: its header and RE
+records only (``storage.uke.scan_receipts``, ~40x cheaper than a full read), cached by
+(path, size, mtime_ns) — receipt number i of the index is ``read_uke(...).receipts[i]``.  The
+index says which receipts name a patient (``storage.uke.karte_candidates``, then confirmed with
+``storage.uke.match_patient`` against the SS-MIX2 storage) and which receipt a Claim id is
+(``mappers.claim.claim_id``).  Only those receipts are read and mapped (``mappers.claim``),
+cached per receipt in the shared :class:`MappedCache`.
+
+Files are discovered like ``storage.uke.iter_uke_files`` (any name, sniffed)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from fhir_gateway.config import Facility
-from storage.reader import ERROR, KIND_MAPPING, Problem
+from storage.reader import ERROR, KIND_IO, KIND_MAPPING, Problem
 
 from .cache import Mapped, MappedCache
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class FileIndex:
+    """The receipts of one UKE file as of (size, mtime_ns)."""
+
+    size: int
+    mtime_ns: int
+    mtime: float
+    uke: bool = False  # sniffed as a UKE file
+    ids: tuple[str, ...] = ()  # Claim id of receipt i
+    karte: tuple[str, ...] = ()  # raw カルテ番号 of receipt i
+    lines: tuple[int, ...] = ()  # line of the RE record of receipt i
+    by_candidate: dict[str, list[int]] = field(default_factory=dict)  # possible pid -> [i]
 
 
 class ClaimSource:
@@ -26,73 +48,167 @@ class ClaimSource:
         self.facility = facility
         self.cache = cache
         self.patient_exists = patient_exists or (lambda pid: False)
+        self._index: dict[str, FileIndex] = {}
+        self._lock = threading.Lock()
+        self.scans = 0  # files indexed (for tests and the benchmark)
 
-    def _files(self) -> list[tuple[Path, str]]:
+    # -- discovery and index -----------------------------------------------------------------------
+    def _files(self) -> list[tuple[Path, str, os.stat_result]]:
         out = []
         for root in self.facility.receipts:
             for dirpath, dirnames, filenames in os.walk(root):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                 for fn in sorted(filenames):
-                    if not fn.startswith("."):
-                        p = Path(dirpath) / fn
-                        out.append((p, p.relative_to(root).as_posix()))
+                    if fn.startswith("."):
+                        continue
+                    p = Path(dirpath) / fn
+                    try:
+                        st = p.stat()
+                    except OSError:
+                        continue
+                    out.append((p, p.relative_to(root).as_posix(), st))
         return out
 
-    def _map(self, path: Path, rel: str) -> Mapped:
-        try:
-            st = path.stat()
-        except OSError as exc:
-            return Mapped((), (Problem(f"receipts/{rel}", "io-error", f"cannot read: {exc}"),))
-        key = ("uke", str(path), st.st_size, st.st_mtime_ns)
-        hit = self.cache.get(key)
-        if hit is not None:
+    def _indexed(self, path: Path, st: os.stat_result) -> FileIndex:
+        key = str(path)
+        hit = self._index.get(key)
+        if hit is not None and hit.size == st.st_size and hit.mtime_ns == st.st_mtime_ns:
             return hit
-        try:
-            resources, problems = self._read(path, rel, st.st_mtime)
-        except Exception as exc:  # a mapper bug must not become a 500
-            log.exception("receipt mapping failed: %s", rel)
-            resources, problems = [], [Problem(f"receipts/{rel}", KIND_MAPPING,
-                                               f"internal mapping error: {exc}")]
-        m = Mapped.build(resources, problems)
-        self.cache.put(key, m)
-        return m
+        from mappers.claim import claim_id
+        from storage.uke import Receipt, karte_candidates, scan_receipts, sniff_uke
+        idx = FileIndex(st.st_size, st.st_mtime_ns, st.st_mtime)
+        if sniff_uke(path):
+            idx.uke = True
+            try:
+                header, res = scan_receipts(path.read_bytes())
+            except OSError as exc:
+                log.warning("receipt file unreadable: %s: %s", path, exc)
+                header, res = None, []
+            receipts = [Receipt(r, records=[r]) for r in res]
+            idx.ids = tuple(claim_id(self.facility.code, header, r) for r in receipts)
+            idx.karte = tuple(r.re["karte_no"] for r in receipts)
+            idx.lines = tuple(r.line for r in res)
+            for i, k in enumerate(idx.karte):
+                for c in karte_candidates(k):
+                    idx.by_candidate.setdefault(c, []).append(i)
+        with self._lock:
+            self._index[key] = idx
+            self.scans += 1
+        return idx
 
-    def _read(self, path: Path, rel: str, mtime: float) -> tuple[list[dict], list[Problem]]:
-        from mappers.claim import map_receipt_file
-        from storage.uke import sniff_uke
-        if not sniff_uke(path):
-            return [], []
-        return map_receipt_file(path, rel, self.facility.code, self.patient_exists)
+    def _entries(self) -> Iterator[tuple[Path, str, os.stat_result, FileIndex]]:
+        for path, rel, st in self._files():
+            yield path, rel, st, self._indexed(path, st)
 
-    def _everything(self) -> tuple[list[dict], list[Problem]]:
-        res: list[dict] = []
-        probs: list[Problem] = []
-        for path, rel in self._files():
-            m = self._map(path, rel)
-            res.extend(m.resources)
-            probs.extend(p for p in m.problems if p.severity == ERROR)
-        return res, probs
+    # -- mapping one receipt -------------------------------------------------------------------------
+    def _map_receipts(self, path: Path, rel: str, idx: FileIndex, wanted: list[int]
+                      ) -> list[Mapped]:
+        """The mapped receipts ``wanted`` of one file (each cached on its own)."""
+        out: dict[int, Mapped] = {}
+        missing = []
+        for i in wanted:
+            hit = self.cache.get(("uke", str(path), idx.size, idx.mtime_ns, i))
+            if hit is None:
+                missing.append(i)
+            else:
+                out[i] = hit
+        if missing:
+            out.update(self._read_receipts(path, rel, idx, missing))
+        return [out[i] for i in wanted]
+
+    def _read_receipts(self, path: Path, rel: str, idx: FileIndex, wanted: list[int]
+                       ) -> dict[int, Mapped]:
+        from dataclasses import replace
+
+        from mappers.claim import ClaimContext, map_receipt, mtime_instant
+        from storage.uke import match_patient, read_uke_file
+        uf = read_uke_file(path, rel)
+        self.cache.put(("uke-file", str(path), idx.size, idx.mtime_ns),
+                       Mapped.build([], [p for p in uf.problems if p.severity == ERROR]))
+        out: dict[int, Mapped] = {}
+        last = mtime_instant(idx.mtime)
+        for i in wanted:
+            problems: list[Problem] = []
+            resources: list[dict] = []
+            r = uf.receipts[i] if i < len(uf.receipts) else None
+            if r is None or r.re.line != idx.lines[i]:
+                problems.append(Problem(f"receipts/{rel}", KIND_IO,
+                                        "the file changed while reading; retry"))
+                out[i] = Mapped.build([], problems)
+                continue  # not cached: the next request re-indexes the file
+            try:
+                pid = match_patient(r.re["karte_no"], self.patient_exists)
+                ctx = ClaimContext(self.facility.code, rel, pid, last, uf.ir)
+                resources = map_receipt(r, replace(ctx, header=ctx.header or uf.ir))
+            except Exception as exc:  # a mapper bug must not become a 500
+                log.exception("receipt mapping failed: %s line %s", rel, r.re.line)
+                problems.append(Problem(f"receipts/{rel}", KIND_MAPPING,
+                                        f"line {r.re.line}: receipt {r.receipt_no}: "
+                                        f"{type(exc).__name__}: {exc}"))
+            m = Mapped.build(resources, problems)
+            self.cache.put(("uke", str(path), idx.size, idx.mtime_ns, i), m)
+            out[i] = m
+        return out
+
+    # -- queries -------------------------------------------------------------------------------------
+    def count(self) -> int:
+        """Number of Claims of the facility (one per receipt) from the index alone."""
+        return sum(len(idx.ids) for *_, idx in self._entries()) if self.facility.receipts else 0
+
+    def iter_all(self) -> Iterator[tuple[list[dict], list[Problem]]]:
+        """(Claims, problems) file by file, mapping each file only when reached: lets a caller
+        page through the facility's receipts lazily."""
+        if not self.facility.receipts:
+            return
+        for path, rel, _, idx in self._entries():
+            if not idx.uke:
+                continue
+            mapped = self._map_receipts(path, rel, idx, list(range(len(idx.ids))))
+            fkey = ("uke-file", str(path), idx.size, idx.mtime_ns)
+            if self.cache.get(fkey) is None:
+                self._read_receipts(path, rel, idx, [])
+            fprobs = list((self.cache.get(fkey) or Mapped(())).problems)
+            yield ([r for m in mapped for r in m.resources if r.get("resourceType") == "Claim"],
+                   fprobs + [p for m in mapped for p in m.problems if p.severity == ERROR])
 
     def all(self) -> tuple[list[dict], list[Problem]]:
-        """Every Claim of the facility (and the problems of unreadable receipt files)."""
-        if not self.facility.receipts:
-            return [], []
-        res, probs = self._everything()
-        return [r for r in res if r.get("resourceType") == "Claim"], probs
+        """Every Claim of the facility (and the problems of unreadable receipts)."""
+        res: list[dict] = []
+        probs: list[Problem] = []
+        for claims, problems in self.iter_all():
+            res.extend(claims)
+            probs.extend(problems)
+        return res, probs
 
     def for_patient(self, pid: str) -> tuple[list[dict], list[Problem]]:
-        """The patient's Claims and their Coverages."""
+        """The patient's Claims and their Coverages: only the receipts whose カルテ番号 resolves
+        to ``pid`` are read and mapped."""
         if not self.facility.receipts:
             return [], []
+        from storage.uke import match_patient
         ref = f"Patient/{pid}"
-        res, _ = self._everything()
-        return [r for r in res if r.get("resourceType") in ("Claim", "Coverage")
-                and (r.get("patient") or r.get("beneficiary") or {}).get("reference") == ref], []
+        res: list[dict] = []
+        probs: list[Problem] = []
+        for path, rel, _, idx in self._entries():
+            cand = idx.by_candidate.get(pid)
+            if not cand:
+                continue
+            mine = [i for i in cand if match_patient(idx.karte[i], self.patient_exists) == pid]
+            for m in self._map_receipts(path, rel, idx, mine):
+                probs.extend(p for p in m.problems if p.severity == ERROR)
+                res.extend(r for r in m.resources if r.get("resourceType") in ("Claim", "Coverage")
+                           and (r.get("patient") or r.get("beneficiary") or {}).get("reference")
+                           == ref)
+        return res, probs
 
     def read(self, rid: str) -> dict:
+        """A Claim by id: the index says which receipt it is; only that one is mapped."""
         from .facility import NotFound
         if self.facility.receipts:
-            for c in self._everything()[0]:
-                if c.get("resourceType") == "Claim" and c.get("id") == rid:
-                    return c
+            for path, rel, _, idx in self._entries():
+                wanted = [i for i, cid in enumerate(idx.ids) if cid == rid]
+                for m in self._map_receipts(path, rel, idx, wanted):
+                    for c in m.resources:
+                        if c.get("resourceType") == "Claim" and c.get("id") == rid:
+                            return c
         raise NotFound(f"Claim/{rid} not found")
