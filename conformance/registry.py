@@ -61,7 +61,8 @@ class ResourceDef:
 
     @property
     def date_param(self) -> SearchParam | None:
-        for name in ("date", "authoredon", "effective-time", "onset-date", "created", "birthdate"):
+        for name in ("date", "authoredon", "authored", "effective-time", "onset-date", "collected",
+                     "started", "datetime", "created", "birthdate"):
             if name in self.params:
                 return self.params[name]
         return None

@@ -7,6 +7,9 @@
   for ``/fhir/{facility}/metadata``; every server is stopped at the end of the session.
 * ``server`` (session): the default server over ``hospital`` with auth on, and ``token``.
 * ``make_token(data_dir, facility)``: a bearer token through the real CLI.
+* ``synth_hospital`` / ``synth_server`` / ``synth_api`` (session): ``fhir-gateway synth`` output
+  (12 patients x 3 years, seed 11: every mapped data type incl. OMG, OMD, OMP-11/12, extended
+  storage and receipts; ~2 s) served by a second server, for search semantics on generator data.
 """
 
 from __future__ import annotations
@@ -205,6 +208,34 @@ def hospital(tmp_path_factory) -> Hospital:
     return build_hospital(tmp_path_factory.mktemp("hospital"))
 
 
+SYNTH = {"patients": 12, "years": 3, "seed": 11}
+
+
+def build_synth_hospital(base: Path, patients: int = SYNTH["patients"], years: int = SYNTH["years"],
+                         seed: int = SYNTH["seed"]) -> Hospital:
+    """Run ``fhir-gateway synth`` into ``base`` and write a config serving all three sources."""
+    h = Hospital(base / "ssmix2", base / "receipts", base / "data", base / "gateway.toml")
+    extended = base / "extended"
+    subprocess.run([str(BIN / "fhir-gateway"), "synth", "--out", str(h.root), "--patients",
+                    str(patients), "--seed", str(seed), "--years", str(years), "--facility",
+                    FACILITY, "--receipts-out", str(h.receipts), "--extended-out", str(extended),
+                    "--no-progress", "--workers", "2"], check=True, capture_output=True)
+    from storage.layout import Storage
+    h.patients = sorted(Storage(h.root).patient_ids())
+    h.facts = {"extended": extended}
+    h.data_dir.mkdir(parents=True, exist_ok=True)
+    h.config.write_text(
+        f'data_dir = "{h.data_dir}"\n\n[[facility]]\ncode = "{FACILITY}"\nname = "合成病院"\n'
+        f'storage = ["{h.root}"]\nextended = ["{extended}"]\nreceipts = ["{h.receipts}"]\n',
+        encoding="utf-8")
+    return h
+
+
+@pytest.fixture(scope="session")
+def synth_hospital(tmp_path_factory) -> Hospital:
+    return build_synth_hospital(tmp_path_factory.mktemp("synth"))
+
+
 # -- servers ----------------------------------------------------------------------------------
 
 
@@ -293,6 +324,23 @@ def token(hospital) -> str:
 def server(hospital, token, server_factory) -> Server:
     s = server_factory(["--config", str(hospital.config)], token=token)
     return s
+
+
+@pytest.fixture(scope="session")
+def synth_server(synth_hospital, server_factory) -> Server:
+    tok = make_token(synth_hospital.data_dir)
+    return server_factory(["--config", str(synth_hospital.config)], token=tok)
+
+
+@pytest.fixture()
+def synth_api(synth_server):
+    """A requests session pointed at the server over the generator data."""
+    import requests
+    sess = requests.Session()
+    sess.headers.update(synth_server.headers)
+    sess.base = synth_server.base  # type: ignore[attr-defined]
+    yield sess
+    sess.close()
 
 
 @pytest.fixture()

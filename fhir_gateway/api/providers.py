@@ -4,6 +4,7 @@ service calls and a Bundle.  Types differ only by their registry entry; Patient 
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlencode
 
 from conformance import Criterion, Query, QueryError, ResourceDef, registry
@@ -33,7 +34,7 @@ class ResourceProvider:
             query = registry().parse(self.type, items, lenient=lenient)
         except QueryError as exc:
             raise FhirError(400, str(exc), "invalid") from None
-        result = svc.search(self.type, query)
+        result = svc.search(self.type, self.scoped(svc, query))
         ordered = self.sort(result.matches, query)
         total = len(ordered)
         page = ordered[offset: offset + query.count]
@@ -95,8 +96,113 @@ class ResourceProvider:
             found.update(self._revinclude(svc, page, rev, have, problems))
         return list(found.values()), problems
 
-    def _revinclude(self, svc, page, rev, have, problems):
-        return {}
+    def _revinclude(self, svc: FacilityService, page, rev, have, problems):
+        """``Src:param`` resources that point at the page, searched per patient of the page
+        (clinical data is per patient, so one compartment search each)."""
+        src, _, pname = rev.partition(":")
+        rdef = registry().get(src)
+        out: dict = {}
+        if rdef is None or pname not in rdef.params or "patient" not in rdef.params:
+            return out
+        targets = {f"{r.get('resourceType')}/{r.get('id')}" for r in page}
+        for pid in dict.fromkeys(p for p in (patient_of(r) for r in page) if p):
+            q = Query(src, [Criterion(rdef.params["patient"], None, [f"Patient/{pid}"]),
+                            Criterion(rdef.params[pname], None, sorted(targets))])
+            res = svc.search(src, q)
+            problems.extend(res.problems)
+            for r in res.matches:
+                k = (r.get("resourceType"), r.get("id"))
+                if k not in have:
+                    out[k] = r
+        return out
+
+    # -- instance level --------------------------------------------------------------------------
+    def read(self, svc: FacilityService, rid: str) -> dict:
+        return svc.read(self.type, rid)
+
+    def vread(self, svc: FacilityService, rid: str, vid: str) -> dict:
+        return svc.vread(self.type, rid, vid)
+
+    def history(self, svc: FacilityService, rid: str) -> list[dict]:
+        return svc.history(self.type, rid)
+
+    def scoped(self, svc: FacilityService, query: Query) -> Query:
+        """Name the patient for the service when the query names it under another parameter
+        that reads the same element (``Coverage.beneficiary`` = ``Coverage.patient``)."""
+        patient = self.rdef.params.get("patient")
+        if patient is None or query.params("patient") or query.params("subject"):
+            return query
+        for c in query.criteria:
+            if c.param.type == "reference" and c.param.paths == patient.paths and \
+                    c.modifier in (None, "Patient"):
+                query.criteria.append(Criterion(patient, c.modifier, list(c.values)))
+                break
+        return query
+
+
+def patient_of(r: dict) -> str | None:
+    """The patient id a clinical resource belongs to (subject / patient / beneficiary)."""
+    for key in ("subject", "patient", "beneficiary"):
+        ref = (r.get(key) or {}).get("reference", "") if isinstance(r.get(key), dict) else ""
+        if ref:
+            t, i = match.ref_target(ref, "Patient")
+            return i if t == "Patient" else None
+    return None
+
+
+class CoverageProvider(ResourceProvider):
+    """Coverages come from ADT-00 (IN1, record ids) and from UKE receipts (``{claim}-ho``,
+    ``{claim}-ko{n}``): a receipt Coverage is found through its Claim's patient."""
+
+    _RECEIPT = re.compile(r"^(uke-[A-Za-z0-9-]+)-(?:ho|ko\d{1,2})$")
+
+    def _receipt(self, svc: FacilityService, rid: str) -> dict | None:
+        m = self._RECEIPT.match(rid)
+        if m is None:
+            return None
+        try:
+            claim = svc.read("Claim", m.group(1))
+        except ServiceError:
+            raise NotFound(f"Coverage/{rid} not found") from None
+        pid = patient_of(claim)
+        if pid:
+            for r in svc.patient_bundle(pid, {"Coverage"}).resources:
+                if r.get("id") == rid:
+                    return r
+        raise NotFound(f"Coverage/{rid} not found")
+
+    def read(self, svc, rid):
+        return self._receipt(svc, rid) or svc.read(self.type, rid)
+
+    def vread(self, svc, rid, vid):
+        r = self._receipt(svc, rid)
+        if r is None:
+            return svc.vread(self.type, rid, vid)
+        if r.get("meta", {}).get("versionId", "1") != vid:
+            raise NotFound(f"Coverage/{rid} has no version {vid}")
+        return r
+
+    def history(self, svc, rid):
+        r = self._receipt(svc, rid)
+        return [r] if r is not None else svc.history(self.type, rid)
+
+    def scoped(self, svc, query):
+        query = super().scoped(svc, query)
+        if query.params("patient"):
+            return query
+        for c in query.params("_id"):  # receipt Coverage ids: the patient comes from the Claim
+            if c.modifier is None and all(self._RECEIPT.match(v) for v in c.values):
+                pids = []
+                for v in c.values:
+                    try:
+                        pids.append(patient_of(svc.read("Claim", self._RECEIPT.match(v).group(1))))
+                    except ServiceError:
+                        continue
+                pids = [f"Patient/{p}" for p in dict.fromkeys(pids) if p]
+                if pids:
+                    query.criteria.append(Criterion(self.rdef.params["patient"], None, pids))
+                break
+        return query
 
 
 class PatientProvider(ResourceProvider):
@@ -201,7 +307,8 @@ def _links(pager: Pager, base: str, path: str, items, offset: int, count: int, t
 def providers() -> dict[str, ResourceProvider]:
     out: dict[str, ResourceProvider] = {}
     for t, rdef in registry().resources.items():
-        out[t] = PatientProvider(rdef) if t == "Patient" else ResourceProvider(rdef)
+        cls = {"Patient": PatientProvider, "Coverage": CoverageProvider}.get(t, ResourceProvider)
+        out[t] = cls(rdef)
     return out
 
 

@@ -138,20 +138,17 @@ def search_post(rtype: str):
 
 @blueprint.get("/<rtype>/<rid>")
 def read(rtype: str, rid: str):
-    _provider(rtype)
-    return resource_response(g.svc.read(rtype, rid))
+    return resource_response(_provider(rtype).read(g.svc, rid))
 
 
 @blueprint.get("/<rtype>/<rid>/_history")
 def history(rtype: str, rid: str):
-    _provider(rtype)
-    return fhir_response(bundle.history(_base(), g.svc.history(rtype, rid)))
+    return fhir_response(bundle.history(_base(), _provider(rtype).history(g.svc, rid)))
 
 
 @blueprint.get("/<rtype>/<rid>/_history/<vid>")
 def vread(rtype: str, rid: str, vid: str):
-    _provider(rtype)
-    return resource_response(g.svc.vread(rtype, rid, vid))
+    return resource_response(_provider(rtype).vread(g.svc, rid, vid))
 
 
 @blueprint.get("/Patient/<pid>/$everything")

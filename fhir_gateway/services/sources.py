@@ -15,7 +15,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "Patient": ("ADT-00",),
     "Coverage": ("ADT-00",),
     "RelatedPerson": ("ADT-00",),
-    "Observation": ("ADT-00", "OML-11", "OMG-11", "OMG-12", "OMG-13", "ADT-61"),
+    "Observation": ("ADT-00", "OML-11", "ADT-61") + _OMG,
     "AllergyIntolerance": ("ADT-61", "ADT-00"),
     "Condition": ("PPR-01",),
     "Encounter": _ADT_VISITS + ("ADT-01",),
@@ -27,7 +27,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "Medication": ("OMP-01", "OMP-02", "OMP-11", "OMP-12"),
     "DiagnosticReport": ("OML-11",) + _OMG,
     "Specimen": ("OML-01", "OML-11"),
-    "ServiceRequest": ("OML-01", "OML-11", "OMD") + _OMG,
+    "ServiceRequest": ("OML-01",) + _OMG,
     "ImagingStudy": _OMG,
     "Procedure": _OMG,
     "NutritionOrder": ("OMD",),
@@ -35,8 +35,8 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "Organization": tuple(DATA_TYPES),
     "Location": _ADT_VISITS,
 }
-# Types that never come from SS-MIX2 files.
-NON_STORAGE = {"Claim"}
+# Types that never come from SS-MIX2 standardized-storage files (UKE receipts, extended storage).
+NON_STORAGE = {"Claim", "DocumentReference"}
 
 
 def data_types_for(types: set[str] | None) -> list[str] | None:
