@@ -131,19 +131,32 @@ def patient_signature(storage: Storage, dirs: DirCache, pid: str,
     sig = [pstr, mt]
     newest = mt
     wanted = set(data_types) if data_types is not None else None
-    for date in dates:
-        dpath = f"{pstr}/{date}"
-        mt, dtypes, _ = dirs.entry(dpath)
-        sig.append(mt)
-        newest = max(newest, mt)
-        for dtype in dtypes:
-            if wanted is None or dtype in wanted:
-                try:
-                    mt = os.stat(f"{dpath}/{dtype}").st_mtime_ns
-                except (FileNotFoundError, NotADirectoryError):
-                    mt = -1
-                sig.append(mt)
-                newest = max(newest, mt)
+    stat, cached = os.stat, dirs._data
+    try:
+        pfd = os.open(pstr, os.O_RDONLY | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
+        return None, False
+    try:  # stats relative to the patient folder: a short path lookup for thousands of folders
+        for date in dates:
+            try:
+                mt = stat(date, dir_fd=pfd).st_mtime_ns
+            except (FileNotFoundError, NotADirectoryError):
+                mt = -1
+            dpath = f"{pstr}/{date}"
+            hit = cached.get(dpath)
+            dtypes = hit[1] if hit is not None and hit[0] == mt else dirs.entry(dpath)[1]
+            sig.append(mt)
+            newest = max(newest, mt)
+            for dtype in dtypes:
+                if wanted is None or dtype in wanted:
+                    try:
+                        mt = stat(f"{date}/{dtype}", dir_fd=pfd).st_mtime_ns
+                    except (FileNotFoundError, NotADirectoryError):
+                        mt = -1
+                    sig.append(mt)
+                    newest = max(newest, mt)
+    finally:
+        os.close(pfd)
     return tuple(sig), time.time_ns() - newest <= RACY_NS
 
 
