@@ -272,3 +272,34 @@ def test_claims_map_only_the_patients_receipts(tmp_path: Path) -> None:
     again = [c for c in svc.claims.for_patient(pid)[0] if c["resourceType"] == "Claim"]
     assert len(again) == 3
     assert any(r["resourceType"] == "Claim" for r in svc.everything(pid).resources)
+
+
+# --- memory: the cache's charge is an upper bound of what an entry holds -------------------------
+
+def _deep(o, seen: set) -> int:
+    import sys
+    if id(o) in seen:
+        return 0
+    seen.add(id(o))
+    n = sys.getsizeof(o)
+    if isinstance(o, dict):
+        n += sum(_deep(k, seen) + _deep(v, seen) for k, v in o.items())
+    elif isinstance(o, (list, tuple)):
+        n += sum(_deep(x, seen) for x in o)
+    return n
+
+
+def test_cache_charge_covers_the_real_size(tmp_path: Path) -> None:
+    from fhir_gateway.services.cache import per_worker_bytes
+    h = build_hospital(tmp_path / "h", 3)
+    svc = Gateway(from_args([str(h.root)], FAC, data_dir=str(h.data_dir))).facility(FAC)
+    for pid in h.patients:
+        svc.everything(pid)
+    entries = [m for m in svc.cache._data.values() if m.resources]
+    assert len(entries) > 20
+    seen: set = set()
+    real = sum(_deep(m.resources, seen) for m in entries)
+    charged = sum(m.cost for m in entries)
+    assert real <= charged <= 3 * real, (real, charged)
+    assert svc.cache.size_bytes <= svc.cache.max_bytes
+    assert per_worker_bytes(None, 2) == 96 * 2**20 and per_worker_bytes(100, 4) == 25 * 2**20

@@ -20,8 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=4, help="waitress threads per worker (default 4)")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes sharing the socket (default: CPU count)")
-    p.add_argument("--cache-mb", type=int, default=128,
-                   help="bound of the mapped-file cache per worker, in MB (default 128)")
+    p.add_argument("--cache-mb", type=int, default=None,
+                   help="memory budget of the mapped-file caches of all workers together, in MB "
+                        "(split evenly; default 192)")
     p.add_argument("--no-auth", action="store_true",
                    help="anonymous access; allowed only on a loopback address")
     p.set_defaults(func=run)
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
               "without a token", file=sys.stderr)
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
-    cache = args.cache_mb * 1024 * 1024
+    from fhir_gateway.services.cache import per_worker_bytes
+    cache = per_worker_bytes(args.cache_mb, workers)
 
     def make_app():
         from fhir_gateway.app import create_app

@@ -13,7 +13,20 @@ from dataclasses import dataclass, field
 from mappers.serialize import dumps
 from storage.reader import Problem
 
-DEFAULT_MAX_BYTES = 128 * 1024 * 1024
+# All workers together: each pre-forked worker has its own cache, so `serve` splits this budget
+# (per_worker_bytes).  The charge per entry (JSON size x 4 + 512) was measured against the real
+# cost: a 3,000-file / 15,001-resource chart is 22 MB of JSON, charged 90 MB, and grows a
+# worker's RSS by 80 MB (sys.getsizeof over the dicts: 61 MB; strings are shared), so the bound
+# errs on the safe side.  See docs/performance.md (API).
+DEFAULT_TOTAL_MB = 192
+DEFAULT_MAX_BYTES = 96 * 1024 * 1024  # one process (tests, the viewer alone, `check`)
+
+
+def per_worker_bytes(total_mb: int | None, workers: int) -> int:
+    """The cache bound of one worker when ``total_mb`` (None = the default) is shared by
+    ``workers`` processes."""
+    total = (total_mb if total_mb is not None else DEFAULT_TOTAL_MB) * 1024 * 1024
+    return max(8 * 1024 * 1024, total // max(1, workers))
 
 
 @dataclass(frozen=True)
