@@ -352,3 +352,22 @@ def test_everything_paged_and_filtered(api, hospital):
     assert since["total"] == 3
     assert get(api, f"/Patient/{pid}/$everything", bogus="1").status_code == 400
     assert get(api, "/Patient/9999999999/$everything").status_code == 404
+
+
+def test_versions_of_the_report_and_specimen_of_a_versioned_record(api, hospital):
+    """The preliminary (flag 2) and final (flag 1) files of one OML-11 record give two versions
+    of each resource type mapped from it, read as types of their own."""
+    pid, order = hospital.facts["first"], hospital.facts["versioned_order"]
+    for rtype in ("DiagnosticReport", "Specimen"):
+        b = get(api, f"/{rtype}", patient=pid, _count="1000").json()
+        rec = [e["resource"] for e in b["entry"]
+               if e["search"]["mode"] == "match" and f".{order}." in e["resource"]["id"]]
+        assert len(rec) == 1 and rec[0]["meta"]["versionId"] == "2", rtype
+        h = get(api, f"/{rtype}/{rec[0]['id']}/_history").json()
+        assert [e["resource"]["meta"]["versionId"] for e in h["entry"]] == ["2", "1"]
+        v1 = get(api, f"/{rtype}/{rec[0]['id']}/_history/1").json()
+        assert v1["meta"]["source"].endswith("_2")
+    # the broken file of the same patient is reported beside the reports, not a 500
+    b = get(api, "/DiagnosticReport", patient=pid).json()
+    assert any(hospital.facts["broken_file"] in str(e["resource"]) for e in b["entry"]
+               if e["search"]["mode"] == "outcome")
