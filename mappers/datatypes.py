@@ -228,15 +228,10 @@ def quantity(value: str, unit_field: Field | None = None, unit_text: str = "") -
     The written unit is kept in ``unit``; ``system``/``code`` are UCUM only when we know the
     conversion, so no unit is ever guessed.
     """
-    comparator = None
-    m = _COMPARATOR.match(value or "")
-    if m:
-        comparator = {"≦": "<=", "≤": "<=", "≧": ">=", "≥": ">=", "＜": "<", "＞": ">"}.get(
-            m.group(1), m.group(1))
-        value = m.group(2)
-    number = decimal_value(value)
-    if number is None:
+    parsed = _number(value) if type(value) is str else _parse_number(value)
+    if parsed is None:
         return None
+    comparator, number = parsed
     q: dict = {"value": number}
     if comparator:
         q["comparator"] = comparator
@@ -247,11 +242,33 @@ def quantity(value: str, unit_field: Field | None = None, unit_text: str = "") -
     unit_text = unit_text or code
     if unit_text:
         q["unit"] = unit_text
-    u = ucum(code) or ucum(unit_text)
+    u = _ucum_of(code, unit_text, len(UCUM_UNITS)) if (code or unit_text) else None
     if u:
         q["system"] = term.UCUM
         q["code"] = u
     return q
+
+
+def _parse_number(value: str | None) -> tuple[str | None, Decimal] | None:
+    """(comparator, number) of an NM or '> 100'-style text; None when not numeric."""
+    comparator = None
+    m = _COMPARATOR.match(value or "")
+    if m:
+        comparator = {"≦": "<=", "≤": "<=", "≧": ">=", "≥": ">=", "＜": "<", "＞": ">"}.get(
+            m.group(1), m.group(1))
+        value = m.group(2)
+    number = decimal_value(value)
+    return None if number is None else (comparator, number)
+
+
+# Cached by the text (Decimal is immutable, and equal texts give equal written precision).
+_number = lru_cache(maxsize=16384)(_parse_number)
+
+
+@lru_cache(maxsize=4096)
+def _ucum_of(code: str, unit_text: str, _table_size: int) -> str | None:
+    """ucum(code) or ucum(unit_text); the table size in the key drops stale entries."""
+    return ucum(code) or ucum(unit_text)
 
 
 def datetime_(field_or_text: Field | str) -> str | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from functools import lru_cache
 from typing import NamedTuple
 
 from storage.names import DATA_TYPES, NO_ORDER, FileName, RecordKey, is_valid_date_folder, \
@@ -33,19 +34,28 @@ class ParsedId(NamedTuple):
 
 
 def _join(key: RecordKey, position: tuple[str, ...]) -> str:
-    parts = [key.patient_id, key.date, key.data_type]
-    if key.order_no != NO_ORDER:
-        parts.append(key.order_no)
-    else:
-        parts.append("x")
-    parts.extend(position)
-    return ".".join(parts)
+    return ".".join((_key_text(key), *position)) if position else _key_text(key)
+
+
+@lru_cache(maxsize=4096)
+def _key_text(key: RecordKey) -> str:
+    """``{patient}.{date}.{data type}.{order no|x}``: every resource of a record starts so."""
+    return ".".join((key.patient_id, key.date, key.data_type,
+                     key.order_no if key.order_no != NO_ORDER else "x"))
+
+
+def unhashed_id(name: FileName | RecordKey, *position: str) -> str:
+    """The id text before the 64-character rule: ``resource_id`` returns it when it fits.
+
+    For building many sibling ids fast (``{prefix}.{m}``); positions must already be valid.
+    """
+    return _join(name.key if isinstance(name, FileName) else name, position)
 
 
 def resource_id(name: FileName | RecordKey, *position: object) -> str:
     """The logical id of a resource built from the record ``name`` at ``position``."""
     key = name.key if isinstance(name, FileName) else name
-    pos = tuple(str(p) for p in position)
+    pos = tuple(p if type(p) is str else str(p) for p in position)
     for p in pos:
         if p not in _GOOD_POSITIONS:
             if not _POSITION.match(p):

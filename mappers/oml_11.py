@@ -15,6 +15,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 
 from storage.hl7 import Field, Message, Segment
 from storage.names import DATA_TYPES
@@ -23,7 +24,7 @@ from storage.timestamps import parse_ts
 from . import datatypes as dt
 from . import terminology as term
 from .context import MapContext
-from .ids import resource_id
+from .ids import resource_id, unhashed_id
 from .registry import register
 
 MAPPING: list[tuple[str, str, str]] = [
@@ -242,8 +243,11 @@ _RANGE = re.compile(r"^([-+]?\d+(?:\.\d+)?)\s*-\s*([-+]?\d+(?:\.\d+)?)$")
 _BOUND = re.compile(r"^(<=|=<|>=|=>|<|>)\s*([-+]?\d+(?:\.\d+)?)$")
 
 
+_UNIT_KEYS = ("unit", "system", "code")
+
+
 def _unit_only(q: dict | None) -> dict:
-    return {k: v for k, v in (q or {}).items() if k in ("unit", "system", "code")}
+    return {k: v for k, v in (q or {}).items() if k in _UNIT_KEYS}
 
 
 def reference_range(text: str, unit_of: dict | None) -> dict | None:
@@ -251,9 +255,17 @@ def reference_range(text: str, unit_of: dict | None) -> dict | None:
     text = (text or "").strip()
     if not text:
         return None
+    unit = tuple((k, v) for k, v in unit_of.items() if k in _UNIT_KEYS) if unit_of else ()
+    # Each test item repeats its range in every message: parse once, hand out fresh dicts.
+    return {k: v.copy() if type(v) is dict else v for k, v in _range(text, unit).items()}
+
+
+@lru_cache(maxsize=8192)
+def _range(text: str, unit_items: tuple[tuple[str, str], ...]) -> dict:
+    """Never hand this dict out: :func:`reference_range` copies it."""
     folded = unicodedata.normalize("NFKC", text.translate(_FOLD)).replace(" ", "")
     rr: dict = {}
-    unit = _unit_only(unit_of)
+    unit = dict(unit_items)
     m = _RANGE.match(folded)
     if m:
         rr["low"] = {"value": Decimal(m.group(1)), **unit}
@@ -278,7 +290,8 @@ def value_of(obx: Segment, fac: str) -> dict:
     f5 = obx[5]
     if not f5:
         return {}
-    text = "\n".join(r.text for r in f5.repetitions if r.text)
+    reps = f5.repetitions
+    text = reps[0].text if len(reps) == 1 else "\n".join(r.text for r in reps if r.text)
     if vt in ("CWE", "CE", "CNE", "CF"):
         cc = dt.codeable(f5, fac)
         return {"valueCodeableConcept": cc} if cc else {"valueString": text}
@@ -298,7 +311,8 @@ def value_of(obx: Segment, fac: str) -> dict:
 
 
 def interpretation(obx: Segment, value: dict, rr: dict | None) -> list[dict]:
-    codes = [r.component(1).strip() for r in obx[8].repetitions if r.component(1).strip()]
+    f8 = obx[8]
+    codes = [r.component(1).strip() for r in f8.repetitions if r.component(1).strip()] if f8 else []
     out = []
     for code in codes:
         if code.upper() in INTERPRETATIONS:
@@ -344,12 +358,16 @@ def observation(msg: Message, ctx: MapContext, rep: ReportRec, m: int, obx: Segm
         shared["prefix"] = "_".join([orc_no, _code(rep.obr[4], ctx, rep) if rep.obr is not None else "",
                                      _code(rep.specimen.spm[4], ctx, rep) if rep.specimen else ""])
         shared["basedOn"] = based_on(ctx, rep.orc, rep.obr)
+        shared["id"] = unhashed_id(ctx.name, f"r{rep.index}")
+        shared["subject"] = dt.patient_ref(ctx.patient_id)
+    f3 = obx[3]
     sub_id = obx.get(4)
-    key = f"{shared['prefix']}_{_code(obx[3], ctx, rep)}" + (f"_{sub_id}" if sub_id else "")
+    key = f"{shared['prefix']}_{f3.component(1) or f3.component(4)}" + (f"_{sub_id}" if sub_id else "")
     status = term.OBSERVATION_STATUS.get(obx.get(11).upper(), "unknown")
+    rid = f"{shared['id']}.{m}"
     r: dict = {
         "resourceType": "Observation",
-        "id": resource_id(ctx.name, f"r{rep.index}", m),
+        "id": rid if len(rid) <= 64 else resource_id(ctx.name, f"r{rep.index}", m),
         "meta": {**meta, "profile": [term.PROFILE["ObservationLabResult"]]},
         "identifier": [{"system": term.RESOURCE_INSTANCE, "value": key}],
     }
@@ -357,8 +375,8 @@ def observation(msg: Message, ctx: MapContext, rep: ReportRec, m: int, obx: Segm
         r["basedOn"] = [dict(b) for b in shared["basedOn"]]
     r["status"] = status
     r["category"] = lab_categories()
-    r["code"] = dt.codeable(obx[3], fac) or {"text": "(検査項目コードなし)"}
-    r["subject"] = dt.patient_ref(ctx.patient_id)
+    r["code"] = dt.codeable(f3, fac) or {"text": "(検査項目コードなし)"}
+    r["subject"] = shared["subject"].copy()
     eff = when or dt.datetime_(obx[14]) or dt.datetime_(msg["MSH"][7])
     if eff:
         r["effectiveDateTime"] = eff

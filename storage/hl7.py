@@ -145,11 +145,12 @@ class Field:
         return parts
 
     def _component_values(self) -> list[str]:
-        parts = self._parts
-        if parts is None:
-            parts = self._split()
         d = self._d
         raw = self.raw
+        parts = self._parts
+        if parts is None:
+            first = raw.split(d.repetition, 1)[0] if d.repetition in raw else raw
+            parts = self._parts = first.split(d.component)
         if d.escape not in raw and d.subcomponent not in raw and '""' not in raw:
             values = parts  # nothing to unescape, split or blank: the raw parts are the values
         else:
@@ -209,7 +210,7 @@ class Segment:
         self._d = delimiters
         self.id = line[:3]
         self._fields: list[str] | None = None
-        self._objs: dict[int, Field] | None = None  # Field objects already handed out
+        self._objs: list[Field | None] | None = None  # Field objects already handed out
 
     def __repr__(self) -> str:
         return f"Segment({self.line[:40]!r})"
@@ -223,6 +224,7 @@ class Segment:
                 # MSH-1 is the separator itself; MSH-2 the encoding characters.
                 parts = [parts[0], self._d.field] + parts[1:]
             self._fields = parts
+            self._objs = [None] * len(parts)
         return self._fields
 
     def __len__(self) -> int:
@@ -232,23 +234,20 @@ class Segment:
     def __getitem__(self, n: int) -> Field:
         objs = self._objs
         if objs is None:
-            objs = self._objs = {}
-        else:
-            f = objs.get(n)
-            if f is not None:
-                return f
-        fields = self.fields
-        f = objs[n] = Field(fields[n] if 0 <= n < len(fields) else "", self._d)
-        return f
+            self.fields
+            objs = self._objs
+        if 0 <= n < len(objs):
+            f = objs[n]
+            if f is None:
+                f = objs[n] = Field(self._fields[n], self._d)
+            return f
+        return Field("", self._d)
 
     def get(self, n: int, component: int = 1, sub: int | None = None) -> str:
         """Unescaped ``SEG-n.component[.sub]`` value; '' when absent."""
         if n < 3 and self.id == "MSH" and n in (1, 2):
             return self.fields[n]
-        objs = self._objs
-        f = objs.get(n) if objs is not None else None
-        if f is None:
-            f = self[n]
+        f = self[n]
         if sub is None:
             values = f._values
             if values is None:
