@@ -61,6 +61,15 @@ def _mtime(path: str) -> int | None:
         return None
 
 
+def _stat_at(relpath: str, dir_fd: int) -> int | None:
+    if dir_fd < 0:
+        return None
+    try:
+        return os.stat(relpath, dir_fd=dir_fd).st_mtime_ns
+    except OSError:
+        return None
+
+
 def _rank(pid: str, folder: str) -> int:
     """Preference among folders holding the same id: the order Storage.patient_dir tries."""
     parts = tuple(folder.split("/"))
@@ -108,25 +117,45 @@ def scan(root: os.PathLike[str] | str, old: dict | None, progress=None) -> Scan:
                     continue
                 found[pid] = folder
     patients = new["patients"]
-    for n, (pid, folder) in enumerate(found.items()):
-        pdir = root + sep + folder.replace("/", sep)
-        pm = _mtime(pdir)
-        am = _mtime(pdir + sep + "-" + sep + "ADT-00") or 0
-        prev = old_p.get(pid)
-        if prev and prev[0] == folder and prev[1] == pm and pm is not None and prev[1] != -1:
-            newest = prev[3]
-        else:
-            dates = [d for d in _dirs(pdir) if is_valid_date_folder(d) and d != "-"]
-            newest = dates[-1] if dates else ""
-        patients[pid] = [folder, keep(pm), keep(am), newest]
-        if not (prev and prev[0] == folder and prev[1] == pm and prev[2] == am and prev[1] != -1
-                and prev[2] != -1):
-            out.changed.append(pid)
-        out.newest[pid] = newest
-        if _rank(pid, folder) == len(Storage.candidate_dirs(pid)):
-            out.misplaced[pid] = f"patient folder {folder} is not where the id {pid} belongs"
-        if progress is not None and n % 1024 == 0:
-            progress(n)
+    changed, newest_of, misplaced = out.changed, out.newest, out.misplaced
+    adt = "-" + sep + "ADT-00"
+    parent_fd, parent = -1, None
+    try:
+        for n, (pid, folder) in enumerate(found.items()):
+            # stat relative to the level-2 directory: the kernel resolves 1-3 path components
+            # instead of the whole root path, twice per patient.
+            up, _, leaf = folder.rpartition("/")
+            if up != parent:
+                if parent_fd >= 0:
+                    os.close(parent_fd)
+                parent = up
+                try:
+                    parent_fd = os.open(root + sep + up.replace("/", sep), os.O_RDONLY)
+                except OSError:
+                    parent_fd = -1
+            pm = _stat_at(leaf, parent_fd)
+            am = _stat_at(leaf + sep + adt, parent_fd) or 0
+            prev = old_p.get(pid)
+            same_folder = prev is not None and prev[0] == folder
+            if same_folder and prev[1] == pm and pm is not None and prev[1] != -1:
+                newest = prev[3]
+            else:
+                dates = [d for d in _dirs(root + sep + folder.replace("/", sep))
+                         if d != "-" and is_valid_date_folder(d)]
+                newest = dates[-1] if dates else ""
+            patients[pid] = [folder, keep(pm), keep(am), newest]
+            if not (same_folder and prev[1] == pm and prev[2] == am and prev[1] != -1
+                    and prev[2] != -1):
+                changed.append(pid)
+            newest_of[pid] = newest
+            if folder != f"{pid[0:3]}/{pid[3:6]}/{pid}" and \
+                    _rank(pid, folder) == len(Storage.candidate_dirs(pid)):
+                misplaced[pid] = f"patient folder {folder} is not where the id {pid} belongs"
+            if progress is not None and n % 1024 == 0:
+                progress(n)
+    finally:
+        if parent_fd >= 0:
+            os.close(parent_fd)
     out.folders = found
     out.removed = [pid for pid in old_p if pid not in found]
     return out
