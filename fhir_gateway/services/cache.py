@@ -121,6 +121,10 @@ class Compartment:
     checked: float = 0.0
     orders: dict = field(default_factory=dict)
 
+    def __bool__(self) -> bool:
+        """False when the patient has no folder on the root it was read from."""
+        return self.signature[0] is not None
+
 
 class CompartmentCache:
     """LRU of :class:`Compartment` by (root, patient, types), bounded by entries and by the

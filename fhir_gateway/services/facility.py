@@ -131,19 +131,20 @@ class FacilityService:
                     raise
                 self.replicas.report_failure(i, gone)
                 continue
-            gone = self._root_gone(storage, i)
+            # an empty answer may come from an emptied (unmounted) root: look closer then
+            gone = self._root_gone(storage, i, deep=not result)
             if gone is None:
                 return result
             log.warning("storage root %d vanished: %s", i, gone)
             self.replicas.report_failure(i, gone)
 
-    def _root_gone(self, storage: Storage, i: int) -> str | None:
+    def _root_gone(self, storage: Storage, i: int, deep: bool = True) -> str | None:
         """Why root ``i`` cannot be trusted any more (missing, not a folder, emptied after it
-        held data), or None.  One stat, plus one directory entry once the root held data."""
+        held data), or None.  One stat; ``deep`` adds one directory entry (emptied mount)."""
         root = str(storage.root)
         if not os.path.isdir(root):
             return f"{root} is missing or not a directory"
-        if self.replicas.states[i].seen_data:
+        if deep and self.replicas.states[i].seen_data:
             try:
                 with os.scandir(root) as it:
                     if next((e for e in it if not e.name.startswith(".")), None) is None:
