@@ -15,8 +15,9 @@ Concurrency
 
 Layout of one document
     ``pid`` (ID, unique), ``name`` (KEYWORD: name grams, see :mod:`.keys`), ``birth`` (NUMERIC
-    YYYYMMDD), ``gender`` (ID) and ``row`` (a column holding the summary and the match keys as
-    JSON, read for verification, sorting and the result list — no stored fields).
+    YYYYMMDD), ``gender`` (ID), ``keys`` (a column: the normalised name keys and the id, used to
+    verify candidates and to sort; loaded once per index generation into a list) and ``row``
+    (a column: the summary as JSON, read only for the hits returned).  No stored fields.
 """
 
 from __future__ import annotations
