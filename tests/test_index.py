@@ -443,3 +443,30 @@ def test_public_samples(tmp_path: Path):
     s = ix.get("9999013")
     assert s.name == "患者 太郎" and s.birthdate == "1948-04-05" and s.gender == "male"
     ix.close()
+
+
+def test_short_id_and_misplaced_folders(tmp_path: Path):
+    root = tmp_path / "ss"
+    person = ("森", "短", "モリ", "ミジカ", "19900101", "M")
+    d = root / "123" / "123" / "-" / "ADT-00"  # ids of 3 characters may sit directly below level 1
+    d.mkdir(parents=True)
+    name = FileName("123", "-", "ADT-00", "999999999999999", "20230101090000000", "-", "1")
+    (d / name.name).write_bytes(encode_iso2022jp(adt00_text("123", person, name.timestamp)))
+    wrong = root / "999" / "999" / "0000000077" / "-" / "ADT-00"
+    wrong.mkdir(parents=True)
+    name = FileName("0000000077", "-", "ADT-00", "999999999999999", "20230101090000000", "-", "1")
+    (wrong / name.name).write_bytes(encode_iso2022jp(adt00_text("0000000077", person, name.timestamp)))
+    ix = PatientIndex(tmp_path / "d", FAC, [root])
+    ix.build()
+    assert ix.get("123").kana == "モリ ミジカ"
+    assert "not where the id 0000000077 belongs" in ix.get("0000000077").problem
+    ix.close()
+
+
+@pytest.mark.parametrize("criteria", [
+    {"birthdate": ("1990",)}, {"birthdate": ("x", None)}, {"birthdate": "2020-02-30"},
+    {"identifier": "|"}, {"identifier": ","}, {"gender": ","}, {"name": ",,"},
+    {"kana": "\x00"}, {"text": " "}, {"birthdate": "sa2030", "kana": "ヤマダ"},
+])
+def test_odd_criteria_never_raise(ro_index: PatientIndex, criteria):
+    assert isinstance(ro_index.search(**criteria), list)
