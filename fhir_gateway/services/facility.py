@@ -224,7 +224,7 @@ class FacilityService:
             when: list = []
             problems: list[Problem] = []
             files: list[tuple[str, int, int]] = []
-            nfiles = 0
+            nfiles = cost = 0
             if sig is not None and dtypes != []:
                 records, rejects = patient_records(storage, self.dirs, patient_id, dtypes)
                 problems.extend(self._reject_problem(f) for f in rejects)
@@ -236,6 +236,7 @@ class FacilityService:
                     if cur is None:
                         continue
                     m = self._map_file(storage, *cur, files=files)
+                    cost += m.cost
                     problems.extend(m.problems)
                     for r, w in zip(m.resources, m.when):
                         if types is None or r.get("resourceType") in types:
@@ -249,7 +250,9 @@ class FacilityService:
                 nfiles += folders
             comp = Compartment(full, tuple(resources), tuple(when), tuple(problems), nfiles,
                                tuple(files))
-            if sig is not None and not racy and not ext_racy:
+            # only a chart that fits the mapped-file cache is kept: the entry must not pin more
+            # than the cache's byte bound accounts for
+            if sig is not None and not racy and not ext_racy and cost <= self.cache.max_bytes:
                 self.compartments.put(key, comp)
             return comp
 
