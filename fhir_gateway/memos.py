@@ -157,6 +157,13 @@ class MemoJournal:
             prev = hashlib.sha256(text.encode("utf-8")).hexdigest()
         return True, len(lines)
 
+    def resource_reader(self, facility_code: str, rtype: str, rid: str) -> dict | None:
+        """For ``FacilityService.add_resource_reader``: ``DocumentReference/memo-…`` by id."""
+        if rtype != "DocumentReference" or not _ID.match(rid):
+            return None
+        memo = self.get(facility_code, rid)
+        return memo_to_fhir(memo) if memo is not None else None
+
     def patient_source(self, facility_code: str, patient_id: str) -> list[dict]:
         """For ``FacilityService.add_patient_source``: (facility code, patient id) -> FHIR dicts."""
         return [memo_to_fhir(m) for m in self.for_patient(facility_code, patient_id)]
@@ -167,7 +174,8 @@ def memo_to_fhir(memo: Memo) -> dict:
     res: dict = {
         "resourceType": "DocumentReference",
         "id": memo.id,
-        "meta": {"source": f"memos/{memo.facility}.jsonl",
+        "meta": {"versionId": "1", "lastUpdated": memo.at,
+                 "source": f"memos/{memo.facility}.jsonl",
                  "tag": [{"system": "http://fhir-gateway.example.org/CodeSystem/origin",
                           "code": "viewer-memo", "display": "診療メモ (viewer)"}]},
         "identifier": [{"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{memo.id[5:]}"}],

@@ -92,3 +92,30 @@ def test_acknowledged_memos_survive_kill_9(tmp_path):
     stored = {m.id for m in MemoJournal(tmp_path).for_patient("F1", "P1")}
     assert set(acked) <= stored and len(acked) >= 40
     assert MemoJournal(tmp_path).verify("F1")[0]
+
+
+def test_memo_served_by_id_through_the_fhir_api(tmp_path, server_factory):
+    """A memo is readable as DocumentReference/{id} (read, vread, history) and searchable."""
+    import requests
+    from conftest import build_hospital, make_token
+
+    hospital = build_hospital(tmp_path)
+    pid = hospital.patients[0]
+    memo = MemoJournal(hospital.data_dir).append(hospital.facility, pid, "API から読めるメモ",
+                                                 author="tester", person="試験 太郎")
+    srv = server_factory(["--config", str(hospital.config)], token=make_token(hospital.data_dir))
+    base, headers = srv.base, srv.headers
+    r = requests.get(f"{base}/DocumentReference/{memo.id}", headers=headers, timeout=30)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["subject"]["reference"] == f"Patient/{pid}" and doc["meta"]["versionId"] == "1"
+    assert base64.b64decode(doc["content"][0]["attachment"]["data"]).decode() == "API から読めるメモ"
+    assert requests.get(f"{base}/DocumentReference/{memo.id}/_history/1", headers=headers,
+                        timeout=30).status_code == 200
+    assert requests.get(f"{base}/DocumentReference/{memo.id}/_history/2", headers=headers,
+                        timeout=30).status_code == 404
+    assert requests.get(f"{base}/DocumentReference/memo-{'0' * 32}", headers=headers,
+                        timeout=30).status_code == 404
+    found = requests.get(f"{base}/DocumentReference", params={"patient": pid}, headers=headers,
+                         timeout=30).json()
+    assert memo.id in [e["resource"]["id"] for e in found.get("entry", [])]

@@ -37,6 +37,9 @@ from .sources import data_types_for
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 PatientSource = Callable[[str, str], list[dict]]
+# Plug-in resources that do not live in the storage (e.g. viewer memos):
+# ``fn(facility_code, resource_type, id) -> dict | None``.
+ResourceReader = Callable[[str, str, str], "dict | None"]
 
 
 class ServiceError(Exception):
@@ -84,6 +87,7 @@ class FacilityService:
         self.dirs = DirCache()
         self.compartments = CompartmentCache()
         self._sources: list[PatientSource] = []
+        self._readers: list[ResourceReader] = []
         self._index = None
         self._index_factory = index_factory
         from .claims import ClaimSource
@@ -95,6 +99,20 @@ class FacilityService:
     def add_patient_source(self, fn: PatientSource) -> None:
         """Extra resources of a patient (e.g. the viewer's memos): ``fn(facility_code, pid)``."""
         self._sources.append(fn)
+
+    def add_resource_reader(self, fn: ResourceReader) -> None:
+        """Resolve ids that are not storage ids (e.g. ``DocumentReference/memo-…``)."""
+        self._readers.append(fn)
+
+    def _plugin_read(self, rtype: str, rid: str) -> dict | None:
+        """Ask the plug-in readers, but only for ids the storage cannot own."""
+        if rtype in ("Patient", "Claim") or parse_id(rid) is not None or is_extended_id(rid):
+            return None
+        for fn in self._readers:
+            found = fn(self.facility.code, rtype, rid)
+            if found is not None:
+                return found
+        return None
 
     @property
     def index(self):
@@ -338,6 +356,9 @@ class FacilityService:
     def read(self, rtype: str, rid: str) -> dict:
         if rtype == "Claim":
             return self.claims.read(rid)
+        plugged = self._plugin_read(rtype, rid)
+        if plugged is not None:
+            return plugged
         if is_extended_id(rid):
             return self.extended.read(rtype, rid)
         storage, rec = self._record(rtype, rid)
@@ -363,6 +384,11 @@ class FacilityService:
             return r
         if is_extended_id(rid):
             return self.extended.vread(rtype, rid, vid)
+        plugged = self._plugin_read(rtype, rid)
+        if plugged is not None:
+            if plugged.get("meta", {}).get("versionId", "1") != vid:
+                raise NotFound(f"{rtype}/{rid} has no version {vid}")
+            return plugged
         storage, rec = self._record(rtype, rid)
         if not vid.isdigit() or not 1 <= int(vid) <= len(rec.versions):
             raise NotFound(f"{rtype}/{rid} has no version {vid}")
@@ -380,6 +406,9 @@ class FacilityService:
             return [self.claims.read(rid)]
         if is_extended_id(rid):
             return self.extended.history(rtype, rid)
+        plugged = self._plugin_read(rtype, rid)
+        if plugged is not None:
+            return [plugged]
         storage, rec = self._record(rtype, rid)
         out = []
         for i, f in enumerate(rec.versions):

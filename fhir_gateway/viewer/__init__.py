@@ -39,6 +39,7 @@ def init_viewer(app: Flask, config, gateway=None, *, idle_seconds: float | None 
         svc = gateway.facility(code)
         if svc is not None and hasattr(svc, "add_patient_source"):
             svc.add_patient_source(memos.patient_source)
+            svc.add_resource_reader(memos.resource_reader)
     env = os.environ
     idle = (idle_seconds or app.config.get("VIEWER_IDLE_SECONDS")
             or float(env.get("FHIR_GATEWAY_VIEWER_IDLE_SECONDS", IDLE_SECONDS)))
