@@ -231,22 +231,48 @@ def quantity(value: str, unit_field: Field | None = None, unit_text: str = "") -
     parsed = _number(value) if type(value) is str else _parse_number(value)
     if parsed is None:
         return None
-    comparator, number = parsed
-    q: dict = {"value": number}
-    if comparator:
-        q["comparator"] = comparator
     code = ""
     if unit_field is not None and unit_field:
         code = unit_field.component(1)
         unit_text = unit_field.component(2) or code
+    return _with_unit(parsed, unit_items(code, unit_text))
+
+
+def unit_items(code: str, unit_text: str = "") -> tuple[tuple[str, str], ...]:
+    """The unit half of a Quantity (``unit``, UCUM ``system``/``code``) as items to add.
+
+    A mapper that reads the same unit field for many values (OBX-6 of one test item) computes
+    this once and builds each Quantity with :func:`quantity_with`.
+    """
     unit_text = unit_text or code
-    if unit_text:
-        q["unit"] = unit_text
-    u = _ucum_of(code, unit_text, len(UCUM_UNITS)) if (code or unit_text) else None
-    if u:
-        q["system"] = term.UCUM
-        q["code"] = u
+    return _unit_items(code, unit_text, len(UCUM_UNITS)) if (code or unit_text) else ()
+
+
+def quantity_with(value: str, units: tuple[tuple[str, str], ...]) -> dict | None:
+    """:func:`quantity` with the unit half from :func:`unit_items` already known."""
+    parsed = _number(value) if type(value) is str else _parse_number(value)
+    return None if parsed is None else _with_unit(parsed, units)
+
+
+def _with_unit(parsed: tuple[str | None, Decimal], units: tuple[tuple[str, str], ...]) -> dict:
+    comparator, number = parsed
+    q: dict = {"value": number}
+    if comparator:
+        q["comparator"] = comparator
+    if units:
+        q.update(units)
     return q
+
+
+@lru_cache(maxsize=4096)
+def _unit_items(code: str, unit_text: str, _table_size: int) -> tuple[tuple[str, str], ...]:
+    """Unit text, and UCUM when ucum(code) or ucum(unit_text) knows it; the table size in
+    the key drops stale entries (mappers may add units)."""
+    items: tuple[tuple[str, str], ...] = (("unit", unit_text),) if unit_text else ()
+    u = ucum(code) or ucum(unit_text)
+    if u:
+        items += (("system", term.UCUM), ("code", u))
+    return items
 
 
 def _parse_number(value: str | None) -> tuple[str | None, Decimal] | None:
@@ -263,12 +289,6 @@ def _parse_number(value: str | None) -> tuple[str | None, Decimal] | None:
 
 # Cached by the text (Decimal is immutable, and equal texts give equal written precision).
 _number = lru_cache(maxsize=16384)(_parse_number)
-
-
-@lru_cache(maxsize=4096)
-def _ucum_of(code: str, unit_text: str, _table_size: int) -> str | None:
-    """ucum(code) or ucum(unit_text); the table size in the key drops stale entries."""
-    return ucum(code) or ucum(unit_text)
 
 
 def datetime_(field_or_text: Field | str) -> str | None:

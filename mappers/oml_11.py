@@ -16,8 +16,9 @@ import unicodedata
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
+from typing import NamedTuple
 
-from storage.hl7 import Field, Message, Segment
+from storage.hl7 import STANDARD_DELIMITERS, Delimiters, Field, Message, Segment
 from storage.names import DATA_TYPES
 from storage.timestamps import parse_ts
 
@@ -286,8 +287,19 @@ def value_of(obx: Segment, fac: str) -> dict:
     Quantity, CodeableConcept or string, and an ST result stays a string unless it is written
     as an inequality (``> 100``), which the NHO rule uses for out-of-range values.
     """
-    vt = obx.get(2).upper()
-    f5 = obx[5]
+    return _value(obx.get(2).upper(), obx[5], fac, _units(obx[6]))
+
+
+def _units(f6: Field) -> tuple[tuple[str, str], ...]:
+    """Quantity unit items of OBX-6 (written unit, UCUM when known)."""
+    if not f6:
+        return ()
+    code = f6.component(1)
+    return dt.unit_items(code, f6.component(2) or code)
+
+
+def _value(vt: str, f5: Field, fac: str, units: tuple[tuple[str, str], ...]) -> dict:
+    """:func:`value_of` with OBX-2 (upper-cased) and the OBX-6 unit items already read."""
     if not f5:
         return {}
     reps = f5.repetitions
@@ -296,22 +308,31 @@ def value_of(obx: Segment, fac: str) -> dict:
         cc = dt.codeable(f5, fac)
         return {"valueCodeableConcept": cc} if cc else {"valueString": text}
     if vt == "NM":
-        q = dt.quantity(f5.text, obx[6])
+        q = dt.quantity_with(f5.text, units)
         return {"valueQuantity": q} if q else {"valueString": text}
     if vt == "SN":
         comp, num, sep = f5.component(1), f5.component(2), f5.component(3)
-        q = dt.quantity(f"{comp}{num}", obx[6]) if not sep else None
+        q = dt.quantity_with(f"{comp}{num}", units) if not sep else None
         return {"valueQuantity": q} if q else {"valueString": text.replace("^", "")}
     if vt == "ST" and text.lstrip().startswith(_COMPARATOR_START):
-        q = dt.quantity(unicodedata.normalize("NFKC", text).strip() if "＞" in text or "＜" in text
-                        else text, obx[6])
+        q = dt.quantity_with(unicodedata.normalize("NFKC", text).strip()
+                             if "＞" in text or "＜" in text else text, units)
         if q:
             return {"valueQuantity": q}
     return {"valueString": text} if text else {}
 
 
 def interpretation(obx: Segment, value: dict, rr: dict | None) -> list[dict]:
-    f8 = obx[8]
+    if rr is None:
+        low = high = None
+    else:
+        low, high = rr.get("low", {}).get("value"), rr.get("high", {}).get("value")
+    return _interpretation(obx[8], value, rr is not None, low, high)
+
+
+def _interpretation(f8: Field, value: dict, has_range: bool, low: Decimal | None,
+                    high: Decimal | None) -> list[dict]:
+    """OBX-8 flags; when there are none, L/H/N from the value against the range bounds."""
     codes = [r.component(1).strip() for r in f8.repetitions if r.component(1).strip()] if f8 else []
     out = []
     for code in codes:
@@ -320,15 +341,14 @@ def interpretation(obx: Segment, value: dict, rr: dict | None) -> list[dict]:
                         "text": code})
         else:
             out.append({"text": code})
-    if out or rr is None:
+    if out or not has_range:
         return out
     q = value.get("valueQuantity")
     if not q or "comparator" in q:
         return out
-    v = q["value"]
-    low, high = rr.get("low", {}).get("value"), rr.get("high", {}).get("value")
     if low is None and high is None:
         return out
+    v = q["value"]
     code = "L" if low is not None and v < low else "H" if high is not None and v > high else "N"
     return [{"coding": [{"system": term.INTERPRETATION, "code": code}], "text": "基準範囲から判定"}]
 
@@ -346,6 +366,61 @@ def _code(f: Field, ctx: MapContext, rep: ReportRec) -> str:
     return f.component(1) or f.component(4)
 
 
+class ObxItem(NamedTuple):
+    """What an OBX shares with every other result of the same test item: everything read
+    from OBX-2/3/6/7/11.  Built once per distinct field texts (:func:`_item_std`); the
+    dicts in it are templates, copied into each resource."""
+
+    vt: str  # OBX-2, upper-cased
+    code: dict  # Observation.code template
+    key_code: str  # OBX-3.1 (else .4) for the identifier key
+    units: tuple[tuple[str, str], ...]  # Quantity unit items of OBX-6
+    status: str  # Observation.status from OBX-11
+    range_q: dict | None  # referenceRange template for a Quantity value (with units)
+    range_text: dict | None  # referenceRange template for any other value
+    low: Decimal | None
+    high: Decimal | None
+
+
+def _item(vt: str, f3: str, f6: str, f7: str, f11: str, fac: str, d: Delimiters) -> ObxItem:
+    obx3, obx6 = Field(f3, d), Field(f6, d)
+    units = _units(obx6)
+    text = Field(f7, d).text.strip()
+    range_q = _range(text, units) if text else None
+    range_text = (range_q if not units else _range(text, ())) if text else None
+    return ObxItem(
+        vt=Field(vt, d).component(1).upper(),
+        code=dt.codeable(obx3, fac) or {"text": "(検査項目コードなし)"},
+        key_code=obx3.component(1) or obx3.component(4),
+        units=units,
+        status=term.OBSERVATION_STATUS.get(Field(f11, d).component(1).upper(), "unknown"),
+        range_q=range_q,
+        range_text=range_text,
+        low=range_q["low"]["value"] if range_q and "low" in range_q else None,
+        high=range_q["high"]["value"] if range_q and "high" in range_q else None,
+    )
+
+
+@lru_cache(maxsize=8192)
+def _item_std(vt: str, f3: str, f6: str, f7: str, f11: str, fac: str, _units_size: int) -> ObxItem:
+    """Never hand its dicts out: :func:`observation` copies them.  The unit table size in
+    the key drops stale entries (mappers may add units)."""
+    return _item(vt, f3, f6, f7, f11, fac, STANDARD_DELIMITERS)
+
+
+def _copy_range(rr: dict) -> dict:
+    out = rr.copy()
+    if "low" in out:
+        out["low"] = out["low"].copy()
+    if "high" in out:
+        out["high"] = out["high"].copy()
+    return out
+
+
+_LAB_PROFILE = term.PROFILE["ObservationLabResult"]
+_OBX_WIDTH = 15  # OBX-1 .. OBX-14 read below
+
+
 def observation(msg: Message, ctx: MapContext, rep: ReportRec, m: int, obx: Segment,
                 notes: list[str], spec_ref: dict | None, issued: str | None,
                 when: str | None, meta: dict, shared: dict) -> dict:
@@ -360,44 +435,53 @@ def observation(msg: Message, ctx: MapContext, rep: ReportRec, m: int, obx: Segm
         shared["basedOn"] = based_on(ctx, rep.orc, rep.obr)
         shared["id"] = unhashed_id(ctx.name, f"r{rep.index}")
         shared["subject"] = dt.patient_ref(ctx.patient_id)
-    f3 = obx[3]
-    sub_id = obx.get(4)
-    key = f"{shared['prefix']}_{f3.component(1) or f3.component(4)}" + (f"_{sub_id}" if sub_id else "")
-    status = term.OBSERVATION_STATUS.get(obx.get(11).upper(), "unknown")
+    fs = obx.fields
+    if len(fs) < _OBX_WIDTH:
+        fs = fs + [""] * (_OBX_WIDTH - len(fs))
+    if msg.delimiters is STANDARD_DELIMITERS:
+        item = _item_std(fs[2], fs[3], fs[6], fs[7], fs[11], fac, len(dt.UCUM_UNITS))
+    else:
+        item = _item(fs[2], fs[3], fs[6], fs[7], fs[11], fac, msg.delimiters)
+    sub_id = obx.get(4) if fs[4] else ""
+    key = f"{shared['prefix']}_{item.key_code}" + (f"_{sub_id}" if sub_id else "")
+    status = item.status
     rid = f"{shared['id']}.{m}"
+    r_meta = meta.copy()
+    r_meta["profile"] = [_LAB_PROFILE]
     r: dict = {
         "resourceType": "Observation",
         "id": rid if len(rid) <= 64 else resource_id(ctx.name, f"r{rep.index}", m),
-        "meta": {**meta, "profile": [term.PROFILE["ObservationLabResult"]]},
+        "meta": r_meta,
         "identifier": [{"system": term.RESOURCE_INSTANCE, "value": key}],
     }
     if shared["basedOn"]:
-        r["basedOn"] = [dict(b) for b in shared["basedOn"]]
+        r["basedOn"] = [{"type": b["type"], "identifier": b["identifier"].copy()}
+                        for b in shared["basedOn"]]
     r["status"] = status
     r["category"] = lab_categories()
-    r["code"] = dt.codeable(f3, fac) or {"text": "(検査項目コードなし)"}
+    r["code"] = dt.copy_concept(item.code)
     r["subject"] = shared["subject"].copy()
     eff = when or dt.datetime_(obx[14]) or dt.datetime_(msg["MSH"][7])
     if eff:
         r["effectiveDateTime"] = eff
     if issued:
         r["issued"] = issued
-    value = value_of(obx, fac)
+    value = _value(item.vt, obx[5], fac, item.units) if fs[5] else {}
     if value:
         r.update(value)
     else:
         reason = "not-performed" if status in ("cancelled", "entered-in-error") else "unknown"
         r["dataAbsentReason"] = {"coding": [{"system": term.DATA_ABSENT_REASON, "code": reason}]}
-    rr = reference_range(obx[7].text, value.get("valueQuantity"))
-    interp = interpretation(obx, value, rr)
+    rr = item.range_q if "valueQuantity" in value else item.range_text
+    interp = _interpretation(obx[8], value, rr is not None, item.low, item.high)
     if interp:
         r["interpretation"] = interp
     if notes:
         r["note"] = [{"text": t} for t in notes]
     if spec_ref:
-        r["specimen"] = spec_ref
+        r["specimen"] = spec_ref.copy()
     if rr:
-        r["referenceRange"] = [rr]
+        r["referenceRange"] = [_copy_range(rr)]
     return r
 
 
@@ -459,7 +543,7 @@ def map_oml_11(msg: Message, ctx: MapContext) -> list[dict]:
         if issued:
             dr["issued"] = issued
         if spec_ref:
-            dr["specimen"] = [spec_ref]
+            dr["specimen"] = [spec_ref.copy()]
         if observations:
             dr["result"] = [{"reference": f"Observation/{o['id']}"} for o in observations]
         conclusion = "\n".join(lab.header_notes + rep.notes)

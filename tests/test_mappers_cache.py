@@ -101,3 +101,41 @@ def test_every_synthetic_data_type_maps_the_same_after_mutating_a_result() -> No
                 continue
             _twice(lambda: map_message(parse(text), ctx))
         assert {"OMP-01", "OML-11"} <= seen
+
+
+def _containers(x: object, seen: dict[int, str], path: str) -> list[str]:
+    """Paths of dicts/lists reachable twice from ``x`` (one object shared by two places)."""
+    shared = []
+    if isinstance(x, (dict, list)):
+        if id(x) in seen:
+            return [f"{path} is {seen[id(x)]}"]
+        seen[id(x)] = path
+        items = x.items() if isinstance(x, dict) else enumerate(x)
+        for k, v in items:
+            shared += _containers(v, seen, f"{path}.{k}")
+    return shared
+
+
+# Several results of the same test item (same OBX-3/6/7/11) in one report, and in two reports:
+# the per-item templates behind OML-11 must be copied into every Observation.
+_LAB_REPEATS = _LAB.rstrip("\n") + """
+OBX|4|NM|3A010000002327101^総蛋白^JC10||5.0|g/dl^g/dl^99XYZ|6.70-8.3||||F
+OBX|5|CWE|5E071000002399811^HBs抗原^JC10||-^陰性^99XYZ||-||||F
+OBR|2|000000000000001||E002^生化学2^99O03|||20111219||||||||||||||20111220103059
+OBX|1|NM|3A010000002327101^総蛋白^JC10||7.2|g/dl^g/dl^99XYZ|6.70-8.3||||F
+OBX|2|NM|3A010000002327101^総蛋白^JC10||6.0|g/dl^g/dl^99XYZ|6.70-8.3||||C
+OBX|3|ST|3A015000002327101^アルブミン^JC10||> 100|mg/dl|<=5||||F
+"""
+
+
+def test_lab_observations_share_no_dict_or_list() -> None:
+    name = "1000001_20111220_OML-11_000000000000001_20111220103059000_01_1"
+    out = map_text(_LAB_REPEATS, name)
+    observations = [r for r in out if r["resourceType"] == "Observation"]
+    assert len(observations) == 8
+    assert _containers(out, {}, "result") == []
+    # vandalising one Observation leaves its siblings of the same test item alone
+    before = [dumps(o) for o in observations]
+    vandalise(observations[0])
+    assert [dumps(o) for o in observations[1:]] == before[1:]
+    _twice(lambda: map_text(_LAB_REPEATS, name))
