@@ -2,10 +2,11 @@
 
 Names are compared on :func:`storage.text.search_key` (width, hiragana/katakana, dashes and
 spaces folded).  Whoosh has no cheap substring query, so each name key is indexed as all of its
-2- and 3-character grams plus one ``^X`` marker per name part (family, given) for 1-character
-prefix queries.  A query of 2-3 characters is then a single term; a longer one is the AND of
-trigrams covering it, and every candidate is checked against the real keys (see
-:func:`contains`), so the result is exact substring matching.
+2- and 3-character grams plus one marker per name part (family, given) for 1-character prefix
+queries; the kanji name's terms carry a tag so a kana query never meets them.  A query of 1-3
+characters is then exactly one term; a longer one is the AND of trigrams covering it, and those
+candidates are checked against the real keys (see :func:`contains`), so the result is exact
+substring matching.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from datetime import date
 from storage.text import search_key
 
 GRAM_MAX = 3  # longest gram indexed; longer queries are ANDed trigrams plus verification
-PREFIX = "^"  # marker prefix of the first character of a name part
+# Control characters never occur in a readable message (the reader rejects them), so these
+# prefixes cannot collide with a name's own grams.
+PREFIX = "\x01"  # marker: the first character of a name part
+KANJI = "\x02"  # tag of the kanji name's terms (kana terms are untagged)
 
-__all__ = ["search_key", "grams", "query_grams", "prefix_marker", "birth_number", "birth_range",
+__all__ = ["search_key", "grams", "query_grams", "name_terms", "query_terms", "birth_number", "birth_range",
            "BadCriterion"]
 
 
@@ -36,8 +40,18 @@ def grams(key: str) -> set[str]:
     return out
 
 
-def prefix_marker(key: str) -> str | None:
-    return PREFIX + key[0] if key else None
+def name_terms(full: str, parts: tuple[str, ...] | list[str]) -> set[str]:
+    """Index terms of one name (kanji or kana): grams of the full key, a marker per part."""
+    terms = grams(full)
+    for p in (full, *parts):
+        if p:
+            terms.add(PREFIX + p[0])
+    return terms
+
+
+def query_terms(key: str) -> list[str]:
+    """Terms to AND for a query key: the marker for one character, else :func:`query_grams`."""
+    return [PREFIX + key] if len(key) == 1 else query_grams(key)
 
 
 def query_grams(key: str) -> list[str]:

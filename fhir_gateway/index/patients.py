@@ -48,7 +48,7 @@ from .walk import Scan, scan
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 POOL_THRESHOLD = 2000  # extract with worker processes when at least this many patients changed
 GENDERS = ("male", "female", "other", "unknown")
 
@@ -98,11 +98,7 @@ def document(pid: str, ex: Extracted) -> dict:
     s, n = ex.summary, ex.names
     kanji, kana = K.search_key(n.kanji), K.search_key(n.kana)
     parts = [K.search_key(x) for x in (n.family, n.given, n.kana_family, n.kana_given)]
-    terms = K.grams(kanji) | K.grams(kana)
-    for p in (kanji, kana, *parts):
-        m = K.prefix_marker(p)
-        if m:
-            terms.add(m)
+    terms = K.name_terms(kana, parts[2:]) | {K.KANJI + t for t in K.name_terms(kanji, parts[:2])}
     row = [pid, s.name, s.kana, s.birthdate, s.gender, s.last_care_date, s.updated, s.problem]
     key = SEP.join([kana or kanji or "\uffff", kana, kanji, *parts, pid])
     doc = {"pid": pid, "keys": key.encode("utf-8"), "row": orjson.dumps(row)}
@@ -428,7 +424,9 @@ class PatientIndex:
         checks: list[Callable[[list], bool]] = []
 
         def names(value: str, keys: tuple[int, ...], prefixes: tuple[int, ...],
-                  with_id: bool = False) -> bool:
+                  kana_only: bool = False, verify: bool = False, with_id: bool = False) -> bool:
+            """One name criterion: its query, and a check of the candidates when the terms
+            alone are not exact (a part of the name, or a query longer than a gram)."""
             alts: list[Query] = []
             qs: list[str] = []
             for v in _values(value):
@@ -436,30 +434,29 @@ class PatientIndex:
                 if not k:
                     continue
                 qs.append(k)
-                if len(k) == 1:
-                    alts.append(Term("name", K.PREFIX + k))
-                else:
-                    g = K.query_grams(k)
-                    alts.append(Term("name", g[0]) if len(g) == 1 else And([Term("name", t) for t in g]))
+                terms = K.query_terms(k)
+                kana_q = _and([Term("name", t) for t in terms])
+                alts.append(kana_q if kana_only else
+                            Or([kana_q, _and([Term("name", K.KANJI + t) for t in terms])]))
             ids = [v.strip() for v in _values(value)] if with_id else []
             alts += [Term("pid", i) for i in ids]
             if not alts:
                 return False
             parts.append(alts[0] if len(alts) == 1 else Or(alts))
-
-            def check(parts: list[str], qs=qs, ids=ids) -> bool:
-                ks = [parts[i] for i in keys]
-                ps = [parts[i] for i in prefixes]
-                return parts[K_PID] in ids or any(K.contains(q, ks, ps) for q in qs)
-            checks.append(check)
+            if verify or any(len(q) > K.GRAM_MAX for q in qs):
+                def check(parts: list[str], qs=qs, ids=ids) -> bool:
+                    ks = [parts[i] for i in keys]
+                    ps = [parts[i] for i in prefixes]
+                    return parts[K_PID] in ids or any(K.contains(q, ks, ps) for q in qs)
+                checks.append(check)
             return True
 
         all_parts = (K_FAM, K_GIV, K_KFAM, K_KGIV, K_KANJI, K_KANA)
         for value, ok in (
             (name, lambda v: names(v, (K_KANJI, K_KANA), all_parts)),
-            (family, lambda v: names(v, (K_FAM, K_KFAM), (K_FAM, K_KFAM))),
-            (given, lambda v: names(v, (K_GIV, K_KGIV), (K_GIV, K_KGIV))),
-            (kana, lambda v: names(v, (K_KANA,), (K_KFAM, K_KGIV, K_KANA))),
+            (family, lambda v: names(v, (K_FAM, K_KFAM), (K_FAM, K_KFAM), verify=True)),
+            (given, lambda v: names(v, (K_GIV, K_KGIV), (K_GIV, K_KGIV), verify=True)),
+            (kana, lambda v: names(v, (K_KANA,), (K_KFAM, K_KGIV, K_KANA), kana_only=True)),
             (text, lambda v: names(v, (K_KANJI, K_KANA), all_parts, with_id=True)),
         ):
             if value is not None and str(value).strip() and not ok(str(value)):
@@ -494,6 +491,10 @@ class PatientIndex:
         if s is not None:
             s.close()
             self._local.searcher = None
+
+
+def _and(qs: list[Query]) -> Query:
+    return qs[0] if len(qs) == 1 else And(qs)
 
 
 def _values(value: str) -> list[str]:
