@@ -204,6 +204,8 @@ def test_name_matches_kanji_or_kana_family_and_given(ro_index: PatientIndex):
     ("lt1950", ["0000000003"]),
     ("1955", ["0000000008"]),  # a year-only birth date matches its year
     ("1955-03", []),
+    ("1965-04-15T10:00:00+09:00", ["0000000001"]),
+    ("ne1965-04-15", sorted(PEOPLE)),  # ne cannot narrow: every patient with a birth date
     ("1999-13", []),  # malformed: nothing, no exception
     ("yesterday", []),
 ])

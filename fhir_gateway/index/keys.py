@@ -81,7 +81,7 @@ def contains(query: str, keys: tuple[str, ...] | list[str], parts: tuple[str, ..
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 _COMPACT = re.compile(r"^(\d{4})(\d{2})?(\d{2})?$")
-_FHIR_PREFIX = re.compile(r"^(eq|ge|gt|le|lt|sa|eb)(?=\d)")
+_FHIR_PREFIX = re.compile(r"^(eq|ne|ge|gt|le|lt|sa|eb|ap)(?=\d)")
 
 
 def _parts(text: str) -> tuple[int, int, int]:
@@ -121,8 +121,9 @@ def _bounds(text: str) -> tuple[int, int]:
 
 def birth_range(value: str | tuple[str | None, str | None]) -> tuple[int, int]:
     """Inclusive number range for ``YYYY``, ``YYYY-MM``, ``YYYY-MM-DD`` or a ``(start, end)``
-    pair (either end may be None).  FHIR prefixes ``eq ge gt le lt`` are understood too, so the
-    REST layer can pass a parameter through.  Raises :class:`BadCriterion`."""
+    pair (either end may be None).  FHIR prefixes ``eq ge gt le lt sa eb`` are understood too, so
+    the REST layer can pass a parameter through; ``ne`` and ``ap`` give the whole range (the
+    caller filters).  Raises :class:`BadCriterion`."""
     lo_all, hi_all = 0, 99999999
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
@@ -134,7 +135,12 @@ def birth_range(value: str | tuple[str | None, str | None]) -> tuple[int, int]:
     text = str(value).strip()
     m = _FHIR_PREFIX.match(text)
     op = m.group(1) if m else "eq"
-    lo, hi = _bounds(text[m.end():] if m else text)
+    text = text[m.end():] if m else text
+    if len(text) > 10 and text[10] == "T":
+        text = text[:10]  # a dateTime: birth dates are days
+    lo, hi = _bounds(text)
+    if op in ("ne", "ap"):
+        return lo_all, hi_all  # cannot narrow (ne) or fuzzy (ap): every date, callers filter
     if op == "eq":
         return lo, hi
     if op == "ge":
