@@ -300,9 +300,30 @@ def date_(field_or_text: Field | str) -> str | None:
 
 
 def practitioner(field: Field, facility: str = "") -> dict | None:
-    """XCN (ordering/attending doctor) -> a Reference with identifier and display (no resource)."""
+    """XCN (ordering/attending doctor) -> a Reference with identifier and display (no resource).
+
+    The same doctors sign every order: built once per (field text, facility), copied per caller.
+    """
     if not field:
         return None
+    if field._d is not STANDARD_DELIMITERS:
+        return _practitioner(field, facility)
+    ref = _practitioner_cached(field.raw, facility)
+    if ref is None:
+        return None
+    out = ref.copy()
+    if "identifier" in out:
+        out["identifier"] = out["identifier"].copy()
+    return out
+
+
+@lru_cache(maxsize=4096)
+def _practitioner_cached(raw: str, facility: str) -> dict | None:
+    """Never hand this dict out: :func:`practitioner` copies it."""
+    return _practitioner(Field(raw, STANDARD_DELIMITERS), facility)
+
+
+def _practitioner(field: Field, facility: str) -> dict | None:
     staff_id = field.component(1)
     family, given = field.component(2), field.component(3)
     ref: dict = {"type": "Practitioner"}

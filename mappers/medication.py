@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
-from storage.hl7 import Field, Message, Segment
+from storage.hl7 import STANDARD_DELIMITERS, Field, Message, Segment
 from storage.names import DATA_TYPES
 
 from . import datatypes as dt
@@ -184,6 +185,19 @@ _DURATION_TEXT = {"d": "日", "wk": "週", "mo": "月", "h": "時間", "min": "�
 
 def duration(f: Field) -> dict | None:
     """TQ1-6 / TQ1-13 ``5^d`` or ``3^D&日&ISO+`` -> Duration (UCUM)."""
+    if f._d is not STANDARD_DELIMITERS:
+        return _duration(f)
+    d = _duration_cached(f.raw)
+    return None if d is None else d.copy()
+
+
+@lru_cache(maxsize=4096)
+def _duration_cached(raw: str) -> dict | None:
+    """Never hand this dict out: :func:`duration` copies it (its values are immutable)."""
+    return _duration(Field(raw, STANDARD_DELIMITERS))
+
+
+def _duration(f: Field) -> dict | None:
     number = dt.decimal_value(f.component(1))
     if number is None:
         return None
@@ -239,7 +253,20 @@ def per_day(q: dict) -> dict:
 
 def usage_code(tq1: Segment, facility: str) -> dict | None:
     """TQ1-3 repeat pattern: ``code&用法名&JAMISDP01`` (RPT with a CWE in sub-components)."""
-    subs = tq1[3].subcomponents(1) + ["", "", ""]
+    f3 = tq1[3]
+    if f3._d is not STANDARD_DELIMITERS:
+        return _usage_code(f3, facility)
+    return dt.copy_concept(_usage_code_cached(f3.raw, facility))
+
+
+@lru_cache(maxsize=4096)
+def _usage_code_cached(raw: str, facility: str) -> dict | None:
+    """Never hand this dict out: :func:`usage_code` copies it."""
+    return _usage_code(Field(raw, STANDARD_DELIMITERS), facility)
+
+
+def _usage_code(f3: Field, facility: str) -> dict | None:
+    subs = f3.subcomponents(1) + ["", "", ""]
     code, text, system_name = subs[0], subs[1], subs[2]
     if not code and not text:
         return None
@@ -253,9 +280,22 @@ def usage_code(tq1: Segment, facility: str) -> dict | None:
 
 
 def route_parts(rxr: Segment | None, facility: str) -> dict:
-    out: dict = {}
+    """RXR-1 route, RXR-2 site, RXR-4 method; built once per RXR text, copied per caller."""
     if rxr is None:
-        return out
+        return {}
+    if rxr._d is not STANDARD_DELIMITERS:
+        return _route_parts(rxr, facility)
+    return {k: dt.copy_concept(v) for k, v in _route_parts_cached(rxr.line, facility).items()}
+
+
+@lru_cache(maxsize=4096)
+def _route_parts_cached(line: str, facility: str) -> dict:
+    """Never hand this dict out: :func:`route_parts` copies it."""
+    return _route_parts(Segment(line, STANDARD_DELIMITERS, 0), facility)
+
+
+def _route_parts(rxr: Segment, facility: str) -> dict:
+    out: dict = {}
     for key, n in (("route", 1), ("site", 2), ("method", 4)):
         cc = dt.codeable(rxr[n], facility)
         if cc:
@@ -344,19 +384,41 @@ def data_type_category(msg: Message, data_type: str) -> dict:
 
 def categories(msg: Message, orc: Segment, rxe: Segment | None, facility: str,
                data_type: str = "") -> list[dict]:
-    """In/out-patient (ORC-29 / PV1-2) and MERIT-9 / JHSI 処方区分 (RXE-21 repetitions)."""
-    cats: list[dict] = [data_type_category(msg, data_type)] if data_type else []
-    klass = encounter_class(msg, orc)
+    """In/out-patient (ORC-29 / PV1-2) and MERIT-9 / JHSI 処方区分 (RXE-21 repetitions).
+
+    Every order of a kind repeats these: built once per field texts, copied per caller.
+    """
+    orc29 = orc[29]
+    rxe21 = rxe[21] if rxe is not None else None
+    if orc29._d is not STANDARD_DELIMITERS:
+        return _categories(encounter_class(msg, orc), orc29, rxe21, facility, data_type)
+    cats = _categories_cached(encounter_class(msg, orc), orc29.raw,
+                              rxe21.raw if rxe21 is not None else None, facility, data_type)
+    return [dt.copy_concept(c) for c in cats]
+
+
+@lru_cache(maxsize=4096)
+def _categories_cached(klass: str, orc29: str, rxe21: str | None, facility: str,
+                       data_type: str) -> tuple[dict, ...]:
+    """Never hand these dicts out: :func:`categories` copies them."""
+    return tuple(_categories(klass, Field(orc29, STANDARD_DELIMITERS),
+                             Field(rxe21, STANDARD_DELIMITERS) if rxe21 is not None else None,
+                             facility, data_type))
+
+
+def _categories(klass: str, orc29: Field, rxe21: Field | None, facility: str,
+                data_type: str) -> list[dict]:
+    cats: list[dict] = [data_type_category(None, data_type)] if data_type else []
     if klass in ("I", "O"):
         cats.append({"coding": [{"system": term.MEDICATION_REQUEST_CATEGORY,
                                  "code": "inpatient" if klass == "I" else "outpatient",
                                  "display": "Inpatient" if klass == "I" else "Outpatient"}]})
-    if orc[29]:
-        cc = dt.codeable(orc[29], facility)
+    if orc29:
+        cc = dt.codeable(orc29, facility)
         if cc:
             cats.append(cc)
-    if rxe is not None:
-        for rep in rxe[21].repetitions:
+    if rxe21 is not None:
+        for rep in rxe21.repetitions:
             code, text, system_name = rep.component(1), rep.component(2), rep.component(3)
             if not code and not text:
                 continue
@@ -403,7 +465,25 @@ def injection_type(rxe: Segment | None) -> tuple[str, str]:
 
 
 def medication_concept(f: Field, supplementary: Field | None, facility: str) -> dict | None:
-    """Drug code (RXE-2/RXC-2/RXA-5) plus RXE-31 補足コード (YJ) codings, every triplet kept."""
+    """Drug code (RXE-2/RXC-2/RXA-5) plus RXE-31 補足コード (YJ) codings, every triplet kept.
+
+    Built once per (field texts, facility) and copied per caller.
+    """
+    if f._d is not STANDARD_DELIMITERS:
+        return _medication_concept(f, supplementary, facility)
+    return dt.copy_concept(_medication_concept_cached(
+        f.raw, supplementary.raw if supplementary is not None else None, facility))
+
+
+@lru_cache(maxsize=8192)
+def _medication_concept_cached(raw: str, supplementary: str | None, facility: str) -> dict | None:
+    """Never hand this dict out: :func:`medication_concept` copies it."""
+    return _medication_concept(
+        Field(raw, STANDARD_DELIMITERS),
+        Field(supplementary, STANDARD_DELIMITERS) if supplementary is not None else None, facility)
+
+
+def _medication_concept(f: Field, supplementary: Field | None, facility: str) -> dict | None:
     cc = dt.codeable(f, facility)
     if supplementary is not None and supplementary:
         for rep in supplementary.repetitions:

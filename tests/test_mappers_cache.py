@@ -139,3 +139,14 @@ def test_lab_observations_share_no_dict_or_list() -> None:
     vandalise(observations[0])
     assert [dumps(o) for o in observations[1:]] == before[1:]
     _twice(lambda: map_text(_LAB_REPEATS, name))
+
+
+def test_prescription_requests_share_no_dict_or_list() -> None:
+    """Two identical RXE blocks: the cached categories, drug, dosage and doctor pieces are
+    copied into each MedicationRequest."""
+    out = map_text(_RX, "1000001_20111220_OMP-01_000000000000002_20111220103059000_01_1")
+    assert len(out) == 2
+    assert _containers(out, {}, "result") == []
+    before = dumps(out[1])
+    vandalise(out[0])
+    assert dumps(out[1]) == before
