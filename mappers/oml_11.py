@@ -230,7 +230,13 @@ def based_on(ctx: MapContext, orc: Segment | None, obr: Segment | None) -> list[
 
 
 def instant(f: Field) -> str | None:
-    t = parse_ts(f.component(1))
+    return _instant(f.component(1))
+
+
+@lru_cache(maxsize=4096)
+def _instant(text: str) -> str | None:
+    """Cached: OBR-22 repeats in every report of a message (the string is immutable)."""
+    t = parse_ts(text)
     return t.instant() if t else None
 
 
@@ -330,7 +336,7 @@ def interpretation(obx: Segment, value: dict, rr: dict | None) -> list[dict]:
     return _interpretation(obx[8], value, rr is not None, low, high)
 
 
-def _interpretation(f8: Field, value: dict, has_range: bool, low: Decimal | None,
+def _interpretation(f8: Field | None, value: dict, has_range: bool, low: Decimal | None,
                     high: Decimal | None) -> list[dict]:
     """OBX-8 flags; when there are none, L/H/N from the value against the range bounds."""
     codes = [r.component(1).strip() for r in f8.repetitions if r.component(1).strip()] if f8 else []
@@ -473,7 +479,7 @@ def observation(msg: Message, ctx: MapContext, rep: ReportRec, m: int, obx: Segm
         reason = "not-performed" if status in ("cancelled", "entered-in-error") else "unknown"
         r["dataAbsentReason"] = {"coding": [{"system": term.DATA_ABSENT_REASON, "code": reason}]}
     rr = item.range_q if "valueQuantity" in value else item.range_text
-    interp = _interpretation(obx[8], value, rr is not None, item.low, item.high)
+    interp = _interpretation(obx[8] if fs[8] else None, value, rr is not None, item.low, item.high)
     if interp:
         r["interpretation"] = interp
     if notes:
