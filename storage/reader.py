@@ -7,6 +7,7 @@ not be used; warnings mean it was read but something about it needs fixing at th
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,12 +203,37 @@ def read_file(storage: Storage, stored: StoredFile) -> ReadResult:
         return ReadResult(stored.relpath, stored.name).fail(
             KIND_MISPLACED, f"file is in the wrong folder: {stored.misplaced}")
     try:
-        with open(storage.abspath(stored.relpath), "rb") as fh:
-            data = fh.read()
+        data = _read_all(storage.abspath(stored.relpath))
     except OSError as exc:
         return ReadResult(stored.relpath, stored.name).fail(
             KIND_IO, f"cannot read the file: {exc.strerror or exc}")
     return read_bytes(data, stored.relpath, stored.name)
+
+
+_CHUNK = 1 << 16  # one read() holds any ordinary message; larger files take a few more
+
+
+def _read_all(path: str) -> bytes:
+    """Whole file through os.open/os.read: half the cost of open().read(), which builds a
+    FileIO + BufferedReader pair and stats the file for every ~1 KB message."""
+    fd = os.open(path, _O_FLAGS)
+    try:
+        data = os.read(fd, _CHUNK)
+        # Read until end of file, as open().read() does: network and FUSE mounts may return
+        # short reads before the end, so a read shorter than asked for proves nothing.
+        more = os.read(fd, _CHUNK) if data else b""
+        if not more:
+            return data
+        chunks = [data, more]
+        while more:
+            more = os.read(fd, _CHUNK)
+            chunks.append(more)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+_O_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def read_path(path: Path, relpath: str, name: FileName | None = None) -> ReadResult:
