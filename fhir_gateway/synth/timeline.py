@@ -169,6 +169,8 @@ class Course:
             interval = (20, 28) if self.heavy else (28, 91)
             recorded = min(c.recorded for c in self.conditions if c.disease.key in keys)
             day = max(first, recorded)
+            if recorded < first:  # established patients: the first visit falls anywhere in a cycle
+                day = first + timedelta(days=r.randrange(interval[1]))
             n = 0
             while day <= stop:
                 n += 1
