@@ -25,7 +25,7 @@ from storage.uke import iter_uke_files, read_uke_file
 
 ISSUE_TYPES = {"ADT-00", "ADT-12", "ADT-21", "ADT-22", "ADT-41", "ADT-42", "ADT-51", "ADT-52",
                "ADT-61", "PPR-01", "OMP-01", "OMP-11", "OMP-02", "OMP-12", "OML-01", "OML-11",
-               "OMG-01", "OMG-11", "OMG-02", "OMG-12", "OMD"}
+               "OMG-01", "OMG-11", "OMG-02", "OMG-12", "OMG-03", "OMG-13", "OMD"}
 
 
 def _tree_digest(root: Path) -> dict[str, str]:

@@ -452,6 +452,15 @@ ENDOSCOPY: tuple[tuple[str, str, str, int], ...] = (
     ("22010000000", "大腸内視鏡検査", "160095110", 1550),
 )
 
+# 12-lead ECG (OMG-03/13): OBR-4 code and name, local measurement items (99MFR), receipt fee.
+ECG = ("9A110", "標準１２誘導心電図")
+ECG_ITEMS: tuple[tuple[str, str, str, float, float, float], ...] = (
+    ("01", "心拍数", "bpm", 50, 100, 70), ("02", "ＰＲ間隔", "msec", 120, 200, 160),
+    ("03", "ＱＲＳ幅", "msec", 60, 100, 90), ("04", "ＱＴｃ", "msec", 350, 440, 410),
+    ("05", "電気軸", "deg", -30, 90, 40),
+)
+FEE_ECG = ("160068410", 130)
+
 # --- diet (OMD) -------------------------------------------------------------------------------
 
 DIETS: dict[str, tuple[str, str]] = {

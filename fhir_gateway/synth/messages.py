@@ -273,7 +273,8 @@ class Builder:
               dept: str, doctor: Doctor, nurse: tuple[str, str, str], loc: str) -> str:
         segs = [self.pid(), seg("PV1", {1: "0001", 2: "I", 3: loc, 7: doctor.xcn, 10: dept})]
         for rp_no, (d, dose) in enumerate(drugs, 1):
-            segs.append(self.orc("NW", order_no, at, doctor, dept, True, group=str(rp_no)))
+            segs.append(self.orc("NW", order_no, at, doctor, dept, True, group=str(rp_no),
+                                 location=loc))
             segs.append(self._rxe_drug(d, 1, order_no[-8:], True, dose))
             segs.append(self._tq1_drug(d, 1, given))
             segs.append(self._rxr(d))
@@ -415,6 +416,29 @@ class Builder:
                 seg("ZE1", {1: "1", 2: "RS", 3: cwe(code, name, system), 4: "1"}),
                 seg("IPC", {1: accession, 3: uid, 5: f"{modality}^^DCM"})]
         return self._msg(at, "OMI^Z23^OMI_Z23", *segs)
+
+    # -- OMG-03 生理検査オーダ / OMG-13 生理検査結果 (12-lead ECG) ------------------------------
+    def omg03(self, at: datetime, order_no: str, planned: datetime, dept: str, doctor: Doctor) -> str:
+        segs = [self.pid(), self.pv1_out(dept, doctor),
+                self.orc("NW", order_no, at, doctor, dept, False),
+                seg("TQ1", {1: "1", 7: ts(planned, 12), 9: "R^ルーチン^HL70485"}),
+                seg("OBR", {1: "1", 2: order_no, 4: cwe(*C.ECG, "JC10"), 13: "定期評価",
+                            16: doctor.xcn, 36: ts(planned, 12)})]
+        return self._msg(at, "OMG^O19^OMG_O19", *segs)
+
+    def omg13(self, at: datetime, order_no: str, done: datetime, dept: str, doctor: Doctor,
+              values: list[tuple[str, str, str, str, str, str]], conclusion: str) -> str:
+        segs = [self.pid(), self.pv1_out(dept, doctor),
+                self.orc("SC", order_no, at, doctor, dept, False, filler=f"P{order_no[-10:]}",
+                         status="CM"),
+                seg("OBR", {1: "1", 2: order_no, 3: f"P{order_no[-10:]}", 4: cwe(*C.ECG, "JC10"),
+                            7: ts(done, 12), 16: doctor.xcn, 22: ts(at), 24: "EC", 25: "F"}),
+                seg("NTE", {1: "1", 3: conclusion})]
+        for i, (code, name, value, unit, rng, flag) in enumerate(values, 1):
+            segs.append(seg("OBX", {1: str(i), 2: "NM", 3: cwe(code, name, "99MFR"), 4: "1", 5: value,
+                                    6: f"{unit}^{unit}^ISO+", 7: rng, 8: flag, 11: "F",
+                                    14: ts(done, 12)}))
+        return self._msg(at, "ORU^R01^ORU_R01", *segs)
 
     # -- OMD 食事 -----------------------------------------------------------------------------
     def omd(self, at: datetime, order_no: str, diet: tuple[str, str], start: datetime, dept: str,

@@ -179,6 +179,8 @@ class Course:
                 self.visit(day, dept, active, gap, labs=("dm" in keys or n % 3 == 1 or self.heavy))
                 if (("gerd" in keys or "gastritis" in keys) and n % 14 == 3):
                     self.endoscopy(day + timedelta(days=r.randint(7, 20)), dept)
+                if any(k in keys for k in ("htn", "chf", "af", "angina")) and n % 6 == 1:
+                    self.ecg(day, dept, keys)
                 if any(k in keys for k in ("chf", "copd", "asthma")) and n % 8 == 2:
                     self.imaging(day, dept, C.RADIOLOGY[0], inpatient=False,
                                  purpose="定期評価", finding="著変なし。")
@@ -344,6 +346,32 @@ class Course:
                  self.b.omg_done(done, order, code, name, "JJ1017", done, modality, dept, doc,
                                  inpatient, acc, finding))
         self.bill(day, inpatient, "SI", "70", fee, "", points, 1, self.unit())
+
+    def ecg(self, day: date, dept: str, keys: list[str]) -> None:
+        """OMG-03 order and OMG-13 result: a 12-lead ECG at a cardiology/internal-medicine visit."""
+        if day > self.end or self.in_stay(day):
+            return
+        r = self.rng
+        doc = self.doctor(dept)
+        t = self.at(day, 9, 11)
+        order = self.order_no()
+        self.add("OMG-03", day, order, dept, self.later(t), self.b.omg03(t, order, t, dept, doc))
+        done = t + timedelta(minutes=r.randint(20, 90))
+        af = "af" in keys
+        values = []
+        for code, name, unit, lo, hi, mean in C.ECG_ITEMS:
+            v = r.gauss(mean + (18 if af and code == "01" else 0), (hi - lo) / 8)
+            if af and code == "02":
+                continue  # no P waves, no PR interval
+            value = f"{v:.0f}"
+            flag = "H" if v > hi else "L" if v < lo else ""
+            values.append((code, name, value, unit, f"{lo:g}-{hi:g}", flag))
+        conclusion = "心房細動。心室応答はやや頻拍。" if af else r.choice(
+            ("洞調律。正常範囲内。", "洞調律。左室高電位。", "洞調律。軽度ＳＴ－Ｔ変化。"))
+        at = self.later(done, 600, 3600)
+        self.add("OMG-13", day, order, dept, self.later(at),
+                 self.b.omg13(at, order, done, dept, doc, values, conclusion))
+        self.bill(day, False, "SI", "60", C.FEE_ECG[0], "", C.FEE_ECG[1], 1, self.unit())
 
     def endoscopy(self, day: date, dept: str) -> None:
         day = self.free_day("-endo", day)
