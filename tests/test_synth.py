@@ -311,3 +311,27 @@ def test_fast_uke_lines_equal_the_shared_encoder():
     assert encode_lines(recs) + b"\x1a" == encode_uke(recs)
     with pytest.raises(ValueError):
         encode_lines([build_record("CO", {"text": "a,b"})])
+
+
+# 診療日 source field per data type (reference §1.4, TT SSMIX_CAREDATE.json).
+CARE_DATE = {"ADT-12": "PV1.44", "ADT-21": "PV2.8", "ADT-22": "PV1.44", "ADT-41": "PV2.8",
+             "ADT-42": "EVN.6", "ADT-51": "PV2.9", "ADT-52": "PV1.45", "OMP-01": "ORC.9",
+             "OMP-02": "ORC.9", "OML-01": "ORC.9", "OMD": "ORC.9", "OMG-01": "ORC.9",
+             "OMG-02": "ORC.9", "OMG-03": "ORC.9", "OMP-11": "RXA.3", "OMP-12": "RXA.3",
+             "OML-11": "SPM.17", "OMG-11": "OBR.7", "OMG-12": "OBR.7", "OMG-13": "OBR.7"}
+
+
+def test_date_folders_follow_the_care_date_field(reads, manifest):
+    _st, results = reads
+    seen = Counter()
+    for path, (f, res) in results.items():
+        if path in manifest or not res.ok:
+            continue
+        dtype = f.name.data_type
+        if dtype in CARE_DATE:
+            value = res.message.value(CARE_DATE[dtype])
+            assert value[:8] == f.name.date, (path, CARE_DATE[dtype], value)
+            seen[dtype] += 1
+        else:
+            assert f.name.date == "-" and dtype in ("ADT-00", "ADT-61", "PPR-01")
+    assert set(seen) == set(CARE_DATE)

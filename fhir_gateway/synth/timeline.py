@@ -606,7 +606,7 @@ class Course:
         # planned discharge, discharge
         plan = self.at(discharge_day - timedelta(days=r.randint(1, 3)), 13, 17)
         discharged = self.at(discharge_day, 10, 11)
-        self.add("ADT-51", plan.date(), NO_ORDER, dept, self.later(plan),
+        self.add("ADT-51", discharge_day, NO_ORDER, dept, self.later(plan),
                  b.adt51(plan, discharged, dept, doc, cur_loc, admitted))
         self.add("ADT-52", discharge_day, NO_ORDER, dept, self.later(discharged),
                  b.adt52(discharged, discharged, dept, doc, cur_loc, admitted))
