@@ -12,6 +12,7 @@ drill report can show mojibake as a defect instead of serving it silently.
 from __future__ import annotations
 
 import codecs
+import re
 from typing import NamedTuple
 
 # Framing bytes that writers leave at either end: MLLP start/end block and the DOS EOF of UKE.
@@ -46,6 +47,7 @@ class Decoded(NamedTuple):
     text: str
     codec: str  # iso-2022-jp | iso-2022-jp+cp932 | utf-8 | cp932 | euc-jp | cp932-replace | ascii
     replaced: int = 0  # number of U+FFFD produced by a lossy last-resort decode
+    kana: bool = False  # the 7-bit bytes shift to half-width katakana (ESC ( I) somewhere
 
     @property
     def declared_ok(self) -> bool:
@@ -54,6 +56,8 @@ class Decoded(NamedTuple):
 
 
 _FRAMING_WS = FRAMING + b"\r\n \t"
+# JIS X 0201 shifts: ESC ( J (JIS-Roman) and ESC ( I (half-width katakana); both are rare.
+_JIS_X0201 = re.compile(rb"\x1b\([IJ]")
 
 
 def strip_framing(data: bytes) -> bytes:
@@ -150,19 +154,28 @@ def decode(data: bytes) -> Decoded:
     if data.isascii():
         if ESC not in data:
             return Decoded(data.decode("ascii"), "ascii")
+        # One regex pass rules out both rare shifts (two substring tests cost twice as much).
+        if _JIS_X0201.search(data) is None:
+            text = _try(data, "iso2022_jp")
+            if text is not None:
+                return Decoded(fold(text), "iso-2022-jp")
+            text = _iso2022jp_via_cp932(data)
+            return Decoded(fold(text), "iso-2022-jp+cp932", text.count("\ufffd"))
+        kana = b"\x1b(I" in data
         # Python's codec turns ESC ( J into JIS-Roman (yen sign, overline), but in HL7 those bytes
         # are the escape and repetition delimiters: decode them as ASCII with our own decoder.
+        # (Python's iso2022_jp also rejects ESC ( I, so kana text always takes our decoder.)
         jis_roman = b"\x1b(J" in data
         text = None if jis_roman else _try(data, "iso2022_jp")
         if jis_roman:
             text = _iso2022jp_via_cp932(data)
             if "\ufffd" not in text:
-                return Decoded(fold(text), "iso-2022-jp")
+                return Decoded(fold(text), "iso-2022-jp", 0, kana)
             text = None
         if text is not None:
-            return Decoded(fold(text), "iso-2022-jp")
+            return Decoded(fold(text), "iso-2022-jp", 0, kana)
         text = _iso2022jp_via_cp932(data)
-        return Decoded(fold(text), "iso-2022-jp+cp932", text.count("\ufffd"))
+        return Decoded(fold(text), "iso-2022-jp+cp932", text.count("\ufffd"), kana)
     text = _try(data, "utf-8")
     if text is not None:
         return Decoded(fold(text.lstrip("\ufeff")), "utf-8")

@@ -14,12 +14,14 @@ reading a message costs little more than ``str.split``.  Values returned by ``co
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass
 from typing import Iterator
 
 _SEGMENT_SPLIT = re.compile(r"\r\n|\r|\n")
 _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
+_HEAD = operator.itemgetter(slice(0, 4))
 
 
 class HL7Error(ValueError):
@@ -210,7 +212,9 @@ class Segment:
         self._d = delimiters
         self.id = line[:3]
         self._fields: list[str] | None = None
-        self._objs: list[Field | None] | None = None  # Field objects already handed out
+        # Field objects already handed out; made on the first seg[n], not with the split, so
+        # walking raw fields costs one str.split per segment.
+        self._objs: list[Field | None] | None = None
 
     def __repr__(self) -> str:
         return f"Segment({self.line[:40]!r})"
@@ -218,14 +222,14 @@ class Segment:
     @property
     def fields(self) -> list[str]:
         """Raw field strings, HL7-numbered: ``fields[0]`` is the segment id."""
-        if self._fields is None:
+        parts = self._fields
+        if parts is None:
             parts = self.line.split(self._d.field)
             if self.id == "MSH":
                 # MSH-1 is the separator itself; MSH-2 the encoding characters.
-                parts = [parts[0], self._d.field] + parts[1:]
+                parts.insert(1, self._d.field)
             self._fields = parts
-            self._objs = [None] * len(parts)
-        return self._fields
+        return parts
 
     def __len__(self) -> int:
         """Number of fields present (the highest field number written)."""
@@ -234,12 +238,11 @@ class Segment:
     def __getitem__(self, n: int) -> Field:
         objs = self._objs
         if objs is None:
-            self.fields
-            objs = self._objs
+            objs = self._objs = [None] * len(self.fields)
         if 0 <= n < len(objs):
             f = objs[n]
             if f is None:
-                f = objs[n] = Field(self._fields[n], self._d)
+                f = objs[n] = Field(self._fields[n], self._d)  # type: ignore[index]
             return f
         return Field("", self._d)
 
@@ -266,7 +269,7 @@ class Segment:
 class Message:
     """A parsed HL7 v2 message.  Segment objects are created on first access."""
 
-    __slots__ = ("text", "delimiters", "lines", "_segments", "_by_id", "_type")
+    __slots__ = ("text", "delimiters", "lines", "_segments", "_by_id", "_type", "_heads")
 
     def __init__(self, text: str, delimiters: Delimiters, lines: list[str]) -> None:
         self.text = text
@@ -275,6 +278,7 @@ class Message:
         self._segments: list[Segment | None] = [None] * len(lines)
         self._by_id: dict[str, list[int]] | None = None
         self._type: tuple[str, str, str] | None = None
+        self._heads: set[str] | None = None
 
     def _seg(self, i: int) -> Segment:
         seg = self._segments[i]
@@ -283,14 +287,19 @@ class Message:
         return seg
 
     def __iter__(self) -> Iterator[Segment]:
-        return (self._seg(i) for i in range(len(self.lines)))
+        return iter(self.all_segments)
 
     def __len__(self) -> int:
         return len(self.lines)
 
     @property
     def all_segments(self) -> list[Segment]:
-        return [self._seg(i) for i in range(len(self.lines))]
+        segs = self._segments
+        if None in segs:  # build the missing ones in one comprehension, not one call per segment
+            d = self.delimiters
+            segs[:] = [seg if seg is not None else Segment(line, d, i)
+                       for i, (seg, line) in enumerate(zip(segs, self.lines))]
+        return list(segs)  # a copy: callers may edit the list they get
 
     def _index(self) -> dict[str, list[int]]:
         if self._by_id is None:
@@ -341,14 +350,32 @@ class Message:
             # MSH is always the first segment (parse() guarantees it): split just that line.
             d = self.delimiters
             parts = self.lines[0].split(d.field, 9)
-            msh9 = Field(parts[8] if len(parts) > 8 else "", d)
-            self._type = (msh9.component(1), msh9.component(2), msh9.component(3))
+            raw = parts[8] if len(parts) > 8 else ""
+            if (d.repetition in raw or d.escape in raw or d.subcomponent in raw or '"' in raw):
+                msh9 = Field(raw, d)
+                self._type = (msh9.component(1), msh9.component(2), msh9.component(3))
+            else:  # nothing to unescape or cut: the components are the plain split (no Field)
+                c = raw.split(d.component, 3) + ["", ""]
+                self._type = (c[0], c[1], c[2])
         return self._type
+
+    @property
+    def heads(self) -> set[str]:
+        """The first four characters of every line (``"PID|"``; ``"PID"`` for a bare id)."""
+        heads = self._heads
+        if heads is None:
+            heads = self._heads = set(map(_HEAD, self.lines))  # C-level loop over the lines
+        return heads
 
     def has_segment(self, segment_id: str) -> bool:
         """Whether a segment occurs, without building the segment index."""
         if self._by_id is not None:
             return segment_id in self._by_id
+        if len(segment_id) == 3:
+            # A line starting "PID|" is one after a line break (or the first): the same answer
+            # as the text search below, from the set of line heads the reader builds anyway.
+            heads = self.heads
+            return segment_id + self.delimiters.field in heads or segment_id in heads
         fs = self.delimiters.field
         text = self.text
         return (f"\r{segment_id}{fs}" in text or f"\n{segment_id}{fs}" in text
@@ -395,17 +422,22 @@ def parse(text: str) -> Message:
 def bad_segment_ids(msg: Message) -> list[tuple[int, str]]:
     """Segments whose id is not three upper-case letters/digits (garbage or a broken line)."""
     fs = msg.delimiters.field
+    # The cache holds heads seen with the standard "|" only: "PID|" is no segment start when
+    # the field separator is another character.
+    cached = fs == "|"
+    if cached and msg.heads <= _GOOD_HEADS:  # one C-level subset test for the common case
+        return []
     bad = []
     for i, line in enumerate(msg.lines):
         head = line[:4]
-        if head in _GOOD_HEADS:
+        if cached and head in _GOOD_HEADS:
             continue
         if _SEGMENT_ID.match(line[:3]) and (len(line) == 3 or line[3] == fs):
-            if len(_GOOD_HEADS) < 4096:
+            if cached and len(_GOOD_HEADS) < 4096:
                 _GOOD_HEADS.add(head)
             continue
         bad.append((i, line[:20]))
     return bad
 
 
-_GOOD_HEADS: set[str] = set()  # segment heads ("PID|") already seen to be well formed
+_GOOD_HEADS: set[str] = set()  # heads ("PID|", "ZXX") of lines seen well formed with "|"

@@ -110,9 +110,23 @@ def _binary_offset(data: bytes) -> int | None:
 
 
 def _ends_inside_kanji(data: bytes) -> bool:
-    """ISO-2022-JP that never shifts back to ASCII was cut in the middle of Japanese text."""
-    last_2byte = max(data.rfind(b"\x1b$B"), data.rfind(b"\x1b$@"))
-    return last_2byte >= 0 and data.rfind(b"\x1b(", last_2byte) < 0
+    """ISO-2022-JP that never shifts back to ASCII was cut in the middle of Japanese text.
+
+    True when the last ``ESC $ B`` / ``ESC $ @`` has no ``ESC (`` after it.  Walking back over
+    the ESC bytes (memrchr) usually stops at the first one instead of scanning the whole file
+    for a sequence that is absent.
+    """
+    end = len(data)
+    while True:
+        i = data.rfind(b"\x1b", 0, end)
+        if i < 0:
+            return False
+        seq = data[i + 1 : i + 3]
+        if seq[:1] == b"(":
+            return False  # a shift back to a one-byte set after every earlier kanji shift
+        if seq in (b"$B", b"$@"):
+            return True
+        end = i
 
 
 def read_bytes(data: bytes, relpath: str, name: FileName | None = None) -> ReadResult:
@@ -142,8 +156,7 @@ def read_bytes(data: bytes, relpath: str, name: FileName | None = None) -> ReadR
                  f"(MSH-18 declares {charset})")
     elif dec.codec == "iso-2022-jp+cp932":
         res.warn(KIND_NONSTANDARD, "Windows-only characters (CP50220 style) outside JIS X 0208")
-    stripped = data.rstrip(b"\x1c\x1a")
-    if b"\n" in stripped:
+    if b"\n" in data:  # (stripping trailing 0x1C/0x1A first could not remove an LF: no copy)
         res.warn(KIND_LINE_ENDINGS, "segments are separated by LF/CRLF instead of CR")
     _check_truncation(res, data, msg)
     if res.message is None:
@@ -156,7 +169,8 @@ def read_bytes(data: bytes, relpath: str, name: FileName | None = None) -> ReadR
                  f"{line!r})")
     # Strict ISO-2022-JP (JIS X 0208 + ASCII) cannot produce the characters the cheap mojibake
     # checks look for, except half-width kana through ESC ( I; skip the text scan then.
-    if dec.codec != "iso-2022-jp" or b"\x1b(I" in data:
+    # (dec.kana is exactly "ESC ( I occurs in the bytes", found by decode's one regex pass.)
+    if dec.codec != "iso-2022-jp" or dec.kana:
         for signal in mojibake_signals(dec.text):
             res.warn(KIND_MOJIBAKE, signal)
     return res
@@ -184,12 +198,22 @@ def _check_truncation(res: ReadResult, data: bytes, msg: Message) -> None:
                  len(data))
 
 
+_TYPE_OK: dict[tuple[str, str, str], bool] = {}  # (data type, MSH-9.1, MSH-9.2) -> accepted
+
+
 def _check_type(res: ReadResult, msg: Message) -> None:
     if res.name is None:
         return
-    dtype = DATA_TYPES.get(res.name.data_type)
     mtype, event, _ = msg.message_type
-    if dtype and not dtype.accepts(mtype, event):
+    key = (res.name.data_type, mtype, event)
+    ok = _TYPE_OK.get(key)  # a handful of combinations recur in every tree: decide each once
+    if ok is None:
+        dtype = DATA_TYPES.get(key[0])
+        ok = not dtype or dtype.accepts(mtype, event)
+        if len(_TYPE_OK) < 4096:
+            _TYPE_OK[key] = ok
+    if not ok:
+        dtype = DATA_TYPES[key[0]]
         res.fail(KIND_TYPE, f"MSH-9 is {mtype}^{event}, but data type {dtype.code} holds "
                  + " or ".join(f"{m}^{e}" for m, e, _ in dtype.events))
 

@@ -1,0 +1,185 @@
+"""The read path's shortcuts give the same answers as the plain versions they replaced.
+
+Each shortcut in storage/ (see docs/performance.md, "Storage read path") is checked here against
+a straightforward reference implementation written out in the test, on generated input.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from storage.encoding import _iso2022jp_via_cp932, decode, encode_iso2022jp, fold, strip_framing
+from storage.hl7 import Field, bad_segment_ids, parse
+from storage.layout import Storage, UnsafePath
+from storage.names import FileName
+from storage.reader import (
+    KIND_IO, KIND_MOJIBAKE, _CHUNK, _ends_inside_kanji, _read_all, read_bytes, read_file,
+)
+
+# --- references: the plain versions -----------------------------------------------------------
+
+
+def ref_ends_inside_kanji(data: bytes) -> bool:
+    last_2byte = max(data.rfind(b"\x1b$B"), data.rfind(b"\x1b$@"))
+    return last_2byte >= 0 and data.rfind(b"\x1b(", last_2byte) < 0
+
+
+def ref_has_segment(msg, segment_id: str) -> bool:
+    fs, text = msg.delimiters.field, msg.text
+    return (f"\r{segment_id}{fs}" in text or f"\n{segment_id}{fs}" in text
+            or text.startswith(f"{segment_id}{fs}") or segment_id in msg.lines)
+
+
+def ref_message_type(msg) -> tuple[str, str, str]:
+    parts = msg.lines[0].split(msg.delimiters.field, 9)
+    msh9 = Field(parts[8] if len(parts) > 8 else "", msg.delimiters)
+    return (msh9.component(1), msh9.component(2), msh9.component(3))
+
+
+def ref_decode_iso(data: bytes):
+    """decode() for 7-bit data with ESC, before the one-pass JIS X 0201 test."""
+    jis_roman = b"\x1b(J" in data
+    text = None
+    if not jis_roman:
+        try:
+            text = data.decode("iso2022_jp")
+        except UnicodeDecodeError:
+            text = None
+    if jis_roman:
+        text = _iso2022jp_via_cp932(data)
+        if "\ufffd" not in text:
+            return fold(text), "iso-2022-jp", 0
+        text = None
+    if text is not None:
+        return fold(text), "iso-2022-jp", 0
+    text = _iso2022jp_via_cp932(data)
+    return fold(text), "iso-2022-jp+cp932", text.count("\ufffd")
+
+
+# --- generated input ----------------------------------------------------------------------------
+
+ESCAPES = [b"\x1b$B", b"\x1b$@", b"\x1b(B", b"\x1b(J", b"\x1b(I", b"\x1b(", b"\x1b$", b"\x1b"]
+PIECES = ESCAPES + [b"0!", b"-!", b"!A", b"y|", b"\\", b"~", b"1", b"AB", b"\r", b"\n", b"|^"]
+iso_bytes = st.lists(st.sampled_from(PIECES), max_size=30).map(b"".join)
+
+SEG_IDS = ["MSH", "PID", "PV1", "ORC", "OBR", "OBX", "ZPR", "pid", "P1", "PIDX", " PI", ""]
+line = st.tuples(st.sampled_from(SEG_IDS), st.sampled_from(["|", "", "|a|b", "#x", "^"])).map("".join)
+breaks = st.sampled_from(["\r", "\n", "\r\n", "\r\r", " \r"])
+
+
+@st.composite
+def messages(draw):
+    msh9 = draw(st.sampled_from(["OUL^R22^OUL_R22", "ADT^A08", "", "RDE", 'A""^B', "A~B^C",
+                                 "A\\F\\^B", "A&x^B^C^D", "^^"]))
+    text = f"MSH|^~\\&|S||R||20111219||{msh9}|1|P|2.5"
+    for _ in range(draw(st.integers(0, 8))):
+        text += draw(breaks) + draw(line)
+    return text + draw(st.sampled_from(["", "\r", "\r\n", "\x1c"]))
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+
+@given(iso_bytes)
+@settings(max_examples=400, deadline=None)
+def test_ends_inside_kanji_matches_reference(data: bytes) -> None:
+    assert _ends_inside_kanji(data) == ref_ends_inside_kanji(data)
+
+
+@given(iso_bytes)
+@settings(max_examples=400, deadline=None)
+def test_iso2022jp_decode_matches_reference_and_kana_flag(body: bytes) -> None:
+    data = b"MSH|^~\\&|" + body + b"\r\x1c"
+    stripped = strip_framing(data)
+    if not stripped.isascii() or 0x1B not in stripped:
+        return
+    dec = decode(data)
+    assert (dec.text, dec.codec, dec.replaced) == ref_decode_iso(stripped)
+    assert dec.kana == (b"\x1b(I" in data)
+
+
+@given(messages())
+@settings(max_examples=400, deadline=None)
+def test_has_segment_and_message_type_match_reference(text: str) -> None:
+    msg = parse(text)
+    assert msg.message_type == ref_message_type(msg)
+    for seg_id in ("MSH", "PID", "OBX", "ZPR", "pid", "P1", "PIDX"):
+        assert parse(text).has_segment(seg_id) == ref_has_segment(msg, seg_id), seg_id
+
+
+@given(messages())
+@settings(max_examples=200, deadline=None)
+def test_segments_and_fields_unchanged(text: str) -> None:
+    msg = parse(text)
+    fs = msg.delimiters.field
+    segs = list(msg)
+    assert [s.line for s in segs] == msg.lines and [s.index for s in segs] == list(range(len(segs)))
+    assert segs == msg.all_segments and msg.segments("PID") == [s for s in segs if s.id == "PID"]
+    for s in segs:
+        expect = s.line.split(fs)
+        if s.id == "MSH":
+            expect = [expect[0], fs] + expect[1:]
+        assert s.fields == expect and len(s) == len(expect) - 1
+        assert [s[n].raw for n in range(len(expect) + 2)] == expect + ["", ""]
+
+
+def test_bad_segment_cache_respects_the_field_separator() -> None:
+    parse_ok = parse("MSH|^~\\&|A\rPID|1\r")
+    assert bad_segment_ids(parse_ok) == []  # "PID|" now cached as a good head for "|"
+    other = parse("MSH#^~\\&#A\rPID|1\rPID#2\r")
+    assert bad_segment_ids(other) == [(1, "PID|1")]
+
+
+# --- reader -------------------------------------------------------------------------------------
+
+NAME = FileName("1000000000", "20111219", "OML-11", "000000000000001", "20111219120000000", "01", "1")
+TEXT = ("MSH|^~\\&|HIS|S|GW|R|20111219||OUL^R22^OUL_R22|1|P|2.5||||||~ISO IR87||ISO 2022-1994\r"
+        "PID|1||1000000000^^^^PI||山田^花子\rOBR|1|1\r")
+
+
+def test_kana_after_jis_roman_still_gets_the_mojibake_check() -> None:
+    # ESC ( J makes our decoder run (codec stays iso-2022-jp), ESC ( I adds half-width kana.
+    data = encode_iso2022jp(TEXT).replace(b"PID|1|", b"PID|1\x1b(J|\x1b(I12\x1b(B|", 1)
+    res = read_bytes(data + b"\x1c", "x", NAME)
+    assert res.ok and res.codec == "iso-2022-jp"
+    assert any(p.kind == KIND_MOJIBAKE and "half-width" in p.reason for p in res.problems)
+
+
+@pytest.mark.parametrize("size", [0, 1, 1000, _CHUNK - 1, _CHUNK, _CHUNK + 1, 3 * _CHUNK])
+def test_read_all_reads_whole_files(tmp_path: Path, size: int) -> None:
+    data = os.urandom(size)
+    (tmp_path / "f").write_bytes(data)
+    assert _read_all(str(tmp_path / "f")) == data
+
+
+def test_vanished_or_folder_path_is_an_io_problem(tmp_path: Path) -> None:
+    st_ = Storage(tmp_path)
+    path = tmp_path / f"100/000/1000000000/20111219/OML-11/{NAME.name}"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(encode_iso2022jp(TEXT))
+    (stored,) = st_.files("1000000000")
+    assert read_file(st_, stored).ok
+    path.unlink()  # vanished between listing and reading
+    assert read_file(st_, stored).problems[0].kind == KIND_IO
+    path.mkdir()  # a folder where the file was: os.open succeeds, os.read fails
+    res = read_file(st_, stored)
+    assert not res.ok and res.problems[0].kind == KIND_IO and "directory" in res.problems[0].reason
+
+
+@pytest.mark.parametrize("rel", ["a/./b", "a/../b", "..", "./x", "a/..", "x/.."])
+def test_abspath_refuses_dot_parts(tmp_path: Path, rel: str) -> None:
+    with pytest.raises(UnsafePath):
+        Storage(tmp_path).abspath(rel)
+
+
+def test_abspath_joins_like_os_path_join(tmp_path: Path) -> None:
+    for root in (str(tmp_path), str(tmp_path) + "/"):
+        for rel in ("a/b_c", "a/b.c", "a/.hidden/x", "a/..b"):
+            assert Storage(root).abspath(rel) == os.path.join(Path(root), rel)
+    assert re.fullmatch(r".*/a/b", Storage(tmp_path).abspath("a/b"))
