@@ -335,3 +335,13 @@ def test_date_folders_follow_the_care_date_field(reads, manifest):
         else:
             assert f.name.date == "-" and dtype in ("ADT-00", "ADT-61", "PPR-01")
     assert set(seen) == set(CARE_DATE)
+
+
+def test_a_stay_shares_one_visit_number(reads):
+    st, _ = reads
+    pid = HEAVY_PATIENT_ID
+    admissions = {m.segment("PV1")[19].raw: m.value("PV1.44") for m in _current(st, pid, "ADT-22")}
+    discharges = {m.segment("PV1")[19].raw: m.value("PV1.44") for m in _current(st, pid, "ADT-52")}
+    assert admissions and admissions == discharges  # same 入院番号 and admission time
+    visits = {m.segment("PV1")[19].raw for m in _current(st, pid, "ADT-12")}
+    assert len(visits) == len(_current(st, pid, "ADT-12")) and "" not in visits

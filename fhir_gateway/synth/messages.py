@@ -37,6 +37,7 @@ class Builder:
         self.facility = facility
         self.p = patient
         self._control = 0
+        self.visit = ""  # PV1-19 visit number of the encounter being written ("" = none)
         self._pid_cache: dict[bool, str] = {}
 
     # -- common segments ---------------------------------------------------------------------
@@ -69,20 +70,18 @@ class Builder:
             self._pid_cache[key] = text
         return text
 
-    @staticmethod
-    def pv1_out(dept: str, doctor: Doctor | None, at: datetime | None = None) -> str:
-        f = {1: "0001", 2: "O", 3: f"{dept}^^^^^C", 10: dept}
+    def pv1_out(self, dept: str, doctor: Doctor | None, at: datetime | None = None) -> str:
+        f = {1: "0001", 2: "O", 3: f"{dept}^^^^^C", 10: dept, 19: self.visit}
         if doctor:
             f[7] = doctor.xcn
         if at is not None:
             f[44] = ts(at, 12)
         return seg("PV1", f)
 
-    @staticmethod
-    def pv1_in(loc: str, dept: str, doctor: Doctor, admitted: datetime | None = None,
+    def pv1_in(self, loc: str, dept: str, doctor: Doctor, admitted: datetime | None = None,
                discharged: datetime | None = None, prior: str = "", disposition: str = "") -> str:
         f = {1: "0001", 2: "I", 3: loc, 6: prior, 7: doctor.xcn, 10: dept, 17: doctor.xcn,
-             36: disposition}
+             19: self.visit, 36: disposition}
         if admitted is not None:
             f[44] = ts(admitted, 12)
         if discharged is not None:
@@ -192,7 +191,7 @@ class Builder:
               cancel: bool = False) -> str:
         event = "ADT^A27^ADT_A21" if cancel else "ADT^A14^ADT_A05"
         return self._msg(at, event, seg("EVN", {2: ts(at, 12)}), self.pid(),
-                         seg("PV1", {1: "0001", 2: "I", 3: loc, 7: doctor.xcn, 10: dept}),
+                         seg("PV1", {19: self.visit, 1: "0001", 2: "I", 3: loc, 7: doctor.xcn, 10: dept}),
                          seg("PV2", {8: ts(planned, 12)}))
 
     def adt22(self, at: datetime, admitted: datetime, dept: str, doctor: Doctor, loc: str,
@@ -257,7 +256,7 @@ class Builder:
     def omp01(self, at: datetime, order_no: str, rps: list[list[tuple[C.Drug, str]]], days: int,
               dept: str, doctor: Doctor, inpatient: bool, cancel: bool = False) -> str:
         segs = [self.pid(), self.pv1_out(dept, doctor) if not inpatient else
-                seg("PV1", {1: "0001", 2: "I", 7: doctor.xcn, 10: dept})]
+                seg("PV1", {19: self.visit, 1: "0001", 2: "I", 7: doctor.xcn, 10: dept})]
         start = at.replace(hour=0, minute=0, second=0, microsecond=0)
         for rp_no, rp in enumerate(rps, 1):
             for d, dose in rp:
@@ -271,7 +270,7 @@ class Builder:
 
     def omp11(self, at: datetime, order_no: str, drugs: list[tuple[C.Drug, str]], given: datetime,
               dept: str, doctor: Doctor, nurse: tuple[str, str, str], loc: str) -> str:
-        segs = [self.pid(), seg("PV1", {1: "0001", 2: "I", 3: loc, 7: doctor.xcn, 10: dept})]
+        segs = [self.pid(), seg("PV1", {19: self.visit, 1: "0001", 2: "I", 3: loc, 7: doctor.xcn, 10: dept})]
         for rp_no, (d, dose) in enumerate(drugs, 1):
             segs.append(self.orc("NW", order_no, at, doctor, dept, True, group=str(rp_no),
                                  location=loc))
@@ -300,7 +299,7 @@ class Builder:
     def omp02(self, at: datetime, order_no: str, doses: list[tuple[datetime, datetime]],
               components: list[tuple[str, C.Injection]], dept: str, doctor: Doctor, loc: str,
               kind: tuple[str, str] = ("00", "一般"), inpatient: bool = True) -> str:
-        pv1 = (seg("PV1", {1: "0001", 2: "I", 3: loc, 7: doctor.xcn, 10: dept}) if inpatient
+        pv1 = (seg("PV1", {19: self.visit, 1: "0001", 2: "I", 3: loc, 7: doctor.xcn, 10: dept}) if inpatient
                else self.pv1_out(dept, doctor))
         segs = [self.pid(), pv1]
         rate = "" if kind[0] == "06" else "100"
@@ -321,7 +320,7 @@ class Builder:
               components: list[tuple[str, C.Injection]], dept: str, doctor: Doctor, loc: str,
               nurse: tuple[str, str, str], kind: tuple[str, str] = ("00", "一般"),
               inpatient: bool = True, lot: str = "", maker: str = "") -> str:
-        pv1 = (seg("PV1", {1: "0001", 2: "I", 3: loc, 7: doctor.xcn, 10: dept}) if inpatient
+        pv1 = (seg("PV1", {19: self.visit, 1: "0001", 2: "I", 3: loc, 7: doctor.xcn, 10: dept}) if inpatient
                else self.pv1_out(dept, doctor))
         rate = "" if kind[0] == "06" else "100"
         volume = "0.5" if kind[0] == "06" else "600"
@@ -354,7 +353,7 @@ class Builder:
     def oml01(self, at: datetime, order_no: str, groups: dict[str, list[C.Lab]], dept: str,
               doctor: Doctor, inpatient: bool, collect: datetime, cancel: bool = False) -> str:
         segs = [self.pid(), self.pv1_out(dept, doctor) if not inpatient else
-                seg("PV1", {1: "0001", 2: "I", 7: doctor.xcn, 10: dept})]
+                seg("PV1", {19: self.visit, 1: "0001", 2: "I", 7: doctor.xcn, 10: dept})]
         for n, (material, labs) in enumerate(groups.items(), 1):
             segs.append(seg("SPM", {1: str(n), 4: cwe(material, C.MATERIALS[material], "JC10"),
                                     17: ts(collect, 12)}))
@@ -373,7 +372,7 @@ class Builder:
               doctor: Doctor, inpatient: bool, collect: datetime, specimen: str) -> str:
         """``results[material]`` = [(kind, code, name, local, value, unit, range, flag, status)]."""
         segs = [self.pid(), self.pv1_out(dept, doctor) if not inpatient else
-                seg("PV1", {1: "0001", 2: "I", 7: doctor.xcn, 10: dept})]
+                seg("PV1", {19: self.visit, 1: "0001", 2: "I", 7: doctor.xcn, 10: dept})]
         for n, (material, rows) in enumerate(results.items(), 1):
             spec_id = f"{specimen}{n}"
             segs.append(seg("SPM", {1: str(n), 2: spec_id, 4: cwe(material, C.MATERIALS[material], "JC10"),
@@ -394,7 +393,7 @@ class Builder:
     def omg_order(self, at: datetime, order_no: str, code: str, name: str, system: str,
                   planned: datetime, purpose: str, dept: str, doctor: Doctor, inpatient: bool) -> str:
         segs = [self.pid(), self.pv1_out(dept, doctor) if not inpatient else
-                seg("PV1", {1: "0001", 2: "I", 7: doctor.xcn, 10: dept}),
+                seg("PV1", {19: self.visit, 1: "0001", 2: "I", 7: doctor.xcn, 10: dept}),
                 self.orc("NW", order_no, at, doctor, dept, inpatient),
                 seg("TQ1", {1: "1", 7: ts(planned, 12), 9: "R^ルーチン^HL70485"}),
                 seg("OBR", {1: "1", 2: order_no, 4: cwe(code, name, system), 16: doctor.xcn,
@@ -407,7 +406,7 @@ class Builder:
                  accession: str, finding: str) -> str:
         uid = f"1.2.392.200036.9116.2.{int(self.p.pid)}.{accession}"
         segs = [self.pid(), self.pv1_out(dept, doctor) if not inpatient else
-                seg("PV1", {1: "0001", 2: "I", 7: doctor.xcn, 10: dept}),
+                seg("PV1", {19: self.visit, 1: "0001", 2: "I", 7: doctor.xcn, 10: dept}),
                 self.orc("SC", order_no, at, doctor, dept, inpatient, filler=accession, status="CM"),
                 seg("TQ1", {1: "1", 7: ts(done, 12), 9: "R^ルーチン^HL70485"}),
                 seg("OBR", {1: "1", 2: order_no, 3: accession, 4: cwe(code, name, system),
@@ -443,7 +442,7 @@ class Builder:
     # -- OMD 食事 -----------------------------------------------------------------------------
     def omd(self, at: datetime, order_no: str, diet: tuple[str, str], start: datetime, dept: str,
             doctor: Doctor, loc: str, cancel: bool = False) -> str:
-        segs = [self.pid(), seg("PV1", {1: "0001", 2: "I", 3: loc, 7: doctor.xcn, 10: dept}),
+        segs = [self.pid(), seg("PV1", {19: self.visit, 1: "0001", 2: "I", 3: loc, 7: doctor.xcn, 10: dept}),
                 self.orc("CA" if cancel else "NW", order_no, at, doctor, dept, True, location=loc),
                 seg("TQ1", {1: "1", 3: "TID&１日３回&HL70335", 7: ts(start, 12)}),
                 seg("ODS", {1: "D", 3: cwe(diet[0], diet[1], "99DIET"), 4: diet[1]})]
@@ -452,7 +451,7 @@ class Builder:
     # -- extended storage: vitals (ORU^R30, NHO layout) ----------------------------------------
     def vitals(self, at: datetime, key: str, rows: list[tuple], dept: str, doctor: Doctor,
                loc: str) -> str:
-        segs = [self.pid(), seg("PV1", {1: "0001", 2: "I", 3: loc, 7: doctor.xcn, 10: dept}),
+        segs = [self.pid(), seg("PV1", {19: self.visit, 1: "0001", 2: "I", 3: loc, 7: doctor.xcn, 10: dept}),
                 self.orc("SC", key, at, doctor, dept, True, status="CM", location=loc),
                 seg("OBR", {1: "1", 2: key, 4: "01^バイタル^99ZL01", 7: ts(rows[0][0], 12),
                             8: ts(rows[-1][0], 12), 16: doctor.xcn, 22: ts(at)})]

@@ -195,6 +195,7 @@ class Course:
             return day
         doc = self.doctor(dept)
         t = self.at(day)
+        self.b.visit = "V" + self.order_no()  # one visit number for the visit's messages
         self.add("ADT-12", day, NO_ORDER, dept, self.later(t, 1, 30), self.b.adt12(t, dept, doc))
         first_visit = not self._seen_first
         self._seen_first = True
@@ -212,6 +213,7 @@ class Course:
             self.lab(self.later(t, 60, 600), dept, doc, list(C.BASIC_PANEL) + extra, inpatient=False)
         if r.random() < 0.25 or self.heavy:
             self.note(t, dept, doc, keys + list(acute))
+        self.b.visit = ""
         return day
 
     def prescription(self, t: datetime, dept: str, doc: Doctor, drugs: list[tuple[C.Drug, str]],
@@ -491,6 +493,7 @@ class Course:
         loc = f"{ward[0]}^{room}^{r.randint(1, 4)}^^^N"
         elective = reason in ("cataract", "fracture") or r.random() < 0.3
         admitted = self.at(admit_day, 10, 15)
+        b.visit = "A" + self.order_no()  # 入院番号 shared by every message of the stay
         if elective:  # ADT-21 planned admission, sometimes cancelled and re-planned
             plan_t = self.at(admit_day - timedelta(days=r.randint(7, 21)))
             if r.random() < 0.1:
@@ -619,6 +622,7 @@ class Course:
         for i in range(los):
             day = admit_day + timedelta(days=i)
             self.bill(day, True, "SI", "90", C.FEE_ADMISSION[0], "", C.FEE_ADMISSION[1], 1)
+        b.visit = ""
 
     def _lab_with_condition(self, t: datetime, dept: str, doc: Doctor, panel: list[str],
                             severity: float) -> None:
