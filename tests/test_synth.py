@@ -17,7 +17,6 @@ from fhir_gateway.synth.patients import HEAVY_PATIENT_ID, patient_id
 from fhir_gateway.synth.writer import encode_text
 from storage.encoding import encode_iso2022jp
 from storage.extended import ExtendedStorage
-from storage.hl7 import parse
 from storage.layout import Storage
 from storage.names import FLAG_CURRENT, FLAG_DELETED, FLAG_SUPERSEDED, NO_ORDER
 from storage.reader import read_bytes, read_file

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from . import content as C
-from .hl7build import d8, ts17
+from .hl7build import d8
 from .messages import NO_ORDER, Builder, Doc
 from .patients import Condition, Doctor, Patient, doctors
 
@@ -123,7 +123,7 @@ class Course:
 
     # -- the whole course ---------------------------------------------------------------------
     def run(self) -> None:
-        p, r = self.patient, self.rng
+        p = self.patient
         first = max(p.registered, self.start)
         if first > self.end:
             first = self.end
@@ -135,7 +135,6 @@ class Course:
         self.demographics(first)
         self.problem_list()
         self.docs.sort(key=lambda d: (d.when, d.dtype))
-        del r
 
     # -- pass 1+2: encounters ---------------------------------------------------------------
     def chronic_conditions(self, first: date) -> dict[str, list[str]]:
