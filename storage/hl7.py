@@ -38,6 +38,7 @@ class Delimiters:
 
 
 STANDARD_DELIMITERS = Delimiters()
+_STANDARD_MSH = "MSH|^~\\&|"
 
 
 def unescape(value: str, d: Delimiters) -> str:
@@ -275,15 +276,18 @@ class Message:
         self.text = text
         self.delimiters = delimiters
         self.lines = lines
-        self._segments: list[Segment | None] = [None] * len(lines)
+        self._segments: list[Segment | None] | None = None  # made on first segment access
         self._by_id: dict[str, list[int]] | None = None
         self._type: tuple[str, str, str] | None = None
         self._heads: set[str] | None = None
 
     def _seg(self, i: int) -> Segment:
-        seg = self._segments[i]
+        segs = self._segments
+        if segs is None:
+            segs = self._segments = [None] * len(self.lines)
+        seg = segs[i]
         if seg is None:
-            seg = self._segments[i] = Segment(self.lines[i], self.delimiters, i)
+            seg = segs[i] = Segment(self.lines[i], self.delimiters, i)
         return seg
 
     def __iter__(self) -> Iterator[Segment]:
@@ -295,8 +299,10 @@ class Message:
     @property
     def all_segments(self) -> list[Segment]:
         segs = self._segments
-        if None in segs:  # build the missing ones in one comprehension, not one call per segment
-            d = self.delimiters
+        d = self.delimiters
+        if segs is None:  # build them in one comprehension, not one method call per segment
+            segs = self._segments = [Segment(line, d, i) for i, line in enumerate(self.lines)]
+        elif None in segs:
             segs[:] = [seg if seg is not None else Segment(line, d, i)
                        for i, (seg, line) in enumerate(zip(segs, self.lines))]
         return list(segs)  # a copy: callers may edit the list they get
@@ -388,6 +394,13 @@ class Message:
 
 def parse(text: str) -> Message:
     """Tokenize ER7 text (already decoded).  Raises :class:`HL7Error` when there is no MSH."""
+    if text.startswith(_STANDARD_MSH):  # the usual header: every check below would pass
+        d = STANDARD_DELIMITERS
+        body = text.rstrip("\x1c\x1a\r\n")
+        lines = body.split("\r") if "\n" not in body else _SEGMENT_SPLIT.split(body)
+        if not all(lines):
+            lines = [ln for ln in lines if ln.strip()]
+        return Message(text, d, lines)
     start = text.find("MSH")
     if start < 0:
         raise HL7Error("no MSH segment: not an HL7 v2 message")

@@ -176,14 +176,33 @@ def read_bytes(data: bytes, relpath: str, name: FileName | None = None) -> ReadR
     return res
 
 
+def _missing_segments(msg: Message, structure: str) -> list[str]:
+    required = REQUIRED_SEGMENTS.get(structure)
+    if not required:
+        return []
+    # One subset test on the line heads ("PID|" ...) answers the common case for "|".
+    if msg.delimiters.field == "|" and _REQUIRED_HEADS[structure] <= msg.heads:
+        return []
+    return [s for s in required if not msg.has_segment(s)]
+
+
+_REQUIRED_HEADS = {k: frozenset(s + "|" for s in v) for k, v in REQUIRED_SEGMENTS.items()}
+
+
 def _check_truncation(res: ReadResult, data: bytes, msg: Message) -> None:
     body = data.rstrip(b"\x1c\x1a \t")
     terminated = body.endswith((b"\r", b"\n"))
+    structure = msg.message_type[0]
+    if structure and not _missing_segments(msg, structure) and not (
+            ESC in data and _ends_inside_kanji(data)):  # no evidence: skip building the reasons
+        if not terminated:
+            res.warn(KIND_TRUNCATED, "no segment terminator at the end of the file "
+                     "(possibly cut short)", len(data))
+        return
     evidence = []
     if ESC in data and _ends_inside_kanji(data):
         evidence.append("ends inside Japanese text without returning to ASCII")
-    structure = msg.message_type[0]
-    missing = [s for s in REQUIRED_SEGMENTS.get(structure, ()) if not msg.has_segment(s)]
+    missing = _missing_segments(msg, structure)
     if missing:
         evidence.append(f"required segments missing: {', '.join(missing)}")
     if not msg.message_type[0]:
