@@ -48,7 +48,7 @@ from .walk import Scan, scan
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 POOL_THRESHOLD = 2000  # extract with worker processes when at least this many patients changed
 GENDERS = ("male", "female", "other", "unknown")
 
@@ -59,13 +59,16 @@ K_SORT, K_KANA, K_KANJI, K_FAM, K_GIV, K_KFAM, K_KGIV, K_PID = range(8)
 
 
 def make_schema() -> fields.Schema:
+    # Every indexed field is scorable: Whoosh then writes a field-length column, and without
+    # one its segment writer stats a missing file for every posting (3x slower builds).  The
+    # scores themselves are not used.  NUMERIC has no such option, hence the attribute.
+    birth = fields.NUMERIC(int, bits=32, signed=False, shift_step=8)
+    birth.scorable = True
     return fields.Schema(
-        pid=fields.ID(unique=True),
-        # scorable=True stores field lengths, which spares Whoosh a file-exists check per posting
-        # while writing (3x faster builds); the scores themselves are not used.
+        pid=fields.KEYWORD(unique=True, scorable=True),  # one token: ids have no spaces
         name=fields.KEYWORD(scorable=True),
-        birth=fields.NUMERIC(int, bits=32, signed=False, shift_step=8),
-        gender=fields.ID(),
+        birth=birth,
+        gender=fields.KEYWORD(scorable=True),
         keys=fields.COLUMN(columns.VarBytesColumn()),  # match and sort keys, see K_*
         row=fields.COLUMN(columns.VarBytesColumn()),  # the PatientSummary as a JSON list
     )
@@ -96,8 +99,8 @@ class IndexStats:
 def document(pid: str, ex: Extracted) -> dict:
     """The Whoosh document of one patient (runs in extraction workers too)."""
     s, n = ex.summary, ex.names
-    kanji, kana = K.search_key(n.kanji), K.search_key(n.kana)
     parts = [K.search_key(x) for x in (n.family, n.given, n.kana_family, n.kana_given)]
+    kanji, kana = parts[0] + parts[1], parts[2] + parts[3]  # keys drop spaces: join = key
     terms = K.name_terms(kana, parts[2:]) | {K.KANJI + t for t in K.name_terms(kanji, parts[:2])}
     row = [pid, s.name, s.kana, s.birthdate, s.gender, s.last_care_date, s.updated, s.problem]
     key = SEP.join([kana or kanji or "\uffff", kana, kanji, *parts, pid])
