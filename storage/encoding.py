@@ -156,11 +156,12 @@ def decode(data: bytes) -> Decoded:
             return Decoded(data.decode("ascii"), "ascii")
         # One regex pass rules out both rare shifts (two substring tests cost twice as much).
         if _JIS_X0201.search(data) is None:
-            text = _try(data, "iso2022_jp")
-            if text is not None:
-                return Decoded(fold(text), "iso-2022-jp")
-            text = _iso2022jp_via_cp932(data)
-            return Decoded(fold(text), "iso-2022-jp+cp932", text.count("\ufffd"))
+            try:
+                text = _ISO2022JP_DECODE(data)[0]
+            except UnicodeDecodeError:
+                text = _iso2022jp_via_cp932(data)
+                return Decoded(fold(text), "iso-2022-jp+cp932", text.count("\ufffd"))
+            return Decoded(fold(text), "iso-2022-jp")
         kana = b"\x1b(I" in data
         # Python's codec turns ESC ( J into JIS-Roman (yen sign, overline), but in HL7 those bytes
         # are the escape and repetition delimiters: decode them as ASCII with our own decoder.
@@ -265,4 +266,6 @@ def is_cp932_only(ch: str) -> bool:
             return False
 
 
-codecs.lookup("iso2022_jp")  # fail at import, not mid-request, if the codec is missing
+# The codec's own decode function, looked up once (fails at import, not mid-request, if the codec
+# is missing): bytes.decode("iso2022_jp") repeats the codec-name lookup on every call.
+_ISO2022JP_DECODE = codecs.lookup("iso2022_jp").decode
