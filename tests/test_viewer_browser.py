@@ -94,13 +94,19 @@ class Tab:
         self.page.fill("#password", PW)
         self.page.fill("#person", person)
         self.page.fill("#staff_no", staff)
-        self.page.click("#login-submit")
+        self.submit("#login-submit")
         return self
 
     def unlock(self, passphrase=PASSPHRASE):
         self.go(f"/f/{FACILITY}/unlock")
         self.page.fill("#passphrase", passphrase)
-        self.page.click("#unlock-submit")
+        self.submit("#unlock-submit")
+        return self
+
+    def submit(self, selector):
+        """Click something that loads a new page and wait for that page (no stale reads)."""
+        with self.page.expect_navigation():
+            self.page.click(selector)
         return self
 
     def text(self, sel="body"):
@@ -127,7 +133,7 @@ def tabs(browser, srv):
 def admin_switch(tab, op, reason):
     tab.go(f"/admin/{FACILITY}")
     tab.page.fill("#reason", reason)
-    tab.page.click(f"#{op}")
+    tab.submit(f"#{op}")
     tab.page.wait_for_selector("#admin-message")
 
 
@@ -139,7 +145,7 @@ def connected(browser, srv):
     t.go(f"/admin/{FACILITY}")
     t.page.fill("#new-passphrase", PASSPHRASE)
     t.page.fill("#again-passphrase", PASSPHRASE)
-    t.page.click("#rotate")
+    t.submit("#rotate")
     t.page.wait_for_selector("#admin-message")
     admin_switch(t, "connect", "訓練: 地震想定")
     assert "★" in t.text("#access-state")
@@ -177,15 +183,16 @@ def test_login_passphrase_and_connect_disconnect(tabs, connected, srv, vh):
     v.go("/login")
     v.page.fill("#username", "naika")
     v.page.fill("#password", PW)
-    v.page.click("#login-submit")
+    v.page.click("#login-submit")  # the browser's required-field check keeps us on the form
     assert "/login" in v.page.url
     v.login("naika", "佐藤 一郎", "N042")
     fac = v.page.locator(f'li.facility[data-code="{FACILITY}"]')
     assert "★" in fac.inner_text() and fac.locator("a.open").count() == 1
-    fac.locator("a.open").click()
+    with v.page.expect_navigation():
+        fac.locator("a.open").click()
     assert "/unlock" in v.page.url  # the 合言葉 is asked before any patient data
     v.page.fill("#passphrase", "wrong-word")
-    v.page.click("#unlock-submit")
+    v.submit("#unlock-submit")
     assert "合言葉が違います" in v.text("#unlock-error")
     v.unlock()
     assert v.page.url.endswith(f"/f/{FACILITY}/")
@@ -208,14 +215,14 @@ def test_login_passphrase_and_connect_disconnect(tabs, connected, srv, vh):
     a.go(f"/admin/{FACILITY}")
     a.page.fill("#new-passphrase", "momiji-2026")
     a.page.fill("#again-passphrase", "momiji-2026")
-    a.page.click("#rotate")
+    a.submit("#rotate")
     v.go(f"/f/{FACILITY}/")
     assert "/unlock" in v.page.url
     v.unlock("momiji-2026")
     a.go(f"/admin/{FACILITY}")
     a.page.fill("#new-passphrase", PASSPHRASE)
     a.page.fill("#again-passphrase", PASSPHRASE)
-    a.page.click("#rotate")
+    a.submit("#rotate")
     from fhir_gateway.accounts import AccountStore
     store = AccountStore(vh.data_dir)
     actions = [r["action"] for r in store.audit_rows(500)]
@@ -236,7 +243,8 @@ def test_patient_search(viewer, vh):
                 page.select_option(f"#{sel}", val)
             else:
                 page.fill(f"#{sel}", val)
-        page.click("#search-submit")
+        with page.expect_navigation():  # the result page must have replaced the form
+            page.click("#search-submit")
         return page.locator("#results tbody tr").all_inner_texts() if page.locator("#results").count() else []
 
     rows = search(**{"q-kana": "やまだ"})          # hiragana finds カナ ヤマダ
@@ -290,7 +298,7 @@ def test_dates_and_per_date_view(viewer, vh):
     t = open_patient(viewer, pid, "dates")
     days = t.text("#days")
     assert "2023-01-10" in days and "2023-11-20" in days
-    t.page.click("text=2023-01-10")
+    t.submit("text=2023-01-10")
     groups = {g.get_attribute("data-cat") for g in t.page.locator(".day-group").all()}
     assert {"prescriptions", "lab-results"} <= groups
     assert "ダーゼン" in t.text("main") and "総蛋白" in t.text("main")
@@ -300,10 +308,10 @@ def test_drug_search(viewer, vh):
     t = open_patient(viewer, vh.patients[0], "drugs")
     for q in ("だーぜん", "ﾀﾞｰｾﾞﾝ", "パンスポリン"):
         t.page.fill("#drug-q", q)
-        t.page.click("#drug-submit")
+        t.submit("#drug-submit")
         assert "1 件" in t.text("#drug-count"), q
     t.page.fill("#drug-q", "ダー")
-    t.page.click("#drug-submit")
+    t.submit("#drug-submit")
     assert t.page.locator("#drug-short").count() == 1
 
 
@@ -327,7 +335,7 @@ def test_receipts(viewer, vh):
     months = [m.get_attribute("data-month") for m in t.page.locator(".receipt-month").all()]
     assert months == ["2023-03"]
     t.page.fill("#receipt-q", "存在しない語")
-    t.page.click("#receipt-submit")
+    t.submit("#receipt-submit")
     assert t.page.locator(".receipt-month").count() == 0
 
 
@@ -335,13 +343,14 @@ def test_memo_append_correct_and_survive_restart(viewer, viewer_state, srv, vh, 
     pid = vh.patients[3]
     t = open_patient(viewer, pid, "memos")
     t.page.fill("#memo-text", "ワーファリン内服中と家族より聴取")
-    t.page.click("#memo-submit")
+    t.submit("#memo-submit")
     first = t.page.locator("#memo-list li.memo").first
     memo_id = first.get_attribute("data-id")
     assert "山田 花子" in first.inner_text() and "A123" in first.inner_text()
-    first.locator("a.small").click()
+    with t.page.expect_navigation():
+        first.locator("a.small").click()
     t.page.fill("#memo-text", "訂正: エリキュース内服中")
-    t.page.click("#memo-submit")
+    t.submit("#memo-submit")
     items = t.page.locator("#memo-list li.memo")
     assert items.count() == 2
     old = t.page.locator(f'li.memo[data-id="{memo_id}"]')
@@ -402,9 +411,9 @@ def test_print_header_on_patient_pages(viewer, vh):
 
 def test_english_switch(viewer, vh):
     t = open_patient(viewer, vh.patients[0])
-    t.page.click("#lang-switch")
+    t.submit("#lang-switch")
     assert "Patient ID" in t.text("#banner") and t.page.url.endswith(f"/p/{vh.patients[0]}/")
-    t.page.click("#lang-switch")
+    t.submit("#lang-switch")
     assert "患者ID" in t.text("#banner")
 
 
