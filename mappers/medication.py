@@ -445,6 +445,32 @@ def authored_on(msg: Message, orc: Segment, rxe: Segment | None) -> str | None:
             or dt.datetime_(msg["MSH"][7]))
 
 
+def request_parts(r: dict, msg: Message, ctx: MapContext, orc: Segment, rxe: Segment | None,
+                  segments: list[Segment]) -> None:
+    """The ORC-level elements every MedicationRequest (OMP-01, OMP-02) carries, added to ``r``
+    in this order: authoredOn, requester (ORC-12, else RXE-13), recorder (ORC-10),
+    groupIdentifier, the ORC-17 department extension and the NTE notes of ``segments``."""
+    fac = ctx.facility
+    authored = authored_on(msg, orc, rxe)
+    if authored:
+        r["authoredOn"] = authored
+    requester = dt.practitioner(orc[12], fac) or (dt.practitioner(rxe[13], fac) if rxe is not None else None)
+    if requester:
+        r["requester"] = requester
+    recorder = dt.practitioner(orc[10], fac)
+    if recorder:
+        r["recorder"] = recorder
+    group_id = prescription_group(ctx, orc)
+    if group_id:
+        r["groupIdentifier"] = group_id
+    dept = department_extension(orc, fac)
+    if dept:
+        r["extension"] = [dept]
+    found = notes(segments)
+    if found:
+        r["note"] = found
+
+
 def first_rxr_after(segments: list[Segment], start: int) -> Segment | None:
     for s in segments[start:]:
         if s.id == "RXR":

@@ -99,24 +99,7 @@ def _request(msg: Message, ctx: MapContext, group: med.OrderGroup, rxe: Segment,
     r["medicationCodeableConcept"] = (med.medication_concept(rxe[2], rxe[31], fac)
                                       or {"text": "(薬剤コードなし)"})
     r["subject"] = dt.patient_ref(ctx.patient_id)
-    authored = med.authored_on(msg, orc, rxe)
-    if authored:
-        r["authoredOn"] = authored
-    requester = dt.practitioner(orc[12], fac) or dt.practitioner(rxe[13], fac)
-    if requester:
-        r["requester"] = requester
-    recorder = dt.practitioner(orc[10], fac)
-    if recorder:
-        r["recorder"] = recorder
-    group_id = med.prescription_group(ctx, orc)
-    if group_id:
-        r["groupIdentifier"] = group_id
-    dept = med.department_extension(orc, fac)
-    if dept:
-        r["extension"] = [dept]
-    notes = med.notes(rest)
-    if notes:
-        r["note"] = notes
+    med.request_parts(r, msg, ctx, orc, rxe, rest)
 
     # dosage
     dose = med.field_quantity(rxe.get(3), rxe[5], fac)

@@ -107,24 +107,7 @@ def map_omp_02(msg: Message, ctx: MapContext) -> list[dict]:
             r["category"] = cats
         r["medicationReference"] = {"reference": "#med"}
         r["subject"] = dt.patient_ref(ctx.patient_id)
-        authored = med.authored_on(msg, orc, rxe)
-        if authored:
-            r["authoredOn"] = authored
-        requester = dt.practitioner(orc[12], fac) or (dt.practitioner(rxe[13], fac) if rxe else None)
-        if requester:
-            r["requester"] = requester
-        recorder = dt.practitioner(orc[10], fac)
-        if recorder:
-            r["recorder"] = recorder
-        group_id = med.prescription_group(ctx, orc)
-        if group_id:
-            r["groupIdentifier"] = group_id
-        dept = med.department_extension(orc, fac)
-        if dept:
-            r["extension"] = [dept]
-        notes = med.notes(group.segments)
-        if notes:
-            r["note"] = notes
+        med.request_parts(r, msg, ctx, orc, rxe, group.segments)
 
         dose = rate = instruction = None
         if rxe is not None:
