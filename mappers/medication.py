@@ -91,6 +91,13 @@ def position(value: str, fallback: object) -> str:
     return token or str(fallback)
 
 
+def group_rp(group: OrderGroup) -> tuple[str, str]:
+    """(Rp, sequence) of an order group as id positions: ORC-4's Rp, else the ORC's place in
+    the message; the sequence as :func:`rp_parts` reads it ("" when ORC-4 has none)."""
+    rp, seq = rp_parts(group.orc)
+    return position(rp, group.index), seq
+
+
 class Numbering:
     """Hands out stable, unique id positions inside one message."""
 
@@ -102,6 +109,10 @@ class Numbering:
         n = self._per_rp.get(rp, 0) + 1
         self._per_rp[rp] = n
         return n
+
+    def line(self, rp: str, seq: str) -> str:
+        """The drug line's place in its Rp: ORC-4's sequence, else the next number in ``rp``."""
+        return position(seq, 0) if seq else str(self.next_in_rp(rp))
 
     def unique(self, *pos: object) -> tuple[str, ...]:
         key = tuple(str(p) for p in pos)

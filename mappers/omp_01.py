@@ -144,10 +144,8 @@ def map_omp_01(msg: Message, ctx: MapContext) -> list[dict]:
     out: list[dict] = []
     numbering = med.Numbering()
     for group in med.order_groups(msg):
-        rp, seq = med.rp_parts(group.orc)
-        rp = med.position(rp, group.index)
+        rp, seq = med.group_rp(group)
         for rxe, rest in _rxe_blocks(group):
-            order_in_rp = med.position(seq, 0) if seq else str(numbering.next_in_rp(rp))
-            pos = numbering.unique(rp, order_in_rp)
+            pos = numbering.unique(rp, numbering.line(rp, seq))
             out.append(_request(msg, ctx, group, rxe, rest, rp, pos[1], pos))
     return out

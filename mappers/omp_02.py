@@ -68,9 +68,8 @@ def map_omp_02(msg: Message, ctx: MapContext) -> list[dict]:
         rxcs = group.all("RXC")
         if rxe is None and not rxcs:
             continue
-        rp, seq = med.rp_parts(orc)
-        rp = med.position(rp, group.index)
-        pos = numbering.unique(rp, med.position(seq, 0) if seq else numbering.next_in_rp(rp))
+        rp, seq = med.group_rp(group)
+        pos = numbering.unique(rp, numbering.line(rp, seq))
         tq1 = group.first("TQ1")
         rxr = group.first("RXR")
 

@@ -53,8 +53,7 @@ def map_omp_11(msg: Message, ctx: MapContext) -> list[dict]:
     fac = ctx.facility
     for group in med.order_groups(msg):
         orc = group.orc
-        rp, seq = med.rp_parts(orc)
-        rp = med.position(rp, group.index)
+        rp, _ = med.group_rp(group)
         for i, seg in enumerate(group.segments):
             if seg.id != "RXA":
                 continue

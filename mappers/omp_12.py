@@ -116,9 +116,8 @@ def map_omp_12(msg: Message, ctx: MapContext) -> list[dict]:
     for group in med.order_groups(msg):
         orc = group.orc
         rxe = group.first("RXE")
-        rp, seq = med.rp_parts(orc)
-        rp = med.position(rp, group.index)
-        line = med.position(seq, 0) if seq else str(numbering.next_in_rp(rp))
+        rp, seq = med.group_rp(group)
+        line = numbering.line(rp, seq)
         events = med.administration_groups(group)
         for n, (rxas, rxr) in enumerate(events, 1):
             rxr = rxr or group.first("RXR")
