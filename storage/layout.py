@@ -198,19 +198,7 @@ class Storage:
         dates: Iterable[str] | None = None,
     ) -> tuple[dict[RecordKey, Record], list[StoredFile]]:
         """Group a patient's well-named files into records; return the rest as rejects."""
-        records: dict[RecordKey, Record] = {}
-        rejects: list[StoredFile] = []
-        for f in self.files(patient_id, data_types, dates):
-            if not f.usable:
-                rejects.append(f)
-                continue
-            rec = records.get(f.name.key)  # type: ignore[union-attr]
-            if rec is None:
-                rec = records[f.name.key] = Record(f.name.key)  # type: ignore[union-attr]
-            rec.versions.append(f)
-        for rec in records.values():
-            rec.sort()
-        return records, rejects
+        return group_records(self.files(patient_id, data_types, dates))
 
     def record(self, key: RecordKey) -> Record | None:
         """One record by key, reading only its own folder."""
@@ -224,6 +212,25 @@ def _looks_like_patient(path: Path) -> bool:
     """A level-2 folder that holds date folders directly is a short-id patient folder."""
     names = _scandir_names(path, True)
     return bool(names) and all(is_valid_date_folder(n) for n in names)
+
+
+def group_records(files: Iterable[StoredFile]) -> tuple[dict[RecordKey, Record], list[StoredFile]]:
+    """Group well-named files into records (versions sorted); return the rest as rejects.
+
+    The one grouping behind :meth:`Storage.records` and every cached listing built on it."""
+    records: dict[RecordKey, Record] = {}
+    rejects: list[StoredFile] = []
+    for f in files:
+        if not f.usable:
+            rejects.append(f)
+            continue
+        rec = records.get(f.name.key)  # type: ignore[union-attr]
+        if rec is None:
+            rec = records[f.name.key] = Record(f.name.key)  # type: ignore[union-attr]
+        rec.versions.append(f)
+    for rec in records.values():
+        rec.sort()
+    return records, rejects
 
 
 def classify(relpath: str, patient_id: str, date: str, dtype: str, fname: str) -> StoredFile:

@@ -14,9 +14,10 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from itertools import chain
 from pathlib import Path
 
-from storage.layout import Record, Storage, StoredFile, classify
+from storage.layout import Record, Storage, StoredFile, classify, group_records
 from storage.names import RecordKey
 
 
@@ -88,33 +89,23 @@ def patient_records(storage: Storage, dirs: DirCache, pid: str,
                     ) -> tuple[dict[RecordKey, Record], list[StoredFile]]:
     """Like :meth:`Storage.records`, through the listing cache."""
     pdir = storage.patient_dir(pid)
-    records: dict[RecordKey, Record] = {}
-    rejects: list[StoredFile] = []
     if pdir is None:
-        return records, rejects
+        return {}, []
     root = str(storage.root)
     pstr = str(pdir)
     rel_pdir = os.path.relpath(pstr, root).replace(os.sep, "/")
     wanted = set(data_types) if data_types is not None else None
     date_list = dates if dates is not None else [
         d for d in dirs.list(pstr)[0]]
+    folders: list[tuple[StoredFile, ...]] = []
     for date in date_list:
         dpath = f"{pstr}/{date}"
         for dtype in dirs.list(dpath)[0]:
             if wanted is not None and dtype not in wanted:
                 continue
-            for f in dirs.classified(f"{dpath}/{dtype}", f"{rel_pdir}/{date}/{dtype}", pid, date,
-                                     dtype):
-                if not f.usable:
-                    rejects.append(f)
-                    continue
-                rec = records.get(f.name.key)  # type: ignore[union-attr]
-                if rec is None:
-                    rec = records[f.name.key] = Record(f.name.key)  # type: ignore[union-attr]
-                rec.versions.append(f)
-    for rec in records.values():
-        rec.sort()
-    return records, rejects
+            folders.append(dirs.classified(f"{dpath}/{dtype}", f"{rel_pdir}/{date}/{dtype}", pid,
+                                           date, dtype))
+    return group_records(chain.from_iterable(folders))
 
 
 def patient_signature(storage: Storage, dirs: DirCache, pid: str,
