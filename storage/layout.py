@@ -79,6 +79,22 @@ class Record:
         return self.versions[-1]
 
 
+def list_folder(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
+    """(sub-folders, files) of one folder, each sorted, hidden (dot) entries skipped.
+
+    One ``scandir``; an unreadable or missing folder raises ``OSError`` for the caller to
+    report or skip."""
+    dirs, files = [], []
+    with os.scandir(path) as it:
+        for e in it:
+            if e.name.startswith("."):
+                continue
+            (dirs if e.is_dir() else files).append(e.name)
+    dirs.sort()
+    files.sort()
+    return dirs, files
+
+
 def _scandir_names(path: Path, dirs: bool) -> list[str]:
     try:
         with os.scandir(path) as it:

@@ -7,26 +7,14 @@ per patient by :func:`patient_files`, so the expensive part runs in the worker p
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterator
 
-from storage.layout import StoredFile, _looks_like_patient, classify
+from storage.layout import StoredFile, _looks_like_patient, classify, list_folder
 from storage.names import DATA_TYPES, is_valid_date_folder, is_valid_patient_id
 from storage.reader import KIND_IO, KIND_MISPLACED
 
 from .kinds import ERROR, problem
-
-
-def _entries(path: Path) -> tuple[list[str], list[str]]:
-    """(folders, files) in a folder, sorted, hidden entries skipped."""
-    dirs, files = [], []
-    with os.scandir(path) as it:
-        for e in it:
-            if e.name.startswith("."):
-                continue
-            (dirs if e.is_dir() else files).append(e.name)
-    return sorted(dirs), sorted(files)
 
 
 def _rel(*parts: str) -> str:
@@ -36,7 +24,7 @@ def _rel(*parts: str) -> str:
 def walk_patients(root: Path, problems: list[dict]) -> Iterator[tuple[str, str]]:
     """Yield ``(patient_id, relative patient folder)``; append stray-entry problems."""
     try:
-        l1s, files = _entries(root)
+        l1s, files = list_folder(root)
     except OSError as exc:
         problems.append(problem("", KIND_IO, f"storage root {root} cannot be read: "
                                 f"{exc.strerror or exc}"))
@@ -46,7 +34,7 @@ def walk_patients(root: Path, problems: list[dict]) -> Iterator[tuple[str, str]]
                                 "in <id[0:3]>/<id[3:6]>/<id>/<date>/<data type>/"))
     for l1 in l1s:
         try:
-            l2s, files = _entries(root / l1)
+            l2s, files = list_folder(root / l1)
         except OSError as exc:
             problems.append(problem(l1, KIND_IO, f"folder cannot be read: {exc.strerror or exc}"))
             continue
@@ -58,7 +46,7 @@ def walk_patients(root: Path, problems: list[dict]) -> Iterator[tuple[str, str]]
                 yield l2, _rel(l1, l2)  # short-id layout: <id>/<id>
                 continue
             try:
-                pids, files = _entries(root / l1 / l2)
+                pids, files = list_folder(root / l1 / l2)
             except OSError as exc:
                 problems.append(problem(_rel(l1, l2), KIND_IO, f"folder cannot be read: "
                                         f"{exc.strerror or exc}"))
@@ -77,7 +65,7 @@ def walk_patients(root: Path, problems: list[dict]) -> Iterator[tuple[str, str]]
 def patient_files(root: Path, pid: str, pdir: str, problems: list[dict]) -> Iterator[StoredFile]:
     """Every file below one patient folder, classified; stray entries become problems."""
     try:
-        dates, files = _entries(root / pdir)
+        dates, files = list_folder(root / pdir)
     except OSError as exc:
         problems.append(problem(pdir, KIND_IO, f"patient folder cannot be read: {exc.strerror or exc}"))
         return
@@ -90,7 +78,7 @@ def patient_files(root: Path, pid: str, pdir: str, problems: list[dict]) -> Iter
                                     "is neither a date (YYYYMMDD) nor '-'"))
             continue
         try:
-            dtypes, files = _entries(root / pdir / date)
+            dtypes, files = list_folder(root / pdir / date)
         except OSError as exc:
             problems.append(problem(_rel(pdir, date), KIND_IO, f"cannot read: {exc.strerror or exc}"))
             continue
@@ -103,7 +91,7 @@ def patient_files(root: Path, pid: str, pdir: str, problems: list[dict]) -> Iter
                                         f"folder {dtype!r} is not a standardized-storage data type"))
                 continue
             try:
-                subdirs, names = _entries(root / pdir / date / dtype)
+                subdirs, names = list_folder(root / pdir / date / dtype)
             except OSError as exc:
                 problems.append(problem(_rel(pdir, date, dtype), KIND_IO,
                                         f"cannot read: {exc.strerror or exc}"))

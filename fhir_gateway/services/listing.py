@@ -17,7 +17,7 @@ from collections import OrderedDict
 from itertools import chain
 from pathlib import Path
 
-from storage.layout import Record, Storage, StoredFile, classify, group_records
+from storage.layout import Record, Storage, StoredFile, classify, group_records, list_folder
 from storage.names import RecordKey
 
 
@@ -49,13 +49,8 @@ class DirCache:
             if hit is not None and hit[0] == mtime:
                 self._data.move_to_end(path)
                 return hit
-        dirs, files = [], []
-        with os.scandir(path) as it:
-            for e in it:
-                if e.name.startswith("."):
-                    continue
-                (dirs if e.is_dir() else files).append(e.name)
-        value = (mtime, tuple(sorted(dirs)), tuple(sorted(files)))
+        dirs, files = list_folder(path)
+        value = (mtime, tuple(dirs), tuple(files))
         if time.time_ns() - mtime > RACY_NS:
             with self._lock:
                 self._data[path] = value
