@@ -21,40 +21,35 @@ def _rel(*parts: str) -> str:
     return "/".join(p for p in parts if p)
 
 
+def _folders(root: Path, rel: str, problems: list[dict], unreadable: str,
+             stray_file: str) -> list[str] | None:
+    """Sub-folders of ``root/rel``, or None when it cannot be read; that, and every file
+    standing at this level, is appended to ``problems``."""
+    try:
+        dirs, files = list_folder(root / rel)
+    except OSError as exc:
+        problems.append(problem(rel, KIND_IO, f"{unreadable}: {exc.strerror or exc}"))
+        return None
+    for f in files:
+        problems.append(problem(_rel(rel, f), KIND_MISPLACED, stray_file))
+    return dirs
+
+
 def walk_patients(root: Path, problems: list[dict]) -> Iterator[tuple[str, str]]:
     """Yield ``(patient_id, relative patient folder)``; append stray-entry problems."""
-    try:
-        l1s, files = list_folder(root)
-    except OSError as exc:
-        problems.append(problem("", KIND_IO, f"storage root {root} cannot be read: "
-                                f"{exc.strerror or exc}"))
-        return
-    for f in files:
-        problems.append(problem(f, KIND_MISPLACED, "file at level 1 (the storage root); files belong "
-                                "in <id[0:3]>/<id[3:6]>/<id>/<date>/<data type>/"))
-    for l1 in l1s:
-        try:
-            l2s, files = list_folder(root / l1)
-        except OSError as exc:
-            problems.append(problem(l1, KIND_IO, f"folder cannot be read: {exc.strerror or exc}"))
-            continue
-        for f in files:
-            problems.append(problem(_rel(l1, f), KIND_MISPLACED, "file at level 2 (patient-id prefix "
-                                    "folder)"))
-        for l2 in l2s:
+    l1s = _folders(root, "", problems, f"storage root {root} cannot be read",
+                   "file at level 1 (the storage root); files belong "
+                   "in <id[0:3]>/<id[3:6]>/<id>/<date>/<data type>/")
+    for l1 in l1s or ():
+        l2s = _folders(root, l1, problems, "folder cannot be read",
+                       "file at level 2 (patient-id prefix folder)")
+        for l2 in l2s or ():
             if is_valid_patient_id(l2) and _looks_like_patient(root / l1 / l2):
                 yield l2, _rel(l1, l2)  # short-id layout: <id>/<id>
                 continue
-            try:
-                pids, files = list_folder(root / l1 / l2)
-            except OSError as exc:
-                problems.append(problem(_rel(l1, l2), KIND_IO, f"folder cannot be read: "
-                                        f"{exc.strerror or exc}"))
-                continue
-            for f in files:
-                problems.append(problem(_rel(l1, l2, f), KIND_MISPLACED, "file at level 3 (second "
-                                        "patient-id prefix folder)"))
-            for pid in pids:
+            pids = _folders(root, _rel(l1, l2), problems, "folder cannot be read",
+                            "file at level 3 (second patient-id prefix folder)")
+            for pid in pids or ():
                 if not is_valid_patient_id(pid):
                     problems.append(problem(_rel(l1, l2, pid), KIND_MISPLACED,
                                             f"folder {pid!r} at level 3 is not a valid patient id"))
@@ -64,28 +59,16 @@ def walk_patients(root: Path, problems: list[dict]) -> Iterator[tuple[str, str]]
 
 def patient_files(root: Path, pid: str, pdir: str, problems: list[dict]) -> Iterator[StoredFile]:
     """Every file below one patient folder, classified; stray entries become problems."""
-    try:
-        dates, files = list_folder(root / pdir)
-    except OSError as exc:
-        problems.append(problem(pdir, KIND_IO, f"patient folder cannot be read: {exc.strerror or exc}"))
-        return
-    for f in files:
-        problems.append(problem(_rel(pdir, f), KIND_MISPLACED, "file directly in the patient folder "
-                                "(level 4 must hold date folders)"))
-    for date in dates:
+    dates = _folders(root, pdir, problems, "patient folder cannot be read",
+                     "file directly in the patient folder (level 4 must hold date folders)")
+    for date in dates or ():
         if not is_valid_date_folder(date):
             problems.append(problem(_rel(pdir, date), KIND_MISPLACED, f"folder {date!r} at level 4 "
                                     "is neither a date (YYYYMMDD) nor '-'"))
             continue
-        try:
-            dtypes, files = list_folder(root / pdir / date)
-        except OSError as exc:
-            problems.append(problem(_rel(pdir, date), KIND_IO, f"cannot read: {exc.strerror or exc}"))
-            continue
-        for f in files:
-            problems.append(problem(_rel(pdir, date, f), KIND_MISPLACED, "file directly in a date "
-                                    "folder (level 5 must hold data-type folders)"))
-        for dtype in dtypes:
+        dtypes = _folders(root, _rel(pdir, date), problems, "cannot read",
+                          "file directly in a date folder (level 5 must hold data-type folders)")
+        for dtype in dtypes or ():
             if dtype not in DATA_TYPES:
                 problems.append(problem(_rel(pdir, date, dtype), KIND_MISPLACED,
                                         f"folder {dtype!r} is not a standardized-storage data type"))
