@@ -12,6 +12,7 @@ import copy
 import functools
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -239,8 +240,22 @@ def _split_values(value: str) -> list[str]:
 
 
 _DATE_VALUE = re.compile(
-    r"^(?:eq|ne|lt|gt|le|ge|sa|eb)?\d{4}(?:-\d{2}(?:-\d{2}(?:T\d{2}(?::\d{2}(?::\d{2}(?:\.\d+)?)?)?"
-    r"(?:Z|[+-]\d{2}:\d{2})?)?)?)?$")
+    r"^(?:eq|ne|lt|gt|le|ge|sa|eb)?(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2})(?::(\d{2})(?::(\d{2})"
+    r"(?:\.\d+)?)?)?(?:Z|[+-](\d{2}):(\d{2}))?)?)?)?$")
+
+
+def _valid_date(v: str) -> bool:
+    """The shape *and* the calendar: 2023-02-30, hour 25 or a zone beyond ±14:00 are not dates
+    (they would otherwise match nothing and look like an empty result)."""
+    m = _DATE_VALUE.match(v)
+    if not m:
+        return False
+    y, mo, d, h, mi, s, zh, zm = m.groups()
+    try:
+        datetime(int(y), int(mo or 1), int(d or 1), int(h or 0), int(mi or 0), int(s or 0))
+    except ValueError:
+        return False
+    return zh is None or (int(zm) < 60 and int(zh) * 60 + int(zm) <= 14 * 60)
 _NUMBER = re.compile(r"^(?:eq|ne|lt|gt|le|ge|sa|eb)?-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?:\|.*)?$")
 
 
@@ -249,7 +264,7 @@ def _check_value(sp: SearchParam, modifier: str, v: str) -> None:
         if v not in ("true", "false"):
             raise QueryError(f"{sp.name}:missing takes true or false")
         return
-    if sp.type == "date" and not _DATE_VALUE.match(v):
+    if sp.type == "date" and not _valid_date(v):
         raise QueryError(f"{sp.name}: {v!r} is not a FHIR date with an optional prefix")
     if sp.type == "quantity" and not _NUMBER.match(v):
         raise QueryError(f"{sp.name}: {v!r} is not [prefix]number[|system|code]")

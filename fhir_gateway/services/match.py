@@ -4,6 +4,7 @@ quantities.  Pure functions; the registry says which element a parameter hits.""
 
 from __future__ import annotations
 
+import calendar
 import math
 import re
 from datetime import datetime, timedelta, timezone
@@ -68,36 +69,33 @@ def date_range(text: str) -> tuple[float, float] | None:
     if not m:
         return None
     y, mo, d, h, mi, s, frac, tz = m.groups()
-    if tz == "Z":
-        zone = timezone.utc
-    elif tz:
-        sign = 1 if tz[0] == "+" else -1
-        zone = timezone(sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])))
-    else:
-        zone = JST
     try:
-        start = datetime(int(y), int(mo or 1), int(d or 1), int(h or 0), int(mi or 0),
-                         int(s or 0), tzinfo=zone)
-    except ValueError:
+        if tz == "Z":
+            zone = timezone.utc
+        elif tz:
+            sign = 1 if tz[0] == "+" else -1
+            zone = timezone(sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])))
+        else:
+            zone = JST
+        lo = datetime(int(y), int(mo or 1), int(d or 1), int(h or 0), int(mi or 0),
+                      int(s or 0), tzinfo=zone).timestamp()
+    except (ValueError, OverflowError):  # impossible date or zone: matches nothing, never a 500
         return None
+    # The end is added in seconds (zones are fixed offsets): 9999-12-31 has an end too.
     if mo is None:
-        end = start.replace(year=start.year + 1)
-    elif d is None:
-        end = start.replace(year=start.year + 1, month=1) if start.month == 12 else \
-            start.replace(month=start.month + 1)
-    elif h is None:
-        end = start + timedelta(days=1)
-    elif mi is None:
-        end = start + timedelta(hours=1)
-    elif s is None:
-        end = start + timedelta(minutes=1)
-    elif frac:
-        digits = len(frac) - 1
-        lo = start.timestamp() + float(frac)
-        return lo, lo + 10 ** -digits
-    else:
-        end = start + timedelta(seconds=1)
-    return start.timestamp(), end.timestamp()
+        return lo, lo + (366 if calendar.isleap(int(y)) else 365) * 86400.0
+    if d is None:
+        return lo, lo + calendar.monthrange(int(y), int(mo))[1] * 86400.0
+    if h is None:
+        return lo, lo + 86400.0
+    if mi is None:
+        return lo, lo + 3600.0
+    if s is None:
+        return lo, lo + 60.0
+    if frac:
+        lo += float(frac)
+        return lo, lo + 10 ** -(len(frac) - 1)
+    return lo, lo + 1.0
 
 
 def value_range(v: Any) -> tuple[float, float] | None:
