@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Callable
 
 from storage.reader import KIND_MAPPING, Problem
-from storage.uke import Item, Receipt, UkeFile, UkeRecord, match_patient, parse_uke_date, \
-    read_uke_file, uke_date_fhir, uke_month
+from storage.uke import Item, Receipt, UkeFile, UkeRecord, facility_code, match_patient, \
+    parse_uke_date, read_uke_file, uke_date_fhir, uke_month
 
 from . import terminology as term
 
@@ -156,7 +156,7 @@ def map_receipt(receipt: Receipt, ctx: ClaimContext) -> list[dict]:
     patient_id = ctx.patient_id or receipt_patient_id(ctx.facility, receipt)
     patient = {"reference": f"Patient/{patient_id}"}
     tensuhyo = header["tensuhyo"] if header else ""
-    facility10 = _facility10(header) or ctx.facility
+    facility10 = facility_code(header) or ctx.facility
 
     claim: dict = {"resourceType": "Claim", "id": cid, "meta": _meta(ctx)}
     exts = []
@@ -232,15 +232,6 @@ def map_receipt(receipt: Receipt, ctx: ClaimContext) -> list[dict]:
     if ctx.patient_id is None:
         out.append(map_re_patient(receipt, patient_id, facility10, ctx))
     return out
-
-
-def _facility10(header: UkeRecord | None) -> str:
-    if header is None:
-        return ""
-    code = header["facility_code"]
-    if header["prefecture"] and header["tensuhyo"] and code:
-        return header["prefecture"].zfill(2) + header["tensuhyo"] + code.zfill(7)
-    return code
 
 
 def _unit_price(receipt: Receipt) -> Decimal:

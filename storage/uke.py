@@ -322,14 +322,8 @@ class UkeFile:
 
     @property
     def facility_code(self) -> str:
-        """10-digit 医療機関コード = 都道府県(2) + 点数表(1) + 医療機関コード(7)."""
-        h = self.ir
-        if h is None:
-            return ""
-        code = h["facility_code"]
-        if h["prefecture"] and h["tensuhyo"] and code:
-            return h["prefecture"].zfill(2) + h["tensuhyo"] + code.zfill(7)
-        return code
+        """10-digit 医療機関コード of the IR header (see :func:`facility_code`)."""
+        return facility_code(self.ir)
 
     @property
     def claim_month(self) -> str:
@@ -403,19 +397,37 @@ def _lines(data: bytes) -> Iterator[tuple[int, int, bytes]]:
             yield n, start, line
 
 
+def facility_code(header: UkeRecord | None) -> str:
+    """10-digit 医療機関コード = 都道府県(2) + 点数表(1) + 医療機関コード(7) of a header record;
+    the header's own code when a part is missing, "" without a header."""
+    if header is None:
+        return ""
+    code = header["facility_code"]
+    if header["prefecture"] and header["tensuhyo"] and code:
+        return header["prefecture"].zfill(2) + header["tensuhyo"] + code.zfill(7)
+    return code
+
+
+def _sniff(data: bytes) -> tuple[bytes, str]:
+    """The bytes without a UTF-8 BOM, and their codec: UTF-8 when all of them decode as UTF-8,
+    else CP932 (the Shift_JIS of the receipt files).  :func:`read_uke` and
+    :func:`scan_receipts` must choose alike: receipt numbers index one into the other."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        data.decode("utf-8")
+        return data, "utf-8"
+    except UnicodeDecodeError:
+        return data, "cp932"
+
+
 def read_uke(data: bytes, path: str) -> UkeFile:
     """Parse the bytes of one UKE file; problems are collected, never raised."""
     uf = UkeFile(path)
     if not data.strip(EOF + b"\r\n \t"):
         uf.problem(None, KIND_EMPTY, "the file is empty")
         return uf
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        data.decode("utf-8")
-        codec = "utf-8"
-    except UnicodeDecodeError:
-        codec = "cp932"
+    data, codec = _sniff(data)
     uf.codec = codec
     recs: list[UkeRecord] = []
     for n, off, raw in _lines(data):
@@ -438,13 +450,7 @@ def scan_receipts(data: bytes) -> tuple[UkeRecord | None, list[UkeRecord]]:
     For indexing receipts by カルテ番号 and number without grouping or checking the other records
     (about 40x cheaper than :func:`read_uke`): the n-th RE returned is ``read_uke(data).receipts[n]``
     (same line splitting and codec choice).  Records carry their layout; never raises."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        data.decode("utf-8")
-        codec = "utf-8"
-    except UnicodeDecodeError:
-        codec = "cp932"
+    data, codec = _sniff(data)
     header: UkeRecord | None = None
     res: list[UkeRecord] = []
     for n, off, raw in _lines(data):
