@@ -141,6 +141,8 @@ def _merge_all(results, total: ChunkResult, spool: IO[bytes], bar) -> None:
         for t, v in r.first.items():
             if t not in total.first or v < total.first[t]:
                 total.first[t] = v
+        for t, v in r.days.items():
+            total.days.setdefault(t, set()).update(v)
         for d in r.digests:
             spool.write(orjson.dumps(list(d)) + b"\n")
         if bar is not None:
@@ -163,13 +165,35 @@ def _ts_datetime(ts: str) -> datetime | None:
         return None
 
 
+def usual_gap_days(days: set[str]) -> float | None:
+    """The gap between arrival days that a random day of the type's history falls into
+    (gaps weighted by their length: sum(g^2) / sum(g)).
+
+    A plain mean interval calls bursty types stale: inpatient-only data arrives daily during a
+    stay and then not for months, so "one every 39 days" on average, yet a 600-day quiet spell is
+    its normal rhythm.  Weighted by length, the long quiet spells dominate for such a type, while a
+    type that arrives every day or week keeps a usual gap of a day or a week."""
+    ordinals = sorted(d.toordinal() for d in (_day(x) for x in days) if d is not None)
+    gaps = [b - a for a, b in zip(ordinals, ordinals[1:])]
+    total = sum(gaps)
+    return sum(g * g for g in gaps) / total if total else None
+
+
+def _day(text: str):
+    try:
+        return datetime.strptime(text, "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
 def _freshness(total: ChunkResult, stale_days: int) -> tuple[list[dict], list[dict]]:
     """Newest file per data type, its age against the newest file overall, and stale warnings.
 
     A type is stale when its newest file is more than ``stale_days`` older than the newest file
-    of any type *and* the gap is over four times the type's own average interval — a type that
-    normally arrives twice a year is not stale after a month.  Only types with 10 or more files
-    spread over at least ``stale_days`` are judged (a one-off batch has no rhythm to break).
+    of any type *and* the gap is over four times the type's own usual gap between arrival days
+    (:func:`usual_gap_days`) — a type that normally arrives twice a year, or in bursts during
+    inpatient stays, is not stale after a month.  Only types with 10 or more files spread over at
+    least ``stale_days`` are judged (a one-off batch has no rhythm to break).
     """
     newest_all = max((v[0] for v in total.newest.values()), default="")
     ref = _ts_datetime(newest_all)
@@ -180,20 +204,22 @@ def _freshness(total: ChunkResult, stale_days: int) -> tuple[list[dict], list[di
         n = sum(c for (t, _), c in total.counts.items() if t == dtype)
         age = (ref - when).total_seconds() / 86400 if ref and when else None
         interval = ((when - first).total_seconds() / 86400 / (n - 1)) if when and first and n > 1 else None
+        usual = usual_gap_days(total.days.get(dtype, set()))
         row = {"data_type": dtype, "name_ja": _name_ja(dtype), "newest": ts[:14], "files": n,
                "age_days": round(age, 1) if age is not None else None,
                "mean_interval_days": round(interval, 2) if interval is not None else None,
+               "usual_gap_days": round(usual, 2) if usual is not None else None,
                "newest_mtime": datetime.fromtimestamp(mtime / 1e9).isoformat(timespec="seconds")}
         span = (when - first).total_seconds() / 86400 if when and first else 0.0
-        stale = (age is not None and age > stale_days and n >= 10 and interval is not None
-                 and span >= stale_days and age > 4 * interval)
+        stale = (age is not None and age > stale_days and n >= 10 and usual is not None
+                 and span >= stale_days and age > 4 * usual)
         row["stale"] = stale
         rows.append(row)
         if stale:
             problems.append(kinds.problem(dtype, kinds.KIND_STALE,
                                           f"newest {dtype} file is {age:.0f} days older than the newest "
-                                          f"file in the storage (usually one every {interval:.1f} days)",
-                                          WARNING, data_type=dtype))
+                                          f"file in the storage (it usually arrives every "
+                                          f"{usual:.1f} days)", WARNING, data_type=dtype))
     return rows, problems
 
 

@@ -41,6 +41,7 @@ class ChunkResult:
     counts: Counter = field(default_factory=Counter)  # (data type, YYYY-MM) -> files
     newest: dict[str, tuple[str, int]] = field(default_factory=dict)  # type -> (発生日時, mtime_ns)
     first: dict[str, str] = field(default_factory=dict)  # type -> oldest 発生日時
+    days: dict[str, set[str]] = field(default_factory=dict)  # type -> days (YYYYMMDD) with files
     unmapped: set[str] = field(default_factory=set)
 
 
@@ -102,6 +103,7 @@ def _check_file(opts: Options, storage: Storage, sf: StoredFile, out: ChunkResul
             out.newest[dtype] = (ts, mtime)
         if dtype not in out.first or ts < out.first[dtype]:
             out.first[dtype] = ts
+        out.days.setdefault(dtype, set()).add(ts[:8])
         if opts.since and sf.usable and day < opts.since:
             return (sf.relpath, size, mtime, SKIPPED)
     out.checked += 1
