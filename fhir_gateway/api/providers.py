@@ -108,12 +108,7 @@ class ResourceProvider:
         for pid in dict.fromkeys(p for p in (patient_of(r) for r in page) if p):
             q = Query(src, [Criterion(rdef.params["patient"], None, [f"Patient/{pid}"]),
                             Criterion(rdef.params[pname], None, sorted(targets))])
-            res = svc.search(src, q)
-            problems.extend(res.problems)
-            for r in res.matches:
-                k = (r.get("resourceType"), r.get("id"))
-                if k not in have:
-                    out[k] = r
+            _search_new(svc, src, q, have, problems, out)
         return out
 
     # -- instance level --------------------------------------------------------------------------
@@ -138,6 +133,17 @@ class ResourceProvider:
                 query.criteria.append(Criterion(patient, c.modifier, list(c.values)))
                 break
         return query
+
+
+def _search_new(svc: FacilityService, src: str, q: Query, have, problems: list, out: dict) -> None:
+    """Run one ``_revinclude`` search: its problems go to ``problems``, its matches not already
+    in ``have`` into ``out`` by (type, id)."""
+    res = svc.search(src, q)
+    problems.extend(res.problems)
+    for r in res.matches:
+        k = (r.get("resourceType"), r.get("id"))
+        if k not in have:
+            out[k] = r
 
 
 def patient_of(r: dict) -> str | None:
@@ -214,12 +220,7 @@ class PatientProvider(ResourceProvider):
             return out
         for p in page:
             q = Query(src, [Criterion(rdef.params[pname], None, [f"Patient/{p['id']}"])])
-            res = svc.search(src, q)
-            problems.extend(res.problems)
-            for r in res.matches:
-                k = (r.get("resourceType"), r.get("id"))
-                if k not in have:
-                    out[k] = r
+            _search_new(svc, src, q, have, problems, out)
         return out
 
     def everything(self, svc: FacilityService, pager: Pager, base: str, pid: str,
