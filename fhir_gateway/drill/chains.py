@@ -28,7 +28,34 @@ def group_records(files: list[StoredFile]) -> dict[RecordKey, Record]:
     return records
 
 
-def check_chain(rec: Record) -> list[dict]:
+def claimed_by_rejects(rejects: list[StoredFile]) -> tuple[set[RecordKey], set[str]]:
+    """What unusable files of a patient may be versions of: the record keys of misplaced files,
+    and the ``folder/patient_date_type_order_`` prefixes of files whose name breaks the rule."""
+    keys: set[RecordKey] = set()
+    prefixes: set[str] = set()
+    for f in rejects:
+        if f.name is not None:
+            keys.add(f.name.key)
+        else:
+            folder, _, base = f.relpath.rpartition("/")
+            parts = base.split("_")
+            if len(parts) >= 4:
+                prefixes.add(f"{folder}/{'_'.join(parts[:4])}_")
+    return keys, prefixes
+
+
+def _explained(rec: Record, claimed: tuple[set[RecordKey], set[str]]) -> bool:
+    """A missing current version is already reported when a misplaced or badly named file of
+    the same record exists (one cause, one finding: fixing that file repairs the chain)."""
+    keys, prefixes = claimed
+    if rec.key in keys:
+        return True
+    f = rec.versions[0]
+    folder, _, base = f.relpath.rpartition("/")
+    return f"{folder}/{'_'.join(base.split('_')[:4])}_" in prefixes
+
+
+def check_chain(rec: Record, claimed: tuple[set[RecordKey], set[str]] = (set(), set())) -> list[dict]:
     out: list[dict] = []
     currents = rec.currents
     if len(currents) > 1:
@@ -39,7 +66,8 @@ def check_chain(rec: Record) -> list[dict]:
                            f"served, the others should have been renamed to flag 2: {others}",
                            WARNING))
     flags = [v.name.flag for v in rec.versions]  # type: ignore[union-attr]
-    if not currents and FLAG_DELETED not in flags and FLAG_SUPERSEDED in flags:
+    if not currents and FLAG_DELETED not in flags and FLAG_SUPERSEDED in flags \
+            and not _explained(rec, claimed):
         latest = rec.versions[-1]
         out.append(problem(latest.relpath, KIND_VERSION_CHAIN,
                            f"{flags.count(FLAG_SUPERSEDED)} superseded (flag 2) files but no current "

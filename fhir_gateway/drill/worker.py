@@ -13,7 +13,7 @@ from storage.names import NO_DATE
 from storage.reader import KIND_IO, KIND_MAPPING, KIND_MOJIBAKE, WARNING, read_file
 from storage.structure import check_message
 
-from .chains import check_chain, group_records
+from .chains import check_chain, claimed_by_rejects, group_records
 from .kinds import problem
 from .scan import patient_files
 
@@ -80,8 +80,9 @@ def _check_patient(opts: Options, storage: Storage, pid: str, pdir: str, out: Ch
     for sf in files:
         out.files += 1
         out.digests.append(_check_file(opts, storage, sf, out))
+    claimed = claimed_by_rejects([f for f in files if not f.usable])
     for rec in group_records(files).values():
-        out.problems.extend(check_chain(rec))
+        out.problems.extend(check_chain(rec, claimed))
 
 
 def _check_file(opts: Options, storage: Storage, sf: StoredFile, out: ChunkResult) -> tuple:
