@@ -15,7 +15,7 @@ from . import terminology as term
 from .context import MapContext
 from .ids import resource_id
 from .medication import EXT_ORDER_DEPARTMENT
-from .oml_11 import order_identifiers, specimen_resource, walk
+from .oml_11 import order_identifiers, specimens, walk
 from .registry import register
 
 MAPPING: list[tuple[str, str, str]] = [
@@ -53,12 +53,7 @@ def request_status(orc: Segment | None) -> str:
 def map_oml_01(msg: Message, ctx: MapContext) -> list[dict]:
     lab = walk(msg)
     fac = ctx.facility
-    out: list[dict] = []
-    spec_refs: dict[int, dict] = {}
-    for rec in lab.specimens:
-        res = specimen_resource(ctx, rec)
-        spec_refs[rec.index] = {"reference": f"Specimen/{res['id']}"}
-        out.append(res)
+    out, spec_refs = specimens(ctx, lab)
     for rep in lab.reports:
         orc, obr = rep.orc, rep.obr
         r: dict = {

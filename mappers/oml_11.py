@@ -170,6 +170,17 @@ def walk(msg: Message) -> LabMessage:
 
 # --- shared builders -----------------------------------------------------------------------------
 
+def specimens(ctx: MapContext, lab: LabMessage) -> tuple[list[dict], dict[int, dict]]:
+    """The Specimen resources of a message, and a reference to each by its SPM position."""
+    out: list[dict] = []
+    refs: dict[int, dict] = {}
+    for rec in lab.specimens:
+        res = specimen_resource(ctx, rec)
+        refs[rec.index] = {"reference": f"Specimen/{res['id']}"}
+        out.append(res)
+    return out, refs
+
+
 def specimen_resource(ctx: MapContext, rec: SpecimenRec) -> dict:
     spm, fac = rec.spm, ctx.facility
     r: dict = {
@@ -509,12 +520,7 @@ def report_status(rep: ReportRec, obs_status: list[str]) -> str:
 @register("OML-11")
 def map_oml_11(msg: Message, ctx: MapContext) -> list[dict]:
     lab = walk(msg)
-    out: list[dict] = []
-    spec_refs: dict[int, dict] = {}
-    for rec in lab.specimens:
-        res = specimen_resource(ctx, rec)
-        spec_refs[rec.index] = {"reference": f"Specimen/{res['id']}"}
-        out.append(res)
+    out, spec_refs = specimens(ctx, lab)
     fac = ctx.facility
     meta = ctx.meta()
     for rep in lab.reports:
