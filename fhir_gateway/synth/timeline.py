@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Callable
 
 from . import content as C
 from .hl7build import d8
@@ -98,6 +99,17 @@ class Course:
     def add(self, dtype: str, day: date | None, order: str, dept: str, when: datetime, text: str,
             flag: str = "1") -> None:
         self.docs.append(Doc(dtype, d8(day) if day else "-", order, dept, when, text, flag))
+
+    def cancelled_duplicate(self, dtype: str, day: date, dept: str, t: datetime,
+                            build: Callable[[datetime, str, bool], str],
+                            entered: tuple[int, int], cancelled: tuple[int, int]) -> None:
+        """An order entered twice by mistake: the duplicate (``entered`` seconds after ``t``) and
+        its cancel message (``cancelled`` seconds after), both stored with flag 0.
+        ``build(time, order number, cancel)`` writes the message."""
+        dup = self.order_no()
+        self.add(dtype, day, dup, dept, self.later(t, *entered), build(t, dup, False), "0")
+        ct = self.later(t, *cancelled)
+        self.add(dtype, day, dup, dept, self.later(ct), build(ct, dup, True), "0")
 
     def doctor(self, dept: str) -> Doctor:
         docs = doctors(dept)
@@ -236,12 +248,9 @@ class Course:
         self.add("OMP-01", day, order, dept, self.later(t), self.b.omp01(t, order, groups, days, dept,
                                                                          doc, inpatient))
         if r.random() < RATE_CANCEL:  # a duplicate entered by mistake and cancelled
-            dup = self.order_no()
-            self.add("OMP-01", day, dup, dept, self.later(t, 60, 300),
-                     self.b.omp01(t, dup, groups, days, dept, doc, inpatient), "0")
-            ct = self.later(t, 400, 900)
-            self.add("OMP-01", day, dup, dept, self.later(ct),
-                     self.b.omp01(ct, dup, groups, days, dept, doc, inpatient, cancel=True), "0")
+            self.cancelled_duplicate(
+                "OMP-01", day, dept, t, lambda at, no, cancel: self.b.omp01(
+                    at, no, groups, days, dept, doc, inpatient, cancel=cancel), (60, 300), (400, 900))
         # receipts: one 剤 per Rp (internal pharmacy), plus 処方料/調剤料
         ident_for = {"21": "21", "22": "22", "23": "23"}
         for g in groups:
@@ -270,12 +279,9 @@ class Course:
         order = self.order_no()
         day = t.date()
         if r.random() < RATE_CANCEL:
-            dup = self.order_no()
-            self.add("OML-01", day, dup, dept, self.later(t, 1, 60),
-                     self.b.oml01(t, dup, labs, dept, doc, inpatient, t), "0")
-            ct = self.later(t, 120, 600)
-            self.add("OML-01", day, dup, dept, self.later(ct),
-                     self.b.oml01(ct, dup, labs, dept, doc, inpatient, t, cancel=True), "0")
+            self.cancelled_duplicate(
+                "OML-01", day, dept, t, lambda at, no, cancel: self.b.oml01(
+                    at, no, labs, dept, doc, inpatient, t, cancel=cancel), (1, 60), (120, 600))
         self.add("OML-01", day, order, dept, self.later(t), self.b.oml01(t, order, labs, dept, doc,
                                                                          inpatient, t))
         shifts = {}
