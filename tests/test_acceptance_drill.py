@@ -90,3 +90,18 @@ def test_bursty_data_type_is_not_stale(tmp_path):
     fresh = {r["data_type"]: r for r in report["facilities"][0]["freshness"]}
     assert not fresh["OML-11"]["stale"], fresh["OML-11"]
     assert [p for p in report["facilities"][0]["problems"] if p["kind"] == "stale-data-type"] == []
+
+
+def test_current_version_misnamed_is_one_finding(tmp_path):
+    """The current file of a record carries another patient's id (misplaced): that file is the
+    finding; its superseded sibling is not a second, version-chain error."""
+    root = tmp_path / "s"
+    pid, other = "0000002000", "0000002001"
+    _lab(root, pid, "20240110", "000000000000001", flag="2", ts="20240110120000000")
+    good = _lab(root, pid, "20240110", "000000000000001", flag="1", ts="20240111120000000")
+    folder = next(root.rglob(good)).parent
+    (folder / good).rename(folder / good.replace(pid, other, 1))
+    code, report = check(root, tmp_path)
+    kinds = sorted(p["kind"] for p in report["facilities"][0]["problems"])
+    assert kinds == ["misplaced"], report["facilities"][0]["problems"]
+    assert code == 1

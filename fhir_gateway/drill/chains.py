@@ -29,15 +29,17 @@ def group_records(files: list[StoredFile]) -> dict[RecordKey, Record]:
 
 
 def claimed_by_rejects(rejects: list[StoredFile]) -> tuple[set[RecordKey], set[str]]:
-    """What unusable files of a patient may be versions of: the record keys of misplaced files,
-    and the ``folder/patient_date_type_order_`` prefixes of files whose name breaks the rule."""
+    """What unusable files of a patient may be versions of: the record keys of misplaced files
+    (and ``folder/*order`` for the folder they sit in: a name that says another patient), and the
+    ``folder/patient_date_type_order_`` prefixes of files whose name breaks the rule."""
     keys: set[RecordKey] = set()
     prefixes: set[str] = set()
     for f in rejects:
-        if f.name is not None:
+        folder, _, base = f.relpath.rpartition("/")
+        if f.name is not None:  # its own record, and the record of the folder it sits in
             keys.add(f.name.key)
+            prefixes.add(f"{folder}/*{f.name.order_no}")
         else:
-            folder, _, base = f.relpath.rpartition("/")
             parts = base.split("_")
             if len(parts) >= 4:
                 prefixes.add(f"{folder}/{'_'.join(parts[:4])}_")
@@ -52,7 +54,8 @@ def _explained(rec: Record, claimed: tuple[set[RecordKey], set[str]]) -> bool:
         return True
     f = rec.versions[0]
     folder, _, base = f.relpath.rpartition("/")
-    return f"{folder}/{'_'.join(base.split('_')[:4])}_" in prefixes
+    return (f"{folder}/{'_'.join(base.split('_')[:4])}_" in prefixes
+            or f"{folder}/*{rec.key.order_no}" in prefixes)
 
 
 def check_chain(rec: Record, claimed: tuple[set[RecordKey], set[str]] = (set(), set())) -> list[dict]:
