@@ -44,12 +44,20 @@ def _store(args: argparse.Namespace):
     return TokenStore(default_data_dir()), None
 
 
-def run_create(args: argparse.Namespace) -> int:
+def _open(args: argparse.Namespace):
+    """(store, config) as :func:`_store`, or None after printing why the config is unusable."""
     try:
-        store, cfg = _store(args)
+        return _store(args)
     except ConfigError as exc:
         print(f"fhir-gateway token: {exc}", file=sys.stderr)
+        return None
+
+
+def run_create(args: argparse.Namespace) -> int:
+    opened = _open(args)
+    if opened is None:
         return 2
+    store, cfg = opened
     if args.facility != "*" and not FACILITY_CODE.match(args.facility):
         print("fhir-gateway token: --facility must be a facility code or '*'", file=sys.stderr)
         return 2
@@ -63,11 +71,10 @@ def run_create(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    try:
-        store, _ = _store(args)
-    except ConfigError as exc:
-        print(f"fhir-gateway token: {exc}", file=sys.stderr)
+    opened = _open(args)
+    if opened is None:
         return 2
+    store, _ = opened
     for t in store.list():
         state = f"revoked {t.revoked}" if t.revoked else "active"
         print(f"{t.id}\t{t.name}\t{t.facility}\t{t.created}\t{state}")
@@ -75,11 +82,10 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_revoke(args: argparse.Namespace) -> int:
-    try:
-        store, _ = _store(args)
-    except ConfigError as exc:
-        print(f"fhir-gateway token: {exc}", file=sys.stderr)
+    opened = _open(args)
+    if opened is None:
         return 2
+    store, _ = opened
     if store.revoke(args.ident):
         print(f"revoked {args.ident}")
         return 0
