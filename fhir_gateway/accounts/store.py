@@ -228,11 +228,16 @@ class AccountStore:
         return self.access(facility)
 
     def access_log(self, facility: str | None = None, limit: int = 200) -> list[dict]:
+        return self._newest("access_log", facility, limit)
+
+    def _newest(self, table: str, facility: str | None, limit: int) -> list[dict]:
+        """The newest ``limit`` rows of a log table (``access_log``/``audit``, never user
+        input), of one facility when given."""
         if facility:
-            rows = self.db.execute("SELECT * FROM access_log WHERE facility = ? ORDER BY id DESC"
+            rows = self.db.execute(f"SELECT * FROM {table} WHERE facility = ? ORDER BY id DESC"
                                    " LIMIT ?", (facility, limit)).fetchall()
         else:
-            rows = self.db.execute("SELECT * FROM access_log ORDER BY id DESC LIMIT ?",
+            rows = self.db.execute(f"SELECT * FROM {table} ORDER BY id DESC LIMIT ?",
                                    (limit,)).fetchall()
         return [dict(r) for r in rows]
 
@@ -266,13 +271,7 @@ class AccountStore:
                  outcome, prev, digest))
 
     def audit_rows(self, limit: int = 500, facility: str | None = None) -> list[dict]:
-        if facility:
-            rows = self.db.execute("SELECT * FROM audit WHERE facility = ? ORDER BY id DESC"
-                                   " LIMIT ?", (facility, limit)).fetchall()
-        else:
-            rows = self.db.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?",
-                                   (limit,)).fetchall()
-        return [dict(r) for r in rows]
+        return self._newest("audit", facility, limit)
 
     def verify_audit(self) -> tuple[bool, int]:
         """Recompute the hash chain: (intact, number of rows checked)."""
