@@ -7,6 +7,7 @@ normalised — only the keys we compare.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -38,9 +39,23 @@ _HALF_KANA = re.compile("[\uff61-\uff9f]")
 _PUA = re.compile("[\ue000-\uf8ff]")
 # Characters that Shift_JIS bytes produce when read as Latin-1/CP1252 or as ISO-2022-JP pairs.
 _LATIN_NOISE = re.compile("[\u00c0-\u00ff]{3,}")
-_JAPANESE = re.compile("[\u3040-\u30ff\u4e00-\u9fff\uff01-\uff5e]")
-# Rare kanji blocks (JIS level 2 and beyond) dominate text that was decoded with the wrong table.
-_COMMON_KANJI = re.compile("[\u3040-\u30ff\u4e00-\u7fff]")
+# Kana and kanji: the characters whose mix tells real Japanese from bytes read with the wrong
+# table (full-width digits and letters say nothing either way and are not counted).
+_JAPANESE = re.compile("[\u3040-\u30ff\u4e00-\u9fff]")
+_KANJI = re.compile("[\u4e00-\u9fff]")
+
+
+@functools.lru_cache(maxsize=8192)
+def _rare_kanji(ch: str) -> bool:
+    """JIS X 0208 level 2 (EUC-JP lead byte 0xD0-0xF4) or outside JIS X 0208 altogether.
+
+    Unicode orders kanji by radical, not frequency (阿 部 都 野 are above U+8000), so the level is
+    read from the JIS table: level 1 is the 2,965 everyday kanji names and addresses use."""
+    try:
+        b = ch.encode("euc_jp")
+    except UnicodeEncodeError:
+        return True
+    return len(b) != 2 or b[0] >= 0xD0
 
 
 _SUSPECT = re.compile("[\u0080-\u00ff\ufffd\uff61-\uff9f\ue000-\uf8ff]")
@@ -76,7 +91,7 @@ def implausible_japanese(text: str) -> list[str]:
     """Text that decodes but is mostly rare kanji is typical of bytes read with the wrong table."""
     jp = _JAPANESE.findall(text)
     if len(jp) >= 8:
-        common = len(_COMMON_KANJI.findall(text))
-        if common / len(jp) < 0.5:
+        rare = sum(1 for ch in _KANJI.findall(text) if _rare_kanji(ch))
+        if rare / len(jp) > 0.5:
             return ["implausible Japanese: mostly rare kanji, typical of a wrong decoder"]
     return []

@@ -105,3 +105,26 @@ def test_current_version_misnamed_is_one_finding(tmp_path):
     kinds = sorted(p["kind"] for p in report["facilities"][0]["problems"])
     assert kinds == ["misplaced"], report["facilities"][0]["problems"]
     assert code == 1
+
+
+def test_everyday_names_and_addresses_are_not_mojibake(tmp_path):
+    """阿部 / 都 / 野 / 聡 sit above U+8000 but are everyday (JIS level 1) kanji: a clean message
+    full of them is not "implausible Japanese" (a clean synth hospital was reported)."""
+    from storage.text import implausible_japanese
+    real = "阿部^清^^^^^L^I~アベ^キヨシ 東京都豊島区東池袋６−１６−１４ 呼野^聡 都野部阿"
+    assert implausible_japanese(real) == []
+    root = tmp_path / "s"
+    pid = "0000003000"
+    _write(root, pid, "20260209", "ADT-12", NOPAT, "20260209141407847", "1", _msg(
+        "ADT^A04^ADT_A01", "20260209141400",
+        ["EVN||202602091414", "PID|0001||0000003000^^^^PI||阿部^清^^^^^L^I~アベ^キヨシ^^^^^L^P||"
+         "19870829|M|||^^^^170-0013^JPN^H^東京都豊島区東池袋６−１６−１４",
+         "PV1|0001|O|05^^^^^C||||D0501^呼野^聡^^^^^^^L^^^^^I|||05"]))
+    code, report = check(root, tmp_path)
+    assert report["facilities"][0]["problems"] == [] and code == 0
+
+
+def test_utf8_read_as_shift_jis_is_still_mojibake():
+    from storage.text import implausible_japanese
+    garbled = "患者 太郎 カンジャ タロウ 静岡県静岡市登呂 内科".encode("utf-8").decode("cp932", "ignore")
+    assert implausible_japanese(garbled)
