@@ -17,7 +17,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-from .layout import Storage, UnsafePath, _scandir_names
+from .layout import Storage, UnsafePath, _scandir_names, group_records
 from .names import FLAG_CURRENT, FLAG_DELETED, BadFileName, FileName, RecordKey, \
     is_valid_date_folder, parse_content_folder_name
 
@@ -82,6 +82,9 @@ class ExtendedRecord:
 
     key: RecordKey
     versions: list[ContentFolder] = field(default_factory=list)
+
+    def sort(self) -> None:
+        self.versions.sort(key=lambda c: c.name.sort_key)  # type: ignore[union-attr]
 
     @property
     def current(self) -> ContentFolder | None:
@@ -158,17 +161,7 @@ class ExtendedStorage(Storage):
                 dates: Iterable[str] | None = None
                 ) -> tuple[dict[RecordKey, ExtendedRecord], list[ContentFolder]]:
         """Content folders grouped into documents (versions oldest first) plus the rejects."""
-        recs: dict[RecordKey, ExtendedRecord] = {}
-        rejects: list[ContentFolder] = []
-        for cf in self.content_folders(patient_id, dates, data_types):
-            if not cf.usable:
-                rejects.append(cf)
-                continue
-            key = cf.name.key  # type: ignore[union-attr]
-            recs.setdefault(key, ExtendedRecord(key)).versions.append(cf)
-        for r in recs.values():
-            r.versions.sort(key=lambda c: c.name.sort_key)  # type: ignore[union-attr]
-        return recs, rejects
+        return group_records(self.content_folders(patient_id, dates, data_types), ExtendedRecord)
 
     def load(self, folder: ContentFolder, with_data: Iterable[str] = ()) -> list[ContentFile]:
         """Size and hash of every file; bytes for the names in ``with_data``.  Never raises."""

@@ -230,10 +230,11 @@ def _looks_like_patient(path: Path) -> bool:
     return bool(names) and all(is_valid_date_folder(n) for n in names)
 
 
-def group_records(files: Iterable[StoredFile]) -> tuple[dict[RecordKey, Record], list[StoredFile]]:
+def group_records(files: Iterable, record_type: type = Record) -> tuple[dict, list]:
     """Group well-named files into records (versions sorted); return the rest as rejects.
 
-    The one grouping behind :meth:`Storage.records` and every cached listing built on it."""
+    The one grouping behind :meth:`Storage.records`, every cached listing built on it and the
+    extended storage's documents (``record_type`` ExtendedRecord over content folders)."""
     records: dict[RecordKey, Record] = {}
     rejects: list[StoredFile] = []
     for f in files:
@@ -242,7 +243,7 @@ def group_records(files: Iterable[StoredFile]) -> tuple[dict[RecordKey, Record],
             continue
         rec = records.get(f.name.key)  # type: ignore[union-attr]
         if rec is None:
-            rec = records[f.name.key] = Record(f.name.key)  # type: ignore[union-attr]
+            rec = records[f.name.key] = record_type(f.name.key)  # type: ignore[union-attr]
         rec.versions.append(f)
     for rec in records.values():
         rec.sort()

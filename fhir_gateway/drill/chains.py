@@ -13,21 +13,6 @@ from storage.names import FLAG_DELETED, FLAG_SUPERSEDED, RecordKey
 from .kinds import ERROR, KIND_VERSION_CHAIN, WARNING, problem
 
 
-def group_records(files: list[StoredFile]) -> dict[RecordKey, Record]:
-    records: dict[RecordKey, Record] = {}
-    for f in files:
-        if not f.usable:
-            continue
-        key = f.name.key  # type: ignore[union-attr]
-        rec = records.get(key)
-        if rec is None:
-            rec = records[key] = Record(key)
-        rec.versions.append(f)
-    for rec in records.values():
-        rec.sort()
-    return records
-
-
 def claimed_by_rejects(rejects: list[StoredFile]) -> tuple[set[RecordKey], set[str]]:
     """What unusable files of a patient may be versions of: the record keys of misplaced files
     (and ``folder/*order`` for the folder they sit in: a name that says another patient), and the

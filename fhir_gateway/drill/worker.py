@@ -8,12 +8,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from storage.layout import Storage, StoredFile
+from storage.layout import Storage, StoredFile, group_records
 from storage.names import NO_DATE
 from storage.reader import KIND_IO, KIND_MAPPING, KIND_MOJIBAKE, WARNING, read_file
 from storage.structure import check_message
 
-from .chains import check_chain, claimed_by_rejects, group_records
+from .chains import check_chain, claimed_by_rejects
 from .kinds import problem
 from .scan import patient_files
 
@@ -81,7 +81,7 @@ def _check_patient(opts: Options, storage: Storage, pid: str, pdir: str, out: Ch
         out.files += 1
         out.digests.append(_check_file(opts, storage, sf, out))
     claimed = claimed_by_rejects([f for f in files if not f.usable])
-    for rec in group_records(files).values():
+    for rec in group_records(files)[0].values():
         out.problems.extend(check_chain(rec, claimed))
 
 
