@@ -28,13 +28,15 @@ def check(root: Path, tmp_path: Path, *extra: str) -> tuple[int, dict]:
     return p.returncode, json.loads(p.stdout)
 
 
-@pytest.fixture(scope="module")
-def synth_trees(tmp_path_factory):
-    """The brief's own commands: 20 patients, default seed and years, clean and messy."""
+@pytest.fixture(scope="module", params=[None, "2", "3"])
+def synth_trees(request, tmp_path_factory):
+    """The brief's own commands: 20 patients, default years, clean and messy; the default seed
+    and two more (each found a different false positive)."""
     base = tmp_path_factory.mktemp("acc-synth")
+    seed = ["--seed", request.param] if request.param else []
     for name, messy in (("clean", []), ("messy", ["--messy", "0.1"])):
         p = run("synth", "--out", str(base / name), "--patients", "20", "--no-progress",
-                "--workers", "2", *messy)
+                "--workers", "2", *seed, *messy)
         assert p.returncode == 0, p.stderr
     return base
 

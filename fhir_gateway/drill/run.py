@@ -193,7 +193,8 @@ def _freshness(total: ChunkResult, stale_days: int) -> tuple[list[dict], list[di
     of any type *and* the gap is over four times the type's own usual gap between arrival days
     (:func:`usual_gap_days`) — a type that normally arrives twice a year, or in bursts during
     inpatient stays, is not stale after a month.  Only types with 10 or more files spread over at
-    least ``stale_days`` are judged (a one-off batch has no rhythm to break).
+    least ``stale_days`` and over at least a quarter of the silence being judged are judged: a
+    one-off batch, or a type seen for four months seven years ago, has no rhythm to break.
     """
     newest_all = max((v[0] for v in total.newest.values()), default="")
     ref = _ts_datetime(newest_all)
@@ -212,7 +213,7 @@ def _freshness(total: ChunkResult, stale_days: int) -> tuple[list[dict], list[di
                "newest_mtime": datetime.fromtimestamp(mtime / 1e9).isoformat(timespec="seconds")}
         span = (when - first).total_seconds() / 86400 if when and first else 0.0
         stale = (age is not None and age > stale_days and n >= 10 and usual is not None
-                 and span >= stale_days and age > 4 * usual)
+                 and span >= max(stale_days, age / 4) and age > 4 * usual)
         row["stale"] = stale
         rows.append(row)
         if stale:
