@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 from pathlib import Path
 
@@ -25,6 +26,22 @@ FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 GUIDELINE_SAMPLES = SAMPLES / "ssmix2" / "nhoHQ__SSMIX2DataTestingTool" / "sampleData"
+
+
+def garble(text: str, rnd: random.Random, replace: str, insert: str) -> str:
+    """1-40 random edits (replace with a char of ``replace``, delete, insert one of ``insert``):
+    the fuzz input of the never-raise tests.  Same ``rnd`` state, same result."""
+    chars = list(text)
+    for _ in range(rnd.randint(1, 40)):
+        i = rnd.randrange(len(chars))
+        op = rnd.random()
+        if op < 0.4:
+            chars[i] = rnd.choice(replace)
+        elif op < 0.7:
+            del chars[i]
+        else:
+            chars.insert(i, rnd.choice(insert))
+    return "".join(chars)
 
 
 def relpath_for(name: str) -> str:

@@ -15,7 +15,7 @@ from mappers.oml_11 import reference_range
 from storage.hl7 import parse
 from storage.names import parse_name
 from storage.reader import read_bytes
-from tests.mapper_testkit import (FACILITY, SAMPLES, by_type, check_golden, map_bytes, map_text,
+from tests.mapper_testkit import (FACILITY, SAMPLES, by_type, check_golden, garble, map_bytes, map_text,
                                   renamed, sample_files, validate)
 
 OML11_NAME = "9999013_20111220_OML-11_000000011000354_20111220103059000_01_1"
@@ -311,17 +311,7 @@ def test_jahis_inspection_result_utf8():
 
 
 def _garble(text: str, rnd: random.Random) -> str:
-    chars = list(text)
-    for _ in range(rnd.randint(1, 40)):
-        i = rnd.randrange(len(chars))
-        op = rnd.random()
-        if op < 0.4:
-            chars[i] = rnd.choice("|^~&\\\r0123456789ABCXZ-.<>≦\"漢")
-        elif op < 0.7:
-            del chars[i]
-        else:
-            chars.insert(i, rnd.choice("|^&\r~"))
-    return "".join(chars)
+    return garble(text, rnd, "|^~&\\\r0123456789ABCXZ-.<>≦\"漢", "|^&\r~")
 
 
 @pytest.mark.parametrize("text,name", [(OML11, OML11_NAME), (EDGE, OML11_NAME),

@@ -15,8 +15,8 @@ from storage.hl7 import parse
 from mappers import MapContext, map_message
 from storage.names import parse_name
 from storage.reader import read_bytes
-from tests.mapper_testkit import (FACILITY, SAMPLES, by_type, check_golden, map_bytes, map_text, renamed,
-                                  sample_files, validate)
+from tests.mapper_testkit import (FACILITY, SAMPLES, by_type, check_golden, garble, map_bytes,
+                                  map_text, renamed, sample_files, validate)
 
 OMP01_NAME = "9999013_20110701_OMP-01_000000011000185_20110701224603984_01_1"
 OMP02_NAME = "9999013_20110701_OMP-02_123456789012345_20110701224603984_01_1"
@@ -380,17 +380,7 @@ def test_jahis_utf8_examples(fname, name):
 
 
 def _garble(text: str, rnd: random.Random) -> str:
-    chars = list(text)
-    for _ in range(rnd.randint(1, 40)):
-        i = rnd.randrange(len(chars))
-        op = rnd.random()
-        if op < 0.4:
-            chars[i] = rnd.choice("|^~&\\\r0123456789ABCXZ-.<>\"漢")
-        elif op < 0.7:
-            del chars[i]
-        else:
-            chars.insert(i, rnd.choice("|^&\r"))
-    return "".join(chars)
+    return garble(text, rnd, "|^~&\\\r0123456789ABCXZ-.<>\"漢", "|^&\r")
 
 
 @pytest.mark.parametrize("text,name", [(OMP01, OMP01_NAME), (OMP01_JAHIS, OMP01_NAME),
