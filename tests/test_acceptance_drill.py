@@ -130,3 +130,13 @@ def test_utf8_read_as_shift_jis_is_still_mojibake():
     from storage.text import implausible_japanese
     garbled = "患者 太郎 カンジャ タロウ 静岡県静岡市登呂 内科".encode("utf-8").decode("cp932", "ignore")
     assert implausible_japanese(garbled)
+
+
+def test_empty_storage_root_is_red(tmp_path):
+    """An unmounted mount point is an empty folder: a drill that read nothing proved nothing."""
+    root = tmp_path / "mnt"
+    root.mkdir()
+    code, report = check(root, tmp_path)
+    probs = report["facilities"][0]["problems"]
+    assert [p["kind"] for p in probs] == ["io-error"] and "no patient" in probs[0]["reason"]
+    assert code == 1 and report["verdict"] == "要対応"

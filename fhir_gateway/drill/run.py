@@ -23,7 +23,7 @@ import orjson
 
 from fhir_gateway import __version__
 from fhir_gateway.config import Facility
-from storage.reader import ERROR, WARNING
+from storage.reader import ERROR, KIND_IO, WARNING
 
 from . import kinds
 from .scan import walk_patients
@@ -103,6 +103,9 @@ def check_storage(fac: Facility, opts: CheckOptions) -> FacilityRun:
     if bar is not None:
         bar.close()
     problems = scan_problems + total.problems
+    if not total.patients and not problems:  # an unmounted mount point is an empty folder
+        problems.append(kinds.problem("", KIND_IO, f"storage root {root} holds no patient folders: "
+                                      "nothing could be checked (is the backup mounted?)"))
     freshness, stale = _freshness(total, opts.stale_days)
     problems += stale
     problems.sort(key=lambda p: (p["kind"], p["path"]))
