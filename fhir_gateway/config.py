@@ -72,9 +72,14 @@ def load(path: str | Path) -> Config:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from exc
     base = path.resolve().parent
+    if not isinstance(raw.get("data_dir", "data"), str):
+        raise ConfigError("data_dir must be a path (a string)")
     data_dir = Path(raw.get("data_dir", "data"))
     cfg = Config(data_dir if data_dir.is_absolute() else (base / data_dir).resolve())
-    for item in raw.get("facility", []):
+    facilities = raw.get("facility", [])
+    if not isinstance(facilities, list) or not all(isinstance(i, dict) for i in facilities):
+        raise ConfigError("facilities are [[facility]] tables")
+    for item in facilities:
         code = str(item.get("code", ""))
         if not FACILITY_CODE.match(code):
             raise ConfigError(f"facility code {code!r} must be 1-16 letters or digits")
