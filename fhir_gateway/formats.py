@@ -55,6 +55,9 @@ def negotiate(fmt: str | None, accept: str | None) -> str:
                     q = float(b[2:])
                 except ValueError:
                     q = 0.0
+            elif b.lower().startswith("fhirversion=") and not b.split("=", 1)[1].strip(
+                    '"').startswith("4.0"):
+                q = 0.0  # we serve FHIR R4 (4.0.1) only
         ranges.append((q, -i, mt))
     for q, _, mt in sorted(ranges, reverse=True):
         if q <= 0:

@@ -37,6 +37,7 @@ KIND_TYPE = "type-mismatch"
 KIND_MOJIBAKE = "mojibake"
 KIND_IO = "io-error"
 KIND_MAPPING = "mapping-error"
+KIND_PATIENT = "patient-mismatch"
 
 # Segments without which a message of that structure cannot be what it claims to be.
 REQUIRED_SEGMENTS: dict[str, tuple[str, ...]] = {
@@ -285,3 +286,19 @@ def read_path(path: Path, relpath: str, name: FileName | None = None) -> ReadRes
     except OSError as exc:
         return ReadResult(relpath, name).fail(KIND_IO, f"cannot read the file: {exc.strerror or exc}")
     return read_bytes(data, relpath, name)
+
+
+def patient_mismatch(res: ReadResult) -> str | None:
+    """Why the message's PID-3 names a patient other than the one the file is stored for.
+
+    The file is still served under its folder's patient (the storage's own filing); the drill
+    reports the disagreement as a warning, since one of the two is wrong at the source.
+    """
+    if res.message is None or res.name is None:
+        return None
+    pid3 = res.message["PID"][3]
+    ids = [rep.component(1) for rep in pid3.repetitions if rep.component(1)]
+    if not ids or res.name.patient_id in ids:
+        return None
+    return (f"PID-3 names patient {', '.join(ids)}, but the file is stored for patient "
+            f"{res.name.patient_id}")

@@ -150,3 +150,14 @@ def test_utf8_lf_jahis_samples_report_encoding_and_line_endings() -> None:
         if not p.read_bytes().isascii():
             assert KIND_ENCODING in got
         assert KIND_LINE_ENDINGS in got
+
+
+def test_patient_mismatch_between_pid3_and_filing() -> None:
+    from storage.reader import patient_mismatch
+
+    assert patient_mismatch(read_bytes(encode_iso2022jp(TEXT) + b"\x1c", "x", NAME)) is None
+    other = FileName("1111111", "-", "ADT-00", "999999999999999", "20111220224447339", "-", "1")
+    reason = patient_mismatch(read_bytes(encode_iso2022jp(TEXT) + b"\x1c", "x", other))
+    assert reason == "PID-3 names patient 9999013, but the file is stored for patient 1111111"
+    no_pid3 = TEXT.replace("9999013^^^^PI", "")
+    assert patient_mismatch(read_bytes(encode_iso2022jp(no_pid3) + b"\x1c", "x", other)) is None

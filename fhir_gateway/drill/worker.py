@@ -10,7 +10,9 @@ from pathlib import Path
 
 from storage.layout import Storage, StoredFile, group_records
 from storage.names import NO_DATE
-from storage.reader import KIND_IO, KIND_MAPPING, KIND_MOJIBAKE, WARNING, read_file
+from storage.reader import (
+    KIND_IO, KIND_MAPPING, KIND_MOJIBAKE, KIND_PATIENT, WARNING, patient_mismatch, read_file,
+)
 from storage.structure import check_message
 
 from .chains import check_chain, claimed_by_rejects
@@ -115,6 +117,9 @@ def _check_file(opts: Options, storage: Storage, sf: StoredFile, out: ChunkResul
         if opts.structure:
             found += [problem(sf.relpath, k, r, WARNING) for k, r in check_message(res.message,
                                                                                     name.data_type)]
+            other = patient_mismatch(res)
+            if other:
+                found.append(problem(sf.relpath, KIND_PATIENT, other, WARNING))
         if opts.mapping:
             found += _map(opts, res, sf, out)
     out.problems.extend(found)
