@@ -84,7 +84,9 @@ def wrk(url: str, seconds: int, token: str | None, conns: int = 8) -> dict:
             "errors": int(non2xx.group(1)) if non2xx else 0}
 
 
-def tree_rss_mb(pid: int) -> float:
+def tree_rss_mb(pid: int, field: str = "VmRSS", file: str = "status") -> float:
+    """Sum over the server's processes; VmRSS counts pages shared after fork once per process,
+    Pss (``field="Pss", file="smaps_rollup"``) splits them, i.e. the memory really used."""
     total = 0
     pids = [pid]
     try:
@@ -93,7 +95,7 @@ def tree_rss_mb(pid: int) -> float:
         pass
     for p in pids:
         try:
-            m = re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{p}/status").read_text())
+            m = re.search(rf"^{field}:\s+(\d+)", Path(f"/proc/{p}/{file}").read_text(), re.M)
             total += int(m.group(1)) if m else 0
         except OSError:
             pass
@@ -186,7 +188,8 @@ def main() -> int:
               f"all {pages} pages (_count=1000) median {1000 * alls[mid]:.0f} ms "
               f"(best {1000 * alls[0]:.0f}); {args.rounds} rounds")
         print(f"server RSS (parent + {args.workers} workers): peak {load_peak:.0f} MB under the "
-              f"read/search load, {peak[0]:.0f} MB after the heavy patient is cached")
+              f"read/search load, {peak[0]:.0f} MB after the heavy patient is cached "
+              f"(PSS now: {tree_rss_mb(srv.proc.pid, 'Pss', 'smaps_rollup'):.0f} MB)")
         srv.stop()
         ceil.terminate()
         ceil.wait()
