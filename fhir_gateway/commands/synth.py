@@ -35,14 +35,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from fhir_gateway.synth import Options, generate
 
-    if args.patients < 0 or args.years < 1 or not 0 <= args.messy <= 1:
-        print("synth: --patients >= 0, --years >= 1 and 0 <= --messy <= 1 are required",
-              file=sys.stderr)
+    # a hospital of 0 patients is a typo, not a demo (the heavy patient alone is one)
+    least = 0 if args.heavy_patient else 1
+    if args.patients < least or args.years < 1 or not 0 <= args.messy <= 1 or args.workers < 0:
+        print(f"synth: --patients >= {least}, --years >= 1, 0 <= --messy <= 1 and --workers >= 0 "
+              "are required", file=sys.stderr)
         return 2
     if not args.facility.isdigit() or len(args.facility) != 10:
         print("synth: --facility must be a 10-digit 医療機関コード", file=sys.stderr)
         return 2
     out = args.out
+    if out.exists() and not out.is_dir():
+        print(f"synth: {out} is not a folder", file=sys.stderr)
+        return 2
+    if args.manifest is not None and args.manifest.is_dir():
+        print(f"synth: --manifest {args.manifest} is a folder; give a file name", file=sys.stderr)
+        return 2
     if out.exists() and any(out.iterdir()):
         print(f"synth: {out} is not empty; remove it first (the generator never mixes runs)",
               file=sys.stderr)

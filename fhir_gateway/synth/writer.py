@@ -265,6 +265,7 @@ def generate(options: Options) -> Summary:
     if opts.manifest is not None:
         for m in manifest:
             summary.defects[m["defect"]] += 1
+        opts.manifest.parent.mkdir(parents=True, exist_ok=True)
         opts.manifest.write_text(json.dumps(manifest, ensure_ascii=False, indent=1) + "\n",
                                  encoding="utf-8")
     summary.seconds = time.perf_counter() - started

@@ -1,0 +1,71 @@
+"""Acceptance tests of the command line as an outsider uses it: real ``fhir-gateway`` processes.
+
+Each test runs the installed command and judges only exit codes, stdout/stderr and the files or
+HTTP answers it produces (the issues' public interface), never internals.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN
+
+GW = str(BIN / "fhir-gateway")
+
+
+def gw(*args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([GW, *args], capture_output=True, text=True, input=stdin,
+                          timeout=timeout)
+
+
+def assert_usage_error(res: subprocess.CompletedProcess, *words: str) -> None:
+    """Exit 2 with a plain message, never a Python traceback."""
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr, res.stderr
+    for w in words:
+        assert w in res.stderr, res.stderr
+
+
+# -- synth ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [["--patients", "0"], ["--patients", "-1"],
+                                 ["--patients", "2", "--messy", "2"],
+                                 ["--patients", "2", "--messy", "-0.1"],
+                                 ["--patients", "2", "--years", "0"],
+                                 ["--patients", "2", "--workers", "-1"]])
+def test_synth_invalid_values_are_usage_errors(tmp_path, bad):
+    res = gw("synth", "--out", str(tmp_path / "s"), *bad, "--no-progress")
+    assert_usage_error(res, "synth:")
+    assert not (tmp_path / "s").exists() or not any((tmp_path / "s").iterdir())
+
+
+def test_synth_out_is_a_file_or_non_empty_folder(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert_usage_error(gw("synth", "--out", str(afile), "--patients", "1"), "afile")
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("x")
+    assert_usage_error(gw("synth", "--out", str(full), "--patients", "1"), "not empty")
+
+
+def test_synth_manifest_in_a_new_folder_and_manifest_that_is_a_folder(tmp_path):
+    man = tmp_path / "reports" / "defects.json"
+    res = gw("synth", "--out", str(tmp_path / "s"), "--patients", "2", "--years", "1",
+             "--messy", "0.2", "--manifest", str(man), "--no-progress")
+    assert res.returncode == 0, res.stderr
+    assert man.is_file() and man.read_text().startswith("[")
+    res = gw("synth", "--out", str(tmp_path / "t"), "--patients", "2", "--years", "1",
+             "--messy", "0.2", "--manifest", str(tmp_path), "--no-progress")
+    assert_usage_error(res, "--manifest")
+
+
+def test_synth_heavy_patient_alone(tmp_path):
+    res = gw("synth", "--out", str(tmp_path / "s"), "--patients", "0", "--heavy-patient",
+             "--years", "1", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "s" / "900" / "000" / "9000000001").is_dir()
