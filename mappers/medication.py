@@ -548,6 +548,16 @@ def ingredient(item: dict, amount: dict | None, drug_no: int) -> dict:
     return ing
 
 
+def dosage_form(f: Field, facility: str) -> dict | None:
+    """RXE-6 剤形 -> Medication.form: MR9P means the MERIT-9 *form* table here, not units."""
+    cc = dt.codeable(f, facility)
+    if cc and f.component(3).upper() == "MR9P":
+        for c in cc["coding"]:
+            if c.get("system") == term.MERIT9_UNIT:
+                c["system"] = term.MERIT9_FORM
+    return cc
+
+
 def contained_medication(ctx: MapContext, ingredients: list[dict], form: dict | None = None,
                          code: dict | None = None) -> dict:
     med: dict = {"resourceType": "Medication", "id": "med",

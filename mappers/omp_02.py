@@ -19,7 +19,7 @@ from .registry import register
 MAPPING: list[tuple[str, str, str]] = [
     ("ORC-1", "MedicationRequest.status", "NW active; CA cancelled; DC stopped; ORC-5 CM completed"),
     ("ORC-2", "MedicationRequest.identifier", "requestIdentifier; also groupIdentifier (施設処方箋ID)"),
-    ("ORC-4", "MedicationRequest.identifier", "rpNumber (2nd part of ORC-4, zero-suppressed); the 3rd part orders the id"),
+    ("ORC-4", "MedicationRequest.identifier", "rpNumber (2nd part of ORC-4, zero-suppressed); orderInRp = the 3rd part, else the RXE's place in its Rp"),
     ("ORC-9", "MedicationRequest.authoredOn", "fallback RXE-32, then MSH-7"),
     ("ORC-10", "MedicationRequest.recorder", ""),
     ("ORC-12", "MedicationRequest.requester", "fallback RXE-13"),
@@ -28,7 +28,7 @@ MAPPING: list[tuple[str, str, str]] = [
     ("RXE-2", "MedicationRequest.category", "注射種別 (JHSI0002/99I02); a drug code here becomes the Medication ingredient"),
     ("RXE-3", "MedicationRequest.dosageInstruction.doseAndRate.doseQuantity", "total volume of the mix"),
     ("RXE-5", "MedicationRequest.dosageInstruction.doseAndRate.doseQuantity", "unit"),
-    ("RXE-6", "MedicationRequest.contained.form", "剤形 of the contained Medication"),
+    ("RXE-6", "MedicationRequest.contained.form", "剤形 of the contained Medication (MR9P -> JP_MedicationFormMERIT9_CS)"),
     ("RXE-7", "MedicationRequest.dosageInstruction.additionalInstruction", ""),
     ("RXE-10", "MedicationRequest.dispenseRequest.quantity", "when written"),
     ("RXE-11", "MedicationRequest.dispenseRequest.quantity", "unit"),
@@ -69,7 +69,8 @@ def map_omp_02(msg: Message, ctx: MapContext) -> list[dict]:
         if rxe is None and not rxcs:
             continue
         rp, seq = med.group_rp(group)
-        pos = numbering.unique(rp, numbering.line(rp, seq))
+        line = numbering.line(rp, seq)
+        pos = numbering.unique(rp, line)
         tq1 = group.first("TQ1")
         rxr = group.first("RXR")
 
@@ -84,9 +85,10 @@ def map_omp_02(msg: Message, ctx: MapContext) -> list[dict]:
             if item:
                 ingredients.append(med.ingredient(item, med.field_quantity(rxe.get(3), rxe[5], fac), 1))
         medication = med.contained_medication(ctx, ingredients,
-                                              form=dt.codeable(rxe[6], fac) if rxe is not None else None)
+                                              form=med.dosage_form(rxe[6], fac) if rxe is not None else None)
 
-        identifiers = med.rp_identifiers(rp, None)
+        # JP_MedicationRequestBase: rpNumber 1..1 and orderInRp 1..1 (injections too)
+        identifiers = med.rp_identifiers(rp, line)
         oid = med.order_identifier(ctx, orc)
         if oid:
             identifiers.append(oid)

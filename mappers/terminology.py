@@ -10,6 +10,11 @@ SD = f"{JP_CORE}/StructureDefinition/"
 # Local code systems (CWE.3 starting with "99", or names we do not know) are kept, never dropped,
 # under this documented base: {LOCAL_BASE}/{facility}/{coding system name}.
 LOCAL_BASE = "http://fhir-gateway.example.org/CodeSystem/local"
+# National JAHIS / MML user tables that JP Core defines no CodeSystem for (JHSP0003 処方区分,
+# JHSP0005, JHSI0002 注射種別, JHSI0009, JHSD0001/0004/0005/0007 ...): {TABLE_BASE}/{name}.
+# Only the tables listed in CODE_SYSTEMS get a jpfhir.jp URI - a made-up JP Core URI would not
+# resolve on any terminology server.
+TABLE_BASE = "http://fhir-gateway.example.org/CodeSystem/ssmix2-table"
 
 # JP Core profile canonical URLs
 PROFILE = {
@@ -68,6 +73,7 @@ CODE_SYSTEMS: dict[str, str] = {
     "JHSP0002": "http://jpfhir.jp/fhir/core/CodeSystem/JHSP0002",
     "JHSI0001": "http://jpfhir.jp/fhir/core/CodeSystem/JHSI0001",
     "JHSI0003": "http://jpfhir.jp/fhir/core/CodeSystem/JHSI0003",
+    "JHSP0007": "http://jpfhir.jp/fhir/core/CodeSystem/JHSP0007",
     "JJ1017": "http://jpfhir.jp/fhir/core/CodeSystem/JJ1017",
     "ISO+": "http://unitsofmeasure.org",
     "UCUM": "http://unitsofmeasure.org",
@@ -106,6 +112,7 @@ UCUM = "http://unitsofmeasure.org"
 # Medication (JP Core): units, categories, extensions
 MERIT9_UNIT = f"{JP_CORE}/mhlw/CodeSystem/MedicationUnitMERIT9Code"
 MERIT9_CATEGORY = f"{JP_CORE}/CodeSystem/JP_MedicationCategoryMERIT9_CS"
+MERIT9_FORM = f"{JP_CORE}/CodeSystem/JP_MedicationFormMERIT9_CS"  # 剤形 (RXE-6 ...^MR9P)
 MEDICATION_REQUEST_CATEGORY = "http://terminology.hl7.org/CodeSystem/medicationrequest-category"
 JP_EXT = f"{JP_CORE}/Extension/StructureDefinition/"
 DIAGNOSTIC_SERVICE_SECTION = "http://terminology.hl7.org/CodeSystem/v2-0074"
@@ -138,8 +145,8 @@ def system_for(name: str, facility: str = "") -> str | None:
         return known
     if name.startswith("HL7") and name[3:].isdigit():
         return f"http://terminology.hl7.org/CodeSystem/v2-{name[3:]}"
-    if name.startswith(("JHS", "MML")):
-        return f"{JP_CORE}/CodeSystem/{name}"
+    if name.startswith(("JHS", "MML")) and name.isalnum():
+        return f"{TABLE_BASE}/{name}"
     safe = "".join(c if c.isalnum() or c in "-." else "_" for c in name)
     return f"{LOCAL_BASE}/{facility or 'unknown'}/{safe}"
 

@@ -216,7 +216,8 @@ def test_omp02_contained_medication_with_rxc_ingredients():
     assert ings[0]["strength"]["denominator"] == {"value": 1, "unit": "回",
                                                  "system": term.MERIT9_UNIT, "code": "TIME"}
     assert [i["extension"][0]["valueInteger"] for i in ings] == [1, 2]
-    assert _ident(r, term.RP_NUMBER) == "1" and _ident(r, term.ORDER_IN_RP) is None
+    # JP_MedicationRequestBase (parent of the injection profile): rpNumber and orderInRp 1..1
+    assert _ident(r, term.RP_NUMBER) == "1" and _ident(r, term.ORDER_IN_RP) == "1"
 
 
 def test_omp02_dosage_rate_period_route_and_injection_type():
