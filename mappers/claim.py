@@ -394,6 +394,9 @@ def map_re_patient(receipt: Receipt, patient_id: str, facility10: str, ctx: Clai
     karte = receipt.karte_no
     if karte:
         p["identifier"] = [{"system": term.patient_identifier_system(facility10), "value": karte}]
+    else:  # JP_Patient needs an identifier; no カルテ番号 -> the id's person key, locally
+        p["identifier"] = [{"system": term.local_id_system(facility10, "uke-patient"),
+                            "value": patient_id}]
     names = []
     for text, rep in ((re_["name"], "IDE"), (re_["kana"], "SYL")):
         if not text:
