@@ -69,3 +69,31 @@ def test_synth_heavy_patient_alone(tmp_path):
              "--years", "1", "--no-progress")
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "s" / "900" / "000" / "9000000001").is_dir()
+
+
+# -- index ----------------------------------------------------------------------------------------
+
+
+def test_index_never_empties_itself_on_an_unmounted_storage_root(tmp_path):
+    """An unmounted mount point is an empty folder: indexing it must be skipped (exit 1), not
+    remove every patient from the index (docs/drills.md treats an empty root the same way)."""
+    from conftest import build_hospital
+    h = build_hospital(tmp_path, n_patients=3)
+    args = ["index", "--storage", str(h.root), "--facility", h.facility, "--data-dir",
+            str(h.data_dir)]
+    res = gw(*args)
+    assert res.returncode == 0 and "3 patients indexed" in res.stdout, res.stdout
+    h.root.rename(tmp_path / "unmounted")
+    h.root.mkdir()
+    for extra in ([], ["--rebuild"]):
+        res = gw(*args, *extra)
+        assert res.returncode == 1, res.stdout
+        assert "skipped" in res.stdout and "empty" in res.stdout
+    h.root.rmdir()
+    (tmp_path / "unmounted").rename(h.root)
+    res = gw(*args)
+    assert res.returncode == 0 and "3 patients indexed" in res.stdout, res.stdout
+    assert " 0 removed" in res.stdout  # (young mtimes may re-read patients; none was dropped)
+    res = gw("index", "--storage", str(tmp_path / "absent"), "--facility", h.facility,
+             "--data-dir", str(tmp_path / "d2"))
+    assert res.returncode == 1 and "skipped" in res.stdout

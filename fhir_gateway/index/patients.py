@@ -228,6 +228,10 @@ class PatientIndex:
                 # Never empty the index because the storage is unreachable for a moment.
                 return IndexStats(skipped=f"storage unreadable: {self.replicas.states[i].reason}",
                                   root=root)
+            if not self.replicas.states[i].seen_data:
+                # An unmounted mount point is an empty folder: indexing it would remove everyone.
+                return IndexStats(skipped=f"storage unreadable: {root} is empty (not mounted?)",
+                                  root=root)
             old = self._load_state()
             ix, full = self._open_or_create(full, old)
             if full:
