@@ -68,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
         store = AccountStore(_data_dir(args))
         cmd = args.user_command
         if cmd == "add":
+            if args.config and args.facility \
+                    and args.facility not in config_mod.load(args.config).facilities:
+                raise ValueError(f"facility {args.facility} is not in {args.config}")
             user = store.add_user(args.username, _password(args), args.role, args.facility,
                                   args.display)
             store.audit("user-add", username="cli", detail={"user": user.username,

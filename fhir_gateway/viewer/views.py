@@ -361,8 +361,8 @@ def _load_patient(pid: str, view: str):
         return None, render_template("viewer/message.html", message=t("storage_unavailable"),
                                      back=url_for("viewer.patients", code=g.code)), 503
     patient = next((r for r in data.resources if r.get("resourceType") == "Patient"), None)
-    if patient is None and not data.resources:
-        abort(404)
+    if patient is None and not data.resources and not data.problems:
+        abort(404)  # a folder whose files all failed to read still opens, with the reasons
     g.pid = pid
     g.today = today
     g.pv = pview
