@@ -97,3 +97,61 @@ def test_index_never_empties_itself_on_an_unmounted_storage_root(tmp_path):
     res = gw("index", "--storage", str(tmp_path / "absent"), "--facility", h.facility,
              "--data-dir", str(tmp_path / "d2"))
     assert res.returncode == 1 and "skipped" in res.stdout
+
+
+# -- check ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def drill_tree(tmp_path_factory):
+    from conftest import build_hospital
+    return build_hospital(tmp_path_factory.mktemp("acc-check"), n_patients=2)
+
+
+@pytest.mark.parametrize("since", ["2026-02-30", "2026-13-01", "20230230", "yesterday"])
+def test_check_since_must_be_a_real_date(drill_tree, since):
+    res = gw("check", "--storage", str(drill_tree.root), "--since", since, "--json",
+             "--data-dir", str(drill_tree.data_dir))
+    assert_usage_error(res, "--since")
+    assert res.stdout == ""
+
+
+@pytest.mark.parametrize("doc", ["[1]", "{}", '{"facilities": 3}', '{"facilities": [1]}',
+                                 '{"facilities": [{"digests": 5}]}'])
+def test_check_previous_that_is_not_a_report_is_a_usage_error(drill_tree, tmp_path, doc):
+    prev = tmp_path / "prev.json"
+    prev.write_text(doc)
+    res = gw("check", "--storage", str(drill_tree.root), "--previous", str(prev), "--json",
+             "--data-dir", str(drill_tree.data_dir))
+    assert_usage_error(res, "prev.json")
+
+
+def test_check_previous_diff_after_adding_and_deleting_files(tmp_path):
+    import json
+    import shutil
+
+    from conftest import build_hospital
+    h = build_hospital(tmp_path / "h", n_patients=2)
+    first = tmp_path / "r1.json"
+    html = tmp_path / "r1.html"
+    res = gw("check", "--storage", str(h.root), "--output", str(first), "--html", str(html),
+             "--data-dir", str(h.data_dir))
+    assert res.returncode in (0, 1), res.stderr
+    page = html.read_text(encoding="utf-8")
+    assert "<html" in page and "<script" not in page
+    import re
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", page)
+    assert "@import" not in page and "url(http" not in page
+    files = sorted(p for p in h.root.rglob("*") if p.is_file())
+    gone = files[0]
+    gone.unlink()
+    added = files[1].with_name(files[1].name[:-1] + "2")
+    shutil.copy(files[1], added)
+    res = gw("check", "--storage", str(h.root), "--previous", str(first), "--json",
+             "--data-dir", str(h.data_dir))
+    assert res.returncode in (0, 1), res.stderr
+    diff = json.loads(res.stdout)["facilities"][0]["diff"]
+    rel = lambda p: p.relative_to(h.root).as_posix()  # noqa: E731
+    assert diff["paths"]["disappeared"] == [rel(gone)]
+    assert diff["paths"]["appeared"] == [rel(added)]
+    assert diff["counts"]["changed"] == 0

@@ -47,6 +47,23 @@ def _usage(msg: str) -> int:
     return EXIT_USAGE
 
 
+def _is_date(digits: str) -> bool:
+    from datetime import datetime
+    try:
+        datetime.strptime(digits, "%Y%m%d")
+    except ValueError:
+        return False
+    return True
+
+
+def _is_report(doc) -> bool:
+    """The shape ``--previous`` relies on (a report of ``check --json``/``--output``)."""
+    facs = doc.get("facilities") if isinstance(doc, dict) else None
+    return isinstance(facs, list) and all(
+        isinstance(f, dict) and isinstance(f.get("digests", []), list)
+        and isinstance(f.get("counts", {}), dict) for f in facs)
+
+
 def run(args: argparse.Namespace) -> int:
     from fhir_gateway.config import ConfigError, from_args, load
 
@@ -57,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     since = None
     if args.since:
         digits = args.since.replace("-", "")
-        if not re.fullmatch(r"\d{8}", digits):
+        if not re.fullmatch(r"\d{8}", digits) or not _is_date(digits):
             return _usage(f"--since {args.since!r} is not a date (YYYY-MM-DD)")
         since = digits
     if args.workers < 0:
@@ -89,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
             previous = orjson.loads(Path(args.previous).read_bytes())
         except (OSError, orjson.JSONDecodeError) as exc:
             return _usage(f"cannot read previous report {args.previous}: {exc}")
+        if not _is_report(previous):
+            return _usage(f"{args.previous} is not a report of fhir-gateway check "
+                          "(no facilities with their digests)")
     opts = CheckOptions(workers=args.workers, since=since, stale_days=args.stale_days,
                         structure=not args.no_structure, mapping=not args.no_mapping,
                         previous=previous, cache_dir=default_cache_dir(data_dir),
