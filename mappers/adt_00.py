@@ -204,6 +204,22 @@ def _coverage(in1: Segment, index: int, ctx: MapContext) -> dict:
     return c
 
 
+# meta.tag of a Patient built from a clinical message's PID (no usable ADT-00 for the folder).
+DERIVED_TAG = {"system": term.ORIGIN_TAG_SYSTEM, "code": "derived-from-pid",
+               "display": "ADT-00 がないため診療メッセージの PID から作成 (no ADT-00: built from PID)"}
+
+
+def patient_from_pid(msg: Message, ctx: MapContext) -> dict:
+    """The Patient of a folder that has clinical data but no usable ADT-00, from the PID of one of
+    its messages: the chart stays reachable and references to ``Patient/{id}`` never dangle.
+    ``ctx`` is the context of that message's file (meta.source names it); meta.tag says so."""
+    p = _patient(msg, ctx)
+    p.pop("active", None)
+    p["identifier"][0]["value"] = ctx.patient_id  # the filing decides whose chart this is
+    p["meta"]["tag"] = [dict(DERIVED_TAG)]
+    return p
+
+
 @register("ADT-00")
 def map_adt_00(msg: Message, ctx: MapContext) -> list[dict]:
     patient = _patient(msg, ctx)

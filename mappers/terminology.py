@@ -286,3 +286,6 @@ def request_status(orc1: str, orc5: str = "") -> str:
     if orc5 == "HD":
         return "on-hold"
     return "active"
+
+# meta.tag system saying where a resource came from when it is not a plain mapping of its file
+ORIGIN_TAG_SYSTEM = "http://fhir-gateway.example.org/CodeSystem/origin"

@@ -276,8 +276,16 @@ class FacilityService:
 
         return self._with_storage(run)
 
-    def _extras(self, patient_id: str, types: set[str] | None, data: PatientData) -> None:
-        """Claims (UKE) and plug-in sources (memos): not cached here, appended to ``data``."""
+    def _extras(self, patient_id: str, types: set[str] | None, data: PatientData,
+                comp: Compartment | None = None) -> None:
+        """Claims (UKE), plug-in sources (memos) and, for a folder without a usable ADT-00, the
+        Patient built from PID: not cached here, appended to ``data``."""
+        if (comp is not None and (types is None or "Patient" in types)
+                and not any(r.get("resourceType") == "Patient" for r in comp.resources)):
+            derived = self.derived_patient(patient_id)
+            if derived is not None:
+                data.resources.append(derived)
+                data.when.append(clinical_range(derived))
         if types is None or types & {"Claim", "Coverage"}:
             claims, problems = self.claims.for_patient(patient_id)
             for r in claims:
@@ -304,8 +312,27 @@ class FacilityService:
         comp = self._compartment(patient_id, types)
         data = PatientData(list(comp.resources), list(comp.problems), comp.nfiles,
                            list(comp.when))
-        self._extras(patient_id, types, data)
+        self._extras(patient_id, types, data, comp)
         return data
+
+    def derived_patient(self, patient_id: str) -> dict | None:
+        """A Patient from the newest readable PID of the folder, when it has no usable ADT-00
+        (``mappers.adt_00.patient_from_pid``); None when the folder holds no such message."""
+        from mappers.adt_00 import patient_from_pid
+
+        def run(storage: Storage) -> dict | None:
+            records, _ = patient_records(storage, self.dirs, patient_id)
+            if any(r.deleted for k, r in records.items() if k.data_type == "ADT-00"):
+                return None  # a deleted patient stays deleted
+            newest = sorted((r.current for r in records.values() if r.current is not None),
+                            key=lambda f: f.name.sort_key, reverse=True)  # type: ignore[union-attr]
+            for f in newest:
+                res = read_path(Path(f"{storage.root}/{f.relpath}"), f.relpath, f.name)
+                if res.ok and res.message.segment("PID") is not None:  # type: ignore[union-attr]
+                    return patient_from_pid(res.message, MapContext(self.code, f.relpath, f.name))
+            return None
+
+        return self._with_storage(run)
 
     # -- instance level -----------------------------------------------------------------------
     def _record(self, rtype: str, rid: str) -> tuple[Storage, Record]:
@@ -361,7 +388,13 @@ class FacilityService:
             return plugged
         if is_extended_id(rid):
             return self.extended.read(rtype, rid)
-        storage, rec = self._record(rtype, rid)
+        try:
+            storage, rec = self._record(rtype, rid)
+        except NotFound:
+            derived = self.derived_patient(rid) if rtype == "Patient" else None
+            if derived is None:
+                raise
+            return derived
         cur = self._current(storage, rec)
         if cur is None:
             if rec.deleted:
@@ -497,7 +530,7 @@ class FacilityService:
                 comp.orders.clear()
             comp.orders[okey] = ordered
         extra = PatientData([])
-        self._extras(pid, types, extra)
+        self._extras(pid, types, extra, comp)
         data = PatientData([], list(comp.problems) + extra.problems, comp.nfiles)
         if extra.resources:
             more = _ordered(extra.resources, extra.when, start, end, since)
