@@ -55,7 +55,12 @@ def _serve_child(make_app: Callable[[], Flask], sock: socket.socket, threads: in
 
 def serve(make_app: Callable[[], Flask], host: str, port: int, threads: int = 4,
           workers: int = 1, ready: Callable[[str], None] | None = None) -> int:
-    sock = bind(host, port)
+    try:
+        sock = bind(host, port)
+    except OSError as exc:  # port in use, address not on this machine, no permission
+        print(f"fhir-gateway serve: cannot listen on {host}:{port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
     actual = sock.getsockname()[1]
     url = f"http://{host}:{actual}"
     if ready:

@@ -155,3 +155,25 @@ def test_check_previous_diff_after_adding_and_deleting_files(tmp_path):
     assert diff["paths"]["disappeared"] == [rel(gone)]
     assert diff["paths"]["appeared"] == [rel(added)]
     assert diff["counts"]["changed"] == 0
+
+
+# -- serve ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [["--port", "99999"], ["--port", "-1"], ["--workers", "0"],
+                                 ["--threads", "0"], ["--cache-mb", "0"]])
+def test_serve_out_of_range_options_are_usage_errors(drill_tree, bad):
+    res = gw("serve", "--config", str(drill_tree.config), *bad, timeout=30)
+    assert_usage_error(res, bad[0])
+
+
+def test_serve_on_a_port_in_use_says_so(drill_tree):
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        res = gw("serve", "--config", str(drill_tree.config), "--port", str(port),
+                 "--workers", "1", timeout=30)
+    assert res.returncode == 1, (res.returncode, res.stderr)
+    assert "Traceback" not in res.stderr and f"{port}" in res.stderr

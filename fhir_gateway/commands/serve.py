@@ -59,6 +59,14 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"fhir-gateway serve: {exc}", file=sys.stderr)
         return 2
+    bad = [f"--{name} {value}" for name, value, ok in (
+        ("port", args.port, 0 <= args.port <= 65535), ("threads", args.threads, args.threads >= 1),
+        ("workers", args.workers, args.workers is None or args.workers >= 1),
+        ("cache-mb", args.cache_mb, args.cache_mb is None or args.cache_mb >= 1)) if not ok]
+    if bad:
+        print(f"fhir-gateway serve: {', '.join(bad)}: out of range (port 0-65535, threads, "
+              "workers and cache-mb at least 1)", file=sys.stderr)
+        return 2
     if args.no_auth:
         if not is_loopback(args.host):
             print(f"fhir-gateway serve: --no-auth is refused on {args.host}: anonymous access "
