@@ -279,3 +279,13 @@ def test_patient_with_a_broken_adt00_opens_with_the_read_problem(site):
     r = v.get(f"/f/{FACILITY}/p/{BROKEN}/")
     assert r.status_code == 200, r.status_code
     assert 'id="read-problems"' in r.text and "ADT-00" in r.text
+
+
+def test_unknown_urls_outside_the_viewer_carry_the_security_headers(site):
+    v = Viewer(site[1].url)
+    for path in ("/no-such-page", "/etc/passwd", "/f", "/static/x.js"):
+        r = v.get(path)
+        assert r.status_code == 404, path
+        assert r.headers.get("X-Frame-Options") == "DENY", path
+        assert "frame-ancestors 'none'" in r.headers.get("Content-Security-Policy", ""), path
+        assert r.headers.get("X-Content-Type-Options") == "nosniff", path

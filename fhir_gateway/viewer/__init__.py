@@ -14,6 +14,7 @@ from ..accounts import AccountStore, SqliteSessionInterface
 from ..accounts.sessions import ABSOLUTE_SECONDS, IDLE_SECONDS
 from ..memos import MemoJournal
 from .state import LoginUser, ViewerState
+from .security import add_headers
 from .views import bp
 
 __all__ = ["init_app", "init_viewer", "create_viewer_app", "bp", "ViewerState"]
@@ -71,6 +72,14 @@ def init_viewer(app: Flask, config, gateway=None, *, idle_seconds: float | None 
         return LoginUser(user) if user and not user.disabled else None
 
     app.register_blueprint(bp)
+
+    @app.after_request
+    def _outside_blueprints(response):
+        """Unknown URLs (a browser's typo, a scanner's probe) get the viewer's headers too."""
+        from flask import request
+        if request.blueprint is None:
+            add_headers(response, patient_data=False)
+        return response
     return state
 
 
