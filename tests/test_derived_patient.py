@@ -15,8 +15,10 @@ from storage.layout import Storage
 def test_patient_from_pid_when_adt00_is_missing_and_deleted_stays_deleted(tmp_path, server_factory):
     h = build_hospital(tmp_path)
     st = Storage(h.root)
-    missing, deleted = h.patients[0], h.patients[1]
+    missing, deleted, broken = h.patients[0], h.patients[1], h.patients[2]
     shutil.rmtree(st.patient_dir(missing) / "-" / "ADT-00")
+    for f in (st.patient_dir(broken) / "-" / "ADT-00").iterdir():
+        f.write_bytes(b"")  # a zeroed file: the drill reports it, the chart stays reachable
     adt = st.patient_dir(deleted) / "-" / "ADT-00"
     for f in adt.iterdir():
         f.rename(f.with_name(f.name[:-1] + "0"))
@@ -37,6 +39,13 @@ def test_patient_from_pid_when_adt00_is_missing_and_deleted_stays_deleted(tmp_pa
     found = requests.get(f"{srv.base}/Patient", params={"_id": missing}, headers=srv.headers,
                          timeout=30).json()
     assert [e["resource"]["id"] for e in found["entry"] if e["search"]["mode"] == "match"] == [missing]
+
+    b = requests.get(f"{srv.base}/Patient/{broken}", headers=srv.headers, timeout=30)
+    assert b.status_code == 200 and b.json()["meta"]["tag"][0]["code"] == "derived-from-pid"
+    found = requests.get(f"{srv.base}/Patient", params={"_id": broken}, headers=srv.headers,
+                         timeout=30).json()
+    modes = sorted(e["search"]["mode"] for e in found["entry"])
+    assert modes == ["match", "outcome"]  # the Patient, and the unreadable ADT-00 reported
 
     assert requests.get(f"{srv.base}/Patient/{deleted}", headers=srv.headers,
                         timeout=30).status_code == 410

@@ -404,6 +404,9 @@ class FacilityService:
         found = self._find(m, rtype, rid)
         if found is None:
             errors = [p for p in m.problems if p.severity == ERROR]
+            derived = self.derived_patient(rid) if rtype == "Patient" else None
+            if derived is not None:  # an unreadable ADT-00 must not hide the chart
+                return derived
             if errors:
                 raise BrokenResource(errors)
             raise NotFound(f"{rtype}/{rid} not found")
