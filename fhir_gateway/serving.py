@@ -14,9 +14,10 @@ import signal
 import socket
 import sys
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from flask import Flask
+if TYPE_CHECKING:  # the supervising parent never imports the app's stack (keeps its RSS small)
+    from flask import Flask
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def bind(host: str, port: int, backlog: int = 1024) -> socket.socket:
     return sock
 
 
-def _serve_child(make_app: Callable[[], Flask], sock: socket.socket, threads: int) -> None:
+def _serve_child(make_app: Callable[[], "Flask"], sock: socket.socket, threads: int) -> None:
     import waitress
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "queue depth" noise under load
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
@@ -53,7 +54,28 @@ def _serve_child(make_app: Callable[[], Flask], sock: socket.socket, threads: in
                    connection_limit=1000, channel_timeout=60, _quiet=True)
 
 
-def serve(make_app: Callable[[], Flask], host: str, port: int, threads: int = 4,
+def check_app(make_app: Callable[[], "Flask"]) -> bool:
+    """Build the app once in a throw-away child so a broken config fails fast, before any worker
+    starts, without loading the whole app into the long-lived parent."""
+    if not hasattr(os, "fork"):
+        make_app()
+        return True
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            make_app()
+            code = 0
+        except BaseException as exc:  # noqa: BLE001 - reported to the operator, then exit 1
+            print(f"fhir-gateway serve: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def serve(make_app: Callable[[], "Flask"], host: str, port: int, threads: int = 4,
           workers: int = 1, ready: Callable[[str], None] | None = None) -> int:
     try:
         sock = bind(host, port)

@@ -53,7 +53,7 @@ def config_from(args: argparse.Namespace) -> Config:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fhir_gateway.serving import is_loopback, serve
+    from fhir_gateway.serving import check_app, is_loopback, serve
     try:
         cfg = config_from(args)
     except ConfigError as exc:
@@ -77,17 +77,18 @@ def run(args: argparse.Namespace) -> int:
               "without a token", file=sys.stderr)
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
-    from fhir_gateway.services.cache import per_worker_bytes
-    cache = per_worker_bytes(args.cache_mb, workers)
 
-    def make_app():
+    def make_app():  # runs in the workers (and once in a throw-away child, see check_app)
         from fhir_gateway.app import create_app
-        return create_app(cfg, auth=not args.no_auth, cache_bytes=cache)
+        from fhir_gateway.services.cache import per_worker_bytes
+        return create_app(cfg, auth=not args.no_auth,
+                          cache_bytes=per_worker_bytes(args.cache_mb, workers))
 
     def ready(url: str) -> None:
         codes = ", ".join(f"{url}/fhir/{c}" for c in cfg.facilities)
         print(f"fhir-gateway: serving {codes} ({workers} workers x {args.threads} threads)",
               file=sys.stderr, flush=True)
 
-    make_app()  # fail fast in the parent on a broken config, before forking
+    if workers > 1 and not check_app(make_app):  # fail fast on a broken config, before forking
+        return 2
     return serve(make_app, args.host, args.port, args.threads, workers, ready)
