@@ -14,7 +14,7 @@ from flask import Flask, Request
 from werkzeug.exceptions import HTTPException
 
 from conformance import registry
-from fhir_gateway.auth_tokens import ANONYMOUS, Principal, TokenStore
+from fhir_gateway.auth_tokens import ANONYMOUS, Principal, TokenStore, TokenStoreError
 from fhir_gateway.config import Config
 from fhir_gateway.paging import Pager, load_secret
 from fhir_gateway.services import Gateway
@@ -44,7 +44,12 @@ class BearerAuth:
         if scheme.lower() != "bearer" or not token.strip():
             raise FhirError(401, "an Authorization: Bearer <token> header is required", "login",
                             {"WWW-Authenticate": challenge})
-        principal = self.store.verify(token.strip())
+        try:
+            principal = self.store.verify(token.strip())
+        except TokenStoreError as exc:  # fail closed, with a reason, never a 500
+            log.error("%s", exc)
+            raise FhirError(503, "the server cannot read its token store; no token can be "
+                            "checked now", "transient") from exc
         if principal is None:
             raise FhirError(401, "the bearer token is not valid", "login",
                             {"WWW-Authenticate": challenge + ', error="invalid_token"'})
@@ -76,7 +81,10 @@ def create_app(config: Config, *, auth: bool = True, cache_bytes: int | None = N
     gateway = Gateway(config, cache_bytes)
     app.extensions["gateway"] = gateway
     app.extensions["fhir_pager"] = Pager(load_secret(config.data_dir))
-    app.extensions["fhir_auth"] = BearerAuth(TokenStore(config.data_dir) if auth else None)
+    store = TokenStore(config.data_dir) if auth else None
+    if store is not None:
+        store.validate()  # a corrupt token file stops `serve` at start-up with its reason
+    app.extensions["fhir_auth"] = BearerAuth(store)
     app.extensions["capability"] = capability_for(config)
     app.register_blueprint(blueprint)
     app.register_error_handler(HTTPException, api_error)

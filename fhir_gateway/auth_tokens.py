@@ -54,6 +54,10 @@ def _hash(salt: str, secret: str) -> str:
     return hashlib.sha256(bytes.fromhex(salt) + secret.encode()).hexdigest()
 
 
+class TokenStoreError(RuntimeError):
+    """The token file exists but cannot be read: the API refuses every token (fails closed)."""
+
+
 class TokenStore:
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
         self.path = Path(data_dir) / TOKENS_FILE
@@ -73,8 +77,12 @@ class TokenStore:
                 if mtime is None:
                     self._tokens = {}
                 else:
-                    raw = orjson.loads(self.path.read_bytes() or b"[]")
-                    self._tokens = {t["id"]: TokenInfo(**t) for t in raw}
+                    try:
+                        raw = orjson.loads(self.path.read_bytes() or b"[]")
+                        self._tokens = {t["id"]: TokenInfo(**t) for t in raw}
+                    except (OSError, orjson.JSONDecodeError, TypeError, KeyError) as exc:
+                        raise TokenStoreError(f"{self.path} is not a readable token file "
+                                              f"({type(exc).__name__}: {exc})") from exc
                 self._mtime = mtime
             return self._tokens
 
@@ -86,6 +94,10 @@ class TokenStore:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, self.path)
+
+    def validate(self) -> None:
+        """Raise :class:`TokenStoreError` now (at start-up) rather than on the first request."""
+        self._load()
 
     # -- operations -----------------------------------------------------------------------------
     def create(self, name: str, facility: str) -> str:

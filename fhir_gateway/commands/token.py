@@ -46,9 +46,12 @@ def _store(args: argparse.Namespace):
 
 def _open(args: argparse.Namespace):
     """(store, config) as :func:`_store`, or None after printing why the config is unusable."""
+    from fhir_gateway.auth_tokens import TokenStoreError
     try:
-        return _store(args)
-    except ConfigError as exc:
+        store, cfg = _store(args)
+        store.validate()
+        return store, cfg
+    except (ConfigError, TokenStoreError) as exc:
         print(f"fhir-gateway token: {exc}", file=sys.stderr)
         return None
 
