@@ -488,6 +488,26 @@ class FacilityService:
                     out.matches.append(r)
         return out
 
+    def claim_page(self, query: Query, offset: int) -> tuple[list[dict], int, list[Problem]] | None:
+        """One page of ``GET Claim`` without a patient, mapping only the receipts it shows:
+        (Claims, total, problems).  None when the receipt index cannot answer exactly — a
+        patient, another order, ``_include``, or a criterion outside ``claims.INDEX_PARAMS`` —
+        and the caller runs the full :meth:`search`.  Same entries, same order."""
+        from .claims import INDEX_PARAMS
+        if (_patients_of(query) is not None or query.sort or query.includes
+                or query.revincludes or any(c.param.name not in INDEX_PARAMS
+                                            for c in query.criteria)):
+            return None
+        refs = self.claims.refs()
+        if query.criteria:
+            if any(r.stub is None for r in refs):
+                return None
+            refs = [r for r in refs if match.matches_all(r.stub, query.criteria)]
+        if query.summary == "count":  # the Bundle carries the total only
+            return [], len(refs), []
+        claims, problems = self.claims.map_refs(refs[offset: offset + query.count])
+        return claims, len(refs), problems
+
     def _search_patients(self, query: Query) -> SearchResult:
         direct = _direct_patient_ids(query)
         pids = direct if direct is not None else self.index_candidates(query)
