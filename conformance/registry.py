@@ -22,7 +22,7 @@ CAPABILITY_FILE = Path(__file__).resolve().parent.parent / "capability_statement
 
 # Result parameters valid on every search (values are checked by the API).
 RESULT_PARAMS = frozenset({"_count", "_sort", "_include", "_revinclude", "_summary", "_elements",
-                           "_total", "_format", "_pretty", "_cursor"})
+                           "_total", "_totalMethod", "_format", "_pretty", "_cursor"})
 MODIFIERS = {
     "string": {"exact", "contains", "missing"},
     "token": {"text", "not", "missing"},
@@ -31,9 +31,11 @@ MODIFIERS = {
     "quantity": {"missing"},
 }
 PREFIXES = ("eq", "ne", "lt", "gt", "le", "ge", "sa", "eb")
-SORT_KEYS = {"date", "_lastUpdated", "jp-kana-sort"}
 SUMMARY = {"true", "false", "text", "data", "count"}
-TOTAL = {"none", "accurate"}
+# R4 _total; every total here is exact (counting is the search itself), so estimate = accurate.
+TOTAL = {"none", "estimate", "accurate"}
+# Aidbox's _totalMethod (sent by fhirpy's count()): mapped onto _total.
+TOTAL_METHOD = {"count": "accurate", "estimate": "estimate", "none": "none"}
 DEFAULT_COUNT = 50
 MAX_COUNT = 1000
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
@@ -89,7 +91,8 @@ class Query:
     summary: str | None = None
     elements: list[str] = field(default_factory=list)
     total: str = "accurate"
-    ignored: list[str] = field(default_factory=list)  # lenient mode: what was dropped
+    ignored: list[str] = field(default_factory=list)  # lenient mode: unknown parameters dropped
+    notes: list[str] = field(default_factory=list)  # what the Bundle's outcome entry must say
 
     def params(self, name: str) -> list[Criterion]:
         return [c for c in self.criteria if c.param.name == name]
@@ -140,44 +143,49 @@ class Registry:
     # -- request parsing ------------------------------------------------------------------------
     def parse(self, rtype: str, items: list[tuple[str, str]], lenient: bool = False,
               extra: frozenset[str] = frozenset()) -> Query:
-        """Validate ``items`` (name, value pairs in request order) against the declaration."""
+        """Validate ``items`` (name, value pairs in request order) against the declaration.
+
+        ``lenient`` (``Prefer: handling=lenient``) skips *unknown* parameters only, listing them
+        in ``Query.ignored``; a declared parameter with a malformed value or an unsupported
+        modifier is always a :class:`QueryError` — dropping it would silently widen the search."""
         rdef = self.resources[rtype]
         q = Query(rtype)
-
-        def bad(msg: str, name: str) -> None:
-            if not lenient:
-                raise QueryError(msg)
-            q.ignored.append(name)
-
         for raw_name, value in items:
             name, _, modifier = raw_name.partition(":")
             if name in extra:
                 continue
             if name in RESULT_PARAMS:
-                try:
-                    self._result_param(q, rdef, name, modifier, value)
-                except QueryError as exc:
-                    bad(str(exc), raw_name)
+                self._result_param(q, rdef, name, modifier, value)
                 continue
             sp = rdef.params.get(name)
             if sp is None:
-                bad(f"unknown search parameter {raw_name!r} for {rtype} (see /metadata)", raw_name)
+                if not lenient:
+                    raise QueryError(f"unknown search parameter {raw_name!r} for {rtype} "
+                                     "(see /metadata)")
+                q.ignored.append(raw_name)
                 continue
             if modifier and modifier not in MODIFIERS.get(sp.type, ()):
-                bad(f"modifier :{modifier} is not supported on {sp.type} parameter {name}", raw_name)
-                continue
+                raise QueryError(f"modifier :{modifier} is not supported on {sp.type} "
+                                 f"parameter {name}")
             values = _split_values(value)
             if not values or any(v == "" for v in values):
-                bad(f"parameter {raw_name} has an empty value", raw_name)
-                continue
-            try:
-                for v in values:
-                    _check_value(sp, modifier, v)
-            except QueryError as exc:
-                bad(str(exc), raw_name)
-                continue
+                raise QueryError(f"parameter {raw_name} has an empty value")
+            for v in values:
+                _check_value(sp, modifier, v)
             q.criteria.append(Criterion(sp, modifier or None, values))
+        if q.ignored:
+            q.notes.append("ignored unknown parameter(s) (Prefer: handling=lenient): "
+                           + ", ".join(q.ignored))
         return q
+
+    def sort_param(self, rdef: ResourceDef, key: str) -> SearchParam | None:
+        """The date parameter a ``_sort`` key orders by: any declared date parameter by name
+        (birthdate, authoredon, _lastUpdated, ...), and ``date`` on types whose clinical date
+        has another name."""
+        sp = rdef.params.get(key)
+        if sp is not None and sp.type == "date":
+            return sp
+        return rdef.date_param if key == "date" else None
 
     def _result_param(self, q: Query, rdef: ResourceDef, name: str, modifier: str,
                       value: str) -> None:
@@ -187,14 +195,19 @@ class Registry:
             if not value.isdigit():
                 raise QueryError("_count must be a non-negative integer")
             q.count = min(int(value), MAX_COUNT)
+            if int(value) > MAX_COUNT:
+                q.notes.append(f"_count={value} is above this server's maximum; "
+                               f"pages hold {MAX_COUNT} entries")
         elif name == "_sort":
             q.sort = []
             for key in value.split(","):
                 desc = key.startswith("-")
                 key = key.lstrip("-")
-                if key not in SORT_KEYS or (key == "jp-kana-sort" and rdef.type != "Patient") \
-                        or (key == "date" and rdef.date_param is None):
-                    raise QueryError(f"_sort={key} is not supported for {rdef.type}")
+                ok = (key == "jp-kana-sort" and "jp-kana-sort" in rdef.params) or \
+                    self.sort_param(rdef, key) is not None
+                if not ok:
+                    raise QueryError(f"_sort={key} is not supported for {rdef.type} (date "
+                                     "parameters, _lastUpdated, jp-kana-sort on Patient)")
                 q.sort.append((key, desc))
         elif name == "_include":
             if value not in rdef.includes:
@@ -215,8 +228,12 @@ class Registry:
             q.elements = els
         elif name == "_total":
             if value not in TOTAL:
-                raise QueryError("_total must be none or accurate")
+                raise QueryError("_total must be none, estimate or accurate")
             q.total = value
+        elif name == "_totalMethod":
+            if value not in TOTAL_METHOD:
+                raise QueryError("_totalMethod must be count, estimate or none")
+            q.total = TOTAL_METHOD[value]
         # _format, _pretty, _cursor are handled by the HTTP layer
 
 

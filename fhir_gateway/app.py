@@ -68,6 +68,7 @@ def capability_for(config: Config):
             fac = config.facilities.get(code)
             cs["implementation"] = {"description": f"{fac.name if fac else code} "
                                     "(SS-MIX2 standardized storage)"}
+            cs["rest"][0].setdefault("security", {})["cors"] = bool(fac and fac.cors_origins)
             cache[code] = cs
         return cache[code]
 

@@ -8,6 +8,7 @@
     storage = ["/mnt/east/ssmix2", "/mnt/west/ssmix2"]   # primary first, then mirrors
     extended = ["/mnt/east/ssmix2-ext"]
     receipts = ["/mnt/east/uke"]
+    cors_origins = ["https://app.example.org"]   # browser apps allowed to call the API (none)
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Facility:
     storage: tuple[Path, ...]  # primary first, then mirrors (failover order)
     extended: tuple[Path, ...] = ()
     receipts: tuple[Path, ...] = ()
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed by CORS; none by default
 
     @property
     def primary(self) -> Path:
@@ -62,6 +64,20 @@ def _paths(value: object, base: Path, what: str) -> tuple[Path, ...]:
     if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
         raise ConfigError(f"{what} must be a path or a list of paths")
     return tuple((base / v).resolve() if not Path(v).is_absolute() else Path(v) for v in items)
+
+
+_ORIGIN = re.compile(r"^(\*|https?://[A-Za-z0-9.\-\[\]:]+)$")
+
+
+def _origins(value: object, code: str) -> tuple[str, ...]:
+    """``cors_origins``: a list of ``scheme://host[:port]`` (no path), or ``"*"``."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and _ORIGIN.match(v.rstrip("/"))
+                                               for v in value):
+        raise ConfigError(f"facility {code} cors_origins must be a list of origins like "
+                          "\"https://app.example.org\" (scheme://host[:port], no path) or \"*\"")
+    return tuple(v.rstrip("/") for v in value)
 
 
 def load(path: str | Path) -> Config:
@@ -94,6 +110,7 @@ def load(path: str | Path) -> Config:
             storage=storage,
             extended=_paths(item.get("extended"), base, f"facility {code} extended"),
             receipts=_paths(item.get("receipts"), base, f"facility {code} receipts"),
+            cors_origins=_origins(item.get("cors_origins"), code),
         )
     if not cfg.facilities:
         raise ConfigError("the config declares no [[facility]]")

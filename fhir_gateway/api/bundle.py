@@ -25,8 +25,18 @@ def outcome_entries(problems: list[Problem]) -> list[dict]:
     return entries
 
 
+def notes_entry(notes: list[str]) -> dict:
+    """The ``search.mode = outcome`` entry that says what the server did not do as asked
+    (unknown parameters skipped under lenient handling, ``_count`` capped)."""
+    return {"resource": {"resourceType": "OperationOutcome",
+                         "issue": [{"severity": "warning", "code": "not-supported",
+                                    "diagnostics": n} for n in notes]},
+            "search": {"mode": "outcome"}}
+
+
 def searchset(base: str, matches: list[dict], included: list[dict], problems: list[Problem],
-              total: int | None, links: dict[str, str], summary_count: bool = False) -> dict:
+              total: int | None, links: dict[str, str], summary_count: bool = False,
+              notes: list[str] | None = None) -> dict:
     b: dict = {"resourceType": "Bundle", "type": "searchset",
                "meta": {"lastUpdated": time.strftime("%Y-%m-%dT%H:%M:%S+09:00",
                                                      time.gmtime(time.time() + 9 * 3600))}}
@@ -34,12 +44,16 @@ def searchset(base: str, matches: list[dict], included: list[dict], problems: li
         b["total"] = total
     b["link"] = [{"relation": rel, "url": url} for rel, url in links.items()]
     if summary_count:
+        if notes:
+            b["entry"] = [notes_entry(notes)]
         return b
     entries = [{"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r,
                 "search": {"mode": "match"}} for r in matches]
     entries += [{"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r,
                  "search": {"mode": "include"}} for r in included]
     entries += outcome_entries(problems)
+    if notes:
+        entries.append(notes_entry(notes))
     if entries:
         b["entry"] = entries
     return b

@@ -51,17 +51,15 @@ class ResourceProvider:
         return bundle.searchset(base, shaped, [_shape(r, query) for r in included],
                                 problems + inc_problems,
                                 None if query.total == "none" else total, links,
-                                summary_count=query.summary == "count")
+                                summary_count=query.summary == "count", notes=query.notes)
 
     def sort(self, resources: list[dict], query: Query) -> list[dict]:
         out = sorted(resources, key=lambda r: (r.get("resourceType", ""), r.get("id", "")))
         for key, desc in reversed(query.sort):
-            if key == "_lastUpdated":
-                param = registry().get(self.type).params.get("_lastUpdated")
-            elif key == "jp-kana-sort":
+            if key == "jp-kana-sort":
                 param = self.rdef.params.get("jp-kana-sort")
             else:
-                param = self.rdef.date_param
+                param = registry().sort_param(self.rdef, key)
             if key == "jp-kana-sort":
                 from storage.text import search_key
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
@@ -13,14 +14,18 @@ from fhir_gateway.services import (
 )
 from fhir_gateway.services.facility import ServiceError
 
-from . import bundle
+from . import bundle, cors
 from .errors import FhirError, outcome, problem_outcome
 from .providers import providers
 from .respond import fhir_response, negotiate, resource_response
+from .subset import elements, summarize
 
 blueprint = Blueprint("fhir", __name__, url_prefix="/fhir/<facility>")
 _PROVIDERS = providers()
 WRITE_METHODS = ["POST", "PUT", "PATCH", "DELETE"]
+# Answered without a token: discovery documents (and the token endpoint, which authenticates
+# the client by its signed assertion instead).
+PUBLIC_ENDPOINTS = {"fhir.metadata", "fhir.smart_configuration", "fhir.token"}
 
 
 # -- request pipeline ------------------------------------------------------------------------------
@@ -30,15 +35,18 @@ def _pull_facility(endpoint, values):
 
 
 @blueprint.before_request
-def _before() -> None:
+def _before() -> Response | None:
+    if request.method == "OPTIONS":  # CORS preflight / Allow discovery: no token needed
+        return options_response(g.facility_code or "")
     negotiate()
     auth = current_app.extensions["fhir_auth"]
-    if request.endpoint != "fhir.metadata":
+    if request.endpoint not in PUBLIC_ENDPOINTS:
         g.principal = auth.authenticate(request, g.facility_code)
     svc = current_app.extensions["gateway"].facility(g.facility_code or "")
     if svc is None:
         raise FhirError(404, f"unknown facility {g.facility_code!r}", "not-found")
     g.svc = svc
+    return None
 
 
 @blueprint.after_request
@@ -46,7 +54,26 @@ def _after(resp: Response) -> Response:
     svc: FacilityService | None = getattr(g, "svc", None)
     if svc is not None:
         storage_headers(resp, svc)
+    cors.add_headers(resp, g.facility_code or "")
     return compress(resp)
+
+
+def allowed_methods(path: str) -> list[str]:
+    """What this read-only server really answers on ``path`` (the truthful ``Allow``)."""
+    methods = ["GET", "HEAD", "OPTIONS"]
+    tail = path.rstrip("/").rsplit("/", 1)[-1]
+    if tail in ("_search", "token"):
+        methods = ["POST", "OPTIONS"]
+    elif tail in ("$export",) or "/$export-status/" in path:
+        methods = ["GET", "HEAD", "OPTIONS"] + (["DELETE"] if "$export-status" in path else [])
+    return methods
+
+
+def options_response(facility: str) -> Response:
+    resp = Response(status=204)
+    resp.headers["Allow"] = ", ".join(allowed_methods(request.path))
+    cors.preflight(resp, facility, allowed_methods(request.path))
+    return resp
 
 
 def storage_headers(resp: Response, svc: FacilityService) -> None:
@@ -138,7 +165,8 @@ def search_post(rtype: str):
 
 @blueprint.get("/<rtype>/<rid>")
 def read(rtype: str, rid: str):
-    return resource_response(_provider(rtype).read(g.svc, rid))
+    shape = _read_shape()
+    return resource_response(shape(_provider(rtype).read(g.svc, rid)))
 
 
 @blueprint.get("/<rtype>/<rid>/_history")
@@ -148,7 +176,44 @@ def history(rtype: str, rid: str):
 
 @blueprint.get("/<rtype>/<rid>/_history/<vid>")
 def vread(rtype: str, rid: str, vid: str):
-    return resource_response(_provider(rtype).vread(g.svc, rid, vid))
+    shape = _read_shape()
+    return resource_response(shape(_provider(rtype).vread(g.svc, rid, vid)))
+
+
+READ_PARAMS = {"_summary", "_elements", "_format", "_pretty"}
+
+
+def _read_shape():
+    """``_summary`` / ``_elements`` on read and vread (validated like on search; ``count`` is
+    a search-only mode).  Returns the function that shapes the resource."""
+    unknown = [k for k in request.args if k not in READ_PARAMS]
+    if unknown and not _lenient():
+        raise FhirError(400, f"unknown parameter(s) on read: {', '.join(unknown)} "
+                        "(_summary, _elements, _format, _pretty)", "invalid")
+    mode = request.args.get("_summary")
+    if mode is not None and mode not in ("true", "false", "text", "data"):
+        raise FhirError(400, "_summary on read must be true, false, text or data", "invalid")
+    names = [e.strip() for e in request.args.get("_elements", "").split(",") if e.strip()]
+    if names and not all(re.match(r"^[A-Za-z][A-Za-z0-9_]*$", e) for e in names):
+        raise FhirError(400, "_elements lists element names", "invalid")
+    if mode is not None and names:
+        raise FhirError(400, "_summary and _elements cannot be combined", "invalid")
+    return lambda r: elements(r, names) if names else summarize(r, mode)
+
+
+@blueprint.get("/Patient/<pid>/<rtype>")
+def compartment(pid: str, rtype: str):
+    """Compartment search ``Patient/{id}/{type}`` = ``{type}?patient={id}`` (R4 3.1.0.6)."""
+    if rtype == "_history":
+        return history("Patient", pid)
+    p = _provider(rtype)
+    if rtype == "Patient" or "patient" not in p.rdef.params:
+        raise FhirError(404, f"{rtype} is not in the Patient compartment here", "not-supported")
+    if not g.svc.patient_exists(pid):
+        raise FhirError(404, f"Patient/{pid} not found", "not-found")
+    items = [("patient", f"Patient/{pid}")] + [
+        (k, v) for k, v in request.args.items(multi=True) if k not in ("patient", "subject")]
+    return fhir_response(p.search(g.svc, _pager(), _base(), items, _lenient()))
 
 
 @blueprint.get("/Patient/<pid>/$everything")
@@ -174,7 +239,7 @@ def unknown_path(rtype: str, rid: str, rest: str):
 @blueprint.route("/<rtype>/<rid>/<path:rest>", methods=WRITE_METHODS)
 def write(**_):
     raise FhirError(405, "this server is a read-only facade over SS-MIX2 storage",
-                    "not-supported", {"Allow": "GET, HEAD"})
+                    "not-supported", {"Allow": ", ".join(allowed_methods(request.path))})
 
 
 def api_error(exc: HTTPException):
