@@ -2,10 +2,18 @@
 # Installs the Debian packages that the tests use: Chromium (driven by Playwright for Python,
 # no browser download), Japanese fonts for screenshots, wrk for the HTTP benchmarks.
 set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+axe() {  # axe-core (accessibility checks in the browser tests), pinned in tests/axe/package-lock.json
+  if [ ! -f "$here/tests/axe/node_modules/axe-core/axe.min.js" ] && command -v npm >/dev/null 2>&1; then
+    (cd "$here/tests/axe" && npm ci --no-audit --no-fund --silent) || echo "system-deps: npm ci failed (axe checks will be skipped)" >&2
+  fi
+}
+trap axe EXIT
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 fc-list 2>/dev/null | grep -qi ipagothic || need+=(fonts-ipafont-gothic)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "system-deps: need root to install ${need[*]} (the browser tests will be skipped)" >&2

@@ -159,6 +159,25 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "entries": ("件数", "Entries"),
     "state": ("状態", "State"),
     "current": ("現在", "Current"),
+    "as_of": ("最終データ日 {d} 時点", "As of the last data date {d}"),
+    "as_of_note": ("バックアップは最新ではない可能性があります。「継続中」はこの日付の時点での判断です。",
+                   "The backup may be behind. \"Running\" is judged at this date, not today."),
+    "last_meds": ("処方・注射 (最終データ日時点)", "Medication at the last data date"),
+    "running_meds": ("最終データ日に継続中", "Running at the last data date"),
+    "ended_meds": ("最終データ日より前に終了・中止 (過去{n}日)", "Ended or stopped before the last data date (past {n} days)"),
+    "continue_list": ("継続処方の参考", "Medication list for re-issuing"),
+    "continue_note": ("最終データ日の時点で継続中の処方・注射です。再処方の参考にしてください (処方箋ではありません)。",
+                      "Prescriptions and injections running at the last data date, for re-issuing (not a prescription)."),
+    "rp": ("Rp", "Rp"),
+    "order_no": ("オーダ番号", "Order no."),
+    "prescription": ("処方", "Prescription"),
+    "injection": ("注射", "Injection"),
+    "start_end": ("開始〜終了", "Start – end"),
+    "rate": ("速度", "Rate"),
+    "table": ("表 (横にスクロールできます)", "Table (scrolls sideways)"),
+    "per_day": ("1日量", "Per day"),
+    "requester": ("依頼医", "Ordered by"),
+    "department": ("診療科", "Department"),
 }
 
 
@@ -166,4 +185,65 @@ def translate(key: str, lang: str) -> str:
     pair = MESSAGES.get(key)
     if pair is None:
         return key
+    return pair[1] if lang == "en" else pair[0]
+
+
+# Codes shown to the clinician (FHIR status/category/severity words, read-problem kinds): plain
+# Japanese, the technical code stays available in small print.  Key "group:code".
+TERMS: dict[str, tuple[str, str]] = {
+    "med:running": ("継続中", "running"), "med:ended": ("終了", "ended"),
+    "med:stopped": ("中止", "stopped"),
+    "status:active": ("有効", "active"), "status:completed": ("完了", "completed"),
+    "status:stopped": ("中止", "stopped"), "status:cancelled": ("取消", "cancelled"),
+    "status:entered-in-error": ("誤登録", "entered in error"), "status:on-hold": ("保留", "on hold"),
+    "status:draft": ("下書き", "draft"), "status:unknown": ("不明", "unknown"),
+    "status:in-progress": ("実施中", "in progress"), "status:not-done": ("未実施", "not done"),
+    "status:final": ("確定", "final"), "status:preliminary": ("速報", "preliminary"),
+    "status:amended": ("訂正", "amended"), "status:corrected": ("訂正", "corrected"),
+    "status:registered": ("受付", "registered"), "status:revoked": ("取消", "revoked"),
+    "status:finished": ("終了", "finished"), "status:arrived": ("来院", "arrived"),
+    "status:planned": ("予定", "planned"), "status:current": ("有効", "current"),
+    "status:available": ("利用可", "available"),
+    "clinical:active": ("継続中", "active"), "clinical:resolved": ("治癒・解決", "resolved"),
+    "clinical:inactive": ("非活動", "inactive"), "clinical:remission": ("寛解", "remission"),
+    "clinical:recurrence": ("再発", "recurrence"), "clinical:relapse": ("再燃", "relapse"),
+    "verification:confirmed": ("確定", "confirmed"), "verification:unconfirmed": ("疑い", "unconfirmed"),
+    "verification:provisional": ("暫定", "provisional"), "verification:refuted": ("否定", "refuted"),
+    "verification:entered-in-error": ("誤登録", "entered in error"),
+    "verification:differential": ("鑑別", "differential"),
+    "allergy-category:food": ("食物", "food"), "allergy-category:medication": ("薬剤", "medication"),
+    "allergy-category:environment": ("環境", "environment"),
+    "allergy-category:biologic": ("生物由来", "biologic"),
+    "severity:mild": ("軽度", "mild"), "severity:moderate": ("中等度", "moderate"),
+    "severity:severe": ("重度", "severe"),
+    "criticality:low": ("低", "low"), "criticality:high": ("高", "high"),
+    "criticality:unable-to-assess": ("評価不能", "unable to assess"),
+    "problem:bad-name": ("ファイル名が規約に合いません", "file name breaks the rule"),
+    "problem:misplaced": ("ファイルの置き場所が違います", "file in the wrong folder"),
+    "problem:zero-bytes": ("ファイルが空です", "empty file"),
+    "problem:binary": ("文字データではありません (壊れたファイル)", "binary data (broken file)"),
+    "problem:decode-failure": ("文字コードを読み取れません", "cannot be decoded"),
+    "problem:replacement-characters": ("読めない文字が含まれます", "replacement characters"),
+    "problem:wrong-encoding": ("文字コードが規約と違います", "wrong character encoding"),
+    "problem:nonstandard-characters": ("規格外の文字が含まれます", "nonstandard characters"),
+    "problem:line-endings": ("改行コードが規約と違います", "wrong line endings"),
+    "problem:not-hl7": ("HL7メッセージではありません", "not an HL7 message"),
+    "problem:truncated": ("ファイルが途中で切れています", "truncated file"),
+    "problem:type-mismatch": ("データ種別と内容が一致しません", "data type does not match"),
+    "problem:mojibake": ("文字化けがあります", "mojibake"),
+    "problem:io-error": ("ファイルを読み出せません", "read error"),
+    "problem:mapping-error": ("内容を変換できません", "cannot be mapped"),
+    "problem:patient-mismatch": ("別の患者のデータが混入しています", "another patient's data"),
+    "problem:structure": ("メッセージの構造が規約と違います", "bad message structure"),
+    "problem:required-field": ("必須項目がありません", "a required field is missing"),
+    "problem:uke-decode": ("レセプトの文字を読み取れません", "receipt cannot be decoded"),
+    "problem:uke-unknown-record": ("不明なレセプトレコード", "unknown receipt record"),
+}
+
+
+def term(key: str, lang: str) -> str:
+    """Plain words for a code; an unknown code is shown as it is (visible, never dropped)."""
+    pair = TERMS.get(key)
+    if pair is None:
+        return key.split(":", 1)[-1]
     return pair[1] if lang == "en" else pair[0]

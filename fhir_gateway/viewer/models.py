@@ -590,6 +590,9 @@ class PatientView:
             if c:
                 self.by_cat[c].append(r)
         self._rows: dict[str, list[Row]] = {}
+        self._meds = None
+        from ..services.medication_summary import last_data_date
+        self.last_data_date = last_data_date(resources)
 
     @classmethod
     def of(cls, resources, today: date) -> "PatientView":
@@ -615,6 +618,14 @@ class PatientView:
                     and is_active_med(r, self.today)]
             return [r for r in rows_for(cat, live, self.today) if r.status == "active"]
         return [r for r in self.rows(cat) if r.status == "active"]
+
+    def med_summary(self):
+        """Last-known medication at the chart's newest data date (service layer, cached)."""
+        if self._meds is None:
+            from ..services.medication_summary import medication_summary
+            self._meds = medication_summary(self.by_cat["prescriptions"] + self.by_cat["injections"],
+                                            as_of=self.last_data_date or None)
+        return self._meds
 
     def latest_labs(self) -> tuple[str, list[Row]]:
         """The most recent lab day and its results, without building every lab row."""

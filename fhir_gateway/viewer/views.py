@@ -20,7 +20,7 @@ from ..memos import MemoError
 from . import charts, models
 from . import fhirview as fv
 from . import search as psearch
-from .i18n import translate
+from .i18n import term as _term, translate
 from .security import add_headers, check_csrf, csrf_token
 from .state import LoginUser
 
@@ -74,6 +74,17 @@ def _after(response):
 @bp.app_template_global("t")
 def _t(key: str) -> str:
     return t(key)
+
+
+@bp.app_template_global("tf")
+def _tf(key: str, **kw) -> str:
+    """A message with {placeholders} filled."""
+    return t(key).format(**kw)
+
+
+@bp.app_template_global("term")
+def _term_global(key: str) -> str:
+    return _term(key, lang())
 
 
 @bp.app_template_global("csrf_token")
@@ -391,12 +402,18 @@ def patient_page(view_name: str):
 def patient(code, pid, data):
     pv = g.pv
     quality = models.data_quality(data.resources, data.problems, getattr(data, "files", None))
-    meds = pv.active_rows("prescriptions")
     conds = pv.active_rows("conditions")
     recent_day, recent = pv.latest_labs()
-    return render_template("viewer/patient.html", quality=quality, meds=meds, conds=conds,
+    return render_template("viewer/patient.html", quality=quality, meds=pv.med_summary(), conds=conds,
                            recent=recent, recent_day=recent_day, counts=pv.counts(),
                            allergies=pv.rows("allergies"))
+
+
+@bp.route("/f/<code>/p/<pid>/continue")
+@patient_page("continue")
+def continue_list(code, pid, data):
+    """継続処方の参考: what was running at the last data date, ready to print and re-issue."""
+    return render_template("viewer/continue.html", meds=g.pv.med_summary())
 
 
 @bp.route("/f/<code>/p/<pid>/c/<cat>")
