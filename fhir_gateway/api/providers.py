@@ -35,10 +35,10 @@ class ResourceProvider:
         except QueryError as exc:
             raise FhirError(400, str(exc), "invalid") from None
         query = self.scoped(svc, query)
-        lazy = svc.claim_page(query, offset) if self.type == "Claim" else None
-        if lazy is not None:  # the receipt index pages without mapping every receipt
+        lazy = self.lazy_page(svc, query, offset)
+        if lazy is not None:  # an index answered: only the page's resources were mapped
             page, total, problems = lazy
-            included, inc_problems = [], []
+            included, inc_problems = self.includes(svc, page, query)
         else:
             result = svc.search(self.type, query)
             ordered = self.sort(result.matches, query)
@@ -52,6 +52,11 @@ class ResourceProvider:
                                 problems + inc_problems,
                                 None if query.total == "none" else total, links,
                                 summary_count=query.summary == "count", notes=query.notes)
+
+    def lazy_page(self, svc: FacilityService, query: Query, offset: int):
+        """(page, total, problems) from an index that maps only the page, or None (full search).
+        Claims: the receipt index."""
+        return svc.claim_page(query, offset) if self.type == "Claim" else None
 
     def sort(self, resources: list[dict], query: Query) -> list[dict]:
         out = sorted(resources, key=lambda r: (r.get("resourceType", ""), r.get("id", "")))
@@ -216,6 +221,10 @@ class CoverageProvider(ResourceProvider):
 
 
 class PatientProvider(ResourceProvider):
+    def lazy_page(self, svc: FacilityService, query: Query, offset: int):
+        """The patient index answers with search stubs sorted like resources (``self.sort``)."""
+        return svc.patient_page(query, offset, self.sort)
+
     def _revinclude(self, svc: FacilityService, page, rev, have, problems):
         src, _, pname = rev.partition(":")
         rdef = registry().get(src)

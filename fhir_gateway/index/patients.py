@@ -43,12 +43,13 @@ from storage.replicas import ReplicaSet
 
 from . import keys as K
 from .lock import WriterLock
+from .stubs import narrow, stub_of, terms_of, updated_seconds
 from .summary import Extracted, NameParts, PatientSummary, extract
 from .walk import Scan, scan
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 POOL_THRESHOLD = 2000  # extract with worker processes when at least this many patients changed
 GENDERS = ("male", "female", "other", "unknown")
 
@@ -64,6 +65,8 @@ def make_schema() -> fields.Schema:
     # scores themselves are not used.  NUMERIC has no such option, hence the attribute.
     birth = fields.NUMERIC(int, bits=32, signed=False, shift_step=8)
     birth.scorable = True
+    updated = fields.NUMERIC(int, bits=64, signed=True, shift_step=16)
+    updated.scorable = True
     return fields.Schema(
         pid=fields.KEYWORD(unique=True, scorable=True),  # one token: ids have no spaces
         name=fields.KEYWORD(scorable=True),
@@ -71,6 +74,9 @@ def make_schema() -> fields.Schema:
         gender=fields.KEYWORD(scorable=True),
         keys=fields.COLUMN(columns.VarBytesColumn()),  # match and sort keys, see K_*
         row=fields.COLUMN(columns.VarBytesColumn()),  # the PatientSummary as a JSON list
+        sterm=fields.KEYWORD(scorable=True),  # search-parameter terms, see .stubs
+        updated=updated,  # meta.lastUpdated, epoch seconds
+        stub=fields.COLUMN(columns.VarBytesColumn()),  # the search stub (JSON), b"" for none
     )
 
 
@@ -107,11 +113,19 @@ def document(pid: str, ex: Extracted) -> dict:
     doc = {"pid": pid, "keys": key.encode("utf-8"), "row": orjson.dumps(row)}
     if terms:
         doc["name"] = " ".join(sorted(terms))
-    b = K.birth_number(s.birthdate)
+    stub = stub_of(ex.patient)
+    # the stub's birth date also for a Patient derived from PID (the summary has none then)
+    b = K.birth_number(s.birthdate or (stub or {}).get("birthDate"))
     if b is not None:
         doc["birth"] = b
     if s.gender:
         doc["gender"] = s.gender
+    doc["stub"] = orjson.dumps(stub) if stub else b""
+    if stub:
+        doc["sterm"] = terms_of(stub)
+        lu = updated_seconds(stub)
+        if lu is not None:
+            doc["updated"] = lu
     return doc
 
 
@@ -363,6 +377,7 @@ class PatientIndex:
                 s.close()
             loc.searcher, loc.gen, loc.ix = fresh, gen, ix
             loc.rows = fresh.reader().column_reader("row")
+            loc.stubs = fresh.reader().column_reader("stub")
             loc.keys = self._keys_of(fresh)
             s = fresh
         return s
@@ -424,6 +439,21 @@ class PatientIndex:
         else:
             hits.sort(key=keys.__getitem__)
         return [summary_of(orjson.loads(rows[d])) for d in hits]
+
+    def stubs(self, criteria: list) -> list[dict]:
+        """The search stubs (see :mod:`.stubs`) of a superset of the patients matching the
+        conformance ``criteria``; the caller applies the API's matcher to them.  Patients
+        without a Patient (a deleted ADT-00) have no stub and are left out."""
+        s = self._searcher()
+        parts = narrow(criteria)
+        q = Every() if not parts else parts[0] if len(parts) == 1 else And(parts)
+        col = self._local.stubs
+        out = []
+        for d in s.docs_for_query(q):
+            b = col[d]
+            if b:
+                out.append(orjson.loads(b))
+        return out
 
     # -- query planning ---------------------------------------------------------------------------
     def _plan(self, name, family, given, kana, birthdate, gender, identifier, text) -> _Plan | None:

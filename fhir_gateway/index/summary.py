@@ -60,6 +60,7 @@ class NameParts:
 class Extracted:
     summary: PatientSummary
     names: NameParts
+    patient: dict | None = None  # the Patient the API serves (search stub source), if any
 
 
 def folder_date(name: str) -> str:
@@ -126,7 +127,42 @@ def _patient_resource(message, current, facility: str, version: int) -> tuple[di
 
 def extract(storage: Storage, patient_id: str, facility: str, newest_date: str = "") -> Extracted:
     """Read one patient's demographics.  Never raises for bad data: the reason goes to
-    ``summary.problem``."""
+    ``summary.problem``.  Without a usable ADT-00 the Patient is the one the API derives from
+    another message's PID (:func:`derived_patient`), so the search stub matches the API."""
+    ex = _extract(storage, patient_id, facility, newest_date)
+    if ex.patient is None and ex.summary.problem:
+        try:
+            derived = derived_patient(storage, patient_id, facility)
+        except (OSError, ValueError):
+            derived = None
+        if derived is not None:
+            return Extracted(ex.summary, ex.names, derived)
+    return ex
+
+
+def derived_patient(storage: Storage, patient_id: str, facility: str,
+                    records: dict | None = None) -> dict | None:
+    """The Patient built from the newest readable PID of a folder without a usable ADT-00
+    (``mappers.adt_00.patient_from_pid``); None when an ADT-00 was deleted (a deleted patient
+    stays deleted) or no message has a PID.  ``records``: the folder's records when known."""
+    import mappers
+    from mappers.adt_00 import patient_from_pid
+    from storage.reader import read_path
+
+    if records is None:
+        records, _ = storage.records(patient_id)
+    if any(r.deleted for k, r in records.items() if k.data_type == ADT00):
+        return None
+    newest = sorted((r.current for r in records.values() if r.current is not None),
+                    key=lambda f: f.name.sort_key, reverse=True)  # type: ignore[union-attr]
+    for f in newest:
+        res = read_path(storage.root / f.relpath, f.relpath, f.name)
+        if res.ok and res.message.segment("PID") is not None:  # type: ignore[union-attr]
+            return patient_from_pid(res.message, mappers.MapContext(facility, f.relpath, f.name))
+    return None
+
+
+def _extract(storage: Storage, patient_id: str, facility: str, newest_date: str) -> Extracted:
     last = folder_date(newest_date)
     try:
         records, rejects = storage.records(patient_id, [ADT00], [NO_DATE])
@@ -166,4 +202,4 @@ def extract(storage: Storage, patient_id: str, facility: str, newest_date: str =
     return Extracted(PatientSummary(
         patient_id, name=parts.kanji, kana=parts.kana, birthdate=patient.get("birthDate", "") or "",
         gender=patient.get("gender", "") or "", last_care_date=last, updated=ctx.last_updated,
-        problem="; ".join(problems)), parts)
+        problem="; ".join(problems)), parts, patient)

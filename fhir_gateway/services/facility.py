@@ -23,7 +23,6 @@ from mappers.extended import parse_extended_id
 from mappers.ids import parse_id
 from storage.layout import Record, Storage, StoredFile, UnsafePath
 from storage.names import FLAG_DELETED, NO_DATE, NO_ORDER, RecordKey, is_valid_patient_id
-from storage.text import search_key
 from storage.reader import ERROR, KIND_IO, KIND_MAPPING, KIND_MISPLACED, KIND_NAME, Problem, \
     read_path
 from storage.replicas import ReplicaSet
@@ -317,20 +316,12 @@ class FacilityService:
 
     def derived_patient(self, patient_id: str) -> dict | None:
         """A Patient from the newest readable PID of the folder, when it has no usable ADT-00
-        (``mappers.adt_00.patient_from_pid``); None when the folder holds no such message."""
-        from mappers.adt_00 import patient_from_pid
+        (``fhir_gateway.index.summary.derived_patient``, which the index's stubs use too)."""
+        from fhir_gateway.index.summary import derived_patient
 
         def run(storage: Storage) -> dict | None:
             records, _ = patient_records(storage, self.dirs, patient_id)
-            if any(r.deleted for k, r in records.items() if k.data_type == "ADT-00"):
-                return None  # a deleted patient stays deleted
-            newest = sorted((r.current for r in records.values() if r.current is not None),
-                            key=lambda f: f.name.sort_key, reverse=True)  # type: ignore[union-attr]
-            for f in newest:
-                res = read_path(Path(f"{storage.root}/{f.relpath}"), f.relpath, f.name)
-                if res.ok and res.message.segment("PID") is not None:  # type: ignore[union-attr]
-                    return patient_from_pid(res.message, MapContext(self.code, f.relpath, f.name))
-            return None
+            return derived_patient(storage, patient_id, self.code, records)
 
         return self._with_storage(run)
 
@@ -510,31 +501,62 @@ class FacilityService:
 
     def _search_patients(self, query: Query) -> SearchResult:
         direct = _direct_patient_ids(query)
-        pids = direct if direct is not None else self.index_candidates(query)
+        if direct is None:
+            stubs = self.patient_matches(query)
+            pids = [s["id"] for s in stubs] if stubs is not None else WalkIndex(self).all()
+        else:
+            pids = direct
         out = SearchResult([])
         for pid in dict.fromkeys(pids):
-            if not is_valid_patient_id(pid):
-                continue
-            data = self.patient_bundle(pid, {"Patient"})
-            out.problems.extend(p for p in data.problems if p.severity == ERROR)
-            out.matches.extend(r for r in data.resources
-                               if r.get("resourceType") == "Patient"
-                               and match.matches_all(r, query.criteria))
+            out.matches.extend(self._patients(pid, query, out.problems))
         return out
 
-    def index_candidates(self, query: Query) -> list[str]:
-        """Candidate patient ids (a superset; the matcher decides) from the patient index when
-        the query has something it can narrow on, else every patient folder."""
-        kw = _index_criteria(query)
-        if kw:
-            try:
-                hits = self.index.search(**kw)
-            except Exception as exc:  # the index must never break search
-                log.warning("patient index failed (%s); walking the storage", exc)
-                hits = None
-            if hits is not None:
-                return [getattr(h, "patient_id", h) for h in hits]
-        return WalkIndex(self).all()
+    def _patients(self, pid: str, query: Query, problems: list[Problem]) -> list[dict]:
+        """The Patient(s) of one folder that match ``query`` (mapped; errors to ``problems``)."""
+        if not is_valid_patient_id(pid):
+            return []
+        data = self.patient_bundle(pid, {"Patient"})
+        problems.extend(p for p in data.problems if p.severity == ERROR)
+        return [r for r in data.resources if r.get("resourceType") == "Patient"
+                and match.matches_all(r, query.criteria)]
+
+    def patient_matches(self, query: Query) -> list[dict] | None:
+        """The index's search stubs of the patients matching ``query`` — the API's matcher run
+        on what the index holds, so the answer is the walk's — or None without an index."""
+        stubs_of = getattr(self.index, "stubs", None)
+        if stubs_of is None:
+            return None
+        try:
+            stubs = stubs_of(query.criteria)
+        except Exception as exc:  # the index must never break search
+            log.warning("patient index failed (%s); walking the storage", exc)
+            return None
+        if stubs is None:
+            return None
+        return [s for s in stubs if is_valid_patient_id(s.get("id", ""))
+                and match.matches_all(s, query.criteria)]
+
+    def patient_page(self, query: Query, offset: int,
+                     order: Callable[[list[dict], Query], list[dict]]
+                     ) -> tuple[list[dict], int, list[Problem]] | None:
+        """One page of a Patient search from the index, mapping only the page's Patients:
+        (Patients, total, problems).  ``order`` sorts stubs as the API sorts resources (the
+        stubs hold every sort key).  None when the index cannot answer (the caller walks).
+        A page Patient changed since the index saw it is checked again and left out when it
+        no longer matches (the index refreshes within ``RefreshingIndex.REFRESH_EVERY``)."""
+        if _direct_patient_ids(query) is not None:
+            return None  # one folder per id: the full path is as cheap
+        stubs = self.patient_matches(query)
+        if stubs is None:
+            return None
+        if query.summary == "count":
+            return [], len(stubs), []
+        ordered = order(stubs, query)
+        problems: list[Problem] = []
+        page: list[dict] = []
+        for stub in ordered[offset: offset + query.count]:
+            page.extend(self._patients(stub["id"], query, problems))
+        return page, len(ordered), problems
 
     def everything(self, pid: str, start: str | None = None, end: str | None = None,
                    since: str | None = None, types: set[str] | None = None) -> PatientData:
@@ -631,26 +653,6 @@ def _direct_patient_ids(query: Query) -> list[str] | None:
     return None
 
 
-_INDEX_KEYS = {"name": "name", "family": "family", "given": "given", "jp-kana-sort": "kana",
-               "gender": "gender"}
-
-
-def _index_criteria(query: Query) -> dict[str, str]:
-    """Criteria the index can narrow on (no modifiers except :contains/:exact on strings)."""
-    kw: dict[str, str] = {}
-    for c in query.criteria:
-        key = _INDEX_KEYS.get(c.param.name)
-        if key is None or key in kw:
-            continue
-        if c.modifier not in (None, "contains", "exact") or \
-                (key == "gender" and c.modifier is not None):
-            continue
-        if c.modifier == "contains" and any(len(search_key(v)) < 2 for v in c.values):
-            continue  # the index matches one character only as a prefix
-        kw[key] = ",".join(c.values)
-    return kw
-
-
 class WalkIndex:
     """Fallback patient index: every patient folder is a candidate (fine for small trees)."""
 
@@ -698,6 +700,14 @@ class RefreshingIndex:
         if not self.index.state_path.exists():
             return None
         return self.index.search(**criteria, limit=100_000)
+
+    def stubs(self, criteria: list):
+        """Search stubs of a superset of the matches (``PatientIndex.stubs``), None before the
+        first build."""
+        self._kick()
+        if not self.index.state_path.exists():
+            return None
+        return self.index.stubs(criteria)
 
 
 def default_index(svc: FacilityService):
