@@ -9,6 +9,15 @@
     extended = ["/mnt/east/ssmix2-ext"]
     receipts = ["/mnt/east/uke"]
     cors_origins = ["https://app.example.org"]   # browser apps allowed to call the API (none)
+
+    [index]                                 # optional; default: the embedded whoosh index
+    backend = "postgresql"                  # "whoosh" (default) or "postgresql"
+    dsn = "postgresql://gw@db.example/fhirgw"
+    [state]                                 # optional; default: SQLite + journal files
+    backend = "postgresql"                  # "embedded" (default) or "postgresql"
+    dsn = "postgresql://gw@db.example/fhirgw"
+    [export]
+    dask = "tcp://scheduler:8786"           # optional: batch work on a Dask cluster
 """
 
 from __future__ import annotations
@@ -48,10 +57,29 @@ class Facility:
         return self.storage[0]
 
 
+INDEX_BACKENDS = ("whoosh", "postgresql")
+STATE_BACKENDS = ("embedded", "postgresql")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Which implementation holds a piece of shared state (see docs/scale-out.md)."""
+
+    backend: str
+    dsn: str = ""  # libpq connection string / URI for "postgresql"
+
+    @property
+    def postgresql(self) -> bool:
+        return self.backend == "postgresql"
+
+
 @dataclass
 class Config:
     data_dir: Path
     facilities: dict[str, Facility] = field(default_factory=dict)
+    index: Backend = field(default_factory=lambda: Backend("whoosh"))
+    state: Backend = field(default_factory=lambda: Backend("embedded"))
+    export_dask: str = ""  # a Dask scheduler address for batch work, "" = local processes
 
     def facility(self, code: str) -> Facility | None:
         return self.facilities.get(code)
@@ -114,7 +142,34 @@ def load(path: str | Path) -> Config:
         )
     if not cfg.facilities:
         raise ConfigError("the config declares no [[facility]]")
+    cfg.index = _backend(raw.get("index"), "index", INDEX_BACKENDS)
+    cfg.state = _backend(raw.get("state"), "state", STATE_BACKENDS)
+    export = raw.get("export", {})
+    if not isinstance(export, dict) or not isinstance(export.get("dask", ""), str):
+        raise ConfigError("[export] dask must be a scheduler address like tcp://HOST:PORT")
+    cfg.export_dask = export.get("dask", "")
     return cfg
+
+
+def _backend(table: object, name: str, allowed: tuple[str, ...]) -> Backend:
+    """``[index]`` / ``[state]``: the backend name and, for PostgreSQL, its DSN (or the
+    ``FHIR_GATEWAY_DSN`` environment variable, so the password need not sit in the file)."""
+    if table is None:
+        return Backend(allowed[0])
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    backend = table.get("backend", allowed[0])
+    if backend == "embedded":
+        backend = allowed[0]
+    if backend not in allowed:
+        raise ConfigError(f"[{name}] backend must be one of {', '.join(allowed)}")
+    dsn = table.get("dsn") or os.environ.get("FHIR_GATEWAY_DSN", "")
+    if not isinstance(dsn, str):
+        raise ConfigError(f"[{name}] dsn must be a string")
+    if backend == "postgresql" and not dsn:
+        raise ConfigError(f"[{name}] backend = \"postgresql\" needs a dsn "
+                          "(or FHIR_GATEWAY_DSN in the environment)")
+    return Backend(backend, dsn)
 
 
 def from_args(storage: list[str], facility: str | None, receipts: list[str] | None = None,

@@ -352,3 +352,32 @@ def api(server):
     sess.base = server.base  # type: ignore[attr-defined]
     yield sess
     sess.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server (Debian binaries, temp dir, loopback) for the scale-out tests;
+    skipped with the reason when it cannot start here (CI installs it: scripts/system-deps.sh)."""
+    try:
+        from fhir_gateway.scale.pgserver import PgServer, Unavailable
+        import psycopg  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"psycopg is not installed ({exc}): pip install -e '.[test]'")
+    try:
+        server = PgServer()
+        server.start()
+    except Unavailable as exc:
+        pytest.skip(f"PostgreSQL cannot start here: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def pg_dsn(pg_server, request) -> str:
+    """A fresh database, upgraded to the current schema, for one test."""
+    import re as _re
+    from fhir_gateway.scale.migrations import upgrade
+    name = "t_" + _re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:40] + f"_{os.getpid()}_{time.monotonic_ns() % 10**6}"
+    dsn = pg_server.create_database(name)
+    upgrade(dsn)
+    return dsn

@@ -24,6 +24,10 @@ def register(subparsers) -> None:
                    help="facility code (with --storage; selects one facility from --config)")
     p.add_argument("--data-dir", metavar="DIR", help="data directory (default: the config's, else ./data)")
     p.add_argument("--rebuild", action="store_true", help="re-read every patient")
+    p.add_argument("--backend", choices=("whoosh", "postgresql"),
+                   help="index backend (default: the config's [index] backend).  "
+                        "--backend postgresql with an embedded index present copies it into "
+                        "PostgreSQL (no storage re-read), then refreshes incrementally")
     p.add_argument("--no-progress", action="store_true", help="no progress bar even on a TTY")
     p.set_defaults(func=run)
 
@@ -32,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from fhir_gateway.config import ConfigError, from_args, load
-    from fhir_gateway.index import PatientIndex
+    from fhir_gateway.index.backends import open_index
 
     try:
         if args.config:
@@ -56,11 +60,26 @@ def run(args: argparse.Namespace) -> int:
             return 2
         codes = [args.facility]
     progress = not args.no_progress and sys.stderr.isatty()
+    backend = args.backend or cfg.index.backend
+    if backend == "postgresql" and not cfg.index.dsn:
+        print("fhir-gateway index: --backend postgresql needs [index] dsn in --config "
+              "(or FHIR_GATEWAY_DSN)", file=sys.stderr)
+        return 2
     status = 0
     for code in codes:
-        fac = cfg.facilities[code]
-        idx = PatientIndex(cfg.data_dir, code, fac.storage)
-        stats = idx.build(progress) if args.rebuild else idx.refresh(progress)
+        try:
+            idx = open_index(cfg, code, backend)
+            if backend == "postgresql" and args.backend and not args.rebuild:
+                from fhir_gateway.scale.migrate import migrate_embedded
+                moved = migrate_embedded(cfg, code, idx)
+                if moved is not None:
+                    print(f"{code}: copied {moved} patients from the embedded index")
+            stats = idx.build(progress) if args.rebuild else idx.refresh(progress)
+        except Exception as exc:  # database down, schema too old: one line, not a traceback
+            if type(exc).__module__.split(".")[0] not in ("psycopg", "fhir_gateway"):
+                raise
+            print(f"fhir-gateway index: {code}: {exc}", file=sys.stderr)
+            return 1
         print(f"{code}: {stats.line()}")
         if stats.skipped:
             status = 1

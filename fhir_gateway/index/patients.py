@@ -170,7 +170,10 @@ class _Plan:
 
 
 class PatientIndex:
-    """Patient search over one facility's storage (see the module docstring)."""
+    """Patient search over one facility's storage (see the module docstring); the embedded
+    implementation of :class:`fhir_gateway.index.backends.PatientIndexBackend`."""
+
+    backend = "whoosh"
 
     def __init__(self, data_dir: Path, facility: str, storage_roots: Sequence[Path]) -> None:
         if data_dir is None:
@@ -397,6 +400,19 @@ class PatientIndex:
 
     def count(self) -> int:
         return self._searcher().doc_count()
+
+    def ready(self) -> bool:
+        """Has a first build finished (until then callers walk the storage)?"""
+        return self.state_path.exists() and windex.exists_in(str(self.whoosh_dir))
+
+    def health(self) -> dict:
+        """For ``/health``: never raises."""
+        try:
+            if not self.ready():
+                return {"backend": self.backend, "status": "empty"}
+            return {"backend": self.backend, "status": "ok", "patients": self.count()}
+        except Exception as exc:
+            return {"backend": self.backend, "status": "down", "reason": str(exc)[:200]}
 
     def get(self, patient_id: str) -> PatientSummary | None:
         s = self._searcher()

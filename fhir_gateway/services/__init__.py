@@ -11,7 +11,7 @@ from fhir_gateway.config import Config
 from .cache import DEFAULT_MAX_BYTES, Mapped, MappedCache
 from .facility import (
     BrokenResource, FacilityService, Gone, NotFound, PatientData, PatientRequired, SearchResult,
-    ServiceError, StorageUnavailable, WalkIndex,
+    ServiceError, StorageUnavailable, WalkIndex, default_index,
 )
 
 
@@ -23,7 +23,8 @@ class Gateway:
         self.cache = MappedCache(cache_bytes or getattr(config, "cache_bytes", None)
                                  or DEFAULT_MAX_BYTES)
         self._services = {
-            code: FacilityService(fac, self.cache, config.data_dir)
+            code: FacilityService(fac, self.cache, config.data_dir,
+                                  index_factory=lambda svc: default_index(svc, config))
             for code, fac in config.facilities.items()
         }
 

@@ -665,13 +665,21 @@ class WalkIndex:
     def search(self, **criteria: str) -> list[str]:
         return self.all()
 
+    def summaries(self, **criteria: str):
+        """No summaries without an index: None tells callers to walk the storage."""
+        return None
+
+    def health(self) -> dict:
+        return {"backend": "walk", "status": "ok"}
+
     def refresh(self) -> None:
         pass
 
 
 class RefreshingIndex:
-    """The whoosh :class:`fhir_gateway.index.PatientIndex`, refreshed in a background thread
-    (readers never wait).  Until a first build exists, searches walk the storage (None)."""
+    """A :class:`fhir_gateway.index.backends.PatientIndexBackend` (whoosh or PostgreSQL),
+    refreshed in a background thread (readers never wait).  Until a first build exists,
+    searches walk the storage (None)."""
 
     REFRESH_EVERY = 30.0
 
@@ -695,11 +703,18 @@ class RefreshingIndex:
                 self._running.release()
         threading.Thread(target=run, name="index-refresh", daemon=True).start()
 
-    def search(self, **criteria: str):
+    def summaries(self, limit: int = 100_000, **criteria: str):
+        """Index hits (PatientSummary), or None when there is no index yet."""
         self._kick()
-        if not self.index.state_path.exists():
+        if not self.index.ready():
             return None
-        return self.index.search(**criteria, limit=100_000)
+        return self.index.search(**criteria, limit=limit)
+
+    def search(self, **criteria: str):
+        return self.summaries(**criteria)
+
+    def health(self) -> dict:
+        return self.index.health()
 
     def stubs(self, criteria: list):
         """Search stubs of a superset of the matches (``PatientIndex.stubs``), None before the
@@ -710,14 +725,17 @@ class RefreshingIndex:
         return self.index.stubs(criteria)
 
 
-def default_index(svc: FacilityService):
-    """The whoosh patient index when present (fhir_gateway.index), else a folder walk."""
+def default_index(svc: FacilityService, config=None):
+    """The configured patient index (``[index] backend``; whoosh by default), else a walk."""
     try:
-        from fhir_gateway.index import PatientIndex  # type: ignore[import-not-found]
+        from fhir_gateway.index.backends import open_index
     except ImportError:
         return WalkIndex(svc)
     try:
-        return RefreshingIndex(PatientIndex(svc.data_dir, svc.code, svc.facility.storage))
+        if config is None:
+            from fhir_gateway.config import Config
+            config = Config(svc.data_dir, {svc.code: svc.facility})
+        return RefreshingIndex(open_index(config, svc.code))
     except Exception as exc:
         log.warning("patient index unavailable (%s); walking the storage", exc)
         return WalkIndex(svc)

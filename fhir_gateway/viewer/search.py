@@ -34,31 +34,22 @@ def search(svc, today: date, *, patient_id: str = "", name: str = "", kana: str 
            birthdate: str = "", gender: str = "") -> tuple[list[Hit], bool]:
     """(hits, truncated).  Kanji and kana match as normalised substrings."""
     hits: list[Hit] = []
-    index = None
     try:
-        from fhir_gateway.index import PatientIndex  # noqa: F401
-        index = svc.index if type(svc.index).__name__ != "WalkIndex" else None
-    except ImportError:
-        index = None
-    if index is not None:
-        try:
-            crit = {k: v for k, v in (("name", name), ("kana", kana), ("birthdate", birthdate),
-                                      ("gender", gender), ("identifier", patient_id)) if v}
-            for s in index.search(**crit):
-                if isinstance(s, str):
-                    break  # an id-only index: use the walk below
-                hits.append(Hit(s.patient_id, s.name or "", s.kana or "", s.birthdate or "",
-                                fv.age(s.birthdate or "", today), _norm_gender(s.gender or ""),
-                                s.last_care_date or ""))
-            else:
-                found = _filter(hits, patient_id, name, kana, birthdate, gender)
-                if found[0] or not patient_id:
-                    return found
-                # an ID the index does not know (yet): look in the storage directly
-            hits = []
-        except Exception as exc:  # the index is an accelerator, never a single point of failure
-            log.warning("patient index failed (%s); walking the storage", exc)
-            hits = []
+        crit = {k: v for k, v in (("name", name), ("kana", kana), ("birthdate", birthdate),
+                                  ("gender", gender), ("identifier", patient_id)) if v}
+        found = svc.index.summaries(**crit)  # None: no index (yet), walk below
+        if found is not None:
+            hits = [Hit(s.patient_id, s.name or "", s.kana or "", s.birthdate or "",
+                        fv.age(s.birthdate or "", today), _norm_gender(s.gender or ""),
+                        s.last_care_date or "") for s in found]
+            kept = _filter(hits, patient_id, name, kana, birthdate, gender)
+            if kept[0] or not patient_id:
+                return kept
+            # an ID the index does not know (yet): look in the storage directly
+        hits = []
+    except Exception as exc:  # the index is an accelerator, never a single point of failure
+        log.warning("patient index failed (%s); walking the storage", exc)
+        hits = []
     if patient_id:
         pids = [patient_id.strip()]
     else:
