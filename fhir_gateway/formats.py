@@ -9,13 +9,17 @@ the plain dicts, so no value is rewritten (instants and decimals stay as mapped)
 from __future__ import annotations
 
 import functools
+import logging
 import typing
 from decimal import Decimal
 from typing import Any
 
 from lxml import etree
 
+from fhir_gateway import textsafe
 from mappers.serialize import dumps
+
+log = logging.getLogger(__name__)
 
 FHIR_NS = "http://hl7.org/fhir"
 XHTML_NS = "http://www.w3.org/1999/xhtml"
@@ -71,9 +75,15 @@ def negotiate(fmt: str | None, accept: str | None) -> str:
 
 
 def render(resource: dict, media_type: str, pretty: bool = False) -> bytes:
+    return render_checked(resource, media_type, pretty)[0]
+
+
+def render_checked(resource: dict, media_type: str, pretty: bool = False) -> tuple[bytes, int]:
+    """(body, number of characters replaced because XML 1.0 forbids them — always 0 for JSON,
+    which escapes every control character)."""
     if media_type == XML:
-        return to_xml(resource, pretty)
-    return dumps(resource, pretty)
+        return to_xml_checked(resource, pretty)
+    return dumps(resource, pretty), 0
 
 
 # -- XML ----------------------------------------------------------------------------------------
@@ -196,8 +206,41 @@ def _xhtml(parent: etree._Element, text: str) -> None:
 
 
 def to_xml(resource: dict, pretty: bool = False) -> bytes:
-    root = _resource(None, resource)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=pretty)
+    return to_xml_checked(resource, pretty)[0]
+
+
+def to_xml_checked(resource: dict, pretty: bool = False) -> tuple[bytes, int]:
+    """The resource as FHIR XML, and how many characters XML 1.0 forbids (``\\x01`` in a stored
+    name) were replaced by U+FFFD.  The fast path builds the tree directly; only when lxml
+    refuses a string is the resource copied with the bad characters replaced (issue 13 M4)."""
+    replaced = 0
+    try:
+        root = _resource(None, resource)
+    except ValueError:
+        resource, replaced = _clean_tree(resource)
+        root = _resource(None, resource)
+    body = etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=pretty)
+    if replaced:
+        log.warning("%s/%s: %d character(s) XML 1.0 forbids replaced by U+FFFD in the XML output",
+                    resource.get("resourceType"), resource.get("id"), replaced)
+    return body, replaced
+
+
+def _clean_tree(node: Any) -> tuple[Any, int]:
+    if isinstance(node, str):
+        return textsafe.replace(node)
+    if isinstance(node, dict):
+        out, n = {}, 0
+        for k, v in node.items():
+            ck, a = _clean_tree(k)
+            cv, b = _clean_tree(v)
+            out[ck] = cv
+            n += a + b
+        return out, n
+    if isinstance(node, list):
+        items = [_clean_tree(v) for v in node]
+        return [v for v, _ in items], sum(n for _, n in items)
+    return node, 0
 
 
 def is_decimal(v: Any) -> bool:

@@ -278,14 +278,15 @@ class Server:
 
 
 def start_server(args: list[str], facility: str = FACILITY, token: str | None = None,
-                 workers: int = 2, timeout: float = 30.0, env: dict | None = None) -> Server:
+                 workers: int = 2, timeout: float = 30.0, env: dict | None = None,
+                 preexec_fn=None) -> Server:
     """Run ``fhir-gateway serve ARGS --port <free>`` and wait until /metadata answers."""
     import requests
     port = free_port()
     cmd = [str(BIN / "fhir-gateway"), "serve", *args, "--host", "127.0.0.1", "--port", str(port),
            "--workers", str(workers)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, **(env or {})}, preexec_fn=preexec_fn)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

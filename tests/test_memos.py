@@ -18,7 +18,8 @@ def test_append_and_correct(tmp_path):
     j = MemoJournal(tmp_path)
     a = j.append("F1", "P1", "ワーファリン内服中", author="naika", person="山田", staff_no="12")
     j.append("F1", "P2", "other patient", author="naika")
-    b = j.append("F1", "P1", "ワーファリンではなくエリキュース", author="naika", corrects=a.id)
+    b = j.append("F1", "P1", "ワーファリンではなくエリキュース", author="naika", person="山田",
+                 staff_no="12", corrects=a.id)
     memos = j.for_patient("F1", "P1")
     assert [m.id for m in memos] == [b.id, a.id]
     old = next(m for m in memos if m.id == a.id)
@@ -55,7 +56,7 @@ def test_torn_tail_is_skipped_and_isolated(tmp_path):
 def test_memo_as_document_reference(tmp_path):
     j = MemoJournal(tmp_path)
     a = j.append("F1", "P1", "転倒歴あり", author="er", person="佐藤", staff_no="9")
-    b = j.append("F1", "P1", "転倒歴なし(訂正)", author="er", corrects=a.id)
+    b = j.append("F1", "P1", "転倒歴なし(訂正)", author="er", staff_no="9", corrects=a.id)
     res = {r["id"]: r for r in j.patient_source("F1", "P1")}
     assert res[a.id]["resourceType"] == "DocumentReference"
     assert res[a.id]["status"] == "entered-in-error" and res[b.id]["status"] == "current"

@@ -25,8 +25,11 @@ def negotiate() -> None:
 
 def fhir_response(resource: dict, status: int = 200, headers: dict | None = None) -> Response:
     media = getattr(g, "media_type", formats.JSON)
-    body = formats.render(resource, media, getattr(g, "pretty", False))
+    body, replaced = formats.render_checked(resource, media, getattr(g, "pretty", False))
     resp = Response(body, status=status, content_type=f"{media}; charset=utf-8")
+    if replaced:  # stored text XML cannot carry: served with U+FFFD, and said so
+        resp.headers["Warning"] = (f'199 fhir-gateway "{replaced} character(s) XML 1.0 forbids '
+                                   'were replaced by U+FFFD; the JSON form has them escaped"')
     resp.headers["Vary"] = "Accept, Accept-Encoding"
     for k, v in (headers or {}).items():
         resp.headers[k] = v

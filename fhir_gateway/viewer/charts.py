@@ -20,20 +20,50 @@ W, H = 640, 260
 ML, MR, MT, MB = 70, 40, 30, 44
 
 
+MAX_TICKS = 12
+
+
 def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    """Up to ``MAX_TICKS`` round values in [lo, hi] for any finite input.
+
+    Ticks are ``k * step`` for whole k (never a running ``v += step``: when the step is below the
+    precision of the values, adding it changes nothing and such a loop never ends — issue 13 H1)."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return []
     if hi <= lo:
         hi = lo + 1
     raw = (hi - lo) / n
+    if not math.isfinite(raw) or raw <= 0:
+        return [lo, hi] if math.isfinite(hi - lo) else [lo]
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    start = math.floor(lo / step) * step
-    ticks = []
-    v = start
-    while v <= hi + step * 1e-9:
-        if v >= lo - step * 1e-9:
-            ticks.append(round(v, 10))
-        v += step
+    k0, k1 = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9)
+    if k1 - k0 > MAX_TICKS:
+        return [lo, hi]
+    ticks: list[float] = []
+    for k in range(k0, k1 + 1):
+        v = round(k * step, 10)
+        if math.isfinite(v) and (not ticks or v != ticks[-1]):
+            ticks.append(v)
     return ticks
+
+
+def _value_range(values: list[float]) -> tuple[float, float] | None:
+    """The padded y range, or None when it cannot be drawn (the table still shows the values).
+
+    A spread below what a float can tell apart is drawn as a flat line in a 2% band."""
+    lo, hi = min(values), max(values)
+    width = hi - lo
+    if not math.isfinite(width):
+        return None
+    if width <= max(abs(lo), abs(hi)) * 1e-9:
+        pad = max(abs(hi) * 0.01, 1.0)
+    else:
+        pad = width * 0.1
+    lo, hi = lo - pad, hi + pad
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return None
+    return lo, hi
 
 
 def _fmt(v: float) -> str:
@@ -42,7 +72,7 @@ def _fmt(v: float) -> str:
 
 def trend_svg(test: LabTest, patient_id: str, lang: str = "ja") -> Markup:
     pts = [(fv.parse_dt(p.when), p) for p in test.numeric]
-    pts = [(t, p) for t, p in pts if t is not None]
+    pts = [(t, p) for t, p in pts if t is not None and math.isfinite(p.value)]
     label = f"{test.name} ({test.unit})" if test.unit else test.name
     title = f"{label} — {'患者ID' if lang != 'en' else 'Patient ID'} {patient_id}"
     if not pts:
@@ -51,10 +81,11 @@ def trend_svg(test: LabTest, patient_id: str, lang: str = "ja") -> Markup:
     if t1 - t0 < timedelta(days=1):
         t0, t1 = t0 - timedelta(days=1), t1 + timedelta(days=1)
     values = [p.value for _, p in pts]
-    lo = min(values + [x for x in (test.low,) if x is not None])
-    hi = max(values + [x for x in (test.high,) if x is not None])
-    pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0
-    lo, hi = lo - pad, hi + pad
+    limits = [x for x in (test.low, test.high) if x is not None and math.isfinite(x)]
+    rng = _value_range(values + limits)
+    if rng is None:
+        return Markup("")
+    lo, hi = rng
     pw, ph = W - ML - MR, H - MT - MB
     span = (t1 - t0).total_seconds()
 

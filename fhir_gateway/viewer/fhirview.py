@@ -4,6 +4,7 @@ resources the FHIR API serves — so there is one mapping, not two."""
 
 from __future__ import annotations
 
+import math
 import re
 from functools import lru_cache
 from datetime import date, datetime
@@ -45,12 +46,12 @@ def codes_of(cc: dict | None) -> list[str]:
 def num(value) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float, Decimal)):
-        return float(value)
     try:
-        return float(str(value))
-    except (TypeError, ValueError):
+        f = float(value) if isinstance(value, (int, float, Decimal)) else float(str(value))
+    except (TypeError, ValueError, OverflowError):
         return None
+    # a value a float cannot hold (400 digits, "nan") is no number to compute with: shown as text
+    return f if math.isfinite(f) else None
 
 
 def fmt_num(value) -> str:

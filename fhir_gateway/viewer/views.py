@@ -16,7 +16,8 @@ from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 from ..accounts import AccountError
-from ..memos import MemoError
+from .. import textsafe
+from ..memos import MemoError, MemoRefused, MemoStorageError
 from . import charts, models
 from . import fhirview as fv
 from . import search as psearch
@@ -136,8 +137,8 @@ def login():
     if request.method == "POST":
         f = request.form
         username = f.get("username", "").strip()
-        person = f.get("person", "").strip()[:80]
-        staff_no = f.get("staff_no", "").strip()[:40]
+        person = textsafe.strip(f.get("person", "")).strip()[:80]  # never stored with \x01
+        staff_no = textsafe.strip(f.get("staff_no", "")).strip()[:40]
         user, why = state().accounts.authenticate(username, f.get("password", ""))
         if user and person and staff_no:
             keep_lang = session.get("lang")
@@ -309,7 +310,8 @@ def admin(code: str):
         try:
             if op in ("connect", "disconnect"):
                 expires = _parse_expiry(request.form) if op == "connect" else None
-                st.accounts.switch_access(code, op == "connect", request.form.get("reason", ""),
+                st.accounts.switch_access(code, op == "connect",
+                                          textsafe.strip(request.form.get("reason", "")),
                                           user.username, session.get("person", ""),
                                           session.get("staff_no", ""), expires)
                 audit(f"access-{op}", facility=code,
@@ -473,23 +475,41 @@ def receipts(code, pid, data):
 @bp.route("/f/<code>/p/<pid>/memos", methods=["GET", "POST"])
 @patient_page("memos")
 def memos(code, pid, data):
+    """Append-only memos.  A refused memo (empty, a forbidden character, not yours to mark as
+    誤記, the disk cannot take it) re-shows the form with the typed text and the reason; only a
+    memo that is durably in the journal is audited as ok (issue 13 H2)."""
     st = state()
-    error = ""
+    user = current_user.user
+    admin = user.administers(code)
+    staff_no = session.get("staff_no", "")
+    error, status, text = "", 200, ""
+    correcting = request.args.get("correct", "")
     if request.method == "POST":
+        text = request.form.get("text", "")
+        correcting = request.form.get("corrects") or ""
         try:
-            memo = st.memos.append(code, pid, request.form.get("text", ""),
-                                   author=current_user.user.username,
-                                   person=session.get("person", ""),
-                                   staff_no=session.get("staff_no", ""),
-                                   corrects=request.form.get("corrects") or None)
+            memo = st.memos.append(code, pid, text, author=user.username,
+                                   person=session.get("person", ""), staff_no=staff_no,
+                                   corrects=correcting or None, admin=admin)
+        except MemoError as exc:
+            error = str(exc)
+            status = 403 if isinstance(exc, MemoRefused) else \
+                503 if isinstance(exc, MemoStorageError) else 400
+            audit("memo-create", facility=code, patient=pid, outcome="failed",
+                  detail={"reason": type(exc).__name__, "corrects": correcting[:40]})
+        else:
             audit("memo-create", facility=code, patient=pid,
                   detail={"memo": memo.id, "corrects": memo.corrects or ""})
             return redirect(url_for("viewer.memos", code=code, pid=pid))
-        except MemoError as exc:
-            error = str(exc)
-    correcting = request.args.get("correct", "")
-    return render_template("viewer/memos.html", memos=st.memos.for_patient(code, pid),
-                           error=error, correcting=correcting)
+    rows = st.memos.for_patient(code, pid)
+    target = next((m for m in rows if m.id == correcting), None)
+    if correcting and (target is None or not target.may_be_corrected_by(user.username, staff_no,
+                                                                         admin)):
+        correcting = ""  # no correction form for someone else's memo: add a new memo instead
+    return render_template("viewer/memos.html", memos=rows, error=error, correcting=correcting,
+                           text=text, journal_warning=st.memos.warning(code),
+                           may_correct=lambda m: m.may_be_corrected_by(user.username, staff_no,
+                                                                       admin)), status
 
 
 @bp.route("/f/<code>/p/<pid>/printed", methods=["POST"])
