@@ -17,9 +17,12 @@ from storage.hl7 import Message, Segment
 from . import datatypes as dt
 from . import terminology as term
 from .adt_61 import allergy
+from .embedded import observation
 from .context import MapContext
 from .ids import resource_id
 from .registry import register
+
+READS_SEGMENTS = ("PID", "NK1", "IN1", "AL1")  # the Patient's own segments (mappers.audit)
 
 MAPPING: list[tuple[str, str, str]] = [
     ("MSH-9", "Patient.active", "ADT^A23 (deletion) -> false, Patient only"),
@@ -138,33 +141,6 @@ def _contact(nk1: Segment, ctx: MapContext) -> dict | None:
     return c or None
 
 
-def _observation(obx: Segment, index: int, ctx: MapContext, fallback: str | None) -> dict:
-    code = obx[3].component(1)
-    prefix = code[:5]
-    rid = resource_id(ctx.name, "obs", index)
-    if prefix in term.BODY_MEASUREMENTS:
-        medis, display, cat = term.BODY_MEASUREMENTS[prefix]
-        category = [
-            {"coding": [{"system": term.JP_OBSERVATION_CATEGORY, "code": "body-measurement"}]},
-            {"coding": [{"system": term.OBSERVATION_CATEGORY, "code": "vital-signs"}]},
-            {"coding": [{"system": term.BODY_MEASUREMENT_CATEGORY, "code": cat}]},
-        ]
-        obs = dt.obx_observation(obx, ctx, rid, category,
-                                 term.PROFILE["ObservationBodyMeasurement"], fallback)
-        obs["code"].setdefault("coding", []).append(
-            {"system": term.BODY_MEASUREMENT_CODE, "code": medis, "display": display})
-        return obs
-    lab = [{"coding": [{"system": term.JP_OBSERVATION_CATEGORY, "code": "laboratory"}]}]
-    if prefix in term.BLOOD_TYPES:
-        obs = dt.obx_observation(obx, ctx, rid, lab, term.PROFILE["ObservationLabResult"], fallback)
-        clins, display = term.BLOOD_TYPES[prefix]
-        if code != clins:
-            obs["code"].setdefault("coding", []).append(
-                {"system": term.CLINS_CORE_LAB, "code": clins, "display": display})
-        return obs
-    return dt.obx_observation(obx, ctx, rid, lab, term.PROFILE["ObservationCommon"], fallback)
-
-
 def _coverage(in1: Segment, index: int, ctx: MapContext) -> dict:
     c: dict = {"resourceType": "Coverage", "id": resource_id(ctx.name, "cov", index),
                "meta": ctx.meta(term.PROFILE["Coverage"]), "status": "active"}
@@ -228,7 +204,7 @@ def map_adt_00(msg: Message, ctx: MapContext) -> list[dict]:
     out = [patient]
     fallback = dt.datetime_(msg["EVN"][2]) or ctx.last_updated
     for i, obx in enumerate(msg.segments("OBX"), 1):
-        out.append(_observation(obx, i, ctx, fallback))
+        out.append(observation(obx, resource_id(ctx.name, "obs", i), ctx, fallback))
     for i, al1 in enumerate(msg.segments("AL1"), 1):
         out.append(allergy(ctx, resource_id(ctx.name, "alg", i), al1[2], al1[3], al1[4],
                            al1[5], al1[6]))

@@ -19,7 +19,7 @@ from .registry import register
 MAPPING: list[tuple[str, str, str]] = [
     ("PID-3", "AllergyIntolerance.patient", "Patient/{patient id}"),
     ("IAM-1", "AllergyIntolerance.id", "position of the IAM when IAM-7 is empty"),
-    ("IAM-2", "AllergyIntolerance.category", "HL7 0127: DA/MA medication, FA food, EA/LA/PA environment, AA biologic"),
+    ("IAM-2", "AllergyIntolerance.category", "HL7 0127: DA medication, FA food, EA/LA/PA environment, AA biologic; MA/MC (miscellaneous) no category"),
     ("IAM-3", "AllergyIntolerance.code", "JLAC10 / HOT / local codes, text = allergen name"),
     ("IAM-4", "AllergyIntolerance.reaction.severity", "HL7 0128: MI mild, MO moderate, SV severe"),
     ("IAM-5", "AllergyIntolerance.reaction.manifestation", "text; also reaction.description"),

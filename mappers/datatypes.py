@@ -190,6 +190,8 @@ UCUM_UNITS: dict[str, str] = {
     "sec": "s", "mm/h": "mm/h", "mm/hr": "mm/h", "ml/hr": "mL/h", "%hb": "%", "ratio": "{ratio}",
     "titer": "{titer}", "倍": "{titer}", "index": "{index}", "coi": "{COI}", "s/co": "{s_co_ratio}",
 }
+UCUM_UNITS.update({f"{x}10^{n}/{u}": f"10*{n}/uL" for x in ("×", "x", "*", "")
+                   for n in (2, 3, 4, 6) for u in ("μL", "μl", "uL", "ul")})
 _UCUM_FOLDED: dict[str, str] = {}  # filled lazily: NFKC + lower-case spelling -> UCUM
 _UCUM_FOLDED_FROM = [0]  # size of UCUM_UNITS when _UCUM_FOLDED was built (mappers may add units)
 
@@ -233,9 +235,33 @@ def quantity(value: str, unit_field: Field | None = None, unit_text: str = "") -
         return None
     code = ""
     if unit_field is not None and unit_field:
-        code = unit_field.component(1)
-        unit_text = unit_field.component(2) or code
+        code, unit_text = unit_parts(unit_field)
     return _with_unit(parsed, unit_items(code, unit_text))
+
+
+_POWER_BASE = re.compile(r"(?:^|[x×*＊Xｘ])\s*10$|^10$")
+
+
+def rejoin_units(comps: list[str]) -> list[str]:
+    """Components of a unit CWE with an unescaped ``^`` put back: ``×10`` + ``4/μL`` is the
+    one unit ``×10^4/μL`` (a power of ten followed by a number is never two components)."""
+    out: list[str] = []
+    for c in comps:
+        if out and _POWER_BASE.search(out[-1]) and c[:1].isdigit():
+            out[-1] = f"{out[-1]}^{c}"
+        else:
+            out.append(c)
+    return out
+
+
+def unit_parts(f: Field) -> tuple[str, str]:
+    """(code, text) of a unit CWE (OBX-6 ...), an unescaped ``^`` inside the unit repaired."""
+    comps = f.components()
+    if len(comps) > 1 and "10" in comps[0]:
+        comps = rejoin_units(comps)
+    code = comps[0]
+    text = comps[1] if len(comps) > 1 and comps[1] else code
+    return code, text
 
 
 def unit_items(code: str, unit_text: str = "") -> tuple[tuple[str, str], ...]:

@@ -59,7 +59,6 @@ NOT_MAPPED: list[tuple[str, str]] = [
     ("PID-5", "Patient data come from ADT-00 only"),
     ("NK1", "Patient data come from ADT-00 only"),
     ("OBX", "observations inside ADT events are not written by SS-MIX2 sources seen"),
-    ("AL1", "allergies come from ADT-61 / ADT-00"),
     ("DB1", "Patient data come from ADT-00 only"),
     ("IN1", "Coverage comes from ADT-00"),
 ]

@@ -291,12 +291,14 @@ def _usage_code(f3: Field, facility: str) -> dict | None:
 
 
 def route_parts(rxr: Segment | None, facility: str) -> dict:
-    """RXR-1 route, RXR-2 site, RXR-4 method; built once per RXR text, copied per caller."""
+    """RXR-1 route, RXR-2 site (+ RXR-6 site modifier), RXR-4 method, RXR-3 device;
+    built once per RXR text, copied per caller."""
     if rxr is None:
         return {}
     if rxr._d is not STANDARD_DELIMITERS:
         return _route_parts(rxr, facility)
-    return {k: dt.copy_concept(v) for k, v in _route_parts_cached(rxr.line, facility).items()}
+    return {k: (dt.copy_concept(v) if k != "extension" else [e.copy() for e in v])
+            for k, v in _route_parts_cached(rxr.line, facility).items()}
 
 
 @lru_cache(maxsize=4096)
@@ -305,28 +307,92 @@ def _route_parts_cached(line: str, facility: str) -> dict:
     return _route_parts(Segment(line, STANDARD_DELIMITERS, 0), facility)
 
 
+EXT_DEVICE = term.LOCAL_EXT + "dosage-administration-device"
+
+
 def _route_parts(rxr: Segment, facility: str) -> dict:
     out: dict = {}
     for key, n in (("route", 1), ("site", 2), ("method", 4)):
         cc = dt.codeable(rxr[n], facility)
         if cc:
             out[key] = cc
+    modifier = dt.codeable(rxr[6], facility)  # 部位修飾子 (左/右 ...): part of the site
+    if modifier:
+        site = out.setdefault("site", {})
+        site.setdefault("coding", []).extend(modifier.get("coding", []))
+        site["text"] = " ".join(x for x in (modifier.get("text"), site.get("text")) if x)
+    device = dt.codeable(rxr[3], facility)  # 投薬装置 (点滴ポンプ): R4 Dosage has no device
+    if device:
+        out["extension"] = [{"url": EXT_DEVICE, "valueCodeableConcept": device}]
     return out
+
+
+# JAMI 標準用法 補足用法コード after the base usage in TQ1-3 (JAMISDP01): W + 7 flags Sunday
+# first (W0100100 = 月曜日、木曜日); I + days on + days off (I1100000 = 隔日).
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_WEEKLY = re.compile(r"^W([01]{7})$")
+_INTERVAL = re.compile(r"^I([1-9])([1-9])0*$")
+
+
+def usage_repetitions(tq1: Segment, facility: str) -> list[dict]:
+    """TQ1-3 repetitions after the first (補足用法): one CodeableConcept each."""
+    f3 = tq1[3]
+    if f3._d.repetition not in f3.raw:
+        return []
+    out = []
+    for rep in f3.repetitions[1:]:
+        cc = _usage_code(rep, facility)
+        if cc:
+            out.append(cc)
+    return out
+
+
+def schedule(code: str) -> dict:
+    """timing.repeat of a weekday or interval 補足用法コード ({} when it is neither)."""
+    m = _WEEKLY.match(code)
+    if m:
+        days = [d for d, flag in zip(_WEEKDAYS, m.group(1)) if flag == "1"]
+        return {"dayOfWeek": days} if days else {}
+    m = _INTERVAL.match(code)
+    if m:
+        on, off = int(m.group(1)), int(m.group(2))
+        return {"frequency": on, "period": on + off, "periodUnit": "d"}
+    return {}
+
+
+def _time_of_day(value: str) -> str | None:
+    """TQ1-4 TM ``0800`` / ``080000`` -> ``08:00:00``."""
+    digits = value.strip()
+    if not digits.isdigit() or len(digits) not in (2, 4, 6):
+        return None
+    digits = digits.ljust(6, "0")
+    hh, mm, ss = digits[:2], digits[2:4], digits[4:6]
+    if int(hh) > 23 or int(mm) > 59 or int(ss) > 59:
+        return None
+    return f"{hh}:{mm}:{ss}"
 
 
 def dosage(tq1: Segment | None, rxr: Segment | None, facility: str, *, sequence: int = 1,
            dose: dict | None = None, rate: dict | None = None, rate_ratio_: dict | None = None,
            as_needed: bool = False, injection: bool = False,
-           instruction: dict | None = None) -> dict:
+           instruction: dict | list[dict] | None = None) -> dict:
     """One JP_MedicationDosage from TQ1 + RXR + the doses the caller computed."""
     d: dict = {"sequence": sequence}
     ext = []
     timing: dict = {}
+    condition = ""
     if tq1 is not None:
         usage = usage_code(tq1, facility)
         if usage:
             timing["code"] = usage
             d["text"] = usage["text"]
+        for extra in usage_repetitions(tq1, facility):
+            codes = extra.get("coding") or [{}]
+            rep = schedule(codes[0].get("code", ""))
+            if rep:
+                timing.setdefault("repeat", {}).update(rep)
+            d.setdefault("additionalInstruction", []).append(extra)
+            d["text"] = " ".join(x for x in (d.get("text"), extra.get("text")) if x)
         start, end = dt.datetime_(tq1[7]), dt.datetime_(tq1[8])
         if start or end:
             period = {k: v for k, v in (("start", start), ("end", end)) if v}
@@ -337,6 +403,10 @@ def dosage(tq1: Segment | None, rxr: Segment | None, facility: str, *, sequence:
         days = duration(tq1[6])
         if days and not injection:
             ext.append({"url": EXT_USAGE_DURATION, "valueDuration": days})
+        if tq1.get(4):
+            times = [t for t in (_time_of_day(r.component(1)) for r in tq1[4].repetitions) if t]
+            if times:
+                timing.setdefault("repeat", {})["timeOfDay"] = times
         occ = duration(tq1[13])
         if occ and occ.get("code"):
             rep = timing.setdefault("repeat", {})
@@ -348,15 +418,23 @@ def dosage(tq1: Segment | None, rxr: Segment | None, facility: str, *, sequence:
         if note:
             d.setdefault("additionalInstruction", []).append({"text": note})
             d.setdefault("text", note)
+        condition = tq1[10].text
     if instruction:
-        d.setdefault("additionalInstruction", []).append(instruction)
+        d.setdefault("additionalInstruction", []).extend(
+            instruction if isinstance(instruction, list) else [instruction])
     if ext:
         d["extension"] = ext
     if timing:
         d["timing"] = timing
-    if as_needed:
+    if condition:  # 条件 (疼痛時 ...): the as-needed condition
+        d["asNeededCodeableConcept"] = {"text": condition}
+    elif as_needed:
         d["asNeededBoolean"] = True
-    d.update(route_parts(rxr, facility))
+    parts = route_parts(rxr, facility)
+    device = parts.pop("extension", None)
+    if device:
+        d.setdefault("extension", []).extend(device)
+    d.update(parts)
     dr: dict = {}
     if dose:
         dr["doseQuantity"] = dose
@@ -367,6 +445,25 @@ def dosage(tq1: Segment | None, rxr: Segment | None, facility: str, *, sequence:
     if dr:
         d["doseAndRate"] = [dr]
     return d
+
+
+def administration_dosage(rxr: Segment | None, facility: str) -> tuple[dict, list[dict]]:
+    """MedicationAdministration.dosage from RXR, and .device (RXR-3 投薬装置 as display)."""
+    parts = route_parts(rxr, facility)
+    devices = []
+    for e in parts.pop("extension", []):
+        cc = e["valueCodeableConcept"]
+        text = cc.get("text") or cc.get("coding", [{}])[0].get("code")
+        if text:
+            devices.append({"display": text})
+    return parts, devices
+
+
+def instructions(f: Field, facility: str) -> list[dict]:
+    """RXE-7 投薬指示: every repetition (不均等投与 4錠~2錠~1錠, 緩徐に静注 ...)."""
+    if not f:
+        return []
+    return [cc for cc in (dt.codeable(rep, facility) for rep in f.repetitions) if cc]
 
 
 # --- order-level fields ----------------------------------------------------------------------------
@@ -533,6 +630,37 @@ def _medication_concept(f: Field, supplementary: Field | None, facility: str) ->
                     cc.setdefault("coding", []).extend(
                         c for c in extra["coding"] if (c.get("system"), c.get("code")) not in have)
     return cc
+
+
+# Coding systems that name the drug itself: an RXC-7 repetition in one of these is the same
+# concept (another coding of the drug); anything else (麻薬, 劇薬, text only) is a property.
+DRUG_CODE_SYSTEMS = {"HOT", "HOT9", "HOT09", "HOT7", "HOT07", "HOT11", "HOT13", "YJ", "MYAK",
+                     "GS1", "JAN"}
+EXT_SUPPLEMENTARY = term.LOCAL_EXT + "ingredient-supplementary-code"
+
+
+def component_item(rxc: Segment, facility: str) -> tuple[dict | None, list[dict]]:
+    """RXC-2 drug (+ RXC-7 repetitions that are drug codes) and the RXC-7 properties.
+
+    RXC-7 補足コード holds either more codes of the same drug (YJ) or a property of the
+    component (麻薬, 劇薬, a text-only note): only the former are codings of the drug.
+    """
+    item = dt.codeable(rxc[2], facility)
+    props: list[dict] = []
+    for rep in rxc[7].repetitions:
+        cc = dt.codeable(rep, facility)
+        if not cc:
+            continue
+        if rep.component(1) and rep.component(3).upper() in DRUG_CODE_SYSTEMS:
+            if item is None:
+                item = cc
+            else:
+                have = {(c.get("system"), c.get("code")) for c in item.get("coding", [])}
+                item.setdefault("coding", []).extend(
+                    c for c in cc.get("coding", []) if (c.get("system"), c.get("code")) not in have)
+        else:
+            props.append({"url": EXT_SUPPLEMENTARY, "valueCodeableConcept": cc})
+    return item, props
 
 
 def per_time() -> dict:

@@ -123,11 +123,14 @@ def walk(msg: Message) -> LabMessage:
     pending_orc: Segment | None = None
     pending_tq1: Segment | None = None
     last_obx: list[str] | None = None
+    oru = msg.message_type[0] == "ORU"  # ORU^R01: SPM follows the OBR/OBX it belongs to
     for seg in msg:
         sid = seg.id
         if sid == "SPM":
             spec = SpecimenRec(len(specimens) + 1, seg)
             specimens.append(spec)
+            if oru and report is not None and report.specimen is None:
+                report.specimen = spec
             report, last_obx = None, None
         elif sid == "OBR":
             report = ReportRec(len(reports) + 1, seg, spec, pending_orc, pending_tq1)
@@ -311,8 +314,8 @@ def _units(f6: Field) -> tuple[tuple[str, str], ...]:
     """Quantity unit items of OBX-6 (written unit, UCUM when known)."""
     if not f6:
         return ()
-    code = f6.component(1)
-    return dt.unit_items(code, f6.component(2) or code)
+    code, text = dt.unit_parts(f6)
+    return dt.unit_items(code, text)
 
 
 def _value(vt: str, f5: Field, fac: str, units: tuple[tuple[str, str], ...]) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from storage.hl7 import Message, Segment
 
 from . import datatypes as dt
+from . import embedded
 from . import medication as med
 from . import terminology as term
 from .context import MapContext
@@ -29,7 +30,7 @@ MAPPING: list[tuple[str, str, str]] = [
     ("RXE-3", "MedicationRequest.dosageInstruction.doseAndRate.doseQuantity", "1回量; with RXE-4 a doseRange"),
     ("RXE-4", "MedicationRequest.dosageInstruction.doseAndRate.doseRange", "maximum dose when written"),
     ("RXE-5", "MedicationRequest.dosageInstruction.doseAndRate.doseQuantity", "unit: MR9P -> MERIT-9 unit system"),
-    ("RXE-7", "MedicationRequest.dosageInstruction.additionalInstruction", "投薬指示 (JHSP0005 or text)"),
+    ("RXE-7", "MedicationRequest.dosageInstruction.additionalInstruction", "投薬指示 (JHSP0005 or text), one per repetition (不均等 4錠~2錠~1錠 keeps every step)"),
     ("RXE-10", "MedicationRequest.dispenseRequest.quantity", "調剤量"),
     ("RXE-11", "MedicationRequest.dispenseRequest.quantity", "unit"),
     ("RXE-12", "MedicationRequest.dispenseRequest.numberOfRepeatsAllowed", "同一薬発行数 (Ver.1.2h)"),
@@ -41,7 +42,10 @@ MAPPING: list[tuple[str, str, str]] = [
     ("RXE-31", "MedicationRequest.medicationCodeableConcept", "補足コード (YJ) added as extra codings"),
     ("RXE-32", "MedicationRequest.authoredOn", "only when ORC-9 is empty"),
     ("TQ1-2", "MedicationRequest.dosageInstruction.doseAndRate.doseQuantity", "only when RXE-3 is empty"),
-    ("TQ1-3", "MedicationRequest.dosageInstruction.timing.code", "JAMI 用法コード (JAMISDP01) + text; also dosageInstruction.text"),
+    ("TQ1-3", "MedicationRequest.dosageInstruction.timing.code", "first repetition: JAMI 用法コード (JAMISDP01) + text; also dosageInstruction.text"),
+    ("TQ1-3", "MedicationRequest.dosageInstruction.additionalInstruction", "every further repetition (補足用法): coded; W+7 flags -> timing.repeat.dayOfWeek, I+on+off -> timing.repeat.frequency/period; text appended to dosageInstruction.text"),
+    ("TQ1-4", "MedicationRequest.dosageInstruction.timing.repeat.timeOfDay", "explicit times (HHMM)"),
+    ("TQ1-10", "MedicationRequest.dosageInstruction.asNeededCodeableConcept", "condition text (疼痛時 ...)"),
     ("TQ1-6", "MedicationRequest.dispenseRequest.expectedSupplyDuration", "日数; also UsageDuration extension"),
     ("TQ1-7", "MedicationRequest.dosageInstruction.extension", "PeriodOfUse.start"),
     ("TQ1-8", "MedicationRequest.dosageInstruction.extension", "PeriodOfUse.end"),
@@ -49,8 +53,15 @@ MAPPING: list[tuple[str, str, str]] = [
     ("TQ1-14", "MedicationRequest.dispenseRequest.extension", "ExpectedRepeatCount (頓用回数)"),
     ("RXR-1", "MedicationRequest.dosageInstruction.route", "HL70162"),
     ("RXR-2", "MedicationRequest.dosageInstruction.site", ""),
+    ("RXR-3", "MedicationRequest.dosageInstruction.extension", "投薬装置 (点滴ポンプ ...): local extension dosage-administration-device (R4 Dosage has no device)"),
     ("RXR-4", "MedicationRequest.dosageInstruction.method", ""),
+    ("RXR-6", "MedicationRequest.dosageInstruction.site", "部位修飾子 (左/右): codings added to the site, text prefixed"),
     ("NTE-3", "MedicationRequest.note", ""),
+    ("OBX-3", "Observation.code", "OBX after the RXE (身長, 体重, 体表面積, 感染症 ...): one Observation each, referenced from MedicationRequest.supportingInformation; body height/weight -> JP_Observation_BodyMeasurement, surface area -> vital-signs (LOINC 8277-6)"),
+    ("OBX-5", "Observation.value[x]", "with OBX-2 and OBX-6 (mappers.datatypes.obx_value)"),
+    ("OBX-11", "Observation.status", ""),
+    ("OBX-14", "Observation.effectiveDateTime", "else the order's authoredOn"),
+    ("AL1-3", "AllergyIntolerance.code", "AL1 in any message (mappers.embedded.allergies; de-duplicated per patient against ADT-61/ADT-00)"),
 ]
 
 NOT_MAPPED: list[tuple[str, str]] = [
@@ -108,7 +119,7 @@ def _request(msg: Message, ctx: MapContext, group: med.OrderGroup, rxe: Segment,
     high = med.field_quantity(rxe.get(4), rxe[5], fac)
     daily = med.cq_quantity(rxe[19], fac)
     as_needed = rxe.get(27) == "22" and rxe[27].component(3).upper() == "JHSP0003"
-    instruction = dt.codeable(rxe[7], fac)
+    instruction = med.instructions(rxe[7], fac)
     dosages = []
     for i, tq1 in enumerate(tq1s or [None], 1):
         d = med.dosage(tq1, rxr, fac, sequence=i, dose=None if high else dose,
@@ -143,9 +154,17 @@ def _request(msg: Message, ctx: MapContext, group: med.OrderGroup, rxe: Segment,
 def map_omp_01(msg: Message, ctx: MapContext) -> list[dict]:
     out: list[dict] = []
     numbering = med.Numbering()
+    n_obs = 0
     for group in med.order_groups(msg):
         rp, seq = med.group_rp(group)
         for rxe, rest in _rxe_blocks(group):
             pos = numbering.unique(rp, numbering.line(rp, seq))
-            out.append(_request(msg, ctx, group, rxe, rest, rp, pos[1], pos))
+            r = _request(msg, ctx, group, rxe, rest, rp, pos[1], pos)
+            out.append(r)
+            obxs = [s for s in rest if s.id == "OBX"]
+            if obxs:
+                obs = embedded.order_observations(obxs, ctx, r.get("authoredOn"), n_obs + 1)
+                n_obs += len(obs)
+                r["supportingInformation"] = embedded.references(obs)
+                out.extend(obs)
     return out

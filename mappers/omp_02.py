@@ -11,6 +11,7 @@ from __future__ import annotations
 from storage.hl7 import Message
 
 from . import datatypes as dt
+from . import embedded
 from . import medication as med
 from . import terminology as term
 from .context import MapContext
@@ -29,7 +30,7 @@ MAPPING: list[tuple[str, str, str]] = [
     ("RXE-3", "MedicationRequest.dosageInstruction.doseAndRate.doseQuantity", "total volume of the mix"),
     ("RXE-5", "MedicationRequest.dosageInstruction.doseAndRate.doseQuantity", "unit"),
     ("RXE-6", "MedicationRequest.contained.form", "剤形 of the contained Medication (MR9P -> JP_MedicationFormMERIT9_CS)"),
-    ("RXE-7", "MedicationRequest.dosageInstruction.additionalInstruction", ""),
+    ("RXE-7", "MedicationRequest.dosageInstruction.additionalInstruction", "one per repetition (緩徐に静注, できるだけ太い静脈を使用 ...)"),
     ("RXE-10", "MedicationRequest.dispenseRequest.quantity", "when written"),
     ("RXE-11", "MedicationRequest.dispenseRequest.quantity", "unit"),
     ("RXE-21", "MedicationRequest.category", "IHP (MERIT-9) / FTP (JHSI0001) ..."),
@@ -37,7 +38,10 @@ MAPPING: list[tuple[str, str, str]] = [
     ("RXE-24", "MedicationRequest.dosageInstruction.doseAndRate.rateRatio", "ml/hr -> mL / 1 h"),
     ("RXE-27", "MedicationRequest.dosageInstruction.method", "手技 (JHSI0009) when RXR-4 is empty"),
     ("RXE-31", "MedicationRequest.contained.ingredient.itemCodeableConcept", "補足コード added to a RXE-2 drug"),
-    ("TQ1-3", "MedicationRequest.dosageInstruction.timing.code", ""),
+    ("TQ1-3", "MedicationRequest.dosageInstruction.timing.code", "first repetition"),
+    ("TQ1-3", "MedicationRequest.dosageInstruction.additionalInstruction", "further repetitions (補足用法), as in OMP-01"),
+    ("TQ1-4", "MedicationRequest.dosageInstruction.timing.repeat.timeOfDay", ""),
+    ("TQ1-10", "MedicationRequest.dosageInstruction.asNeededCodeableConcept", "condition text"),
     ("TQ1-7", "MedicationRequest.dosageInstruction.timing.repeat.boundsPeriod", "start"),
     ("TQ1-8", "MedicationRequest.dosageInstruction.timing.repeat.boundsPeriod", "end"),
     ("TQ1-11", "MedicationRequest.dosageInstruction.additionalInstruction", ""),
@@ -45,11 +49,19 @@ MAPPING: list[tuple[str, str, str]] = [
     ("TQ1-14", "MedicationRequest.dosageInstruction.timing.repeat.count", ""),
     ("RXR-1", "MedicationRequest.dosageInstruction.route", ""),
     ("RXR-2", "MedicationRequest.dosageInstruction.site", ""),
+    ("RXR-3", "MedicationRequest.dosageInstruction.extension", "投薬装置 (点滴ポンプ ...): local extension dosage-administration-device (R4 Dosage has no device)"),
     ("RXR-4", "MedicationRequest.dosageInstruction.method", ""),
+    ("RXR-6", "MedicationRequest.dosageInstruction.site", "部位修飾子 (左/右): codings added to the site, text prefixed"),
     ("RXC-2", "MedicationRequest.contained.ingredient.itemCodeableConcept", "one ingredient per RXC, DrugNo = position"),
     ("RXC-3", "MedicationRequest.contained.ingredient.strength.numerator", "denominator 1 回 (MERIT-9 TIME)"),
     ("RXC-4", "MedicationRequest.contained.ingredient.strength.numerator", "unit (MR9P)"),
+    ("RXC-7", "MedicationRequest.contained.ingredient.extension", "補足コード: a drug code (HOT/YJ) is another coding of RXC-2; anything else (麻薬, 劇薬, text only) is the component's own property, local extension ingredient-supplementary-code"),
     ("NTE-3", "MedicationRequest.note", ""),
+    ("OBX-3", "Observation.code", "OBX of the order (身長, 体重, 体表面積 the dose is based on; 病名, 感染症): one Observation each, referenced from MedicationRequest.supportingInformation; height/weight JP_Observation_BodyMeasurement, surface area vital-signs (LOINC 8277-6)"),
+    ("OBX-5", "Observation.value[x]", "with OBX-2 and OBX-6 (mappers.datatypes.obx_value)"),
+    ("OBX-11", "Observation.status", ""),
+    ("OBX-14", "Observation.effectiveDateTime", "else the order's authoredOn"),
+    ("AL1-3", "AllergyIntolerance.code", "AL1 in any message (mappers.embedded.allergies)"),
 ]
 
 NOT_MAPPED: list[tuple[str, str]] = [
@@ -62,6 +74,7 @@ def map_omp_02(msg: Message, ctx: MapContext) -> list[dict]:
     out: list[dict] = []
     numbering = med.Numbering()
     fac = ctx.facility
+    n_obs = 0
     for group in med.order_groups(msg):
         orc = group.orc
         rxe = group.first("RXE")
@@ -77,9 +90,11 @@ def map_omp_02(msg: Message, ctx: MapContext) -> list[dict]:
         itype, _ = med.injection_type(rxe)
         ingredients = []
         for n, rxc in enumerate(rxcs, 1):
-            item = med.medication_concept(rxc[2], rxc[7], fac)
+            item, props = med.component_item(rxc, fac)
             if item:
-                ingredients.append(med.ingredient(item, med.field_quantity(rxc.get(3), rxc[4], fac), n))
+                ing = med.ingredient(item, med.field_quantity(rxc.get(3), rxc[4], fac), n)
+                ing["extension"].extend(props)
+                ingredients.append(ing)
         if not ingredients and rxe is not None and not itype and rxe[2]:
             item = med.medication_concept(rxe[2], rxe[31], fac)
             if item:
@@ -114,7 +129,7 @@ def map_omp_02(msg: Message, ctx: MapContext) -> list[dict]:
         if rxe is not None:
             dose = med.field_quantity(rxe.get(3), rxe[5], fac) if (itype or rxcs) else None
             rate = med.rate_ratio(rxe.get(23), rxe.get(24), rxe[24].component(2))
-            instruction = dt.codeable(rxe[7], fac)
+            instruction = med.instructions(rxe[7], fac)
         d = med.dosage(tq1, rxr, fac, dose=dose, rate_ratio_=rate, injection=True,
                        instruction=instruction)
         if "method" not in d and rxe is not None:
@@ -127,4 +142,10 @@ def map_omp_02(msg: Message, ctx: MapContext) -> list[dict]:
             if total:
                 r["dispenseRequest"] = {"quantity": total}
         out.append(r)
+        obxs = group.all("OBX")
+        if obxs:
+            obs = embedded.order_observations(obxs, ctx, r.get("authoredOn"), n_obs + 1)
+            n_obs += len(obs)
+            r["supportingInformation"] = embedded.references(obs)
+            out.extend(obs)
     return out

@@ -35,7 +35,9 @@ MAPPING: list[tuple[str, str, str]] = [
     ("RXA-21", "MedicationAdministration.status", "D -> entered-in-error"),
     ("RXR-1", "MedicationAdministration.dosage.route", ""),
     ("RXR-2", "MedicationAdministration.dosage.site", ""),
+    ("RXR-3", "MedicationAdministration.device", "投薬装置 as display"),
     ("RXR-4", "MedicationAdministration.dosage.method", ""),
+    ("RXR-6", "MedicationAdministration.dosage.site", "部位修飾子 (左/右): codings added to the site, text prefixed"),
 ]
 
 NOT_MAPPED: list[tuple[str, str]] = [
@@ -66,7 +68,9 @@ def map_omp_11(msg: Message, ctx: MapContext) -> list[dict]:
                                         "MedicationAdministration", pos)
             r["identifier"] = med.rp_identifiers(rp, pos[1])
             r["medicationCodeableConcept"] = dt.codeable(seg[5], fac) or {"text": "(薬剤コードなし)"}
-            dosage = med.route_parts(rxr, fac)
+            dosage, devices = med.administration_dosage(rxr, fac)
+            if devices:
+                r["device"] = devices
             dose = med.field_quantity(seg.get(6), seg[7], fac)
             if dose:
                 dosage["dose"] = dose

@@ -47,6 +47,7 @@ MAPPING: list[tuple[str, str, str]] = [
     ("RXR-2", "MedicationAdministration.dosage.site", "Immunization.site"),
     ("RXR-3", "MedicationAdministration.device", "display only"),
     ("RXR-4", "MedicationAdministration.dosage.method", ""),
+    ("RXR-6", "MedicationAdministration.dosage.site", "部位修飾子 (左/右): codings added to the site, text prefixed; also Immunization.site"),
 ]
 
 NOT_MAPPED: list[tuple[str, str]] = [
@@ -138,7 +139,7 @@ def map_omp_12(msg: Message, ctx: MapContext) -> list[dict]:
                         med.ingredient(item, med.field_quantity(rxa.get(6), rxa[7], fac), k))
             r["contained"] = [med.contained_medication(ctx, ingredients)]
             r["medicationReference"] = {"reference": "#med"}
-            dosage: dict = med.route_parts(rxr, fac)
+            dosage, devices = med.administration_dosage(rxr, fac)
             dose = med.field_quantity(rxe.get(3), rxe[5], fac) if rxe is not None else None
             if dose is None and len(rxas) == 1:
                 dose = med.field_quantity(rxas[0].get(6), rxas[0][7], fac)
@@ -151,9 +152,8 @@ def map_omp_12(msg: Message, ctx: MapContext) -> list[dict]:
                 dosage["rateRatio"] = rate
             if dosage:
                 r["dosage"] = dosage
-            device = rxr[3].component(2) or rxr[3].component(1) if rxr is not None else ""
-            if device:
-                r["device"] = [{"display": device}]
+            if devices:
+                r["device"] = devices
             out.append(_reorder(r))
     return out
 

@@ -15,6 +15,9 @@ LOCAL_BASE = "http://fhir-gateway.example.org/CodeSystem/local"
 # Only the tables listed in CODE_SYSTEMS get a jpfhir.jp URI - a made-up JP Core URI would not
 # resolve on any terminology server.
 TABLE_BASE = "http://fhir-gateway.example.org/CodeSystem/ssmix2-table"
+# Extensions for SS-MIX2 content JP Core has no element for (documented in docs/mapping.md):
+# {LOCAL_EXT}{name}, e.g. dosage-administration-device (RXR-3), ingredient-supplementary-code.
+LOCAL_EXT = "http://fhir-gateway.example.org/StructureDefinition/"
 
 # JP Core profile canonical URLs
 PROFILE = {
@@ -226,7 +229,9 @@ COVERAGE_INSURED_SUBNUMBER = JP_EXT + "JP_Coverage_InsuredPersonSubNumber"
 PATIENT_DISABILITY = "http://hl7.org/fhir/StructureDefinition/patient-disability"
 
 # AllergyIntolerance (HL7 tables 0127 allergen type, 0128 severity, 0438 clinical status)
-ALLERGY_CATEGORY_0127 = {"DA": "medication", "MA": "medication", "FA": "food",
+# MA (miscellaneous allergy) and MC (miscellaneous contraindication) have no FHIR category:
+# the allergen code and text say what it is, a guessed "medication" would be wrong.
+ALLERGY_CATEGORY_0127 = {"DA": "medication", "FA": "food",
                          "EA": "environment", "LA": "environment", "PA": "environment",
                          "AA": "biologic"}
 ALLERGY_SEVERITY_0128 = {"MI": "mild", "MO": "moderate", "SV": "severe"}

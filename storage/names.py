@@ -43,6 +43,14 @@ class DataType:
     def accepts(self, message: str, event: str) -> bool:
         return any(m == message and e == event for m, e, _ in self.events)
 
+    def readable(self, message: str, event: str) -> bool:
+        """True when another MSH-9 has a structure this data type's mapper reads: the same
+        message type (ADT^A01 in ADT-12) or a listed equivalent (ORU^R01 lab results in
+        OML-11).  The file is then read with a warning and mapped by the folder's type."""
+        if any(m == message for m, _e, _s in self.events):
+            return True
+        return (message, event) in ALSO_READABLE.get(self.code, ())
+
     def is_cancel(self, message: str, event: str) -> bool:
         """True when the event is the cancel/delete variant of this data type."""
         return any(m == message and e == event for m, e, _ in self.events[1:])
@@ -51,6 +59,11 @@ class DataType:
 def _dt(code: str, ja: str, en: str, *events: str, dateless: bool = False) -> DataType:
     parsed = tuple(tuple(e.replace("^", " ").replace("(", " ").rstrip(")").split()) for e in events)
     return DataType(code, ja, en, parsed, dateless)  # type: ignore[arg-type]
+
+
+# MSH-9 values that do not belong to a data type but whose structure its mapper reads (JAHIS
+# 臨床検査 results sent as ORU^R01 under OML-11: OBR/OBX groups like OUL^R22).
+ALSO_READABLE: dict[str, tuple[tuple[str, str], ...]] = {"OML-11": (("ORU", "R01"),)}
 
 
 # The 26 standardized-storage data types (guideline Ver.1.2g p11; reference/ssmix2.md §3).

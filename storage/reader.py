@@ -234,8 +234,12 @@ def _check_type(res: ReadResult, msg: Message) -> None:
             _TYPE_OK[key] = ok
     if not ok:
         dtype = DATA_TYPES[key[0]]
-        res.fail(KIND_TYPE, f"MSH-9 is {mtype}^{event}, but data type {dtype.code} holds "
-                 + " or ".join(f"{m}^{e}" for m, e, _ in dtype.events))
+        reason = (f"MSH-9 is {mtype}^{event}, but data type {dtype.code} holds "
+                  + " or ".join(f"{m}^{e}" for m, e, _ in dtype.events))
+        if dtype.readable(mtype, event):
+            res.warn(KIND_TYPE, reason + f"; read and mapped as {dtype.code} (folder)")
+        else:
+            res.fail(KIND_TYPE, reason)
 
 
 def read_file(storage: Storage, stored: StoredFile) -> ReadResult:
