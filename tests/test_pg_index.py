@@ -153,7 +153,39 @@ def test_db_upgrade_and_a_too_old_schema(pg_server, tmp_path: Path, capsys):
     assert cli_main(["index", "--config", str(cfg), "--no-progress"]) == 1
     assert "run `fhir-gateway db upgrade" in capsys.readouterr().err
     assert cli_main(["db", "upgrade", "--config", str(cfg)]) == 0
-    assert "applied 1 (patient index)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "applied 1 (patient index)" in out and "applied 3 (patient index: search stubs" in out
     assert cli_main(["db", "upgrade", "--config", str(cfg)]) == 0  # idempotent
     assert "applied" not in capsys.readouterr().out
     assert cli_main(["index", "--config", str(cfg), "--no-progress"]) == 0
+
+
+# -- every Patient search parameter (perf-17's index/walk agreement), PostgreSQL behind it -------
+
+from test_patient_index_search import (  # noqa: E402,F401
+    test_a_page_maps_only_its_patients, test_index_and_walk_agree_on_every_parameter,
+    test_pages_from_the_index_equal_the_walk,
+)
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory, pg_module_dsn):
+    """(PostgreSQL-index service, walk service) over the same messy synthetic hospital."""
+    from conftest import BIN, FACILITY
+    from fhir_gateway.config import Facility
+    from fhir_gateway.services import FacilityService, MappedCache, WalkIndex
+
+    base = tmp_path_factory.mktemp("pgidxsearch")
+    root = base / "ssmix2"
+    subprocess.run([str(BIN / "fhir-gateway"), "synth", "--out", str(root), "--patients", "60",
+                    "--seed", "5", "--years", "1", "--facility", FACILITY, "--messy", "0.15",
+                    "--receipts-out", str(base / "r"), "--extended-out", str(base / "e"),
+                    "--no-progress", "--workers", "2"], check=True, capture_output=True)
+    fac = Facility(FACILITY, "t", (root,))
+    data = base / "data"
+    ix = PgPatientIndex(pg_module_dsn, data, FACILITY, [root])
+    ix.build()
+    indexed = FacilityService(fac, MappedCache(64 << 20), data, index_factory=lambda s: ix)
+    walked = FacilityService(fac, MappedCache(64 << 20), data, index_factory=WalkIndex)
+    yield indexed, walked
+    ix.close()

@@ -147,6 +147,14 @@ CREATE TRIGGER access_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON acc
 CREATE TRIGGER memos_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON memos
     FOR EACH STATEMENT EXECUTE FUNCTION fgw_append_only();
 """),
+    Step(3, "patient index: search stubs for every Patient search parameter", """
+ALTER TABLE patient_index ADD COLUMN stub jsonb;            -- the Patient cut to its search fields
+ALTER TABLE patient_index ADD COLUMN sterms text[] NOT NULL DEFAULT '{}';  -- index.stubs terms
+ALTER TABLE patient_index ADD COLUMN updated bigint;        -- meta.lastUpdated, epoch seconds
+CREATE INDEX patient_index_sterms ON patient_index USING gin (sterms);
+CREATE INDEX patient_index_updated ON patient_index (facility, updated);
+DELETE FROM patient_index_state;  -- rows lack stubs: the next `fhir-gateway index` rebuilds
+"""),
 )
 LATEST = STEPS[-1].version
 

@@ -28,6 +28,7 @@ import orjson
 from fhir_gateway.index import keys as K
 from fhir_gateway.index.patients import K_FAM, K_GIV, K_KANA, K_KANJI, K_KFAM, K_KGIV, K_PID, \
     SEP, IndexStats, PatientIndex, _values
+from fhir_gateway.index.stubs import narrow, terms_of, updated_seconds
 from fhir_gateway.index.summary import PatientSummary
 from fhir_gateway.index.walk import scan
 
@@ -36,25 +37,53 @@ from .pg import Connections, lock_key
 
 log = logging.getLogger(__name__)
 COLUMNS = ("facility", "pid", "sortkey", "kana", "kanji", "fam", "giv", "kfam", "kgiv", "terms",
-           "birth", "gender", "summary")
+           "birth", "gender", "summary", "stub", "sterms", "updated")
 _COL = {K_KANA: "kana", K_KANJI: "kanji", K_FAM: "fam", K_GIV: "giv", K_KFAM: "kfam",
         K_KGIV: "kgiv"}
 
 
-def row_of(facility: str, keys: str, summary: list) -> tuple:
-    """The table row of one patient from the embedded index's ``keys`` and ``row`` columns
-    (the same for a fresh extraction and for a migration from whoosh)."""
+def row_of(facility: str, keys: str, summary: list, stub: bytes | None) -> tuple:
+    """The table row of one patient from the embedded index's ``keys``, ``row`` and ``stub``
+    columns (the same for a fresh extraction and for a migration from whoosh)."""
     parts = keys.split(SEP)
     kana, kanji = parts[K_KANA], parts[K_KANJI]
     fam, giv, kfam, kgiv = parts[K_FAM], parts[K_GIV], parts[K_KFAM], parts[K_KGIV]
     terms = K.name_terms(kana, [kfam, kgiv]) | {K.KANJI + t for t in K.name_terms(kanji, [fam, giv])}
     s = PatientSummary(*summary)
+    st = orjson.loads(stub) if stub else None
+    birth = K.birth_number(s.birthdate or (st or {}).get("birthDate"))
     return (facility, parts[K_PID], keys, kana, kanji, fam, giv, kfam, kgiv, sorted(terms),
-            K.birth_number(s.birthdate), s.gender or None, orjson.dumps(summary).decode())
+            birth, s.gender or None, orjson.dumps(summary).decode(),
+            stub.decode("utf-8") if stub else None, terms_of(st) if st else [],
+            updated_seconds(st) if st else None)
 
 
 def row_of_document(facility: str, doc: dict) -> tuple:
-    return row_of(facility, doc["keys"].decode("utf-8"), orjson.loads(doc["row"]))
+    return row_of(facility, doc["keys"].decode("utf-8"), orjson.loads(doc["row"]),
+                  doc.get("stub") or None)
+
+
+def sql_of(q) -> tuple[str, list]:
+    """A narrowing query of :func:`fhir_gateway.index.stubs.narrow` (whoosh objects) as SQL on
+    the same terms and numbers: one definition of what narrows, two engines."""
+    from whoosh.query import And, NumericRange, Or, Term
+
+    if isinstance(q, Term) and q.fieldname == "sterm":
+        return "sterms @> ARRAY[%s]", [q.text]
+    if isinstance(q, (And, Or)):
+        parts = [sql_of(x) for x in q.subqueries]
+        op = " AND " if isinstance(q, And) else " OR "
+        return "(" + op.join(p for p, _ in parts) + ")", [v for _, ps in parts for v in ps]
+    if isinstance(q, NumericRange) and q.fieldname in ("birth", "updated"):
+        conds, params = [], []
+        if q.start is not None:
+            conds.append(f"{q.fieldname} >{'' if q.startexcl else '='} %s")
+            params.append(q.start)
+        if q.end is not None:
+            conds.append(f"{q.fieldname} <{'' if q.endexcl else '='} %s")
+            params.append(q.end)
+        return "(" + (" AND ".join(conds) or f"{q.fieldname} IS NOT NULL") + ")", params
+    raise ValueError(f"cannot narrow on {q!r} in PostgreSQL")
 
 
 class PgPatientIndex(PatientIndex):
@@ -140,8 +169,9 @@ class PgPatientIndex(PatientIndex):
                             f"ON CONFLICT (facility, pid) DO UPDATE SET {updates}, "
                             "indexed_at = now()", rows)
 
-    def import_rows(self, rows: Iterable[tuple[str, list]], state: dict | None, root: str) -> int:
-        """Replace this facility's rows with ``(keys, summary)`` pairs (the migration from the
+    def import_rows(self, rows: Iterable[tuple[str, list, bytes | None]], state: dict | None,
+                    root: str) -> int:
+        """Replace this facility's rows with ``(keys, summary, stub)`` triples (the migration from the
         embedded index), under the writer lock, in one transaction; the walk state comes along
         so the next refresh is incremental."""
         self._conn()
@@ -152,8 +182,8 @@ class PgPatientIndex(PatientIndex):
             with conn.transaction():
                 conn.execute("DELETE FROM patient_index WHERE facility = %s", (self.facility,))
                 with conn.cursor().copy(f"COPY patient_index ({', '.join(COLUMNS)}) FROM STDIN") as cp:
-                    for keys, summary in rows:
-                        cp.write_row(row_of(self.facility, keys, summary))
+                    for keys, summary, stub in rows:
+                        cp.write_row(row_of(self.facility, keys, summary, stub))
                         n += 1
                 if state is not None:
                     conn.execute(
@@ -217,6 +247,19 @@ class PgPatientIndex(PatientIndex):
             f"SELECT summary FROM patient_index WHERE facility = %s{sql} "
             "ORDER BY sortkey LIMIT %s", [self.facility, *params, limit]).fetchall()
         return [PatientSummary(*r["summary"]) for r in rows]
+
+    def stubs(self, criteria: list) -> list[dict]:
+        """Search stubs of a superset of the patients matching the conformance ``criteria``
+        (same contract as :meth:`PatientIndex.stubs`; the caller runs the API matcher)."""
+        sql, params = "", []
+        for q in narrow(criteria):
+            part, ps = sql_of(q)
+            sql += " AND " + part
+            params += ps
+        rows = self._conn().execute(
+            f"SELECT stub FROM patient_index WHERE facility = %s AND stub IS NOT NULL{sql}",
+            [self.facility, *params]).fetchall()
+        return [r["stub"] for r in rows]
 
     def _where(self, name, family, given, kana, birthdate, gender, identifier, text):
         conds: list[str] = []

@@ -523,11 +523,8 @@ class FacilityService:
     def patient_matches(self, query: Query) -> list[dict] | None:
         """The index's search stubs of the patients matching ``query`` — the API's matcher run
         on what the index holds, so the answer is the walk's — or None without an index."""
-        stubs_of = getattr(self.index, "stubs", None)
-        if stubs_of is None:
-            return None
         try:
-            stubs = stubs_of(query.criteria)
+            stubs = self.index.stubs(query.criteria)  # WalkIndex: None
         except Exception as exc:  # the index must never break search
             log.warning("patient index failed (%s); walking the storage", exc)
             return None
@@ -669,6 +666,10 @@ class WalkIndex:
         """No summaries without an index: None tells callers to walk the storage."""
         return None
 
+    def stubs(self, criteria: list):
+        """No stubs without an index: None tells callers to walk the storage."""
+        return None
+
     def health(self) -> dict:
         return {"backend": "walk", "status": "ok"}
 
@@ -720,7 +721,7 @@ class RefreshingIndex:
         """Search stubs of a superset of the matches (``PatientIndex.stubs``), None before the
         first build."""
         self._kick()
-        if not self.index.state_path.exists():
+        if not self.index.ready():
             return None
         return self.index.stubs(criteria)
 
