@@ -18,6 +18,8 @@ from fhir_gateway.auth_tokens import ANONYMOUS, Principal, TokenStore, TokenStor
 from fhir_gateway.config import Config
 from fhir_gateway.paging import Pager, load_secret
 from fhir_gateway.services import Gateway
+from fhir_gateway.smart import ClientStoreError, SmartAuthority
+from fhir_gateway.smart.discovery import security
 
 from .api import blueprint
 from .api.errors import FhirError
@@ -32,8 +34,9 @@ EXTENSIONS = ["fhir_gateway.viewer", "fhir_gateway.health"]
 class BearerAuth:
     """Authenticates API requests; the resulting :class:`Principal` goes on ``flask.g``."""
 
-    def __init__(self, store: TokenStore | None) -> None:
+    def __init__(self, store: TokenStore | None, smart=None) -> None:
         self.store = store  # None = --no-auth (loopback only, checked by `serve`)
+        self.smart = smart  # SMART Backend Services access tokens (JWTs), beside static tokens
 
     def authenticate(self, request: Request, facility: str | None) -> Principal:
         if self.store is None:
@@ -45,8 +48,12 @@ class BearerAuth:
             raise FhirError(401, "an Authorization: Bearer <token> header is required", "login",
                             {"WWW-Authenticate": challenge})
         try:
-            principal = self.store.verify(token.strip())
-        except TokenStoreError as exc:  # fail closed, with a reason, never a 500
+            token = token.strip()
+            if self.smart is not None and token.count(".") == 2:
+                principal = self.smart.verify(token)
+            else:
+                principal = self.store.verify(token)
+        except (TokenStoreError, ClientStoreError) as exc:  # fail closed, with a reason, never a 500
             log.error("%s", exc)
             raise FhirError(503, "the server cannot read its token store; no token can be "
                             "checked now", "transient") from exc
@@ -63,14 +70,18 @@ def capability_for(config: Config):
     cache: dict[str, dict] = {}
 
     def build(code: str) -> dict:
-        if code not in cache:
+        from flask import request
+        base = f"{request.host_url.rstrip('/')}/fhir/{code}"
+        if base not in cache:
             cs = copy.deepcopy(registry().published)
             fac = config.facilities.get(code)
             cs["implementation"] = {"description": f"{fac.name if fac else code} "
-                                    "(SS-MIX2 standardized storage)"}
-            cs["rest"][0].setdefault("security", {})["cors"] = bool(fac and fac.cors_origins)
-            cache[code] = cs
-        return cache[code]
+                                    "(SS-MIX2 standardized storage)", "url": base}
+            cs["rest"][0]["security"] = security(base, bool(fac and fac.cors_origins))
+            if len(cache) > 64:
+                cache.clear()
+            cache[base] = cs
+        return cache[base]
 
     return build
 
@@ -81,11 +92,14 @@ def create_app(config: Config, *, auth: bool = True, cache_bytes: int | None = N
     app.config["FHIR_CONFIG"] = config
     gateway = Gateway(config, cache_bytes)
     app.extensions["gateway"] = gateway
-    app.extensions["fhir_pager"] = Pager(load_secret(config.data_dir))
+    secret = load_secret(config.data_dir)
+    app.extensions["fhir_pager"] = Pager(secret)
     store = TokenStore(config.data_dir) if auth else None
     if store is not None:
         store.validate()  # a corrupt token file stops `serve` at start-up with its reason
-    app.extensions["fhir_auth"] = BearerAuth(store)
+    smart = SmartAuthority(config.data_dir, secret)
+    app.extensions["smart"] = smart
+    app.extensions["fhir_auth"] = BearerAuth(store, smart)
     app.extensions["capability"] = capability_for(config)
     app.register_blueprint(blueprint)
     app.register_error_handler(HTTPException, api_error)

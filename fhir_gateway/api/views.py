@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import re
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from conformance import registry
@@ -13,6 +13,8 @@ from fhir_gateway.services import (
     BrokenResource, FacilityService, Gone, NotFound, PatientRequired, StorageUnavailable,
 )
 from fhir_gateway.services.facility import ServiceError
+from fhir_gateway.smart import OAuthError, scopes
+from fhir_gateway.smart.discovery import smart_config
 
 from . import bundle, cors
 from .errors import FhirError, outcome, problem_outcome
@@ -40,13 +42,45 @@ def _before() -> Response | None:
         return options_response(g.facility_code or "")
     negotiate()
     auth = current_app.extensions["fhir_auth"]
+    svc = current_app.extensions["gateway"].facility(g.facility_code or "")
     if request.endpoint not in PUBLIC_ENDPOINTS:
         g.principal = auth.authenticate(request, g.facility_code)
-    svc = current_app.extensions["gateway"].facility(g.facility_code or "")
+        _enforce_scopes(g.principal)
     if svc is None:
         raise FhirError(404, f"unknown facility {g.facility_code!r}", "not-found")
     g.svc = svc
     return None
+
+
+# endpoint -> the SMART permission it needs on the resource type it names
+_NEEDS = {"fhir.search": "s", "fhir.search_post": "s", "fhir.compartment": "s",
+          "fhir.read": "r", "fhir.vread": "r", "fhir.history": "r", "fhir.everything": "r"}
+
+
+def _enforce_scopes(principal) -> None:
+    """403 unless a granted scope covers the type and interaction (``r`` read/vread/history,
+    ``s`` search).  Static tokens carry ``system/*.read``."""
+    perm = _NEEDS.get(request.endpoint or "")
+    args = request.view_args or {}
+    rtype = "Patient" if request.endpoint == "fhir.everything" else args.get("rtype")
+    if perm and rtype and not scopes.allows(principal.scopes, rtype, perm):
+        raise FhirError(403, f"the access token's scopes ({' '.join(principal.scopes)}) do not "
+                        f"allow {'search' if perm == 's' else 'read'} of {rtype}", "forbidden")
+
+
+def _scoped(b: dict) -> dict:
+    """Drop Bundle entries (includes, $everything) of types the token may not read."""
+    principal = getattr(g, "principal", None)
+    if principal is None or "entry" not in b:
+        return b
+    keep = []
+    for e in b["entry"]:
+        rt = e.get("resource", {}).get("resourceType", "")
+        if e.get("search", {}).get("mode") == "outcome" or scopes.allows(principal.scopes, rt, "r") \
+                or scopes.allows(principal.scopes, rt, "s"):
+            keep.append(e)
+    b["entry"] = keep
+    return b
 
 
 @blueprint.after_request
@@ -151,7 +185,7 @@ def metadata():
 def search(rtype: str):
     p = _provider(rtype)
     items = list(request.args.items(multi=True))
-    return fhir_response(p.search(g.svc, _pager(), _base(), items, _lenient()))
+    return fhir_response(_scoped(p.search(g.svc, _pager(), _base(), items, _lenient())))
 
 
 @blueprint.post("/<rtype>/_search")
@@ -160,7 +194,7 @@ def search_post(rtype: str):
     if request.mimetype != "application/x-www-form-urlencoded":
         raise FhirError(415, "POST _search takes application/x-www-form-urlencoded", "not-supported")
     items = list(request.args.items(multi=True)) + list(request.form.items(multi=True))
-    return fhir_response(p.search(g.svc, _pager(), _base(), items, _lenient()))
+    return fhir_response(_scoped(p.search(g.svc, _pager(), _base(), items, _lenient())))
 
 
 @blueprint.get("/<rtype>/<rid>")
@@ -213,14 +247,42 @@ def compartment(pid: str, rtype: str):
         raise FhirError(404, f"Patient/{pid} not found", "not-found")
     items = [("patient", f"Patient/{pid}")] + [
         (k, v) for k, v in request.args.items(multi=True) if k not in ("patient", "subject")]
-    return fhir_response(p.search(g.svc, _pager(), _base(), items, _lenient()))
+    return fhir_response(_scoped(p.search(g.svc, _pager(), _base(), items, _lenient())))
+
+
+# -- SMART Backend Services ------------------------------------------------------------------------
+def token_url() -> str:
+    return f"{_base()}/auth/token"
+
+
+@blueprint.get("/.well-known/smart-configuration")
+def smart_configuration():
+    """SMART discovery (public): where the token endpoint is and what it accepts."""
+    return jsonify(smart_config(_base()))
+
+
+@blueprint.post("/auth/token")
+def token():
+    """``client_credentials`` with a signed JWT assertion -> a short-lived access token."""
+    smart = current_app.extensions["smart"]
+    try:
+        body = smart.issue(g.facility_code or "", token_url(), request.form.to_dict())
+    except OAuthError as exc:
+        resp = jsonify({"error": exc.error, "error_description": exc.description})
+        resp.status_code = exc.status
+    else:
+        resp = jsonify(body)
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["Pragma"] = "no-cache"
+    return resp
 
 
 @blueprint.get("/Patient/<pid>/$everything")
 def everything(pid: str):
     p = _PROVIDERS["Patient"]
     items = list(request.args.items(multi=True))
-    return fhir_response(p.everything(g.svc, _pager(), _base(), pid, items, _lenient()))
+    return fhir_response(_scoped(p.everything(g.svc, _pager(), _base(), pid, items,
+                                              _lenient())))
 
 
 @blueprint.get("/")

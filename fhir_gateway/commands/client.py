@@ -1,0 +1,114 @@
+"""``fhir-gateway client``: register SMART Backend Services clients (public keys + scopes)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fhir_gateway.config import FACILITY_CODE, ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("client", help="register, list and revoke SMART Backend Services clients",
+                       description="A client authenticates at /fhir/{facility}/auth/token with a "
+                                   "JWT signed by a key of its JWKS and gets short-lived access "
+                                   "tokens limited to its scopes (docs/api.md).")
+    p.add_argument("--config", help="TOML config (its data_dir holds the clients)")
+    p.add_argument("--data-dir", help="data directory (default: $FHIR_GATEWAY_DATA_DIR, else ./data)")
+    csub = p.add_subparsers(dest="client_command", metavar="ACTION")
+    a = csub.add_parser("add", help="register a client and print its client id")
+    a.add_argument("--name", required=True, help="who or what the client is")
+    a.add_argument("--facility", required=True, help="facility code the client may read, or '*'")
+    keys = a.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--jwks-file", help="the client's public keys (JWKS JSON file)")
+    keys.add_argument("--jwks-url", help="where the client publishes its JWKS")
+    a.add_argument("--scope", required=True,
+                   help='scopes it may be granted, space separated: "system/*.rs" or '
+                        '"system/Patient.rs system/Observation.rs" (v1 "system/*.read" too)')
+    a.set_defaults(func=run_add)
+    ls = csub.add_parser("list", help="list clients")
+    ls.set_defaults(func=run_list)
+    r = csub.add_parser("revoke", help="revoke a client by id or name (its tokens stop at once)")
+    r.add_argument("ident", help="client id or name")
+    r.set_defaults(func=run_revoke)
+    for q in (a, ls, r):
+        q.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        q.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def _err(msg: str) -> int:
+    print(f"fhir-gateway client: {msg}", file=sys.stderr)
+    return 2
+
+
+def _store(args: argparse.Namespace):
+    from fhir_gateway.config import default_data_dir, load
+    from fhir_gateway.smart import ClientStore
+    if getattr(args, "config", None):
+        cfg = load(args.config)
+        return ClientStore(cfg.data_dir), cfg
+    if getattr(args, "data_dir", None):
+        return ClientStore(Path(args.data_dir).resolve()), None
+    return ClientStore(default_data_dir()), None
+
+
+def run_add(args: argparse.Namespace) -> int:
+    import orjson
+
+    from fhir_gateway.smart import ClientStoreError, parse_scope
+    try:
+        store, cfg = _store(args)
+    except ConfigError as exc:
+        return _err(str(exc))
+    if args.facility != "*" and not FACILITY_CODE.match(args.facility):
+        return _err("--facility must be a facility code or '*'")
+    if cfg is not None and args.facility != "*" and args.facility not in cfg.facilities:
+        return _err(f"facility {args.facility} is not configured")
+    scopes = args.scope.split()
+    bad = [s for s in scopes if parse_scope(s) is None]
+    if not scopes or bad:
+        return _err(f"not a system scope: {' '.join(bad) or '(none)'} (e.g. system/*.rs, "
+                    "system/Observation.rs, system/*.read)")
+    jwks = None
+    if args.jwks_file:
+        try:
+            jwks = orjson.loads(Path(args.jwks_file).read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            return _err(f"cannot read --jwks-file: {exc}")
+    try:
+        c = store.add(args.name, args.facility, scopes, jwks=jwks, jwks_url=args.jwks_url)
+    except ClientStoreError as exc:
+        return _err(str(exc))
+    print(c.id)
+    print(f"(client id of {c.name}; token URL: /fhir/{args.facility}/auth/token)", file=sys.stderr)
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from fhir_gateway.smart import ClientStoreError
+    try:
+        store, _ = _store(args)
+        clients = store.list()
+    except (ConfigError, ClientStoreError) as exc:
+        return _err(str(exc))
+    for c in clients:
+        state = f"revoked {c.revoked}" if c.revoked else "active"
+        keys = c.jwks_url or f"{len(c.jwks['keys'])} key(s)" if c.jwks else c.jwks_url
+        print(f"{c.id}\t{c.name}\t{c.facility}\t{' '.join(c.scopes)}\t{keys}\t{c.created}\t{state}")
+    return 0
+
+
+def run_revoke(args: argparse.Namespace) -> int:
+    from fhir_gateway.smart import ClientStoreError
+    try:
+        store, _ = _store(args)
+        hit = store.revoke(args.ident)
+    except (ConfigError, ClientStoreError) as exc:
+        return _err(str(exc))
+    if hit:
+        print(f"revoked {args.ident}")
+        return 0
+    print(f"fhir-gateway client: no active client {args.ident!r}", file=sys.stderr)
+    return 1
