@@ -20,6 +20,7 @@ from pathlib import Path
 import orjson
 
 TOKENS_FILE = "api-tokens.json"
+AUDIT_SCOPE = "system/AuditEvent.read"  # not implied by system/*.read: see api/audit_events.py
 _ID_BYTES = 6
 
 
@@ -100,14 +101,17 @@ class TokenStore:
         self._load()
 
     # -- operations -----------------------------------------------------------------------------
-    def create(self, name: str, facility: str) -> str:
-        """Create a token and return its clear text (shown once, never stored)."""
+    def create(self, name: str, facility: str, audit: bool = False) -> str:
+        """Create a token and return its clear text (shown once, never stored).
+
+        ``audit``: the token may also read the facility's AuditEvents (hospital admins)."""
         tokens = dict(self._load())
         tid = secrets.token_hex(_ID_BYTES)
         secret = secrets.token_urlsafe(32)
         salt = secrets.token_hex(16)
         tokens[tid] = TokenInfo(tid, name, facility, salt, _hash(salt, secret),
-                                time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                                time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                extra={"audit": True} if audit else {})
         self._save(tokens)
         return f"fgw_{tid}_{secret}"
 
@@ -135,4 +139,6 @@ class TokenStore:
             return None
         if not hmac.compare_digest(info.hash, _hash(info.salt, parts[2])):
             return None
-        return Principal(info.name, info.facility, info.id)
+        scopes = ("system/*.read", AUDIT_SCOPE) if (info.extra or {}).get("audit") else \
+            ("system/*.read",)
+        return Principal(info.name, info.facility, info.id, scopes)

@@ -307,3 +307,219 @@ def test_11_9_only_author_or_hospital_admin_marks_a_memo_entered_in_error(site):
                        timeout=30).json()
     assert doc["status"] == "entered-in-error"
     assert base64.b64decode(doc["content"][0]["attachment"]["data"]).decode() == gm.text
+
+
+# -- M1: audit and memo integrity -----------------------------------------------------------------
+
+
+def gw(*args: str) -> "subprocess.CompletedProcess":
+    import subprocess
+
+    from conftest import BIN
+    return subprocess.run([str(BIN / "fhir-gateway"), *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_m1_two_workers_under_load_keep_one_audit_chain(site):
+    """The write lock was per process: the two default workers interleaved and verify_audit()
+    broke at row 320 of 6,261.  Parallel audited page views across both workers, then verify."""
+    from concurrent.futures import ThreadPoolExecutor
+    h, srv = site
+    views = [viewer(srv) for _ in range(4)]
+
+    def hammer(v):
+        for _ in range(15):
+            assert v.get(f"/f/{FACILITY}/p/{h.patients[0]}/dates").status_code == 200
+
+    with ThreadPoolExecutor(8) as ex:
+        list(ex.map(hammer, views * 2))
+    res = gw("audit", "verify", "--data-dir", str(h.data_dir))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "OK" in res.stdout
+
+
+def test_m1_writers_in_several_processes_keep_one_chain(tmp_path):
+    import subprocess
+    import sys
+    code = ("import sys; from fhir_gateway.accounts import AccountStore; s = AccountStore(sys.argv[1])\n"
+            "for i in range(120): s.audit('patient-view', username='p' + sys.argv[2], patient=str(i))")
+    from fhir_gateway.accounts import AccountStore
+    AccountStore(tmp_path).audit("start")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(n)]) for n in range(4)]
+    assert all(p.wait(120) == 0 for p in procs)
+    assert AccountStore(tmp_path).verify_audit() == (True, 481)
+
+
+def _untrigger(db):
+    import sqlite3
+    c = sqlite3.connect(db)
+    c.executescript("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
+    return c
+
+
+def test_m1_audit_verify_detects_edit_dropped_tail_and_recomputed_chain(tmp_path):
+    import hashlib
+    from fhir_gateway import integrity
+    from fhir_gateway.accounts import AccountStore
+    s = AccountStore(tmp_path)
+    for i in range(10):
+        s.audit("patient-view", username="naika", facility=FACILITY, patient=f"P{i}")
+    assert oct(os.stat(tmp_path / integrity.KEY_FILE).st_mode & 0o777) == "0o600"
+    anchor = gw("audit", "anchor", "--data-dir", str(tmp_path))
+    assert anchor.returncode == 0 and anchor.stdout.startswith("audit 10 ")
+    (tmp_path / "anchor.txt").write_text(anchor.stdout)
+    ok = gw("audit", "verify", "--data-dir", str(tmp_path), "--anchor", str(tmp_path / "anchor.txt"))
+    assert ok.returncode == 0, ok.stdout
+    db = tmp_path / "accounts.sqlite3"
+    work = tmp_path / "work"
+
+    def fresh():
+        import shutil
+        if work.exists():
+            shutil.rmtree(work)
+        shutil.copytree(tmp_path, work, ignore=shutil.ignore_patterns("work"))
+        return _untrigger(work / "accounts.sqlite3")
+
+    # 1. an edited row
+    c = fresh()
+    c.execute("UPDATE audit SET patient = 'someone-else' WHERE id = 4")
+    c.commit()
+    r = gw("audit", "verify", "--data-dir", str(work))
+    assert r.returncode == 1 and "entry 4" in r.stdout, r.stdout
+    # 2. a dropped tail
+    c = fresh()
+    c.execute("DELETE FROM audit WHERE id > 7")
+    c.commit()
+    r = gw("audit", "verify", "--data-dir", str(work))
+    assert r.returncode == 1 and "entry 8" in r.stdout and "dropped" in r.stdout, r.stdout
+    # 3. a recomputed plain SHA-256 chain after an edit (what the old chain allowed)
+    c = fresh()
+    c.row_factory = __import__("sqlite3").Row
+    c.execute("UPDATE audit SET patient = 'forged' WHERE id = 2")
+    prev = ""
+    for row in c.execute("SELECT * FROM audit ORDER BY id").fetchall():
+        digest = hashlib.sha256(AccountStore._audit_payload(row, prev).encode()).hexdigest()
+        c.execute("UPDATE audit SET prev_hash = ?, hash = ? WHERE id = ?", (prev, digest, row["id"]))
+        prev = digest
+    c.commit()
+    r = gw("audit", "verify", "--data-dir", str(work))
+    assert r.returncode == 1 and "entry 1" in r.stdout, r.stdout
+    # 4. recomputed with the stolen key, head included: only the anchor kept elsewhere shows it
+    c = fresh()
+    c.row_factory = __import__("sqlite3").Row
+    key = integrity.load_key(work)
+    c.execute("DELETE FROM audit WHERE id > 5")
+    c.execute("UPDATE audit SET patient = 'forged' WHERE id = 3")
+    prev, n = "", 0
+    for row in c.execute("SELECT * FROM audit ORDER BY id").fetchall():
+        digest = integrity.mac(key, "audit", AccountStore._audit_payload(row, prev))
+        c.execute("UPDATE audit SET prev_hash = ?, hash = ? WHERE id = ?", (prev, digest, row["id"]))
+        prev, n = digest, n + 1
+    c.execute("UPDATE audit_head SET count = ?, last = ?, mac = ?",
+              (n, prev, integrity.head_mac(key, "audit", n, prev)))
+    c.commit()
+    assert gw("audit", "verify", "--data-dir", str(work)).returncode == 0
+    r = gw("audit", "verify", "--data-dir", str(work), "--anchor", str(tmp_path / "anchor.txt"))
+    assert r.returncode == 1 and "anchor" in r.stdout, r.stdout
+
+
+def test_m1_memos_verify_detects_edit_dropped_tail_and_recomputed_chain(tmp_path):
+    import hashlib
+    import json
+    import shutil
+    j = MemoJournal(tmp_path)
+    for i in range(6):
+        j.append("F1", "P1", f"memo {i}", author="a")
+    anchor = gw("audit", "anchor", "--data-dir", str(tmp_path)).stdout
+    assert "memos/F1 6 " in anchor
+    (tmp_path / "anchor.txt").write_text(anchor)
+    assert gw("memos", "verify", "--data-dir", str(tmp_path)).returncode == 0
+    original = j.path("F1").read_text(encoding="utf-8").splitlines()
+
+    def verify(lines, anchored=False):
+        work = tmp_path / "w"
+        if work.exists():
+            shutil.rmtree(work)
+        shutil.copytree(tmp_path, work, ignore=shutil.ignore_patterns("w"))
+        (work / "memos" / "F1.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        extra = ["--anchor", str(tmp_path / "anchor.txt")] if anchored else []
+        return gw("memos", "verify", "--data-dir", str(work), *extra)
+
+    edited = list(original)
+    edited[2] = edited[2].replace("memo 2", "memo X")
+    r = verify(edited)
+    assert r.returncode == 1 and "entry 3" in r.stdout, r.stdout
+    r = verify(original[:4])
+    assert r.returncode == 1 and "dropped" in r.stdout and "entry 5" in r.stdout, r.stdout
+    # recomputed plain-hash links (no key): every MAC is wrong from the first edited line on
+    recomputed, prev = [], ""
+    for line in original:
+        d = json.loads(line)
+        d.pop("mac")
+        d["prev"] = prev
+        d["text"] = d["text"].replace("memo 0", "forged")
+        text = json.dumps(d, ensure_ascii=False, sort_keys=True)
+        recomputed.append(text)
+        prev = hashlib.sha256(text.encode()).hexdigest()
+    r = verify(recomputed)
+    assert r.returncode == 1 and "entry" in r.stdout
+    r = verify(original, anchored=True)
+    assert r.returncode == 0, r.stdout
+
+
+def test_m1_tampered_memo_is_shown_with_a_warning(tmp_path, server_factory):
+    h, srv = setup_site(tmp_path, server_factory)
+    pid = h.patients[0]
+    j = MemoJournal(h.data_dir)
+    j.append(FACILITY, pid, "ペニシリンアレルギーあり", author="naika")
+    j.append(FACILITY, pid, "二つ目のメモ", author="naika")
+    v = viewer(srv)
+    page = v.get(f"/f/{FACILITY}/p/{pid}/memos").text
+    assert "memo-journal-warning" not in page and "memo-tampered" not in page
+    path = j.path(FACILITY)
+    path.write_text(path.read_text(encoding="utf-8").replace("ペニシリンアレルギーあり",
+                                                             "アレルギーなし"), encoding="utf-8")
+    page = v.get(f"/f/{FACILITY}/p/{pid}/memos").text
+    assert "memo-journal-warning" in page and "memo-tampered" in page and "改ざん" in page
+    assert "アレルギーなし" in page  # still shown, marked
+    assert gw("memos", "verify", "--data-dir", str(h.data_dir)).returncode == 1
+
+
+# -- item 2: AuditEvent export ----------------------------------------------------------------
+
+
+def test_item2_audit_events_for_admin_tokens_only(site):
+    h, srv = site
+    v = viewer(srv, "naika", staff_no="AE1")
+    assert v.get(f"/f/{FACILITY}/p/{h.patients[1]}/").status_code == 200
+    r = requests.get(f"{srv.base}/AuditEvent", headers=srv.headers, timeout=30)
+    assert r.status_code == 403 and r.json()["resourceType"] == "OperationOutcome"
+    res = gw("token", "create", "--data-dir", str(h.data_dir), "--name", "auditor",
+             "--facility", FACILITY, "--audit")
+    assert res.returncode == 0, res.stderr
+    hdr = {"Authorization": f"Bearer {res.stdout.strip()}"}
+    r = requests.get(f"{srv.base}/AuditEvent", params={"agent": "naika",
+                     "patient": f"Patient/{h.patients[1]}", "date": "ge2020-01-01"},
+                     headers=hdr, timeout=30)
+    assert r.status_code == 200, r.text[:300]
+    events = [e["resource"] for e in r.json()["entry"]]
+    ev = events[0]
+    assert ev["resourceType"] == "AuditEvent" and ev["action"] == "R"
+    assert ev["meta"]["profile"][0].endswith("IHE.BasicAudit.PatientRead")
+    assert ev["agent"][0]["who"]["identifier"]["value"] == "naika"
+    assert "(AE1)" in ev["agent"][0]["who"]["display"]
+    assert ev["entity"][0]["what"]["reference"] == f"Patient/{h.patients[1]}"
+    assert all(e["agent"][0]["who"]["identifier"]["value"] == "naika" for e in events)
+    assert requests.get(f"{srv.base}/AuditEvent", params={"date": "lt2020-01-01"}, headers=hdr,
+                        timeout=30).json().get("entry") is None
+    assert requests.get(f"{srv.base}/AuditEvent/{ev['id']}", headers=hdr, timeout=30).json()["id"] == ev["id"]
+    assert requests.get(f"{srv.base}/AuditEvent", params={"date": "yesterday"}, headers=hdr,
+                        timeout=30).status_code == 400
+    page = requests.get(f"{srv.base}/AuditEvent", params={"_count": "2"}, headers=hdr,
+                        timeout=30).json()
+    nxt = next(link["url"] for link in page["link"] if link["relation"] == "next")
+    older = requests.get(nxt, headers=hdr, timeout=30).json()
+    assert {e["resource"]["id"] for e in older["entry"]}.isdisjoint(
+        {e["resource"]["id"] for e in page["entry"]})
+    other = requests.get(f"{srv.url}/fhir/1399999999/AuditEvent", headers=hdr, timeout=30)
+    assert other.status_code in (403, 404)

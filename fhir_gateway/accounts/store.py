@@ -15,13 +15,16 @@ of the public methods except :class:`AccountError` with a plain reason for the C
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from .. import integrity, textsafe
 from .db import Database
 
 ROLES = ("system-admin", "hospital-admin", "viewer")
@@ -79,7 +82,9 @@ def _check_password(password: str, username: str) -> None:
 class AccountStore:
     def __init__(self, data_dir: str | Path, *, max_failures: int = MAX_FAILURES,
                  lock_seconds: float = LOCK_SECONDS) -> None:
-        self.db = Database(Path(data_dir) / "accounts.sqlite3")
+        self.data_dir = Path(data_dir)
+        self.db = Database(self.data_dir / "accounts.sqlite3")
+        self._key: bytes | None = None
         self.max_failures = max_failures
         self.lock_seconds = lock_seconds
 
@@ -249,41 +254,120 @@ class AccountStore:
             return True
         return self.access(facility).enabled
 
-    # --- audit trail (append-only, hash-chained) ---------------------------------------------
+    # --- audit trail (append-only, HMAC-chained) ----------------------------------------------
+    @property
+    def key(self) -> bytes:
+        if self._key is None:
+            self._key = integrity.load_key(self.data_dir)
+        return self._key
+
+    @staticmethod
+    def _audit_payload(row: dict | sqlite3.Row, prev: str) -> str:
+        return "\x1f".join([f"{row['at']:.6f}", row["username"], row["person"], row["staff_no"],
+                            row["session"], row["ip"], row["action"], row["facility"],
+                            row["patient"], row["detail"], row["outcome"], prev])
+
     def audit(self, action: str, *, username: str = "", person: str = "", staff_no: str = "",
               session: str = "", ip: str = "", facility: str = "", patient: str = "",
               detail: dict | str = "", outcome: str = "ok") -> None:
-        """Append one audit row.  Never pass passwords, the 合言葉 or memo text here."""
+        """Append one audit row.  Never pass passwords, the 合言葉 or memo text here.
+
+        One ``BEGIN IMMEDIATE`` transaction reads the last mac, inserts the row and moves the
+        keyed head, so rows of several worker processes never interleave in the chain."""
         text = detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False,
                                                                  sort_keys=True)
-        now = time.time()
-        with self.db.write_lock:
-            row = self.db.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
-            prev = row["hash"] if row else ""
-            fields = [f"{now:.6f}", username, person, staff_no, session, ip, action, facility,
-                      patient, text, outcome, prev]
-            digest = hashlib.sha256("\x1f".join(fields).encode("utf-8")).hexdigest()
-            self.db.write(
+        row = {"username": username, "person": person, "staff_no": staff_no, "session": session,
+               "ip": ip, "action": action, "facility": facility, "patient": patient,
+               "detail": text, "outcome": outcome}
+        row = {k: textsafe.strip(str(v)) for k, v in row.items()}
+        key = self.key
+        with self.db.transaction() as conn:
+            last = conn.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+            prev = last["hash"] if last else ""
+            row["at"] = time.time()
+            digest = integrity.mac(key, "audit", self._audit_payload(row, prev))
+            conn.execute(
                 "INSERT INTO audit (at, username, person, staff_no, session, ip, action, facility,"
                 " patient, detail, outcome, prev_hash, hash)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (now, username, person, staff_no, session, ip, action, facility, patient, text,
-                 outcome, prev, digest))
+                (row["at"], row["username"], row["person"], row["staff_no"], row["session"],
+                 row["ip"], row["action"], row["facility"], row["patient"], row["detail"],
+                 row["outcome"], prev, digest))
+            head = conn.execute("SELECT count FROM audit_head WHERE id = 1").fetchone()
+            count = (head["count"] + 1) if head else \
+                conn.execute("SELECT COUNT(*) AS n FROM audit").fetchone()["n"]
+            conn.execute("INSERT OR REPLACE INTO audit_head (id, count, last, mac)"
+                         " VALUES (1, ?, ?, ?)",
+                         (count, digest, integrity.head_mac(key, "audit", count, digest)))
 
     def audit_rows(self, limit: int = 500, facility: str | None = None) -> list[dict]:
         return self._newest("audit", facility, limit)
 
-    def verify_audit(self) -> tuple[bool, int]:
-        """Recompute the hash chain: (intact, number of rows checked)."""
-        prev = ""
-        n = 0
+    def audit_search(self, *, facility: str, since: float | None = None,
+                     until: float | None = None, agent: str | None = None,
+                     patient: str | None = None, action: str | None = None,
+                     limit: int = 100, before_id: int | None = None) -> list[dict]:
+        """Rows of one facility, newest first, filtered (the AuditEvent export)."""
+        sql, args = ["SELECT * FROM audit WHERE facility = ?"], [facility]
+        for cond, val in (("at >= ?", since), ("at < ?", until), ("username = ?", agent),
+                          ("patient = ?", patient), ("action = ?", action),
+                          ("id < ?", before_id)):
+            if val is not None:
+                sql.append(f"AND {cond}")
+                args.append(val)
+        sql.append("ORDER BY id DESC LIMIT ?")
+        args.append(limit)
+        return [dict(r) for r in self.db.execute(" ".join(sql), tuple(args)).fetchall()]
+
+    def audit_report(self, anchor: integrity.Anchor | None = None) -> integrity.Report:
+        """Recompute the chain (and check the keyed head and an optional anchor)."""
+        key = self.key
+        report = integrity.Report("audit", 0)
+        prev, keyed, n = "", False, 0
+        macs: list[str] = []
         for row in self.db.execute("SELECT * FROM audit ORDER BY id"):
-            fields = [f"{row['at']:.6f}", row["username"], row["person"], row["staff_no"],
-                      row["session"], row["ip"], row["action"], row["facility"], row["patient"],
-                      row["detail"], row["outcome"], prev]
-            digest = hashlib.sha256("\x1f".join(fields).encode("utf-8")).hexdigest()
-            if row["prev_hash"] != prev or row["hash"] != digest:
-                return False, n
-            prev = row["hash"]
             n += 1
-        return True, n
+            payload = self._audit_payload(row, prev)
+            good = row["prev_hash"] == prev and hmac.compare_digest(
+                row["hash"], integrity.mac(key, "audit", payload))
+            if good:
+                keyed = True
+            elif not keyed and row["prev_hash"] == prev and row["hash"] == hashlib.sha256(
+                    payload.encode("utf-8")).hexdigest():
+                good = True  # a row of an older version (plain SHA-256), before any keyed row
+            if not good:
+                report.ok, report.first_bad = False, n
+                report.reason = (f"row id {row['id']} was edited, inserted or re-chained "
+                                 "(MAC does not match)")
+                report.count = n - 1
+                return report
+            prev = row["hash"]
+            macs.append(prev)
+        report.count = n
+        head = self.db.execute("SELECT count, last, mac FROM audit_head WHERE id = 1").fetchone()
+        if head is None:
+            if keyed:
+                report.ok, report.first_bad = False, n
+                report.reason = "the keyed head record is missing (the tail may have been dropped)"
+        elif not hmac.compare_digest(head["mac"], integrity.head_mac(key, "audit", head["count"],
+                                                                     head["last"])):
+            report.ok, report.first_bad, report.reason = False, n, "the head record was edited"
+        elif head["count"] > n:
+            report.ok, report.first_bad = False, n + 1
+            report.reason = f"{head['count'] - n} row(s) at the end were dropped"
+        elif head["count"] and macs[head["count"] - 1] != head["last"]:
+            report.ok, report.first_bad = False, head["count"]
+            report.reason = "the chain was rewritten up to the head"
+        if anchor is not None:
+            integrity.check_anchor(report, anchor, macs)
+        return report
+
+    def audit_anchor(self) -> integrity.Anchor:
+        row = self.db.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+        n = self.db.execute("SELECT COUNT(*) AS n FROM audit").fetchone()["n"]
+        return integrity.Anchor("audit", n, row["hash"] if row else "")
+
+    def verify_audit(self) -> tuple[bool, int]:
+        """(intact, number of rows checked)."""
+        r = self.audit_report()
+        return r.ok, r.count

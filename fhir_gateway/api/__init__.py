@@ -2,5 +2,6 @@
 
 from . import operations  # noqa: F401 - registers $summary and $jp-clins on the blueprint
 from .views import blueprint
+from . import audit_events  # noqa: F401,E402 - registers GET AuditEvent on the blueprint
 
 __all__ = ["blueprint"]

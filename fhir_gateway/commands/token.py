@@ -18,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = tsub.add_parser("create", help="create a token and print it once")
     c.add_argument("--name", required=True, help="who or what uses the token")
     c.add_argument("--facility", required=True, help="facility code the token may read, or '*'")
+    c.add_argument("--audit", action="store_true",
+                   help="also allow GET AuditEvent (the facility's audit trail; for its admins)")
     c.set_defaults(func=run_create)
     ls = tsub.add_parser("list", help="list tokens (never their secrets)")
     ls.set_defaults(func=run_list)
@@ -67,7 +69,10 @@ def run_create(args: argparse.Namespace) -> int:
     if cfg is not None and args.facility != "*" and args.facility not in cfg.facilities:
         print(f"fhir-gateway token: facility {args.facility} is not configured", file=sys.stderr)
         return 2
-    token = store.create(args.name, args.facility)
+    if args.audit and args.facility == "*":
+        print("fhir-gateway token: an --audit token is for one facility", file=sys.stderr)
+        return 2
+    token = store.create(args.name, args.facility, audit=args.audit)
     print(token)
     print("(shown once: only its hash is stored)", file=sys.stderr)
     return 0
