@@ -94,6 +94,8 @@ def create_app(config: Config, *, auth: bool = True, cache_bytes: int | None = N
     app.extensions["gateway"] = gateway
     secret = load_secret(config.data_dir)
     app.extensions["fhir_pager"] = Pager(secret)
+    for svc in gateway.facilities.values():  # one process builds it (a file lock), in a thread
+        svc.claims.start_background_build()
     store = TokenStore(config.data_dir) if auth else None
     if store is not None:
         store.validate()  # a corrupt token file stops `serve` at start-up with its reason

@@ -27,6 +27,9 @@ def health():
         facilities[code] = {"status": state, "active": rs.active_index,
                             "failed_over": rs.failed_over, "failover": rs.failover_header(),
                             "roots": roots}
+        receipts = svc.claims.status()
+        if receipts is not None:  # "building"/"missing": Claims may be missing from answers
+            facilities[code]["receipt_index"] = receipts
     resp = jsonify({"status": worst, "facilities": facilities})
     resp.status_code = 503 if worst == "down" else 200
     resp.headers["Cache-Control"] = "no-store"

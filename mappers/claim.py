@@ -22,7 +22,7 @@ from typing import Callable
 
 from storage.reader import KIND_MAPPING, Problem
 from storage.uke import Item, Receipt, UkeFile, UkeRecord, facility_code, match_patient, \
-    parse_uke_date, read_uke_file, uke_date_fhir, uke_month
+    parse_uke_date, read_uke_file, uke_month
 
 from . import terminology as term
 
@@ -91,6 +91,15 @@ def receipt_patient_id(facility: str, receipt: Receipt) -> str:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+def uke_date_fhir(text: str) -> str | None:
+    """FHIR date text (``YYYY-MM`` or ``YYYY-MM-DD``) of a UKE date; None when invalid/empty."""
+    p = parse_uke_date(text)
+    if p is None:
+        return None
+    y, m, d = p
+    return f"{y:04d}-{m:02d}" + (f"-{d:02d}" if d else "")
+
 
 def _nfkc(text: str) -> str:
     return "".join(unicodedata.normalize("NFKC", text or "").split())

@@ -177,7 +177,7 @@ def build_hospital(base: Path, n_patients: int = 5) -> Hospital:
 def _write_receipts(folder: Path, pid: str) -> None:
     """One 医科 UKE file: a receipt for ``pid`` (カルテ番号) and one for an unmatched person."""
     try:
-        from storage.uke import build_record, encode_uke
+        from fhir_gateway.synth.uke import build_record, encode_uke
     except ImportError:
         return
     karte = str(int(pid))  # leading zeros dropped: the matching rule pads back to 10 digits

@@ -218,7 +218,7 @@ def test_racy_folders_are_not_cached(tmp_path: Path) -> None:
 # --- receipts: index first, map only what is asked for -------------------------------------------
 
 def _uke(folder: Path, name: str, month: str, people: list[tuple[str, str]]) -> Path:
-    from storage.uke import build_record, encode_uke
+    from fhir_gateway.synth.uke import build_record, encode_uke
     recs = [build_record("IR", {"payer": "1", "prefecture": "13", "tensuhyo": "1",
                                 "facility_code": "2345678", "facility_name": "テスト病院",
                                 "claim_month": month, "volume": "00", "phone": "03-0000-0000"})]

@@ -302,7 +302,7 @@ def test_mappers_accept_every_generated_message(reads):
 
 def test_fast_uke_lines_equal_the_shared_encoder():
     from fhir_gateway.synth.uke import encode_lines
-    from storage.uke import build_record, encode_uke
+    from fhir_gateway.synth.uke import build_record, encode_uke
 
     recs = [build_record("RE", {"receipt_no": "1", "name": "山田　太郎", "kana": "ヤマダ　タロウ"}),
             build_record("CO", {"category": "21", "code": "810000001", "text": "長期処方～１－２"}),

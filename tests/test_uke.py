@@ -14,9 +14,11 @@ from mappers.claim import ClaimContext, claim_id, map_receipt, map_receipt_file,
     mtime_instant, parse_claim_id
 from mappers.ids import FHIR_ID
 from mappers.serialize import dumps
+from fhir_gateway.synth.uke import build_record, encode_uke
+from mappers.claim import uke_date_fhir
 from storage.uke import KIND_DECODE, KIND_FIELDS, KIND_STRUCTURE, KIND_TOTALS, KIND_UNKNOWN, \
-    LAYOUTS, build_record, encode_uke, iter_uke_files, karte_candidates, match_patient, \
-    normalise_karte_no, parse_uke_date, read_uke, read_uke_file, uke_date_fhir
+    LAYOUTS, iter_uke_files, karte_candidates, match_patient, normalise_karte_no, \
+    parse_uke_date, read_uke, read_uke_file
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "receipt"
 MODELS = {"Claim": Claim, "Coverage": Coverage, "Patient": Patient}

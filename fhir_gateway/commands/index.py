@@ -16,7 +16,9 @@ def register(subparsers) -> None:
                     "Patient search.  By default only patients whose folders changed since the "
                     "last run are re-read (directory mtimes); --rebuild re-reads everything. "
                     "The index lives in DATA_DIR/index/FACILITY; a running server sees the "
-                    "result at once.")
+                    "result at once.  With receipts folders, the receipt index "
+                    "(DATA_DIR/receipts/FACILITY.sqlite3) is refreshed too (files whose size "
+                    "or mtime changed).")
     p.add_argument("--config", metavar="FILE", help="TOML config (every facility, or --facility)")
     p.add_argument("--storage", action="append", default=[], metavar="PATH",
                    help="storage root; repeat for mirrors (primary first)")
@@ -37,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fhir_gateway.config import ConfigError, from_args, load
     from fhir_gateway.index.backends import open_index
+    from fhir_gateway.index.receipts import ReceiptIndex
 
     try:
         if args.config:
@@ -84,4 +87,10 @@ def run(args: argparse.Namespace) -> int:
         if stats.skipped:
             status = 1
         idx.close()
+        receipts = cfg.facilities[code].receipts
+        if receipts:
+            rix = ReceiptIndex(cfg.data_dir, code, receipts)
+            rstats = rix.refresh(full=args.rebuild)
+            print(f"{code}: {rstats.line()}")
+            rix.close()
     return status

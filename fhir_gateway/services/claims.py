@@ -1,252 +1,313 @@
-"""Claims (with their Coverages) from UKE receipts: per facility, not per patient folder.
+"""Claims, Coverages and receipt-built Patients from UKE receipts, through the receipt index.
 
-Mapping every receipt of a facility to answer one patient's ``$everything`` is the cost to avoid
-(hundreds of files, seconds per worker).  So each UKE file is first *indexed*: its header and RE
-records only (``storage.uke.scan_receipts``, ~40x cheaper than a full read), cached by
-(path, size, mtime_ns) — receipt number i of the index is ``read_uke(...).receipts[i]``.  The
-index says which receipts name a patient (``storage.uke.karte_candidates``, then confirmed with
-``storage.uke.match_patient`` against the SS-MIX2 storage) and which receipt a Claim id is
-(``mappers.claim.claim_id``).  Only those receipts are read and mapped (``mappers.claim``),
-cached per receipt in the shared :class:`MappedCache`.
+A monthly UKE file holds every patient's receipt; a request must cost what its own receipts
+cost.  So every request asks the receipt index (:mod:`fhir_gateway.index.receipts`, a SQLite
+file shared by all workers) which receipts it needs — by candidate patient id (カルテ番号
+variants, then confirmed with ``storage.uke.match_patient`` against the SS-MIX2 storage), by
+Claim id, or by receipt Patient id — and reads just their byte ranges
+(``storage.uke.read_ranges``).  Mapped receipts are cached one by one in the shared
+:class:`MappedCache`.
+
+Each request lists the receipts folders (a walk, no file opened) and compares sizes and mtimes
+with the index: a new or rewritten file is re-indexed before use.  While the index is being built
+(a fresh data directory: the server builds it at start-up in the background), files not indexed
+yet are left out and the answer says so (an outcome entry); ``/health`` shows the state.
 
 ``GET Claim`` without a patient pages from the index too (:meth:`ClaimSource.refs`): the full
-search's order is the Claim id, which the index holds, and each receipt keeps a *stub* — the
-Claim mapped from its header and RE record alone, cut to the elements those records decide
+search's order is the Claim id, which the index holds, and each receipt has a *stub* in the index
+— the Claim mapped from its header and RE record alone, cut to the elements those records decide
 (:data:`INDEX_PARAMS`) — so a page maps only the receipts it shows.
 
-Files are discovered like ``storage.uke.iter_uke_files`` (any name, sniffed)."""
+A receipt whose カルテ番号 names no SS-MIX2 patient gets a Patient built from its RE record
+(``Patient/uke-{facility}-…``, ``mappers.claim.receipt_patient_id``): readable, searchable and
+with its own ``$everything`` (:meth:`patient`, :meth:`patients`, :meth:`for_patient`)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 from fhir_gateway.config import Facility
+from fhir_gateway.index.receipts import FileRow, IndexUnusable, ReceiptIndex, ReceiptRow
 from storage.reader import ERROR, KIND_IO, KIND_MAPPING, Problem
 
 from .cache import Mapped, MappedCache
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Claim search parameters whose elements come from the IR/UK/YK header and the RE record only, so a
 # receipt's index stub answers them exactly as its full Claim would.
 INDEX_PARAMS = frozenset({"_id", "_lastUpdated", "identifier", "created", "use", "status"})
-_STUB_KEYS = ("resourceType", "id", "meta", "identifier", "status", "use", "created")
+KIND_INDEX = "receipt-index"
+# ``uke-{facility}-{カルテ番号 | h<hash>}`` (mappers.claim.receipt_patient_id)
+RECEIPT_PATIENT = re.compile(r"^uke-[A-Za-z0-9]{1,20}-[A-Za-z0-9\-]{1,20}$")
 
 
-@dataclass
-class FileIndex:
-    """The receipts of one UKE file as of (size, mtime_ns)."""
+def is_receipt_patient_id(pid: str) -> bool:
+    return bool(RECEIPT_PATIENT.match(pid))
 
-    size: int
-    mtime_ns: int
-    mtime: float
-    uke: bool = False  # sniffed as a UKE file
-    ids: tuple[str, ...] = ()  # Claim id of receipt i
-    karte: tuple[str, ...] = ()  # raw カルテ番号 of receipt i
-    lines: tuple[int, ...] = ()  # line of the RE record of receipt i
-    by_candidate: dict[str, list[int]] = field(default_factory=dict)  # possible pid -> [i]
-    stubs: tuple[dict | None, ...] = ()  # receipt i's Claim cut to _STUB_KEYS (None: unmappable)
+
+def ReceiptNotFound(message: str) -> Exception:  # noqa: N802 - the service layer's NotFound
+    from .facility import NotFound
+    return NotFound(message)
 
 
 @dataclass(frozen=True)
 class ReceiptRef:
-    """Receipt ``i`` of one indexed file, known by its Claim id."""
+    """One indexed receipt, known by its Claim id."""
 
     cid: str
-    path: Path
-    rel: str
-    idx: FileIndex
-    i: int
+    file: FileRow
+    row: ReceiptRow
 
     @property
     def stub(self) -> dict | None:
-        return self.idx.stubs[self.i]
+        return self.row.stub
+
+
+@dataclass
+class _Live:
+    """The index rows of the files as they are now, by file id, and what the answer lacks."""
+
+    files: dict[int, FileRow]
+    problems: list[Problem]
 
 
 class ClaimSource:
+    BUILD_WAIT = 1.0  # seconds a request waits for a running first build before answering without
+
     def __init__(self, facility: Facility, cache: MappedCache,
-                 patient_exists: Callable[[str], bool] | None = None) -> None:
+                 patient_exists: Callable[[str], bool] | None = None,
+                 data_dir: Path | None = None) -> None:
         self.facility = facility
         self.cache = cache
         self.patient_exists = patient_exists or (lambda pid: False)
-        self._index: dict[str, FileIndex] = {}
+        self.index = ReceiptIndex(data_dir, facility.code, facility.receipts) \
+            if facility.receipts else None
         self._lock = threading.Lock()
-        self.scans = 0  # files indexed (for tests and the benchmark)
-        self.mapped = 0  # receipts read and mapped in full (for tests and the benchmark)
+        self._local = threading.local()  # file ids whose index rows proved wrong (this call)
+        self._bg: threading.Thread | None = None
+        self.mapped = 0  # receipts read and mapped (for tests and the benchmark)
 
-    # -- discovery and index -----------------------------------------------------------------------
-    def _files(self) -> list[tuple[Path, str, os.stat_result]]:
-        out = []
-        for root in self.facility.receipts:
-            for dirpath, dirnames, filenames in os.walk(root):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for fn in sorted(filenames):
-                    if fn.startswith("."):
-                        continue
-                    p = Path(dirpath) / fn
-                    try:
-                        st = p.stat()
-                    except OSError:
-                        continue
-                    out.append((p, p.relative_to(root).as_posix(), st))
-        return out
+    # -- the index --------------------------------------------------------------------------------
+    def start_background_build(self) -> None:
+        """Bring the index up to date in a thread (at server start-up): one process builds, the
+        others find the lock taken and rely on it."""
+        if self.index is None or self._bg is not None:
+            return
+        idx = self.index
 
-    def _indexed(self, path: Path, st: os.stat_result) -> FileIndex:
-        key = str(path)
-        hit = self._index.get(key)
-        if hit is not None and hit.size == st.st_size and hit.mtime_ns == st.st_mtime_ns:
-            return hit
-        from mappers.claim import claim_id
-        from storage.uke import Receipt, karte_candidates, scan_receipts, sniff_uke
-        idx = FileIndex(st.st_size, st.st_mtime_ns, st.st_mtime)
-        if sniff_uke(path):
-            idx.uke = True
+        def run() -> None:
             try:
-                header, res = scan_receipts(path.read_bytes())
-            except OSError as exc:
-                log.warning("receipt file unreadable: %s: %s", path, exc)
-                header, res = None, []
-            receipts = [Receipt(r, records=[r]) for r in res]
-            idx.ids = tuple(claim_id(self.facility.code, header, r) for r in receipts)
-            idx.karte = tuple(r.re["karte_no"] for r in receipts)
-            idx.lines = tuple(r.line for r in res)
-            idx.stubs = tuple(self._stub(header, r, st.st_mtime) for r in receipts)
-            for i, k in enumerate(idx.karte):
-                for c in karte_candidates(k):
-                    idx.by_candidate.setdefault(c, []).append(i)
-        with self._lock:
-            self._index[key] = idx
-            self.scans += 1
-        return idx
+                stats = idx.refresh(wait=False)
+                if not stats.skipped:
+                    log.info("%s: %s", self.facility.code, stats.line())
+            except Exception:  # the requests still work without it
+                log.exception("receipt index build failed")
 
-    def _stub(self, header, receipt, mtime: float) -> dict | None:
-        """The receipt's Claim mapped from the header and RE record alone, cut to the elements
-        those records decide (≈ 40 µs a receipt, at indexing)."""
-        from mappers.claim import ClaimContext, map_receipt, mtime_instant
+        self._bg = threading.Thread(target=run, name="receipt-index", daemon=True)
+        self._bg.start()
+
+    def status(self) -> dict | None:
+        return self.index.state() if self.index is not None else None
+
+    def _live(self) -> _Live:
+        """Compare the receipts folders with the index (one walk, no file opened); re-index new
+        or rewritten files, unless the first build is still running (then they are left out)."""
+        assert self.index is not None
+        idx = self.index
+        deadline = time.monotonic() + self.BUILD_WAIT
+        while True:
+            listing = list(idx.listing())
+            try:
+                rows = idx.files()
+                usable = True
+            except IndexUnusable:
+                rows, usable = {}, False
+            stale = [f for f in listing if not _fresh(rows.get((f[0], f[2])), f[3])]
+            if not stale:
+                break
+            building = idx.building()
+            if not building and (not usable or not idx.complete()):
+                idx.refresh(wait=True)  # nobody builds it (no server start-up): build now
+                continue
+            if not building:
+                try:
+                    idx.index_files(stale)
+                except IndexUnusable:
+                    idx.refresh(wait=True)
+                continue
+            if time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            if usable and idx.complete():  # a refresh is running; these files changed since
+                try:
+                    idx.index_files(stale)
+                    continue
+                except IndexUnusable:
+                    pass
+            break
+        live = {rows[(r, rel)].id: rows[(r, rel)] for r, _, rel, st in listing
+                if _fresh(rows.get((r, rel)), st) and rows[(r, rel)].uke}
+        problems = []
+        if stale:
+            problems.append(Problem(
+                "receipts", KIND_INDEX,
+                f"the receipt index is being built: {len(stale)} of {len(listing)} receipt files "
+                "are not indexed yet, so their Claims and Coverages are missing from this answer; "
+                "retry shortly"))  # an error: the answer is incomplete, not just doubtful
+        return _Live(live, problems)
+
+    def _untrusted(self) -> set[int]:
+        bad = getattr(self._local, "bad", None)
+        if bad is None:
+            bad = self._local.bad = set()
+        return bad
+
+    def _checked(self, fn: Callable[[], T]) -> T:
+        """Run a query; when a byte range turned out not to hold the receipt the index says
+        (a file rewritten with its size and mtime kept, a tampered index), forget that file's
+        rows (the next look re-indexes it) and run the query once more."""
+        self._untrusted().clear()
         try:
-            claim = map_receipt(receipt, ClaimContext(self.facility.code, "", None,
-                                                      mtime_instant(mtime), header))[0]
-        except Exception:  # the full mapping reports it; the stub just cannot answer
-            return None
-        out = {k: claim[k] for k in _STUB_KEYS if k in claim}
-        out["meta"] = {"lastUpdated": claim.get("meta", {}).get("lastUpdated")}
+            out = fn()
+        except Exception:
+            if not self._untrusted():
+                raise
+        bad = set(self._untrusted())
+        if bad and self.index is not None:
+            log.warning("receipt index rows of file(s) %s did not match the bytes; re-indexing",
+                        sorted(bad))
+            for fid in bad:
+                self.index.forget(fid)
+            self._untrusted().clear()
+            out = fn()
         return out
 
-    def _entries(self) -> Iterator[tuple[Path, str, os.stat_result, FileIndex]]:
-        for path, rel, st in self._files():
-            yield path, rel, st, self._indexed(path, st)
-
-    # -- mapping one receipt -------------------------------------------------------------------------
-    def _map_receipts(self, path: Path, rel: str, idx: FileIndex, wanted: list[int]
-                      ) -> list[Mapped]:
-        """The mapped receipts ``wanted`` of one file (each cached on its own)."""
+    # -- mapping receipts --------------------------------------------------------------------------
+    def _map(self, f: FileRow, rows: list[ReceiptRow]) -> list[Mapped]:
+        """The mapped receipts ``rows`` of file ``f`` (each cached on its own), reading only their
+        byte ranges."""
         out: dict[int, Mapped] = {}
         missing = []
-        for i in wanted:
-            hit = self.cache.get(("uke", str(path), idx.size, idx.mtime_ns, i))
+        for r in rows:
+            hit = self.cache.get(("uke", str(f.path), f.size, f.mtime_ns, r.i))
             if hit is None:
-                missing.append(i)
+                missing.append(r)
             else:
-                out[i] = hit
+                out[r.i] = hit
         if missing:
-            out.update(self._read_receipts(path, rel, idx, missing))
-        return [out[i] for i in wanted]
+            out.update(self._read(f, sorted(missing, key=lambda r: r.i)))
+        return [out[r.i] for r in rows]
 
-    def _read_receipts(self, path: Path, rel: str, idx: FileIndex, wanted: list[int]
-                       ) -> dict[int, Mapped]:
-        from dataclasses import replace
-
+    def _read(self, f: FileRow, rows: list[ReceiptRow]) -> dict[int, Mapped]:
         from mappers.claim import ClaimContext, map_receipt, mtime_instant
-        from storage.uke import match_patient, read_uke_file
-        uf = read_uke_file(path, rel)
+        from storage.uke import match_patient, read_ranges
+        spans = [(r.start, r.end, r.line) for r in rows]
+        uf = read_ranges(f.path, f.rel, f.codec, f.skip, ([f.header] if f.header else []) + spans)
         with self._lock:
-            self.mapped += len(wanted)
-        self.cache.put(("uke-file", str(path), idx.size, idx.mtime_ns),
-                       Mapped.build([], [p for p in uf.problems if p.severity == ERROR]))
+            self.mapped += len(rows)
         out: dict[int, Mapped] = {}
-        last = mtime_instant(idx.mtime)
-        for i in wanted:
-            problems: list[Problem] = []
+        last = mtime_instant(f.mtime)
+        header = uf.ir if f.header else None
+        by_start = {r.re.offset: r for r in uf.receipts}
+        for r in rows:
+            got = by_start.get(r.start)
+            if got is None or got.receipt_no != r.receipt_no or got.re.line != r.line:
+                # the bytes are not what the index says: never trust it, re-index the file
+                self._untrusted().add(f.id)
+                out[r.i] = Mapped.build([], [Problem(f"receipts/{f.rel}", KIND_IO,
+                                                     "the file changed while reading; retry")])
+                continue
+            problems = [p for p in uf.problems if p.severity == ERROR and p.offset is not None
+                        and r.start <= p.offset < r.end]
             resources: list[dict] = []
-            r = uf.receipts[i] if i < len(uf.receipts) else None
-            if r is None or r.re.line != idx.lines[i]:
-                problems.append(Problem(f"receipts/{rel}", KIND_IO,
-                                        "the file changed while reading; retry"))
-                out[i] = Mapped.build([], problems)
-                continue  # not cached: the next request re-indexes the file
             try:
-                pid = match_patient(r.re["karte_no"], self.patient_exists)
-                ctx = ClaimContext(self.facility.code, rel, pid, last, uf.ir)
-                resources = map_receipt(r, replace(ctx, header=ctx.header or uf.ir))
+                pid = match_patient(got.re["karte_no"], self.patient_exists)
+                resources = map_receipt(got, ClaimContext(self.facility.code, f.rel, pid, last,
+                                                          header))
             except Exception as exc:  # a mapper bug must not become a 500
-                log.exception("receipt mapping failed: %s line %s", rel, r.re.line)
-                problems.append(Problem(f"receipts/{rel}", KIND_MAPPING,
-                                        f"line {r.re.line}: receipt {r.receipt_no}: "
+                log.exception("receipt mapping failed: %s line %s", f.rel, r.line)
+                problems.append(Problem(f"receipts/{f.rel}", KIND_MAPPING,
+                                        f"line {r.line}: receipt {r.receipt_no}: "
                                         f"{type(exc).__name__}: {exc}"))
             m = Mapped.build(resources, problems)
-            self.cache.put(("uke", str(path), idx.size, idx.mtime_ns, i), m)
-            out[i] = m
+            self.cache.put(("uke", str(f.path), f.size, f.mtime_ns, r.i), m)
+            out[r.i] = m
         return out
 
-    # -- queries -------------------------------------------------------------------------------------
+    def _map_grouped(self, live: _Live, rows: list[ReceiptRow]
+                     ) -> Iterator[tuple[ReceiptRow, Mapped]]:
+        """(row, mapped) for the rows in live files, file by file, in the rows' order."""
+        by_file: dict[int, list[ReceiptRow]] = {}
+        for r in rows:
+            if r.file in live.files:
+                by_file.setdefault(r.file, []).append(r)
+        for fid, group in by_file.items():
+            yield from zip(group, self._map(live.files[fid], group))
+
+    # -- queries -----------------------------------------------------------------------------------
     def count(self) -> int:
         """Number of Claims of the facility (one per receipt) from the index alone."""
-        return sum(len(idx.ids) for *_, idx in self._entries()) if self.facility.receipts else 0
-
-    def _file_problems(self, path: Path, rel: str, idx: FileIndex) -> list[Problem]:
-        """Errors of the file as a whole (read once per file version, then cached)."""
-        fkey = ("uke-file", str(path), idx.size, idx.mtime_ns)
-        if self.cache.get(fkey) is None:
-            self._read_receipts(path, rel, idx, [])
-        return list((self.cache.get(fkey) or Mapped(())).problems)
-
-    def iter_all(self) -> Iterator[tuple[list[dict], list[Problem]]]:
-        """(Claims, problems) file by file, mapping each file only when reached."""
-        if not self.facility.receipts:
-            return
-        for path, rel, _, idx in self._entries():
-            if not idx.uke:
-                continue
-            mapped = self._map_receipts(path, rel, idx, list(range(len(idx.ids))))
-            fprobs = self._file_problems(path, rel, idx)
-            yield ([r for m in mapped for r in m.resources if r.get("resourceType") == "Claim"],
-                   fprobs + [p for m in mapped for p in m.problems if p.severity == ERROR])
+        return len(self.refs())
 
     def refs(self) -> list[ReceiptRef]:
         """Every receipt of the facility from the index alone, in the full search's default
         order: by Claim id, ties in file order (the order :meth:`iter_all` yields them)."""
-        if not self.facility.receipts:
+        if self.index is None:
             return []
-        out = [ReceiptRef(cid, path, rel, idx, i) for path, rel, _, idx in self._entries()
-               if idx.uke for i, cid in enumerate(idx.ids)]
-        out.sort(key=lambda r: r.cid)  # stable: equal ids keep the file order
+        live = self._live()
+        if not live.files:
+            return []
+        out = [ReceiptRef(r.claim_id, live.files[r.file], r)
+               for r in self.index.all_receipts(with_stubs=True) if r.file in live.files]
+        order = {fid: n for n, fid in enumerate(live.files)}
+        out.sort(key=lambda x: (x.cid, order[x.file.id], x.row.i))
         return out
 
     def map_refs(self, refs: list[ReceiptRef]) -> tuple[list[dict], list[Problem]]:
         """The Claims of exactly these receipts, in their order, and the problems of those
         receipts and of the files they are in."""
-        by_file: dict[str, list[ReceiptRef]] = {}
-        for r in refs:
-            by_file.setdefault(str(r.path), []).append(r)
-        mapped: dict[tuple[str, int], Mapped] = {}
+        return self._checked(lambda: self._map_refs(refs))
+
+    def _map_refs(self, refs: list[ReceiptRef]) -> tuple[list[dict], list[Problem]]:
+        if not refs:
+            return [], []
+        live = _Live({r.file.id: r.file for r in refs}, [])
+        mapped = {(row.file, row.i): m for row, m in self._map_grouped(live, [r.row for r in refs])}
         probs: list[Problem] = []
-        for group in by_file.values():
-            first = group[0]
-            wanted = [r.i for r in group]
-            for i, m in zip(wanted, self._map_receipts(first.path, first.rel, first.idx, wanted)):
-                mapped[(str(first.path), i)] = m
-            probs.extend(self._file_problems(first.path, first.rel, first.idx))
+        for f in live.files.values():
+            probs.extend(f.problems)
         claims: list[dict] = []
         for r in refs:
-            m = mapped[(str(r.path), r.i)]
+            m = mapped[(r.file.id, r.row.i)]
             claims.extend(c for c in m.resources if c.get("resourceType") == "Claim")
             probs.extend(p for p in m.problems if p.severity == ERROR)
         return claims, probs
+
+    def iter_all(self) -> Iterator[tuple[list[dict], list[Problem]]]:
+        """(Claims, problems) file by file, mapping each file only when reached."""
+        if self.index is None:
+            return
+        live = self._live()
+        if live.problems:
+            yield [], list(live.problems)
+        rows: dict[int, list[ReceiptRow]] = {}
+        for r in self.index.all_receipts() if live.files else []:
+            rows.setdefault(r.file, []).append(r)
+        for fid, f in live.files.items():
+            mine = rows.get(fid, [])
+            mapped = self._map(f, mine) if mine else []
+            yield ([r for m in mapped for r in m.resources if r.get("resourceType") == "Claim"],
+                   list(f.problems) + [p for m in mapped for p in m.problems
+                                       if p.severity == ERROR])
 
     def all(self) -> tuple[list[dict], list[Problem]]:
         """Every Claim of the facility (and the problems of unreadable receipts)."""
@@ -257,35 +318,101 @@ class ClaimSource:
             probs.extend(problems)
         return res, probs
 
-    def for_patient(self, pid: str) -> tuple[list[dict], list[Problem]]:
-        """The patient's Claims and their Coverages: only the receipts whose カルテ番号 resolves
-        to ``pid`` are read and mapped."""
-        if not self.facility.receipts:
-            return [], []
+    def _rows_of(self, pid: str) -> tuple[_Live, list[ReceiptRow]]:
+        """The live receipts whose Claims name ``pid``: an SS-MIX2 patient (カルテ番号 matched
+        now) or a receipt Patient (its receipts match no SS-MIX2 patient now)."""
         from storage.uke import match_patient
+        assert self.index is not None
+        live = self._live()
+        if not live.files:
+            return live, []
+        if is_receipt_patient_id(pid):
+            rows = [r for r in self.index.by_uke_pid(pid) if r.file in live.files
+                    and match_patient(r.karte, self.patient_exists) is None]
+        else:
+            rows = [r for r in self.index.by_candidate(pid) if r.file in live.files
+                    and match_patient(r.karte, self.patient_exists) == pid]
+        return live, rows
+
+    def for_patient(self, pid: str) -> tuple[list[dict], list[Problem]]:
+        """The patient's Claims and their Coverages: only the receipts that name ``pid`` are
+        read (their byte ranges) and mapped."""
+        return self._checked(lambda: self._for_patient(pid))
+
+    def _for_patient(self, pid: str) -> tuple[list[dict], list[Problem]]:
+        if self.index is None:
+            return [], []
+        live, rows = self._rows_of(pid)
         ref = f"Patient/{pid}"
         res: list[dict] = []
-        probs: list[Problem] = []
-        for path, rel, _, idx in self._entries():
-            cand = idx.by_candidate.get(pid)
-            if not cand:
-                continue
-            mine = [i for i in cand if match_patient(idx.karte[i], self.patient_exists) == pid]
-            for m in self._map_receipts(path, rel, idx, mine):
-                probs.extend(p for p in m.problems if p.severity == ERROR)
-                res.extend(r for r in m.resources if r.get("resourceType") in ("Claim", "Coverage")
-                           and (r.get("patient") or r.get("beneficiary") or {}).get("reference")
-                           == ref)
+        probs: list[Problem] = list(live.problems)
+        for _, m in self._map_grouped(live, rows):
+            probs.extend(p for p in m.problems if p.severity == ERROR)
+            res.extend(r for r in m.resources if r.get("resourceType") in ("Claim", "Coverage")
+                       and (r.get("patient") or r.get("beneficiary") or {}).get("reference")
+                       == ref)
         return res, probs
 
     def read(self, rid: str) -> dict:
-        """A Claim by id: the index says which receipt it is; only that one is mapped."""
-        from .facility import NotFound
-        if self.facility.receipts:
-            for path, rel, _, idx in self._entries():
-                wanted = [i for i, cid in enumerate(idx.ids) if cid == rid]
-                for m in self._map_receipts(path, rel, idx, wanted):
-                    for c in m.resources:
-                        if c.get("resourceType") == "Claim" and c.get("id") == rid:
-                            return c
-        raise NotFound(f"Claim/{rid} not found")
+        """A Claim by id: the index says which receipt it is; only that one is read."""
+        return self._checked(lambda: self._read_claim(rid))
+
+    def _read_claim(self, rid: str) -> dict:
+        if self.index is not None:
+            live = self._live()
+            rows = self.index.by_claim(rid) if live.files else []
+            for _, m in self._map_grouped(live, rows):
+                for c in m.resources:
+                    if c.get("resourceType") == "Claim" and c.get("id") == rid:
+                        return c
+        raise ReceiptNotFound(f"Claim/{rid} not found")
+
+    # -- receipt-built Patients ----------------------------------------------------------------------
+    def patient(self, pid: str) -> dict:
+        """The Patient built from the newest receipt of ``pid`` (a receipt Patient id whose
+        receipts match no SS-MIX2 patient); the same resource the receipt's mapping emits."""
+        if self.index is None or not is_receipt_patient_id(pid):
+            raise ReceiptNotFound(f"Patient/{pid} not found")
+        return self._checked(lambda: self._patient(pid))
+
+    def _patient(self, pid: str) -> dict:
+        live, rows = self._rows_of(pid)
+        if not rows:
+            raise ReceiptNotFound(f"Patient/{pid} not found")
+        return self._patient_of(live, rows)
+
+    def _patient_of(self, live: _Live, rows: list[ReceiptRow]) -> dict:
+        from mappers.claim import ClaimContext, map_re_patient, mtime_instant
+        from storage.uke import facility_code, uke_month
+
+        def newest(r: ReceiptRow) -> tuple:
+            h = live.files[r.file].header_record()
+            return (uke_month(h["claim_month"]) or "" if h else "", r.file, r.i)
+
+        row = max(rows, key=newest)
+        f = live.files[row.file]
+        header = f.header_record()
+        ctx = ClaimContext(self.facility.code, f.rel, None, mtime_instant(f.mtime), header)
+        return map_re_patient(row.receipt(), row.uke_pid,
+                              facility_code(header) or self.facility.code, ctx)
+
+    def patients(self) -> list[dict]:
+        """Every receipt-built Patient (one per person whose receipts match no SS-MIX2 patient),
+        by id."""
+        from storage.uke import match_patient
+        if self.index is None:
+            return []
+        live = self._live()
+        out: list[dict] = []
+        for pid, karte in self.index.uke_patients() if live.files else []:
+            if match_patient(karte, self.patient_exists) is not None:
+                continue  # cheap pre-check by the person's カルテ番号; rows confirm below
+            rows = [r for r in self.index.by_uke_pid(pid) if r.file in live.files
+                    and match_patient(r.karte, self.patient_exists) is None]
+            if rows:
+                out.append(self._patient_of(live, rows))
+        return out
+
+
+def _fresh(row: FileRow | None, st: os.stat_result) -> bool:
+    return row is not None and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns

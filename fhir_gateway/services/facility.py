@@ -91,7 +91,8 @@ class FacilityService:
         self._index_factory = index_factory
         from .claims import ClaimSource
         from .extended import ExtendedSource
-        self.claims = ClaimSource(facility, cache, self.patient_exists)
+        self.claims = ClaimSource(facility, cache, self.patient_exists,
+                                  Path(data_dir) if data_dir is not None else None)
         self.extended = ExtendedSource(facility, cache)
 
     # -- hooks --------------------------------------------------------------------------------

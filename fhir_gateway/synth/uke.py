@@ -1,7 +1,7 @@
 """Monthly レセプト電算 (UKE) files for the synthetic patients (reference §7).
 
-Records are built with ``storage.uke.build_record`` / ``encode_uke`` (one implementation of the
-layouts, shared with the reader).  One file per 診療年月 and 審査支払機関:
+Records are built with :func:`build_record` / :func:`encode_uke` from ``storage.uke.LAYOUTS``
+(one implementation of the layouts, shared with the reader).  One file per 診療年月 and 審査支払機関:
 ``RECEIPTC_<YYYYMM>_<payer>.UKE`` (payer 1 = 社会保険診療報酬支払基金, 2 = 国民健康保険団体連合会),
 because each IR header names one payer.  Dates are 和暦 (GYYMM / GYYMMDD).
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storage.encoding import WAVE_DASH_FOLD
-from storage.uke import EOF, build_record, encode_uke
+from storage.uke import EOF, LAYOUTS
 
 from . import content as C
 
@@ -24,6 +24,36 @@ if TYPE_CHECKING:
 
 ERAS = ((date(2019, 5, 1), "5", 2018), (date(1989, 1, 8), "4", 1988), (date(1926, 12, 25), "3", 1925),
         (date(1912, 7, 30), "2", 1911), (date(1868, 1, 1), "1", 1867))
+
+
+# --- writing records (the one UKE writer; the tests build their files with it too) -------------
+
+def build_record(record: str, values: dict[str, str], variant: str = "medical") -> list[str]:
+    """A record's field list from named values, per :data:`storage.uke.LAYOUTS` (unknown names raise)."""
+    lay = next((l for l in LAYOUTS.get(record, ()) if l.variant == variant), None)
+    if lay is None:
+        raise KeyError(f"no {variant} layout for {record}")
+    out = [""] * lay.count
+    out[0] = record
+    for k, v in values.items():
+        out[lay.position(k) - 1] = str(v)
+    return out
+
+
+def encode_uke(records: list[list[str]]) -> bytes:
+    """Records -> spec bytes: CP932, CRLF after each record, 0x1A at the end.
+
+    Raises ValueError for a field holding a comma or line break (the format has no escaping) and
+    UnicodeEncodeError for characters CP932 lacks: a writer must not produce such a file.
+    """
+    lines = []
+    for rec in records:
+        for f in rec:
+            if any(c in f for c in ",\r\n\x1a"):
+                raise ValueError(f"UKE fields cannot hold commas or line breaks: {f!r}")
+        lines.append(",".join(rec).translate(WAVE_DASH_FOLD).encode("cp932"))
+    return b"".join(line + b"\r\n" for line in lines) + EOF
+
 
 KOHI = ("54136015", "難病医療")  # 公費負担者番号 (法別 54) for the few patients who have one
 
@@ -189,7 +219,7 @@ def _next_month(d: date) -> date:
 
 
 def encode_lines(records: list[list[str]]) -> bytes:
-    """``storage.uke.encode_uke`` without the final 0x1A, checked per line instead of per field
+    """``encode_uke`` without the final 0x1A, checked per line instead of per field
     (the same bytes — a test compares them — at a fraction of the cost for millions of records)."""
     out = []
     for rec in records:

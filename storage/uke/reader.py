@@ -1,0 +1,288 @@
+"""Bytes -> records -> receipts: the whole file (:func:`read_uke`), its header and RE records
+only (:func:`scan_receipts`), or a few receipts at known byte ranges (:func:`read_ranges`).
+
+Every problem becomes a :class:`storage.reader.Problem` whose reason starts with ``line N:``
+and whose offset is the byte offset of that line.  Nothing raises."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Iterator
+
+from ..encoding import WAVE_DASH_FOLD
+from ..reader import WARNING
+from .dates import parse_uke_date
+from .layouts import EOF, HEADER_TYPES, ITEM_TYPES, KNOWN_TYPES, layout_for
+from .records import (
+    KIND_DATE, KIND_DECODE, KIND_EMPTY, KIND_FIELDS, KIND_IO, KIND_STRUCTURE, KIND_TOTALS,
+    KIND_UNKNOWN, Item, Receipt, UkeFile, UkeRecord,
+)
+
+_DATE_FIELDS = {"claim_month", "service_month", "birth_date", "admission_date", "start_date",
+                "first_visit_date"}
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+def _lines(data: bytes, first_line: int = 1, base: int = 0) -> Iterator[tuple[int, int, int, bytes]]:
+    """(line number, byte offset, end offset, bytes) of each non-empty line; the end includes
+    the line break.  0x0A never occurs inside a CP932 character, so splitting before decoding is
+    safe.  ``first_line``/``base`` number a slice that starts at a line of a larger file."""
+    offset = base
+    for n, raw in enumerate(data.split(b"\n"), first_line):
+        start = offset
+        offset += len(raw) + 1
+        line = raw.rstrip(b"\r").rstrip(EOF)
+        if line.strip():
+            yield n, start, min(offset, base + len(data)), line
+
+
+def _sniff(data: bytes) -> tuple[bytes, str]:
+    """The bytes without a UTF-8 BOM, and their codec: UTF-8 when all of them decode as UTF-8,
+    else CP932 (the Shift_JIS of the receipt files).  :func:`read_uke` and
+    :func:`scan_receipts` must choose alike: receipt numbers index one into the other."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        data.decode("utf-8")
+        return data, "utf-8"
+    except UnicodeDecodeError:
+        return data, "cp932"
+
+
+def read_uke(data: bytes, path: str) -> UkeFile:
+    """Parse the bytes of one UKE file; problems are collected, never raised."""
+    uf = UkeFile(path)
+    if not data.strip(EOF + b"\r\n \t"):
+        uf.problem(None, KIND_EMPTY, "the file is empty")
+        return uf
+    stripped, codec = _sniff(data)
+    uf.codec = codec
+    uf.skip = len(data) - len(stripped)
+    _group(uf, _records(uf, stripped, codec))
+    _check_totals(uf)
+    return uf
+
+
+def _records(uf: UkeFile, data: bytes, codec: str, first_line: int = 1, base: int = 0
+             ) -> list[UkeRecord]:
+    recs: list[UkeRecord] = []
+    for n, off, end, raw in _lines(data, first_line, base):
+        try:
+            text = raw.decode(codec)
+        except UnicodeDecodeError as exc:
+            text = raw.decode(codec, errors="replace")
+            rec = UkeRecord(text.split(","), n, off)
+            uf.problem(rec, KIND_DECODE, f"bytes at offset {off + exc.start} are not {codec}; "
+                       f"{text.count(chr(0xFFFD))} characters replaced")
+        text = text.translate(WAVE_DASH_FOLD)
+        recs.append(UkeRecord(text.split(","), n, off, end=end))
+    return recs
+
+
+def read_ranges(path: str | os.PathLike[str], relpath: str, codec: str, skip: int,
+                ranges: list[tuple[int, int, int]]) -> UkeFile:
+    """Only some receipts of a file: ``ranges`` are (start, end, first line) of the header
+    record and then of each receipt, as :func:`read_uke` reported them (offsets after the
+    ``skip`` bytes of a BOM; ``codec`` the whole file's).  The receipts come out as
+    ``read_uke`` builds them; file-wide checks (GO totals) are not made.  A short read (the file
+    shrank) just yields fewer or different records: the caller checks what it got."""
+    uf = UkeFile(relpath)
+    uf.codec, uf.skip = codec, skip
+    recs: list[UkeRecord] = []
+    try:
+        with open(path, "rb") as fh:
+            for start, end, line in ranges:
+                data = os.pread(fh.fileno(), max(0, end - start), start + skip)
+                recs.extend(_records(uf, data, codec, line, start))
+    except OSError as exc:
+        uf.problem(None, KIND_IO, f"cannot read the file: {exc.strerror or exc}")
+        return uf
+    _group(uf, recs)
+    return uf
+
+
+def scan_receipts(data: bytes) -> tuple[UkeRecord | None, list[UkeRecord]]:
+    """The header (IR/UK/YK) and the RE records of a UKE file, nothing else.
+
+    For indexing receipts by カルテ番号 and number without grouping or checking the other records
+    (about 40x cheaper than :func:`read_uke`): the n-th RE returned is ``read_uke(data).receipts[n]``
+    (same line splitting and codec choice).  Records carry their layout; never raises."""
+    data, codec = _sniff(data)
+    header: UkeRecord | None = None
+    res: list[UkeRecord] = []
+    for n, off, end, raw in _lines(data):
+        head = raw[:8].lstrip()
+        if not head.startswith((b"RE", b"IR", b"UK", b"YK")):
+            continue
+        fields = raw.decode(codec, errors="replace").translate(WAVE_DASH_FOLD).split(",")
+        rtype = fields[0].strip()
+        fields[0] = rtype
+        rec = UkeRecord(fields, n, off, end=end)
+        if rtype == "RE":
+            variant = "dental" if header is not None and header["tensuhyo"] == "3" else "medical"
+            rec.layout = layout_for("RE", len(fields), variant)
+            res.append(rec)
+        elif rtype in HEADER_TYPES and (header is None or (header.type != "IR" and rtype == "IR")):
+            rec.layout = layout_for(rtype, len(fields), "dental" if len(fields) > 3
+                                    and fields[3] == "3" else "medical")
+            header = rec
+    return header, res
+
+
+def read_uke_file(path: str | os.PathLike[str], relpath: str | None = None) -> UkeFile:
+    p = Path(path)
+    rel = relpath or p.name
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        uf = UkeFile(rel)
+        uf.problem(None, KIND_IO, f"cannot read the file: {exc.strerror or exc}")
+        return uf
+    return read_uke(data, rel)
+
+
+def _check_fields(uf: UkeFile, rec: UkeRecord) -> None:
+    lay = layout_for(rec.type, len(rec.fields), uf.variant)
+    rec.layout = lay
+    if lay is None:
+        return
+    n = len(rec.fields)
+    if n < lay.count:
+        uf.problem(rec, KIND_FIELDS, f"{rec.type} has {n} fields, the {lay.variant} layout has "
+                   f"{lay.count}; the missing trailing fields are read as empty", WARNING)
+    elif n > lay.count and any(f.strip() for f in rec.fields[lay.count:]):
+        uf.problem(rec, KIND_FIELDS, f"{rec.type} has {n} fields, the {lay.variant} layout has "
+                   f"{lay.count}; the extra fields are kept unnamed", WARNING)
+    for name in _DATE_FIELDS:
+        if name in lay.fields:
+            v = rec[name]
+            if v and parse_uke_date(v) is None:
+                uf.problem(rec, KIND_DATE, f"{rec.type} {name} {v!r} is not a 和暦 GYYMM(DD) "
+                           "or 西暦 YYYYMM(DD) date", WARNING)
+
+
+def _group(uf: UkeFile, recs: list[UkeRecord]) -> None:
+    cur: Receipt | None = None
+    category = ""
+    unit = 0
+    unit_open = False
+    pending: list[UkeRecord] = []  # CO waiting for the item they precede
+
+    def close() -> None:
+        nonlocal pending
+        if cur is not None:
+            cur.comments.extend(pending)
+        pending = []
+
+    for rec in recs:
+        rtype = rec.type.strip()
+        rec.fields[0] = rtype
+        if not re.fullmatch(r"[A-Z0-9]{2}", rtype):
+            uf.problem(rec, KIND_STRUCTURE, f"line does not start with a record id: {rtype[:20]!r}")
+            (cur.records if cur else uf.orphans).append(rec)
+            continue
+        if rtype in HEADER_TYPES:
+            rec.layout = layout_for(rtype, len(rec.fields),
+                                    "dental" if len(rec.fields) > 3 and rec.fields[3] == "3"
+                                    else "medical")
+            _check_fields(uf, rec)
+            if uf.receipts and uf.ir is not None and rec["facility_code"] != uf.ir["facility_code"]:
+                uf.problem(rec, KIND_STRUCTURE, "a header for another facility "
+                           f"({rec['facility_code']}) inside the file of {uf.ir['facility_code']}")
+            uf.headers.append(rec)
+            if uf.ir is None or (uf.ir.type != "IR" and rtype == "IR"):
+                uf.ir = rec
+            continue
+        _check_fields(uf, rec)
+        if rtype not in KNOWN_TYPES:
+            uf.problem(rec, KIND_UNKNOWN, f"unknown record type {rtype}; the record is kept raw",
+                       WARNING)
+        if rtype == "GO":
+            close()
+            cur = None
+            if uf.go is not None:
+                uf.problem(rec, KIND_STRUCTURE, "a second GO record")
+            uf.go = rec
+            continue
+        if rtype == "RE":
+            close()
+            cur = Receipt(rec, records=[rec])
+            uf.receipts.append(cur)
+            category, unit, unit_open = "", 0, False
+            if uf.go is not None:
+                uf.problem(rec, KIND_STRUCTURE, "receipt after the GO trailer")
+            continue
+        if cur is None:
+            uf.problem(rec, KIND_STRUCTURE, f"{rtype} record outside any receipt (no RE before it)")
+            uf.orphans.append(rec)
+            continue
+        cur.records.append(rec)
+        if rtype == "HO":
+            if cur.ho is not None:
+                uf.problem(rec, KIND_STRUCTURE, "a second HO record in one receipt", WARNING)
+            cur.ho = cur.ho or rec
+        elif rtype == "KO":
+            cur.ko.append(rec)
+        elif rtype == "SN":
+            cur.sn.append(rec)
+        elif rtype == "JD":
+            cur.jd.append(rec)
+        elif rtype == "MF":
+            cur.mf = rec
+        elif rtype == "SY":
+            cur.sy.append(rec)
+        elif rtype == "HS":
+            cur.hs.append(rec)
+        elif rtype == "SJ":
+            cur.sj.append(rec)
+        elif rtype in ITEM_TYPES:
+            if rec["category"]:
+                if rec["category"] != category:
+                    unit_open = False
+                category = rec["category"]
+            if not unit_open:
+                unit += 1
+                unit_open = True
+            item = Item(rec, category, unit)
+            rec.category = category
+            if pending and all(c.category == category for c in pending):
+                item.comments.extend(pending)
+            else:
+                cur.comments.extend(pending)
+            pending = []
+            cur.items.append(item)
+            if rec["points"]:
+                unit_open = False  # points close the 点数・回数算定単位
+        elif rtype == "CO":
+            if rec["category"]:
+                category = rec["category"]
+            rec.category = category
+            last = cur.items[-1] if cur.items else None
+            if not pending and last is not None and last.category == category:
+                last.comments.append(rec)
+            else:
+                pending.append(rec)
+    close()
+
+
+def _check_totals(uf: UkeFile) -> None:
+    if uf.ir is None:
+        uf.problem(None, KIND_STRUCTURE, "no IR/UK/YK header record")
+    if uf.go is None:
+        uf.problem(None, KIND_STRUCTURE, "no GO trailer record (file may be cut short)")
+        return
+    # 総件数 counts each bearer of a receipt (HO and every KO), as the paper 請求書 does: the
+    # samples confirm it (7 RE + 6 KO = 13).  A plain receipt count is accepted as well.
+    count = uf.go["total_receipts"]
+    bearers = sum(max(1, (1 if r.ho else 0) + len(r.ko)) for r in uf.receipts)
+    if count.isdigit() and int(count) not in (bearers, len(uf.receipts)):
+        uf.problem(uf.go, KIND_TOTALS, f"GO 総件数 is {int(count)}, the file holds "
+                   f"{len(uf.receipts)} receipts with {bearers} bearers (HO + KO)")
+    points = uf.go["total_points"]
+    totals = [r.total_points for r in uf.receipts]
+    if points.isdigit() and None not in totals and int(points) != sum(totals):  # type: ignore[arg-type]
+        uf.problem(uf.go, KIND_TOTALS, f"GO 総合計点数 is {int(points)}, the receipts add up to "
+                   f"{sum(totals)}")  # type: ignore[arg-type]
