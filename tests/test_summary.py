@@ -31,42 +31,37 @@ BUNDLE_ID = re.compile(r"^[0-4][0-9][1-3][0-9]{7}\^[0-9]{8}:[^:\s　]*:[^:\s　]
                        r"\^[A-Z0-9\-]{1,128}$")
 
 
-# -- pure rules: last-known medication ---------------------------------------------------------
-def _rx(rid: str, authored: str, days: int | None, status: str = "active") -> dict:
-    dose: dict = {"text": "1日1回"}
-    if days:
-        dose["extension"] = [{"url": select.USAGE_DURATION,
-                              "valueDuration": {"value": days, "code": "d"}}]
+# -- pure rules ---------------------------------------------------------------------------------
+USAGE = ("http://jpfhir.jp/fhir/core/Extension/StructureDefinition/"
+         "JP_MedicationRequest_DosageInstruction_UsageDuration")
+
+
+def _rx(rid: str, authored: str, days: int, status: str = "active") -> dict:
     return {"resourceType": "MedicationRequest", "id": rid, "status": status,
-            "authoredOn": authored, "medicationCodeableConcept": {"text": rid},
-            "dosageInstruction": [dose]}
+            "authoredOn": authored, "subject": {"reference": "Patient/p1"},
+            "meta": {"source": f"000/000/p1/{authored[:10].replace('-', '')}/OMP-01/f_{rid}"},
+            "medicationCodeableConcept": {"text": f"薬{rid}"},
+            "dosageInstruction": [{"text": "1日1回", "extension": [
+                {"url": USAGE, "valueDuration": {"value": days, "code": "d"}}]}]}
 
 
-def test_medication_is_judged_at_the_newest_data_date_not_today():
+def test_ips_medication_is_judged_at_the_newest_data_date_not_today():
+    from fhir_gateway.summary import ips
     res = [_rx("long", "2020-03-01", 60), _rx("short", "2020-03-20", 3),
            _rx("old", "2019-01-01", 30), _rx("void", "2020-03-25", 30, "cancelled"),
-           {"resourceType": "Observation", "id": "o", "effectiveDateTime": "2020-03-28"}]
-    m = select.last_known_medication(res)
-    assert m.as_of == date(2020, 3, 28)           # years before "today", still "current"
-    assert [x.resource["id"] for x in m.running] == ["long"]
-    assert [x.resource["id"] for x in m.ended] == ["short"]   # outside 100 days: "old" gone
-    assert m.running[0].end == date(2020, 4, 29)
-
-
-def test_unknown_duration_counts_as_running_only_for_the_newest_order():
-    res = [_rx("a", "2021-05-01", None), _rx("b", "2021-05-10", None)]
-    m = select.last_known_medication(res)
-    assert [x.resource["id"] for x in m.running] == ["b"]
-    assert [x.resource["id"] for x in m.ended] == ["a"]
-
-
-def test_daily_administrations_collapse_to_the_newest_per_drug():
-    given = [{"resourceType": "MedicationAdministration", "id": f"g{d}", "status": "completed",
-              "effectiveDateTime": f"2022-01-{d:02d}T08:00:00+09:00",
-              "medicationCodeableConcept": {"coding": [{"system": "s", "code": "X"}]}}
-             for d in range(1, 11)]
-    m = select.last_known_medication(given)
-    assert [x.resource["id"] for x in m.running + m.ended] == ["g10"]
+           {"resourceType": "Observation", "id": "o", "status": "final",
+            "code": {"text": "x"}, "effectiveDateTime": "2020-03-28",
+            "meta": {"source": "000/000/p1/20200328/OML-11/f"}}]
+    doc = ips.build({"resourceType": "Patient", "id": "p1", "meta": {"source": "s"}}, res,
+                    facility_code="1310000017", facility_name="病院", base_url="http://x/fhir/1")
+    assert select.newest_data_date(res) == date(2020, 3, 28)   # years before "today"
+    meds = next(s for s in doc["entry"][0]["resource"]["section"]
+                if s["code"]["coding"][0]["code"] == "10160-0")
+    refs = [e["reference"] for e in meds["entry"]]
+    assert refs[0] == "MedicationRequest/long"                  # running first
+    assert "MedicationRequest/old" not in refs and "MedicationRequest/void" not in refs
+    assert "最終データ日 2020-03-28 時点" in meds["text"]["div"]
+    assert "継続中" in meds["text"]["div"]
 
 
 # -- IPS over HTTP -------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from fhir_gateway.services import medication_summary as ms
+
 from . import narrative as nv
 from . import select
 
@@ -57,13 +59,20 @@ def facility_organization(code: str, name: str) -> dict:
             "identifier": [{"system": INSTITUTION_NO, "value": code}], "name": name or code}
 
 
-def _choose(key: str, resources: list[dict], meds: select.MedicationSummary) -> list[dict]:
+def _medication_resources(resources: list[dict], meds: ms.MedicationSummary) -> list[dict]:
+    """The MedicationRequests behind the summary's lines, running first, in the summary's order."""
+    by_id = {r.get("id"): r for r in select.of_type(resources, "MedicationRequest")}
+    ids = [ln.resource_id for g in meds.running + meds.ended for ln in g.lines]
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def _choose(key: str, resources: list[dict], meds: ms.MedicationSummary) -> list[dict]:
     if key == "problems":
         return select.active_problems(resources)
     if key == "allergies":
         return select.allergies(resources)
     if key == "medications":
-        return meds.resources
+        return _medication_resources(resources, meds)
     if key == "results":
         return select.latest_observations(resources, "laboratory")
     if key == "vitals":
@@ -77,7 +86,7 @@ def _choose(key: str, resources: list[dict], meds: select.MedicationSummary) -> 
     raise KeyError(key)
 
 
-def _rows(key: str, chosen: list[dict], meds: select.MedicationSummary) -> tuple[list[str], list]:
+def _rows(key: str, chosen: list[dict], meds: ms.MedicationSummary) -> tuple[list[str], list]:
     """Headers and rows of a section's narrative table."""
     if key in ("problems", "past"):
         return (["傷病名", "状態", "記録日"],
@@ -90,15 +99,13 @@ def _rows(key: str, chosen: list[dict], meds: select.MedicationSummary) -> tuple
                   nv.status_ja(r), nv.date_text(r)] for r in chosen])
     if key == "medications":
         rows = []
-        for line in meds.running + meds.ended:
-            r = line.resource
-            drug = nv.medication_text(r)
-            kind = select.KIND_JA.get(select.order_kind(r), "投与記録"
-                                      if r["resourceType"] == "MedicationAdministration" else "処方")
-            rows.append([drug, kind, nv.dosage(r), line.start.isoformat() if line.start else "",
-                         line.end.isoformat() if line.end else "不明",
-                         "最終データ日に継続中" if line.running else "最終データ日より前に終了"])
-        return ["薬剤", "種別", "用法・用量", "開始日", "終了予定日", "最終データ日時点"], rows
+        for group in meds.running + meds.ended:
+            for ln in group.lines:
+                how = "・".join(x for x in (ln.dose, ln.usage, ln.route, ln.rate) if x)
+                rows.append([ln.drug, "注射" if ln.kind == "injection" else "処方", how,
+                             ln.start, ln.end or "不明",
+                             "継続中" if group.running else ln.state_ja])
+        return ["薬剤", "種別", "用法・用量", "開始日", "終了（予定）日", "最終データ日時点"], rows
     if key in ("results", "vitals"):
         return (["項目", "結果", "日付"],
                 [[nv.text_of(r.get("code")), nv.observation_value(r), nv.date_text(r)]
@@ -148,7 +155,7 @@ def build(patient: dict, resources: list[dict], *, facility_code: str, facility_
     """The IPS document Bundle for one patient from their mapped resources."""
     now = (now or datetime.now(JST)).astimezone(JST)
     as_of: date | None = select.newest_data_date(resources)
-    meds = select.last_known_medication(resources, as_of)
+    meds = ms.medication_summary(resources, as_of.isoformat() if as_of else None)
     org = facility_organization(facility_code, facility_name)
     org_url = f"urn:uuid:{uuid.uuid5(_UUID_NS, 'org:' + facility_code)}"
     patient_ref = f"Patient/{patient['id']}"
@@ -165,9 +172,8 @@ def build(patient: dict, resources: list[dict], *, facility_code: str, facility_
             headers, rows = _rows(sec.key, chosen, meds)
             note = ""
             if sec.key == "medications":
-                note = (f"最終データ日 {as_of.isoformat()} 時点。直近{select.RECENT_MEDICATION_DAYS}日の"
-                        "処方・注射を、最終データ日に継続中のものと終了したものに分けて示す。"
-                        if as_of else "")
+                note = (f"最終データ日 {as_of.isoformat()} 時点。継続中の処方・注射と、"
+                        f"{meds.since} 以降に終了したものを Rp ごとに示す。" if as_of else "")
             entry["text"] = {"status": "generated", "div": nv.table(sec.title, headers, rows, note)}
             entry["entry"] = [{"reference": f"{r['resourceType']}/{r['id']}"} for r in chosen]
             named.extend(chosen)

@@ -35,22 +35,6 @@ def text_of(concept: dict | None) -> str:
     return ""
 
 
-def medication_text(resource: dict) -> str:
-    """The drug of a MedicationRequest/Administration: its code, or the ingredients (with
-    amounts) of the contained Medication an injection order points to."""
-    if resource.get("medicationCodeableConcept"):
-        return text_of(resource["medicationCodeableConcept"])
-    ref = (resource.get("medicationReference") or {}).get("reference", "")
-    for med in resource.get("contained", []):
-        if med.get("resourceType") == "Medication" and ref == f"#{med.get('id')}":
-            parts = []
-            for ing in med.get("ingredient", []):
-                amount = quantity((ing.get("strength") or {}).get("numerator"))
-                parts.append(f"{text_of(ing.get('itemCodeableConcept'))} {amount}".strip())
-            return " + ".join(parts) or text_of(med.get("code"))
-    return (resource.get("medicationReference") or {}).get("display", "")
-
-
 def quantity(q: dict | None) -> str:
     if not q or q.get("value") is None:
         return ""
