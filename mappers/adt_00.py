@@ -75,6 +75,12 @@ NOT_MAPPED: list[tuple[str, str]] = [
     ("IN1-1", "set id; the position gives the Coverage id"),
     ("IN2", "not used by SS-MIX2"),
     ("IN3", "not used by SS-MIX2"),
+    ("PID-3.5", "identifier type code (PI): the JP_Patient identifier system already says it is the patient id"),
+    ("AL1-2.2", "display of the HL7 0127 allergen type; the type maps to category"),
+    ("AL1-2.3", "coding system name (HL70127) of AL1-2"),
+    ("NK1-13.2", "organization name type code (D = display name)"),
+    ("IN1-17.2", "display of the HL7 0063 relationship; the code maps to Coverage.relationship (its text is kept)"),
+    ("IN1-17.3", "coding system name (HL70063) of IN1-17"),
 ]
 
 _DELETE_EVENT = "A23"

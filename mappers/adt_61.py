@@ -44,6 +44,12 @@ NOT_MAPPED: list[tuple[str, str]] = [
     ("IAM-16", "not used by SS-MIX2"),
     ("IAM-19", "organisation that confirmed; no AllergyIntolerance element"),
     ("IAM-20", "confirmation time; no AllergyIntolerance element (recordedDate is IAM-13)"),
+    ("IAM-2.2", "display of the HL7 0127 allergen type; the type maps to category"),
+    ("IAM-2.3", "coding system name (HL70127)"),
+    ("IAM-4.2", "display of the HL7 0128 severity; the code maps to reaction.severity"),
+    ("IAM-4.3", "coding system name (HL70128)"),
+    ("IAM-6.2", "display of the HL7 0323 action code (追加/更新/削除); the code drives the status"),
+    ("IAM-6.3", "coding system name (HL70323)"),
 ]
 
 

@@ -50,8 +50,41 @@ COMMON_NOT_MAPPED: list[tuple[str, str]] = [
     ("IN1", "insurance: Coverage comes from ADT-00"),
     ("IN2", "insurance: Coverage comes from ADT-00"),
     ("SFT", "software segment: the sending system, not clinical content"),
+    ("MSH-13", "sequence number: transmission control"),
+    ("MSH-14", "continuation pointer: transmission control"),
     ("PV1-1", "set id"),
+    ("PID-1", "set id"),
+    ("NK1-1", "set id"),
+    ("DB1-1", "set id"),
+    ("AL1-1", "set id; the AL1 position gives the resource id"),
+    ("IAM-1", "set id; IAM-7 or the position gives the resource id"),
+    ("OBX-1", "set id; the OBX position gives the resource id"),
+    ("OBR-1", "set id; the OBR position gives the resource id"),
+    ("SPM-1", "set id; the SPM position gives the resource id"),
+    ("TQ1-1", "set id; dosageInstruction.sequence numbers the TQ1 segments"),
+    ("NTE-1", "set id"),
+    ("DG1-1", "set id"),
+    ("OBX-4", "sub-id: groups the OBX of one item; mapped where results have isolates (OML-11 identifier)"),
+    ("OBX-9", "probability: no Observation element, not written by SS-MIX2 sources"),
+    ("ORC-13", "enterer's location (端末の場所): where the order was typed, no request element"),
+    ("ORC-18", "entering device (入力装置): the terminal, not clinical content"),
+    ("ORC-21", "ordering facility name: the facility is the storage's"),
+    ("ORC-22", "ordering facility address: the facility is the storage's"),
+    ("ORC-23", "ordering facility phone: the facility is the storage's"),
+    ("ORC-24", "ordering provider address"),
+    ("ORC-30", "enterer authorization mode; some writers put the order type here (ORC-29 is the order type)"),
 ]
+
+# XCN fields (doctors, nurses, operators).  Only their first repetition is a Practitioner
+# reference (id, family, given); the parts below are metadata of the name, and a further
+# repetition is the same person's name in another representation (kana, romaji).
+XCN_FIELDS = frozenset({
+    "ORC-10", "ORC-11", "ORC-12", "ORC-19", "OBR-10", "OBR-16", "OBR-28", "OBR-32", "OBR-33",
+    "OBR-34", "OBR-35", "PV1-7", "PV1-8", "PV1-9", "PV1-17", "RXE-13", "RXA-10", "ZE1-7",
+    "OBX-16", "EVN-5", "IAM-18", "ROL-4", "RXE-14"})
+XCN_METADATA = {7: "degree", 9: "assigning authority", 10: "name type code (L = legal)",
+                13: "identifier type code", 14: "assigning facility",
+                15: "name representation code (I kanji / P kana)"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +120,13 @@ def not_mapped(data_type: str) -> dict[str, str]:
     return table
 
 
-def _explained(c: Content, table: dict[str, str]) -> bool:
-    return (c.segment_id in table or f"{c.segment_id}-{c.field}" in table
-            or f"{c.segment_id}-{c.field}.{c.component}" in table)
+def _explained(c: Content, table: dict[str, str], xcn_value: bool = False) -> bool:
+    where = f"{c.segment_id}-{c.field}"
+    if c.segment_id in table or where in table or f"{where}.{c.component}" in table:
+        return True
+    if where in XCN_FIELDS or xcn_value:
+        return c.repetition > 1 or c.component in XCN_METADATA
+    return False
 
 
 def audit_message(msg: Message, ctx: MapContext) -> tuple[list[dict], list[Unmapped]]:
@@ -98,8 +135,10 @@ def audit_message(msg: Message, ctx: MapContext) -> tuple[list[dict], list[Unmap
     resources = map_message(amsg, ctx)
     table = not_mapped(ctx.name.data_type)
     grouped: dict[tuple[int, int, int], list[Content]] = {}
+    xcn_values = {i for i, line in enumerate(amsg.lines)
+                  if line.startswith("OBX") and line.split(amsg.delimiters.field)[2:3] == ["XCN"]}
     for c in unread(amsg):
-        if not _explained(c, table):
+        if not _explained(c, table, c.field == 5 and c.segment in xcn_values):
             grouped.setdefault((c.segment, c.field, c.repetition), []).append(c)
     out = []
     for (seg, _n, rep), items in grouped.items():

@@ -451,14 +451,17 @@ def obx_value(obx, facility: str = "") -> dict:
                                     if field.component(1) else "") if x)
         return {"valueString": text} if text else {}
     if vtype == "ZRD":  # 使用物品: code^name^system^quantity^unit
-        name = field.component(2) or field.component(1)
+        code, name, system = field.component(1), field.component(2), field.component(3)
         qty = field.component(4)
         unit = field.subcomponents(5)
         unit_text = unit[1] if len(unit) > 1 and unit[1] else (unit[0] if unit else "")
-        text = " ".join(x for x in (name, qty, unit_text) if x)
+        coded = f"({system} {code})" if code and system else (f"({code})" if code and name else "")
+        text = " ".join(x for x in (name or code, qty, unit_text, coded) if x)
         return {"valueString": text} if text else {}
     reps = [r.text.replace("^", " ").strip() for r in field.repetitions]
     text = "\n".join(r for r in reps if r)
+    if text and obx[6] and vtype in ("NM", "SN", "ST"):  # a non-numeric value keeps its unit
+        text = f"{text} {unit_parts(obx[6])[1]}"
     return {"valueString": text} if text else {}
 
 

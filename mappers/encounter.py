@@ -61,6 +61,7 @@ NOT_MAPPED: list[tuple[str, str]] = [
     ("OBX", "observations inside ADT events are not written by SS-MIX2 sources seen"),
     ("DB1", "Patient data come from ADT-00 only"),
     ("IN1", "Coverage comes from ADT-00"),
+    ("PV2-8", "expected admission time: read for ADT-21 (planned) only; other events carry the real time in PV1-44"),
 ]
 
 _PARTICIPANT = (("ATND", "attender", 7), ("ADM", "admitter", 17))

@@ -308,6 +308,7 @@ def _route_parts_cached(line: str, facility: str) -> dict:
 
 
 EXT_DEVICE = term.LOCAL_EXT + "dosage-administration-device"
+EXT_LINE = term.JP_EXT + "JP_MedicationDosage_Line"  # 主管/側管 (RXR-5 routing instruction)
 
 
 def _route_parts(rxr: Segment, facility: str) -> dict:
@@ -324,6 +325,9 @@ def _route_parts(rxr: Segment, facility: str) -> dict:
     device = dt.codeable(rxr[3], facility)  # 投薬装置 (点滴ポンプ): R4 Dosage has no device
     if device:
         out["extension"] = [{"url": EXT_DEVICE, "valueCodeableConcept": device}]
+    line = dt.codeable(rxr[5], facility)  # 投与経路指示 主管/側管
+    if line:
+        out.setdefault("extension", []).append({"url": EXT_LINE, "valueCodeableConcept": line})
     return out
 
 
@@ -452,6 +456,9 @@ def administration_dosage(rxr: Segment | None, facility: str) -> tuple[dict, lis
     parts = route_parts(rxr, facility)
     devices = []
     for e in parts.pop("extension", []):
+        if e["url"] != EXT_DEVICE:
+            parts.setdefault("extension", []).append(e)
+            continue
         cc = e["valueCodeableConcept"]
         text = cc.get("text") or cc.get("coding", [{}])[0].get("code")
         if text:
@@ -774,10 +781,20 @@ def administration_base(msg: Message, ctx: MapContext, orc: Segment, rxas: list[
             "code": code, "display": code.capitalize()}]}
     r["subject"] = dt.patient_ref(ctx.patient_id)
     eff = effective(first)
+    if len(rxas) > 1:  # one event over several RXA lines (a mix): it ends with the last end
+        ends = [e for e in (dt.datetime_(x[4]) for x in rxas[1:]) if e]
+        if ends and "effectivePeriod" in eff and max(ends) > eff["effectivePeriod"]["end"]:
+            eff["effectivePeriod"]["end"] = max(ends)
+        elif ends and "effectiveDateTime" in eff and max(ends) != eff["effectiveDateTime"]:
+            eff = {"effectivePeriod": {"start": eff["effectiveDateTime"], "end": max(ends)}}
     r.update(eff or {"effectiveDateTime": dt.datetime_(msg["MSH"][7]) or ctx.last_updated})
-    performer = dt.practitioner(first[10], fac)
-    if performer:
-        r["performer"] = [{"actor": performer}]
+    performers: list[dict] = []
+    for x in rxas:  # every RXA line of the event may name who gave it
+        actor = dt.practitioner(x[10], fac)
+        if actor and all(p["actor"] != actor for p in performers):
+            performers.append({"actor": actor})
+    if performers:
+        r["performer"] = performers
     order = orc.get(2).strip()
     if order:
         r["request"] = {"type": "MedicationRequest",
@@ -786,6 +803,21 @@ def administration_base(msg: Message, ctx: MapContext, orc: Segment, rxas: list[
     if notes_:
         r["note"] = notes_
     return r
+
+
+def obx_after(segments: list[Segment], last: Segment) -> list[Segment]:
+    """The OBX segments that follow ``last`` (an RXA) up to the next RXA: the observations of
+    that administration (RAS^O17 ``RXA+ RXR (OBX NTE*)*``)."""
+    out: list[Segment] = []
+    seen = False
+    for s in segments:
+        if s is last:
+            seen = True
+        elif seen and s.id == "RXA":
+            break
+        elif seen and s.id == "OBX":
+            out.append(s)
+    return out
 
 
 def administration_groups(group: OrderGroup) -> list[tuple[list[Segment], Segment | None]]:

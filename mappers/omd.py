@@ -42,6 +42,8 @@ NOT_MAPPED: list[tuple[str, str]] = [
     ("TQ1-9", "priority; NutritionOrder has no priority"),
     ("ODT", "tray instructions (配膳); no NutritionOrder element"),
     ("OBX", "observations with a diet order are not written by SS-MIX2 sources seen"),
+    ("ORC-12.10", "see XCN in docs/mapping.md"),
+    ("ORC-29", "order type I/O; NutritionOrder has no category for it (the data type is the category)"),
 ]
 
 

@@ -97,6 +97,32 @@ NOT_MAPPED: list[tuple[str, str]] = [
     ("IPC-4", "scheduled procedure step id (DICOM MWL)"),
     ("IPC-6", "protocol code"),
     ("IPC-7", "scheduled station name"),
+    ("IPC-1", "accession number of an IPC that repeats a Study Instance UID already listed: the first IPC of the study is mapped"),
+    ("IPC-3", "a Study Instance UID already listed by an earlier IPC (one ImagingStudy per UID)"),
+    ("IPC-5", "modality of an IPC that repeats a Study Instance UID (one ImagingStudy per UID)"),
+    ("OBR-16", "ordering provider: the same as ORC-12, read only when ORC-12 is empty"),
+    ("OBR-29", "parent order number: the same as ORC-8, read only when ORC-8 is empty"),
+    ("ORC-12", "ordering provider in a performed notice: ImagingStudy.referrer when there is an IPC; the ServiceRequest carries the requester"),
+    ("OBR-2", "placer order number; ORC-2 is the same number and wins (OBR-2 only when ORC-2 is empty)"),
+    ("OBR-3", "filler order number: performed notices reference the order by ORC-2 (basedOn); ORC-3 wins in orders"),
+    ("OBR-7", "performed time of the order: read for ImagingStudy.started and as an Observation fallback; a Procedure's times come from ZE1/OBX"),
+    ("OBR-22", "report time: a performed notice has no report (the DiagnosticReport comes with OMG-13)"),
+    ("OBR-25", "result status: a performed notice is taken as completed"),
+    ("OBR-36", "scheduled time: TQ1-7/8 (the period) wins when written"),
+    ("ORC-1", "order control in a result (SC): DiagnosticReport.status comes from OBR-25"),
+    ("ORC-3", "filler order number in a result: DiagnosticReport.identifier takes OBR-3"),
+    ("ORC-5", "order status in a result: DiagnosticReport.status comes from OBR-25"),
+    ("ORC-8", "parent order number of a performed child: Procedure.basedOn references the child's own order (ORC-2)"),
+    ("ORC-9", "order time in a result or performed notice: the ServiceRequest (OMG-01/02/03) carries authoredOn"),
+    ("ORC-17", "department in a result or performed notice: the ServiceRequest carries it"),
+    ("TQ1-7", "planned start in a performed notice: the performed times come from ZE1/OBX"),
+    ("TQ1-8", "planned end in a performed notice: the performed times come from ZE1/OBX"),
+    ("TQ1-9", "priority in a performed notice or result: the ServiceRequest carries it (TQ1-9.1)"),
+    ("TQ1-9.2", "display of the HL7 0485 priority; the code maps to ServiceRequest.priority"),
+    ("TQ1-9.3", "coding system name (HL70485)"),
+    ("OBX-3.2", "item name of a procedure OBX (開始時間 ...): the item code selects the Procedure element"),
+    ("OBX-3.3", "coding system name of a procedure OBX item"),
+    ("OBX-11", "result status of a procedure OBX: the Procedure is completed"),
     ("IPC-8", "scheduled location"),
     ("IPC-9", "scheduled AE title"),
     ("SPM", "specimens of a physiology order are not written by SS-MIX2 sources seen"),
@@ -128,11 +154,29 @@ def _first(group: list[Segment], seg_id: str) -> Segment | None:
 
 
 def _order_groups(msg: Message) -> list[tuple[int, list[Segment]]]:
-    """ORC groups with their 1-based position, minus NW headers repeated by a PA group."""
+    """ORC groups with their 1-based position, minus NW headers repeated by a PA group
+    (dropped only when the PA group writes every field of the NW header the same way)."""
     groups = msg.groups("ORC")
-    parents = {g[0].get(2) for g in groups if g[0].get(1) == "PA"}
+    parents = {g[0].get(2): g for g in groups if g[0].get(1) == "PA"}
     return [(i, g) for i, g in enumerate(groups, 1)
-            if not (g[0].get(1) == "NW" and g[0].get(2) in parents)]
+            if not (g[0].get(1) == "NW" and g[0].get(2) in parents
+                    and _repeats(g, parents[g[0].get(2)]))]
+
+
+def _repeats(header: list[Segment], parent: list[Segment]) -> bool:
+    """True when every non-empty field of the header group is written the same in the parent."""
+    first: dict[str, list[str]] = {}
+    for seg in parent:
+        first.setdefault(seg.id, seg.fields)
+    for seg in header:
+        other = first.get(seg.id)
+        if other is None:
+            return False
+        fs = seg.fields
+        for n in range(2 if seg.id == "ORC" else 1, len(fs)):
+            if fs[n] and (n >= len(other) or other[n] != fs[n]):
+                return False
+    return True
 
 
 def _order_ref(ctx: MapContext, order_no: str) -> dict:

@@ -43,6 +43,12 @@ MAPPING: list[tuple[str, str, str]] = [
 NOT_MAPPED: list[tuple[str, str]] = [
     ("OBX-11", "always O (order detail) in an order; the item itself is kept in orderDetail"),
     ("OBX-2", "ordered items carry no value in OML^O33"),
+    ("PV1", "visit snapshot of the order (class, ward, attending, visit number); Encounters come from the ADT files and the order's class from ORC-29, else PV1-2"),
+    ("ORC-10", "entered by (入力者); the requester is ORC-12"),
+    ("OBR-2", "placer order number; ORC-2 is the same number and is the identifier (OBR-2 only when ORC-2 is empty)"),
+    ("OBR-16", "ordering provider; the same as ORC-12, read only when ORC-12 is empty"),
+    ("TQ1-9.2", "display of the HL7 0485 priority; the code maps to ServiceRequest.priority"),
+    ("TQ1-9.3", "coding system name (HL70485)"),
 ]
 
 def request_status(orc: Segment | None) -> str:

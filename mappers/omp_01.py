@@ -55,6 +55,7 @@ MAPPING: list[tuple[str, str, str]] = [
     ("RXR-2", "MedicationRequest.dosageInstruction.site", ""),
     ("RXR-3", "MedicationRequest.dosageInstruction.extension", "投薬装置 (点滴ポンプ ...): local extension dosage-administration-device (R4 Dosage has no device)"),
     ("RXR-4", "MedicationRequest.dosageInstruction.method", ""),
+    ("RXR-5", "MedicationRequest.dosageInstruction.extension", "投与経路指示 (主管/側管): JP_MedicationDosage_Line"),
     ("RXR-6", "MedicationRequest.dosageInstruction.site", "部位修飾子 (左/右): codings added to the site, text prefixed"),
     ("NTE-3", "MedicationRequest.note", ""),
     ("OBX-3", "Observation.code", "OBX after the RXE (身長, 体重, 体表面積, 感染症 ...): one Observation each, referenced from MedicationRequest.supportingInformation; body height/weight -> JP_Observation_BodyMeasurement, surface area -> vital-signs (LOINC 8277-6)"),
@@ -67,6 +68,9 @@ MAPPING: list[tuple[str, str, str]] = [
 NOT_MAPPED: list[tuple[str, str]] = [
     ("MSH-10", "message control id identifies the transmission, not the order; meta.source names the file"),
     ("RXE-6", "JP_MedicationRequest allows only medicationCodeableConcept, which has no dosage form; the form is part of the HOT/YJ code"),
+    ("PV1", "visit snapshot of the order (class, ward, attending, visit number); Encounters come from the ADT files and the order's class from ORC-29, else PV1-2"),
+    ("ORC-27", "filler's expected availability time (some writers put the order type here); ORC-29 is the order type"),
+    ("RXE-14", "verifier (監査者, the pharmacist who checked the order): no MedicationRequest element")
 ]
 
 

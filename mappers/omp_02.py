@@ -51,6 +51,7 @@ MAPPING: list[tuple[str, str, str]] = [
     ("RXR-2", "MedicationRequest.dosageInstruction.site", ""),
     ("RXR-3", "MedicationRequest.dosageInstruction.extension", "投薬装置 (点滴ポンプ ...): local extension dosage-administration-device (R4 Dosage has no device)"),
     ("RXR-4", "MedicationRequest.dosageInstruction.method", ""),
+    ("RXR-5", "MedicationRequest.dosageInstruction.extension", "投与経路指示 (主管/側管): JP_MedicationDosage_Line"),
     ("RXR-6", "MedicationRequest.dosageInstruction.site", "部位修飾子 (左/右): codings added to the site, text prefixed"),
     ("RXC-2", "MedicationRequest.contained.ingredient.itemCodeableConcept", "one ingredient per RXC, DrugNo = position"),
     ("RXC-3", "MedicationRequest.contained.ingredient.strength.numerator", "denominator 1 回 (MERIT-9 TIME)"),
@@ -66,6 +67,14 @@ MAPPING: list[tuple[str, str, str]] = [
 
 NOT_MAPPED: list[tuple[str, str]] = [
     ("RXC-1", "base (B) / additive (A) has no element in JP_Medication; ingredient order (DrugNo) keeps the base first as written"),
+    ("PV1", "visit snapshot of the order (class, ward, attending, visit number); Encounters come from the ADT files and the order's class from ORC-29, else PV1-2"),
+    ("ORC-27", "filler's expected availability time (some writers put the order type here); ORC-29 is the order type"),
+    ("RXE-15", "処方箋番号: JP_MedicationRequest_Injection has no prescription-number slice; ORC-2 is the order identifier"),
+    ("RXE-22", "give per (time unit): the rate unit is RXE-24"),
+    ("RXE-24.3", "coding system name (ISO+) of the rate unit; RXE-24.1 is converted to UCUM"),
+    ("RXE-42", "dispensing location (払出場所); not clinical content"),
+    ("RXE-14", "verifier (監査者, the pharmacist who checked the order): no MedicationRequest element"),
+    ("RXE-27", "手技 (JHSI0009): dosageInstruction.method only when RXR-4 is empty (RXR-4 wins)")
 ]
 
 

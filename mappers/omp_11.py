@@ -12,6 +12,7 @@ from __future__ import annotations
 from storage.hl7 import Message
 
 from . import datatypes as dt
+from . import embedded
 from . import medication as med
 from .context import MapContext
 from .registry import register
@@ -37,7 +38,12 @@ MAPPING: list[tuple[str, str, str]] = [
     ("RXR-2", "MedicationAdministration.dosage.site", ""),
     ("RXR-3", "MedicationAdministration.device", "投薬装置 as display"),
     ("RXR-4", "MedicationAdministration.dosage.method", ""),
+    ("RXR-5", "MedicationAdministration.dosage.extension", "投与経路指示 (主管/側管): JP_MedicationDosage_Line"),
     ("RXR-6", "MedicationAdministration.dosage.site", "部位修飾子 (左/右): codings added to the site, text prefixed"),
+    ("OBX-3", "Observation.code", "OBX after an RXA: one Observation each (mappers.embedded), referenced from MedicationAdministration.supportingInformation"),
+    ("OBX-5", "Observation.value[x]", "with OBX-2 and OBX-6 (mappers.datatypes.obx_value)"),
+    ("OBX-11", "Observation.status", ""),
+    ("OBX-14", "Observation.effectiveDateTime", "else the administration's time"),
 ]
 
 NOT_MAPPED: list[tuple[str, str]] = [
@@ -45,6 +51,14 @@ NOT_MAPPED: list[tuple[str, str]] = [
     ("RXA-2", "administration counter: each RXA is already its own MedicationAdministration"),
     ("RXA-11", "LA2 ward/bed location: no Location resource exists to reference"),
     ("ORC-1", "administration status comes from RXA-20/21, not from the order control code"),
+    ("PV1", "visit snapshot of the order (class, ward, attending, visit number); Encounters come from the ADT files and the order's class from ORC-29, else PV1-2"),
+    ("RXE", "the order's own segment repeated in the administration (RAS^O17): the MedicationRequest comes from the OMP-01 file, referenced by ORC-2"),
+    ("TQ1", "the order's own segment repeated in the administration (RAS^O17): the MedicationRequest comes from the OMP-01 file, referenced by ORC-2"),
+    ("RXC", "the order's own segment repeated in the administration (RAS^O17): the MedicationRequest comes from the OMP-01 file, referenced by ORC-2"),
+    ("ORC-10", "entered by; the administration's performer is RXA-10"),
+    ("ORC-29", "order type; MedicationAdministration.category comes from ORC-29.1 / PV1-2"),
+    ("RXR", "the order-side RXR (after RXE) repeats the order's route: each administration maps the RXR after its RXA (else the group's first RXR)"),
+    ("RXA-22", "system entry time of the record; meta.lastUpdated is the file's 発生日時"),
 ]
 
 
@@ -52,6 +66,7 @@ NOT_MAPPED: list[tuple[str, str]] = [
 def map_omp_11(msg: Message, ctx: MapContext) -> list[dict]:
     out: list[dict] = []
     numbering = med.Numbering()
+    n_obs = 0
     fac = ctx.facility
     for group in med.order_groups(msg):
         orc = group.orc
@@ -77,4 +92,11 @@ def map_omp_11(msg: Message, ctx: MapContext) -> list[dict]:
             if dosage:
                 r["dosage"] = dosage
             out.append(r)
+            obxs = med.obx_after(group.segments, seg)
+            if obxs:
+                obs = embedded.order_observations(obxs, ctx, r.get("effectiveDateTime") or (
+                    r.get("effectivePeriod") or {}).get("start"), n_obs + 1)
+                n_obs += len(obs)
+                r["supportingInformation"] = embedded.references(obs)
+                out.extend(obs)
     return out

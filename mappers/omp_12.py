@@ -12,6 +12,7 @@ from __future__ import annotations
 from storage.hl7 import Message, Segment
 
 from . import datatypes as dt
+from . import embedded
 from . import medication as med
 from . import terminology as term
 from .context import MapContext
@@ -34,11 +35,12 @@ MAPPING: list[tuple[str, str, str]] = [
     ("RXA-6", "MedicationAdministration.contained.ingredient.strength.numerator", "per 1 回; dosage.dose for a single drug; Immunization.doseQuantity"),
     ("RXA-7", "MedicationAdministration.contained.ingredient.strength.numerator", "unit (MR9P)"),
     ("RXA-9", "MedicationAdministration.note", "Immunization.note"),
-    ("RXA-10", "MedicationAdministration.performer.actor", "Immunization.performer.actor"),
+    ("RXA-10", "MedicationAdministration.performer.actor", "every RXA line of the event, de-duplicated; Immunization.performer (function AP)"),
+    ("ORC-12", "Immunization.performer", "function OP (ordering provider); MedicationAdministration: extension Requester"),
     ("RXA-12", "MedicationAdministration.dosage.rateRatio", "102ml/hr -> 102 mL / 1 h"),
     ("RXA-15", "Immunization.lotNumber", ""),
     ("RXA-16", "Immunization.expirationDate", ""),
-    ("RXA-17", "Immunization.manufacturer", "display only"),
+    ("RXA-17", "Immunization.manufacturer", "display = RXA-17.2 (else .1); the code as identifier (local system manufacturer)"),
     ("RXA-18", "MedicationAdministration.statusReason", "when not-done; Immunization.statusReason"),
     ("RXA-20", "MedicationAdministration.status", "CP completed, PA stopped, NA/RE not-done"),
     ("RXA-21", "MedicationAdministration.status", "D -> entered-in-error"),
@@ -47,13 +49,33 @@ MAPPING: list[tuple[str, str, str]] = [
     ("RXR-2", "MedicationAdministration.dosage.site", "Immunization.site"),
     ("RXR-3", "MedicationAdministration.device", "display only"),
     ("RXR-4", "MedicationAdministration.dosage.method", ""),
+    ("RXR-5", "MedicationAdministration.dosage.extension", "投与経路指示 (主管/側管): JP_MedicationDosage_Line"),
     ("RXR-6", "MedicationAdministration.dosage.site", "部位修飾子 (左/右): codings added to the site, text prefixed; also Immunization.site"),
+    ("OBX-3", "Observation.code", "OBX after an RXA: one Observation each (mappers.embedded), referenced from MedicationAdministration.supportingInformation"),
+    ("OBX-5", "Observation.value[x]", "with OBX-2 and OBX-6 (mappers.datatypes.obx_value)"),
+    ("OBX-11", "Observation.status", ""),
+    ("OBX-14", "Observation.effectiveDateTime", "else the administration's time"),
 ]
 
 NOT_MAPPED: list[tuple[str, str]] = [
     ("RXA-1", "give sub-ID counter only numbers the lines; ids use the Rp and RXA-2 instead"),
     ("RXA-11", "LA2 ward/bed location: JP Core's Location extension needs a Location resource that the storage does not hold"),
     ("ORC-1", "administration status comes from RXA-20/21, not from the order control code"),
+    ("PV1", "visit snapshot of the order (class, ward, attending, visit number); Encounters come from the ADT files and the order's class from ORC-29, else PV1-2"),
+    ("RXE", "the order's own segment repeated in the administration (RAS^O17): the MedicationRequest comes from the OMP-02 file, referenced by ORC-2; RXE-2/3/5/23/24 are read for vaccination and dose/rate fallbacks"),
+    ("TQ1", "the order's own segment repeated in the administration (RAS^O17): the MedicationRequest comes from the OMP-02 file, referenced by ORC-2; RXE-2/3/5/23/24 are read for vaccination and dose/rate fallbacks"),
+    ("RXC", "the order's own segment repeated in the administration (RAS^O17): the MedicationRequest comes from the OMP-02 file, referenced by ORC-2; RXE-2/3/5/23/24 are read for vaccination and dose/rate fallbacks"),
+    ("ORC-10", "entered by; the administration's performer is RXA-10"),
+    ("ORC-29", "order type; MedicationAdministration.category comes from ORC-29.1 / PV1-2"),
+    ("RXA-4", "end of a vaccination: R4 Immunization has one occurrenceDateTime (RXA-3)"),
+    ("RXA-12", "rate of a vaccination: Immunization has no rate"),
+    ("ORC-2", "order number of a vaccination: R4 Immunization has no basedOn (MedicationAdministration.request carries it)"),
+    ("ORC-9", "order time of a vaccination: R4 Immunization has no authoredOn"),
+    ("ORC-17", "department of a vaccination: JP Core Immunization has no department extension"),
+    ("RXR", "the order-side RXR (after RXE) repeats the order's route: each administration maps the RXR after its RXA (else the group's first RXR)"),
+    ("RXA-22", "system entry time of the record; meta.lastUpdated is the file's 発生日時"),
+    ("RXA-9.3", "coding system name of the administration note; its text is the note"),
+    ("RXA-17.3", "coding system name of the manufacturer; its name is kept"),
 ]
 
 
@@ -89,9 +111,12 @@ def _immunization(msg: Message, ctx: MapContext, orc: Segment, rxa: Segment, rxr
     expiry = dt.date_(rxa[16])
     if expiry:
         r["expirationDate"] = expiry
-    maker = rxa[17].component(2) or rxa[17].component(1)
-    if maker:
-        r["manufacturer"] = {"display": maker}
+    maker_code, maker = rxa[17].component(1), rxa[17].component(2)
+    if maker or maker_code:
+        r["manufacturer"] = {"display": maker or maker_code}
+        if maker_code and maker:
+            r["manufacturer"]["identifier"] = {
+                "system": term.local_id_system(fac, "manufacturer"), "value": maker_code}
     parts = med.route_parts(rxr, fac)
     if "site" in parts:
         r["site"] = parts["site"]
@@ -100,9 +125,17 @@ def _immunization(msg: Message, ctx: MapContext, orc: Segment, rxa: Segment, rxr
     dose = med.field_quantity(rxa.get(6), rxa[7], fac)
     if dose:
         r["doseQuantity"] = dose
+    performers = []
     performer = dt.practitioner(rxa[10], fac)
     if performer:
-        r["performer"] = [{"actor": performer}]
+        performers.append({"function": dt.concept("AP", "Administering Provider", term.V2_0443),
+                           "actor": performer})
+    orderer = dt.practitioner(orc[12], fac)
+    if orderer:
+        performers.append({"function": dt.concept("OP", "Ordering Provider", term.V2_0443),
+                           "actor": orderer})
+    if performers:
+        r["performer"] = performers
     note = med.rxa_note(rxa)
     if note:
         r["note"] = note
@@ -113,6 +146,7 @@ def _immunization(msg: Message, ctx: MapContext, orc: Segment, rxa: Segment, rxr
 def map_omp_12(msg: Message, ctx: MapContext) -> list[dict]:
     out: list[dict] = []
     numbering = med.Numbering()
+    n_obs = 0
     fac = ctx.facility
     for group in med.order_groups(msg):
         orc = group.orc
@@ -145,7 +179,7 @@ def map_omp_12(msg: Message, ctx: MapContext) -> list[dict]:
                 dose = med.field_quantity(rxas[0].get(6), rxas[0][7], fac)
             if dose:
                 dosage["dose"] = dose
-            rate = med.rate_ratio(rxas[0].get(12), "")
+            rate = next((q for q in (med.rate_ratio(x.get(12), "") for x in rxas) if q), None)
             if rate is None and rxe is not None:
                 rate = med.rate_ratio(rxe.get(23), rxe.get(24), rxe[24].component(2))
             if rate:
@@ -154,6 +188,15 @@ def map_omp_12(msg: Message, ctx: MapContext) -> list[dict]:
                 r["dosage"] = dosage
             if devices:
                 r["device"] = devices
+            obxs = med.obx_after(group.segments, rxas[-1])
+            if obxs:
+                obs = embedded.order_observations(obxs, ctx, r.get("effectiveDateTime") or (
+                    r.get("effectivePeriod") or {}).get("start"), n_obs + 1)
+                n_obs += len(obs)
+                r["supportingInformation"] = embedded.references(obs)
+                out.append(_reorder(r))
+                out.extend(obs)
+                continue
             out.append(_reorder(r))
     return out
 

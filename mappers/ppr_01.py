@@ -61,6 +61,13 @@ NOT_MAPPED: list[tuple[str, str]] = [
     ("ORC-2", "the diagnosis order number; PRB-4 is the stable key"),
     ("ORC-17", "recording department; no Condition element"),
     ("ORC-29", "order type (inpatient/outpatient); no Condition element"),
+    ("PRB-13.2", "display of the JHSD0005 certainty code; the code maps to verificationStatus"),
+    ("PRB-13.3", "coding system name (JHSD0005)"),
+    ("PRB-15", "転帰日: written as abatementDateTime only when PRB-9 is empty and the status is resolved/remission/inactive (an active problem has no abatement)"),
+    ("PRB-17", "onset text: onsetString only when PRB-16 (the onset date) is empty; FHIR allows one onset[x]"),
+    ("ZPR-3.3", "coding system name (MDCDX2) of the modifier; the MEDIS code is kept"),
+    ("ZPR-5.3", "coding system name (MDCDX2)"),
+    ("ZPR-6.3", "coding system name (MDCDX2)"),
 ]
 
 _OUTCOME_SYSTEMS = ("HL70241", "JHSD0006")

@@ -111,6 +111,7 @@ ALLERGY_CLINICAL = "http://terminology.hl7.org/CodeSystem/allergyintolerance-cli
 ALLERGY_VERIFICATION = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 UCUM = "http://unitsofmeasure.org"
+V2_0443 = "http://terminology.hl7.org/CodeSystem/v2-0443"  # provider role (AP, OP ...)
 
 # Medication (JP Core): units, categories, extensions
 MERIT9_UNIT = f"{JP_CORE}/mhlw/CodeSystem/MedicationUnitMERIT9Code"

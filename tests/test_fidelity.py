@@ -26,7 +26,6 @@ def _map(name: str, text: str, encoding: str = "iso-2022-jp"):
     return res, resources, unmapped
 
 
-@pytest.mark.xfail(strict=True, reason="NOT_MAPPED tables for PV1/ORC/XCN components pending")
 @pytest.mark.parametrize("encoding", ENCODINGS)
 @pytest.mark.parametrize("name", list(J.CASES))
 def test_every_case_maps_without_unread_content(name: str, encoding: str) -> None:

@@ -294,7 +294,8 @@ def test_omp12_vaccination_becomes_immunization():
     assert imm["vaccineCode"]["coding"][0]["code"] == "631340004"
     assert imm["occurrenceDateTime"] == "2021-10-01T10:30:00+09:00"
     assert imm["lotNumber"] == "L123A" and imm["expirationDate"] == "2022-06-30"
-    assert imm["manufacturer"] == {"display": "阪大微研"}
+    assert imm["manufacturer"]["display"] == "阪大微研"
+    assert imm["manufacturer"]["identifier"]["value"] == "BKN"
     assert imm["doseQuantity"]["value"] == Decimal("0.5")
     assert imm["route"]["coding"][0]["code"] == "SC" and imm["site"]["text"] == "左腕"
 

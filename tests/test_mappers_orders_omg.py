@@ -138,7 +138,7 @@ def test_omg12_imaging_study_procedures_observations():
     parts = [o for o in by_type(res, "Observation") if o.get("partOf", [{}])[0].get(
         "reference") == f"Procedure/{first['id']}"]
     assert [o["code"]["coding"][0]["code"] for o in parts] == ["DE-02", "DE-06"]
-    assert parts[0]["valueString"] == "セルシン5mg 1 管"
+    assert parts[0]["valueString"] == "セルシン5mg 1 管 (HOT9 100555401)"  # the drug code is kept
     assert biopsy["code"]["coding"][0]["code"] == "11020001401"
     order_obs = [o for o in by_type(res, "Observation") if o.get("partOf", [{}])[0].get(
         "reference") == f"ImagingStudy/{study['id']}"]
