@@ -28,11 +28,13 @@ def by_type(synth_server, synth_hospital) -> dict[str, list[dict]]:
     import requests
     out: dict[str, list[dict]] = {}
     for pid in synth_hospital.patients:
-        b = requests.get(f"{synth_server.base}/Patient/{pid}/$everything",
-                         params={"_count": "1000"}, headers=synth_server.headers).json()
-        for e in b.get("entry", []):
-            if e["search"]["mode"] == "match":
-                out.setdefault(e["resource"]["resourceType"], []).append(e["resource"])
+        url = f"{synth_server.base}/Patient/{pid}/$everything?_count=1000"
+        while url:  # every page: a chart may hold more than one page
+            b = requests.get(url, headers=synth_server.headers).json()
+            for e in b.get("entry", []):
+                if e["search"]["mode"] == "match":
+                    out.setdefault(e["resource"]["resourceType"], []).append(e["resource"])
+            url = next((lk["url"] for lk in b.get("link", []) if lk["relation"] == "next"), None)
     return out
 
 

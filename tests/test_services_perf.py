@@ -157,7 +157,7 @@ def _lab(root: Path, pid: str, day: str, n: int, flag: str = "1", value: str = "
 
 def _values(svc, pid: str) -> dict[str, str]:
     return {r["id"]: str(r.get("valueQuantity", {}).get("value"))
-            for r in svc.everything(pid).resources if r["resourceType"] == "Observation"}
+            for r in svc.patient_bundle(pid).resources if r["resourceType"] == "Observation"}
 
 
 def test_compartment_cache_follows_the_files(tmp_path: Path) -> None:
@@ -168,10 +168,10 @@ def test_compartment_cache_follows_the_files(tmp_path: Path) -> None:
     _age(h.root)
     svc = Gateway(from_args([str(h.root)], FAC, data_dir=str(h.data_dir))).facility(FAC)
     before = _values(svc, pid)
-    first = svc.everything(pid).resources
+    first = svc.patient_bundle(pid).resources
     assert svc.compartments.hits >= 1  # the second call reused the sorted compartment
     page = [r["id"] for r in first]
-    assert page == [r["id"] for r in svc.everything(pid).resources]
+    assert page == [r["id"] for r in svc.patient_bundle(pid).resources]
     pdir = h.root / pid[:3] / pid[3:6] / pid
 
     # a new file in a new date folder

@@ -238,6 +238,7 @@ class PatientProvider(ResourceProvider):
 
     def everything(self, svc: FacilityService, pager: Pager, base: str, pid: str,
                    items: list[tuple[str, str]], lenient: bool) -> dict:
+        raw = items
         items, offset = _restore(pager, items, svc.code, "everything", pid)
         args: dict[str, str] = {}
         used = []
@@ -264,13 +265,18 @@ class PatientProvider(ResourceProvider):
             if not args["_count"].isdigit():
                 raise FhirError(400, "_count must be a non-negative integer", "invalid")
             count = min(int(args["_count"]), 1000)
-        data = svc.everything(pid, args.get("start"), args.get("end"), args.get("_since"), types)
-        total = len(data.resources)
-        page = data.resources[offset: offset + count]
-        links = _links(pager, base, f"Patient/{pid}/$everything", used, offset, count, total,
-                       svc.code, "everything", used, key=pid)
-        problems = [p for p in data.problems if p.severity == "error"] if offset == 0 else []
-        return bundle.searchset(base, page, [], problems, total, links)
+        pos = _position(pager, raw)
+        page = svc.everything_page(pid, args.get("start"), args.get("end"), args.get("_since"),
+                                   types, count, offset, pos)
+        problems = [p for p in page.problems if p.severity == "error"]
+        path = f"Patient/{pid}/$everything"
+        if page.total is not None:
+            links = _links(pager, base, path, used, offset, count, page.total, svc.code,
+                           "everything", used, key=pid)
+        else:  # a large chart, paged by position: no total, no last/previous
+            links = _position_links(pager, base, path, raw, used, offset, len(page.resources),
+                                    page.next, svc.code, pid)
+        return bundle.searchset(base, page.resources, [], problems, page.total, links)
 
 
 def _shape(r: dict, q: Query) -> dict:
@@ -294,6 +300,39 @@ def _restore(pager: Pager, items, facility: str, kind: str, key: str):
     restored = [tuple(x) for x in state.get("q", [])]
     restored = [x for x in restored if x[0] not in ("_format", "_pretty")] + keep
     return restored, int(state.get("o", 0))
+
+
+def _position(pager: Pager, items) -> tuple[str, int] | None:
+    """The (day, skip) position a ``$everything`` cursor carries (checked by _restore)."""
+    cursor = [v for k, v in items if k == "_cursor"]
+    if not cursor:
+        return None
+    p = pager.decode(cursor[-1]).get("p")
+    if (isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and len(p[0]) <= 64
+            and isinstance(p[1], int) and p[1] >= 0):
+        return p[0], p[1]
+    return None
+
+
+def _position_links(pager: Pager, base: str, path: str, raw, used, offset: int, shown: int,
+                    nxt: tuple[str, int] | None, facility: str, key: str) -> dict[str, str]:
+    """self / next / first links of a page paged by position (see services.everything)."""
+    fmt = [(k, v) for k, v in raw if k in ("_format", "_pretty")]
+    q = [(k, v) for k, v in used if k not in ("_format", "_pretty", "_cursor")]
+
+    def at(o: int, p: tuple[str, int] | None) -> str:
+        state: dict = {"f": facility, "k": "everything", "t": key, "q": q, "o": o}
+        if p is not None:
+            state["p"] = list(p)
+        return f"{base}/{path}?" + urlencode([("_cursor", pager.encode(state))] + fmt)
+
+    cur = [v for k, v in raw if k == "_cursor"]
+    links = {"self": (f"{base}/{path}?" + urlencode([("_cursor", cur[-1])] + fmt)) if cur else
+             f"{base}/{path}" + ("?" + urlencode(list(used)) if used else "")}
+    if nxt is not None:
+        links["next"] = at(offset + shown, nxt)
+    links["first"] = at(0, None)
+    return links
 
 
 def _links(pager: Pager, base: str, path: str, items, offset: int, count: int, total: int,

@@ -115,17 +115,18 @@ class ExtendedSource:
         return Problem(PREFIX + cf.relpath, KIND_MISPLACED,
                        f"content folder is in the wrong place: {cf.misplaced}")
 
-    def for_patient(self, pid: str, types: set[str] | None = None, files: list | None = None
-                    ) -> tuple[list[dict], list[Problem], int]:
+    def for_patient(self, pid: str, types: set[str] | None = None, files: list | None = None,
+                    dates: Iterable[str] | None = None) -> tuple[list[dict], list[Problem], int]:
         """Current documents (and their vital signs) of a patient: (resources, problems, folders);
-        the (path, size, mtime_ns) of every file read are appended to ``files``."""
+        the (path, size, mtime_ns) of every file read are appended to ``files``.  ``dates``:
+        only those date folders (a ``$everything`` page)."""
         if not self.roots or (types is not None and not types & TYPES):
             return [], [], 0
         out: list[dict] = []
         problems: list[Problem] = []
         seen: set[tuple[str, str]] = set()
         folders = 0
-        for ext, recs, rejects in self._records(pid):
+        for ext, recs, rejects in self._records(pid, dates):
             problems.extend(self._reject(cf) for cf in rejects)
             folders += len(rejects)
             for key in sorted(recs):

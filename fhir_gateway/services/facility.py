@@ -7,7 +7,6 @@ mapped through a shared byte-bounded cache.  Broken files never raise: they come
 
 from __future__ import annotations
 
-import heapq
 import logging
 import os
 import threading
@@ -558,32 +557,20 @@ class FacilityService:
 
     def everything(self, pid: str, start: str | None = None, end: str | None = None,
                    since: str | None = None, types: set[str] | None = None) -> PatientData:
-        """Patient/$everything: the compartment, filtered by clinical date and lastUpdated.
+        """Patient/$everything, every page at once (the API pages with :meth:`everything_page`;
+        order and filters in :mod:`.everything`)."""
+        page = self.everything_page(pid, start, end, since, types, count=1 << 62)
+        return PatientData(page.resources, page.problems)
 
-        The storage part is sorted once per compartment signature and filter (paging re-runs
-        this for every page); Claims and plug-in resources are merged in on each call."""
+    def everything_page(self, pid: str, start: str | None = None, end: str | None = None,
+                        since: str | None = None, types: set[str] | None = None,
+                        count: int = 50, offset: int = 0, pos: tuple[str, int] | None = None):
+        """One page of Patient/$everything (:func:`.everything.page`): only the days it shows
+        are mapped when the chart is large."""
+        from . import everything
         if not self.patient_exists(pid):
             raise NotFound(f"Patient/{pid} not found")
-        comp = self._compartment(pid, types)
-        okey = (start, end, since)
-        ordered = comp.orders.get(okey)
-        if ordered is None:
-            ordered = _ordered(comp.resources, comp.when, start, end, since)
-            if len(comp.orders) >= 8:
-                comp.orders.clear()
-            comp.orders[okey] = ordered
-        extra = PatientData([])
-        self._extras(pid, types, extra, comp)
-        data = PatientData([], list(comp.problems) + extra.problems, comp.nfiles)
-        if extra.resources:
-            more = _ordered(extra.resources, extra.when, start, end, since)
-            merged = list(heapq.merge(zip(ordered[2], ordered[0], ordered[1]),
-                                      zip(more[2], more[0], more[1]), key=lambda t: t[0]))
-            data.resources = [t[1] for t in merged]
-            data.when = [t[2] for t in merged]
-        else:
-            data.resources, data.when = list(ordered[0]), list(ordered[1])
-        return data
+        return everything.page(self, pid, start, end, since, types, count, offset, pos)
 
 
 def _ordered(resources, when, start: str | None, end: str | None, since: str | None

@@ -1,0 +1,196 @@
+"""Patient/$everything in pages that cost what they show (issue 17 item 3).
+
+The chart is walked **day by day**: the patient-level folder ``-`` (the Patient, problems,
+allergies) first, then the date folders newest first; within a day by type (the Patient first),
+newest clinical date, then id.  SS-MIX2 folder names carry the day, so a day's resources are the
+files of that day's folders (SS-MIX2 and extended storage) plus the receipts, memos and derived
+Patient whose clinical date falls on it — one day is mapped without looking at any other.
+
+* A chart of at most :data:`EXACT_DAYS` days is mapped whole: an exact ``total``, offsets and
+  ``last``/``previous`` links as for any search.
+* A larger chart (the 3,000-file heavy patient) is paged by **position**: the cursor holds
+  (day, resources of that day already shown); a page maps only the days it shows (plus the
+  next non-empty one, to know there is a next page).  Such a Bundle has no ``total`` and no
+  ``last`` link (FHIR makes both optional); memory per request is the page's days, not the
+  chart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from storage.names import NO_DATE
+from storage.reader import Problem
+
+from .cache import clinical_range
+from .listing import patient_records
+from .match import JST
+from .sources import data_types_for
+
+if TYPE_CHECKING:
+    from .facility import FacilityService
+
+EXACT_DAYS = 150  # above this many days a chart is paged by position (no total)
+
+
+@dataclass
+class Page:
+    resources: list[dict]
+    total: int | None  # None: a positional page (large chart)
+    next: tuple[str, int] | None = None  # positional: where the next page starts
+    problems: list[Problem] = field(default_factory=list)  # of the days first shown here
+
+
+def day_of(when: tuple[float, float] | None) -> str:
+    """The day (YYYYMMDD, Japan time) a clinical range starts on, or ``-`` for none."""
+    if when is None:
+        return NO_DATE
+    try:
+        return datetime.fromtimestamp(when[0], JST).strftime("%Y%m%d")
+    except (OverflowError, OSError, ValueError):
+        return NO_DATE
+
+
+def _rank(day: str) -> tuple:
+    """Order of days: ``-`` first, then dates newest first, then odd folder names."""
+    if day == NO_DATE:
+        return (0, 0, "")
+    if len(day) == 8 and day.isdigit():
+        return (1, -int(day), "")
+    return (2, 0, day)
+
+
+class Chart:
+    """One request's view of a patient's chart: the days and how to map one."""
+
+    def __init__(self, svc: "FacilityService", storage, pid: str, types: set[str] | None,
+                 start: str | None, end: str | None, since: str | None) -> None:
+        self.svc, self.pid, self.types = svc, pid, types
+        self.filters = (start, end, since)
+        self.dtypes = data_types_for(types)
+        from .extended import TYPES as EXT_TYPES
+        self.with_ext = bool(svc.extended) and (types is None or bool(types & EXT_TYPES))
+        self.storage = storage
+        ss_days: list[str] = []
+        if self.dtypes != []:
+            pdir = storage.patient_dir(pid)
+            if pdir is not None:
+                ss_days = list(svc.dirs.list(str(pdir))[0])
+        self.ss_days = set(ss_days)
+        self.ext_days: set[str] = set()
+        if self.with_ext:
+            for ext in svc.extended.roots:
+                try:
+                    self.ext_days.update(ext.dates(pid))
+                except Exception:  # listed again (and reported) when the day is mapped
+                    continue
+        # receipts, plug-in sources, a derived Patient: small per patient, read whole
+        from .facility import PatientData
+        extra = PatientData([])
+        comp_has_patient = self._has_adt_patient(ss_days)
+        svc._extras(pid, types, extra, _Probe(comp_has_patient))
+        self.extra_problems = list(extra.problems)
+        self.extra: dict[str, list[tuple[dict, tuple | None]]] = {}
+        for r, w in zip(extra.resources, extra.when):
+            d = NO_DATE if r.get("resourceType") == "Patient" else day_of(w)
+            self.extra.setdefault(d, []).append((r, w))
+        self.days = sorted(self.ss_days | self.ext_days | set(self.extra), key=_rank)
+
+    def _has_adt_patient(self, days: list[str]) -> bool:
+        """Whether the ``-`` folder yields a Patient (else the one derived from a PID is an
+        extra), mapped here only when Patients are wanted."""
+        if self.types is not None and "Patient" not in self.types:
+            return True
+        if NO_DATE not in days:
+            return False
+        records, _ = patient_records(self.storage, self.svc.dirs, self.pid, ["ADT-00"], [NO_DATE])
+        for rkey in sorted(records):
+            cur = self.svc._current(self.storage, records[rkey])
+            if cur is not None and any(r.get("resourceType") == "Patient"
+                                       for r in self.svc._map_file(self.storage, *cur).resources):
+                return True
+        return False
+
+    def day(self, day: str) -> tuple[tuple, list[Problem]]:
+        """(resources of ``day`` in $everything order, filtered; problems of its files)."""
+        from .facility import _ordered
+        svc, types = self.svc, self.types
+        resources: list[dict] = []
+        when: list = []
+        problems: list[Problem] = []
+        if day in self.ss_days and self.dtypes != []:
+            records, rejects = patient_records(self.storage, svc.dirs, self.pid, self.dtypes, [day])
+            problems.extend(svc._reject_problem(f) for f in rejects)
+            for rkey in sorted(records):
+                cur = svc._current(self.storage, records[rkey])
+                if cur is None:
+                    continue
+                m = svc._map_file(self.storage, *cur)
+                problems.extend(m.problems)
+                for r, w in zip(m.resources, m.when):
+                    if types is None or r.get("resourceType") in types:
+                        resources.append(r)
+                        when.append(w)
+        if day in self.ext_days:
+            ext, eprobs, _ = svc.extended.for_patient(self.pid, types, dates=[day])
+            resources.extend(ext)
+            when.extend(clinical_range(r) for r in ext)
+            problems.extend(eprobs)
+        for r, w in self.extra.get(day, ()):
+            resources.append(r)
+            when.append(w)
+        ordered = _ordered(resources, when, *self.filters)
+        return ordered[0], problems
+
+
+class _Probe:
+    """Stands in for a compartment in ``FacilityService._extras``: says whether it holds a
+    Patient (the derived Patient is added only when it does not)."""
+
+    def __init__(self, has_patient: bool) -> None:
+        self.resources = ({"resourceType": "Patient"},) if has_patient else ()
+
+
+def page(svc: "FacilityService", pid: str, start: str | None, end: str | None,
+         since: str | None, types: set[str] | None, count: int, offset: int = 0,
+         pos: tuple[str, int] | None = None) -> Page:
+    """One page of ``$everything``: by offset for a chart of at most :data:`EXACT_DAYS` days
+    (and a cursor without a position), else from the position ``pos``."""
+    return svc._with_storage(lambda storage: _page(Chart(svc, storage, pid, types, start, end,
+                                                         since), count, offset, pos))
+
+
+def _page(chart: Chart, count: int, offset: int, pos: tuple[str, int] | None) -> Page:
+    problems = list(chart.extra_problems) if pos is None else []
+    if pos is None and len(chart.days) <= EXACT_DAYS:
+        everything: list[dict] = []
+        for d in chart.days:
+            rs, probs = chart.day(d)
+            everything.extend(rs)
+            problems.extend(probs)
+        return Page(everything[offset: offset + count], len(everything), None,
+                    problems if offset == 0 else [])
+    first_day, skip = pos if pos is not None else (NO_DATE, 0)
+    out: list[dict] = []
+    nxt: tuple[str, int] | None = None
+    for d in chart.days:
+        if _rank(d) < _rank(first_day):
+            continue  # shown on earlier pages
+        if d != first_day:
+            skip = 0  # (the cursor's own day may be gone: the next one starts from the top)
+        rs, probs = chart.day(d)
+        if not rs:
+            continue
+        if len(out) >= count:
+            nxt = (d, 0)  # a non-empty day after the page: there is a next page
+            break
+        if skip == 0:
+            problems.extend(probs)
+        take = rs[skip: skip + count - len(out)]
+        out.extend(take)
+        if skip + len(take) < len(rs):
+            nxt = (d, skip + len(take))
+            break
+    return Page(out, None, nxt, problems)

@@ -1,0 +1,94 @@
+"""Patient/$everything pages cost what they show (issue 17 item 3).
+
+A chart with more days than ``services.everything.EXACT_DAYS`` is paged by position over HTTP:
+no total, ``next`` links through every resource exactly once and in the same order as the whole
+chart; a page maps only the days it shows.  A small chart keeps its exact total and offsets."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import build_hospital, make_token
+from fhir_gateway.config import from_args
+from fhir_gateway.services import Gateway
+from fhir_gateway.services.everything import EXACT_DAYS
+from test_services_perf import _age, _lab
+
+FAC = "1312345678"
+
+
+@pytest.fixture(scope="module")
+def big_chart(tmp_path_factory):
+    """The test hospital, its first patient given EXACT_DAYS + 40 days of labs."""
+    h = build_hospital(tmp_path_factory.mktemp("bigchart"), 2)
+    pid = h.patients[0]
+    day0 = date(2020, 1, 1)
+    for n in range(EXACT_DAYS + 40):
+        _lab(h.root, pid, (day0 + timedelta(days=n)).strftime("%Y%m%d"), n)
+    _age(h.root)
+    return h, pid
+
+
+def _walk(srv, url: str) -> tuple[list[dict], list[dict]]:
+    """(resources, bundles) following next links."""
+    out, bundles = [], []
+    while url:
+        b = requests.get(url, headers=srv.headers, timeout=60).json()
+        assert b["resourceType"] == "Bundle", b
+        bundles.append(b)
+        out += [e["resource"] for e in b.get("entry", []) if e["search"]["mode"] == "match"]
+        url = next((lk["url"] for lk in b["link"] if lk["relation"] == "next"), None)
+    return out, bundles
+
+
+def test_large_chart_pages_by_position(big_chart, server_factory):
+    h, pid = big_chart
+    srv = server_factory(["--config", str(h.config)], token=make_token(h.data_dir))
+    whole = Gateway(from_args([str(h.root)], FAC, receipts=[str(h.receipts)],
+                              data_dir=str(h.data_dir / "x"))).facility(FAC).everything(pid)
+    got, bundles = _walk(srv, f"{srv.base}/Patient/{pid}/$everything?_count=40")
+    assert len(bundles) > 5
+    assert all("total" not in b for b in bundles)
+    assert all({lk["relation"] for lk in b["link"]} <= {"self", "next", "first"} for b in bundles)
+    assert all(len([e for e in b.get("entry", []) if e["search"]["mode"] == "match"]) == 40
+               for b in bundles[:-1])
+    ids = [f"{r['resourceType']}/{r['id']}" for r in got]
+    assert ids == [f"{r['resourceType']}/{r['id']}" for r in whole.resources]
+    assert got[0]["resourceType"] == "Patient"
+    # newest day first after the patient-level folder
+    labs = [r for r in got if r["resourceType"] == "Specimen"]
+    days = [r["id"].split(".")[1] for r in labs]
+    assert days == sorted(days, reverse=True) and len(set(days)) >= EXACT_DAYS + 40
+    # a filter still pages: only Specimens
+    spec, _ = _walk(srv, f"{srv.base}/Patient/{pid}/$everything?_count=25&_type=Specimen")
+    assert [r["id"] for r in spec] == [r["id"] for r in labs]
+    # a cursor from another patient or a forged one is refused
+    nxt = next(lk["url"] for lk in bundles[0]["link"] if lk["relation"] == "next")
+    other = h.patients[1]
+    bad = nxt.replace(f"Patient/{pid}/", f"Patient/{other}/")
+    assert requests.get(bad, headers=srv.headers, timeout=30).status_code == 400
+
+
+def test_small_chart_keeps_total_and_offsets(big_chart, server_factory):
+    h, _ = big_chart
+    small = h.patients[1]
+    srv = server_factory(["--config", str(h.config)], token=make_token(h.data_dir))
+    got, bundles = _walk(srv, f"{srv.base}/Patient/{small}/$everything?_count=3")
+    assert bundles[0]["total"] == len(got) > 3
+    assert "last" in {lk["relation"] for lk in bundles[0]["link"]}
+
+
+def test_a_page_maps_only_its_days(big_chart, tmp_path: Path):
+    h, pid = big_chart
+    svc = Gateway(from_args([str(h.root)], FAC, data_dir=str(tmp_path))).facility(FAC)
+    page = svc.everything_page(pid, count=10)
+    assert page.total is None and page.next is not None and len(page.resources) == 10
+    mapped = {Path(k[0]).parts[-3] for k in svc.cache._data}  # .../<day>/<type>/<file>
+    # the patient-level folder, the days shown, and the one looked at for a next page
+    assert len(mapped) <= 4, mapped
+    again = svc.everything_page(pid, count=10, pos=page.next)
+    assert not {r["id"] for r in again.resources} & {r["id"] for r in page.resources}
