@@ -271,6 +271,8 @@ def test_patient_summary_and_categories(viewer, vh):
         and "アリナミン" in strip.inner_text()
     warn = t.text("#read-problems")                          # the broken OML-11 file
     assert "OML-11" in warn
+    from fhir_gateway.viewer.i18n import TERMS                # the reason in plain Japanese
+    assert any(ja in warn for k, (ja, _) in TERMS.items() if k.startswith("problem:"))
     assert "2022" in t.text("#data-period") or "2023" in t.text("#data-period")
     assert t.page.locator("#freshness").count() == 1
     expect = {"conditions": "胃炎", "prescriptions": "ダーゼン", "lab-results": "総蛋白",
@@ -377,8 +379,9 @@ def test_phone_layout_screenshot(tabs, viewer_state, vh, tmp_path):
     t.go(f"/f/{FACILITY}/p/{vh.patients[0]}/labs")
     box = t.page.locator("#banner").bounding_box()
     assert box["y"] < 250 and box["width"] <= 390
-    scroll = t.page.locator(".labs-scroll")
-    assert scroll.evaluate("e => e.scrollWidth > e.clientWidth")       # scrolls sideways
+    newest = t.page.locator("#lab-table thead th.d").first           # newest date first
+    nb = newest.bounding_box()
+    assert newest.inner_text() == "2023-11-20" and nb["x"] + nb["width"] <= 390
     first_col = t.page.locator("#lab-table tbody th").first
     assert first_col.evaluate("e => getComputedStyle(e).position") == "sticky"
     assert t.page.evaluate("document.documentElement.scrollWidth") <= 400  # page itself fits

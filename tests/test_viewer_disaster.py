@@ -39,7 +39,7 @@ def demo(tmp_path_factory):
     base = tmp_path_factory.mktemp("disaster")
     ss, rc, ext = base / "ssmix2", base / "receipts", base / "extended"
     subprocess.run([str(BIN / "fhir-gateway"), "synth", "--out", str(ss), "--patients", "5",
-                    "--years", "5", "--seed", "2026", "--facility", FACILITY, "--heavy-patient",
+                    "--years", "5", "--seed", "7", "--facility", FACILITY, "--heavy-patient",
                     "--receipts-out", str(rc), "--extended-out", str(ext), "--no-progress",
                     "--workers", "2"], check=True, capture_output=True)
     data = base / "data"
@@ -203,3 +203,136 @@ def test_last_known_medication_relative_to_newest_data_date(views, demo):
     for d in drugs:
         assert d.split("\n")[0].replace(" ", "") in text, d
     v.axe("continue list")
+
+
+def lab_dates(demo, pid: str) -> list[str]:
+    """Dates with lab results, newest first, from the OML-11 date folders (not from the viewer)."""
+    from storage.layout import Storage
+    root = demo["ssmix2"]
+    days = set()
+    for d in Storage(root).dates(pid):
+        if len(d) == 8 and any(p.is_dir() for p in root.glob(f"*/*/{pid}/{d}/OML-11")):
+            days.add(f"{d[:4]}-{d[4:6]}-{d[6:]}")
+    return sorted(days, reverse=True)
+
+
+def storage_ids(demo) -> list[str]:
+    from storage.layout import Storage
+    return sorted(Storage(demo["ssmix2"]).patient_ids())
+
+
+# --- item 2: labs newest first ------------------------------------------------------------------
+
+def test_labs_newest_first_desktop_phone_print(views, demo, tmp_path):
+    dates = lab_dates(demo, HEAVY)
+    assert len(dates) > 100
+    v = views().patient(HEAVY, "labs")
+    heads = v.page.locator("#lab-table thead th.d")
+    assert heads.first.inner_text() == dates[0]
+    box = heads.first.bounding_box()
+    assert box["x"] + box["width"] <= DESKTOP["width"] and box["y"] < DESKTOP["height"]
+    v.page.screenshot(path=str(tmp_path / "labs-desktop.png"))
+    # values readable on tap: the tip opens on click/focus, not on hover only
+    cell = v.page.locator("#lab-table td.v[tabindex]").first
+    cell.focus()
+    tip = cell.locator(".tip")
+    assert tip.is_visible() and re.search(r"\d{4}-\d{2}-\d{2}", tip.inner_text())
+    # paging back in time
+    with v.page.expect_navigation():
+        v.page.click("#lab-older")
+    assert heads.first.inner_text() == dates[10]
+    with v.page.expect_navigation():
+        v.page.click("#lab-newer")
+    assert heads.first.inner_text() == dates[0]
+    # print: the newest dates that fit, and how many older ones are left out
+    pages = v.pdf_text()
+    first = pages[0].replace(" ", "")
+    assert dates[0] in first and dates[6] in first and dates[7] not in "".join(pages)
+    assert f"古い{len(dates) - 7}日分は省略" in first
+    v.axe("labs desktop")
+    # phone: the newest three dates inside the screen; trend chart text >= 11 px
+    p = views(PHONE).patient(HEAVY, "labs")
+    visible = [h for h in p.page.locator("#lab-table thead th.d").all() if h.is_visible()]
+    assert [h.inner_text() for h in visible] == dates[:3]
+    for h in visible:
+        b = h.bounding_box()
+        assert b["x"] + b["width"] <= PHONE["width"] + 1
+    assert p.page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    p.page.screenshot(path=str(tmp_path / "labs-phone.png"))
+    smallest = p.page.evaluate("""() => Math.min(...[...document.querySelectorAll('svg.trend text')].map(t => {
+        const svg = t.ownerSVGElement;
+        return parseFloat(getComputedStyle(t).fontSize) * svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+    }))""")
+    assert smallest >= 11, smallest
+    with p.page.expect_navigation():
+        p.page.click("#lab-older-3")
+    assert [h.inner_text() for h in p.page.locator("#lab-table thead th.d").all() if h.is_visible()] == dates[3:6]
+    p.axe("labs phone")
+
+
+# --- item 8: Japanese, tab bar, one allergy row per allergen --------------------------------------
+
+def test_tab_bar_fits_and_japanese_words(views, demo, tmp_path):
+    for size in (DESKTOP, PHONE):
+        v = views(size).patient(HEAVY)
+        assert v.page.evaluate("document.documentElement.scrollWidth") <= size["width"]
+        for el in v.page.locator("#tabs a, #tabs button").all():
+            b = el.bounding_box()
+            assert b["x"] >= 0 and b["x"] + b["width"] <= size["width"], (size, el.inner_text())
+        assert v.page.locator("#tabs a", has_text="患者メモ").is_visible()
+        assert v.page.locator("#print-btn").is_visible()
+        v.page.screenshot(path=str(tmp_path / f"tabs-{size['width']}.png"))
+    v = views().patient(HEAVY, "c/conditions")
+    cells = " ".join(v.page.locator("#cat-rows td").all_inner_texts())
+    assert "継続中" in cells or "治癒・解決" in cells
+    for word in ("active", "resolved", "inactive", "completed"):
+        assert not re.search(rf"\b{word}\b", cells), word
+    v.patient(HEAVY, "c/injections")
+    cells = " ".join(v.page.locator("main td").all_inner_texts())
+    assert not re.search(r"\b(active|completed|stopped)\b", cells)
+    v.patient(HEAVY, "c/other")
+    kinds = v.page.locator("#cat-rows td:nth-child(2)").all_inner_texts()
+    assert kinds and not any(k.startswith(("Encounter", "Observation", "DocumentReference")) for k in kinds)
+    v.axe("category other")
+
+
+def test_one_allergy_row_per_allergen_with_sources(views, demo):
+    root = demo["ssmix2"]
+    with_iam = sorted({p.parts[-4] for p in root.glob("*/*/*/-/ADT-61/*")})
+    assert with_iam, "the generator wrote no ADT-61"
+    pid = with_iam[0]
+    v = views().patient(pid, "c/allergies")
+    rows = v.page.locator("#cat-rows tbody tr")
+    names = [rows.nth(i).locator("td").nth(1).inner_text() for i in range(rows.count())]
+    assert names and len(names) == len(set(names))               # each allergen once
+    sources = rows.first.locator("td").nth(6).inner_text()
+    assert "ADT-61 IAM" in sources and "ADT-00 AL1" in sources   # both records listed
+    assert not re.search(r"\b(food|medication|environment|mild|moderate|severe|confirmed)\b",
+                         v.page.inner_text("#cat-rows"))
+    strip = v.page.inner_text("#allergy-strip")
+    for n in names:
+        assert strip.count(n) == 1
+    v.axe("allergies")
+
+
+# --- item 7: ID search ------------------------------------------------------------------------
+
+def test_id_search_without_zeros_full_width_and_hint(views, demo):
+    pid = next(p for p in storage_ids(demo) if p.startswith("0"))
+    bare = pid.lstrip("0")
+    full = pid.translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    v = views()
+    for typed in (bare, full, pid):
+        v.go(f"/f/{FACILITY}/")
+        v.page.fill("#q-id", typed)
+        with v.page.expect_navigation():
+            v.page.click("#search-submit")
+        assert v.page.locator("#results a.pid").all_inner_texts() == [pid], typed
+        assert pid in v.page.inner_text("#id-hint")
+    v.go(f"/f/{FACILITY}/")
+    v.page.fill("#q-id", "0000000042")
+    with v.page.expect_navigation():
+        v.page.click("#search-submit")
+    hint = v.page.inner_text("#id-hint")
+    assert "見つかりませんでした" in hint and "42" in hint and "0000000042" in hint
+    v.axe("search")

@@ -89,7 +89,7 @@ def test_lab_table_flags_units_and_dates():
            obs("2024-03-01", "K", "カリウム", 3.1, "mmol/L", 3.5, 5.0, n=3),
            obs("2024-04-01", "K", "カリウム", 4.0, "mmol/L", 3.5, 5.0, interp="A", n=4)]
     table = models.lab_table(res)
-    assert table.dates == ["2024-01-05", "2024-03-01", "2024-04-01"]
+    assert table.dates == ["2024-04-01", "2024-03-01", "2024-01-05"]  # newest first
     glu = next(t for t in table.tests if t.name == "血糖")
     assert glu.unit == "mg/dL" and glu.range_text == "70–110"
     assert glu.by_day["2024-03-01"].text == "132.0" and glu.by_day["2024-03-01"].flag == "H"

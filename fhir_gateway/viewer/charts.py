@@ -16,8 +16,8 @@ from markupsafe import Markup, escape
 from . import fhirview as fv
 from .models import LabTest
 
-W, H = 640, 260
-ML, MR, MT, MB = 70, 40, 30, 44
+W, H = 420, 250
+ML, MR, MT, MB = 62, 34, 30, 46  # text is 14 px in a 420-wide box: >= 11 px on a phone
 
 
 MAX_TICKS = 12
@@ -98,7 +98,7 @@ def trend_svg(test: LabTest, patient_id: str, lang: str = "ja") -> Markup:
     out = [f'<svg class="trend" viewBox="0 0 {W} {H}" role="img" aria-label="{escape(title)}" '
            f'xmlns="http://www.w3.org/2000/svg">',
            f"<title>{escape(title)}</title>",
-           f'<text x="{W / 2:.0f}" y="18" text-anchor="middle" class="ct">{escape(title)}</text>']
+           f'<text x="{W / 2:.0f}" y="18" text-anchor="middle" class="ct" font-size="15">{escape(title)}</text>']
     if test.low is not None or test.high is not None:
         rl = test.low if test.low is not None else lo
         rh = test.high if test.high is not None else hi
@@ -109,21 +109,21 @@ def trend_svg(test: LabTest, patient_id: str, lang: str = "ja") -> Markup:
     for v in _nice_ticks(lo, hi):
         yy = y(v)
         out.append(f'<line x1="{ML}" x2="{W - MR}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#ddd"/>')
-        out.append(f'<text x="{ML - 6}" y="{yy + 4:.1f}" text-anchor="end" class="tick">{_fmt(v)}</text>')
-    # x ticks: up to 6 evenly spaced instants labelled with their dates
-    n = 5
+        out.append(f'<text x="{ML - 6}" y="{yy + 4:.1f}" text-anchor="end" class="tick" font-size="14">{_fmt(v)}</text>')
+    # x ticks: 4 evenly spaced instants labelled with their dates
+    n = 3
     for i in range(n + 1):
         t = t0 + (t1 - t0) * i / n
         xx = x(t)
         out.append(f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{MT}" y2="{H - MB}" stroke="#eee"/>')
-        out.append(f'<text x="{xx:.1f}" y="{H - MB + 16}" text-anchor="middle" class="tick">'
+        out.append(f'<text x="{xx:.1f}" y="{H - MB + 16}" text-anchor="middle" class="tick" font-size="14">'
                    f'{t.strftime("%Y-%m-%d")}</text>')
     out.append(f'<line x1="{ML}" x2="{ML}" y1="{MT}" y2="{H - MB}" stroke="#333"/>')
     out.append(f'<line x1="{ML}" x2="{W - MR}" y1="{H - MB}" y2="{H - MB}" stroke="#333"/>')
-    out.append(f'<text class="axis" x="14" y="{MT + ph / 2:.0f}" text-anchor="middle" '
+    out.append(f'<text class="axis" font-size="14" x="14" y="{MT + ph / 2:.0f}" text-anchor="middle" '
                f'transform="rotate(-90 14 {MT + ph / 2:.0f})">{escape(label)}</text>')
     xl = "採取日時" if lang != "en" else "Collection date"
-    out.append(f'<text class="axis" x="{ML + pw / 2:.0f}" y="{H - 6}" text-anchor="middle">{xl}</text>')
+    out.append(f'<text class="axis" font-size="14" x="{ML + pw / 2:.0f}" y="{H - 6}" text-anchor="middle">{xl}</text>')
     line = " ".join(f"{x(t):.1f},{y(p.value):.1f}" for t, p in pts)
     out.append(f'<polyline points="{line}" fill="none" stroke="#1f5fa8" stroke-width="1.5"/>')
     prev = None

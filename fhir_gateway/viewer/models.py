@@ -33,6 +33,18 @@ _NKA_TEXT = re.compile(r"(アレルギー.*(なし|無し|無)|^なし$|^無し$
 MEMO_TAG = "viewer-memo"
 
 
+class Term(str):
+    """A code shown in a table cell; the template renders it as plain words (i18n.TERMS)."""
+    key: str
+    rest: str
+
+    def __new__(cls, group: str, code: str, rest: str = "") -> "Term":
+        obj = super().__new__(cls, f"{code} {rest}".strip())
+        obj.key = f"{group}:{code}" if code else ""
+        obj.rest = rest
+        return obj
+
+
 def is_memo(res: dict) -> bool:
     return any(t.get("code") == MEMO_TAG for t in (res.get("meta") or {}).get("tag") or [])
 
@@ -255,7 +267,7 @@ def is_active_med(res: dict, today: date) -> bool:
 
 def _status_text(res: dict) -> str:
     s = res.get("status") or ""
-    return s if isinstance(s, str) else ""
+    return Term("status", s) if isinstance(s, str) and s else ""
 
 
 def rows_for(category: str, resources: list[dict], today: date) -> list[Row]:
@@ -269,6 +281,8 @@ def rows_for(category: str, resources: list[dict], today: date) -> list[Row]:
         if len(rows) > n_before:
             rows[-1].res = r
     rows.sort(key=lambda x: x.date, reverse=True)
+    if category == "allergies":
+        rows = merge_allergies(rows)
     return rows
 
 
@@ -280,14 +294,14 @@ def _append_row(rows: list[Row], category: str, r: dict, today: date) -> None:
         rt = r.get("resourceType")
         if category == "conditions":
             ver = fv.codes_of(r.get("verificationStatus"))
-            clin = fv.cc_text(r.get("clinicalStatus")) or ""
+            clin = (fv.codes_of(r.get("clinicalStatus")) or [fv.cc_text(r.get("clinicalStatus")) or ""])[0]
             suspected = "unconfirmed" in ver or "provisional" in ver
             outcome = ""
             for ext in r.get("extension") or []:
                 if "Outcome" in (ext.get("url") or ""):
                     outcome = fv.cc_text(ext.get("valueCodeableConcept"))
             rows.append(Row(when, [fv.day(when), fv.cc_text(r.get("code")) + (" (疑い)" if suspected else ""),
-                                   clin, fv.day(r.get("abatementDateTime") or ""), outcome],
+                                   Term("clinical", clin), fv.day(r.get("abatementDateTime") or ""), outcome],
                             "past" if r.get("abatementDateTime") or clin in ("resolved", "inactive") else "active",
                             src, rid))
         elif category == "allergies":
@@ -295,9 +309,12 @@ def _append_row(rows: list[Row], category: str, r: dict, today: date) -> None:
                 ", ".join(fv.cc_text(m) for m in rx.get("manifestation") or []) or rx.get("description", "")
                 for rx in r.get("reaction") or []]))
             sev = next((rx.get("severity") for rx in r.get("reaction") or [] if rx.get("severity")), "")
-            cat = ", ".join(r.get("category") or [])
-            rows.append(Row(when, [fv.day(when), fv.cc_text(r.get("code")), cat, react, sev,
-                                   fv.cc_text(r.get("verificationStatus"))],
+            cats = list(r.get("category") or [])
+            ver = (fv.codes_of(r.get("verificationStatus")) or [""])[0]
+            rows.append(Row(when, [fv.day(when), fv.cc_text(r.get("code")),
+                                   Term("allergy-category", cats[0]) if cats else "", react,
+                                   Term("severity", sev) if sev else "",
+                                   Term("verification", ver) if ver else "", _allergy_source(r)],
                             "active" if _allergy_active(r) else "past", src, rid))
         elif category in ("prescriptions", "injections"):
             dose, timing, route = _dosage(r)
@@ -329,13 +346,47 @@ def _append_row(rows: list[Row], category: str, r: dict, today: date) -> None:
             rows.append(Row(when, [fv.day(when), _kind_label(r), _summary_text(r)], "", src, rid))
 
 
+_SEGMENT = {"ADT-00": "AL1", "ADT-61": "IAM"}
+
+
+def _allergy_source(r: dict) -> str:
+    dtype = fv.source(r)[1]
+    seg = _SEGMENT.get(dtype, "")
+    day = fv.day(fv.when(r))
+    return " ".join(x for x in (dtype or r.get("resourceType", ""), seg, f"({day})" if day else "") if x)
+
+
+def allergen_key(r: dict) -> str:
+    """Same allergen across AL1 (ADT-00) and IAM (ADT-61): the code, else the normalised text."""
+    codes = fv.codes_of(r.get("code"))
+    return "code|" + codes[0] if codes else "text|" + search_key(fv.cc_text(r.get("code")))
+
+
+def merge_allergies(rows: list[Row]) -> list[Row]:
+    """One row per allergen: the newest record's facts, every source listed (newest first)."""
+    merged: dict[str, Row] = {}
+    order: list[str] = []
+    for row in sorted(rows, key=lambda x: x.date, reverse=True):
+        key = allergen_key(row.res or {}) if row.res else row.cells[1]
+        if key not in merged:
+            merged[key] = replace(row, cells=list(row.cells))
+            order.append(key)
+        else:
+            kept = merged[key]
+            if row.cells[6] and row.cells[6] not in kept.cells[6]:
+                kept.cells[6] = f"{kept.cells[6]}、{row.cells[6]}"
+            for i in (2, 3, 4):  # fill what the newest record left empty
+                kept.cells[i] = kept.cells[i] or row.cells[i]
+    return [merged[k] for k in order]
+
+
 def _kind_label(r: dict) -> str:
     rt = r.get("resourceType", "")
     dtype = fv.source(r)[1]
     t = fv.cc_text(r.get("type")) if isinstance(r.get("type"), dict) else ""
     if rt == "Encounter":
         t = (r.get("class") or {}).get("display") or (r.get("class") or {}).get("code", "")
-    return " ".join(x for x in (rt, f"[{dtype}]" if dtype else "", t) if x)
+    return Term("rtype", rt, " ".join(x for x in (f"[{dtype}]" if dtype else "", t) if x))
 
 
 def _summary_text(r: dict) -> str:
@@ -457,7 +508,7 @@ class LabTest:
 
 @dataclass
 class LabTable:
-    dates: list[str]          # YYYY-MM-DD, oldest first (one convention throughout)
+    dates: list[str]          # YYYY-MM-DD, newest first (the newest result is the first column)
     tests: list[LabTest]
 
 
@@ -510,7 +561,33 @@ def lab_table(resources: list[dict]) -> LabTable:
                     p.delta = f"{d:+.6g}{pct}"
                 prev = p.value
     ordered = sorted(tests.values(), key=lambda t: (t.group, t.name))
-    return LabTable(sorted(dates), ordered)
+    return LabTable(sorted(dates, reverse=True), ordered)
+
+
+@dataclass
+class LabPage:
+    """One page of the cumulative table: ``dates`` newest first, starting ``start`` dates back."""
+    dates: list[str]
+    start: int
+    total: int
+    size: int
+
+    @property
+    def older(self) -> int | None:
+        return self.start + self.size if self.start + self.size < self.total else None
+
+    @property
+    def newer(self) -> int | None:
+        return max(0, self.start - self.size) if self.start > 0 else None
+
+    def omitted_in_print(self, fit: int) -> int:
+        """Dates of the whole chart not on paper when this page prints its ``fit`` newest."""
+        return self.total - min(fit, len(self.dates))
+
+
+def lab_page(table: LabTable, start: int = 0, size: int = 10) -> LabPage:
+    start = max(0, min(start, max(0, len(table.dates) - 1)))
+    return LabPage(table.dates[start:start + size], start, len(table.dates), size)
 
 
 # --- drug search, receipts, per-date ----------------------------------------------------------

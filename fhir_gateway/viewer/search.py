@@ -26,6 +26,35 @@ class Hit:
     last_care_date: str
 
 
+def normalize_id(text: str) -> str:
+    """Full-width digits and letters to ASCII (NFKC), spaces dropped: what the clinician typed,
+    as the storage writes it."""
+    import unicodedata
+    return "".join(unicodedata.normalize("NFKC", text or "").split())
+
+
+def id_candidates(text: str, widths=(10,)) -> list[str]:
+    """The typed ID, without its leading zeros and zero-padded to the storage's ID widths."""
+    raw = normalize_id(text)
+    out = [raw]
+    if raw.isdigit():
+        bare = raw.lstrip("0") or "0"
+        out += [bare] + [bare.zfill(w) for w in widths if w > len(bare)]
+    return list(dict.fromkeys(x for x in out if x))
+
+
+def resolve_id(svc, text: str) -> tuple[str, list[str]]:
+    """(the stored patient ID matching ``text`` or '', the candidates tried)."""
+    cands = id_candidates(text)
+    for c in cands:
+        try:
+            if svc.patient_exists(c):
+                return c, cands
+        except Exception:  # an invalid id for the storage layout: try the next form
+            continue
+    return "", cands
+
+
 def _norm_gender(g: str) -> str:
     return {"M": "male", "F": "female", "O": "other", "U": "unknown"}.get(g, g or "unknown")
 
@@ -34,6 +63,9 @@ def search(svc, today: date, *, patient_id: str = "", name: str = "", kana: str 
            birthdate: str = "", gender: str = "") -> tuple[list[Hit], bool]:
     """(hits, truncated).  Kanji and kana match as normalised substrings."""
     hits: list[Hit] = []
+    if patient_id:
+        found, _ = resolve_id(svc, patient_id)
+        patient_id = found or normalize_id(patient_id)
     try:
         crit = {k: v for k, v in (("name", name), ("kana", kana), ("birthdate", birthdate),
                                   ("gender", gender), ("identifier", patient_id)) if v}

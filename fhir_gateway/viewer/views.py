@@ -31,6 +31,8 @@ JST = timezone(timedelta(hours=9))
 _PID = re.compile(r"^[0-9A-Za-z\-]{1,64}$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MAX_PASSPHRASE_FAILURES = 5
+LAB_PAGE = 10          # dates per page of the cumulative lab table (newest first)
+LAB_PRINT_FIT = 7      # dates that fit an A4 portrait page next to the test names
 
 
 def state():
@@ -347,16 +349,20 @@ def patients(code: str):
     form = {k: request.form.get(k, "").strip()[:64] for k in
             ("patient_id", "name", "kana", "birthdate", "gender")}
     error = ""
+    id_hint = None
     if request.method == "POST":
         if not any(form.values()):
             error = t("need_criteria")
         else:
+            if form["patient_id"]:
+                found, tried = psearch.resolve_id(g.svc, form["patient_id"])
+                id_hint = {"typed": form["patient_id"], "found": found, "tried": tried}
             hits, truncated = psearch.search(g.svc, models.today_jst(), **form)
             audit("patient-search", facility=code,
                   detail={"fields": sorted(k for k, v in form.items() if v),
                           "results": len(hits)})
     return render_template("viewer/search.html", form=form, hits=hits, truncated=truncated,
-                           error=error)
+                           error=error, id_hint=id_hint)
 
 
 # --- patient pages ------------------------------------------------------------------------------
@@ -461,8 +467,15 @@ def drugs(code, pid, data):
 @patient_page("labs")
 def labs(code, pid, data):
     table = models.lab_table(g.pv.by_cat["lab-results"])
+    try:
+        start = int(request.args.get("start", "0"))
+    except ValueError:
+        start = 0
+    size = 3 if request.args.get("n") == "3" else LAB_PAGE
+    page = models.lab_page(table, start, size)
     svgs = {t.key: charts.trend_svg(t, pid, lang()) for t in table.tests if len(t.numeric) >= 1}
-    return render_template("viewer/labs.html", table=table, svgs=svgs)
+    return render_template("viewer/labs.html", table=table, page=page, svgs=svgs,
+                           print_fit=LAB_PRINT_FIT)
 
 
 @bp.route("/f/<code>/p/<pid>/receipts")
