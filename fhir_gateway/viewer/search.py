@@ -64,8 +64,8 @@ def search(svc, today: date, *, patient_id: str = "", name: str = "", kana: str 
     """(hits, truncated).  Kanji and kana match as normalised substrings."""
     hits: list[Hit] = []
     if patient_id:
-        found, _ = resolve_id(svc, patient_id)
-        patient_id = found or normalize_id(patient_id)
+        resolved, _ = resolve_id(svc, patient_id)
+        patient_id = resolved or normalize_id(patient_id)
     try:
         crit = {k: v for k, v in (("name", name), ("kana", kana), ("birthdate", birthdate),
                                   ("gender", gender), ("identifier", patient_id)) if v}
