@@ -16,6 +16,7 @@ from ..memos import MemoJournal
 from .state import LoginUser, ViewerState
 from .security import add_headers
 from .views import bp
+from . import handout  # noqa: F401,E402 - adds the patient-summary pages to bp
 
 __all__ = ["init_app", "init_viewer", "create_viewer_app", "bp", "ViewerState"]
 
