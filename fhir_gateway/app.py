@@ -105,6 +105,9 @@ def create_app(config: Config, *, auth: bool = True, cache_bytes: int | None = N
     app.extensions["capability"] = capability_for(config)
     app.register_blueprint(blueprint)
     app.register_error_handler(HTTPException, api_error)
+    from .limits import MAX_BODY, RequestLimits
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.wsgi_app = RequestLimits(app.wsgi_app)  # before Flask, auth and any search work
     for name in EXTENSIONS:
         try:
             mod = importlib.import_module(name)

@@ -49,9 +49,13 @@ def _serve_child(make_app: Callable[[], "Flask"], sock: socket.socket, threads: 
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "queue depth" noise under load
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from .limits import MAX_URL, WAITRESS_MAX_BODY
     app = make_app()
+    # bodies above the limit are refused from their Content-Length, never read (issue 13 M2)
     waitress.serve(app, sockets=[sock], threads=threads, ident="fhir-gateway",
-                   connection_limit=1000, channel_timeout=60, _quiet=True)
+                   connection_limit=1000, channel_timeout=60, _quiet=True,
+                   max_request_body_size=WAITRESS_MAX_BODY,
+                   max_request_header_size=MAX_URL + 32 * 1024)
 
 
 def check_app(make_app: Callable[[], "Flask"]) -> bool:

@@ -467,8 +467,9 @@ def test_m1_memos_verify_detects_edit_dropped_tail_and_recomputed_chain(tmp_path
     assert r.returncode == 0, r.stdout
 
 
-def test_m1_tampered_memo_is_shown_with_a_warning(tmp_path, server_factory):
-    h, srv = setup_site(tmp_path, server_factory)
+def test_m1_tampered_memo_is_shown_with_a_warning(site):
+    """An edited memo line used to be shown with no warning."""
+    h, srv = site
     pid = h.patients[0]
     j = MemoJournal(h.data_dir)
     j.append(FACILITY, pid, "ペニシリンアレルギーあり", author="naika")
@@ -477,12 +478,16 @@ def test_m1_tampered_memo_is_shown_with_a_warning(tmp_path, server_factory):
     page = v.get(f"/f/{FACILITY}/p/{pid}/memos").text
     assert "memo-journal-warning" not in page and "memo-tampered" not in page
     path = j.path(FACILITY)
-    path.write_text(path.read_text(encoding="utf-8").replace("ペニシリンアレルギーあり",
-                                                             "アレルギーなし"), encoding="utf-8")
-    page = v.get(f"/f/{FACILITY}/p/{pid}/memos").text
-    assert "memo-journal-warning" in page and "memo-tampered" in page and "改ざん" in page
-    assert "アレルギーなし" in page  # still shown, marked
-    assert gw("memos", "verify", "--data-dir", str(h.data_dir)).returncode == 1
+    original = path.read_bytes()
+    try:
+        path.write_text(original.decode().replace("ペニシリンアレルギーあり", "アレルギーなし"),
+                        encoding="utf-8")
+        page = v.get(f"/f/{FACILITY}/p/{pid}/memos").text
+        assert "memo-journal-warning" in page and "memo-tampered" in page and "改ざん" in page
+        assert "アレルギーなし" in page  # still shown, marked
+        assert gw("memos", "verify", "--data-dir", str(h.data_dir)).returncode == 1
+    finally:
+        path.write_bytes(original)
 
 
 # -- item 2: AuditEvent export ----------------------------------------------------------------
@@ -523,3 +528,102 @@ def test_item2_audit_events_for_admin_tokens_only(site):
         {e["resource"]["id"] for e in page["entry"]})
     other = requests.get(f"{srv.url}/fhir/1399999999/AuditEvent", headers=hdr, timeout=30)
     assert other.status_code in (403, 404)
+
+
+# -- M2 + item 3: resource limits and fairness -----------------------------------------------------
+
+
+def _raw(srv, request: bytes, timeout: float = 5.0) -> bytes:
+    import socket
+    host, port = srv.url.rsplit("//", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(request)
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except socket.timeout:
+            pass
+    return out
+
+
+def test_m2_huge_unauthenticated_body_is_refused_unread(site):
+    """A 50 MB POST was read in full before the 401: now refused from its Content-Length."""
+    _, srv = site
+    t0 = time.monotonic()
+    head = (f"POST /fhir/{FACILITY}/Patient/_search HTTP/1.1\r\nHost: x\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {50 * 1024 * 1024}\r\n\r\n").encode()
+    out = _raw(srv, head + b"name=a&" * 100)
+    assert out.startswith(b"HTTP/1.1 413"), out[:200]
+    assert time.monotonic() - t0 < 4
+
+
+def test_m2_large_form_and_long_url_are_operation_outcomes(site):
+    _, srv = site
+    r = requests.post(f"{srv.base}/Patient/_search", data={"name": "x" * 600_000},
+                      headers=srv.headers, timeout=30)
+    assert r.status_code == 413 and r.json()["resourceType"] == "OperationOutcome"
+    r = requests.get(f"{srv.base}/Patient", params={"name": "y" * 20_000}, headers=srv.headers,
+                     timeout=30)
+    assert r.status_code == 414 and r.json()["issue"][0]["code"] == "too-costly"
+    r = requests.post(f"{srv.base}/Patient/_search", data={"name": "z" * 5000},
+                      headers=srv.headers, timeout=30)
+    assert r.status_code == 400 and "characters" in r.json()["issue"][0]["diagnostics"]
+
+
+def test_m2_long_search_values_and_many_alternatives_are_refused_fast(site):
+    """A 30,000-character code:text took 58.7 s on the heavy patient; 1,000 alternatives 10.3 s."""
+    h, srv = site
+    cases = [{"patient": h.patients[0], "code:text": "あ" * 30_000},
+             {"patient": h.patients[0], "code": ",".join(f"c{i}" for i in range(1000))},
+             [("patient", h.patients[0])] + [(f"_p{i}", "1") for i in range(100)]]
+    for params in cases:
+        t0 = time.monotonic()
+        r = requests.post(f"{srv.base}/Observation/_search", data=params, headers=srv.headers,
+                          timeout=30)
+        assert r.status_code in (400, 413), (r.status_code, r.text[:200])
+        assert r.json()["resourceType"] == "OperationOutcome"
+        assert time.monotonic() - t0 < 2
+    r = requests.get(f"{srv.base}/Observation", params={"code": ",".join(["x"] * 40)},
+                     headers=srv.headers, timeout=30)
+    assert r.status_code == 400
+
+
+def test_m2_heavy_requests_get_a_bounded_pool_and_reads_stay_served(site):
+    from concurrent.futures import ThreadPoolExecutor
+    h, srv = site
+
+    def everything(_):
+        return requests.get(f"{srv.base}/Patient/{h.patients[0]}/$everything",
+                            headers=srv.headers, timeout=60)
+
+    with ThreadPoolExecutor(8) as ex:
+        heavy = [ex.submit(everything, i) for i in range(16)]
+        reads = [requests.get(f"{srv.base}/Patient/{h.patients[1]}", headers=srv.headers,
+                              timeout=30) for _ in range(5)]
+        results = [f.result() for f in heavy]
+    assert all(r.status_code == 200 for r in reads)
+    assert {r.status_code for r in results} <= {200, 429, 503}
+    assert any(r.status_code == 200 for r in results)
+    for r in results:
+        if r.status_code != 200:
+            assert r.headers["Retry-After"] and r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_m2_pool_counts_per_client():
+    from fhir_gateway.limits import Pool, Refused, is_heavy
+    pool = Pool(slots=2, per_client=1)
+    pool.enter("a")
+    with pytest.raises(Refused) as exc:
+        pool.enter("a")
+    assert exc.value.status == 429
+    pool.enter("b")
+    with pytest.raises(Refused) as exc:
+        pool.enter("c")
+    assert exc.value.status == 503
+    pool.leave("a")
+    pool.enter("c")
+    assert is_heavy("/fhir/1/Patient/1/$everything", []) and \
+        is_heavy("/fhir/1/Observation", [("code:text", "x")]) and \
+        not is_heavy("/fhir/1/Patient/1", [])
