@@ -224,10 +224,22 @@ class Storage:
         return recs.get(key)
 
 
+def short_id_folder(l1: str, l2: str, kids: list[str], path: Path | str) -> bool:
+    """Whether ``l1/l2`` is a patient folder of layout 4 (``<id>/<id>``, ids of 3 or fewer
+    characters), given the names ``kids`` inside it.
+
+    Only when the names say so: level 2 repeats level 1, every child is a date folder and the
+    first child holds data-type folders.  Names alone mislead: the 8-digit patient folder in
+    ``999/900/99990010/`` looks like a date folder, so ``999/900`` would pass for patient 900.
+    """
+    if l2 != l1 or len(l2) > 3 or not kids or not all(is_valid_date_folder(k) for k in kids):
+        return False
+    return any(n in DATA_TYPES for n in _scandir_names(Path(path) / kids[0], True))
+
+
 def _looks_like_patient(path: Path) -> bool:
-    """A level-2 folder that holds date folders directly is a short-id patient folder."""
-    names = _scandir_names(path, True)
-    return bool(names) and all(is_valid_date_folder(n) for n in names)
+    """A level-2 folder that is a short-id patient folder (:func:`short_id_folder`)."""
+    return short_id_folder(path.parent.name, path.name, _scandir_names(path, True), path)
 
 
 def group_records(files: Iterable, record_type: type = Record) -> tuple[dict, list]:

@@ -113,3 +113,35 @@ def test_adt_a01_in_adt_12_is_a_warning_and_an_encounter() -> None:
     assert (KIND_TYPE, WARNING) in kinds
     enc = by_type(out, "Encounter")[0]
     assert enc["status"] == "arrived" and enc["class"]["code"] == "AMB"
+
+
+def test_check_reports_unmapped_content_per_data_type_and_field(tmp_path, capsys) -> None:
+    """`fhir-gateway check` runs in audit mode: the fixtures give no finding, an injected
+    field nobody maps is counted per data type and field and listed with an excerpt."""
+    import json
+
+    from fhir_gateway.cli import main
+    from storage.names import parse_name as pn
+    from tests.treebuilder import write
+
+    root = tmp_path / "st"
+    for name, text in J.CASES.items():
+        write(root, pn(name), raw=J.encodings(text)["iso-2022-jp"])
+    code = main(["check", "--storage", str(root), "--workers", "1", "--json", "--data-dir",
+                 str(tmp_path / "d")])
+    fac = json.loads(capsys.readouterr().out)["facilities"][0]
+    assert fac["unmapped_content"] == {}
+    assert not [p for p in fac["problems"] if p["kind"] == "unmapped-content"]
+    line = "RXC|B|620007311^生理食塩液５００ｍＬ^HOT|500|ML^mL^MR9P||||\r"
+    assert line in J.OMP02
+    injected = J.OMP02.replace(line, line[:-5] + "|" * 7 + "ZZ1^未対応の項目\r", 1)
+    pid = J.PID8
+    name = J.OMP02_NAME.replace("_01_1", "_02_1").replace("000000012345679", "000000012345690")
+    write(root, pn(name), raw=J.encodings(injected)["iso-2022-jp"])
+    main(["check", "--storage", str(root), "--workers", "1", "--json", "--data-dir",
+          str(tmp_path / "d")])
+    fac = json.loads(capsys.readouterr().out)["facilities"][0]
+    assert fac["unmapped_content"] == {"OMP-02": {"RXC-11": 1}}
+    found = [p for p in fac["problems"] if p["kind"] == "unmapped-content"]
+    assert len(found) == 1 and found[0]["field"] == "RXC-11" and "未対応の項目" in found[0]["excerpt"]
+    assert found[0]["path"].startswith(f"{pid[:3]}/{pid[3:6]}/{pid}/") and code in (0, 1)

@@ -52,6 +52,9 @@ details{margin:.3rem 0} summary{cursor:pointer}
 </table>
 {% if f.summary.by_kind %}<table><tr><th>問題の種類 <span class="en">kind</span></th><th>件数 <span class="en">count</span></th></tr>
 {% for k, n in f.summary.by_kind.items() %}<tr><td>{{ lab(k)[0] }} <span class="en">{{ lab(k)[1] }} ({{ k }})</span></td><td class="n">{{ n }}</td></tr>{% endfor %}</table>{% endif %}
+{% if f.unmapped_content %}<h3>FHIRに変換されない内容 <span class="en">Unmapped content per data type and field</span></h3>
+<table><tr><th>データ種別 <span class="en">data type</span></th><th>項目 <span class="en">field</span></th><th>件数 <span class="en">count</span></th></tr>
+{% for t, fields in f.unmapped_content.items() %}{% for fld, n in fields.items() %}<tr><td>{{ t }} {{ ja(t) }}</td><td><code>{{ fld }}</code></td><td class="n">{{ n }}</td></tr>{% endfor %}{% endfor %}</table>{% endif %}
 
 <h3>データ種別・月別件数 <span class="en">Files per data type and month</span></h3>
 {% set months = months_of(f) %}

@@ -21,6 +21,7 @@ KIND_REPLICA_UNREADABLE = "replica-unreadable"
 KIND_RECEIPT_PARSE = "receipt-parse"
 KIND_RECEIPT_TOTAL = "receipt-total"
 KIND_RECEIPT_UNLINKED = "receipt-unlinked"
+KIND_UNMAPPED = "unmapped-content"  # mappers.audit (the content ledger)
 
 LABELS: dict[str, tuple[str, str]] = {
     reader.KIND_NAME: ("ファイル名が規則違反", "file name breaks the rule"),
@@ -38,6 +39,7 @@ LABELS: dict[str, tuple[str, str]] = {
     reader.KIND_MOJIBAKE: ("文字化けの疑い", "mojibake"),
     reader.KIND_IO: ("読み取りエラー", "I/O error"),
     reader.KIND_MAPPING: ("FHIR変換エラー", "mapping error"),
+    KIND_UNMAPPED: ("FHIRに変換されない内容", "unmapped content"),
     structure.KIND_STRUCTURE: ("HL7 v2.5 構造違反", "message structure"),
     structure.KIND_REQUIRED_FIELD: ("必須項目の欠落", "required field missing"),
     KIND_VERSION_CHAIN: ("版管理(コンディションフラグ)の矛盾", "version chain"),

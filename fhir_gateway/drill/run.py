@@ -123,6 +123,7 @@ def check_storage(fac: Facility, opts: CheckOptions) -> FacilityRun:
         "counts": _counts(total.counts),
         "freshness": freshness,
         "unmapped_data_types": sorted(total.unmapped),
+        "unmapped_content": _unmapped_content(total.unmapped_content),
         "problems": problems,
     }
     run.report["_patient_ids"] = patient_ids  # removed before output; receipts need it
@@ -138,6 +139,7 @@ def _merge_all(results, total: ChunkResult, spool: IO[bytes], bar) -> None:
         total.problems.extend(r.problems)
         total.counts.update(r.counts)
         total.unmapped |= r.unmapped
+        total.unmapped_content.update(r.unmapped_content)
         for t, v in r.newest.items():
             if t not in total.newest or v[0] > total.newest[t][0]:
                 total.newest[t] = v
@@ -150,6 +152,15 @@ def _merge_all(results, total: ChunkResult, spool: IO[bytes], bar) -> None:
             spool.write(orjson.dumps(list(d)) + b"\n")
         if bar is not None:
             bar.update(r.patients)
+
+
+def _unmapped_content(counter: Counter) -> dict[str, dict[str, int]]:
+    """Audit findings per data type and field: {"OMP-01": {"RXR-11": 3}} (every finding
+    counted; the problem list keeps a few examples per field and chunk)."""
+    out: dict[str, dict[str, int]] = {}
+    for (dtype, where), n in sorted(counter.items()):
+        out.setdefault(dtype, {})[where] = n
+    return out
 
 
 def _counts(counter: Counter) -> dict:

@@ -45,6 +45,8 @@ class ChunkResult:
     first: dict[str, str] = field(default_factory=dict)  # type -> oldest 発生日時
     days: dict[str, set[str]] = field(default_factory=dict)  # type -> days (YYYYMMDD) with files
     unmapped: set[str] = field(default_factory=set)
+    # (data type, field) -> unmapped-content findings (audit mode); problems keep a few examples
+    unmapped_content: Counter = field(default_factory=Counter)
 
 
 def file_day(sf: StoredFile) -> str:
@@ -141,18 +143,32 @@ def _deep_mojibake(res) -> list[str]:
     return check(res.message.text)
 
 
+EXAMPLES_PER_FIELD = 20  # unmapped-content problems listed per (data type, field) per chunk
+
+
 def _map(opts: Options, res, sf: StoredFile, out: ChunkResult) -> list[dict]:
-    from mappers import MAPPERS, MapContext, map_message
+    """Map in audit mode: a mapper failure and every unread, unexplained component are findings."""
+    from mappers import MAPPERS, MapContext
+    from mappers.audit import KIND_UNMAPPED, audit_message
 
     dtype = sf.name.data_type  # type: ignore[union-attr]
     if dtype not in MAPPERS:
         out.unmapped.add(dtype)
         return []
     try:
-        resources = map_message(res.message, MapContext(opts.facility, sf.relpath, sf.name))
+        resources, unmapped = audit_message(res.message, MapContext(opts.facility, sf.relpath,
+                                                                    sf.name))
     except Exception as exc:  # noqa: BLE001 - any mapper failure is a finding, not a crash
         reason = str(exc) if type(exc).__name__ == "MappingError" else f"{type(exc).__name__}: {exc}"
         return [problem(sf.relpath, KIND_MAPPING, f"cannot be converted to FHIR: {reason}")]
     if not isinstance(resources, list):
         return [problem(sf.relpath, KIND_MAPPING, "the mapper returned no list of resources")]
-    return []
+    found = []
+    for u in unmapped:
+        key = (dtype, u.where)
+        out.unmapped_content[key] += 1
+        if out.unmapped_content[key] <= EXAMPLES_PER_FIELD:
+            found.append(problem(sf.relpath, KIND_UNMAPPED, u.reason(), WARNING, field=u.where,
+                                 segment=u.segment + 1, repetition=u.repetition,
+                                 excerpt=u.excerpt))
+    return found

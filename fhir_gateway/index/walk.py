@@ -23,11 +23,11 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from storage.layout import Storage
+from storage.layout import Storage, short_id_folder
 from storage.names import is_valid_date_folder, is_valid_patient_id
 
 RACY_NS = 2_000_000_000
-STATE_FORMAT = 1
+STATE_FORMAT = 2  # 2: short-id folders detected by storage.layout.short_id_folder
 
 
 @dataclass
@@ -104,7 +104,7 @@ def scan(root: os.PathLike[str] | str, old: dict | None, progress=None) -> Scan:
                 kind, kids = prev[1], prev[2]
             else:
                 kids = _dirs(p2)
-                if is_valid_patient_id(l2) and kids and all(is_valid_date_folder(k) for k in kids):
+                if is_valid_patient_id(l2) and short_id_folder(l1, l2, kids, p2):
                     kind, kids = "p", [l2]  # short id directly below level 1: <id>/<id>
                 else:
                     kind = "d"
