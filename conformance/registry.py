@@ -126,7 +126,7 @@ class Registry:
             self.resources[rtype] = ResourceDef(
                 rtype, res.get("profile", ""), params, frozenset(res.get("searchInclude", [])),
                 frozenset(res.get("searchRevInclude", [])),
-                needs_patient=rtype not in ("Patient", "Claim"))
+                needs_patient=rtype not in ("Patient", "Claim", "Group"))
 
     def get(self, rtype: str) -> ResourceDef | None:
         return self.resources.get(rtype)

@@ -28,7 +28,8 @@ from .api.views import api_error
 log = logging.getLogger(__name__)
 
 # Modules with ``init_app(app, gateway)`` attached when importable (e.g. the viewer).
-EXTENSIONS = ["fhir_gateway.viewer", "fhir_gateway.health", "fhir_gateway.summary"]
+EXTENSIONS = ["fhir_gateway.viewer", "fhir_gateway.health", "fhir_gateway.summary",
+              "fhir_gateway.bulk"]
 
 
 class BearerAuth:

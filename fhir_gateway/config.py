@@ -74,9 +74,22 @@ class Backend:
 
 
 @dataclass
+class ExportConfig:
+    """``[export]``: Bulk Data export jobs (docs/api.md)."""
+
+    dir: Path | None = None  # export files (default: {data_dir}/bulk-export)
+    keep_hours: float = 24.0  # files and job deleted this long after completion
+    jobs_per_client: int = 2  # queued/running exports one client may have
+    concurrent: int = 1  # jobs run at once per server process
+    processes: int = 0  # mapping processes per job (0 = min(2, cores))
+    max_file_mb: float = 256.0  # ndjson files are split at this size
+
+
+@dataclass
 class Config:
     data_dir: Path
     facilities: dict[str, Facility] = field(default_factory=dict)
+    export: ExportConfig = field(default_factory=ExportConfig)
     index: Backend = field(default_factory=lambda: Backend("whoosh"))
     state: Backend = field(default_factory=lambda: Backend("embedded"))
     export_dask: str = ""  # a Dask scheduler address for batch work, "" = local processes
@@ -148,7 +161,32 @@ def load(path: str | Path) -> Config:
     if not isinstance(export, dict) or not isinstance(export.get("dask", ""), str):
         raise ConfigError("[export] dask must be a scheduler address like tcp://HOST:PORT")
     cfg.export_dask = export.get("dask", "")
+    cfg.export = _export(export, base)
     return cfg
+
+
+def _export(raw: dict, base: Path) -> ExportConfig:
+    """``[export]``: Bulk Data export jobs (``dask`` is the drill's, read above)."""
+    out = ExportConfig()
+    for key, value in raw.items():
+        if key == "dask":
+            continue
+        if key == "dir":
+            if not isinstance(value, str):
+                raise ConfigError("[export] dir must be a path")
+            out.dir = Path(value) if Path(value).is_absolute() else (base / value).resolve()
+        elif key in ("keep_hours", "max_file_mb"):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"[export] {key} must be a positive number")
+            setattr(out, key, float(value))
+        elif key in ("jobs_per_client", "concurrent", "processes"):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0 or \
+                    (value == 0 and key != "processes"):
+                raise ConfigError(f"[export] {key} must be a positive whole number")
+            setattr(out, key, value)
+        else:
+            raise ConfigError(f"[export] has no setting {key!r}")
+    return out
 
 
 def _backend(table: object, name: str, allowed: tuple[str, ...]) -> Backend:

@@ -228,6 +228,11 @@ def build_synth_hospital(base: Path, patients: int = SYNTH["patients"], years: i
         f'data_dir = "{h.data_dir}"\n\n[[facility]]\ncode = "{FACILITY}"\nname = "合成病院"\n'
         f'storage = ["{h.root}"]\nextended = ["{extended}"]\nreceipts = ["{h.receipts}"]\n',
         encoding="utf-8")
+    cohort = base / "cohort.txt"  # a Group (bulk-export cohort) of the first three patients
+    cohort.write_text("\n".join(h.patients[:3]) + "\n")
+    subprocess.run([str(BIN / "fhir-gateway"), "group", "create", "--data-dir", str(h.data_dir),
+                    "--facility", FACILITY, "--name", "cohort", "--patients", str(cohort)],
+                   check=True, capture_output=True)
     return h
 
 

@@ -27,6 +27,8 @@ def corpus(synth_server, synth_hospital):
             b = requests.get(url, headers=synth_server.headers).json()
             out += [e["resource"] for e in b.get("entry", []) if e["search"]["mode"] == "match"]
             url = next((lk["url"] for lk in b.get("link", []) if lk["relation"] == "next"), None)
+    groups = requests.get(f"{synth_server.base}/Group", headers=synth_server.headers).json()
+    out += [e["resource"] for e in groups.get("entry", []) if e["search"]["mode"] == "match"]
     return out
 
 

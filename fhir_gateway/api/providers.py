@@ -40,7 +40,7 @@ class ResourceProvider:
             page, total, problems = lazy
             included, inc_problems = self.includes(svc, page, query)
         else:
-            result = svc.search(self.type, query)
+            result = self.find(svc, query)
             ordered = self.sort(result.matches, query)
             total, problems = len(ordered), result.problems
             page = ordered[offset: offset + query.count]
@@ -57,6 +57,9 @@ class ResourceProvider:
         """(page, total, problems) from an index that maps only the page, or None (full search).
         Claims: the receipt index."""
         return svc.claim_page(query, offset) if self.type == "Claim" else None
+
+    def find(self, svc: FacilityService, query: Query):
+        return svc.search(self.type, query)
 
     def sort(self, resources: list[dict], query: Query) -> list[dict]:
         out = sorted(resources, key=lambda r: (r.get("resourceType", ""), r.get("id", "")))
@@ -357,10 +360,23 @@ def _links(pager: Pager, base: str, path: str, items, offset: int, count: int, t
     return links
 
 
+class GroupProvider(ResourceProvider):
+    """Groups (Bulk Data cohorts) live in the data directory, a few per facility: a search
+    matches them all, no patient needed."""
+
+    def find(self, svc: FacilityService, query: Query):
+        from flask import current_app
+
+        from fhir_gateway.services import SearchResult
+        groups = current_app.extensions["bulk"].groups.list(svc.code)
+        return SearchResult([r for r in groups if match.matches_all(r, query.criteria)])
+
+
 def providers() -> dict[str, ResourceProvider]:
     out: dict[str, ResourceProvider] = {}
     for t, rdef in registry().resources.items():
-        cls = {"Patient": PatientProvider, "Coverage": CoverageProvider}.get(t, ResourceProvider)
+        cls = {"Patient": PatientProvider, "Coverage": CoverageProvider,
+               "Group": GroupProvider}.get(t, ResourceProvider)
         out[t] = cls(rdef)
     return out
 

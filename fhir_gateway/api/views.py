@@ -40,7 +40,10 @@ def _pull_facility(endpoint, values):
 def _before() -> Response | None:
     if request.method == "OPTIONS":  # CORS preflight / Allow discovery: no token needed
         return options_response(g.facility_code or "")
-    negotiate()
+    if request.endpoint == "fhir.export_file":
+        g.media_type, g.pretty = "application/fhir+json", False  # ndjson body; errors as JSON
+    else:
+        negotiate()
     auth = current_app.extensions["fhir_auth"]
     svc = current_app.extensions["gateway"].facility(g.facility_code or "")
     if request.endpoint not in PUBLIC_ENDPOINTS:

@@ -1,0 +1,162 @@
+"""Bulk Data Access (IG v2.0): ``$export`` kick-off at system, Patient and Group level, the
+status endpoint (poll / cancel) and the output files.  The work runs in
+:mod:`fhir_gateway.bulk`; these views only check the request and the caller."""
+
+from __future__ import annotations
+
+import zlib
+
+from flask import Response, current_app, g, jsonify, request
+
+from conformance import registry
+from fhir_gateway.bulk.export import Spec, SpecError
+from fhir_gateway.bulk.manager import TooManyJobs
+from fhir_gateway.smart import scopes
+
+from . import bundle
+from .errors import FhirError
+from .views import _lenient, blueprint
+
+KICKOFF_PARAMS = {"_type", "_since", "_until", "_typeFilter", "_elements", "_outputFormat"}
+NDJSON = ("application/fhir+ndjson", "application/ndjson", "ndjson")
+STU_ONLY = {"patient", "includeAssociatedData", "organizeOutputBy", "allowPartialManifests"}
+
+
+def _bulk():
+    return current_app.extensions["bulk"]
+
+
+def _owner() -> str:
+    p = g.principal
+    return "anonymous" if p.anonymous else f"{p.name}:{p.token_id}"
+
+
+def _base() -> str:
+    return bundle.base_url(g.facility_code)
+
+
+def _kick_off(level: str, group: str | None = None):
+    if "respond-async" not in request.headers.get("Prefer", ""):
+        raise FhirError(400, "$export runs asynchronously: send Prefer: respond-async", "invalid")
+    params: dict[str, list[str]] = {}
+    for k, v in request.args.items(multi=True):
+        if k in KICKOFF_PARAMS:
+            params.setdefault(k, []).append(v)
+        elif k in ("_format", "_pretty"):
+            continue
+        elif k in STU_ONLY or not _lenient():
+            raise FhirError(400, f"$export parameter {k!r} is not supported "
+                            f"({', '.join(sorted(KICKOFF_PARAMS))})", "not-supported")
+    fmt = params.pop("_outputFormat", [NDJSON[0]])
+    if any(f not in NDJSON for f in fmt):
+        raise FhirError(400, "_outputFormat must be application/fhir+ndjson", "not-supported")
+    try:
+        spec = Spec.parse(params)
+    except SpecError as exc:
+        raise FhirError(400, str(exc), "invalid") from None
+    readable = {t for t in registry().resources if scopes.allows(g.principal.scopes, t, "r")
+                or scopes.allows(g.principal.scopes, t, "s")}
+    if spec.types is not None:
+        denied = sorted(spec.types - readable)
+        if denied:
+            raise FhirError(403, f"the token's scopes do not allow {', '.join(denied)}",
+                            "forbidden")
+    elif readable != set(registry().resources):
+        if not readable:
+            raise FhirError(403, "the token's scopes allow no resource type", "forbidden")
+        params["_type"] = [",".join(sorted(readable))]  # export only what the token may read
+    if level == "group" and _bulk().groups.get(g.facility_code, group) is None:
+        raise FhirError(404, f"Group/{group} not found", "not-found")
+    try:
+        job = _bulk().kick_off(g.facility_code, _owner(), level, params, request.url, group)
+    except TooManyJobs as exc:
+        raise FhirError(429, str(exc), "throttled", {"Retry-After": "30"}) from None
+    resp = Response(status=202)
+    resp.headers["Content-Location"] = f"{_base()}/$export-status/{job['id']}"
+    return resp
+
+
+@blueprint.get("/$export")
+def export_system():
+    return _kick_off("system")
+
+
+@blueprint.get("/Patient/$export")
+def export_patients():
+    return _kick_off("patient")
+
+
+@blueprint.get("/Group/<gid>/$export")
+def export_group(gid: str):
+    return _kick_off("group", gid)
+
+
+def _job(jid: str) -> dict:
+    job = _bulk().get(jid, _owner())
+    if job is None:
+        raise FhirError(404, f"no export {jid} (finished long ago, cancelled, or not yours)",
+                        "not-found")
+    return job
+
+
+@blueprint.get("/$export-status/<jid>")
+def export_status(jid: str):
+    job = _job(jid)
+    status = job["status"]
+    if status in ("queued", "running"):
+        resp = Response(status=202)
+        total, done = job.get("total") or 0, job.get("done") or 0
+        pct = int(100 * done / total) if total else 0
+        resp.headers["X-Progress"] = f"{status}: {pct}% ({done}/{total} patients)"
+        resp.headers["Retry-After"] = "2"
+        return resp
+    if status == "failed":
+        raise FhirError(500, job.get("message") or "the export failed", "exception")
+    base = f"{_base()}/$export-file/{jid}"
+    manifest = {
+        "transactionTime": job["transactionTime"],
+        "request": job["request"],
+        "requiresAccessToken": True,
+        "output": [{"type": f["type"], "url": f"{base}/{f['name']}", "count": f["count"]}
+                   for f in job["output"]],
+        "error": [{"type": "OperationOutcome", "url": f"{base}/errors/{f['name']}",
+                   "count": f["count"]} for f in job["error"]],
+    }
+    resp = jsonify(manifest)
+    keep = current_app.extensions["bulk"].settings.keep_hours * 3600
+    from email.utils import formatdate
+    resp.headers["Expires"] = formatdate(job["finished"] + keep, usegmt=True)
+    return resp
+
+
+@blueprint.delete("/$export-status/<jid>")
+def export_cancel(jid: str):
+    if not _bulk().cancel(jid, _owner()):
+        raise FhirError(404, f"no export {jid} to cancel", "not-found")
+    return Response(status=202)
+
+
+@blueprint.get("/$export-file/<jid>/<path:name>")
+def export_file(jid: str, name: str):
+    job = _job(jid)
+    path = _bulk().file_path(job, name)
+    if path is None or not path.is_file():
+        raise FhirError(404, f"no file {name} in export {jid}", "not-found")
+    size = path.stat().st_size
+    gz = "gzip" in request.headers.get("Accept-Encoding", "").lower()
+
+    def stream():
+        comp = zlib.compressobj(6, zlib.DEFLATED, 31) if gz else None
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                yield comp.compress(chunk) if comp else chunk
+        if comp:
+            yield comp.flush()
+
+    resp = Response(stream(), content_type="application/fhir+ndjson")
+    if gz:
+        resp.headers["Content-Encoding"] = "gzip"
+    else:
+        resp.headers["Content-Length"] = str(size)
+    resp.direct_passthrough = True
+    return resp

@@ -1,0 +1,281 @@
+"""Running one Bulk Data export: patients' compartments -> one ndjson file per type (split at a
+size limit) + OperationOutcome lines for whatever could not be read.
+
+Mapping is CPU-bound, so the patients are cut into chunks and mapped in worker *processes*
+(``processes`` > 1; each with its own small mapped-file cache, since an export reads every file
+once): a chunk comes back as ndjson bytes per type and is appended by the job's thread, with a
+bounded number of chunks in flight so memory stays flat whatever the export size.  Resources of
+plug-in sources (viewer memos) are added by the job's own process, where those plug-ins live."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from itertools import groupby
+from pathlib import Path
+from typing import Callable
+
+import orjson
+
+from conformance import Criterion, QueryError, registry
+from fhir_gateway.services import match
+from mappers.serialize import dumps
+from storage.reader import ERROR, Problem
+
+log = logging.getLogger(__name__)
+CHUNK = 16  # patients per task sent to a worker process
+CHILD_CACHE_BYTES = 32 << 20
+
+
+class ExportCancelled(Exception):
+    pass
+
+
+class SpecError(ValueError):
+    """A kick-off parameter that cannot be honoured (400)."""
+
+
+@dataclass
+class Spec:
+    """The parsed kick-off parameters (re-parsed from the job's raw params in every process)."""
+
+    types: frozenset[str] | None = None
+    since: float | None = None
+    until: float | None = None
+    filters: dict[str, list[list[Criterion]]] = field(default_factory=dict)
+    elements: dict[str, list[str]] = field(default_factory=dict)  # "*" = every type
+
+    @classmethod
+    def parse(cls, params: dict[str, list[str]]) -> "Spec":
+        s = cls()
+        types = [t.strip() for v in params.get("_type", []) for t in v.split(",") if t.strip()]
+        if types:
+            unknown = sorted({t for t in types if registry().get(t) is None})
+            if unknown:
+                raise SpecError(f"_type: this server does not serve {', '.join(unknown)}")
+            s.types = frozenset(types)
+        for key in ("_since", "_until"):
+            vals = params.get(key, [])
+            if len(vals) > 1:
+                raise SpecError(f"{key} may be given once")
+            if vals:
+                r = match.date_range(vals[0])
+                if r is None:
+                    raise SpecError(f"{key} must be a FHIR instant, e.g. 2024-01-01T00:00:00Z")
+                if key == "_since":
+                    s.since = r[0]
+                else:
+                    s.until = r[1]
+        for v in params.get("_typeFilter", []):
+            for one in _split_filters(v):
+                rtype, _, query = one.partition("?")
+                rdef = registry().get(rtype)
+                if rdef is None or not query:
+                    raise SpecError(f"_typeFilter {one!r}: expected Type?param=value")
+                if s.types is not None and rtype not in s.types:
+                    raise SpecError(f"_typeFilter {one!r} names a type not in _type")
+                from urllib.parse import parse_qsl
+                items = parse_qsl(query, keep_blank_values=True)
+                try:
+                    q = registry().parse(rtype, items)
+                except QueryError as exc:
+                    raise SpecError(f"_typeFilter {one!r}: {exc}") from None
+                if not q.criteria or len(q.criteria) != len(items):
+                    raise SpecError(f"_typeFilter {one!r}: only search parameters are allowed")
+                s.filters.setdefault(rtype, []).append(q.criteria)
+        for v in params.get("_elements", []):
+            for e in (x.strip() for x in v.split(",")):
+                if not e:
+                    continue
+                rtype, _, name = e.rpartition(".")
+                if not name.isidentifier() or (rtype and registry().get(rtype) is None):
+                    raise SpecError(f"_elements {e!r}: expected element or Type.element")
+                s.elements.setdefault(rtype or "*", []).append(name)
+        return s
+
+    def keep(self, r: dict) -> bool:
+        rt = r.get("resourceType", "")
+        if self.types is not None and rt not in self.types:
+            return False
+        if self.since is not None or self.until is not None:
+            lu = match.date_range(r.get("meta", {}).get("lastUpdated", ""))
+            if lu is not None:
+                if self.since is not None and lu[0] < self.since:
+                    return False
+                if self.until is not None and lu[0] >= self.until:
+                    return False
+        flt = self.filters.get(rt)
+        if flt and not any(match.matches_all(r, crit) for crit in flt):
+            return False
+        return True
+
+    def shape(self, r: dict) -> dict:
+        names = self.elements.get("*", []) + self.elements.get(r.get("resourceType", ""), [])
+        if not names:
+            return r
+        from fhir_gateway.api.subset import elements
+        return elements(r, names)
+
+
+def _split_filters(value: str) -> list[str]:
+    """``_typeFilter`` values are comma separated; a comma inside a query is %-encoded."""
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def outcome_lines(problems: list[Problem]) -> bytes:
+    """One OperationOutcome per unreadable file (the same shape the search Bundles carry)."""
+    from fhir_gateway.api.errors import problem_outcome
+    out = []
+    for _, group in groupby(sorted(problems, key=lambda p: p.path), key=lambda p: p.path):
+        out.append(orjson.dumps(problem_outcome(list(group))) + b"\n")
+    return b"".join(out)
+
+
+# -- one chunk of patients (in a worker process or inline) --------------------------------------
+_CHILD: dict = {}
+
+
+def _child_init(facility, data_dir) -> None:
+    from fhir_gateway.services import FacilityService, MappedCache
+    _CHILD["svc"] = FacilityService(facility, MappedCache(CHILD_CACHE_BYTES), data_dir)
+
+
+def _child_chunk(pids: list[str], params: dict) -> dict:
+    return export_chunk(_CHILD["svc"], pids, Spec.parse(params))
+
+
+def export_chunk(svc, pids: list[str], spec: Spec, extras: Callable | None = None) -> dict:
+    """ndjson bytes per type, OperationOutcome lines, and counts for ``pids``."""
+    from fhir_gateway.services import ServiceError
+    parts: dict[str, list[bytes]] = {}
+    problems: list[Problem] = []
+    types = set(spec.types) - {"Group"} if spec.types is not None else None
+    for pid in (pids if types is None or types else []):
+        try:
+            data = svc.patient_bundle(pid, types)
+        except ServiceError as exc:
+            problems.append(Problem(f"Patient/{pid}", "export", f"not exported: {exc}"))
+            continue
+        resources = data.resources + (extras(pid) if extras else [])
+        problems.extend(p for p in data.problems if p.severity == ERROR)
+        for r in resources:
+            if r.get("resourceType") != "Group" and spec.keep(r):
+                parts.setdefault(r["resourceType"], []).append(dumps(spec.shape(r)))
+    return {"lines": {t: b"\n".join(v) + b"\n" for t, v in parts.items()},
+            "counts": {t: len(v) for t, v in parts.items()},
+            "errors": outcome_lines(problems), "patients": len(pids)}
+
+
+# -- output files ----------------------------------------------------------------------------
+class Writer:
+    """One ndjson file per type, a new part when the next lines would pass ``max_bytes``."""
+
+    def __init__(self, out_dir: Path, max_bytes: int) -> None:
+        self.dir = out_dir
+        self.max = max(1, max_bytes)
+        self.files: list[dict] = []  # {"type", "name", "count", "bytes"}
+        self._open: dict[str, tuple[object, dict]] = {}
+
+    def _roll(self, rtype: str):
+        old = self._open.pop(rtype, None)
+        if old is not None:
+            old[0].close()
+        n = sum(1 for f in self.files if f["type"] == rtype) + 1
+        info = {"type": rtype, "name": f"{rtype}.{n}.ndjson", "count": 0, "bytes": 0}
+        self.files.append(info)
+        fh = open(self.dir / info["name"], "wb")
+        self._open[rtype] = (fh, info)
+        return fh, info
+
+    def write(self, rtype: str, data: bytes, count: int) -> None:
+        if not data:
+            return
+        fh, info = self._open.get(rtype) or self._roll(rtype)
+        if info["bytes"] + len(data) > self.max:
+            for line in data.splitlines(keepends=True):  # split only when a file fills
+                fh, info = self._open[rtype]
+                if info["bytes"] and info["bytes"] + len(line) > self.max:
+                    fh, info = self._roll(rtype)
+                fh.write(line)
+                info["bytes"] += len(line)
+                info["count"] += 1
+            return
+        fh.write(data)
+        info["bytes"] += len(data)
+        info["count"] += count
+
+    def close(self) -> list[dict]:
+        for fh, _ in self._open.values():
+            fh.close()
+        self._open.clear()
+        return self.files
+
+
+def run_export(svc, pids: list[str], params: dict, out_dir: Path, *, processes: int,
+               max_file_bytes: int, extra_resources: list[dict] | None = None,
+               plugin_extras: Callable | None = None,
+               progress: Callable[[int, int], None] | None = None,
+               cancelled: Callable[[], bool] | None = None) -> tuple[list[dict], list[dict]]:
+    """Write the export of ``pids`` into ``out_dir``; (output files, error files)."""
+    spec = Spec.parse(params)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = Writer(out_dir, max_file_bytes)
+    err = Writer(out_dir / "errors", max_file_bytes)
+    (out_dir / "errors").mkdir(exist_ok=True)
+    done = 0
+
+    def take(res: dict, chunk: list[str], plugins: bool = True) -> None:
+        nonlocal done
+        for t, data in res["lines"].items():
+            out.write(t, data, res["counts"][t])
+        if plugins and plugin_extras is not None:  # plug-in resources live in this process
+            for pid in chunk:
+                for r in plugin_extras(pid):
+                    if spec.keep(r):
+                        out.write(r["resourceType"], dumps(spec.shape(r)) + b"\n", 1)
+        if res["errors"]:
+            err.write("OperationOutcome", res["errors"], res["errors"].count(b"\n"))
+        done += res["patients"]
+        if progress:
+            progress(done, len(pids))
+        if cancelled and cancelled():
+            raise ExportCancelled()
+
+    chunks = [pids[i:i + CHUNK] for i in range(0, len(pids), CHUNK)]
+    try:
+        if processes > 1 and len(chunks) > 1:
+            ctx = multiprocessing.get_context("spawn")
+            with cf.ProcessPoolExecutor(processes, mp_context=ctx, initializer=_child_init,
+                                        initargs=(svc.facility, svc.data_dir)) as pool:
+                inflight: deque = deque()
+                it = iter(chunks)
+                try:
+                    for chunk in it:
+                        inflight.append((pool.submit(_child_chunk, chunk, params), chunk))
+                        if len(inflight) >= processes * 2:
+                            fut, c = inflight.popleft()
+                            take(fut.result(), c)
+                    while inflight:
+                        fut, c = inflight.popleft()
+                        take(fut.result(), c)
+                except BaseException:
+                    for fut, _ in inflight:
+                        fut.cancel()
+                    raise
+        else:
+            for chunk in chunks:
+                take(export_chunk(svc, chunk, spec), chunk, plugins=False)
+        for r in extra_resources or []:
+            if spec.keep(r):
+                out.write(r["resourceType"], dumps(spec.shape(r)) + b"\n", 1)
+    finally:
+        files, errors = out.close(), err.close()
+    return files, errors
+
+
+def default_processes() -> int:
+    return max(1, min(2, os.cpu_count() or 1))

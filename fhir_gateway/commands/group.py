@@ -1,0 +1,97 @@
+"""``fhir-gateway group``: Group resources (patient cohorts) for Bulk Data ``Group/{id}/$export``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("group", help="create and list Group cohorts for bulk export",
+                       description="A Group lists patients of one facility; it is served as "
+                                   "Group/{id} and exported by Group/{id}/$export.")
+    p.add_argument("--config", help="TOML config (its data_dir holds the groups)")
+    p.add_argument("--data-dir", help="data directory (without --config: patients unchecked)")
+    gsub = p.add_subparsers(dest="group_command", metavar="ACTION")
+    c = gsub.add_parser("create", help="create a Group and print its id")
+    c.add_argument("--facility", required=True, help="facility code")
+    c.add_argument("--name", required=True, help="the group's name (replaces a group of the "
+                                                 "same name)")
+    c.add_argument("--patients", required=True,
+                   help="file with one patient id per line ('-' for stdin; # comments)")
+    c.set_defaults(func=run_create)
+    ls = gsub.add_parser("list", help="list a facility's groups")
+    ls.add_argument("--facility", required=True)
+    ls.set_defaults(func=run_list)
+    for q in (c, ls):
+        q.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        q.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def _err(msg: str) -> int:
+    print(f"fhir-gateway group: {msg}", file=sys.stderr)
+    return 2
+
+
+def _open(args):
+    from fhir_gateway.bulk.groups import GroupStore
+    from fhir_gateway.config import default_data_dir, load
+    if getattr(args, "config", None):
+        cfg = load(args.config)
+        return GroupStore(cfg.data_dir), cfg
+    data_dir = Path(args.data_dir).resolve() if getattr(args, "data_dir", None) \
+        else default_data_dir()
+    return GroupStore(data_dir), None
+
+
+def run_create(args: argparse.Namespace) -> int:
+    from fhir_gateway.bulk.groups import GroupError
+    from fhir_gateway.config import FACILITY_CODE, ConfigError
+    from storage.names import is_valid_patient_id
+    try:
+        store, cfg = _open(args)
+    except ConfigError as exc:
+        return _err(str(exc))
+    if not FACILITY_CODE.match(args.facility):
+        return _err("--facility must be a facility code")
+    if cfg is not None and args.facility not in cfg.facilities:
+        return _err(f"facility {args.facility} is not configured")
+    try:
+        text = sys.stdin.read() if args.patients == "-" else \
+            Path(args.patients).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return _err(f"cannot read --patients: {exc}")
+    pids = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
+    pids = [p.removeprefix("Patient/") for p in pids if p]
+    bad = [p for p in pids if not is_valid_patient_id(p)]
+    if bad:
+        return _err(f"not patient ids: {', '.join(bad[:5])}")
+    if cfg is not None:
+        from fhir_gateway.services import Gateway
+        svc = Gateway(cfg).facility(args.facility)
+        missing = [p for p in pids if not svc.patient_exists(p)]
+        if missing:
+            return _err(f"no such patient in {args.facility}: {', '.join(missing[:5])}"
+                        + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""))
+    try:
+        group = store.create(args.facility, args.name, pids)
+    except GroupError as exc:
+        return _err(str(exc))
+    print(group["id"])
+    print(f"(Group/{group['id']}: {group['quantity']} patients)", file=sys.stderr)
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from fhir_gateway.bulk.groups import GroupError
+    from fhir_gateway.config import ConfigError
+    try:
+        store, _ = _open(args)
+        groups = store.list(args.facility)
+    except (ConfigError, GroupError) as exc:
+        return _err(str(exc))
+    for g in groups:
+        print(f"{g['id']}\t{g['name']}\t{g['quantity']}\t{g['meta']['lastUpdated']}")
+    return 0
