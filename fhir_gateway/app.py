@@ -97,7 +97,10 @@ def create_app(config: Config, *, auth: bool = True, cache_bytes: int | None = N
     app.extensions["fhir_pager"] = Pager(secret)
     for svc in gateway.facilities.values():  # one process builds it (a file lock), in a thread
         svc.claims.start_background_build()
-    store = TokenStore(config.data_dir) if auth else None
+    from fhir_gateway.state import open_state
+    state = open_state(config)  # accounts, sessions, tokens, audit, memos (config [state])
+    app.extensions["state"] = state
+    store = state.tokens() if auth else None
     if store is not None:
         store.validate()  # a corrupt token file stops `serve` at start-up with its reason
     smart = SmartAuthority(config.data_dir, secret)

@@ -268,10 +268,28 @@ class MemoJournal:
         if not patient or len(patient) > 64 or textsafe.forbidden(patient) or "\n" in patient:
             raise MemoError("bad patient id")
         person, staff_no = textsafe.strip(person), textsafe.strip(staff_no)
-        path = self.path(facility)
+        self.path(facility)  # a bad facility code is refused before anything is written
         memo = Memo(id=f"memo-{uuid.uuid4().hex}", facility=facility, patient=patient,
                     text=text, author=author, person=person, staff_no=staff_no,
                     at=datetime.now(JST).isoformat(timespec="seconds"), corrects=corrects)
+        self._store(memo, admin)
+        return memo
+
+    def _record(self, lines: list[tuple[str, dict]], memo: Memo, admin: bool) -> dict:
+        """The chained, keyed journal record of ``memo`` after ``lines`` (checks a correction)."""
+        if memo.corrects:
+            self._check_correction(lines, memo.patient, memo.corrects, memo.author,
+                                   memo.staff_no, admin)
+        prev = _link(*lines[-1]) if lines else ""
+        record = memo.to_json() | {"prev": prev}
+        record["mac"] = integrity.mac(self.key(), prev, integrity.canonical(record))
+        return record
+
+    def _store(self, memo: Memo, admin: bool) -> None:
+        """Append durably to ``{facility}.jsonl`` (the embedded store; PostgreSQL: see
+        :class:`fhir_gateway.scale.pgstate.PgMemoJournal`)."""
+        facility = memo.facility
+        path = self.path(facility)
         with self._lock:
             try:
                 key = self.key()
@@ -284,11 +302,7 @@ class MemoJournal:
                 fcntl.flock(fd, fcntl.LOCK_EX)  # one writer across processes
                 size = os.fstat(fd).st_size
                 lines = self._parse(os.pread(fd, size, 0)) if size else []
-                if corrects:
-                    self._check_correction(lines, patient, corrects, author, staff_no, admin)
-                prev = _link(*lines[-1]) if lines else ""
-                record = memo.to_json() | {"prev": prev}
-                record["mac"] = integrity.mac(key, prev, integrity.canonical(record))
+                record = self._record(lines, memo, admin)
                 data = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode()
                 if size and os.pread(fd, 1, size - 1) != b"\n":
                     data = b"\n" + data  # isolate a torn tail from the new line
@@ -310,7 +324,6 @@ class MemoJournal:
                         os.close(dfd)
                 except OSError as exc:
                     log.warning("fsync of %s failed: %s", self.dir, exc)
-        return memo
 
     def _check_correction(self, lines, patient: str, corrects: str, author: str, staff_no: str,
                           admin: bool) -> None:

@@ -81,9 +81,10 @@ def _check_password(password: str, username: str) -> None:
 
 class AccountStore:
     def __init__(self, data_dir: str | Path, *, max_failures: int = MAX_FAILURES,
-                 lock_seconds: float = LOCK_SECONDS) -> None:
+                 lock_seconds: float = LOCK_SECONDS, db=None) -> None:
         self.data_dir = Path(data_dir)
-        self.db = Database(self.data_dir / "accounts.sqlite3")
+        # db: another backend's database with the same API (fhir_gateway.state), else sqlite
+        self.db = db if db is not None else Database(self.data_dir / "accounts.sqlite3")
         self._key: bytes | None = None
         self.max_failures = max_failures
         self.lock_seconds = lock_seconds

@@ -39,7 +39,8 @@ def _store(args: argparse.Namespace):
     from fhir_gateway.config import load
     if getattr(args, "config", None):
         cfg = load(args.config)
-        return TokenStore(cfg.data_dir), cfg
+        from fhir_gateway.state import open_state
+        return open_state(cfg).tokens(), cfg
     if getattr(args, "data_dir", None):
         return TokenStore(Path(args.data_dir).resolve()), None
     from fhir_gateway.config import default_data_dir

@@ -53,6 +53,15 @@ def _data_dir(args) -> Path:
     return config_mod.default_data_dir()
 
 
+def _accounts(args):
+    """The account store of the config's [state] backend (sqlite in the data dir by default)."""
+    from ..accounts import AccountStore
+    if getattr(args, "config", None) and not getattr(args, "data_dir", None):
+        from ..state import open_state
+        return open_state(config_mod.load(args.config)).accounts()
+    return AccountStore(_data_dir(args))
+
+
 def _password(args) -> str:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
@@ -65,7 +74,7 @@ def _password(args) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..accounts import AccountError, AccountStore
     try:
-        store = AccountStore(_data_dir(args))
+        store = _accounts(args)
         cmd = args.user_command
         if cmd == "add":
             if args.config and args.facility \

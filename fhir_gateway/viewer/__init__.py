@@ -32,10 +32,14 @@ def init_viewer(app: Flask, config, gateway=None, *, idle_seconds: float | None 
     if gateway is None:
         from ..services import Gateway
         gateway = Gateway(config)
-    accounts = AccountStore(config.data_dir)
-    memos = MemoJournal(config.data_dir)
-    state = ViewerState(config, gateway, accounts, memos)
-    app.extensions["fhir_gateway_viewer"] = state
+    state = app.extensions.get("state")
+    if state is None:
+        from ..state import open_state
+        state = app.extensions["state"] = open_state(config)
+    accounts: AccountStore = state.accounts()
+    memos: MemoJournal = state.memos()
+    viewer = ViewerState(config, gateway, accounts, memos)
+    app.extensions["fhir_gateway_viewer"] = viewer
     # memos are part of the patient's record for the FHIR API too (DocumentReference)
     for code in config.facilities:
         svc = gateway.facility(code)
@@ -81,7 +85,7 @@ def init_viewer(app: Flask, config, gateway=None, *, idle_seconds: float | None 
         if request.blueprint is None:
             add_headers(response, patient_data=False)
         return response
-    return state
+    return viewer
 
 
 def create_viewer_app(config, gateway=None, **kwargs) -> Flask:

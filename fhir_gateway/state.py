@@ -1,0 +1,72 @@
+"""The state-store protocol: where accounts, sessions, lockouts, the 合言葉, the access switch,
+the audit trail, API tokens and memos live, chosen once from ``[state] backend``.
+
+* ``embedded`` (default): ``{data_dir}/accounts.sqlite3``, ``api-tokens.json`` and
+  ``memos/*.jsonl`` — one machine, nothing but Python.
+* ``postgresql``: the same classes over PostgreSQL (:mod:`fhir_gateway.scale.pgstate`), so any
+  number of gateway instances share sessions, lockouts, tokens, memos and one audit chain.
+
+The application asks this module for its stores and never builds them itself, so a third backend
+only has to implement :class:`StateStore`.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Protocol
+
+from fhir_gateway.config import Config
+
+
+class StateStore(Protocol):
+    backend: str
+
+    def database(self): ...  # the accounts/sessions database (execute, write, transaction)
+    def accounts(self): ...  # fhir_gateway.accounts.AccountStore
+    def tokens(self): ...  # fhir_gateway.auth_tokens.TokenStore
+    def memos(self): ...  # fhir_gateway.memos.MemoJournal
+    def health(self) -> dict: ...
+
+
+class EmbeddedState:
+    """SQLite and journal files in ``data_dir`` (the behaviour of every earlier release)."""
+
+    backend = "embedded"
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self._lock = threading.Lock()
+        self._cache: dict[str, object] = {}
+
+    def _one(self, name: str, make):
+        with self._lock:
+            if name not in self._cache:
+                self._cache[name] = make()
+            return self._cache[name]
+
+    def database(self):
+        return self.accounts().db
+
+    def accounts(self):
+        from fhir_gateway.accounts import AccountStore
+        return self._one("accounts", lambda: AccountStore(self.data_dir))
+
+    def tokens(self):
+        from fhir_gateway.auth_tokens import TokenStore
+        return self._one("tokens", lambda: TokenStore(self.data_dir))
+
+    def memos(self):
+        from fhir_gateway.memos import MemoJournal
+        return self._one("memos", lambda: MemoJournal(self.data_dir))
+
+    def health(self) -> dict:
+        return {"backend": self.backend, "status": "ok"}
+
+
+def open_state(config: Config) -> StateStore:
+    """The configured state store; build it once per application or command."""
+    if config.state.postgresql:
+        from fhir_gateway.scale.pgstate import PgState
+        return PgState(config.state.dsn, config.data_dir)
+    return EmbeddedState(config.data_dir)

@@ -1,0 +1,101 @@
+"""The PostgreSQL state store: the embedded account tests re-run against it, append-only audit,
+access log and memos enforced by the database, one audit chain written from several processes
+at once, memos and tokens shared between store instances (= gateway instances), atomic
+lockout counters, and the config/CLI path (``[state] backend = "postgresql"``)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from pathlib import Path
+
+import pytest
+
+from fhir_gateway.accounts import AccountStore
+from fhir_gateway.memos import MemoError
+
+from test_accounts import (  # noqa: F401  (re-run against PostgreSQL through the fixture below)
+    PW, test_lockout_after_failures_even_with_right_password, test_passphrase_rotation,
+    test_password_policy,
+)
+
+
+def _state(dsn: str, data_dir: Path):
+    from fhir_gateway.config import Backend, Config
+    from fhir_gateway.state import open_state
+    return open_state(Config(data_dir, {}, state=Backend("postgresql", dsn)))
+
+
+@pytest.fixture()
+def store(tmp_path, pg_dsn):
+    from fhir_gateway.scale.pgstate import PgDatabase
+    return AccountStore(tmp_path, max_failures=3, lock_seconds=60, db=PgDatabase(pg_dsn))
+
+
+def test_append_only_in_the_database(store, pg_dsn):
+    import psycopg
+    store.audit("login", username="v")
+    store.switch_access("F1", True, "地震", "h", "山田", "1")
+    for sql in ("UPDATE audit SET patient = 'P2'", "DELETE FROM audit", "TRUNCATE audit",
+                "DELETE FROM access_log", "UPDATE memos SET line = ''"):
+        with psycopg.connect(pg_dsn) as c, pytest.raises(psycopg.Error, match="append-only"):
+            c.execute(sql)
+    assert store.verify_audit() == (True, 1)
+
+
+def _audit_worker(dsn: str, data_dir: str, who: int, n: int) -> None:
+    st = _state(dsn, Path(data_dir))
+    for i in range(n):
+        st.accounts().audit("read", username=f"w{who}", patient=str(i))
+
+
+def test_one_audit_chain_from_several_processes(tmp_path, pg_dsn):
+    ctx = mp.get_context("spawn")
+    ps = [ctx.Process(target=_audit_worker, args=(pg_dsn, str(tmp_path), w, 25)) for w in range(3)]
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join(120)
+    assert all(p.exitcode == 0 for p in ps)
+    st = _state(pg_dsn, tmp_path)
+    assert st.accounts().verify_audit() == (True, 75)
+
+
+def test_lockout_counter_is_shared_by_instances(tmp_path, pg_dsn):
+    a, b = _state(pg_dsn, tmp_path), _state(pg_dsn, tmp_path)
+    a.accounts().add_user("u1", PW, "viewer")
+    for s in (a, b, a, b):
+        assert s.accounts().authenticate("u1", "wrong password!!")[0] is None
+    # the fifth failure, wherever it lands, locks: the count is one shared row
+    assert b.accounts().authenticate("u1", "wrong password!!")[1] == "locked"
+    assert a.accounts().authenticate("u1", PW) == (None, "locked")
+
+
+def test_memos_and_tokens_shared(tmp_path, pg_dsn):
+    a, b = _state(pg_dsn, tmp_path), _state(pg_dsn, tmp_path)
+    m1 = a.memos().append("F1", "P1", "ワーファリン内服中", author="naika", person="山田",
+                          staff_no="12")
+    m2 = b.memos().append("F1", "P1", "エリキュースに変更", author="naika", person="山田",
+                          staff_no="12", corrects=m1.id)
+    seen = a.memos().for_patient("F1", "P1")
+    assert [m.id for m in seen] == [m2.id, m1.id]
+    assert seen[1].status == "entered-in-error"
+    assert a.memos().verify("F1") == (True, 2) and b.memos().verify("F1") == (True, 2)
+    with pytest.raises(MemoError):
+        b.memos().append("F1", "P2", "fix", author="x", corrects=m1.id)
+    token = a.tokens().create("etl", "F1")
+    assert b.tokens().verify(token).facility == "F1"
+    assert b.tokens().revoke("etl")
+    assert a.tokens().verify(token) is None
+
+
+def test_cli_and_config(tmp_path, pg_dsn, capsys):
+    from fhir_gateway.cli import main
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(f'data_dir = "{tmp_path / "data"}"\n[[facility]]\ncode = "F1"\n'
+                   f'storage = ["{tmp_path}"]\n[state]\nbackend = "postgresql"\ndsn = "{pg_dsn}"\n',
+                   encoding="utf-8")
+    assert main(["token", "create", "--config", str(cfg), "--name", "x", "--facility", "F1"]) == 0
+    token = capsys.readouterr().out.strip().split()[-1]
+    assert _state(pg_dsn, tmp_path).tokens().verify(token) is not None
+    assert not (tmp_path / "data" / "api-tokens.json").exists()  # nothing in the data dir
