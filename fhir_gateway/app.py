@@ -103,7 +103,7 @@ def create_app(config: Config, *, auth: bool = True, cache_bytes: int | None = N
     store = state.tokens() if auth else None
     if store is not None:
         store.validate()  # a corrupt token file stops `serve` at start-up with its reason
-    smart = SmartAuthority(config.data_dir, secret)
+    smart = SmartAuthority(config.data_dir, secret, state.smart_clients(), state.smart_jti())
     app.extensions["smart"] = smart
     app.extensions["fhir_auth"] = BearerAuth(store, smart)
     app.extensions["capability"] = capability_for(config)

@@ -1,5 +1,5 @@
 """The state-store protocol: where accounts, sessions, lockouts, the 合言葉, the access switch,
-the audit trail, API tokens and memos live, chosen once from ``[state] backend``.
+the audit trail, API tokens, SMART clients and memos live, chosen once from ``[state] backend``.
 
 * ``embedded`` (default): ``{data_dir}/accounts.sqlite3``, ``api-tokens.json`` and
   ``memos/*.jsonl`` — one machine, nothing but Python.
@@ -26,6 +26,8 @@ class StateStore(Protocol):
     def accounts(self): ...  # fhir_gateway.accounts.AccountStore
     def tokens(self): ...  # fhir_gateway.auth_tokens.TokenStore
     def memos(self): ...  # fhir_gateway.memos.MemoJournal
+    def smart_clients(self): ...  # fhir_gateway.smart.clients.ClientStore
+    def smart_jti(self): ...  # fhir_gateway.smart.tokens.JtiStore
     def health(self) -> dict: ...
 
 
@@ -59,6 +61,14 @@ class EmbeddedState:
     def memos(self):
         from fhir_gateway.memos import MemoJournal
         return self._one("memos", lambda: MemoJournal(self.data_dir))
+
+    def smart_clients(self):
+        from fhir_gateway.smart.clients import ClientStore
+        return self._one("smart_clients", lambda: ClientStore(self.data_dir))
+
+    def smart_jti(self):
+        from fhir_gateway.smart.tokens import JTI_FILE, JtiStore
+        return self._one("smart_jti", lambda: JtiStore(self.data_dir / JTI_FILE))
 
     def health(self) -> dict:
         return {"backend": self.backend, "status": "ok"}

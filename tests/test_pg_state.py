@@ -99,3 +99,35 @@ def test_cli_and_config(tmp_path, pg_dsn, capsys):
     token = capsys.readouterr().out.strip().split()[-1]
     assert _state(pg_dsn, tmp_path).tokens().verify(token) is not None
     assert not (tmp_path / "data" / "api-tokens.json").exists()  # nothing in the data dir
+
+
+def test_smart_clients_and_assertion_ids_shared(tmp_path, pg_dsn):
+    a, b = _state(pg_dsn, tmp_path), _state(pg_dsn, tmp_path)
+    jwks = {"keys": [{"kty": "EC", "crv": "P-384", "kid": "k1",
+                      "x": "AAAA", "y": "BBBB"}]}
+    c = a.smart_clients().add("etl", "F1", ["system/*.rs"], jwks=jwks)
+    assert b.smart_clients().get(c.id).name == "etl"
+    assert b.smart_clients().revoke("etl") and not a.smart_clients().get(c.id).active
+    exp = time.time() + 60
+    assert a.smart_jti().claim(c.id, "j1", exp) is True
+    assert b.smart_jti().claim(c.id, "j1", exp) is False  # a replay through the other instance
+
+
+def _fail_logins(dsn: str, data_dir: str, n: int) -> None:
+    from fhir_gateway.scale.pgstate import PgDatabase
+    store = AccountStore(data_dir, max_failures=1000, db=PgDatabase(dsn))
+    for _ in range(n):
+        store.authenticate("u2", "wrong password!!")
+
+
+def test_concurrent_failures_all_count(tmp_path, pg_dsn):
+    from fhir_gateway.scale.pgstate import PgDatabase
+    store = AccountStore(tmp_path, max_failures=1000, db=PgDatabase(pg_dsn))
+    store.add_user("u2", PW, "viewer")
+    ctx = mp.get_context("spawn")
+    ps = [ctx.Process(target=_fail_logins, args=(pg_dsn, str(tmp_path), 6)) for _ in range(3)]
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join(120)
+    assert store.db.execute("SELECT failed FROM users WHERE username = 'u2'").fetchone()["failed"] == 18

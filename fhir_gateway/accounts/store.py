@@ -159,10 +159,15 @@ class AccountStore:
         if row["locked_until"] > now:
             return None, "locked"
         if not check_password_hash(row["pw_hash"], password or ""):
-            failed = row["failed"] + 1
-            locked = now + self.lock_seconds if failed >= self.max_failures else 0
-            self.db.write("UPDATE users SET failed = ?, locked_until = ? WHERE username = ?",
-                          (0 if locked else failed, locked, username))
+            # one statement, so concurrent failures (other workers, other gateway instances on
+            # a shared database) each count: no read-modify-write race
+            hit = self.db.write(
+                "UPDATE users SET failed = CASE WHEN failed + 1 >= ? THEN 0 ELSE failed + 1 END,"
+                " locked_until = CASE WHEN failed + 1 >= ? THEN ? ELSE locked_until END"
+                " WHERE username = ? RETURNING locked_until",
+                (self.max_failures, self.max_failures, now + self.lock_seconds,
+                 username)).fetchone()
+            locked = hit is not None and hit["locked_until"] > now
             return None, "locked" if locked else "bad-password"
         self.db.write("UPDATE users SET failed = 0, locked_until = 0 WHERE username = ?",
                       (username,))

@@ -48,7 +48,8 @@ def _store(args: argparse.Namespace):
     from fhir_gateway.smart import ClientStore
     if getattr(args, "config", None):
         cfg = load(args.config)
-        return ClientStore(cfg.data_dir), cfg
+        from fhir_gateway.state import open_state
+        return open_state(cfg).smart_clients(), cfg
     if getattr(args, "data_dir", None):
         return ClientStore(Path(args.data_dir).resolve()), None
     return ClientStore(default_data_dir()), None

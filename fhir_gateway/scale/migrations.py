@@ -155,6 +155,24 @@ CREATE INDEX patient_index_sterms ON patient_index USING gin (sterms);
 CREATE INDEX patient_index_updated ON patient_index (facility, updated);
 DELETE FROM patient_index_state;  -- rows lack stubs: the next `fhir-gateway index` rebuilds
 """),
+    Step(4, "keyed audit head, SMART clients and assertion ids", """
+CREATE TABLE audit_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    count INTEGER NOT NULL,
+    last TEXT NOT NULL,
+    mac TEXT NOT NULL
+);
+CREATE TABLE smart_clients (
+    id TEXT PRIMARY KEY,
+    data JSONB NOT NULL                   -- fhir_gateway.smart.clients.Client as a dict
+);
+CREATE TABLE smart_jti (
+    client TEXT NOT NULL,
+    jti TEXT NOT NULL,
+    exp DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (client, jti)
+);
+"""),
 )
 LATEST = STEPS[-1].version
 

@@ -26,6 +26,7 @@ import json
 import re
 import threading
 import time
+from dataclasses import asdict
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -34,13 +35,15 @@ import orjson
 
 from fhir_gateway.auth_tokens import TokenInfo, TokenStore, TokenStoreError
 from fhir_gateway.memos import MemoJournal, MemoStorageError, _link
+from fhir_gateway.smart.clients import Client, ClientStore, ClientStoreError
+from fhir_gateway.smart.tokens import CLOCK_SKEW, JtiStore
 
 from .migrations import require_current
 from .pg import Connections, lock_key
 
 # Primary keys of the tables the embedded store writes with INSERT OR REPLACE.
 _PKEYS = {"users": "username", "sessions": "sid_hash", "passphrases": "facility",
-          "access": "facility", "audit_head": "id", "kv": "key"}
+          "access": "facility", "audit_head": "id", "kv": "key", "smart_clients": "id"}
 _REPLACE = re.compile(r"^\s*INSERT\s+OR\s+REPLACE\s+INTO\s+(\w+)\s*\(([^)]*)\)(.*)$", re.S | re.I)
 STATE_LOCK = lock_key("fhir-gateway:state-writer")
 
@@ -234,6 +237,43 @@ class PgMemoJournal(MemoJournal):
             raise
 
 
+class PgClientStore(ClientStore):
+    """SMART Backend Services clients in ``smart_clients``: registered or revoked once, seen by
+    every instance at once."""
+
+    def __init__(self, db: PgDatabase) -> None:
+        super().__init__(Path("/nonexistent-client-dir"))
+        self.pg = db
+
+    def _load(self) -> dict[str, Client]:
+        try:
+            rows = self.pg.execute("SELECT data FROM smart_clients").fetchall()
+            return {r["data"]["id"]: Client(**r["data"]) for r in rows}
+        except Exception as exc:
+            raise ClientStoreError(f"the client table cannot be read ({type(exc).__name__}: "
+                                   f"{exc})") from exc
+
+    def _save(self, clients: dict[str, Client]) -> None:
+        with self.pg.transaction():
+            for c in clients.values():
+                self.pg.execute("INSERT OR REPLACE INTO smart_clients (id, data) VALUES (?, ?)",
+                                (c.id, json.dumps(asdict(c))))
+
+
+class PgJtiStore(JtiStore):
+    """Client-assertion ids already used (replay refused across every instance)."""
+
+    def __init__(self, db: PgDatabase) -> None:
+        super().__init__(Path("/nonexistent-jti"))
+        self.pg = db
+
+    def claim(self, client: str, jti: str, exp: float) -> bool:
+        self.pg.execute("DELETE FROM smart_jti WHERE exp < ?", (time.time() - CLOCK_SKEW,))
+        row = self.pg.execute("INSERT INTO smart_jti (client, jti, exp) VALUES (?, ?, ?) "
+                              "ON CONFLICT DO NOTHING RETURNING jti", (client, jti, exp)).fetchone()
+        return row is not None
+
+
 class PgState:
     """The PostgreSQL state store (see :mod:`fhir_gateway.state`)."""
 
@@ -264,6 +304,12 @@ class PgState:
 
     def memos(self) -> PgMemoJournal:
         return self._one("memos", lambda: PgMemoJournal(self.data_dir, self.db))
+
+    def smart_clients(self) -> PgClientStore:
+        return self._one("smart_clients", lambda: PgClientStore(self.db))
+
+    def smart_jti(self) -> PgJtiStore:
+        return self._one("smart_jti", lambda: PgJtiStore(self.db))
 
     def health(self) -> dict:
         t0 = time.perf_counter()

@@ -69,9 +69,11 @@ class JtiStore:
 
 
 class SmartAuthority:
-    def __init__(self, data_dir: Path, secret: bytes) -> None:
-        self.clients = ClientStore(data_dir)
-        self.jti = JtiStore(Path(data_dir) / JTI_FILE)
+    def __init__(self, data_dir: Path, secret: bytes, clients: ClientStore | None = None,
+                 jti: JtiStore | None = None) -> None:
+        # clients/jti: the state store's (fhir_gateway.state), else files in the data dir
+        self.clients = clients if clients is not None else ClientStore(data_dir)
+        self.jti = jti if jti is not None else JtiStore(Path(data_dir) / JTI_FILE)
         self._key = OctKey.import_key(hmac.new(secret, b"smart-access-token",
                                                hashlib.sha256).digest())
 
