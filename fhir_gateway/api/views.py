@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from conformance import registry
+from mappers.ids import FHIR_ID
 from fhir_gateway.services import (
     BrokenResource, FacilityService, Gone, NotFound, PatientRequired, StorageUnavailable,
 )
@@ -51,8 +52,21 @@ def _before() -> Response | None:
         _enforce_scopes(g.principal)
     if svc is None:
         raise FhirError(404, f"unknown facility {g.facility_code!r}", "not-found")
+    _check_ids(request.view_args or {})
     g.svc = svc
     return None
+
+
+def _check_ids(args: dict) -> None:
+    """Ids and version ids in the path must be FHIR ids (1-64 of ``A-Za-z0-9-.``) before any
+    source sees them: 404 for ``..\\etc``, NUL bytes, undecodable bytes, 200-character ids
+    (and ``.``/``..``, which the syntax allows but no source can own)."""
+    for key in ("rid", "pid", "vid"):
+        value = args.get(key)
+        if value is not None and (not FHIR_ID.match(value) or not value.strip(".")):
+            shown = value if len(value) <= 70 else value[:67] + "..."
+            raise FhirError(404, f"{shown!r} is not a FHIR id (1-64 characters of A-Z a-z 0-9 "
+                            "- and .), so no resource has it", "not-found")
 
 
 # endpoint -> the SMART permission it needs on the resource type it names

@@ -202,6 +202,7 @@ class ReceiptIndex:
 
     def _drop_connection(self) -> None:
         con = getattr(self._local, "con", None)
+        self._local.rows = None
         if con is not None:
             con.close()
             self._local.con = None
@@ -422,10 +423,31 @@ class ReceiptIndex:
                        tuple(header[3]) if header else None,
                        tuple(Problem(*p) for p in json.loads(r[9] or "[]")))
 
+    _FCOLS = "id, root, rel, size, mtime_ns, uke, codec, skip, header, problems"
+
     def _file_rows(self, con: sqlite3.Connection | None = None) -> dict[tuple[str, str], FileRow]:
+        """Every file row; decoded rows are kept per process by (id, size, mtime_ns), so a
+        request reads four numbers a file, not the headers and problems again."""
         con = con or self._con()
-        return {(row[1], row[2]): self._file_row(row) for row in con.execute(
-            "SELECT id, root, rel, size, mtime_ns, uke, codec, skip, header, problems FROM files")}
+        known: dict[int, FileRow] = getattr(self._local, "rows", None) or {}
+        out: dict[tuple[str, str], FileRow] = {}
+        fresh: dict[int, FileRow] = {}
+        missing = []
+        for fid, size, mtime_ns in con.execute("SELECT id, size, mtime_ns FROM files"):
+            row = known.get(fid)
+            if row is not None and row.size == size and row.mtime_ns == mtime_ns:
+                fresh[fid] = row
+            else:
+                missing.append(fid)
+        for i in range(0, len(missing), 500):
+            part = missing[i:i + 500]
+            for r in con.execute(f"SELECT {self._FCOLS} FROM files WHERE id IN "
+                                 f"({','.join('?' * len(part))})", part):
+                fresh[r[0]] = self._file_row(r)
+        self._local.rows = fresh
+        for row in fresh.values():
+            out[(row.root, row.rel)] = row
+        return out
 
     def files(self) -> dict[tuple[str, str], FileRow]:
         """Every indexed file by (root, rel).  Raises :class:`IndexUnusable`.  Called once per

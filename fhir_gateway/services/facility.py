@@ -318,6 +318,8 @@ class FacilityService:
         """A Patient from the newest readable PID of the folder, when it has no usable ADT-00
         (``fhir_gateway.index.summary.derived_patient``, which the index's stubs use too)."""
         from fhir_gateway.index.summary import derived_patient
+        if not is_valid_patient_id(patient_id):  # no folder can be named by it
+            return None
 
         def run(storage: Storage) -> dict | None:
             records, _ = patient_records(storage, self.dirs, patient_id)

@@ -5,6 +5,7 @@ the receipt index all list files through here)."""
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Iterator
 
@@ -12,18 +13,21 @@ from typing import Iterator
 def list_files(root: str | os.PathLike[str]) -> Iterator[tuple[Path, str, os.stat_result]]:
     """(path, root-relative posix path, stat) of every non-hidden file below ``root``, sorted,
     without opening any (a request can afford a walk, not a read per file)."""
-    base = Path(root)
+    base = os.fspath(root)
     for dirpath, dirnames, filenames in os.walk(base):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        prefix = os.path.relpath(dirpath, base).replace(os.sep, "/")
+        prefix = "" if prefix == "." else prefix + "/"
         for fn in sorted(filenames):
             if fn.startswith("."):
                 continue
-            p = Path(dirpath) / fn
+            full = os.path.join(dirpath, fn)
             try:
-                st = p.stat()
+                st = os.stat(full)
             except OSError:
                 continue
-            yield p, p.relative_to(base).as_posix(), st
+            if stat.S_ISREG(st.st_mode):
+                yield Path(full), prefix + fn, st
 
 
 def sniff_uke(path: str | os.PathLike[str]) -> bool:
