@@ -12,7 +12,7 @@ from .registry import MAPPERS, MappingError, map_message
 # Each module named after a data type registers itself with @register on import.
 for _mod in pkgutil.iter_modules(__path__):
     if _mod.name not in ("context", "registry", "datatypes", "terminology", "ids", "serialize", "audit",
-                         "embedded"):
+                         "embedded", "chart"):
         importlib.import_module(f"{__name__}.{_mod.name}")
 
 __all__ = ["MAPPERS", "MapContext", "MappingError", "map_message"]

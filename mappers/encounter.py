@@ -6,6 +6,12 @@ status says which step it records.  A mapper sees one message only, so the steps
 here; they share the visit number (PV1-19) as identifier when the source writes one, and the
 admission time (PV1-44) in period.start, which is what a client (or the server) pairs them by.
 
+Closing is done where a patient's resources are gathered: :func:`mappers.chart.assemble` pairs
+ADT-22 with ADT-52 (and ADT-31 with ADT-32) by visit number, else admission time, else the
+nearest earlier open event; the admission then gets period.end, status finished and the
+discharge disposition (death included); a cancel event stored as its own record withdraws the
+event it names, a cancelled discharge (A13) closes nothing.
+
 Status per data type (cancel events -> cancelled): ADT-21/41/51 planned, ADT-12 arrived,
 ADT-22/42/32/01 in-progress, ADT-31 onleave (FHIR's own code for 外出泊), ADT-52 finished.
 """

@@ -96,3 +96,39 @@ def encodings(text: str) -> dict[str, bytes]:
     return {"iso-2022-jp": encode_iso2022jp(text) + b"\x1c",
             "utf-8": text.encode("utf-8"),
             "cp932": text.encode("cp932")}
+
+
+# 入院 (ADT-22) / 退院 (ADT-52) pairs: one by visit number with a death disposition, one without
+# visit numbers (paired by admission time), a discharge that was cancelled (A13), an admission
+# cancelled by its own record (A11), and a leave (ADT-31) ended by the return (ADT-32).
+def _adt(dtype: str, mtype: str, day: str, order: str, pv1: dict[int, str], ts: str) -> tuple[str, str]:
+    name = f"{PID8}_{day}_{dtype}_{order}_{ts}000_01_1"
+    body = (f"EVN||{ts}|||||{ts}\r"
+            + seg("PV1", {1: "0001", 2: "I", 3: "32^302^1^^^N", 7: "110^医師^一郎^^^^^^^L^^^^^I",
+                          10: "01", **pv1}))
+    return name, _msg(mtype, body, ts=ts)
+
+
+ENCOUNTERS = [
+    _adt("ADT-22", "ADT^A01^ADT_A01", "20160801", "999999999999999",
+         {19: "V1001", 44: "201608011000"}, "20160801100000"),
+    _adt("ADT-52", "ADT^A03^ADT_A03", "20160820", "999999999999999",
+         {19: "V1001", 36: "20^死亡^HL70112", 44: "201608011000", 45: "201608201530"},
+         "20160820153000"),
+    _adt("ADT-22", "ADT^A01^ADT_A01", "20160901", "999999999999999",
+         {44: "201609011000"}, "20160901100000"),
+    _adt("ADT-52", "ADT^A03^ADT_A03", "20160910", "999999999999999",
+         {44: "201609011000", 45: "201609101000", 36: "01^自宅^HL70112"}, "20160910100000"),
+    _adt("ADT-22", "ADT^A01^ADT_A01", "20161001", "999999999999999",
+         {19: "V1003", 44: "201610011000"}, "20161001100000"),
+    _adt("ADT-52", "ADT^A13^ADT_A01", "20161005", "999999999999999",
+         {19: "V1003", 44: "201610011000", 45: "201610051000"}, "20161005100000"),
+    _adt("ADT-22", "ADT^A01^ADT_A01", "20161101", "999999999999999",
+         {19: "V1004", 44: "201611011000"}, "20161101100000"),
+    _adt("ADT-22", "ADT^A11^ADT_A09", "20161101", "000000000000002",
+         {19: "V1004", 44: "201611011000"}, "20161101120000"),
+    _adt("ADT-31", "ADT^A21^ADT_A21", "20160805", "999999999999999",
+         {19: "V1001", 44: "201608011000"}, "20160805090000"),
+    _adt("ADT-32", "ADT^A22^ADT_A21", "20160806", "999999999999999",
+         {19: "V1001", 44: "201608011000"}, "20160806180000"),
+]

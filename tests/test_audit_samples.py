@@ -54,7 +54,7 @@ def _test_messages() -> list[tuple[str, bytes, str]]:
                 if name:
                     text = "\r".join(ln.strip() for ln in value.strip().splitlines()) + "\r"
                     out.append((name, J.encodings(text)["iso-2022-jp"], f"{mod.__name__}.{key}"))
-    for name, text in J.CASES.items():
+    for name, text in list(J.CASES.items()) + J.ENCOUNTERS:
         for enc, data in J.encodings(text).items():
             out.append((name, data, f"jahis_fixtures {enc}"))
     return out

@@ -18,6 +18,7 @@ from typing import Callable, Iterable, TypeVar
 from conformance import Query, registry
 from fhir_gateway.config import Facility
 from mappers import MapContext, MappingError, map_message
+from mappers.chart import assemble
 from mappers.extended import parse_extended_id
 from mappers.ids import parse_id
 from storage.layout import Record, Storage, StoredFile, UnsafePath
@@ -259,6 +260,10 @@ class FacilityService:
                         if types is None or r.get("resourceType") in types:
                             resources.append(r)
                             when.append(w)
+            keep, replaced = assemble(resources)  # closed visits, one entry per allergen
+            if replaced or len(keep) != len(resources):
+                when = [clinical_range(replaced[i]) if i in replaced else when[i] for i in keep]
+                resources = [replaced.get(i, resources[i]) for i in keep]
             if with_ext:
                 ext, eprobs, folders = self.extended.for_patient(patient_id, types, files)
                 resources.extend(ext)
@@ -403,6 +408,9 @@ class FacilityService:
             if errors:
                 raise BrokenResource(errors)
             raise NotFound(f"{rtype}/{rid} not found")
+        if rtype == "Encounter":  # the patient-level view (mappers.chart) closes admissions
+            comp = self._compartment(rec.key.patient_id, {rtype})
+            found = next((r for r in comp.resources if r.get("id") == rid), found)
         return found
 
     def vread(self, rtype: str, rid: str, vid: str) -> dict:

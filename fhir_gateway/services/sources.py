@@ -15,8 +15,10 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "Patient": ("ADT-00",),
     "Coverage": ("ADT-00",),
     "RelatedPerson": ("ADT-00",),
-    "Observation": ("ADT-00", "OML-11", "ADT-61") + _OMG,
-    "AllergyIntolerance": ("ADT-61", "ADT-00"),
+    # OBX in orders and administrations, AL1 in any message (mappers.embedded)
+    "Observation": ("ADT-00", "OML-11", "ADT-61", "OMP-01", "OMP-02", "OMP-11", "OMP-12") + _OMG,
+    "AllergyIntolerance": ("ADT-61", "ADT-00", "OMP-01", "OMP-02", "OMP-11", "OMP-12", "OML-01",
+                           "OMD") + _ADT_VISITS,
     "Condition": ("PPR-01",),
     "Encounter": _ADT_VISITS + ("ADT-01",),
     "CareTeam": ("ADT-01",),
