@@ -204,11 +204,16 @@ def test_restart_resumes_and_limits_and_expiry(slow):
         url = r.headers["Content-Location"]
         again = kick(s)
         assert again.status_code == 429 and again.headers["Retry-After"]
+        jid = url.rsplit("/", 1)[1]
+        job_file = h.data_dir / "bulk-jobs" / f"{jid}.json"
+        deadline = time.monotonic() + 10
+        while json.loads(job_file.read_text())["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
     finally:
         s.stop()  # the job is interrupted (it needs > 1 s to start its worker processes)
-    jid = url.rsplit("/", 1)[1]
-    state = json.loads((h.data_dir / "bulk-jobs" / f"{jid}.json").read_text())
-    assert state["status"] in ("queued", "running")
+    state = json.loads(job_file.read_text())
+    assert state["status"] == "running" and state["attempts"] == 1
     s2 = start_server(["--config", str(h.config)], token=tok, workers=1)
     try:
         url2 = url.replace(url.split("/fhir/")[0], s2.url)
