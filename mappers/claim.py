@@ -157,6 +157,31 @@ _ITEM_SYSTEM = {"SI": term.RECEIPT_PROCEDURE, "IY": term.RECEIPT_DRUG, "TO": ter
 
 # --- resources ----------------------------------------------------------------------------------
 
+def _identifier(receipt: Receipt, header: UkeRecord | None, facility10: str) -> list[dict]:
+    month = uke_month(header["claim_month"]) if header else None
+    return [{"system": f"{term.RECEIPT_NUMBER}/{facility10}/{month or '000000'}",
+             "value": receipt.receipt_no or "0"}]
+
+
+def _created(receipt: Receipt, header: UkeRecord | None) -> str:
+    """請求年月's first day; else the end of 診療年月; else the epoch (never absent: 1..1)."""
+    created = _month_period(header["claim_month"]) if header else None
+    period = _month_period(receipt.re["service_month"])
+    return created["start"] if created else (period or {}).get("end", "1970-01-01")
+
+
+def claim_stub(receipt: Receipt, ctx: ClaimContext) -> dict:
+    """The elements of the receipt's Claim that the header and RE record alone decide (id,
+    meta.lastUpdated, identifier, status, use, created) — what :func:`map_receipt` writes for
+    them, without mapping the rest (the receipt index stores it to answer searches on them)."""
+    header = ctx.header
+    stub: dict = {"resourceType": "Claim", "id": claim_id(ctx.facility, header, receipt),
+                  "meta": {"lastUpdated": ctx.last_updated},
+                  "identifier": _identifier(receipt, header, facility_code(header) or ctx.facility),
+                  "status": "active", "use": "claim", "created": _created(receipt, header)}
+    return stub
+
+
 def map_receipt(receipt: Receipt, ctx: ClaimContext) -> list[dict]:
     """One receipt -> [Claim, Coverage…, (Patient)].  Never drops a receipt for lack of a match."""
     header = ctx.header
@@ -178,11 +203,7 @@ def map_receipt(receipt: Receipt, ctx: ClaimContext) -> list[dict]:
             exts.append(_ext(name.replace("_", "-"), valueString=v))
     if exts:
         claim["extension"] = exts
-    month = uke_month(header["claim_month"]) if header else None
-    claim["identifier"] = [{
-        "system": f"{term.RECEIPT_NUMBER}/{facility10}/{month or '000000'}",
-        "value": receipt.receipt_no or "0",
-    }]
+    claim["identifier"] = _identifier(receipt, header, facility10)
     claim["status"] = "active"
     claim["type"] = {"coding": [_coding(term.CLAIM_TYPE, _CLAIM_TYPE.get(
         tensuhyo, "institutional" if receipt.inpatient else "professional"))]}
@@ -193,8 +214,7 @@ def map_receipt(receipt: Receipt, ctx: ClaimContext) -> list[dict]:
     period = _month_period(receipt.re["service_month"])
     if period:
         claim["billablePeriod"] = period
-    created = _month_period(header["claim_month"]) if header else None
-    claim["created"] = created["start"] if created else (period or {}).get("end", "1970-01-01")
+    claim["created"] = _created(receipt, header)
     provider: dict = {"type": "Organization",
                       "identifier": {"system": term.MEDICAL_INSTITUTION, "value": facility10}}
     if header and header["facility_name"]:

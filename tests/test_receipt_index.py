@@ -248,3 +248,18 @@ def test_server_builds_the_index_at_start_up(tmp_path: Path, server_factory) -> 
             break
         time.sleep(0.1)
     assert state["receipt_index"]["receipts"] == 2, state
+
+
+def test_the_stub_is_what_the_full_mapping_writes(tmp_path: Path) -> None:
+    from mappers.claim import ClaimContext, claim_stub, map_receipt
+    files = [write_uke(tmp_path / "r", "A.UKE", "202304", [(str(i), f"患者{i}") for i in range(5)])]
+    if SAMPLES.is_dir():
+        files += list(iter_uke_files(SAMPLES))
+    for p in files:
+        uf = read_uke(p.read_bytes(), p.name)
+        for r in uf.receipts:
+            ctx = ClaimContext(FACILITY, p.name, None, "2026-01-01T00:00:00+09:00", uf.ir)
+            stub = claim_stub(r, ctx)
+            full = map_receipt(r, ctx)[0]
+            assert stub == {**{k: full[k] for k in stub if k != "meta"},
+                            "meta": {"lastUpdated": full["meta"]["lastUpdated"]}}

@@ -42,10 +42,7 @@ from .lock import WriterLock
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "receipts-1"
-# Claim elements decided by the header and RE record alone (a receipt's stub answers searches on
-# them exactly as its full Claim would; see services.claims.INDEX_PARAMS).
-STUB_KEYS = ("resourceType", "id", "meta", "identifier", "status", "use", "created")
+SCHEMA_VERSION = "receipts-2"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -387,18 +384,13 @@ class ReceiptIndex:
             con.executemany("INSERT INTO keys VALUES(?,?,?)", [(c, fid, i) for c, i in keys])
 
     def _stub(self, header: UkeRecord | None, receipt: Receipt, mtime: float) -> dict | None:
-        """The receipt's Claim mapped from the header and RE record alone, cut to the elements
-        those records decide (:data:`STUB_KEYS`)."""
-        from mappers.claim import ClaimContext, map_receipt, mtime_instant
-        bare = Receipt(receipt.re, records=[receipt.re])
+        """``mappers.claim.claim_stub``: the Claim elements the header and RE decide."""
+        from mappers.claim import ClaimContext, claim_stub, mtime_instant
         try:
-            claim = map_receipt(bare, ClaimContext(self.facility, "", None,
-                                                   mtime_instant(mtime), header))[0]
+            return claim_stub(receipt, ClaimContext(self.facility, "", None, mtime_instant(mtime),
+                                                    header))
         except Exception:  # the full mapping reports it; the stub just cannot answer
             return None
-        out = {k: claim[k] for k in STUB_KEYS if k in claim}
-        out["meta"] = {"lastUpdated": claim.get("meta", {}).get("lastUpdated")}
-        return out
 
     def forget(self, fid: int) -> None:
         """Drop one file's rows (they proved wrong): the next look re-indexes the file."""

@@ -6,7 +6,7 @@ chosen by field count.  Plain data, shared by the reader and the synthetic write
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 EOF = b"\x1a"
 
@@ -27,6 +27,12 @@ class Layout:
     variant: str  # "medical" | "dental" | ...
     fields: tuple[str, ...]
     labels: tuple[str, ...] = ()
+    # name -> 1-based position, built once (fields are looked up by name millions of times)
+    positions: dict[str, int] = field(default_factory=dict, compare=False, hash=False,
+                                      repr=False)
+
+    def __post_init__(self) -> None:
+        self.positions.update((n, i) for i, n in enumerate(self.fields, 1))
 
     @property
     def count(self) -> int:
@@ -34,7 +40,10 @@ class Layout:
 
     def position(self, name: str) -> int:
         """1-based position of a field name (HL7-style numbering, as in the spec tables)."""
-        return self.fields.index(name) + 1
+        try:
+            return self.positions[name]
+        except KeyError:
+            raise ValueError(f"{name!r} is not a field of {self.record}") from None
 
 
 def _layout(record: str, variant: str, *spec: str) -> Layout:

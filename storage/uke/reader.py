@@ -157,7 +157,7 @@ def _check_fields(uf: UkeFile, rec: UkeRecord) -> None:
         uf.problem(rec, KIND_FIELDS, f"{rec.type} has {n} fields, the {lay.variant} layout has "
                    f"{lay.count}; the extra fields are kept unnamed", WARNING)
     for name in _DATE_FIELDS:
-        if name in lay.fields:
+        if name in lay.positions:
             v = rec[name]
             if v and parse_uke_date(v) is None:
                 uf.problem(rec, KIND_DATE, f"{rec.type} {name} {v!r} is not a 和暦 GYYMM(DD) "

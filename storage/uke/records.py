@@ -37,9 +37,10 @@ class UkeRecord:
     def __getitem__(self, key: int | str) -> str:
         """``rec[5]`` = field at 1-based position 5; ``rec["name"]`` = field by layout name."""
         if isinstance(key, str):
-            if self.layout is None or key not in self.layout.fields:
+            pos = self.layout.positions.get(key) if self.layout is not None else None
+            if pos is None:
                 return ""
-            key = self.layout.position(key)
+            key = pos
         return self.fields[key - 1].strip() if 0 < key <= len(self.fields) else ""
 
     def get(self, key: int | str) -> str:
@@ -48,9 +49,10 @@ class UkeRecord:
     def raw(self, key: int | str) -> str:
         """Unstripped value (fixed-width fields such as HO 保険者番号 are space-padded)."""
         if isinstance(key, str):
-            if self.layout is None or key not in self.layout.fields:
+            pos = self.layout.positions.get(key) if self.layout is not None else None
+            if pos is None:
                 return ""
-            key = self.layout.position(key)
+            key = pos
         return self.fields[key - 1] if 0 < key <= len(self.fields) else ""
 
     def named(self) -> dict[str, str]:
