@@ -336,3 +336,118 @@ def test_id_search_without_zeros_full_width_and_hint(views, demo):
     hint = v.page.inner_text("#id-hint")
     assert "見つかりませんでした" in hint and "42" in hint and "0000000042" in hint
     v.axe("search")
+
+
+def _decoded(path: Path) -> str:
+    from storage.encoding import decode  # the storage layer's decoder (CP50220 mapping)
+    return decode(path.read_bytes()).text
+
+
+# --- item 6: injections in full -------------------------------------------------------------------
+
+def test_injections_in_full(views, demo):
+    """Every component with its amount, rate, time window, route, device; given: what/when/who."""
+    files = sorted(demo["ssmix2"].glob(f"*/*/{HEAVY}/*/OMP-02/*_1"))
+    mixes = []
+    for f in files:
+        text = _decoded(f)
+        rxc = [seg.split("|") for seg in text.split("\r") if seg.startswith("RXC|")]
+        if len(rxc) >= 2:
+            mixes.append([(c[2].split("^")[1], c[3], c[4].split("^")[1]) for c in rxc])
+    assert mixes, "the heavy patient has no multi-drug injection order"
+    v = views().patient(HEAVY, "c/injections")
+    assert "処方" not in v.page.inner_text("main h2")           # headings say 注射, not 処方
+    drugs = " ".join(v.page.locator("table.cat-injections td:nth-child(2)").all_inner_texts())
+    for name, amount, unit in mixes[-1]:
+        assert f"{name} {amount}{unit}" in drugs, (name, amount, unit)
+    row = v.page.locator("table.cat-injections tbody tr").filter(has_text=mixes[-1][0][0]).first
+    cells = row.locator("td").all_inner_texts()
+    assert re.search(r"\d+ml/時間", cells[3]), cells              # rate
+    assert re.search(r"\d{2}:\d{2}〜\d{2}:\d{2}", cells[4]), cells  # time window
+    assert cells[5] and cells[6], cells                          # route, device
+    v.axe("injections")
+    v.patient(HEAVY, "c/administrations")
+    rows = v.page.locator("table.cat-administrations tbody tr")
+    assert rows.count() > 0
+    for i in range(min(rows.count(), 15)):
+        c = rows.nth(i).locator("td").all_inner_texts()
+        assert c[0] and c[1] and c[2] and c[6], c               # when, what, dose, by whom
+    v.axe("administrations")
+
+
+# --- item 3: vitals -----------------------------------------------------------------------------
+
+def test_vitals_table_and_charts(views, demo, tmp_path):
+    v = views().patient(HEAVY)
+    with v.page.expect_navigation():
+        v.page.click("#tab-vitals")
+    first = v.page.locator("#vital-table tbody tr").first.locator("td").all_inner_texts()
+    assert re.fullmatch(r"\d{2,3}/\d{2,3}", first[0]), first       # BP sys/dia together
+    assert all(re.fullmatch(r"\d+(\.\d+)?[HL]?", x) for x in first[1:5]), first
+    for key in ("bp", "pulse", "temp", "spo2", "rr", "height", "weight", "bmi"):
+        assert v.page.locator(f"#vchart-{key} svg.trend").count() == 1, key
+    assert v.page.locator("#vchart-bp polyline").count() == 2        # systolic and diastolic
+    assert "収縮期" in v.page.inner_text("#vchart-bp") and "拡張期" in v.page.inner_text("#vchart-bp")
+    # the newest row is the newest vital-sign measurement of the extended storage
+    newest = max(p.name.split("_")[4][:12] for p in demo["extended"].glob(f"*/*/{HEAVY}/*/L-OBSERVATIONS*/*"))
+    shown = v.page.locator("#vital-table tbody th").first.inner_text().replace("-", "").replace(" ", "").replace(":", "")
+    assert shown[:8] == newest[:8]
+    v.page.screenshot(path=str(tmp_path / "vitals.png"))
+    v.axe("vitals")
+    p = views(PHONE).patient(HEAVY, "vitals")
+    assert p.page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    p.axe("vitals phone")
+
+
+# --- item 4: documents ---------------------------------------------------------------------------
+
+def test_documents_rendered_as_safe_html(views, demo):
+    v = views().patient(HEAVY, "documents")
+    assert v.page.locator("#doc-list a.doc-link").count() > 10
+    link = v.page.locator("#doc-list a.doc-link", has_text="経過記録").first
+    with v.page.expect_navigation():
+        link.click()
+    body = v.page.locator("#doc-body")
+    assert body.locator("h2").count() >= 1 and body.locator("p").count() >= 1
+    assert "<paragraph>" not in body.inner_html() and "main_document" not in body.inner_text()
+    assert v.page.locator("#doc-body script").count() == 0
+    v.axe("document")
+
+
+def test_hostile_cda_is_inert(views, demo):
+    """A CDA with script, event handlers, entities and external references renders as text."""
+    folders = sorted(demo["extended"].glob(f"*/*/{HEAVY}/*/L-PN*/*_1"))
+    target = folders[-1] / "main_document.xml"
+    original = target.read_bytes()
+    target.write_bytes(
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+        b'<ClinicalDocument xmlns="urn:hl7-org:v3"><title>&lt;img src=x onerror=alert(1)&gt;</title>'
+        b'<component><structuredBody><component><section><title>S</title><text>'
+        b'<paragraph onclick="alert(2)">safe<script>alert(3)</script>&xxe;</paragraph>'
+        b'<list><item>one</item><item>two</item></list><table><tr><td>c</td></tr></table>'
+        b'<renderMultiMedia referencedObject="http://example.invalid/x.png"/>'
+        b'<linkHtml href="javascript:alert(4)">lnk</linkHtml></text></section></component>'
+        b'</structuredBody></component></ClinicalDocument>')
+    try:
+        v = views()
+        requests_seen: list[str] = []
+        v.page.on("request", lambda r: requests_seen.append(r.url))
+        dialogs: list[str] = []
+        v.page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        v.patient(HEAVY, "documents")
+        # the tampered document's id, through the service layer (the folder name is in meta.source)
+        from fhir_gateway.config import load
+        from fhir_gateway.services import Gateway
+        svc = Gateway(load(demo["config"])).facility(FACILITY)
+        doc = next(r for r in svc.patient_bundle(HEAVY, {"DocumentReference"}).resources
+                   if folders[-1].name in str((r.get("meta") or {}).get("source")))
+        v.go(f"/f/{FACILITY}/p/{HEAVY}/doc/{doc['id']}")
+        body = v.page.locator("#doc-body")
+        html = body.inner_html()
+        assert "safe" in body.inner_text() and body.locator("li").count() == 2
+        assert body.locator("script, img, a, iframe").count() == 0
+        assert "onclick" not in html and "root:" not in html
+        assert "<img src=x" in v.page.inner_text("#doc-title")  # the title is text
+        assert dialogs == [] and not any("example.invalid" in u for u in requests_seen)
+    finally:
+        target.write_bytes(original)

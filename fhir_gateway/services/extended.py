@@ -157,6 +157,25 @@ class ExtendedSource:
                     return ext, rec
         return None
 
+    def content(self, rid: str, name: str | None = None) -> tuple[str, list[str], bytes]:
+        """(file name, every file name, bytes) of a file of the current version of the document
+        holding ``rid``: the main document when ``name`` is None.  Names come from the folder
+        listing, never from the request, so nothing escapes the storage root."""
+        from .facility import NotFound
+        found = self.record(rid)
+        if found is None or found[1].current is None:
+            raise NotFound(f"{rid} not found")
+        ext, rec = found
+        cur = rec.current
+        names = list(cur.files)
+        wanted = name if name is not None else (cur.main[0] if cur.main else (names[:1] or [""])[0])
+        if wanted not in names:
+            raise NotFound(f"{rid} has no file {name!r}")
+        for f in ext.load(cur, with_data=[wanted]):
+            if f.name == wanted and f.data is not None:
+                return wanted, names, f.data
+        raise NotFound(f"{rid}: {wanted} cannot be read")
+
     def versions(self, rid: str) -> tuple[ExtendedRecord, list[tuple[ContentFolder, dict | None]]]:
         """Every version of the record holding ``rid`` with the resource in it (or None)."""
         from .facility import NotFound

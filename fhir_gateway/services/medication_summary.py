@@ -50,6 +50,8 @@ class MedLine:
     state: str                     # running | ended | stopped
     fhir_status: str
     source: str = ""
+    site: str = ""
+    device: str = ""
 
     @property
     def drug(self) -> str:
@@ -260,7 +262,61 @@ def med_line(res: dict, as_of: date | None) -> MedLine:
     kind = "injection" if is_injection(res) else "prescription"
     return MedLine(str(res.get("id") or ""), kind, components(res), dose, usage,
                    _text(di.get("route")), _text(di.get("method")), rate, days, start, end,
-                   state, status, str((res.get("meta") or {}).get("source") or ""))
+                   state, status, str((res.get("meta") or {}).get("source") or ""),
+                   _text(di.get("site")), _device(di))
+
+
+def _device(dosage: dict) -> str:
+    """投薬装置 (RXR-3): a local extension on R4 Dosage."""
+    return "、".join(_text(e.get("valueCodeableConcept")) for e in dosage.get("extension") or []
+                    if str(e.get("url") or "").endswith("dosage-administration-device"))
+
+
+@dataclass
+class Given:
+    """One MedicationAdministration: what was given, when, how and by whom."""
+    resource_id: str
+    components: list[Component]
+    start: str
+    end: str
+    dose: str
+    rate: str
+    route: str
+    site: str
+    method: str
+    device: str
+    performer: str
+    status: str
+    source: str = ""
+
+    @property
+    def drug(self) -> str:
+        return " ＋ ".join(c.name for c in self.components)
+
+
+def given(res: dict) -> Given:
+    d = dict(res.get("dosage") or {})
+    if res.get("resourceType") == "Immunization":  # a vaccination: the same facts, other fields
+        d = {"dose": res.get("doseQuantity"), "route": res.get("route"), "site": res.get("site")}
+    per = res.get("effectivePeriod") or {}
+    start = res.get("effectiveDateTime") or per.get("start") or res.get("occurrenceDateTime") or ""
+    end = per.get("end") or ""
+    if end and end[:10] == start[:10]:
+        end = _dt(end)[11:]
+    else:
+        end = _dt(end)
+    performer = "、".join(filter(None, [(p.get("actor") or {}).get("display", "")
+                                       for p in res.get("performer") or []]))
+    device = "、".join(filter(None, [x.get("display") or "" for x in res.get("device") or []]))
+    comps = components(res)
+    if not comps and res.get("vaccineCode"):
+        comps = [Component(_text(res["vaccineCode"]), _code(res["vaccineCode"]))]
+    return Given(str(res.get("id") or ""), comps, _dt(start), end,
+                 quantity_text(d.get("dose")),
+                 ratio_text(d.get("rateRatio")) or quantity_text(d.get("rateQuantity")),
+                 _text(d.get("route")), _text(d.get("site")), _text(d.get("method")),
+                 device or _device(d), performer, str(res.get("status") or ""),
+                 str((res.get("meta") or {}).get("source") or ""))
 
 
 def last_data_date(resources, file_dates=()) -> str:

@@ -140,3 +140,61 @@ def trend_svg(test: LabTest, patient_id: str, lang: str = "ja") -> Markup:
         prev = p.value
     out.append("</svg>")
     return Markup("".join(out))
+
+
+COLORS = ("#1f5fa8", "#c62828", "#2e7d32")
+
+
+def series_svg(title: str, unit: str, series: list[tuple[str, list[tuple[str, float]]]],
+               patient_id: str, lang: str = "ja") -> Markup:
+    """Several series on one time axis (blood pressure: systolic and diastolic together), same
+    rules as :func:`trend_svg`: true time spacing, y label with unit, every point's value in a
+    <title>, a legend in text (not colour alone)."""
+    pts = [(label, [(fv.parse_dt(w), v) for w, v in s]) for label, s in series if s]
+    pts = [(label, [(t, v) for t, v in s if t is not None]) for label, s in pts]
+    pts = [(label, s) for label, s in pts if s]
+    if not pts:
+        return Markup("")
+    times = [t for _, s in pts for t, _ in s]
+    values = [v for _, s in pts for _, v in s]
+    t0, t1 = min(times), max(times)
+    if t1 - t0 < timedelta(days=1):
+        t0, t1 = t0 - timedelta(days=1), t1 + timedelta(days=1)
+    lo, hi = min(values), max(values)
+    pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0
+    lo, hi = lo - pad, hi + pad
+    pw, ph = W - ML - MR, H - MT - MB
+    span = (t1 - t0).total_seconds()
+
+    def x(t: datetime) -> float:
+        return ML + (t - t0).total_seconds() / span * pw
+
+    def y(v: float) -> float:
+        return MT + (hi - v) / (hi - lo) * ph
+
+    label = f"{title} ({unit})" if unit else title
+    full = f"{label} — {'患者ID' if lang != 'en' else 'Patient ID'} {patient_id}"
+    out = [f'<svg class="trend" viewBox="0 0 {W} {H}" role="img" aria-label="{escape(full)}" '
+           f'xmlns="http://www.w3.org/2000/svg"><title>{escape(full)}</title>',
+           f'<text x="{W / 2:.0f}" y="18" text-anchor="middle" class="ct" font-size="15">{escape(label)}</text>']
+    for v in _nice_ticks(lo, hi):
+        yy = y(v)
+        out.append(f'<line x1="{ML}" x2="{W - MR}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{ML - 6}" y="{yy + 4:.1f}" text-anchor="end" class="tick" font-size="14">{_fmt(v)}</text>')
+    for i in range(4):
+        t = t0 + (t1 - t0) * i / 3
+        out.append(f'<text x="{x(t):.1f}" y="{H - MB + 16}" text-anchor="middle" class="tick" '
+                   f'font-size="14">{t.strftime("%Y-%m-%d")}</text>')
+    out.append(f'<line x1="{ML}" x2="{ML}" y1="{MT}" y2="{H - MB}" stroke="#333"/>')
+    out.append(f'<line x1="{ML}" x2="{W - MR}" y1="{H - MB}" y2="{H - MB}" stroke="#333"/>')
+    for i, (name, s) in enumerate(pts):
+        color = COLORS[i % len(COLORS)]
+        line = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in s)
+        out.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="1.5"/>')
+        for t, v in s[-400:]:
+            out.append(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="2.5" fill="{color}">'
+                       f'<title>{escape(name)} {t.strftime("%Y-%m-%d %H:%M")}: {_fmt(v)} {escape(unit)}</title></circle>')
+        out.append(f'<text x="{ML + 8 + i * 120}" y="{H - 6}" class="axis" font-size="14" fill="{color}">'
+                   f'{"●" if i == 0 else "▲"} {escape(name)}</text>')
+    out.append("</svg>")
+    return Markup("".join(out))

@@ -17,7 +17,7 @@ from . import fhirview as fv
 
 # (key, message-catalogue key) in display order
 CATEGORIES = ["conditions", "allergies", "prescriptions", "injections", "administrations",
-              "lab-orders", "lab-results", "other"]
+              "lab-orders", "lab-results", "vitals", "other"]
 
 _TYPE_CATEGORY = {
     "PPR-01": "conditions", "ADT-61": "allergies",
@@ -63,6 +63,8 @@ def category_of(res: dict) -> str | None:
     if rt == "AllergyIntolerance":
         return "allergies"
     dtype = fv.source(res)[1]
+    if rt == "Observation" and vital_kind(res):
+        return "vitals"
     if rt == "Observation" and dtype == "ADT-00":
         return "other"
     if dtype in ("OML-11", "OML-12") and rt not in ("Observation", "DiagnosticReport"):
@@ -81,6 +83,61 @@ def category_of(res: dict) -> str | None:
     if rt in ("Observation", "DiagnosticReport") and is_lab(res):
         return "lab-results"
     return "other"
+
+
+# --- vitals ----------------------------------------------------------------------------------
+
+# kind -> (LOINC codes, JLAC10 prefixes): BP, pulse, temperature, SpO2, RR, height, weight, BMI
+VITALS: dict[str, tuple[set[str], tuple[str, ...]]] = {
+    "sys": ({"8480-6"}, ("9A751",)), "dia": ({"8462-4"}, ("9A761",)),
+    "pulse": ({"8867-4"}, ("9P300",)), "temp": ({"8310-5", "8331-1"}, ("9P100",)),
+    "spo2": ({"59408-5", "2708-6"}, ("9N301",)), "rr": ({"9279-1"}, ("9P200",)),
+    "height": ({"8302-2", "3137-7"}, ("9N001",)), "weight": ({"29463-7", "3141-9"}, ("9N006",)),
+    "bmi": ({"39156-5"}, ("9N011",)),
+}
+
+
+def vital_kind(obs: dict) -> str:
+    """Which vital sign an Observation is ('' when none), by LOINC or JLAC10 code."""
+    codes = fv.codes_of(obs.get("code"))
+    for kind, (loinc, jlac) in VITALS.items():
+        if any(c in loinc or c.startswith(jlac) for c in codes):
+            return kind
+    return ""
+
+
+@dataclass
+class VitalRow:
+    when: str                                   # YYYY-MM-DD HH:MM
+    values: dict[str, LabValue] = field(default_factory=dict)
+
+
+def vitals(resources: list[dict]) -> tuple[list[VitalRow], dict[str, list[tuple[str, float]]]]:
+    """(rows newest first, one per measurement time; series per kind oldest first) from every
+    vital-sign Observation (OBX of ADT/OUL messages and extended-storage observation files).
+    BMI is computed from weight and the latest height when not recorded."""
+    by_time: dict[str, VitalRow] = {}
+    series: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    for r in resources:
+        if r.get("resourceType") != "Observation":
+            continue
+        kind = vital_kind(r)
+        if not kind:
+            continue
+        when = fv.when(r)
+        key = fv.short_dt(when)
+        v = lab_value(r)
+        by_time.setdefault(key, VitalRow(key)).values[kind] = v
+        if v.value is not None:
+            series[kind].append((when, v.value))
+    for k in series:
+        series[k].sort()
+    if not series.get("bmi") and series.get("weight") and series.get("height"):
+        for when, w in series["weight"]:
+            h = [hv for hw, hv in series["height"] if hw <= when] or [series["height"][0][1]]
+            if h[-1] > 0:
+                series["bmi"].append((when, round(w / (h[-1] / 100) ** 2, 1)))
+    return sorted(by_time.values(), key=lambda x: x.when, reverse=True), dict(series)
 
 
 # --- banner ----------------------------------------------------------------------------------
@@ -316,21 +373,33 @@ def _append_row(rows: list[Row], category: str, r: dict, today: date) -> None:
                                    Term("severity", sev) if sev else "",
                                    Term("verification", ver) if ver else "", _allergy_source(r)],
                             "active" if _allergy_active(r) else "past", src, rid))
-        elif category in ("prescriptions", "injections"):
+        elif category == "prescriptions":
             dose, timing, route = _dosage(r)
             start, end, days = med_period(r)
             active = is_active_med(r, today) if rt == "MedicationRequest" else False
             rows.append(Row(when, [fv.day(when), " ＋ ".join(fv.medication_names(r)), dose,
-                                   timing if category == "prescriptions" else (route or timing),
-                                   "" if days is None else str(days),
+                                   timing, "" if days is None else str(days),
                                    f"{start}〜{end}" if start or end else "", _status_text(r)],
                             "active" if active else "past", src, rid))
+        elif category == "injections":
+            from ..services.medication_summary import med_line
+            if rt != "MedicationRequest":
+                rows.append(Row(when, [fv.day(when), " ＋ ".join(fv.medication_names(r)), "", "", "",
+                                       "", "", _status_text(r)], "past", src, rid))
+                return
+            ln = med_line(r, today)
+            how = " / ".join(x for x in (ln.route, ln.site, ln.method) if x)
+            rows.append(Row(when, [fv.day(when), _components_text(ln.components), ln.dose, ln.rate,
+                                   f"{ln.start}〜{ln.end}" if ln.start else "", how, ln.device,
+                                   _status_text(r)],
+                            "active" if ln.state == "running" else "past", src, rid))
         elif category == "administrations":
-            dose, timing, route = _dosage(r)
-            performer = ", ".join(filter(None, [(p.get("actor") or {}).get("display", "")
-                                                for p in r.get("performer") or []]))
-            drug = " ＋ ".join(fv.medication_names(r)) or fv.cc_text(r.get("vaccineCode"))
-            rows.append(Row(when, [fv.short_dt(when), drug, dose, route, performer,
+            from ..services.medication_summary import given
+            gv = given(r)
+            drug = _components_text(gv.components) or fv.cc_text(r.get("vaccineCode"))
+            how = " / ".join(x for x in (gv.route, gv.site, gv.method) if x)
+            rows.append(Row(when, [f"{gv.start}〜{gv.end}" if gv.end else gv.start or fv.short_dt(when),
+                                   drug, gv.dose, gv.rate, how, gv.device, gv.performer,
                                    _status_text(r)], "", src, rid))
         elif category == "lab-orders":
             rows.append(Row(when, [fv.day(when), fv.cc_text(r.get("code")) or rt,
@@ -344,6 +413,11 @@ def _append_row(rows: list[Row], category: str, r: dict, today: date) -> None:
                             v.flag))
         else:
             rows.append(Row(when, [fv.day(when), _kind_label(r), _summary_text(r)], "", src, rid))
+
+
+def _components_text(comps) -> str:
+    """Every drug of a mix with its amount, one per line (1本, 1アンプル …)."""
+    return "\n".join(f"{c.name} {c.amount}".strip() for c in comps)
 
 
 _SEGMENT = {"ADT-00": "AL1", "ADT-61": "IAM"}
@@ -670,6 +744,8 @@ class PatientView:
         self._meds = None
         from ..services.medication_summary import last_data_date
         self.last_data_date = last_data_date(resources)
+        # "running" is judged at the chart's newest data date: the backup is behind today
+        self.ref = fv.parse_day(self.last_data_date) or today
 
     @classmethod
     def of(cls, resources, today: date) -> "PatientView":
@@ -678,7 +754,7 @@ class PatientView:
     def rows(self, cat: str) -> list[Row]:
         rows = self._rows.get(cat)
         if rows is None:
-            rows = self._rows[cat] = rows_for(cat, self.by_cat[cat], self.today)
+            rows = self._rows[cat] = rows_for(cat, self.by_cat[cat], self.ref)
         return rows
 
     def counts(self) -> dict[str, int]:
@@ -692,8 +768,8 @@ class PatientView:
             return [r for r in self._rows[cat] if r.status == "active"]
         if cat in ("prescriptions", "injections"):
             live = [r for r in self.by_cat[cat] if r.get("resourceType") == "MedicationRequest"
-                    and is_active_med(r, self.today)]
-            return [r for r in rows_for(cat, live, self.today) if r.status == "active"]
+                    and is_active_med(r, self.ref)]
+            return [r for r in rows_for(cat, live, self.ref) if r.status == "active"]
         return [r for r in self.rows(cat) if r.status == "active"]
 
     def med_summary(self):

@@ -424,11 +424,145 @@ def continue_list(code, pid, data):
     return render_template("viewer/continue.html", meds=g.pv.med_summary())
 
 
+VITAL_CHARTS = (("bp", ("sys", "dia"), "mmHg"), ("pulse", ("pulse",), "/分"),
+                ("temp", ("temp",), "℃"), ("spo2", ("spo2",), "%"), ("rr", ("rr",), "/分"),
+                ("height", ("height",), "cm"), ("weight", ("weight",), "kg"), ("bmi", ("bmi",), "kg/m2"))
+VITAL_PAGE = 30
+
+
+@bp.route("/f/<code>/p/<pid>/vitals")
+@patient_page("vitals")
+def vitals(code, pid, data):
+    """Vital signs: a table (newest first, paged) and trend charts, BP systolic/diastolic together."""
+    rows, series = models.vitals(g.pv.by_cat["vitals"])
+    try:
+        start = max(0, int(request.args.get("start", "0")))
+    except ValueError:
+        start = 0
+    svgs = []
+    for key, kinds, unit in VITAL_CHARTS:
+        svg = charts.series_svg(t("vital_" + key), unit,
+                                [(t("vital_" + k), series.get(k, [])) for k in kinds], pid, lang())
+        if svg:
+            svgs.append((key, svg))
+    return render_template("viewer/vitals.html", rows=rows[start:start + VITAL_PAGE], total=len(rows),
+                           start=start, size=VITAL_PAGE, svgs=svgs)
+
+
+DOC_PAGE = 50
+
+
+def _documents(resources) -> list[dict]:
+    """Readable documents of the chart, newest first: extended-storage and derived
+    DocumentReferences (memos have their own tab), Compositions and reports with text."""
+    out = []
+    for r in resources:
+        rt = r.get("resourceType")
+        if models.is_memo(r):
+            continue
+        if rt == "DocumentReference" or rt == "Composition" or (
+                rt == "DiagnosticReport" and (r.get("conclusion") or r.get("presentedForm"))):
+            kind = fv.cc_text(r.get("type")) or fv.cc_text(r.get("code")) or t("rtype_" + rt)
+            out.append({"id": r.get("id", ""), "type": rt, "kind": kind, "when": fv.short_dt(fv.when(r)),
+                        "files": [(c.get("attachment") or {}).get("title", "") for c in r.get("content") or []]})
+    out.sort(key=lambda d: d["when"], reverse=True)
+    return out
+
+
+@bp.route("/f/<code>/p/<pid>/documents")
+@patient_page("documents")
+def documents(code, pid, data):
+    docs = _documents(g.pv.resources)
+    try:
+        start = max(0, int(request.args.get("start", "0")))
+    except ValueError:
+        start = 0
+    return render_template("viewer/documents.html", docs=docs[start:start + DOC_PAGE],
+                           total=len(docs), start=start, size=DOC_PAGE)
+
+
+def _patient_resource(rid: str) -> dict:
+    """A resource of the open chart (so a document id of another patient is a 404)."""
+    for r in g.pv.resources:
+        if r.get("id") == rid and r.get("resourceType") in ("DocumentReference", "Composition",
+                                                             "DiagnosticReport"):
+            return r
+    abort(404)
+
+
+@bp.route("/f/<code>/p/<pid>/doc/<rid>")
+@patient_page("document")
+def document(code, pid, data, rid):
+    """One document as safe HTML (CDA and text), PDFs and images inline."""
+    from . import documents as docs
+    from ..services import NotFound as _NF
+    res = _patient_resource(rid)
+    title, body, error, files = fv.cc_text(res.get("type")) or fv.cc_text(res.get("code")), None, "", []
+    inline = []
+    if ".EXT." in rid:
+        try:
+            name, files, raw = g.svc.extended.content(rid)
+        except _NF:
+            abort(404)
+        kind = docs.sniff(name, raw)
+        try:
+            if kind == "application/xml":
+                title2, body = docs.cda_html(raw)
+                title = title2 or title
+            elif kind == "text/plain":
+                body = docs.text_html(raw)
+        except ValueError as exc:
+            error = str(exc)
+            body = docs.text_html(raw)
+        if kind in docs.INLINE_TYPES:
+            inline.append((name, docs.INLINE_TYPES[kind]))
+        for other in files:
+            if other != name and other.lower().endswith((".pdf", ".png", ".jpg", ".jpeg", ".gif")):
+                inline.append((other, "pdf" if other.lower().endswith(".pdf") else "image"))
+    else:
+        import base64
+        texts = [res.get("conclusion") or ""]
+        for a in (res.get("presentedForm") or []) + [c.get("attachment") or {} for c in res.get("content") or []]:
+            if a.get("data"):
+                try:
+                    texts.append(base64.b64decode(a["data"]).decode("utf-8", "replace"))
+                except ValueError:
+                    pass
+        body = docs.text_html("\n\n".join(x for x in texts if x).encode("utf-8"))
+    return render_template("viewer/document.html", res=res, rid=rid, title=title, body=body,
+                           error=error, inline=inline, when=fv.short_dt(fv.when(res)))
+
+
+@bp.route("/f/<code>/p/<pid>/doc/<rid>/file/<name>")
+@patient_page("document-file")
+def document_file(code, pid, data, rid, name):
+    """A stored PDF or image, served only as that type, never as HTML, framable only by the viewer."""
+    from . import documents as docs
+    from ..services import NotFound as _NF
+    _patient_resource(rid)
+    try:
+        fname, _, raw = g.svc.extended.content(rid, name)
+    except _NF:
+        abort(404)
+    kind = docs.sniff(fname, raw)
+    if kind not in docs.INLINE_TYPES:
+        abort(404)
+    resp = current_app.make_response(raw)
+    resp.headers["Content-Type"] = kind
+    resp.headers["Content-Disposition"] = "inline"
+    resp.headers["X-Frame-Options"] = "SAMEORIGIN"
+    resp.headers["Content-Security-Policy"] = ("default-src 'none'; frame-ancestors 'self'"
+                                               + ("" if kind == "application/pdf" else "; sandbox"))
+    return resp
+
+
 @bp.route("/f/<code>/p/<pid>/c/<cat>")
 @patient_page("category")
 def category(code, pid, data, cat):
     if cat not in models.CATEGORIES:
         abort(404)
+    if cat == "vitals":
+        return redirect(url_for("viewer.vitals", code=code, pid=pid))
     return render_template("viewer/category.html", cat=cat, rows=g.pv.rows(cat))
 
 
