@@ -1,11 +1,15 @@
 """``GET /health``: each facility's storage roots, which one serves reads, and why.
 
 For monitoring and the disaster drill: 200 while every facility has a readable root (even when it
-failed over to a mirror: ``status`` is then ``degraded``), 503 when a facility has none.
+failed over to a mirror: ``status`` is then ``degraded``), 503 when a facility has none, when the
+state store (PostgreSQL) cannot be reached, or while the instance drains (the file named by
+``FHIR_GATEWAY_DRAIN_FILE`` exists; see deploy/haproxy.cfg).
 Attached through :data:`fhir_gateway.app.EXTENSIONS`.
 """
 
 from __future__ import annotations
+
+import os
 
 from flask import Blueprint, current_app, jsonify
 
@@ -30,8 +34,21 @@ def health():
         receipts = svc.claims.status()
         if receipts is not None:  # "building"/"missing": Claims may be missing from answers
             facilities[code]["receipt_index"] = receipts
-    resp = jsonify({"status": worst, "facilities": facilities})
-    resp.status_code = 503 if worst == "down" else 200
+        index = svc.index_health()
+        if index is not None:  # informational: without an index, search walks the storage
+            facilities[code]["patient_index"] = index
+    body: dict = {"status": worst, "facilities": facilities}
+    state = current_app.extensions.get("state")
+    if state is not None:
+        body["state"] = state.health()
+        if body["state"]["status"] != "ok":  # no logins, tokens or audit without it
+            worst = body["status"] = "down"
+    drain = os.environ.get("FHIR_GATEWAY_DRAIN_FILE")
+    if drain and os.path.exists(drain):
+        # deploy/: the load balancer stops sending new requests; in-flight ones finish
+        worst = body["status"] = "draining"
+    resp = jsonify(body)
+    resp.status_code = 503 if worst in ("down", "draining") else 200
     resp.headers["Cache-Control"] = "no-store"
     return resp
 

@@ -52,14 +52,24 @@ def read_anchors(spec: str | None) -> dict:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..accounts import AccountStore
-    from ..memos import MemoJournal
+def stores(args: argparse.Namespace):
+    """(data_dir, accounts store or None when there is none yet, memo journal) of the config's
+    [state] backend (``--data-dir``: the embedded files there)."""
+    from ..state import EmbeddedState, open_state
     data_dir = _data_dir(args)
-    has_db = (data_dir / "accounts.sqlite3").exists()
+    if getattr(args, "config", None):
+        from .. import config as config_mod
+        state = open_state(config_mod.load(args.config))
+    else:
+        state = EmbeddedState(data_dir)
+    has_db = state.backend != "embedded" or (data_dir / "accounts.sqlite3").exists()
+    return data_dir, (state.accounts() if has_db else None), state.memos()
+
+
+def run(args: argparse.Namespace) -> int:
+    data_dir, accounts, journal = stores(args)
     if args.audit_command == "anchor":
-        anchors = [AccountStore(data_dir).audit_anchor()] if has_db else []
-        journal = MemoJournal(data_dir)
+        anchors = [accounts.audit_anchor()] if accounts is not None else []
         anchors += [journal.anchor(code) for code in journal.facilities()]
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         lines = [f"{stamp}\t{a.text()}" for a in anchors]
@@ -74,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"fhir-gateway audit verify: {exc}", file=sys.stderr)
         return 2
-    if not has_db:
+    if accounts is None:
         print(f"fhir-gateway audit: no accounts database in {data_dir}", file=sys.stderr)
         return 2
-    report = AccountStore(data_dir).audit_report(anchors.get("audit"))
+    report = accounts.audit_report(anchors.get("audit"))
     print(report.line())
     return 0 if report.ok else 1

@@ -35,6 +35,11 @@ def register(subparsers) -> None:
                    "after DATE (YYYY-MM-DD or YYYYMMDD); counts and chains stay complete")
     p.add_argument("--previous", metavar="REPORT", help="previous JSON report to compare with")
     p.add_argument("--workers", type=int, default=0, metavar="N", help="processes (default: all cores)")
+    p.add_argument("--dask", metavar="tcp://HOST:PORT",
+                   help="run the per-patient checks on this Dask scheduler's workers (every "
+                        "worker must see the storage at the same path); same report")
+    p.add_argument("--dask-local", type=int, default=0, metavar="N",
+                   help="start a local Dask cluster of N worker processes for this run")
     p.add_argument("--stale-days", type=int, default=14, metavar="N",
                    help="a data type whose newest file is more than N days behind is stale (14)")
     p.add_argument("--no-structure", action="store_true", help="skip HL7 structure/required-field checks")
@@ -113,7 +118,23 @@ def run(args: argparse.Namespace) -> int:
                         structure=not args.no_structure, mapping=not args.no_mapping,
                         previous=previous, cache_dir=default_cache_dir(data_dir),
                         progress=sys.stderr.isatty())
-    report, runs = drill(facilities, opts)
+    executor = None
+    if args.dask or args.dask_local:
+        if args.dask and args.dask_local:
+            return _usage("use either --dask or --dask-local")
+        if args.dask_local < 0:
+            return _usage("--dask-local must be 1 or more")
+        try:
+            from fhir_gateway.scale.dask_drill import DaskExecutor
+            executor = opts.executor = DaskExecutor(args.dask, args.dask_local)
+        except (RuntimeError, OSError, TimeoutError) as exc:
+            print(f"fhir-gateway check: cannot use the Dask cluster: {exc}", file=sys.stderr)
+            return 2
+    try:
+        report, runs = drill(facilities, opts)
+    finally:
+        if executor is not None:
+            executor.close()
     if args.json:
         out = sys.stdout.buffer
         digest = write_json(report, runs, out)

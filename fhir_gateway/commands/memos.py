@@ -10,7 +10,6 @@ import argparse
 import sys
 
 from .audit import read_anchors
-from .user import _data_dir
 
 
 def register(subparsers) -> None:
@@ -26,8 +25,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..memos import MemoError, MemoJournal
-    journal = MemoJournal(_data_dir(args))
+    from ..memos import MemoError
+    from .audit import stores
+    journal = stores(args)[2]
     try:
         anchors = read_anchors(args.anchor)
         codes = [args.facility] if args.facility else journal.facilities()

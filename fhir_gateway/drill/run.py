@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Callable, Iterable, Iterator
 
 import orjson
 
@@ -42,6 +42,9 @@ class CheckOptions:
     previous: dict | None = None
     cache_dir: Path | None = None
     progress: bool = False
+    # executor(worker Options, chunks) -> ChunkResults in any order (e.g. a Dask cluster,
+    # fhir_gateway.scale.dask_drill); None = local processes
+    executor: Callable[[Options, Iterator[list]], Iterable[ChunkResult]] | None = None
 
 
 @dataclass
@@ -91,7 +94,9 @@ def check_storage(fac: Facility, opts: CheckOptions) -> FacilityRun:
 
     bar = _progress(opts.progress)
     workers = opts.workers or os.cpu_count() or 1
-    if workers == 1:
+    if opts.executor is not None:
+        _merge_all(opts.executor(wopts, _chunks(patients(), CHUNK)), total, run.spool, bar)
+    elif workers == 1:
         init(wopts)
         results: Iterator[ChunkResult] = map(check_chunk, _chunks(patients(), CHUNK))
         _merge_all(results, total, run.spool, bar)

@@ -120,6 +120,10 @@ class FacilityService:
             self._index = (self._index_factory or default_index)(self)
         return self._index
 
+    def index_health(self) -> dict | None:
+        """The patient index's health once it is open (None before: never opened for this)."""
+        return self._index.health() if self._index is not None else None
+
     def storage_status(self, full: bool = True) -> dict:
         """Which root serves reads (for the ``X-Storage-Root`` header and the viewer banner)."""
         _, i = self.replicas.active()
