@@ -137,8 +137,26 @@ class RequestLimits:
             self.pool.enter(client)
         except Refused as exc:
             return self._refuse(environ, start_response, exc)
+        sized = []
+
+        def started(status, headers, exc_info=None):
+            sized.append(any(k.lower() == "content-length" for k, _ in headers))
+            return start_response(status, headers, exc_info) if exc_info else \
+                start_response(status, headers)
         try:
-            body = self.app(environ, start_response)
+            body = self.app(environ, started)
+            if sized and sized[0]:
+                # A buffered response (its length is known): the heavy work is done, so the slot
+                # is freed now, not when the server has written the body — else a client that
+                # follows ``next`` at once races the release and gets a 429 for its own page.
+                try:
+                    chunks = list(body)
+                finally:
+                    close = getattr(body, "close", None)
+                    if close:
+                        close()
+                self.pool.leave(client)
+                return chunks
         except BaseException:
             self.pool.leave(client)
             raise

@@ -473,17 +473,20 @@ class ReceiptIndex:
             self._drop_connection()
             raise IndexUnusable(str(exc)) from exc
 
-    def by_candidate(self, pid: str) -> list[ReceiptRow]:
+    def by_candidate(self, pid: str, with_stubs: bool = False) -> list[ReceiptRow]:
         """Receipts whose カルテ番号 may name SS-MIX2 patient ``pid``."""
-        return [self._receipt_row(r) for r in self._query(
-            f"SELECT {', '.join('r.' + c.strip() for c in self._RCOLS.split(','))} FROM keys k "
+        cols = ", ".join("r." + c.strip() for c in self._RCOLS.split(","))
+        cols += ", r.stub" if with_stubs else ""
+        return [self._receipt_row(r[:10], r[10] if with_stubs else None) for r in self._query(
+            f"SELECT {cols} FROM keys k "
             "JOIN receipts r ON r.file=k.file AND r.i=k.i WHERE k.cand=? ORDER BY r.file, r.i",
             (pid,))]
 
-    def by_uke_pid(self, pid: str) -> list[ReceiptRow]:
+    def by_uke_pid(self, pid: str, with_stubs: bool = False) -> list[ReceiptRow]:
         """Receipts whose receipt-built Patient id is ``pid`` (matched or not)."""
-        return [self._receipt_row(r) for r in self._query(
-            f"SELECT {self._RCOLS} FROM receipts WHERE uke_pid=? ORDER BY file, i", (pid,))]
+        cols = self._RCOLS + (", stub" if with_stubs else "")
+        return [self._receipt_row(r[:10], r[10] if with_stubs else None) for r in self._query(
+            f"SELECT {cols} FROM receipts WHERE uke_pid=? ORDER BY file, i", (pid,))]
 
     def by_claim(self, cid: str) -> list[ReceiptRow]:
         return [self._receipt_row(r) for r in self._query(

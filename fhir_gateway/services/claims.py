@@ -318,7 +318,7 @@ class ClaimSource:
             probs.extend(problems)
         return res, probs
 
-    def _rows_of(self, pid: str) -> tuple[_Live, list[ReceiptRow]]:
+    def _rows_of(self, pid: str, with_stubs: bool = False) -> tuple[_Live, list[ReceiptRow]]:
         """The live receipts whose Claims name ``pid``: an SS-MIX2 patient (カルテ番号 matched
         now) or a receipt Patient (its receipts match no SS-MIX2 patient now)."""
         from storage.uke import match_patient
@@ -327,10 +327,10 @@ class ClaimSource:
         if not live.files:
             return live, []
         if is_receipt_patient_id(pid):
-            rows = [r for r in self.index.by_uke_pid(pid) if r.file in live.files
+            rows = [r for r in self.index.by_uke_pid(pid, with_stubs) if r.file in live.files
                     and match_patient(r.karte, self.patient_exists) is None]
         else:
-            rows = [r for r in self.index.by_candidate(pid) if r.file in live.files
+            rows = [r for r in self.index.by_candidate(pid, with_stubs) if r.file in live.files
                     and match_patient(r.karte, self.patient_exists) == pid]
         return live, rows
 
@@ -343,9 +343,33 @@ class ClaimSource:
         if self.index is None:
             return [], []
         live, rows = self._rows_of(pid)
+        res, probs = self._map_patient(pid, live, rows)
+        return res, list(live.problems) + probs
+
+    def receipts_by_day(self, pid: str, day_of: Callable[[dict | None], str]
+                        ) -> tuple[dict[str, list[ReceiptRow]], list[Problem], object]:
+        """The patient's receipts grouped by ``day_of(stub)`` without reading them (a
+        ``$everything`` page maps only its days' receipts with :meth:`map_receipts`):
+        (rows by day, problems, a handle for :meth:`map_receipts`)."""
+        if self.index is None:
+            return {}, [], None
+        live, rows = self._checked(lambda: self._rows_of(pid, with_stubs=True))
+        out: dict[str, list[ReceiptRow]] = {}
+        for r in rows:
+            out.setdefault(day_of(r.stub), []).append(r)
+        return out, list(live.problems), live
+
+    def map_receipts(self, pid: str, live: object, rows: list[ReceiptRow]
+                     ) -> tuple[list[dict], list[Problem]]:
+        """The Claims and Coverages of ``rows`` (from :meth:`receipts_by_day`) for ``pid``."""
+        assert isinstance(live, _Live)
+        return self._checked(lambda: self._map_patient(pid, live, rows))
+
+    def _map_patient(self, pid: str, live: _Live, rows: list[ReceiptRow]
+                     ) -> tuple[list[dict], list[Problem]]:
         ref = f"Patient/{pid}"
         res: list[dict] = []
-        probs: list[Problem] = list(live.problems)
+        probs: list[Problem] = []
         for _, m in self._map_grouped(live, rows):
             probs.extend(p for p in m.problems if p.severity == ERROR)
             res.extend(r for r in m.resources if r.get("resourceType") in ("Claim", "Coverage")
@@ -407,7 +431,7 @@ class ClaimSource:
         for pid, karte in self.index.uke_patients() if live.files else []:
             if match_patient(karte, self.patient_exists) is not None:
                 continue  # cheap pre-check by the person's カルテ番号; rows confirm below
-            rows = [r for r in self.index.by_uke_pid(pid) if r.file in live.files
+            rows = [r for r in self.index.by_uke_pid(pid, with_stubs) if r.file in live.files
                     and match_patient(r.karte, self.patient_exists) is None]
             if rows:
                 out.append(self._patient_of(live, rows))

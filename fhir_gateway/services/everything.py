@@ -4,7 +4,8 @@ The chart is walked **day by day**: the patient-level folder ``-`` (the Patient,
 allergies) first, then the date folders newest first; within a day by type (the Patient first),
 newest clinical date, then id.  SS-MIX2 folder names carry the day, so a day's resources are the
 files of that day's folders (SS-MIX2 and extended storage) plus the receipts, memos and derived
-Patient whose clinical date falls on it — one day is mapped without looking at any other.
+Patient whose clinical date falls on it (a receipt by its index stub's date, with its
+Coverages) — one day is mapped without looking at any other.
 
 * A chart of at most :data:`EXACT_DAYS` days is mapped whole: an exact ``total``, offsets and
   ``last``/``previous`` links as for any search.
@@ -90,13 +91,21 @@ class Chart:
         from .facility import PatientData
         extra = PatientData([])
         comp_has_patient = self._has_adt_patient(ss_days)
-        svc._extras(pid, types, extra, _Probe(comp_has_patient))
+        svc._extras(pid, types, extra, _Probe(comp_has_patient), with_claims=False)
         self.extra_problems = list(extra.problems)
         self.extra: dict[str, list[tuple[dict, tuple | None]]] = {}
         for r, w in zip(extra.resources, extra.when):
             d = NO_DATE if r.get("resourceType") == "Patient" else day_of(w)
             self.extra.setdefault(d, []).append((r, w))
-        self.days = sorted(self.ss_days | self.ext_days | set(self.extra), key=_rank)
+        # receipts: placed by their index stub's date, read only for the days shown
+        self.receipts: dict[str, list] = {}
+        self._receipts_live = None
+        if types is None or types & {"Claim", "Coverage"}:
+            self.receipts, probs, self._receipts_live = svc.claims.receipts_by_day(
+                pid, lambda stub: day_of(clinical_range(stub)) if stub else NO_DATE)
+            self.extra_problems.extend(probs)
+        self.days = sorted(self.ss_days | self.ext_days | set(self.extra) | set(self.receipts),
+                           key=_rank)
 
     def _has_adt_patient(self, days: list[str]) -> bool:
         """Whether the ``-`` folder yields a Patient (else the one derived from a PID is an
@@ -141,6 +150,14 @@ class Chart:
         for r, w in self.extra.get(day, ()):
             resources.append(r)
             when.append(w)
+        if day in self.receipts:
+            claims, cprobs = svc.claims.map_receipts(self.pid, self._receipts_live,
+                                                     self.receipts[day])
+            for r in claims:
+                if types is None or r.get("resourceType") in types:
+                    resources.append(r)
+                    when.append(clinical_range(r))
+            problems.extend(cprobs)
         ordered = _ordered(resources, when, *self.filters)
         return ordered[0], problems
 

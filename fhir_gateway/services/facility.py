@@ -285,7 +285,7 @@ class FacilityService:
         return self._with_storage(run)
 
     def _extras(self, patient_id: str, types: set[str] | None, data: PatientData,
-                comp: Compartment | None = None) -> None:
+                comp: Compartment | None = None, with_claims: bool = True) -> None:
         """Claims (UKE), plug-in sources (memos) and, for a folder without a usable ADT-00, the
         Patient built from PID: not cached here, appended to ``data``."""
         if (comp is not None and (types is None or "Patient" in types)
@@ -294,7 +294,7 @@ class FacilityService:
             if derived is not None:
                 data.resources.append(derived)
                 data.when.append(clinical_range(derived))
-        if types is None or types & {"Claim", "Coverage"}:
+        if with_claims and (types is None or types & {"Claim", "Coverage"}):
             claims, problems = self.claims.for_patient(patient_id)
             for r in claims:
                 if types is None or r.get("resourceType") in types:

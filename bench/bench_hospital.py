@@ -1,0 +1,326 @@
+"""Hospital-scale API benchmark (issue 17): the cost of a request must not grow with the hospital.
+
+Runs the same measurements against synthetic hospitals of different sizes **in one run**,
+interleaved (hospital A, B, A, B ...) so that the machine's load hits both alike, and reports
+each figure beside a same-run baseline as a ratio:
+
+* cold first page of ``$everything`` (``_count=50``) for normal patients of similar size (40–150
+  files, the same band in every hospital): each patient once per fresh server process (its
+  mapped files not cached), OS cache warm (the files were read just before); p50/p95, and the
+  **flatness** ratio largest/smallest hospital;
+* the heavy patient (``synth --heavy-patient``, 9000000001, ~3,000 files): first page cold, and
+  all pages cold (a fresh process, following ``next``);
+* time to first byte of a fresh worker: a server started, then its first ``$everything``;
+* ``Patient?birthdate=`` and kana ``Patient?name=`` p50 (index built by ``fhir-gateway index``);
+* Patient read throughput against a bare Flask + waitress ceiling (``bench_api.CEILING``),
+  alternated three times (median ratio);
+* PSS (and RSS) of the server's processes, peak under a mixed load and after it.
+
+    .venv/bin/python bench/bench_hospital.py --sizes 500,2000 --work /tmp/bench-hospital
+    .venv/bin/python bench/bench_hospital.py --hospital /data/h500 --hospital /data/h2000
+
+``--sizes`` generates the hospitals with ``fhir-gateway synth --heavy-patient`` (seed 17) into
+``--work`` unless they are there already, and builds their indexes; ``--hospital DIR`` takes a
+folder with ``ssmix2/``, ``receipts/``, ``extended/`` made that way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import orjson  # noqa: E402
+import requests  # noqa: E402
+
+from bench_api import CEILING, tree_rss_mb, wrk  # noqa: E402
+from conftest import free_port, make_token, start_server  # noqa: E402
+
+BIN = Path(sys.executable).parent
+FACILITY = "1312345678"
+HEAVY = "9000000001"
+BAND = (40, 150)  # files of a "normal" patient compared across hospitals
+
+
+class Hospital:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.root = base / "ssmix2"
+        self.config = base / "gateway.toml"
+        self.data = base / "data"
+        if not self.config.exists():
+            self.config.write_text(
+                f'data_dir = "{self.data}"\n\n[[facility]]\ncode = "{FACILITY}"\n'
+                f'name = "bench"\nstorage = ["{self.root}"]\nextended = ["{base / "extended"}"]\n'
+                f'receipts = ["{base / "receipts"}"]\n', encoding="utf-8")
+        self.patients = sorted(p.name for p in self.root.glob("*/*/*") if p.is_dir())
+        self.token = make_token(self.data)
+
+    @property
+    def name(self) -> str:
+        return f"{len(self.patients)} patients"
+
+    def files(self, pid: str) -> list[Path]:
+        return [p for p in (self.root / pid[:3] / pid[3:6] / pid).rglob("*") if p.is_file()]
+
+    def warm(self, pid: str) -> float:
+        """Read the patient's bytes (OS cache warm); seconds taken (the ``cat`` baseline)."""
+        t0 = time.perf_counter()
+        for f in self.files(pid):
+            f.read_bytes()
+        return time.perf_counter() - t0
+
+
+def make(work: Path, size: int) -> Path:
+    base = work / f"h{size}"
+    if not (base / "ssmix2").exists():
+        subprocess.run([str(BIN / "fhir-gateway"), "synth", "--out", str(base / "ssmix2"),
+                        "--patients", str(size), "--heavy-patient", "--seed", "17",
+                        "--facility", FACILITY, "--receipts-out", str(base / "receipts"),
+                        "--extended-out", str(base / "extended"), "--no-progress"], check=True)
+    return base
+
+
+def serve(h: Hospital, workers: int = 2, threads: int = 4):
+    return start_server(["--config", str(h.config), "--threads", str(threads)],
+                        token=h.token, workers=workers, timeout=120)
+
+
+def get(sess: requests.Session, url: str, h: Hospital) -> tuple[float, dict]:
+    t0 = time.perf_counter()
+    r = sess.get(url, headers={"Authorization": f"Bearer {h.token}"}, timeout=600)
+    dt = time.perf_counter() - t0
+    assert r.status_code == 200, (url, r.status_code, r.text[:300])
+    return dt, orjson.loads(r.content)
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+def cold_pages(h: Hospital, pids: list[str]) -> tuple[list[float], float]:
+    """First $everything page of each patient in a fresh server (each patient once);
+    also the fresh worker's time to first byte (its first request)."""
+    for pid in pids:
+        h.warm(pid)
+    srv = serve(h)
+    try:
+        sess = requests.Session()
+        ttfb = []
+        for pid in pids[:2]:  # one per worker (fresh connections go round the workers)
+            r = requests.get(f"{srv.base}/Patient/{pid}/$everything", stream=True,
+                             headers={"Authorization": f"Bearer {h.token}"}, timeout=600)
+            ttfb.append(r.elapsed.total_seconds())
+            r.close()
+        out = []
+        for pid in pids[2:]:
+            out.append(get(sess, f"{srv.base}/Patient/{pid}/$everything", h)[0])
+        return out, max(ttfb)
+    finally:
+        srv.stop()
+
+
+def heavy(h: Hospital) -> tuple[float, float, int, int]:
+    """(first page cold, all pages cold, pages, resources): two fresh servers."""
+    h.warm(HEAVY)
+    srv = serve(h)
+    try:
+        first, _ = get(requests.Session(), f"{srv.base}/Patient/{HEAVY}/$everything", h)
+    finally:
+        srv.stop()
+    srv = serve(h)
+    try:
+        sess = requests.Session()
+        url = f"{srv.base}/Patient/{HEAVY}/$everything?_count=200"
+        t0 = time.perf_counter()
+        pages = n = 0
+        while url:
+            _, b = get(sess, url, h)
+            pages += 1
+            n += sum(1 for e in b.get("entry", []) if e["search"]["mode"] == "match")
+            url = next((lk["url"] for lk in b["link"] if lk["relation"] == "next"), None)
+        return first, time.perf_counter() - t0, pages, n
+    finally:
+        srv.stop()
+
+
+def searches(h: Hospital, srv, rng: random.Random, n: int = 40) -> dict[str, list[float]]:
+    sess = requests.Session()
+    sample = rng.sample(h.patients, min(n, len(h.patients)))
+    pats = [get(sess, f"{srv.base}/Patient/{p}", h)[1] for p in sample]
+    births = [p["birthDate"] for p in pats if p.get("birthDate")]
+    kana = []
+    for p in pats:
+        for nm in p.get("name", []):
+            if any(e.get("valueCode") == "SYL" for e in nm.get("extension", [])) and nm.get("family"):
+                kana.append(nm["family"][:3])
+    get(sess, f"{srv.base}/Patient?name=ヤ", h)  # the searcher opened once
+    out: dict[str, list[float]] = {"birthdate": [], "kana": []}
+    for b in births:
+        out["birthdate"].append(get(sess, f"{srv.base}/Patient?birthdate={b}", h)[0])
+    for k in kana:
+        out["kana"].append(get(sess, f"{srv.base}/Patient?name={k}", h)[0])
+    return out
+
+
+def read_ratio(h: Hospital, srv, ceil_port: int, seconds: int) -> tuple[float, float, float]:
+    pid = h.patients[len(h.patients) // 2]
+    url = f"{srv.base}/Patient/{pid}"
+    ratios, ours, ceil = [], [], []
+    for _ in range(3):
+        c = wrk(f"http://127.0.0.1:{ceil_port}/fhir/x/Patient/1", seconds, None)
+        r = wrk(url, seconds, h.token)
+        ratios.append(r["rps"] / c["rps"])
+        ours.append(r["rps"])
+        ceil.append(c["rps"])
+    return statistics.median(ratios), statistics.median(ours), statistics.median(ceil)
+
+
+def mixed_load_pss(h: Hospital, srv, seconds: int, rng: random.Random) -> tuple[float, float, float]:
+    """(peak PSS, PSS after, peak RSS) in MB while 4 clients mix reads, searches and charts."""
+    stop = threading.Event()
+    peak = [0.0, 0.0]
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], tree_rss_mb(srv.proc.pid, "Pss", "smaps_rollup"))
+            peak[1] = max(peak[1], tree_rss_mb(srv.proc.pid))
+            time.sleep(0.3)
+
+    def client(seed: int) -> None:
+        r = random.Random(seed)
+        sess = requests.Session()
+        while not stop.is_set():
+            pid = r.choice(h.patients)
+            kind = r.random()
+            if kind < 0.4:
+                url = f"{srv.base}/Patient/{pid}"
+            elif kind < 0.8:
+                url = f"{srv.base}/Patient/{pid}/$everything"
+            elif kind < 0.9:
+                url = f"{srv.base}/Patient/{HEAVY}/$everything?_count=200"
+            else:
+                url = f"{srv.base}/Patient?gender=female&_count=20"
+            try:
+                sess.get(url, headers={"Authorization": f"Bearer {h.token}"}, timeout=120)
+            except requests.RequestException:
+                pass
+
+    threads = [threading.Thread(target=sample, daemon=True)] + [
+        threading.Thread(target=client, args=(rng.random(),), daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join(130)
+    return peak[0], tree_rss_mb(srv.proc.pid, "Pss", "smaps_rollup"), peak[1]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sizes", default="500,2000", help="hospitals to generate (patients)")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/bench-hospital"))
+    ap.add_argument("--hospital", type=Path, action="append", help="an existing hospital folder")
+    ap.add_argument("--patients", type=int, default=30, help="normal patients per hospital")
+    ap.add_argument("--seconds", type=int, default=5, help="wrk run length")
+    ap.add_argument("--load-seconds", type=int, default=30, help="mixed load for PSS")
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        print("bench_hospital: wrk is missing (scripts/system-deps.sh installs it)", file=sys.stderr)
+        return 2
+    bases = args.hospital or [make(args.work, int(s)) for s in args.sizes.split(",")]
+    hs = []
+    for b in bases:
+        h = Hospital(b)
+        subprocess.run([str(BIN / "fhir-gateway"), "index", "--config", str(h.config),
+                        "--no-progress"], check=True, capture_output=True)
+        hs.append(h)
+    print(f"# {len(hs)} hospitals, {os.cpu_count()} CPUs, load average at start "
+          f"{os.getloadavg()[0]:.1f}")
+    rng = random.Random(17)
+    normal: dict[str, list[str]] = {}
+    for h in hs:
+        band = [p for p in h.patients if p != HEAVY and BAND[0] <= len(h.files(p)) <= BAND[1]]
+        normal[h.name] = rng.sample(band, min(args.patients + 2, len(band)))
+        print(f"{h.name}: {len(band)} patients with {BAND[0]}-{BAND[1]} files; "
+              f"{sum(1 for _ in h.root.rglob('*'))} entries")
+
+    res: dict[str, dict] = {h.name: {"cold": [], "ttfb": []} for h in hs}
+    for rnd in range(2):  # interleaved: A, B, A, B
+        for h in hs:
+            pids = normal[h.name][rnd::2] if len(normal[h.name]) > 4 else normal[h.name]
+            cold, ttfb = cold_pages(h, pids)
+            res[h.name]["cold"] += cold
+            res[h.name]["ttfb"].append(ttfb)
+    for h in hs:
+        first, whole, pages, n = heavy(h)
+        res[h.name]["heavy"] = (first, whole, pages, n)
+    cport = free_port()
+    ceil = subprocess.Popen([sys.executable, "-c", CEILING, str(cport), "4", "2"], cwd=ROOT)
+    for _ in range(100):
+        try:
+            requests.get(f"http://127.0.0.1:{cport}/fhir/x/Patient/1", timeout=1)
+            break
+        except requests.RequestException:
+            time.sleep(0.1)
+    try:
+        for h in hs:
+            srv = serve(h)
+            try:
+                res[h.name]["search"] = searches(h, srv, rng)
+                res[h.name]["read"] = read_ratio(h, srv, cport, args.seconds)
+                res[h.name]["pss"] = mixed_load_pss(h, srv, args.load_seconds, rng)
+            finally:
+                srv.stop()
+    finally:
+        ceil.terminate()
+        ceil.wait()
+
+    print(f"# load average at end {os.getloadavg()[0]:.1f}")
+    for h in hs:
+        r = res[h.name]
+        cold = r["cold"]
+        first, whole, pages, n = r["heavy"]
+        s = r["search"]
+        ratio, ours, ceil_rps = r["read"]
+        pss_peak, pss_after, rss_peak = r["pss"]
+        print(f"\n## {h.name}")
+        print(f"cold $everything first page, {len(cold)} patients of {BAND[0]}-{BAND[1]} files: "
+              f"p50 {1000 * pct(cold, .5):.0f} ms, p95 {1000 * pct(cold, .95):.0f} ms")
+        print(f"fresh worker time to first byte ($everything): max {1000 * max(r['ttfb']):.0f} ms")
+        print(f"heavy patient cold: first page {1000 * first:.0f} ms; all {pages} pages "
+              f"(_count=200, {n} resources) {whole:.1f} s")
+        print(f"Patient?birthdate= p50 {1000 * pct(s['birthdate'], .5):.1f} ms "
+              f"({len(s['birthdate'])}); Patient?name=<kana> p50 {1000 * pct(s['kana'], .5):.1f} ms "
+              f"({len(s['kana'])})")
+        print(f"Patient read {ours:.0f} req/s vs ceiling {ceil_rps:.0f} req/s: ratio {ratio:.2f} "
+              f"(median of 3 alternations)")
+        print(f"mixed load ({args.load_seconds} s, 4 clients): PSS peak {pss_peak:.0f} MB, after "
+              f"{pss_after:.0f} MB (RSS peak {rss_peak:.0f} MB), 2 workers")
+    if len(hs) >= 2:
+        a, b = res[hs[0].name], res[hs[-1].name]
+        print(f"\n## flatness ({hs[-1].name} / {hs[0].name}, same run)")
+        print(f"cold first page p50 x{pct(b['cold'], .5) / pct(a['cold'], .5):.2f}, "
+              f"p95 x{pct(b['cold'], .95) / pct(a['cold'], .95):.2f}; "
+              f"birthdate p50 x{pct(b['search']['birthdate'], .5) / pct(a['search']['birthdate'], .5):.2f}; "
+              f"kana p50 x{pct(b['search']['kana'], .5) / pct(a['search']['kana'], .5):.2f}; "
+              f"heavy first page x{b['heavy'][0] / a['heavy'][0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
