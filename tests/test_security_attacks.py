@@ -39,7 +39,7 @@ def setup_site(base, server_factory, **server_kw):
         code = f"3A9{i:02d}000002327101"
         _lab(h.root, CHART, "20230110", 7000 + 2 * i, code, a)
         _lab(h.root, CHART, "20230210", 7001 + 2 * i, code, b)
-    for name in ("naika", "geka"):
+    for name in ("naika", "geka", "guesser", "guesser2", "shared", "timing"):
         add_user(h.data_dir, name, "viewer")
     add_user(h.data_dir, "boss", "hospital-admin", "--facility", FACILITY)
     token = make_token(h.data_dir)
@@ -627,3 +627,95 @@ def test_m2_pool_counts_per_client():
     assert is_heavy("/fhir/1/Patient/1/$everything", []) and \
         is_heavy("/fhir/1/Observation", [("code:text", "x")]) and \
         not is_heavy("/fhir/1/Patient/1", [])
+
+
+# -- M3, L1 + item 4: 合言葉 and login attempts ---------------------------------------------------
+
+
+class FromAddress(requests.adapters.HTTPAdapter):
+    """Connect from another loopback address (127.0.0.x): a second client."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kw):
+        kw["source_address"] = (self.address, 0)
+        return super().init_poolmanager(*args, **kw)
+
+
+def test_m3_parallel_passphrase_guesses_are_counted_before_checking_and_persist(site):
+    """The 5-try limit was per session: 30 parallel guesses -> 27 checked, and logging in again
+    reset it.  Now at most 5 are checked, the rest wait (429), and a new login changes nothing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from test_acceptance_viewer import tok
+    h, srv = site
+    sessions = []
+    for _ in range(6):
+        v = Viewer(srv.url)
+        assert v.login("guesser").status_code == 302
+        page = v.s.get(f"{srv.url}/f/{FACILITY}/unlock", timeout=30).text
+        sessions.append((v, tok(page)))
+
+    def guess(i):
+        v, csrf = sessions[i % len(sessions)]
+        return v.s.post(f"{srv.url}/f/{FACILITY}/unlock", data={"csrf_token": csrf,
+                        "passphrase": f"wrong-guess-{i}"}, allow_redirects=False, timeout=60)
+
+    with ThreadPoolExecutor(10) as ex:
+        codes = [r.status_code for r in ex.map(guess, range(30))]
+    checked = _audit_actions(h.data_dir, "passphrase-failed")
+    assert len(checked) <= 5, (len(checked), codes)
+    assert codes.count(429) >= 25
+    fresh = Viewer(srv.url)
+    assert fresh.login("guesser").status_code == 302
+    r = fresh.unlock(passphrase=PASSPHRASE)   # the right one, but still blocked
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+    assert fresh.get(f"/f/{FACILITY}/").status_code == 302  # not unlocked
+
+
+def test_l1_parallel_wrong_passwords_are_counted_before_checking(site):
+    """40 parallel wrong passwords -> 22 checked: now at most the limit is checked."""
+    from concurrent.futures import ThreadPoolExecutor
+    h, srv = site
+
+    def attempt(i):
+        return Viewer(srv.url).login("shared", password=f"wrong password {i:04d}").status_code
+
+    with ThreadPoolExecutor(10) as ex:
+        codes = list(ex.map(attempt, range(40)))
+    assert set(codes) == {401}
+    from fhir_gateway.accounts import AccountStore
+    rows = [r for r in AccountStore(h.data_dir).audit_rows(2000)
+            if r["action"] == "login-failed" and r["username"] == "shared"]
+    assert sum('"bad-password"' in r["detail"] for r in rows) <= 5
+    # the lock holds for this address only: the shared account still works from another one
+    other = Viewer(srv.url)
+    other.s.mount("http://", FromAddress("127.0.0.2"))
+    assert other.login("shared").status_code == 302
+    assert Viewer(srv.url).login("shared").status_code == 401   # still locked here
+
+
+def test_l1_unknown_locked_disabled_and_valid_accounts_take_the_same_time(site):
+    """Locked/disabled accounts answered in 5 ms vs 320 ms (account enumeration)."""
+    import statistics
+    h, srv = site
+    assert gw("user", "disable", "geka", "--data-dir", str(h.data_dir)).returncode == 0
+    v = Viewer(srv.url)
+    v.s.mount("http://", FromAddress("127.0.0.3"))
+    for _ in range(5):
+        v.login("timing", password="wrong password xx")  # now locked from 127.0.0.3
+
+    def timed(user, pw="wrong password yy"):
+        out = []
+        for _ in range(4):
+            t0 = time.perf_counter()
+            assert v.login(user, password=pw).status_code == 401
+            out.append(time.perf_counter() - t0)
+        return statistics.median(out)
+
+    times = {k: timed(k) for k in ("timing", "geka", "nobody-at-all")}
+    times["valid-bad-password"] = timed("naika")
+    slowest, fastest = max(times.values()), min(times.values())
+    assert fastest > slowest / 3, times

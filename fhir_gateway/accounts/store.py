@@ -25,6 +25,7 @@ from pathlib import Path
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .. import integrity, textsafe
+from .attempts import Attempts, Rule
 from .db import Database
 
 ROLES = ("system-admin", "hospital-admin", "viewer")
@@ -32,7 +33,9 @@ MIN_PASSWORD = 13          # MHLW Q&A option (a) and ASVS 2.1.1 (>= 12) — see 
 MAX_PASSWORD = 128
 MIN_PASSPHRASE = 6
 MAX_FAILURES = 5           # failed logins before the account is locked ...
-LOCK_SECONDS = 15 * 60     # ... for this long
+LOCK_SECONDS = 15 * 60     # ... for this long (from that client address; see attempts.py)
+ACCOUNT_FACTOR = 4         # account-wide (any address): this many times MAX_FAILURES
+PASSPHRASE_FAILURES = 5    # wrong 合言葉 per account+facility before the back-off starts
 _DUMMY_HASH = generate_password_hash("timing-equaliser-not-a-password", method="scrypt")
 
 
@@ -86,6 +89,7 @@ class AccountStore:
         # db: another backend's database with the same API (fhir_gateway.state), else sqlite
         self.db = db if db is not None else Database(self.data_dir / "accounts.sqlite3")
         self._key: bytes | None = None
+        self.attempts = Attempts(self.db)
         self.max_failures = max_failures
         self.lock_seconds = lock_seconds
 
@@ -135,6 +139,7 @@ class AccountStore:
         self.db.write("UPDATE users SET pw_hash = ?, pw_changed = ?, failed = 0, locked_until = 0"
                       " WHERE username = ?",
                       (generate_password_hash(password, method="scrypt"), time.time(), username))
+        self.attempts.clear_prefix(f"login|{username}|")  # an admin reset unlocks
         self.revoke_sessions(username)
 
     def set_disabled(self, username: str, disabled: bool = True) -> None:
@@ -144,34 +149,58 @@ class AccountStore:
         if disabled:
             self.revoke_sessions(username)
 
-    def authenticate(self, username: str, password: str) -> tuple[User | None, str]:
+    def _login_keys(self, username: str, client: str) -> list[tuple[str, Rule]]:
+        per_client = Rule(self.max_failures, self.lock_seconds, self.lock_seconds)
+        account = Rule(self.max_failures * ACCOUNT_FACTOR, 60, self.lock_seconds)
+        return [(f"login|{username}|{client}", per_client), (f"login|{username}|*", account)]
+
+    def authenticate(self, username: str, password: str, client: str = "") -> tuple[User | None, str]:
         """(user, "") on success, else (None, reason code) — the form shows one generic message.
 
         Reason codes: unknown, disabled, locked, bad-password.  A locked account stays locked
-        even for the right password until the lock expires."""
+        even for the right password until the lock expires.  Every path runs one scrypt check
+        (unknown, disabled and locked accounts answer in the same time as a real one), and the
+        attempt is counted atomically *before* the check (see :mod:`.attempts`)."""
+        username = (username or "")[:64]
         row = self.db.execute("SELECT * FROM users WHERE username = ?", (username,)).fetchone()
-        if row is None:
-            check_password_hash(_DUMMY_HASH, password or "")  # same time as a real check
-            return None, "unknown"
-        now = time.time()
-        if row["disabled"]:
-            return None, "disabled"
-        if row["locked_until"] > now:
-            return None, "locked"
-        if not check_password_hash(row["pw_hash"], password or ""):
-            # one statement, so concurrent failures (other workers, other gateway instances on
-            # a shared database) each count: no read-modify-write race
-            hit = self.db.write(
-                "UPDATE users SET failed = CASE WHEN failed + 1 >= ? THEN 0 ELSE failed + 1 END,"
-                " locked_until = CASE WHEN failed + 1 >= ? THEN ? ELSE locked_until END"
-                " WHERE username = ? RETURNING locked_until",
-                (self.max_failures, self.max_failures, now + self.lock_seconds,
-                 username)).fetchone()
-            locked = hit is not None and hit["locked_until"] > now
-            return None, "locked" if locked else "bad-password"
-        self.db.write("UPDATE users SET failed = 0, locked_until = 0 WHERE username = ?",
-                      (username,))
+        keys = self._login_keys(username, client)
+        reason = "unknown" if row is None else "disabled" if row["disabled"] else ""
+        if not reason and self.attempts.begin(keys):
+            reason = "locked"
+        ok = check_password_hash(row["pw_hash"] if row is not None and not reason else _DUMMY_HASH,
+                                 password or "")
+        if reason:
+            return None, reason
+        if not ok:
+            return None, "locked" if self.attempts.blocked(keys[0][0]) or \
+                self.attempts.blocked(keys[1][0]) else "bad-password"
+        self.attempts.succeeded([k for k, _ in keys])
         return self._user(row), ""
+
+    def login_blocked(self, username: str) -> float:
+        """Seconds the account-wide login block still runs (for ``user list``)."""
+        return self.attempts.blocked(f"login|{username}|*")
+
+    # --- 合言葉 attempts ---------------------------------------------------------------------
+    def passphrase_keys(self, username: str, facility: str, client: str) -> list[tuple[str, Rule]]:
+        per_account = Rule(PASSPHRASE_FAILURES, 60, 3600)
+        per_client = Rule(PASSPHRASE_FAILURES * 2, 60, 3600)
+        return [(f"pp|{username}|{facility}", per_account), (f"pp|*{client}|{facility}", per_client)]
+
+    def try_passphrase(self, username: str, facility: str, passphrase: str,
+                       client: str = "") -> tuple[int | None, float]:
+        """(version, 0) when right; (None, seconds to wait) when blocked; (None, 0) when wrong.
+        The attempt is counted before the check, persisted, per account+facility and address."""
+        keys = self.passphrase_keys(username, facility, client)
+        wait = self.attempts.begin(keys)
+        if wait:
+            check_password_hash(_DUMMY_HASH, passphrase or "")
+            return None, wait
+        version = self.check_passphrase(facility, passphrase)
+        if version is not None:
+            self.attempts.succeeded([k for k, _ in keys])
+            return version, 0.0
+        return None, 0.0
 
     def revoke_sessions(self, username: str) -> int:
         return self.db.write("DELETE FROM sessions WHERE username = ?", (username,)).rowcount

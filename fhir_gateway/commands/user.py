@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"{'user':20} {'role':15} {'facility':12} {'state':9} created  display")
             for u in store.users():
-                state = "disabled" if u.disabled else ("locked" if u.locked_until > datetime.now().timestamp() else "active")
+                state = "disabled" if u.disabled else ("locked" if store.login_blocked(u.username) else "active")
                 created = datetime.fromtimestamp(u.created).strftime("%Y-%m-%d")
                 print(f"{u.username:20} {u.role:15} {u.facility or '-':12} {state:9} {created} {u.display}")
         return 0

@@ -173,6 +173,14 @@ CREATE TABLE smart_jti (
     PRIMARY KEY (client, jti)
 );
 """),
+    Step(5, "login and 合言葉 attempt counters (accounts/attempts.py)", """
+CREATE TABLE attempts (
+    key TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    last DOUBLE PRECISION NOT NULL,
+    blocked_until DOUBLE PRECISION NOT NULL
+);
+"""),
 )
 LATEST = STEPS[-1].version
 

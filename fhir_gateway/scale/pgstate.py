@@ -43,7 +43,8 @@ from .pg import Connections, lock_key
 
 # Primary keys of the tables the embedded store writes with INSERT OR REPLACE.
 _PKEYS = {"users": "username", "sessions": "sid_hash", "passphrases": "facility",
-          "access": "facility", "audit_head": "id", "kv": "key", "smart_clients": "id"}
+          "access": "facility", "audit_head": "id", "kv": "key", "smart_clients": "id",
+          "attempts": "key"}
 _REPLACE = re.compile(r"^\s*INSERT\s+OR\s+REPLACE\s+INTO\s+(\w+)\s*\(([^)]*)\)(.*)$", re.S | re.I)
 STATE_LOCK = lock_key("fhir-gateway:state-writer")
 

@@ -124,6 +124,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "memo_correct": ("このメモを訂正", "Correct this memo"),
     "memo_error": ("誤記 (訂正済み)", "Entered in error (corrected)"),
     "memo_corrects": ("訂正:", "Corrects:"),
+    "passphrase_wait": ("合言葉の誤りが続いたため、{seconds} 秒後まで受け付けません", "Too many wrong passphrases: try again in {seconds} s"),
     "memo_tampered": ("改ざんの疑い: このメモの記録は書かれた後に変更されています", "Possibly tampered: this memo's record was changed after it was written"),
     "memo_journal_broken": ("メモの記録の検証に失敗しました。管理者に連絡してください", "The memo journal fails verification. Tell an administrator"),
     "memo_own_only": ("誤記にできるのは書いた本人と病院管理者だけです。訂正は新しいメモとして追加してください。", "Only the author or a hospital admin can mark a memo as entered in error; others add a new memo."),

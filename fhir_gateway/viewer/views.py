@@ -141,7 +141,8 @@ def login():
         username = f.get("username", "").strip()
         person = textsafe.strip(f.get("person", "")).strip()[:80]  # never stored with \x01
         staff_no = textsafe.strip(f.get("staff_no", "")).strip()[:40]
-        user, why = state().accounts.authenticate(username, f.get("password", ""))
+        user, why = state().accounts.authenticate(username, f.get("password", ""),
+                                                  request.remote_addr or "")
         if user and person and staff_no:
             keep_lang = session.get("lang")
             session.clear()
@@ -244,7 +245,18 @@ def unlock(code: str):
     if st.accounts.passphrase_info(code) is None:
         error = t("passphrase_unset")
     elif request.method == "POST":
-        version = st.accounts.check_passphrase(code, request.form.get("passphrase", ""))
+        version, wait = st.accounts.try_passphrase(current_user.user.username, code,
+                                                   request.form.get("passphrase", ""),
+                                                   request.remote_addr or "")
+        if wait:
+            audit("passphrase-blocked", facility=code, outcome="denied",
+                  detail={"retry_after": int(wait) + 1})
+            error = t("passphrase_wait").format(seconds=int(wait) + 1)
+            resp = current_app.make_response(render_template(
+                "viewer/unlock.html", fac=fac, code=code, error=error))
+            resp.status_code = 429
+            resp.headers["Retry-After"] = str(int(wait) + 1)
+            return resp
         if version is not None:
             unlocked = dict(session.get("unlocked", {}))
             unlocked[code] = version
