@@ -6,9 +6,10 @@ bin=${BIN:-.venv/bin}
 mkdir -p "$demo"
 demo=$(cd "$demo" && pwd)
 if [ ! -f "$demo/.complete" ]; then
-  rm -rf "$demo/ssmix2" "$demo/receipts" "$demo/extended"
+  rm -rf "$demo/ssmix2" "$demo/receipts" "$demo/extended" "$demo/ssmix2-masters"
   "$bin/fhir-gateway" synth --out "$demo/ssmix2" --receipts-out "$demo/receipts" \
-    --extended-out "$demo/extended" --patients 300 --years 5 --seed 2026 --facility 1310000017
+    --extended-out "$demo/extended" --patients 300 --years 5 --seed 2026 --facility 1310000017 \
+    --heavy-patient
   touch "$demo/.complete"
 fi
 if [ ! -f "$demo/gateway.toml" ]; then
@@ -25,4 +26,9 @@ receipts = ["receipts"]
 TOML
 fi
 "$bin/fhir-gateway" index --config "$demo/gateway.toml"
+# names for receipt codes: the generator writes 基本マスター files in the official layout
+if [ ! -d "$demo/ssmix2-masters" ]; then  # a demo generated before the generator wrote them
+  "$bin/python" -c "import sys, pathlib; from fhir_gateway.synth.masters import write_masters; write_masters(pathlib.Path(sys.argv[1]))" "$demo/ssmix2-masters"
+fi
+"$bin/fhir-gateway" masters import "$demo/ssmix2-masters" --config "$demo/gateway.toml"
 "$bin/python" scripts/demo_accounts.py "$demo/gateway.toml" "${PORT:-8080}"

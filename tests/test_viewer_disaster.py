@@ -44,6 +44,9 @@ def demo(tmp_path_factory):
                     "--workers", "2"], check=True, capture_output=True)
     data = base / "data"
     data.mkdir()
+    # the generator wrote 基本マスター files beside the storage: import them like a hospital would
+    subprocess.run([str(BIN / "fhir-gateway"), "masters", "import", str(base / "ssmix2-masters"),
+                    "--data-dir", str(data)], check=True, capture_output=True)
     cfg = base / "gateway.toml"
     cfg.write_text(f'data_dir = "{data}"\n\n[[facility]]\ncode = "{FACILITY}"\nname = "デモ総合病院"\n'
                    f'storage = ["{ss}"]\nextended = ["{ext}"]\nreceipts = ["{rc}"]\n', encoding="utf-8")
@@ -451,3 +454,65 @@ def test_hostile_cda_is_inert(views, demo):
         assert dialogs == [] and not any("example.invalid" in u for u in requests_seen)
     finally:
         target.write_bytes(original)
+
+
+# --- item 5: receipts with names --------------------------------------------------------------
+
+def _uke_codes(demo, record: str) -> set[str]:
+    """Codes of one record type straight from the UKE files (CP932), column 4 (SI/IY/TO)."""
+    out = set()
+    for f in (demo["base"] / "receipts").rglob("*.UKE"):
+        for line in f.read_bytes().decode("cp932").split("\r\n"):
+            parts = line.split(",")
+            if parts[0] == record and len(parts) > 3 and parts[3]:
+                out.add(parts[3])
+    return out
+
+
+def _master_names(demo, prefix: str) -> dict[str, str]:
+    import csv
+    import io
+    path = next((demo["base"] / "ssmix2-masters").glob(f"{prefix}_*.csv"))
+    col = 5 if prefix == "b" else 4
+    return {r[2]: r[col] for r in csv.reader(io.StringIO(path.read_bytes().decode("cp932")))}
+
+
+def test_receipts_show_names_and_keyword_finds_them(views, demo, srv):
+    drugs = _master_names(demo, "y")
+    used = sorted(_uke_codes(demo, "IY") & set(drugs))
+    assert used, "the receipts bill no drug of the master"
+    v = views().patient(HEAVY, "receipts")
+    text = v.page.inner_text("main")
+    assert any(drugs[c] in text for c in used)
+    assert not re.search(r"(?m)^\d{9}\t", text)                   # no bare codes as item names
+    assert "名称マスター未登録" not in text                          # every billed code is named
+    name = next(drugs[c] for c in used if drugs[c] in text)
+    v.page.fill("#receipt-q", name[:5])
+    with v.page.expect_navigation():
+        v.page.click("#receipt-submit")
+    items = v.page.locator(".claim tbody td:first-child").all_inner_texts()
+    assert items and all(name[:5] in i for i in items)
+    diseases = _master_names(demo, "b")
+    assert any(n in v.page.inner_text("main") for n in diseases.values())
+    v.axe("receipts")
+    # the API serves the same names (applied in the service layer after mapping)
+    import requests
+    from conftest import make_token
+    tok = make_token(demo["data"])
+    r = requests.get(f"{srv.url}/fhir/{FACILITY}/Claim", params={"patient": HEAVY, "_count": "5"},
+                     headers={"Authorization": f"Bearer {tok}"}, timeout=60)
+    assert r.status_code == 200
+    claims = [e["resource"] for e in r.json().get("entry", []) if e["resource"]["resourceType"] == "Claim"]
+    displays = {c.get("display") for cl in claims for it in cl.get("item", [])
+                for c in it["productOrService"].get("coding", [])}
+    assert displays & set(drugs.values())
+
+
+def test_receipt_codes_without_masters_say_so(api, hospital):
+    from conftest import FACILITY as FAC
+    pid = hospital.facts["first"]
+    r = api.get(f"{api.base}/Claim", params={"patient": pid})
+    assert r.status_code == 200
+    items = [it for e in r.json().get("entry", []) for it in e["resource"].get("item", [])]
+    assert items and all("名称マスター未登録" in it["productOrService"]["text"] for it in items)
+    assert FAC

@@ -25,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--receipts-out", type=Path, default=None, help="UKE folder (default DIR-receipts)")
     p.add_argument("--extended-out", type=Path, default=None,
                    help="extended-storage root (default DIR-extended)")
+    p.add_argument("--masters-out", type=Path, default=None,
+                   help="基本マスター CSV files for the billed codes (default DIR-masters)")
     p.add_argument("--heavy-patient", action="store_true",
                    help="add patient 9000000001 with ~3,000 files over 10 years (benchmarks)")
     p.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
@@ -62,4 +64,8 @@ def run(args: argparse.Namespace) -> int:
         progress=False if args.no_progress else None))
     for line in summary.lines():
         print(line)
+    from fhir_gateway.synth.masters import write_masters
+    masters = args.masters_out or out.with_name(out.name + "-masters")
+    written = write_masters(masters)
+    print(f"name masters: {masters}  ({len(written)} files; `fhir-gateway masters import {masters}`)")
     return 0

@@ -95,6 +95,8 @@ class ClaimSource:
         self._local = threading.local()  # file ids whose index rows proved wrong (this call)
         self._bg: threading.Thread | None = None
         self.mapped = 0  # receipts read and mapped (for tests and the benchmark)
+        from ..masters import MasterStore
+        self.masters = MasterStore(data_dir)  # names for receipt codes (fhir_gateway/masters.py)
 
     # -- the index --------------------------------------------------------------------------------
     def start_background_build(self) -> None:
@@ -198,7 +200,7 @@ class ClaimSource:
         out: dict[int, Mapped] = {}
         missing = []
         for r in rows:
-            hit = self.cache.get(("uke", str(f.path), f.size, f.mtime_ns, r.i))
+            hit = self.cache.get(("uke", str(f.path), f.size, f.mtime_ns, r.i, self.masters.version))
             if hit is None:
                 missing.append(r)
             else:
@@ -209,6 +211,8 @@ class ClaimSource:
 
     def _read(self, f: FileRow, rows: list[ReceiptRow]) -> dict[int, Mapped]:
         from mappers.claim import ClaimContext, map_receipt, mtime_instant
+
+        from ..masters import apply_names
         from storage.uke import match_patient, read_ranges
         spans = [(r.start, r.end, r.line) for r in rows]
         uf = read_ranges(f.path, f.rel, f.codec, f.skip, ([f.header] if f.header else []) + spans)
@@ -233,13 +237,14 @@ class ClaimSource:
                 pid = match_patient(got.re["karte_no"], self.patient_exists)
                 resources = map_receipt(got, ClaimContext(self.facility.code, f.rel, pid, last,
                                                           header))
+                apply_names(resources, self.masters)  # master names after the pure mapping
             except Exception as exc:  # a mapper bug must not become a 500
                 log.exception("receipt mapping failed: %s line %s", f.rel, r.line)
                 problems.append(Problem(f"receipts/{f.rel}", KIND_MAPPING,
                                         f"line {r.line}: receipt {r.receipt_no}: "
                                         f"{type(exc).__name__}: {exc}"))
             m = Mapped.build(resources, problems)
-            self.cache.put(("uke", str(f.path), f.size, f.mtime_ns, r.i), m)
+            self.cache.put(("uke", str(f.path), f.size, f.mtime_ns, r.i, self.masters.version), m)
             out[r.i] = m
         return out
 

@@ -682,6 +682,16 @@ def drug_search(resources, query: str, today: date) -> list[Row] | None:
     return hits
 
 
+# 診療識別 (UKE SI/IY/TO column 2) in words
+RECEIPT_CATEGORIES = {
+    "11": "初診", "12": "再診", "13": "医学管理", "14": "在宅", "21": "内服", "22": "屯服",
+    "23": "外用", "24": "調剤", "25": "処方", "26": "麻毒", "27": "調基", "28": "その他投薬",
+    "31": "皮下筋肉内注射", "32": "静脈内注射", "33": "その他注射", "40": "処置", "50": "手術",
+    "54": "麻酔", "60": "検査・病理", "70": "画像診断", "80": "その他", "90": "入院基本料",
+    "92": "特定入院料", "97": "食事療養",
+}
+
+
 @dataclass
 class ReceiptMonth:
     month: str
@@ -696,7 +706,8 @@ def receipts(resources: list[dict], query: str = "") -> list[ReceiptMonth]:
             continue
         items = []
         for it in r.get("item") or []:
-            items.append({"category": fv.cc_text(it.get("category")),
+            cat = fv.cc_text(it.get("category"))
+            items.append({"category": f"{RECEIPT_CATEGORIES[cat]} ({cat})" if cat in RECEIPT_CATEGORIES else cat,
                           "name": fv.cc_text(it.get("productOrService")),
                           "quantity": fv.quantity(it.get("quantity")),
                           "net": fv.fmt_num((it.get("net") or {}).get("value"))})
@@ -710,7 +721,8 @@ def receipts(resources: list[dict], query: str = "") -> list[ReceiptMonth]:
             items = [i for i in items if key in search_key(i["name"]) or key in search_key(i["category"])] or items
         month = fv.when(r)[:7] or "?"
         total = fv.fmt_num((r.get("total") or {}).get("value"))
-        months[month].append({"id": r.get("id"), "type": fv.cc_text(r.get("type")),
+        ctype = (fv.codes_of(r.get("type")) or [fv.cc_text(r.get("type"))])[0]
+        months[month].append({"id": r.get("id"), "type": Term("claim-type", ctype) if ctype else "",
                               "diagnoses": [d for d in diags if d], "items": items,
                               "total": total, "source": (r.get("meta") or {}).get("source", "")})
     return [ReceiptMonth(m, months[m]) for m in sorted(months, reverse=True)]
