@@ -129,20 +129,30 @@ def _lab_code(obs: dict) -> dict:
     codings = list(code.get("coding", []))
     local = next((c for c in codings if c.get("system") not in (JLAC10_URL, "http://loinc.org")
                   and c.get("code")), None)
+    # a facility whose own item code is the JLAC10 code: that code is its local code too
+    local = local or next((c for c in codings if c.get("code")), None)
     name = code.get("text") or next((c.get("display") for c in codings if c.get("display")), "")
     out = []
     if local:
-        out.append({"system": LOCAL_LAB, "code": re.sub(r"[^A-Za-z0-9\-_]", "-", local["code"]),
-                    "display": local.get("display") or name})
+        out.append(_coding(LOCAL_LAB, re.sub(r"[^A-Za-z0-9\-_]", "-", local["code"]),
+                           local.get("display") or name))
     jlac = next((c for c in codings if c.get("system") in (JLAC10_URL, JLAC10_OID)), None)
     if jlac:
-        out.append({"system": JLAC10_OID, "code": jlac["code"],
-                    "display": jlac.get("display") or name})
+        out.append(_coding(JLAC10_OID, jlac["code"], jlac.get("display") or name))
     else:
-        out.append({"system": UNCODED_LAB, "code": "99999999999999999",
-                    "display": "未標準化コード項目(JLAC)"})
-    return {"coding": out + [c for c in codings if c.get("system") not in (JLAC10_URL,)],
-            "text": name}
+        out.append(_coding(UNCODED_LAB, "99999999999999999", "未標準化コード項目(JLAC)"))
+    result: dict = {"coding": out + [c for c in codings if c.get("system") != JLAC10_URL]}
+    if name:
+        result["text"] = name
+    return result
+
+
+def _coding(system: str, code: str, display: str | None) -> dict:
+    """A Coding without empty strings (FHIR forbids them)."""
+    c = {"system": system, "code": code}
+    if display:
+        c["display"] = display
+    return c
 
 
 def _patient(patient: dict, institution: str, member: str | None) -> dict:
@@ -276,6 +286,10 @@ def _check_conditions(result: ClinsResult) -> None:
             if t == "Condition" and "onsetDateTime" not in r:
                 missing["Condition: 発症日 (onsetDateTime)"] = missing.get(
                     "Condition: 発症日 (onsetDateTime)", 0) + 1
+            if t == "Observation" and not any(c.get("system") == LOCAL_LAB
+                                              for c in r.get("code", {}).get("coding", [])):
+                missing["Observation: 検査項目コード (LocalCode)"] = missing.get(
+                    "Observation: 検査項目コード (LocalCode)", 0) + 1
             if t == "Observation" and not r.get("performer"):
                 missing["Observation: 検査実施者 (performer)"] = missing.get(
                     "Observation: 検査実施者 (performer)", 0) + 1
