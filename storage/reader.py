@@ -191,14 +191,25 @@ _REQUIRED_HEADS = {k: frozenset(s + "|" for s in v) for k, v in REQUIRED_SEGMENT
 
 
 def _check_truncation(res: ReadResult, data: bytes, msg: Message) -> None:
+    """Cut short = evidence, not a missing final terminator.
+
+    A file that merely lacks the CR after its last segment is complete (many writers omit it).
+    Evidence of a cut: the bytes end inside Japanese text, required segments are missing, or the
+    last segment stops before fields its kind always has (:func:`_cut_mid_segment`).  The last
+    case keeps the message (what was written is mapped) with an error, so every resource of the
+    file comes with an outcome entry in searches and $everything.
+    """
     body = data.rstrip(b"\x1c\x1a \t")
     terminated = body.endswith((b"\r", b"\n"))
     structure = msg.message_type[0]
     if structure and not _missing_segments(msg, structure) and not (
             ESC in data and _ends_inside_kanji(data)):  # no evidence: skip building the reasons
         if not terminated:
-            res.warn(KIND_TRUNCATED, "no segment terminator at the end of the file "
-                     "(possibly cut short)", len(data))
+            cut = _cut_mid_segment(msg)
+            if cut:
+                res.problems.append(Problem(res.path, KIND_TRUNCATED, "message is cut short in "
+                                            f"its last segment: {cut}; the resources of this "
+                                            "file may be incomplete", ERROR, len(data)))
         return
     evidence = []
     if ESC in data and _ends_inside_kanji(data):
@@ -213,9 +224,30 @@ def _check_truncation(res: ReadResult, data: bytes, msg: Message) -> None:
     elif evidence:
         res.fail(KIND_NOT_HL7 if not msg.message_type[0] else KIND_TRUNCATED,
                  "incomplete message: " + "; ".join(evidence))
-    elif not terminated:
-        res.warn(KIND_TRUNCATED, "no segment terminator at the end of the file (possibly cut short)",
-                 len(data))
+
+
+def _cut_mid_segment(msg: Message) -> str | None:
+    """Why the last segment of an unterminated message was cut, or None when it looks whole:
+    its id is not a segment id, it lacks a field SS-MIX2 requires of it, or it has fewer
+    fields than every earlier segment of the same kind."""
+    from .structure import REQUIRED
+
+    last = msg.lines[-1]
+    fs = msg.delimiters.field
+    sid = last[:3]
+    if len(msg.lines) > 1 and (len(last) < 3 or not last[:3].isalnum() or not last[:3].isupper()
+                               or (len(last) > 3 and last[3] != fs)):
+        return f"segment {len(msg.lines)} {last[:10]!r} is not a whole segment id"
+    count = len(last.split(fs)) - (0 if sid == "MSH" else 1)
+    for seg_id, num, _types, label in REQUIRED:
+        if seg_id == sid and num > count and any(
+                len(line.split(fs)) - 1 >= num for line in msg.lines[:-1] if line[:3] == sid):
+            return f"{sid} (segment {len(msg.lines)}) ends before {sid}-{num} {label.split(' / ')[-1]}"
+    earlier = [len(line.split(fs)) - 1 for line in msg.lines[:-1] if line[:3] == sid]
+    if len(earlier) >= 2 and count < min(earlier):
+        return (f"{sid} (segment {len(msg.lines)}) has {count} fields, every earlier {sid} has "
+                f"at least {min(earlier)}")
+    return None
 
 
 _TYPE_OK: dict[tuple[str, str, str], bool] = {}  # (data type, MSH-9.1, MSH-9.2) -> accepted

@@ -59,6 +59,10 @@ def test_api_serves_closed_admission(tmp_path, server_factory) -> None:
     h = build_hospital(tmp_path, n_patients=1)
     for name, text in J.ENCOUNTERS + [(J.OMP01_NAME, J.OMP01)]:
         write(h.root, parse_name(name), raw=J.encodings(text)["iso-2022-jp"])
+    # a lab result cut in its last OBX: what was written is served, with an outcome entry
+    lab = J.OML11_ORU.replace("\rSPM|1|||019^全血^JC10|||||||||||||201608250900\r", "\r")
+    cut = lab[: lab.rindex("|15.8-34.8")]
+    write(h.root, parse_name(J.OML11_NAME), raw=J.encodings(cut)["iso-2022-jp"])
     srv = server_factory(["--config", str(h.config)], token=make_token(h.data_dir))
     bundle = requests.get(f"{srv.base}/Encounter", params={"patient": J.PID8, "_count": 50},
                           headers=srv.headers, timeout=60).json()
@@ -68,6 +72,15 @@ def test_api_serves_closed_admission(tmp_path, server_factory) -> None:
     assert first["status"] == "finished" and first["period"]["end"].startswith("2016-08-20")
     one = requests.get(f"{srv.base}/Encounter/{first['id']}", headers=srv.headers, timeout=30).json()
     assert one["status"] == "finished" and one["period"] == first["period"]
+    for url, params in ((f"{srv.base}/Observation", {"patient": J.PID8}),
+                        (f"{srv.base}/Patient/{J.PID8}/$everything", {})):
+        b = requests.get(url, params=params, headers=srv.headers, timeout=60).json()
+        kinds = [e["resource"]["resourceType"] for e in b["entry"]]
+        outcomes = [e for e in b["entry"] if e.get("search", {}).get("mode") == "outcome"]
+        assert any("OML-11" in str(o["resource"]) and "cut short" in str(o["resource"])
+                   for o in outcomes), url
+        assert any(e["resource"].get("meta", {}).get("source", "").endswith(J.OML11_NAME)
+                   for e in b["entry"] if e["resource"]["resourceType"] == "Observation"), kinds
     allergies = requests.get(f"{srv.base}/AllergyIntolerance", params={"patient": J.PID8},
                              headers=srv.headers, timeout=30).json()
     assert len([e for e in allergies.get("entry", [])

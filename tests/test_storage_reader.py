@@ -90,9 +90,25 @@ def test_truncated_before_required_segments() -> None:
     assert "PID" in res.problems[0].reason
 
 
-def test_missing_terminator_alone_is_only_a_warning() -> None:
+def test_missing_terminator_alone_is_no_problem() -> None:
+    """A file without the CR after its last segment is complete (issue 10 item 5)."""
     res = read_bytes(encode_iso2022jp(TEXT.rstrip("\r")), "x", NAME)
-    assert res.ok and kinds(res) == {(KIND_TRUNCATED, WARNING)}
+    assert res.ok and res.problems == []
+
+
+def test_cut_mid_segment_is_an_error_but_keeps_what_was_written() -> None:
+    """An OBX that stops before fields every earlier OBX has: truncated (error), message kept."""
+    from tests import jahis_fixtures as J
+    from storage.names import parse_name
+
+    text = J.OML11_ORU.replace("\rSPM|1|||019^全血^JC10|||||||||||||201608250900\r", "\r")
+    text = text.rstrip("\r")
+    cut = text[: text.rindex("|15.8-34.8")]  # the last OBX loses OBX-7 .. OBX-11
+    res = read_bytes(encode_iso2022jp(cut), "x", parse_name(J.OML11_NAME))
+    assert res.ok and (KIND_TRUNCATED, ERROR) in kinds(res)
+    assert any(p.kind == KIND_TRUNCATED and "OBX" in p.reason for p in res.problems)
+    whole = read_bytes(encode_iso2022jp(text), "x", parse_name(J.OML11_NAME))
+    assert whole.ok and KIND_TRUNCATED not in {p.kind for p in whole.problems}
 
 
 def test_message_type_must_match_data_type() -> None:
