@@ -62,7 +62,7 @@ def check_params(pairs: list[tuple[str, str]], where: str = "query") -> None:
 
 
 def is_heavy(path: str, pairs: list[tuple[str, str]]) -> bool:
-    if "$everything" in path or "$export" in path:
+    if "$everything" in path or ("$export" in path and "$export-" not in path):  # status polls, file downloads: light
         return True
     for name, value in pairs:
         if name == "_count" and value.isdigit() and int(value) > HEAVY_COUNT:
