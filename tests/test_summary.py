@@ -135,6 +135,8 @@ def test_ips_medication_section_is_relative_to_the_newest_data(synth_api, synth_
 
 def test_summary_errors_are_operation_outcomes(synth_api):
     for path, status in [("Patient/0999999999/$summary", 404),
+                         ("Patient/..%5Cetc/$summary", 404),
+                         ("Patient/%FF%FE../$jp-clins", 404),
                          ("Patient/0000000001/$jp-clins?type=Encounter", 400),
                          ("Patient/0000000001/$jp-clins?days=abc", 400),
                          ("Patient/0000000001/$summary?bogus=1", 400)]:
@@ -372,3 +374,4 @@ def test_summaries_over_the_guideline_sample_tree(tmp_path, server_factory):
                         "LocalCode" in (k or "") for k in coded):
                     said = json.dumps(c.json()["entry"][-1]["resource"], ensure_ascii=False)
                     assert "検査項目コード (LocalCode)" in said   # the gap is told, not hidden
+
