@@ -32,6 +32,8 @@ def services(tmp_path_factory):
                     "--seed", "5", "--years", "1", "--facility", FACILITY, "--messy", "0.15",
                     "--receipts-out", str(base / "r"), "--extended-out", str(base / "e"),
                     "--no-progress", "--workers", "2"], check=True, capture_output=True)
+    from test_services_perf import _age
+    _age(root)  # folders untouched for an hour: the index trusts their mtimes
     fac = Facility(FACILITY, "t", (root,))
     data = base / "data"
     ix = PatientIndex(data, FACILITY, [root])
@@ -139,7 +141,38 @@ def test_a_page_maps_only_its_patients(services):
     q = registry().parse("Patient", [("_count", "5")])
     page, total, _ = svc.patient_page(q, 10, providers()["Patient"].sort)
     assert total > 50 and len(page) == 5
-    # only the page's folders were mapped (.../<pid>/-/ADT-00/<file>; a Patient derived from a
-    # PID is read without the cache)
+    # the page's Patients come from the index (their ADT-00 unchanged: two stats each); only
+    # patients without a stored Patient (several ADT-00 records) are mapped, and only the page's
     folders = {Path(k[0]).parts[-4] for k in svc.cache._data}
-    assert folders and folders <= {r["id"] for r in page}
+    assert folders <= {r["id"] for r in page} and len(folders) < len(page)
+
+
+def test_a_changed_adt_00_is_read_again(services, tmp_path):
+    """A stored Patient is served only while its ADT-00 file and folder are unchanged."""
+    import os
+    import time
+    from fhir_gateway.api.providers import providers
+    indexed, walked = services
+    q = registry().parse("Patient", [("_count", "3")])
+    page, _, _ = indexed.patient_page(q, 0, providers()["Patient"].sort)
+    pid = page[0]["id"]
+    storage = indexed.replicas.active()[0]
+    rec = max(storage.records(pid, ["ADT-00"], ["-"])[0].values(),
+              key=lambda r: r.latest.name.sort_key)
+    path = storage.root / rec.current.relpath
+    old = path.read_bytes()
+    st = path.stat()
+    try:
+        # same size, new bytes (a tool rewriting in place): the family name changes
+        fam = page[0]["name"][0]["family"].encode("iso2022_jp")[3:-3]
+        assert fam in old
+        path.write_bytes(old.replace(fam, bytes(reversed(fam)) if len(fam) > 1 else fam, 1))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+        again, _, _ = indexed.patient_page(q, 0, providers()["Patient"].sort)
+        fresh = walked.read("Patient", pid)
+        assert again[0] == fresh
+        assert again[0] != page[0] or len(fam) < 2
+    finally:
+        path.write_bytes(old)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        time.sleep(0)

@@ -49,7 +49,7 @@ from .walk import Scan, scan
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 POOL_THRESHOLD = 2000  # extract with worker processes when at least this many patients changed
 GENDERS = ("male", "female", "other", "unknown")
 
@@ -77,6 +77,7 @@ def make_schema() -> fields.Schema:
         sterm=fields.KEYWORD(scorable=True),  # search-parameter terms, see .stubs
         updated=updated,  # meta.lastUpdated, epoch seconds
         stub=fields.COLUMN(columns.VarBytesColumn()),  # the search stub (JSON), b"" for none
+        patient=fields.COLUMN(columns.VarBytesColumn()),  # {"r": Patient, "f": source}, see get
     )
 
 
@@ -114,6 +115,8 @@ def document(pid: str, ex: Extracted) -> dict:
     if terms:
         doc["name"] = " ".join(sorted(terms))
     stub = stub_of(ex.patient)
+    doc["patient"] = orjson.dumps({"r": ex.patient, "f": list(ex.source)}) \
+        if ex.patient and ex.source else b""
     # the stub's birth date also for a Patient derived from PID (the summary has none then)
     b = K.birth_number(s.birthdate or (stub or {}).get("birthDate"))
     if b is not None:
@@ -381,6 +384,7 @@ class PatientIndex:
             loc.searcher, loc.gen, loc.ix = fresh, gen, ix
             loc.rows = fresh.reader().column_reader("row")
             loc.stubs = fresh.reader().column_reader("stub")
+            loc.patients = fresh.reader().column_reader("patient")
             loc.keys = self._keys_of(fresh)
             s = fresh
         return s
@@ -467,6 +471,21 @@ class PatientIndex:
             b = col[d]
             if b:
                 out.append(orjson.loads(b))
+        return out
+
+    def patients(self, pids: list[str]) -> dict[str, tuple[dict, tuple]]:
+        """The stored Patient of each id with its source ``(ADT-00 relpath, size, mtime_ns,
+        folder mtime_ns)``: valid while those are unchanged (the caller checks with two stats);
+        ids without one (no single ADT-00, a derived Patient) are left out."""
+        s = self._searcher()
+        col = self._local.patients
+        out: dict[str, tuple[dict, tuple]] = {}
+        for pid in pids:
+            for d in s.docs_for_query(Term("pid", str(pid))):
+                b = col[d]
+                if b:
+                    v = orjson.loads(b)
+                    out[pid] = (v["r"], tuple(v["f"]))
         return out
 
     # -- query planning ---------------------------------------------------------------------------

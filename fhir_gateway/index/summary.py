@@ -18,7 +18,10 @@ from storage.reader import read_file
 from .keys import search_key
 
 ADT00 = "ADT-00"
-_PATIENT_SEGMENTS = ("MSH", "EVN", "PID")
+# Segments the ADT-00 mapper reads only for resources other than the Patient (Observations,
+# allergies, coverages): left out when the index maps a Patient (most of the mapper's work).
+_NOT_PATIENT_SEGMENTS = ("OBX", "AL1", "IN1", "IN2", "IN3", "NTE")
+RACY_NS = 2_000_000_000  # as services.listing: a folder changed this recently may change unseen
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,9 @@ class Extracted:
     summary: PatientSummary
     names: NameParts
     patient: dict | None = None  # the Patient the API serves (search stub source), if any
+    # (ADT-00 file relpath, size, mtime_ns, its folder's mtime_ns) when ``patient`` is that file's
+    # only Patient: the API may serve the stored Patient while these are unchanged
+    source: tuple | None = None
 
 
 def folder_date(name: str) -> str:
@@ -107,7 +113,7 @@ def _patient_resource(message, current, facility: str, version: int) -> tuple[di
         ctx = mappers.MapContext(facility, current.relpath, current.name, version)
         # Only the segments the Patient's searchable elements come from: the mapper then skips
         # the Observations, allergies and coverages, which are most of its work.
-        slim = parse("\r".join(seg.line for seg in message if seg.id in _PATIENT_SEGMENTS))
+        slim = parse("\r".join(seg.line for seg in message if seg.id not in _NOT_PATIENT_SEGMENTS))
         try:
             resources = mappers.map_message(slim, ctx)
         except mappers.MappingError as exc:
@@ -136,7 +142,7 @@ def extract(storage: Storage, patient_id: str, facility: str, newest_date: str =
         except (OSError, ValueError):
             derived = None
         if derived is not None:
-            return Extracted(ex.summary, ex.names, derived)
+            return Extracted(ex.summary, ex.names, derived)  # no source: mapped on request
     return ex
 
 
@@ -202,4 +208,20 @@ def _extract(storage: Storage, patient_id: str, facility: str, newest_date: str)
     return Extracted(PatientSummary(
         patient_id, name=parts.kanji, kana=parts.kana, birthdate=patient.get("birthDate", "") or "",
         gender=patient.get("gender", "") or "", last_care_date=last, updated=ctx.last_updated,
-        problem="; ".join(problems)), parts, patient)
+        problem="; ".join(problems)), parts, patient,
+        _source(storage, current.relpath) if len(records) == 1 else None)
+
+
+def _source(storage: Storage, relpath: str) -> tuple | None:
+    """(relpath, size, mtime_ns, folder mtime_ns) of an ADT-00 file, None when the folder
+    changed too recently to trust its mtime."""
+    import os
+    import time
+    try:
+        st = os.stat(storage.root / relpath)
+        dst = os.stat((storage.root / relpath).parent)
+    except OSError:
+        return None
+    if time.time_ns() - dst.st_mtime_ns <= RACY_NS:
+        return None
+    return relpath, st.st_size, st.st_mtime_ns, dst.st_mtime_ns

@@ -565,9 +565,39 @@ class FacilityService:
         ordered = order(stubs, query)
         problems: list[Problem] = []
         page: list[dict] = []
-        for stub in ordered[offset: offset + query.count]:
-            page.extend(self._patients(stub["id"], query, problems))
+        shown = [s["id"] for s in ordered[offset: offset + query.count]]
+        stored = self._stored_patients(shown)
+        for pid in shown:
+            got = stored.get(pid)
+            if got is None:
+                page.extend(self._patients(pid, query, problems))
+            elif match.matches_all(got, query.criteria):
+                page.append(got)
         return page, len(ordered), problems
+
+    def _stored_patients(self, pids: list[str]) -> dict[str, dict]:
+        """The index's stored Patients (``PatientIndex.patients``) whose ADT-00 file and folder
+        are unchanged on the active root (size and mtimes, two stats each): the Patient that
+        mapping the file again would give.  Others are mapped by the caller."""
+        get = getattr(self.index, "patients", None)
+        if get is None or not pids:
+            return {}
+        try:
+            stored = get(pids) or {}
+        except Exception as exc:  # the index is an accelerator
+            log.warning("patient index failed (%s); reading the files", exc)
+            return {}
+        root = self.replicas.active()[0].root
+        out = {}
+        for pid, (patient, (rel, size, mtime, dir_mtime)) in stored.items():
+            path = f"{root}/{rel}"
+            try:
+                st, dst = os.stat(path), os.stat(os.path.dirname(path))
+            except OSError:
+                continue
+            if (st.st_size, st.st_mtime_ns, dst.st_mtime_ns) == (size, mtime, dir_mtime):
+                out[pid] = patient
+        return out
 
     def everything(self, pid: str, start: str | None = None, end: str | None = None,
                    since: str | None = None, types: set[str] | None = None) -> PatientData:
@@ -726,6 +756,14 @@ class RefreshingIndex:
         if not self.index.ready():
             return None
         return self.index.stubs(criteria)
+
+    def patients(self, pids: list[str]):
+        """Stored Patients (``PatientIndex.patients``; optional for a backend), {} before the
+        first build."""
+        get = getattr(self.index, "patients", None)
+        if get is None or not self.index.ready():
+            return {}
+        return get(pids)
 
 
 def default_index(svc: FacilityService, config=None):
