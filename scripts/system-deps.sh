@@ -14,6 +14,7 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 fc-list 2>/dev/null | grep -qi ipagothic || need+=(fonts-ipafont-gothic)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v node >/dev/null 2>&1 || need+=(nodejs)   # fhir-kit-client test (npm package)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 # PostgreSQL and HAProxy for the multi-instance (scale-out) tests: a throw-away cluster in a temp dir
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
