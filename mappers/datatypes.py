@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
 from storage.hl7 import STANDARD_DELIMITERS, Field
+from storage.structure import rejoin_units
 from storage.timestamps import fhir_date, fhir_datetime
 
 from . import terminology as term
@@ -239,26 +240,13 @@ def quantity(value: str, unit_field: Field | None = None, unit_text: str = "") -
     return _with_unit(parsed, unit_items(code, unit_text))
 
 
-_POWER_BASE = re.compile(r"(?:^|[x×*＊Xｘ])\s*10$|^10$")
-
-
-def rejoin_units(comps: list[str]) -> list[str]:
-    """Components of a unit CWE with an unescaped ``^`` put back: ``×10`` + ``4/μL`` is the
-    one unit ``×10^4/μL`` (a power of ten followed by a number is never two components)."""
-    out: list[str] = []
-    for c in comps:
-        if out and _POWER_BASE.search(out[-1]) and c[:1].isdigit():
-            out[-1] = f"{out[-1]}^{c}"
-        else:
-            out.append(c)
-    return out
-
-
 def unit_parts(f: Field) -> tuple[str, str]:
     """(code, text) of a unit CWE (OBX-6 ...), an unescaped ``^`` inside the unit repaired."""
     comps = f.components()
     if len(comps) > 1 and "10" in comps[0]:
         comps = rejoin_units(comps)
+    if len(comps) > 6:  # more than CE allows and no known split: the written text, never a part
+        return "", f.text
     code = comps[0]
     text = comps[1] if len(comps) > 1 and comps[1] else code
     return code, text

@@ -21,6 +21,7 @@ from .names import DATA_TYPES
 
 KIND_STRUCTURE = "structure"
 KIND_REQUIRED_FIELD = "required-field"
+KIND_SUSPICIOUS = "suspicious-components"
 
 VERSION = "2.5"
 
@@ -217,6 +218,64 @@ def check_required(msg: Message, data_type: str | None) -> list[tuple[str, str]]
     return out
 
 
+# --- components beyond what the data type allows -------------------------------------------------
+
+# (segment, field) -> (HL7 data type, components it has).  Text fields (ST/TX/FT) have one: a
+# '^' inside is an unescaped separator (the mappers read them whole with Field.text).  Units
+# (CE) also get the power-of-ten test of :func:`rejoin_units`.
+COMPONENT_LIMITS: dict[tuple[str, int], tuple[str, int]] = {
+    ("OBX", 7): ("ST", 1), ("TQ1", 10): ("TX", 1), ("TQ1", 11): ("TX", 1), ("NTE", 3): ("FT", 1),
+    ("OBR", 13): ("ST", 1),
+    ("OBX", 6): ("CE", 6), ("RXE", 5): ("CE", 6), ("RXE", 11): ("CE", 6), ("RXC", 4): ("CE", 6),
+    ("RXA", 7): ("CE", 6),
+    ("OBX", 3): ("CWE", 9), ("RXE", 2): ("CWE", 9), ("RXC", 2): ("CWE", 9), ("RXA", 5): ("CWE", 9),
+    ("SPM", 4): ("CWE", 9), ("OBR", 4): ("CWE", 9), ("PRB", 3): ("CWE", 9), ("IAM", 3): ("CWE", 9),
+    ("AL1", 3): ("CWE", 9), ("ODS", 3): ("CWE", 9),
+}
+_UNIT_FIELDS = {("OBX", 6), ("RXE", 5), ("RXE", 11), ("RXC", 4), ("RXA", 7)}
+_POWER_BASE = re.compile(r"(?:^|[x×*＊Xｘ])\s*10$|^10$")
+
+
+def rejoin_units(comps: list[str]) -> list[str]:
+    """Components of a unit with an unescaped ``^`` put back: ``×10`` + ``4/μL`` is the one
+    unit ``×10^4/μL`` (a power of ten followed by a number is never two components)."""
+    out: list[str] = []
+    for c in comps:
+        if out and _POWER_BASE.search(out[-1]) and c[:1].isdigit():
+            out[-1] = f"{out[-1]}^{c}"
+        else:
+            out.append(c)
+    return out
+
+
+def check_components(msg: Message) -> list[tuple[str, str]]:
+    """Fields with more components than their data type allows (an unescaped '^' written by the
+    sender), one reason per field with how it is read."""
+    out: list[tuple[str, str]] = []
+    d = msg.delimiters
+    for seg in msg:
+        for (sid, n), (dtype, limit) in COMPONENT_LIMITS.items():
+            if sid != seg.id:
+                continue
+            fs = seg.fields
+            if n >= len(fs) or d.component not in fs[n]:
+                continue
+            for r, rep in enumerate(fs[n].split(d.repetition), 1):
+                comps = rep.split(d.component)
+                where = f"{sid}-{n} (segment {seg.index + 1}, repetition {r})"
+                if (sid, n) in _UNIT_FIELDS and rejoin_units(comps) != comps:
+                    joined = rejoin_units(comps)
+                    out.append((KIND_SUSPICIOUS, f"{where}: unescaped '^' inside the unit "
+                                f"{rep!r}; read as the unit {joined[0]!r}"))
+                elif len(comps) > limit:
+                    how = ("read whole as text" if limit == 1 else
+                           "the written text is kept as the unit" if (sid, n) in _UNIT_FIELDS
+                           else "the first components are read as the code")
+                    out.append((KIND_SUSPICIOUS, f"{where} has {len(comps)} components, {dtype} "
+                                f"allows {limit}: {rep[:40]!r} ({how})"))
+    return out
+
+
 def check_message(msg: Message, data_type: str | None) -> list[tuple[str, str]]:
-    """Both checks; the drill calls this for every file that tokenized."""
-    return check_structure(msg) + check_required(msg, data_type)
+    """Every check; the drill calls this for every file that tokenized."""
+    return check_structure(msg) + check_required(msg, data_type) + check_components(msg)

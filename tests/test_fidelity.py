@@ -145,3 +145,30 @@ def test_check_reports_unmapped_content_per_data_type_and_field(tmp_path, capsys
     found = [p for p in fac["problems"] if p["kind"] == "unmapped-content"]
     assert len(found) == 1 and found[0]["field"] == "RXC-11" and "未対応の項目" in found[0]["excerpt"]
     assert found[0]["path"].startswith(f"{pid[:3]}/{pid[3:6]}/{pid}/") and code in (0, 1)
+
+
+def test_suspicious_components_reported_and_units_never_a_fragment(tmp_path, capsys) -> None:
+    """An unescaped '^' in OBX-6 / OBX-7 is reported by the drill (suspicious-components) and
+    the written text is what the resource carries."""
+    import json
+
+    from fhir_gateway.cli import main
+    from storage.names import parse_name as pn
+    from tests.treebuilder import write
+
+    text = J.OML11_ORU.replace("|33-86|", "|33^86|").replace(
+        "|24.5|×10^4/μL|", "|24.5|a^b^c^d^e^f^g|")
+    _res, out, unmapped = _map(J.OML11_NAME, text)
+    obs = by_type(out, "Observation")
+    assert obs[0]["valueQuantity"]["unit"] == "×10^2/μL"
+    assert obs[0]["referenceRange"][0]["text"] == "33^86"
+    assert obs[1]["valueQuantity"]["unit"] == "a^b^c^d^e^f^g" and "code" not in obs[1]["valueQuantity"]
+    assert not unmapped
+    root = tmp_path / "st"
+    write(root, pn(J.OML11_NAME), raw=J.encodings(text)["iso-2022-jp"])
+    main(["check", "--storage", str(root), "--workers", "1", "--json", "--data-dir", str(tmp_path / "d")])
+    fac = json.loads(capsys.readouterr().out)["facilities"][0]
+    reasons = [p["reason"] for p in fac["problems"] if p["kind"] == "suspicious-components"]
+    assert len(reasons) == 3, reasons
+    assert any("OBX-6" in r and "×10^2/μL" in r for r in reasons)
+    assert any("OBX-7" in r for r in reasons) and any("7 components" in r for r in reasons)

@@ -42,6 +42,7 @@ LABELS: dict[str, tuple[str, str]] = {
     KIND_UNMAPPED: ("FHIRに変換されない内容", "unmapped content"),
     structure.KIND_STRUCTURE: ("HL7 v2.5 構造違反", "message structure"),
     structure.KIND_REQUIRED_FIELD: ("必須項目の欠落", "required field missing"),
+    structure.KIND_SUSPICIOUS: ("成分数の異常(エスケープ漏れの疑い)", "suspicious components"),
     KIND_VERSION_CHAIN: ("版管理(コンディションフラグ)の矛盾", "version chain"),
     KIND_STALE: ("データ種別の更新停止", "data type stopped arriving"),
     KIND_REPLICA_MISSING: ("複製間でファイル欠落", "missing on a replica"),
