@@ -109,6 +109,13 @@ def create_app(config: Config, *, auth: bool = True, cache_bytes: int | None = N
     app.extensions["capability"] = capability_for(config)
     app.register_blueprint(blueprint)
     app.register_error_handler(HTTPException, api_error)
+    from fhir_gateway.state import StateUnavailable
+    from werkzeug.exceptions import ServiceUnavailable
+
+    def state_down(exc: StateUnavailable):
+        log.error("%s", exc)
+        return api_error(ServiceUnavailable(f"{exc}; try again shortly"))
+    app.register_error_handler(StateUnavailable, state_down)
     from .limits import MAX_BODY, RequestLimits
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.wsgi_app = RequestLimits(app.wsgi_app)  # before Flask, auth and any search work

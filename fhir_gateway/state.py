@@ -19,6 +19,11 @@ from typing import Protocol
 from fhir_gateway.config import Config
 
 
+class StateUnavailable(RuntimeError):
+    """The shared state store cannot be reached (PostgreSQL down): answered as 503, never 500;
+    nothing is written, nothing is guessed (logins, tokens and memos fail closed)."""
+
+
 class StateStore(Protocol):
     backend: str
 

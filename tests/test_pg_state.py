@@ -133,3 +133,50 @@ def test_concurrent_failures_all_count(tmp_path, pg_dsn):
     # counted before the check, in the serialised transaction (accounts/attempts.py)
     assert store.db.execute("SELECT failures FROM attempts WHERE key = 'login|u2|*'"
                             ).fetchone()["failures"] == 18
+
+
+def test_database_down_is_503_never_500(tmp_path):
+    """PostgreSQL stops under a running app: API, login, memo and /health answer 503; back up,
+    everything works again without a restart."""
+    from conftest import FACILITY, build_hospital
+    from fhir_gateway.app import create_app
+    from fhir_gateway.config import load
+    from fhir_gateway.scale.migrations import upgrade
+    from fhir_gateway.scale.pgserver import PgServer, Unavailable
+    try:
+        pg = PgServer()
+        dsn = pg.start()
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        upgrade(dsn)
+        h = build_hospital(tmp_path, n_patients=1)
+        cfg = tmp_path / "pg.toml"
+        cfg.write_text(h.config.read_text(encoding="utf-8")
+                       + f'\n[state]\nbackend = "postgresql"\ndsn = "{dsn}"\n', encoding="utf-8")
+        app = create_app(load(cfg))
+        state = app.extensions["state"]
+        token = state.tokens().create("t", FACILITY)
+        state.accounts().add_user("naika", PW, "viewer")
+        c = app.test_client()
+        hdr = {"Authorization": f"Bearer {token}"}
+        assert c.get(f"/fhir/{FACILITY}/Patient", headers=hdr).status_code == 200
+        pg._run([str(pg.bindir / "pg_ctl"), "-D", str(pg.data), "-m", "fast", "-w", "stop"])
+        r = c.get(f"/fhir/{FACILITY}/Patient", headers=hdr)
+        assert r.status_code == 503 and r.get_json()["resourceType"] == "OperationOutcome"
+        assert c.get("/login").status_code == 200
+        import re
+        page = c.get("/login")
+        tokn = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        r = c.post("/login", data={"csrf_token": tokn.group(1) if tokn else "", "username": "naika",
+                                   "password": PW, "person": "x", "staff_no": "1"})
+        assert r.status_code in (400, 503)  # no session store: CSRF or the login itself refuses
+        h_ = c.get("/health")
+        assert h_.status_code == 503 and h_.get_json()["state"]["status"] == "down"
+        pg._run([str(pg.bindir / "pg_ctl"), "-D", str(pg.data), "-o",
+                 f"-p {pg.port} -k {pg.sock} -c listen_addresses=127.0.0.1", "-l",
+                 str(pg.base / "log"), "-w", "start"])
+        assert c.get(f"/fhir/{FACILITY}/Patient", headers=hdr).status_code == 200
+        assert c.get("/health").status_code == 200
+    finally:
+        pg.stop()

@@ -62,6 +62,15 @@ class SqliteSessionInterface(SessionInterface):
                           (now - self.idle, now - self.absolute))
 
     def open_session(self, app, request):
+        from fhir_gateway.state import StateUnavailable
+        try:
+            return self._open(app, request)
+        except StateUnavailable:  # shared state down: anonymous now; a login answers 503
+            s = ServerSession(sid=None, new=True)
+            s.unavailable = True
+            return s
+
+    def _open(self, app, request):
         now = time.time()
         self._purge(now)
         sid = request.cookies.get(self.get_cookie_name(app))
@@ -84,6 +93,15 @@ class SqliteSessionInterface(SessionInterface):
         return ServerSession(sid=None, new=True)
 
     def save_session(self, app, session: ServerSession, response):
+        if getattr(session, "unavailable", False):
+            return  # never overwrite the stored session (or clear the cookie) while state is down
+        from fhir_gateway.state import StateUnavailable
+        try:
+            self._save(app, session, response)
+        except StateUnavailable:
+            pass  # the response itself says 503 (the view could not read or write state either)
+
+    def _save(self, app, session: ServerSession, response):
         name = self.get_cookie_name(app)
         kwargs = dict(domain=self.get_cookie_domain(app), path=self.get_cookie_path(app),
                       secure=self.get_cookie_secure(app), httponly=True,

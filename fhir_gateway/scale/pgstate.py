@@ -38,6 +38,8 @@ from fhir_gateway.memos import MemoJournal, MemoStorageError, _link
 from fhir_gateway.smart.clients import Client, ClientStore, ClientStoreError
 from fhir_gateway.smart.tokens import CLOCK_SKEW, JtiStore
 
+from fhir_gateway.state import StateUnavailable
+
 from .migrations import require_current
 from .pg import Connections, lock_key
 
@@ -79,9 +81,13 @@ class PgDatabase:
         self.write_lock = self._locked()  # re-entrant: ``with db.write_lock:`` as on sqlite
 
     def execute(self, sql: str, params: tuple = ()):
-        if self._tx.depth:
-            return self.db.get().execute(translate(sql), params)
-        return self.db.execute(translate(sql), params)
+        try:
+            if self._tx.depth:
+                return self.db.get().execute(translate(sql), params)
+            return self.db.execute(translate(sql), params)
+        except self.db.psycopg.OperationalError as exc:
+            raise StateUnavailable(f"the state database cannot be reached "
+                                   f"({type(exc).__name__})") from exc
 
     def write(self, sql: str, params: tuple = ()):
         return self.execute(sql, params)
@@ -97,7 +103,11 @@ class PgDatabase:
             finally:
                 self._tx.depth -= 1
             return
-        conn = self.db.get()
+        try:
+            conn = self.db.get()
+        except self.db.psycopg.OperationalError as exc:
+            raise StateUnavailable(f"the state database cannot be reached "
+                                   f"({type(exc).__name__})") from exc
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (STATE_LOCK,))
             self._tx.depth = 1
@@ -232,7 +242,7 @@ class PgMemoJournal(MemoJournal):
         except (OSError, MemoStorageError):
             raise
         except Exception as exc:
-            if type(exc).__module__.startswith("psycopg"):
+            if isinstance(exc, StateUnavailable) or type(exc).__module__.startswith("psycopg"):
                 raise MemoStorageError(f"メモを保存できませんでした: データベース ({type(exc).__name__})。"
                                        "メモは保存されていません (the memo was NOT saved)") from exc
             raise
