@@ -119,6 +119,18 @@ def create_app(config: Config, *, auth: bool = True, cache_bytes: int | None = N
     from .limits import MAX_BODY, RequestLimits
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.wsgi_app = RequestLimits(app.wsgi_app)  # before Flask, auth and any search work
+    from .hosts import PublicHost
+    app.wsgi_app = PublicHost(app.wsgi_app, getattr(config, "public_url", ""),
+                              getattr(config, "trusted_hosts", ()))
+
+    @app.after_request
+    def _no_store(resp):
+        """API answers carry patient data: no shared or browser cache keeps them (L2)."""
+        from flask import request as req
+        if req.path.startswith("/fhir/") or req.path == "/health":
+            resp.headers["Cache-Control"] = "no-store"
+        return resp
+
     for name in EXTENSIONS:
         try:
             mod = importlib.import_module(name)

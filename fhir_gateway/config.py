@@ -10,6 +10,9 @@
     receipts = ["/mnt/east/uke"]
     cors_origins = ["https://app.example.org"]   # browser apps allowed to call the API (none)
 
+    public_url = "https://gw.example.org"   # optional: the base of every generated link
+    trusted_hosts = ["gw.internal"]         # optional: Host names echoed when no public_url
+
     [index]                                 # optional; default: the embedded whoosh index
     backend = "postgresql"                  # "whoosh" (default) or "postgresql"
     dsn = "postgresql://gw@db.example/fhirgw"
@@ -93,6 +96,8 @@ class Config:
     index: Backend = field(default_factory=lambda: Backend("whoosh"))
     state: Backend = field(default_factory=lambda: Backend("embedded"))
     export_dask: str = ""  # a Dask scheduler address for batch work, "" = local processes
+    public_url: str = ""  # scheme://host[:port] used in every generated link (hosts.py)
+    trusted_hosts: tuple[str, ...] = ()  # Host names echoed in links when no public_url
 
     def facility(self, code: str) -> Facility | None:
         return self.facilities.get(code)
@@ -155,6 +160,15 @@ def load(path: str | Path) -> Config:
         )
     if not cfg.facilities:
         raise ConfigError("the config declares no [[facility]]")
+    public_url = raw.get("public_url", "")
+    if not isinstance(public_url, str) or (public_url and not re.match(
+            r"^https?://[A-Za-z0-9.\-\[\]:]+/?$", public_url)):
+        raise ConfigError("public_url must be like \"https://gw.example.org\" (scheme://host[:port])")
+    cfg.public_url = public_url.rstrip("/")
+    hosts = raw.get("trusted_hosts", [])
+    if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
+        raise ConfigError("trusted_hosts must be a list of host names")
+    cfg.trusted_hosts = tuple(hosts)
     cfg.index = _backend(raw.get("index"), "index", INDEX_BACKENDS)
     cfg.state = _backend(raw.get("state"), "state", STATE_BACKENDS)
     export = raw.get("export", {})

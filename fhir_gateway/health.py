@@ -4,6 +4,8 @@ For monitoring and the disaster drill: 200 while every facility has a readable r
 failed over to a mirror: ``status`` is then ``degraded``), 503 when a facility has none, when the
 state store (PostgreSQL) cannot be reached, or while the instance drains (the file named by
 ``FHIR_GATEWAY_DRAIN_FILE`` exists; see deploy/haproxy.cfg).
+Without credentials only ``{"status": ...}`` is answered (enough for a monitor or a load
+balancer); the details need a valid bearer token or a logged-in admin.
 Attached through :data:`fhir_gateway.app.EXTENSIONS`.
 """
 
@@ -11,9 +13,29 @@ from __future__ import annotations
 
 import os
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, jsonify, request
 
 blueprint = Blueprint("health", __name__)
+
+
+def _may_see_details() -> bool:
+    """Details (storage paths, error text) only for a valid bearer token (or --no-auth on
+    loopback) or a logged-in admin of the viewer (issue 13 L2)."""
+    from fhir_gateway.api.errors import FhirError
+    auth = current_app.extensions.get("fhir_auth")
+    if auth is not None and (auth.store is None or request.headers.get("Authorization")):
+        try:
+            auth.authenticate(request, None)
+            return True
+        except FhirError as exc:
+            return exc.status == 403  # a valid token bound to one facility
+        except Exception:  # noqa: BLE001 - any other refusal: the minimal answer
+            return False
+    try:
+        from flask_login import current_user
+        return bool(current_user.is_authenticated and current_user.user.is_admin)
+    except Exception:  # noqa: BLE001 - no viewer, or its store is down
+        return False
 
 
 @blueprint.get("/health")
@@ -47,6 +69,8 @@ def health():
     if drain and os.path.exists(drain):
         # deploy/: the load balancer stops sending new requests; in-flight ones finish
         worst = body["status"] = "draining"
+    if not _may_see_details():  # anonymous: up or not, no paths or error text (L2)
+        body = {"status": body["status"]}
     resp = jsonify(body)
     resp.status_code = 503 if worst in ("down", "draining") else 200
     resp.headers["Cache-Control"] = "no-store"

@@ -81,6 +81,7 @@ def check_app(make_app: Callable[[], "Flask"]) -> bool:
 
 def serve(make_app: Callable[[], "Flask"], host: str, port: int, threads: int = 4,
           workers: int = 1, ready: Callable[[str], None] | None = None) -> int:
+    os.umask(0o077)  # every file the server writes (indexes, memos, caches) is owner-only (L2)
     try:
         sock = bind(host, port)
     except OSError as exc:  # port in use, address not on this machine, no permission
@@ -89,6 +90,7 @@ def serve(make_app: Callable[[], "Flask"], host: str, port: int, threads: int = 
         return 1
     actual = sock.getsockname()[1]
     url = f"http://{host}:{actual}"
+    os.environ["FHIR_GATEWAY_BIND_URL"] = url  # links for an untrusted Host: (hosts.py)
     if ready:
         ready(url)
     if workers <= 1 or not hasattr(os, "fork"):

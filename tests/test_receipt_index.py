@@ -218,7 +218,7 @@ def test_server_without_the_index_still_answers_and_says_so(tmp_path: Path, serv
     try:
         tok = make_token(h.data_dir)
         s = server_factory(["--config", str(h.config)], token=tok)
-        health = requests.get(f"{s.url}/health", timeout=10).json()
+        health = requests.get(f"{s.url}/health", headers=s.headers, timeout=10).json()
         assert health["facilities"][FACILITY]["receipt_index"]["state"] == "building"
         b = requests.get(f"{s.base}/Patient/{pid}/$everything", headers=s.headers,
                          timeout=30).json()
@@ -233,7 +233,7 @@ def test_server_without_the_index_still_answers_and_says_so(tmp_path: Path, serv
         os.close(fd)
     b = requests.get(f"{s.base}/Patient/{pid}/$everything", headers=s.headers, timeout=30).json()
     assert "Claim" in {e["resource"]["resourceType"] for e in b["entry"]}
-    health = requests.get(f"{s.url}/health", timeout=10).json()
+    health = requests.get(f"{s.url}/health", headers=s.headers, timeout=10).json()
     assert health["facilities"][FACILITY]["receipt_index"]["state"] == "ready"
 
 
@@ -243,7 +243,7 @@ def test_server_builds_the_index_at_start_up(tmp_path: Path, server_factory) -> 
     s = server_factory(["--config", str(h.config)], token=make_token(h.data_dir))
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:  # no request but /health: the build is the server's own
-        state = requests.get(f"{s.url}/health", timeout=10).json()["facilities"][FACILITY]
+        state = requests.get(f"{s.url}/health", headers=s.headers, timeout=10).json()["facilities"][FACILITY]
         if state["receipt_index"]["state"] == "ready" and state["receipt_index"]["complete"]:
             break
         time.sleep(0.1)

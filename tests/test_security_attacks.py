@@ -719,3 +719,130 @@ def test_l1_unknown_locked_disabled_and_valid_accounts_take_the_same_time(site):
     times["valid-bad-password"] = timed("naika")
     slowest, fastest = max(times.values()), min(times.values())
     assert fastest > slowest / 3, times
+
+
+# -- L2 + item 5 -----------------------------------------------------------------------------------
+
+
+def test_l2_spoofed_host_is_not_reflected_into_links(site):
+    h, srv = site
+    r = requests.get(f"{srv.base}/Patient", params={"_count": "1"},
+                     headers={**srv.headers, "Host": "evil.example"}, timeout=30)
+    assert r.status_code == 200
+    assert "evil.example" not in r.text
+    assert r.json()["entry"][0]["fullUrl"].startswith("http://127.0.0.1:")
+
+
+def test_l2_public_url_is_used_for_links(tmp_path, server_factory):
+    h = build_hospital(tmp_path, n_patients=1)
+    h.config.write_text('public_url = "https://gw.example.org"\n' + h.config.read_text())
+    srv = server_factory(["--config", str(h.config)], token=make_token(h.data_dir))
+    r = requests.get(f"{srv.base}/Patient", headers={**srv.headers, "Host": "evil.example"},
+                     timeout=30)
+    assert r.json()["entry"][0]["fullUrl"].startswith(f"https://gw.example.org/fhir/{FACILITY}/")
+
+
+def test_l2_no_session_row_before_login(site):
+    import sqlite3
+    h, srv = site
+    db = h.data_dir / "accounts.sqlite3"
+    count = lambda: sqlite3.connect(db).execute("SELECT count(*) FROM sessions").fetchone()[0]
+    before = count()
+    for _ in range(20):
+        assert requests.get(f"{srv.url}/login", timeout=30).status_code == 200
+    v = Viewer(srv.url)
+    assert v.login("naika", password="wrong password zz").status_code == 401
+    assert count() == before
+    assert v.login("naika").status_code == 302 and count() == before + 1
+
+
+def test_l2_health_minimal_without_credentials_and_no_store_on_the_api(site):
+    _, srv = site
+    r = requests.get(f"{srv.url}/health", timeout=30)
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+    assert "ssmix2" not in r.text
+    full = requests.get(f"{srv.url}/health", headers=srv.headers, timeout=30).json()
+    assert "facilities" in full
+    for url in (f"{srv.base}/Patient", f"{srv.base}/metadata", f"{srv.base}/Nope"):
+        assert requests.get(url, headers=srv.headers, timeout=30).headers["Cache-Control"] == "no-store"
+
+
+def test_l2_secret_and_personal_files_are_owner_only(site):
+    h, srv = site
+    v = viewer(srv)
+    assert _memo_post(v, h.patients[0], "権限の確認").status_code == 302
+    files = [h.data_dir / n for n in ("accounts.sqlite3", "accounts.sqlite3-wal", "integrity.key",
+                                      "api-tokens.json")]
+    files += list((h.data_dir / "memos").glob("*"))
+    for f in files:
+        assert f.exists(), f
+        assert f.stat().st_mode & 0o077 == 0, (f, oct(f.stat().st_mode))
+
+
+@pytest.mark.parametrize("nxt", ["/\t/evil.example", "//evil.example", "/\\evil.example",
+                                 "https://evil.example", "/x\r\nSet-Cookie: a=b", "/\n/evil.example"])
+def test_l2_language_switch_redirects_only_to_local_paths(site, nxt):
+    _, srv = site
+    from test_acceptance_viewer import tok
+    v = viewer(srv)
+    csrf = tok(v.s.get(f"{srv.url}/", timeout=30).text)
+    r = v.post("/lang", {"next": nxt, "csrf_token": csrf})
+    assert r.status_code == 302, r.status_code
+    loc = r.headers["Location"]
+    assert "evil" not in loc and not loc.startswith("//") and "\n" not in loc
+    r = v.post("/lang", {"next": f"/f/{FACILITY}/", "csrf_token": csrf})
+    assert r.headers["Location"].endswith(f"/f/{FACILITY}/")
+
+
+def test_l2_disconnect_ends_every_unlock(site):
+    h, srv = site
+    v = viewer(srv)
+    page = f"/f/{FACILITY}/p/{h.patients[0]}/"
+    assert v.get(page).status_code == 200
+    boss = Viewer(srv.url)
+    assert boss.login("boss").status_code == 302
+    assert boss.post(f"/admin/{FACILITY}", {"op": "disconnect", "reason": "訓練終了"}).status_code == 200
+    assert v.get(page).status_code == 403
+    assert boss.post(f"/admin/{FACILITY}", {"op": "connect", "reason": "再開",
+                                            "hours": "24"}).status_code == 200
+    r = v.get(page)
+    assert r.status_code == 302 and "/unlock" in r.headers["Location"]  # 合言葉 again
+    assert v.unlock(passphrase=PASSPHRASE).status_code == 302
+    assert v.get(page).status_code == 200
+
+
+def test_item4_connect_and_disconnect_need_a_recent_password(site):
+    h, srv = site
+    boss = Viewer(srv.url)
+    assert boss.login("boss").status_code == 302
+    import sqlite3
+    db = sqlite3.connect(h.data_dir / "accounts.sqlite3")  # age the login by an hour
+    for sid_hash, data in db.execute("SELECT sid_hash, data FROM sessions WHERE username = 'boss'"):
+        import json
+        d = json.loads(data)
+        d["login_at"] = d.get("login_at", 0) - 3600
+        db.execute("UPDATE sessions SET data = ? WHERE sid_hash = ?", (json.dumps(d), sid_hash))
+    db.commit()
+    r = boss.post(f"/admin/{FACILITY}", {"op": "disconnect", "reason": "古いセッション"})
+    assert "パスワードを再入力" in r.text
+    from fhir_gateway.accounts import AccountStore
+    assert AccountStore(h.data_dir).access(FACILITY).enabled
+    r = boss.post(f"/admin/{FACILITY}", {"op": "disconnect", "reason": "x", "password": "nope nope nope"})
+    assert AccountStore(h.data_dir).access(FACILITY).enabled
+    from test_acceptance_viewer import PW
+    r = boss.post(f"/admin/{FACILITY}", {"op": "disconnect", "reason": "再認証済み", "password": PW})
+    assert not AccountStore(h.data_dir).access(FACILITY).enabled
+    r = boss.post(f"/admin/{FACILITY}", {"op": "connect", "reason": "戻す", "hours": "24"})
+    assert AccountStore(h.data_dir).access(FACILITY).enabled
+
+
+def test_l2_broken_accounts_store_closes_the_viewer_not_the_api(tmp_path, server_factory):
+    h = build_hospital(tmp_path, n_patients=1)
+    token = make_token(h.data_dir)
+    (h.data_dir / "accounts.sqlite3").write_bytes(b"this is not a database" * 100)
+    srv = server_factory(["--config", str(h.config)], token=token)
+    r = requests.get(f"{srv.url}/login", timeout=30)
+    assert r.status_code == 503 and "利用できません" in r.text
+    assert requests.post(f"{srv.url}/login", data={"username": "x"}, timeout=30).status_code == 503
+    r = requests.get(f"{srv.base}/Patient/{h.patients[0]}", headers=srv.headers, timeout=30)
+    assert r.status_code == 200

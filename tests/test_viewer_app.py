@@ -105,10 +105,11 @@ def test_idle_timeout_and_session_rotation(hosp):
     app.session_interface.idle = 1
     c = app.test_client()
     c.get("/login")
-    before = c.get_cookie("fgw_session").value
+    assert c.get_cookie("fgw_session") is None  # no server-side session before login (L2)
+    assert c.get_cookie("fgw_session_pre") is not None  # only the signed pre-login cookie
     login(c, unlock=False)
     after = c.get_cookie("fgw_session").value
-    assert before != after  # new session id at login
+    assert after and c.get_cookie("fgw_session_pre") is None  # a new server-side id at login
     assert c.get("/").status_code == 200
     time.sleep(1.3)
     r = c.get("/")

@@ -8,6 +8,7 @@ readers (every request checks its session) run beside the occasional writer.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -98,12 +99,26 @@ CREATE TRIGGER IF NOT EXISTS access_log_no_delete BEFORE DELETE ON access_log
 """
 
 
+def private(path: Path) -> None:
+    """Create ``path`` (and its ``-wal``/``-shm``, which sqlite creates with the same mode) as
+    0600, and tighten an existing one."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if p.stat().st_mode & 0o077:
+                os.chmod(p, 0o600)
+        except FileNotFoundError:
+            pass
+
+
 class Database:
     """A thread-local connection per thread on one file; writes serialised by a lock."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        private(self.path)  # accounts, sessions and the audit trail: owner only (L2)
         self._local = threading.local()
         self.write_lock = threading.RLock()
         with self.write_lock:

@@ -4,6 +4,10 @@ Flask's default session is a signed cookie the server cannot revoke (ASVS 3.3.1)
 a password change or disabling an account deletes the row, and the cookie becomes worthless.
 Idle timeout and an absolute lifetime are enforced on every request.  Only the SHA-256 of the id
 is stored, so a copy of the database does not hand out live sessions.
+
+Before login there is no row at all (issue 13 L2: every anonymous ``GET /login`` used to store
+one): the little an anonymous visitor has (the CSRF token, the language) travels in a signed,
+HttpOnly ``<name>_pre`` cookie that expires with the idle timeout.
 """
 
 from __future__ import annotations
@@ -13,13 +17,19 @@ import json
 import secrets
 import time
 
+from flask import request as _request
 from flask.sessions import SessionInterface, SessionMixin
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.datastructures import CallbackDict
 
 from .db import Database
 
 IDLE_SECONDS = 30 * 60
 ABSOLUTE_SECONDS = 12 * 3600
+
+
+def request_has(cookie: str) -> bool:
+    return cookie in _request.cookies
 
 
 def sid_hash(sid: str) -> str:
@@ -49,11 +59,28 @@ class ServerSession(CallbackDict, SessionMixin):
 
 class SqliteSessionInterface(SessionInterface):
     def __init__(self, db: Database, idle: float = IDLE_SECONDS,
-                 absolute: float = ABSOLUTE_SECONDS) -> None:
+                 absolute: float = ABSOLUTE_SECONDS, secret: bytes | None = None) -> None:
         self.db = db
         self.idle = idle
         self.absolute = absolute
         self._last_purge = 0.0
+        self.signer = URLSafeTimedSerializer(secret or secrets.token_bytes(32),
+                                             salt="fhir-gateway-pre-login")
+
+    def _pre_name(self, app) -> str:
+        return self.get_cookie_name(app) + "_pre"
+
+    def _open_pre(self, app, request) -> ServerSession:
+        raw = request.cookies.get(self._pre_name(app))
+        data = {}
+        if raw and len(raw) < 2000:
+            try:
+                loaded = self.signer.loads(raw, max_age=self.idle)
+                data = loaded if isinstance(loaded, dict) else {}
+            except BadSignature:
+                data = {}
+        s = ServerSession(data, sid=None, new=True)
+        return s
 
     def _purge(self, now: float) -> None:
         if now - self._last_purge > 300:
@@ -90,7 +117,7 @@ class SqliteSessionInterface(SessionInterface):
                 s = ServerSession(data, sid=sid, created=row["created"])
                 s.touched = now - row["last_seen"] > 15  # refresh last_seen at most every 15 s
                 return s
-        return ServerSession(sid=None, new=True)
+        return self._open_pre(app, request)
 
     def save_session(self, app, session: ServerSession, response):
         if getattr(session, "unavailable", False):
@@ -108,11 +135,21 @@ class SqliteSessionInterface(SessionInterface):
                       samesite=self.get_cookie_samesite(app) or "Lax")
         now = time.time()
         session.pop("_expired", None)
-        if not session:
+        pre = self._pre_name(app)
+        if not session or "_user_id" not in session:
             if session.sid:
                 self.db.write("DELETE FROM sessions WHERE sid_hash = ?", (sid_hash(session.sid),))
                 response.delete_cookie(name, domain=kwargs["domain"], path=kwargs["path"])
+                session.sid = None
+            if session and session.modified:  # anonymous: a signed cookie, no database row
+                response.set_cookie(pre, self.signer.dumps(dict(session)), max_age=int(self.idle),
+                                    **kwargs)
+            elif not session and request_has(pre):
+                response.delete_cookie(pre, domain=kwargs["domain"], path=kwargs["path"])
+            response.vary.add("Cookie")
             return
+        if request_has(pre):
+            response.delete_cookie(pre, domain=kwargs["domain"], path=kwargs["path"])
         if session.rotate and session.sid:
             self.db.write("DELETE FROM sessions WHERE sid_hash = ?", (sid_hash(session.sid),))
             session.sid = None

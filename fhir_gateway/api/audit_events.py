@@ -53,12 +53,11 @@ def _store():
     viewer = current_app.extensions.get("fhir_gateway_viewer")
     if viewer is not None:
         return viewer.accounts
-    store = current_app.extensions.get("fhir_audit_store")
-    if store is None:
-        from fhir_gateway.accounts import AccountStore
-        store = current_app.extensions["fhir_audit_store"] = AccountStore(
-            current_app.config["FHIR_CONFIG"].data_dir)
-    return store
+    try:
+        return current_app.extensions["state"].accounts()
+    except Exception as exc:  # noqa: BLE001 - the audit store is broken: say so, not a 500
+        raise FhirError(503, f"the audit trail cannot be read now ({type(exc).__name__})",
+                        "transient") from exc
 
 
 def _instant(ts: float) -> str:

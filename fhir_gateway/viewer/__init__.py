@@ -4,6 +4,7 @@ API.  ``init_viewer(app, config, gateway)`` attaches it to the gateway's Flask a
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from .security import add_headers
 from .views import bp
 from . import handout  # noqa: F401,E402 - adds the patient-summary pages to bp
 
+log = logging.getLogger(__name__)
 __all__ = ["init_app", "init_viewer", "create_viewer_app", "bp", "ViewerState"]
 
 
@@ -36,20 +38,29 @@ def init_viewer(app: Flask, config, gateway=None, *, idle_seconds: float | None 
     if state is None:
         from ..state import open_state
         state = app.extensions["state"] = open_state(config)
-    accounts: AccountStore = state.accounts()
-    memos: MemoJournal = state.memos()
+    try:
+        accounts: AccountStore = state.accounts()
+        memos: MemoJournal = state.memos()
+    except Exception as exc:  # noqa: BLE001 - a corrupt/unreachable store: fail closed (L2)
+        log.error("viewer closed: the account store cannot be opened: %s: %s",
+                  type(exc).__name__, exc)
+        app.register_blueprint(closed_blueprint(str(type(exc).__name__)))
+        try:  # memos live apart from the accounts: the API keeps serving them
+            _attach_memos(config, gateway, state.memos())
+        except Exception as exc2:  # noqa: BLE001
+            log.error("memos not served: %s", exc2)
+        return None
     viewer = ViewerState(config, gateway, accounts, memos)
     app.extensions["fhir_gateway_viewer"] = viewer
-    # memos are part of the patient's record for the FHIR API too (DocumentReference)
-    for code in config.facilities:
-        svc = gateway.facility(code)
-        if svc is not None and hasattr(svc, "add_patient_source"):
-            svc.add_patient_source(memos.patient_source)
-            svc.add_resource_reader(memos.resource_reader)
+    _attach_memos(config, gateway, memos)
     env = os.environ
     idle = (idle_seconds or app.config.get("VIEWER_IDLE_SECONDS")
             or float(env.get("FHIR_GATEWAY_VIEWER_IDLE_SECONDS", IDLE_SECONDS)))
-    app.session_interface = SqliteSessionInterface(accounts.db, idle=idle, absolute=ABSOLUTE_SECONDS)
+    import hashlib
+    import hmac as _hmac
+    pre_secret = _hmac.new(accounts.key, b"pre-login-session", hashlib.sha256).digest()
+    app.session_interface = SqliteSessionInterface(accounts.db, idle=idle, absolute=ABSOLUTE_SECONDS,
+                                                   secret=pre_secret)
     secure = secure_cookies if secure_cookies is not None else (
         app.config.get("VIEWER_SECURE_COOKIES")
         or env.get("FHIR_GATEWAY_SECURE_COOKIES", "") in ("1", "true", "yes"))
@@ -86,6 +97,38 @@ def init_viewer(app: Flask, config, gateway=None, *, idle_seconds: float | None 
             add_headers(response, patient_data=False)
         return response
     return viewer
+
+
+def _attach_memos(config, gateway, memos) -> None:
+    """Memos are part of the patient's record for the FHIR API too (DocumentReference)."""
+    for code in config.facilities:
+        svc = gateway.facility(code)
+        if svc is not None and hasattr(svc, "add_patient_source"):
+            svc.add_patient_source(memos.patient_source)
+            svc.add_resource_reader(memos.resource_reader)
+
+
+def closed_blueprint(reason: str):
+    """Every viewer URL answers 503 (nothing readable without accounts); the token API, on its
+    own store, keeps serving."""
+    from flask import Blueprint, render_template_string
+
+    closed = Blueprint("viewer_closed", __name__)
+
+    @closed.route("/", defaults={"path": ""}, methods=["GET", "POST"])
+    @closed.route("/<path:path>", methods=["GET", "POST"])
+    def unavailable(path: str):
+        from .i18n import translate
+        body = render_template_string(
+            "<!doctype html><html lang=ja><meta charset=utf-8><title>503</title>"
+            "<p>{{ ja }}</p><p>{{ en }}</p>", ja=translate("viewer_closed", "ja"),
+            en=translate("viewer_closed", "en"))
+        resp = add_headers(make_response(body, 503))
+        resp.headers["Retry-After"] = "60"
+        return resp
+
+    from flask import make_response
+    return closed
 
 
 def create_viewer_app(config, gateway=None, **kwargs) -> Flask:

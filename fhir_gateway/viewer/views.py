@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -112,6 +113,15 @@ def _dt(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, JST).strftime("%Y-%m-%d %H:%M")
 
 
+@bp.errorhandler(sqlite3.DatabaseError)
+def _store_broken(err):
+    """The account store broke while serving: fail closed with a 503 page, never a 500."""
+    current_app.logger.error("account store error: %s", err)
+    resp = current_app.make_response((render_template(
+        "viewer/message.html", message=t("viewer_closed"), back=url_for("viewer.login")), 503))
+    return add_headers(resp)
+
+
 @bp.errorhandler(HTTPException)
 def _http_error(err: HTTPException):
     """Viewer pages answer errors with an HTML page (the API's handler answers FHIR JSON)."""
@@ -172,11 +182,22 @@ def logout():
     return redirect(url_for("viewer.login"))
 
 
+_SAFE_NEXT = re.compile(r"^/(?![/\\])[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*$")
+
+
+def safe_next(target: str) -> str | None:
+    """``target`` when it is a plain path on this site, else None.
+
+    Browsers drop tabs and newlines from URLs, so ``/\t/evil.example`` is ``//evil.example`` to
+    them (issue 13 L2): anything but printable ASCII of a path is refused, and so are ``//`` and
+    ``/\\`` at the start (a CR/LF never reaches a header)."""
+    return target if target and len(target) <= 2000 and _SAFE_NEXT.match(target) else None
+
+
 @bp.route("/lang", methods=["POST"])
 def set_lang():
     session["lang"] = "en" if lang() == "ja" else "ja"
-    nxt = request.form.get("next", "")
-    return redirect(nxt if nxt.startswith("/") and not nxt.startswith("//") else url_for("viewer.home"))
+    return redirect(safe_next(request.form.get("next", "")) or url_for("viewer.home"))
 
 
 # --- facilities ----------------------------------------------------------------------------------
@@ -190,7 +211,7 @@ def _facility_rows():
         rows.append({"code": code, "name": fac.name, "access": acc,
                      "can_read": st.accounts.can_read(user, code),
                      "admin": user.administers(code),
-                     "unlocked": code in session.get("unlocked", {})})
+                     "unlocked": session.get("unlocked", {}).get(code, [None])[0] is not None})
     return rows
 
 
@@ -218,7 +239,7 @@ def facility_required(view):
                                    back=url_for("viewer.home")), 403
         info = st.accounts.passphrase_info(code)
         unlocked = session.get("unlocked", {})
-        if not info or unlocked.get(code) != info["version"]:
+        if not info or unlocked.get(code) != [info["version"], _access_epoch(code)]:
             return redirect(url_for("viewer.unlock", code=code))
         g.code, g.fac, g.svc = code, fac, svc
         g.admin_check = not st.accounts.access(code).enabled
@@ -229,6 +250,12 @@ def facility_required(view):
             g.failed_over = False
         return view(code, *args, **kwargs)
     return wrapper
+
+
+def _access_epoch(code: str) -> float:
+    """When the facility's switch last changed: an unlock is bound to it, so 切断 ends every
+    unlock and a later 接続 needs the 合言葉 again (issue 13 L2)."""
+    return state().accounts.access(code).changed_at or 0.0
 
 
 @bp.route("/f/<code>/unlock", methods=["GET", "POST"])
@@ -259,7 +286,7 @@ def unlock(code: str):
             return resp
         if version is not None:
             unlocked = dict(session.get("unlocked", {}))
-            unlocked[code] = version
+            unlocked[code] = [version, _access_epoch(code)]
             session["unlocked"] = unlocked
             session["pp_fail"] = 0
             audit("passphrase-ok", facility=code)
@@ -277,6 +304,23 @@ def unlock(code: str):
 
 
 # --- administration ---------------------------------------------------------------------------
+
+REAUTH_SECONDS = 5 * 60
+
+
+def _reauthenticate(user) -> None:
+    """接続/切断 need a password given in the last five minutes (at login or in the form):
+    a session left open on a ward PC cannot open a hospital's data to everyone (item 4)."""
+    pw = request.form.get("password", "")
+    if pw:
+        ok, why = state().accounts.authenticate(user.username, pw, request.remote_addr or "")
+        audit("reauth", outcome="ok" if ok else "failed", detail={"reason": why})
+        if not ok:
+            raise AccountError(t("reauth_failed"))
+        session["auth_at"] = time.time()
+        return
+    if time.time() - float(session.get("auth_at") or session.get("login_at") or 0) > REAUTH_SECONDS:
+        raise AccountError(t("reauth_needed"))
 
 def _parse_expiry(form) -> float | None:
     hours = form.get("hours", "").strip()
@@ -323,6 +367,7 @@ def admin(code: str):
         op = request.form.get("op", "")
         try:
             if op in ("connect", "disconnect"):
+                _reauthenticate(user)
                 expires = _parse_expiry(request.form) if op == "connect" else None
                 st.accounts.switch_access(code, op == "connect",
                                           textsafe.strip(request.form.get("reason", "")),
