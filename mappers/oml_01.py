@@ -11,6 +11,7 @@ from storage.hl7 import Message, Segment
 from storage.names import DATA_TYPES
 
 from . import datatypes as dt
+from . import embedded
 from . import terminology as term
 from .context import MapContext
 from .ids import resource_id
@@ -36,13 +37,14 @@ MAPPING: list[tuple[str, str, str]] = [
     ("OBR-4", "ServiceRequest.code", "order set (local code kept with its local system)"),
     ("OBR-7", "ServiceRequest.occurrenceDateTime", "occurrencePeriod with OBR-8"),
     ("OBR-16", "ServiceRequest.requester", "only when ORC-12 is empty"),
-    ("OBX-3", "ServiceRequest.orderDetail", "ordered test items (JLAC10 + local)"),
+    ("OBX-3", "ServiceRequest.orderDetail", "ordered test items (JLAC10 + local), OBX without a value"),
+    ("OBX-5", "Observation.value[x]", "an OBX with a value (身長, 体重, 感染症 ... the order is based on) is an Observation (mappers.embedded), referenced from ServiceRequest.supportingInfo of its specimen's requests"),
     ("NTE-3", "ServiceRequest.note", ""),
 ]
 
 NOT_MAPPED: list[tuple[str, str]] = [
     ("OBX-11", "always O (order detail) in an order; the item itself is kept in orderDetail"),
-    ("OBX-2", "ordered items carry no value in OML^O33"),
+    ("OBX-2", "value type of an ordered item, which carries no value; read for OBX with a value"),
     ("PV1", "visit snapshot of the order (class, ward, attending, visit number); Encounters come from the ADT files and the order's class from ORC-29, else PV1-2"),
     ("ORC-10", "entered by (入力者); the requester is ORC-12"),
     ("OBR-2", "placer order number; ORC-2 is the same number and is the identifier (OBR-2 only when ORC-2 is empty)"),
@@ -60,8 +62,26 @@ def map_oml_01(msg: Message, ctx: MapContext) -> list[dict]:
     lab = walk(msg)
     fac = ctx.facility
     out, spec_refs = specimens(ctx, lab)
+    # OBX that carry a value (身長, 体重, 感染症 ... the order is based on) are Observations,
+    # referenced from the requests of their specimen; value-less OBX are the ordered items.
+    n_obs = 0
+    by_specimen: dict[int | None, list[dict]] = {}
+    valued: dict[int, list[dict]] = {}
+    for rep in lab.reports:
+        obxs = [obx for obx, _notes in rep.obxs if obx[5]]
+        if not obxs:
+            continue
+        obs = embedded.order_observations(obxs, ctx, dt.datetime_(msg["MSH"][7]), n_obs + 1)
+        n_obs += len(obs)
+        valued[rep.index] = obs
+        if rep.obr is None:
+            key = rep.specimen.index if rep.specimen is not None else None
+            by_specimen.setdefault(key, []).extend(obs)
+        out.extend(obs)
     for rep in lab.reports:
         orc, obr = rep.orc, rep.obr
+        if obr is None and rep.index in valued and len(valued[rep.index]) == len(rep.obxs):
+            continue  # only observations (specimen-level OBX): no request of their own
         r: dict = {
             "resourceType": "ServiceRequest",
             "id": resource_id(ctx.name, f"r{rep.index}"),
@@ -92,11 +112,18 @@ def map_oml_01(msg: Message, ctx: MapContext) -> list[dict]:
         r["code"] = code or {"text": "検体検査"}
         details = []
         for obx, _notes in rep.obxs:
+            if obx[5]:
+                continue  # a value: an Observation (supportingInfo), not an ordered item
             item = dt.codeable(obx[3], fac)
             if item:
                 details.append(item)
         if details:
             r["orderDetail"] = details
+        spec_key = rep.specimen.index if rep.specimen is not None else None
+        support = valued.get(rep.index, []) + by_specimen.get(spec_key, []) + (
+            by_specimen.get(None, []) if spec_key is not None else [])
+        if support:
+            r["supportingInfo"] = embedded.references(support)
         r["subject"] = dt.patient_ref(ctx.patient_id)
         start = dt.datetime_(obr[7]) if obr is not None else None
         end = dt.datetime_(obr[8]) if obr is not None else None

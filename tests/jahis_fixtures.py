@@ -17,8 +17,10 @@ HEAD = ("MSH|^~\\&|JAHIS|SEND|GW|RCV|{ts}||{mtype}|{ts}01|P|2.5||||||~ISO IR87||
 PV1_O = "PV1|0001|O|01^^^^^C||||110^医師^一郎^^^^^^^L^^^^^I|||01\r"
 AL1 = ("AL1|1|DA|1149019F1^ロキソニン錠^YJ|SV|じんましん|20150401\r"
        "AL1|2|MA|99A001^造影剤以外の検査薬^99XA1|MO|悪心\r")
-ORC = ("ORC|NW|{order}||{order}_{rp}|||||20160825100000|||110^医師^一郎^^^^^^^L^^^^^I||||||"
-       "01^内科^99XY1|||||||||O^外来患者オーダ^HL70482\r")
+# ORC-1 NW, ORC-2 order, ORC-4 order_Rp, ORC-9 time, ORC-12 doctor, ORC-17 department,
+# ORC-29 order type (checked by test_fixture_fields_are_where_they_belong)
+ORC = ("ORC|NW|{order}||{order}_{rp}|||||20160825100000|||110^医師^一郎^^^^^^^L^^^^^I|||||"
+       "01^内科^99XY1||||||||||||O^外来患者オーダ^HL70482\r")
 
 
 def seg(sid: str, fields: dict[int, str]) -> str:
@@ -88,7 +90,22 @@ ADT12_A01 = _msg("ADT^A01^ADT_A01", "EVN||201608250900|||||201608250900\r"
                                10: "01", 19: "V0001", 44: "201608250900"}),
                  ts="20160825090000")
 
-CASES = {OMP01_NAME: OMP01, OMP02_NAME: OMP02, OML11_NAME: OML11_ORU, ADT12_NAME: ADT12_A01}
+# 検体検査オーダ with the patient's height / weight (eGFR, dosing) and an infection status as
+# specimen-level OBX with values, the ordered items as value-less OBX (OBX-11 O), and an AL1.
+OML01_NAME = f"{PID8}_20160825_OML-01_000000012345681_20160825100000000_01_1"
+OML01 = _msg("OML^O33^OML_O33", PV1_O + "AL1|1|FA|J7FA0010^卵^99XA2|MO|じんましん\r"
+             + "SPM|1|||023^血清^JC10|||||||||||||201608250900\r"
+             + "OBX|1|NM|9N001000000000001^身長^JC10||158.2|cm^cm^ISO+|||||F\r"
+             + "OBX|2|NM|9N006000000000001^体重^JC10||52.5|kg^kg^ISO+|||||F\r"
+             + "OBX|3|CWE|5E071000002399811^HBs抗原^JC10||2^陰性^99I01||||||F\r"
+             + seg("ORC", {1: "NW", 2: "000000012345681", 9: "20160825100000",
+                           12: "110^医師^一郎^^^^^^^L^^^^^I", 17: "01^内科^99XY1",
+                           29: "O^外来患者オーダ^HL70482"})
+             + "TQ1|1||||||201608250900||R^^HL70485\r"
+             + "OBR|1|000000012345681||E002^生化学的検査^99O03\r"
+             + "OBX|1||3C015000002327101^クレアチニン^JC10||||||||O\r")
+
+CASES = {OML01_NAME: OML01, OMP01_NAME: OMP01, OMP02_NAME: OMP02, OML11_NAME: OML11_ORU, ADT12_NAME: ADT12_A01}
 
 
 def encodings(text: str) -> dict[str, bytes]:

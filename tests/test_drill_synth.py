@@ -42,6 +42,7 @@ def test_messy_hospital_every_defect_and_nothing_else(tmp_path: Path, capsys) ->
     got = {(p["path"], p["kind"]) for p in fac["problems"]}
     assert expected - got == set(), "injected defects missing from the report"
     assert got - expected == set(), "problems reported on files the generator left clean"
+    assert fac["unmapped_content"] == {}  # audit mode: every field read or explained
     assert code == 1 and not report["healthy"]
     by_path = {p["path"]: p for p in fac["problems"]}
     assert all(by_path[d["path"]]["reason"] for d in manifest)
@@ -54,4 +55,4 @@ def test_clean_hospital_is_healthy(tmp_path: Path, capsys) -> None:
     fac = report["facilities"][0]
     assert fac["problems"] == [] and code == 0 and report["verdict"] == "正常"
     assert fac["patients"] == 30 and fac["files"] > 100
-    assert fac["unmapped_data_types"] == []
+    assert fac["unmapped_data_types"] == [] and fac["unmapped_content"] == {}

@@ -172,3 +172,26 @@ def test_suspicious_components_reported_and_units_never_a_fragment(tmp_path, cap
     assert len(reasons) == 3, reasons
     assert any("OBX-6" in r and "×10^2/μL" in r for r in reasons)
     assert any("OBX-7" in r for r in reasons) and any("7 components" in r for r in reasons)
+
+
+def test_oml01_specimen_obx_become_observations_of_the_request() -> None:
+    _res, out, unmapped = _map(J.OML01_NAME, J.OML01)
+    assert not unmapped
+    reqs = by_type(out, "ServiceRequest")
+    assert len(reqs) == 1  # the specimen-level OBX are no request of their own
+    assert [d["coding"][0]["code"] for d in reqs[0]["orderDetail"]] == ["3C015000002327101"]
+    obs = {o["id"]: o for o in by_type(out, "Observation")}
+    refs = [r["reference"].split("/", 1)[1] for r in reqs[0]["supportingInfo"]]
+    assert len(refs) == 3 and all(r in obs for r in refs)
+    assert str(obs[refs[1]]["valueQuantity"]["value"]) == "52.5"
+    assert obs[refs[2]]["valueCodeableConcept"]["text"] == "陰性"
+    assert by_type(out, "AllergyIntolerance")[0]["category"] == ["food"]
+
+
+def test_fixture_fields_are_where_they_belong() -> None:
+    """The hand-written ORC puts each value in the field the JAHIS tables name."""
+    from storage.hl7 import parse
+
+    orc = parse(J.OMP01.replace("\n", "\r"))["ORC"]
+    assert orc.get(1) == "NW" and orc.get(4).endswith("_01") and orc.get(9) == "20160825100000"
+    assert orc.get(12) == "110" and orc.get(17) == "01" and orc.get(29) == "O"
