@@ -303,3 +303,19 @@ def test_cache_charge_covers_the_real_size(tmp_path: Path) -> None:
     assert real <= charged <= 3 * real, (real, charged)
     assert svc.cache.size_bytes <= svc.cache.max_bytes
     assert per_worker_bytes(None, 2) == 96 * 2**20 and per_worker_bytes(100, 4) == 25 * 2**20
+
+
+def test_compartments_are_bounded_in_bytes(tmp_path: Path) -> None:
+    """Cached compartments pin mapped resources after the mapped-file cache let them go: they
+    count in bytes against their own bound (half the mapped-file cache's)."""
+    h = build_hospital(tmp_path / "h", 5)
+    _age(h.root)
+    svc = Gateway(from_args([str(h.root)], FAC, data_dir=str(h.data_dir))).facility(FAC)
+    one = svc.patient_bundle(h.patients[0])
+    cost = svc.compartments._data[next(iter(svc.compartments._data))].cost
+    assert one.resources and cost > 0
+    svc.compartments.max_bytes = int(cost * 2.5)  # room for two such charts
+    for pid in h.patients:
+        svc.patient_bundle(pid)
+        assert svc.compartments._bytes <= svc.compartments.max_bytes
+    assert 1 <= len(svc.compartments) <= 3

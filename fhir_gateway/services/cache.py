@@ -49,6 +49,35 @@ class Mapped:
                    tuple(clinical_range(r) for r in resources))
 
 
+_TRIM: list = []  # [libc.malloc_trim] once loaded, [None] when unavailable
+_TRIM_LOCK = threading.Lock()
+_last_trim = [0.0]
+
+
+def release_freed_memory(min_interval: float = 2.0) -> None:
+    """Hand memory freed by evicted entries back to the OS (glibc ``malloc_trim``), at most
+    every ``min_interval`` seconds: without it a worker keeps the peak of its heap, so its PSS
+    grows past the cache's byte bound after a heavy chart (docs/performance.md "Memory")."""
+    import time
+    now = time.monotonic()
+    if now - _last_trim[0] < min_interval or not _TRIM_LOCK.acquire(blocking=False):
+        return
+    try:
+        _last_trim[0] = now
+        if not _TRIM:
+            try:
+                import ctypes
+                _TRIM.append(ctypes.CDLL("libc.so.6").malloc_trim)
+            except (OSError, AttributeError):
+                _TRIM.append(None)
+        if _TRIM[0] is not None:
+            import gc
+            gc.collect(0)
+            _TRIM[0](0)  # ctypes releases the GIL meanwhile
+    finally:
+        _TRIM_LOCK.release()
+
+
 def clinical_range(resource: dict) -> tuple[float, float] | None:
     """The union of the ranges of the resource's clinical date parameter (None if it has none)."""
     from conformance import registry
@@ -69,6 +98,7 @@ class MappedCache:
         self.max_bytes = max_bytes
         self._data: OrderedDict[tuple, Mapped] = OrderedDict()
         self._bytes = 0
+        self._evicted = 0  # bytes let go since memory was last handed back (release_freed_memory)
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
@@ -94,6 +124,12 @@ class MappedCache:
             while self._bytes > self.max_bytes and self._data:
                 _, ev = self._data.popitem(last=False)
                 self._bytes -= ev.cost
+                self._evicted += ev.cost
+            trim = self._evicted > self.max_bytes // 4
+            if trim:
+                self._evicted = 0
+        if trim:
+            release_freed_memory()
 
     @property
     def size_bytes(self) -> int:
@@ -120,6 +156,7 @@ class Compartment:
     files: tuple[tuple[str, int, int], ...]
     checked: float = 0.0
     orders: dict = field(default_factory=dict)
+    cost: int = 0  # the MappedCache charge of its files (bytes, estimated)
 
     def __bool__(self) -> bool:
         """False when the patient has no folder on the root it was read from."""
@@ -127,14 +164,18 @@ class Compartment:
 
 
 class CompartmentCache:
-    """LRU of :class:`Compartment` by (root, patient, types), bounded by entries and by the
-    resources they hold.  The resources are the same objects as in :class:`MappedCache`; an
-    entry only pins them (see :meth:`MappedCache` sizing in docs/performance.md)."""
+    """LRU of :class:`Compartment` by (root, patient, types), bounded by entries, by the
+    resources they hold and by bytes (their files' :class:`MappedCache` charge).  The resources
+    are the same objects as in :class:`MappedCache`, but an entry pins them after the mapped-file
+    cache has let them go, so its bytes count against the process's budget too (``max_bytes``:
+    half the mapped-file cache's, see docs/performance.md "Memory")."""
 
     def __init__(self, max_entries: int = 16, max_resources: int = 40_000,
-                 restat: float = 10.0) -> None:
+                 restat: float = 10.0, max_bytes: int | None = None) -> None:
         self.max_entries = max_entries
         self.max_resources = max_resources
+        self.max_bytes = max_bytes if max_bytes is not None else DEFAULT_MAX_BYTES // 2
+        self._bytes = 0
         self.restat = restat
         self._data: OrderedDict[tuple, Compartment] = OrderedDict()
         self._lock = threading.Lock()
@@ -169,19 +210,23 @@ class CompartmentCache:
     def put(self, key: tuple, value: Compartment) -> None:
         import time
         n = len(value.resources)
-        if n > self.max_resources:
+        if n > self.max_resources or value.cost > self.max_bytes:
             return
         value.checked = time.monotonic()
         with self._lock:
             old = self._data.pop(key, None)
             if old is not None:
                 self._count -= len(old.resources)
+                self._bytes -= old.cost
             self._data[key] = value
             self._count += n
+            self._bytes += value.cost
             while self._data and (len(self._data) > self.max_entries
-                                  or self._count > self.max_resources):
+                                  or self._count > self.max_resources
+                                  or self._bytes > self.max_bytes):
                 _, ev = self._data.popitem(last=False)
                 self._count -= len(ev.resources)
+                self._bytes -= ev.cost
 
     def __len__(self) -> int:
         return len(self._data)

@@ -275,10 +275,9 @@ class FacilityService:
                 problems.extend(eprobs)
                 nfiles += folders
             comp = Compartment(full, tuple(resources), tuple(when), tuple(problems), nfiles,
-                               tuple(files))
-            # only a chart that fits the mapped-file cache is kept: the entry must not pin more
-            # than the cache's byte bound accounts for
-            if sig is not None and not racy and not ext_racy and cost <= self.cache.max_bytes:
+                               tuple(files), cost=cost)
+            # kept within the compartment cache's own byte bound (CompartmentCache.put)
+            if sig is not None and not racy and not ext_racy:
                 self.compartments.put(key, comp)
             return comp
 
