@@ -70,7 +70,7 @@ def main() -> int:
     if not root.exists():
         t0 = time.monotonic()
         subprocess.run([str(BIN / "fhir-gateway"), "synth", "--out", str(root), "--patients", "5",
-                        "--years", "2", "--seed", "3", "--facility", FACILITY, "--heavy-patient",
+                        "--years", "10", "--seed", "3", "--facility", FACILITY, "--heavy-patient",
                         "--no-progress", "--workers", "2"], check=True, capture_output=True)
         print(f"synth: {time.monotonic() - t0:.0f} s")
     data.mkdir(parents=True, exist_ok=True)

@@ -70,7 +70,8 @@ def health():
         # deploy/: the load balancer stops sending new requests; in-flight ones finish
         worst = body["status"] = "draining"
     if not _may_see_details():  # anonymous: up or not, no paths or error text (L2)
-        body = {"status": body["status"]}
+        body = {"status": body["status"]} | (
+            {"state": {"status": body["state"]["status"]}} if "state" in body else {})
     resp = jsonify(body)
     resp.status_code = 503 if worst in ("down", "draining") else 200
     resp.headers["Cache-Control"] = "no-store"

@@ -759,7 +759,7 @@ def test_l2_no_session_row_before_login(site):
 def test_l2_health_minimal_without_credentials_and_no_store_on_the_api(site):
     _, srv = site
     r = requests.get(f"{srv.url}/health", timeout=30)
-    assert r.status_code == 200 and r.json() == {"status": "ok"}
+    assert r.status_code == 200 and r.json()["status"] == "ok" and "facilities" not in r.json()
     assert "ssmix2" not in r.text
     full = requests.get(f"{srv.url}/health", headers=srv.headers, timeout=30).json()
     assert "facilities" in full
@@ -846,3 +846,31 @@ def test_l2_broken_accounts_store_closes_the_viewer_not_the_api(tmp_path, server
     assert requests.post(f"{srv.url}/login", data={"username": "x"}, timeout=30).status_code == 503
     r = requests.get(f"{srv.base}/Patient/{h.patients[0]}", headers=srv.headers, timeout=30)
     assert r.status_code == 200
+
+
+def test_item4_admin_totp_is_required_when_enabled_and_not_replayable(tmp_path, server_factory):
+    import pyotp
+    from urllib.parse import parse_qs, urlsplit
+
+    from test_acceptance_viewer import PW, tok
+    h = build_hospital(tmp_path, n_patients=1)
+    add_user(h.data_dir, "boss", "hospital-admin", "--facility", FACILITY)
+    res = gw("user", "totp", "boss", "--data-dir", str(h.data_dir))
+    assert res.returncode == 0 and res.stdout.startswith("otpauth://totp/"), res.stderr
+    secret = parse_qs(urlsplit(res.stdout.strip()).query)["secret"][0]
+    srv = server_factory(["--config", str(h.config)], token=make_token(h.data_dir))
+
+    def login(otp: str) -> int:
+        v = Viewer(srv.url)
+        page = v.s.get(f"{srv.url}/login", timeout=30)
+        return v.s.post(f"{srv.url}/login", allow_redirects=False, timeout=30, data={
+            "csrf_token": tok(page.text), "username": "boss", "password": PW, "otp": otp,
+            "person": "院長", "staff_no": "1"}).status_code
+
+    assert login("") == 401
+    assert login("000000" if pyotp.TOTP(secret).now() != "000000" else "111111") == 401
+    code = pyotp.TOTP(secret).now()
+    assert login(code) == 302
+    assert login(code) == 401  # the same code cannot be used twice
+    assert gw("user", "totp", "boss", "--disable", "--data-dir", str(h.data_dir)).returncode == 0
+    assert login("") == 302

@@ -124,6 +124,10 @@ class Database:
         with self.write_lock:
             conn = self.conn()
             conn.executescript(SCHEMA)
+            cols = {r["name"] for r in conn.execute("PRAGMA table_info(users)")}
+            for col, decl in (("totp_secret", "TEXT"), ("totp_last", "INTEGER NOT NULL DEFAULT 0")):
+                if col not in cols:  # a database of an earlier version
+                    conn.execute(f"ALTER TABLE users ADD COLUMN {col} {decl}")
 
     def conn(self) -> sqlite3.Connection:
         c = getattr(self._local, "conn", None)

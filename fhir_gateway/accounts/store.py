@@ -19,6 +19,7 @@ import hmac
 import json
 import sqlite3
 import time
+from datetime import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,10 +155,55 @@ class AccountStore:
         account = Rule(self.max_failures * ACCOUNT_FACTOR, 60, self.lock_seconds)
         return [(f"login|{username}|{client}", per_client), (f"login|{username}|*", account)]
 
-    def authenticate(self, username: str, password: str, client: str = "") -> tuple[User | None, str]:
+    # --- optional TOTP (RFC 6238) per account ------------------------------------------------
+    def enable_totp(self, username: str) -> str:
+        """Give the account a new TOTP secret; returns the otpauth:// URI to show once."""
+        import pyotp
+        if not self.get(username):
+            raise AccountError(f"no user {username!r}")
+        secret = pyotp.random_base32()
+        self.db.write("UPDATE users SET totp_secret = ?, totp_last = 0 WHERE username = ?",
+                      (secret, username))
+        return pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name="fhir-gateway")
+
+    def disable_totp(self, username: str) -> None:
+        if not self.get(username):
+            raise AccountError(f"no user {username!r}")
+        self.db.write("UPDATE users SET totp_secret = NULL, totp_last = 0 WHERE username = ?",
+                      (username,))
+
+    def has_totp(self, username: str) -> bool:
+        row = self.db.execute("SELECT totp_secret FROM users WHERE username = ?",
+                              (username,)).fetchone()
+        return bool(row and row["totp_secret"])
+
+    def _check_totp(self, row, code: str) -> bool:
+        """The code of this or the neighbouring 30-s step, each step usable once (no replay)."""
+        import pyotp
+        secret = row["totp_secret"] if "totp_secret" in row.keys() else None
+        if not secret:
+            return True
+        code = (code or "").strip()
+        if not (code.isdigit() and len(code) == 6):
+            return False
+        totp = pyotp.TOTP(secret)
+        now = time.time()
+        for step in (0, -1, 1):
+            at = now + step * totp.interval
+            counter = totp.timecode(datetime.fromtimestamp(at))
+            if hmac.compare_digest(totp.at(at), code):
+                hit = self.db.write("UPDATE users SET totp_last = ? WHERE username = ? AND "
+                                    "totp_last < ? RETURNING username",
+                                    (counter, row["username"], counter)).fetchone()
+                return hit is not None
+        return False
+
+    def authenticate(self, username: str, password: str, client: str = "",
+                     otp: str = "") -> tuple[User | None, str]:
         """(user, "") on success, else (None, reason code) — the form shows one generic message.
 
-        Reason codes: unknown, disabled, locked, bad-password.  A locked account stays locked
+        Reason codes: unknown, disabled, locked, bad-password, bad-otp (an account with TOTP
+        enabled also needs ``otp``, the current 6-digit code).  A locked account stays locked
         even for the right password until the lock expires.  Every path runs one scrypt check
         (unknown, disabled and locked accounts answer in the same time as a real one), and the
         attempt is counted atomically *before* the check (see :mod:`.attempts`)."""
@@ -171,6 +217,8 @@ class AccountStore:
                                  password or "")
         if reason:
             return None, reason
+        if ok and not self._check_totp(row, otp):
+            return None, "bad-otp"  # counted like a wrong password
         if not ok:
             return None, "locked" if self.attempts.blocked(keys[0][0]) or \
                 self.attempts.blocked(keys[1][0]) else "bad-password"

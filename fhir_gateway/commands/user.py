@@ -38,6 +38,10 @@ def register(subparsers) -> None:
     common(pw)
     ls = sub.add_parser("list", help="list accounts")
     common(ls)
+    tp = sub.add_parser("totp", help="require a TOTP code at login (prints the otpauth URI once)")
+    tp.add_argument("username")
+    tp.add_argument("--disable", action="store_true", help="remove the account's TOTP")
+    common(tp)
     d = sub.add_parser("disable", help="disable an account (ends its sessions)")
     d.add_argument("username")
     d.add_argument("--enable", action="store_true", help="re-enable instead")
@@ -95,6 +99,17 @@ def run(args: argparse.Namespace) -> int:
             store.audit("user-enable" if args.enable else "user-disable", username="cli",
                         detail={"user": args.username})
             print(f"{args.username} {'enabled' if args.enable else 'disabled'}")
+        elif cmd == "totp":
+            if args.disable:
+                store.disable_totp(args.username)
+                store.audit("user-totp-off", username="cli", detail={"user": args.username})
+                print(f"{args.username}: TOTP removed")
+            else:
+                uri = store.enable_totp(args.username)
+                store.audit("user-totp-on", username="cli", detail={"user": args.username})
+                print(uri)
+                print("(add it to an authenticator app now: it is not shown again)",
+                      file=sys.stderr)
         else:
             print(f"{'user':20} {'role':15} {'facility':12} {'state':9} created  display")
             for u in store.users():

@@ -181,6 +181,10 @@ CREATE TABLE attempts (
     blocked_until DOUBLE PRECISION NOT NULL
 );
 """),
+    Step(6, "optional TOTP per account (accounts/totp.py)", """
+ALTER TABLE users ADD COLUMN totp_secret TEXT;
+ALTER TABLE users ADD COLUMN totp_last BIGINT NOT NULL DEFAULT 0;
+"""),
 )
 LATEST = STEPS[-1].version
 

@@ -129,6 +129,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "reauth_failed": ("パスワードが違います", "Wrong password"),
     "reauth_password": ("パスワード (再確認)", "Password (confirm)"),
     "viewer_closed": ("閲覧機能は現在利用できません (アカウント情報を読めません)。管理者に連絡してください。", "The viewer is unavailable (the account store cannot be read). Tell an administrator."),
+    "otp": ("ワンタイムコード (設定した人のみ)", "One-time code (if enabled)"),
     "memo_tampered": ("改ざんの疑い: このメモの記録は書かれた後に変更されています", "Possibly tampered: this memo's record was changed after it was written"),
     "memo_journal_broken": ("メモの記録の検証に失敗しました。管理者に連絡してください", "The memo journal fails verification. Tell an administrator"),
     "memo_own_only": ("誤記にできるのは書いた本人と病院管理者だけです。訂正は新しいメモとして追加してください。", "Only the author or a hospital admin can mark a memo as entered in error; others add a new memo."),

@@ -152,7 +152,7 @@ def login():
         person = textsafe.strip(f.get("person", "")).strip()[:80]  # never stored with \x01
         staff_no = textsafe.strip(f.get("staff_no", "")).strip()[:40]
         user, why = state().accounts.authenticate(username, f.get("password", ""),
-                                                  request.remote_addr or "")
+                                                  request.remote_addr or "", f.get("otp", ""))
         if user and person and staff_no:
             keep_lang = session.get("lang")
             session.clear()
@@ -313,7 +313,8 @@ def _reauthenticate(user) -> None:
     a session left open on a ward PC cannot open a hospital's data to everyone (item 4)."""
     pw = request.form.get("password", "")
     if pw:
-        ok, why = state().accounts.authenticate(user.username, pw, request.remote_addr or "")
+        ok, why = state().accounts.authenticate(user.username, pw, request.remote_addr or "",
+                                                request.form.get("otp", ""))
         audit("reauth", outcome="ok" if ok else "failed", detail={"reason": why})
         if not ok:
             raise AccountError(t("reauth_failed"))
