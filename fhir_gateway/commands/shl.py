@@ -19,9 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = ssub.add_parser("create", help="encrypt a patient's summary and print its shlink")
     c.add_argument("--facility", required=True, help="facility code")
     c.add_argument("--patient", required=True, help="patient id")
-    c.add_argument("--base-url", required=True,
+    c.add_argument("--base-url",
                    help="public URL of this server as the patient's reader reaches it, "
-                        "e.g. https://gateway.example.jp")
+                        "e.g. https://gateway.example.jp (default: public_url of the config)")
     pc = c.add_mutually_exclusive_group()
     pc.add_argument("--passcode", help="passcode the reader must give (shared separately)")
     pc.add_argument("--passcode-stdin", action="store_true", help="read the passcode from stdin")
@@ -65,6 +65,10 @@ def run_create(args: argparse.Namespace) -> int:
         return 2
     if args.facility not in cfg.facilities:
         return _fail(f"facility {args.facility} is not in {args.config}")
+    args.base_url = args.base_url or cfg.public_url
+    if not args.base_url:
+        return _fail("give --base-url, or set public_url in the config: the link must name "
+                     "this server as the patient's reader reaches it")
     if not args.base_url.startswith(("https://", "http://")):
         return _fail("--base-url must start with https:// (or http:// for a local test)")
     try:
