@@ -8,6 +8,9 @@ the mapped resources of one patient.  Pure: it never changes the dicts it is giv
 shared by the mapped-file cache); a changed resource is a copy.  The service layer calls it
 when it gathers a patient's resources.
 
+A plan (ADT-21 入院予定, ADT-51 退院予定, ADT-41 転科転棟予定) that was carried out takes the
+status of the event that carried it out.
+
 Pairing rule (admission ↔ discharge, leave ↔ return): the visit number (PV1-19, the
 ``visit-number`` identifier) when both carry one; else the admission time (PV1-44,
 ``period.start``) when both carry one; else the nearest earlier open event.
@@ -19,6 +22,10 @@ from .embedded import dedupe_allergies
 
 # (opening data type, closing data type)
 PAIRS = (("ADT-22", "ADT-52"), ("ADT-31", "ADT-32"))
+# (plan, the event that carries it out): a plan that happened takes the event's status (an
+# admission plan is in-progress while the patient is in, finished after the discharge), an
+# unrealised plan stays planned, a cancelled one cancelled.  Paired by visit number, else time.
+PLANS = (("ADT-21", "ADT-22"), ("ADT-51", "ADT-52"), ("ADT-41", "ADT-42"))
 _VISIT = "/visit-number"
 
 
@@ -91,6 +98,20 @@ def close_encounters(encounters: list[dict]) -> dict[int, dict]:
             i = next(i for i in candidates if encounters[i] is hit)
             done.add(i)
             out[i] = _closed(out.get(i, encounters[i]), end, close_t)
+    for plan_t, real_t in PLANS:
+        reals = [i for i in by_type.get(real_t, []) if encounters[i].get("status") != "cancelled"]
+        for p in by_type.get(plan_t, []):
+            plan = encounters[p]
+            if plan.get("status") != "planned":
+                continue
+            visit, start = _visit(plan), _start(plan)
+            hit = next((i for i in reals if visit and _visit(encounters[i]) == visit), None)
+            if hit is None and start and not visit:
+                hit = next((i for i in reals if _start(encounters[i]) == start), None)
+            if hit is not None:
+                e = dict(out.get(p, plan))
+                e["status"] = out.get(hit, encounters[hit]).get("status", "finished")
+                out[p] = e
     return out
 
 

@@ -39,6 +39,8 @@ def test_pairing_by_visit_number_dates_and_cancellations() -> None:
     assert third["status"] == "in-progress" and "end" not in third["period"]  # A13: discharge cancelled
     fourth = [e for e in adm.values() if e["period"]["start"].startswith("2016-11-01")]
     assert {e["status"] for e in fourth} == {"cancelled"}  # A11 as its own record
+    plans = {e["identifier"][0]["value"]: e["status"] for e in view if "/ADT-21/" in e["meta"]["source"]}
+    assert plans == {"V1001": "finished", "V1009": "planned"}  # carried out / not yet
     leave = next(e for e in view if "/ADT-31/" in e["meta"]["source"])
     assert leave["status"] == "finished"
     assert all(loc["status"] == "completed" for loc in leave["location"])
