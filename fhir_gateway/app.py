@@ -116,9 +116,10 @@ def create_app(config: Config, *, auth: bool = True, cache_bytes: int | None = N
         log.error("%s", exc)
         return api_error(ServiceUnavailable(f"{exc}; try again shortly"))
     app.register_error_handler(StateUnavailable, state_down)
-    from .limits import MAX_BODY, RequestLimits
+    from .limits import MAX_BODY, Pool, RequestLimits
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
-    app.wsgi_app = RequestLimits(app.wsgi_app)  # before Flask, auth and any search work
+    # before Flask, auth and any search work; heavy slots shared by all worker processes
+    app.wsgi_app = RequestLimits(app.wsgi_app, Pool(lock_dir=config.data_dir / "run"))
     from .hosts import PublicHost
     app.wsgi_app = PublicHost(app.wsgi_app, getattr(config, "public_url", ""),
                               getattr(config, "trusted_hosts", ()))

@@ -8,6 +8,8 @@ audit trail hang off it later."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import os
@@ -105,6 +107,28 @@ class TokenStore:
         """Create a token and return its clear text (shown once, never stored).
 
         ``audit``: the token may also read the facility's AuditEvents (hospital admins)."""
+        with self._exclusive():
+            return self._create(name, facility, audit)
+
+    @contextlib.contextmanager
+    def _exclusive(self):
+        """One writer of the token file across processes: two ``token create`` at once used to
+        read the same file and the second save dropped the first token."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT,
+                         0o600)
+        except OSError:  # a store that keeps its tokens elsewhere (PostgreSQL)
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._mtime = -1  # re-read under the lock
+            yield
+        finally:
+            os.close(fd)
+
+    def _create(self, name: str, facility: str, audit: bool) -> str:
         tokens = dict(self._load())
         tid = secrets.token_hex(_ID_BYTES)
         secret = secrets.token_urlsafe(32)
@@ -120,15 +144,16 @@ class TokenStore:
 
     def revoke(self, ident: str) -> bool:
         """Revoke by id or by name; True when something was revoked."""
-        tokens = dict(self._load())
-        hit = False
-        for t in tokens.values():
-            if (t.id == ident or t.name == ident) and not t.revoked:
-                t.revoked = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-                hit = True
-        if hit:
-            self._save(tokens)
-        return hit
+        with self._exclusive():
+            tokens = dict(self._load())
+            hit = False
+            for t in tokens.values():
+                if (t.id == ident or t.name == ident) and not t.revoked:
+                    t.revoked = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+                    hit = True
+            if hit:
+                self._save(tokens)
+            return hit
 
     def verify(self, token: str) -> Principal | None:
         parts = token.split("_", 2)

@@ -9,8 +9,9 @@ any search work, so that an unauthenticated or oversized request costs almost no
   parameters, a value above :data:`MAX_VALUE` characters or more than :data:`MAX_ALTERNATIVES`
   comma-separated alternatives (400) — as a FHIR OperationOutcome under ``/fhir/``.
 * Heavy work (``$everything``, ``$export``, searches with ``_count`` above 100 or a ``:text``
-  modifier) runs in a bounded pool: :data:`HEAVY_SLOTS` at a time per worker process and one per
-  client (bearer token, else address).  A heavy request that finds no slot is answered at once
+  modifier) runs in a bounded pool: :data:`HEAVY_SLOTS` at a time for the whole server (all
+  worker processes: ``flock`` slots in ``{data_dir}/run``) and one per client (bearer token,
+  else address).  A heavy request that finds no slot is answered at once
   (503, or 429 for the client's own second one) with ``Retry-After`` instead of holding a
   waitress thread, so plain reads always find a free thread.
 """
@@ -73,33 +74,87 @@ def is_heavy(path: str, pairs: list[tuple[str, str]]) -> bool:
 
 
 class Pool:
-    """Per-process slots for heavy requests, and per-client counts."""
+    """Slots for heavy requests shared by every worker process, and per-client counts.
 
-    def __init__(self, slots: int = HEAVY_SLOTS, per_client: int = HEAVY_PER_CLIENT) -> None:
-        self.slots = threading.BoundedSemaphore(max(1, slots))
-        self.per_client = per_client
+    With ``lock_dir`` a slot is an exclusive, non-blocking ``flock`` on one of ``slots`` files
+    (and a client's turn one on a file named by its hash): the limits hold across the pre-forked
+    workers, and a crashed worker's locks vanish with its descriptors.  Without ``lock_dir``
+    (tests, single process) the same counts are kept in memory."""
+
+    def __init__(self, slots: int = HEAVY_SLOTS, per_client: int = HEAVY_PER_CLIENT,
+                 lock_dir: str | os.PathLike[str] | None = None) -> None:
+        self.slots = max(1, slots)
+        self.per_client = max(1, per_client)
+        self.lock_dir = os.fspath(lock_dir) if lock_dir else None
+        if self.lock_dir:
+            os.makedirs(self.lock_dir, mode=0o700, exist_ok=True)
+        self.sem = threading.BoundedSemaphore(self.slots)
         self.clients: dict[str, int] = {}
         self.lock = threading.Lock()
+        self.held: dict[int, list[int]] = {}  # id(token) -> fds (lock_dir mode)
 
-    def enter(self, client: str) -> None:
+    def _flock(self, name: str) -> int | None:
+        import fcntl
+        assert self.lock_dir is not None
+        fd = os.open(os.path.join(self.lock_dir, name), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError:
+            os.close(fd)
+            return None
+
+    def enter(self, client: str) -> object:
+        """A token for :meth:`leave`; raises :class:`Refused` (429/503) when there is no room."""
+        busy = Refused(503, "the server is busy with other heavy requests; retry shortly",
+                       "transient", 2)
+        mine = Refused(429, "this client already has a heavy request running ($everything, "
+                       "export or a large search); retry when it ends", "throttled", 2)
+        if self.lock_dir:
+            fds: list[int] = []
+            for i in range(self.per_client):
+                fd = self._flock(f"client-{client.replace(':', '_')}-{i}.lock")
+                if fd is not None:
+                    fds.append(fd)
+                    break
+            else:
+                raise mine
+            for i in range(self.slots):
+                fd = self._flock(f"slot-{i}.lock")
+                if fd is not None:
+                    fds.append(fd)
+                    break
+            else:
+                for fd in fds:
+                    os.close(fd)
+                raise busy
+            token = object()
+            with self.lock:
+                self.held[id(token)] = fds
+            return token
         with self.lock:
             if self.clients.get(client, 0) >= self.per_client:
-                raise Refused(429, "this client already has a heavy request running "
-                              "($everything, export or a large search); retry when it ends",
-                              "throttled", 2)
-            if not self.slots.acquire(blocking=False):
-                raise Refused(503, "the server is busy with other heavy requests; retry shortly",
-                              "transient", 2)
+                raise mine
+            if not self.sem.acquire(blocking=False):
+                raise busy
             self.clients[client] = self.clients.get(client, 0) + 1
+        return client
 
-    def leave(self, client: str) -> None:
+    def leave(self, token: object) -> None:
+        if self.lock_dir:
+            with self.lock:
+                fds = self.held.pop(id(token), [])
+            for fd in fds:
+                os.close(fd)  # closing the descriptor releases its flock
+            return
+        client = str(token)
         with self.lock:
             n = self.clients.get(client, 1) - 1
             if n:
                 self.clients[client] = n
             else:
                 self.clients.pop(client, None)
-            self.slots.release()
+            self.sem.release()
 
 
 class _Release:
@@ -134,7 +189,7 @@ class RequestLimits:
             return self.app(environ, start_response)
         client = _client(environ)
         try:
-            self.pool.enter(client)
+            token = self.pool.enter(client)
         except Refused as exc:
             return self._refuse(environ, start_response, exc)
         sized = []
@@ -155,12 +210,12 @@ class RequestLimits:
                     close = getattr(body, "close", None)
                     if close:
                         close()
-                self.pool.leave(client)
+                self.pool.leave(token)
                 return chunks
         except BaseException:
-            self.pool.leave(client)
+            self.pool.leave(token)
             raise
-        return _Release(body, lambda: self.pool.leave(client))
+        return _Release(body, lambda: self.pool.leave(token))
 
     def _check(self, environ) -> tuple[str, list[tuple[str, str]]]:
         raw_path = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""

@@ -874,3 +874,15 @@ def test_item4_admin_totp_is_required_when_enabled_and_not_replayable(tmp_path, 
     assert login(code) == 401  # the same code cannot be used twice
     assert gw("user", "totp", "boss", "--disable", "--data-dir", str(h.data_dir)).returncode == 0
     assert login("") == 302
+
+
+def test_concurrent_token_creates_keep_every_token(tmp_path):
+    """Found while benchmarking: two `token create` at once both read the file and the second
+    save dropped the first token (its holder got 401)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fhir_gateway.auth_tokens import TokenStore
+    with ThreadPoolExecutor(6) as ex:
+        tokens = list(ex.map(lambda i: make_token(tmp_path, name=f"c{i}"), range(6)))
+    store = TokenStore(tmp_path)
+    assert all(store.verify(t) is not None for t in tokens) and len(store.list()) == 6
