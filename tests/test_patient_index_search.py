@@ -32,6 +32,7 @@ def services(tmp_path_factory):
                     "--seed", "5", "--years", "1", "--facility", FACILITY, "--messy", "0.15",
                     "--receipts-out", str(base / "r"), "--extended-out", str(base / "e"),
                     "--no-progress", "--workers", "2"], check=True, capture_output=True)
+    _partial_birth_dates(root)
     from test_services_perf import _age
     _age(root)  # folders untouched for an hour: the index trusts their mtimes
     fac = Facility(FACILITY, "t", (root,))
@@ -42,6 +43,30 @@ def services(tmp_path_factory):
     walked = FacilityService(fac, MappedCache(64 << 20), data, index_factory=WalkIndex)
     yield indexed, walked
     ix.close()
+
+
+PARTIAL = {0: b"1970", 1: b"197003", 2: b"1971"}  # birth dates known to the year or month
+
+
+def _partial_birth_dates(root: Path) -> None:
+    """Cut PID-7 of three patients' ADT-00 files to a year or a month (real registries have
+    them; FHIR ge/le/sa/eb compare such a date as a period)."""
+    pids = sorted(p.name for p in root.glob("*/*/*"))
+    for n, birth in PARTIAL.items():
+        for f in (root.glob(f"*/*/{pids[n]}/-/ADT-00/*")):
+            segs = f.read_bytes().split(b"\r")
+            for i, seg in enumerate(segs):
+                if seg.startswith(b"PID|"):
+                    fields = seg.split(b"|")
+                    fields[7] = birth
+                    segs[i] = b"|".join(fields)
+            f.write_bytes(b"\r".join(segs))
+
+
+PARTIAL_QUERIES = [[("birthdate", v)] for v in (
+    "1970", "1970-03", "1970-03-15", "ge1970-03-15", "le1970-03-15", "gt1970-02", "lt1970-04",
+    "sa1969-12-31", "eb1971-06-30", "ne1970", "ge1971-06", "le1971-01-01", "1971",
+    "ge1970-03-15T10:00:00+09:00", "le1969-12-31T23:00:00-05:00")]
 
 
 def _patients(svc: FacilityService) -> list[dict]:
@@ -84,7 +109,7 @@ def _queries(patients: list[dict], seed: int = 17) -> list[list[tuple[str, str]]
         vals = [v for p in patients for v in match.values(p, sp)]
         single += [[q] for q in _variants(rng, name, sp.type, vals)]
     pairs = [rng.choice(single) + rng.choice(single) for _ in range(60)]
-    return single + pairs
+    return single + pairs + PARTIAL_QUERIES
 
 
 def _ids(svc, items):
@@ -96,6 +121,7 @@ def test_index_and_walk_agree_on_every_parameter(services):
     indexed, walked = services
     patients = _patients(walked)
     assert len(patients) > 50
+    assert sum(len(p.get("birthDate", "")) in (4, 7) for p in patients) == len(PARTIAL)
     queries = _queries(patients)
     assert len(queries) > 200
     declared = {n for q in queries for n, _ in q}

@@ -479,14 +479,29 @@ class PatientIndex:
         ids without one (no single ADT-00, a derived Patient) are left out."""
         s = self._searcher()
         col = self._local.patients
+        where = self._docnums(s)
         out: dict[str, tuple[dict, tuple]] = {}
         for pid in pids:
-            for d in s.docs_for_query(Term("pid", str(pid))):
-                b = col[d]
-                if b:
-                    v = orjson.loads(b)
-                    out[pid] = (v["r"], tuple(v["f"]))
+            d = where.get(pid)
+            b = col[d] if d is not None else b""
+            if b:
+                v = orjson.loads(b)
+                out[pid] = (v["r"], tuple(v["f"]))
         return out
+
+    def _docnums(self, searcher) -> dict[str, int]:
+        """pid -> live docnum of the searcher's generation (from the ``keys`` list; built once
+        per generation, shared by threads like the list)."""
+        keys = self._keys_of(searcher)
+        with self._keys_lock:
+            hit = getattr(self, "_docnum_cache", None)
+            if hit is not None and hit[0] is keys:
+                return hit[1]
+        reader = searcher.reader()
+        where = {k[k.rindex(SEP) + 1:]: d for d, k in enumerate(keys) if not reader.is_deleted(d)}
+        with self._keys_lock:
+            self._docnum_cache = (keys, where)
+        return where
 
     # -- query planning ---------------------------------------------------------------------------
     def _plan(self, name, family, given, kana, birthdate, gender, identifier, text) -> _Plan | None:

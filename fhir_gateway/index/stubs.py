@@ -14,7 +14,8 @@ Terms (one ``sterm`` field, a group prefix per kind):
   (:mod:`.keys`); a default or ``:exact`` query of one character is the marker, longer queries
   the AND of their grams (prefix and exact matches are substrings).
 * token parameters: ``{param}={code}`` for every code the parameter reaches.
-* ``birthdate``: the ``birth`` number (YYYYMMDD), ranges widened by a year (partial dates, zones);
+* ``birthdate``: the ``birth`` number (YYYYMMDD; 00 for an unknown month or day): the range, plus
+  the partial dates of its boundary years (a dateTime's range widened by a year for its zone);
   ``_lastUpdated``: the ``updated`` number (epoch seconds), ranges widened by a second.
 """
 
@@ -141,10 +142,16 @@ def _birth_query(c: Criterion) -> Query | None:
             lo, hi = K.birth_range(v)
         except K.BadCriterion:
             return None
-        # a year either side: year-only birth dates (YYYY0000) and dateTimes in other zones
-        lo = max(0, (lo // 10000 - 1) * 10000)
-        hi = min(99999999, (hi // 10000 + 1) * 10000 + 9999)
+        if "T" in v:  # a dateTime: its zone may move the day across a year's end
+            lo = max(0, (lo // 10000 - 1) * 10000)
+            hi = min(99999999, (hi // 10000 + 1) * 10000 + 9999)
         alts.append(NumericRange("birth", lo, hi))
+        # birth dates known to the year or month only (YYYY0000, YYYYMM00) of the boundary
+        # years may match a range they are not inside (FHIR ge/le on a partial date)
+        for year in {lo // 10000, hi // 10000}:
+            for n in [year * 10000] + [year * 10000 + m * 100 for m in range(1, 13)]:
+                if not lo <= n <= hi:
+                    alts.append(NumericRange("birth", n, n))
     return _or(alts)
 
 
