@@ -18,6 +18,7 @@ from . import terminology as term
 from .adt_61 import allergy
 from .context import MapContext
 from .ids import resource_id
+from .registry import register_al1
 
 # OBX-3 texts of body measurements when the code is not JLAC10 (local codes in orders).
 _BODY_BY_NAME = {"身長": "9N001", "体重": "9N006"}
@@ -85,6 +86,7 @@ def references(observations: list[dict]) -> list[dict]:
     return [{"reference": f"Observation/{o['id']}"} for o in observations]
 
 
+@register_al1
 def allergies(msg: Message, ctx: MapContext) -> list[dict]:
     """Every AL1 of the message -> AllergyIntolerance ``{key}.alg.{n}``."""
     return [allergy(ctx, resource_id(ctx.name, "alg", i), al1[2], al1[3], al1[4], al1[5], al1[6])

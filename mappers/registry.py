@@ -14,6 +14,15 @@ MAPPERS: dict[str, Mapper] = {}
 # Data types whose mapper reads AL1 itself (its module lists "AL1" in READS_SEGMENTS); every
 # other message's AL1 segments are mapped by map_message (mappers.embedded.allergies).
 _OWN_AL1: set[str] = set()
+# That AL1 mapper, registered by mappers.embedded (imported with the package) rather than
+# imported here: it uses mappers that import this module (no import cycle).
+_AL1: list[Mapper] = []
+
+
+def register_al1(fn: Mapper) -> Mapper:
+    """Decorator: the mapper of AL1 segments in messages whose own mapper skips them."""
+    _AL1[:] = [fn]
+    return fn
 
 
 def register(*data_types: str) -> Callable[[Mapper], Mapper]:
@@ -44,9 +53,8 @@ def map_message(msg: Message, ctx: MapContext) -> list[dict]:
     try:
         out = mapper(msg, ctx)
         if msg.has_segment("AL1") and ctx.name.data_type not in _OWN_AL1:
-            from .embedded import allergies  # AL1 in any message (orders carry them too)
-
-            out.extend(allergies(msg, ctx))
+            for al1 in _AL1:  # AL1 in any message (orders carry them too)
+                out.extend(al1(msg, ctx))
         return out
     except MappingError:
         raise

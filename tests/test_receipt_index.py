@@ -61,7 +61,8 @@ def service(h, data_dir: Path | None = None):
 
 
 def claim_ids(svc, pid: str) -> list[str]:
-    claims, problems = svc.claims.for_patient(pid)
+    part = svc.claims.for_patient(pid)
+    claims, problems = part.resources, part.problems
     assert not [p for p in problems if p.severity == "error"], problems
     return sorted(c["id"] for c in claims if c["resourceType"] == "Claim")
 
@@ -189,7 +190,7 @@ def test_a_file_rewritten_between_index_and_read_is_reindexed(tmp_path: Path) ->
     assert len(ids) == 3
     row = svc.claims.index.files()[(str(h.receipts), "B.UKE")]
     assert (row.size, row.mtime_ns) == (b.stat().st_size, b.stat().st_mtime_ns)
-    comments = [i for c in svc.claims.for_patient(pid)[0] if c["resourceType"] == "Claim"
+    comments = [i for c in svc.claims.for_patient(pid).resources if c["resourceType"] == "Claim"
                 for i in c.get("supportingInfo", []) if "追記" in i.get("valueString", "")]
     assert len(comments) == 2  # the new bytes were read, not the old ranges
     # rewritten keeping size and mtime (a copy tool that preserves them): the bytes at the
@@ -200,7 +201,7 @@ def test_a_file_rewritten_between_index_and_read_is_reindexed(tmp_path: Path) ->
     assert b.stat().st_size == st.st_size
     os.utime(b, ns=(st.st_atime_ns, st.st_mtime_ns))
     other = service(h)  # another worker: its cache is empty, the index file is the same
-    claims = [c for c in other.claims.for_patient(pid)[0] if c["resourceType"] == "Claim"]
+    claims = [c for c in other.claims.for_patient(pid).resources if c["resourceType"] == "Claim"]
     assert sorted(c["identifier"][0]["value"] for c in claims if "B.UKE" in c["meta"]["source"]) \
         == ["1", "2"]
 

@@ -255,7 +255,8 @@ def test_claims_map_only_the_patients_receipts(tmp_path: Path) -> None:
     big = _uke(h.receipts, "B.UKE", "202304", others + [(str(int(pid)), "山田　太郎")])
     svc = Gateway(from_args([str(h.root)], FAC, data_dir=str(h.data_dir),
                             receipts=[str(h.receipts)])).facility(FAC)
-    claims, problems = svc.claims.for_patient(pid)
+    part = svc.claims.for_patient(pid)
+    claims, problems = part.resources, part.problems
     mine = sorted(c["id"] for c in claims if c["resourceType"] == "Claim")
     assert len(mine) == 2 and not problems  # one in RECEIPTC.UKE, one in B.UKE
     mapped = [k for k in svc.cache._data if k[0] == "uke"]
@@ -269,7 +270,7 @@ def test_claims_map_only_the_patients_receipts(tmp_path: Path) -> None:
     # a rewritten file is re-indexed: a new receipt of the patient appears
     _uke(h.receipts, "B.UKE", "202304", others + [(str(int(pid)), "山田　太郎")] * 2)
     os.utime(big, ns=(time.time_ns(), time.time_ns() + 1_000_000_000))
-    again = [c for c in svc.claims.for_patient(pid)[0] if c["resourceType"] == "Claim"]
+    again = [c for c in svc.claims.for_patient(pid).resources if c["resourceType"] == "Claim"]
     assert len(again) == 3
     assert any(r["resourceType"] == "Claim" for r in svc.everything(pid).resources)
 

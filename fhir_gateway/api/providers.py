@@ -11,7 +11,7 @@ from conformance import Criterion, Query, QueryError, ResourceDef, registry
 from fhir_gateway.paging import BadCursor, Pager
 from fhir_gateway.services import FacilityService
 from fhir_gateway.services import match
-from fhir_gateway.services.facility import NotFound, ServiceError
+from fhir_gateway.services.errors import NotFound, ServiceError
 
 from . import bundle
 from .errors import FhirError

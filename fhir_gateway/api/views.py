@@ -10,10 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from conformance import registry
 from mappers.ids import FHIR_ID
-from fhir_gateway.services import (
-    BrokenResource, FacilityService, Gone, NotFound, PatientRequired, StorageUnavailable,
-)
-from fhir_gateway.services.facility import ServiceError
+from fhir_gateway.services import FacilityService, ServiceError
 from fhir_gateway.smart import OAuthError, scopes
 from fhir_gateway.smart.discovery import smart_config
 
@@ -157,17 +154,9 @@ def _fhir_error(exc: FhirError):
 
 @blueprint.errorhandler(ServiceError)
 def _service_error(exc: ServiceError):
-    if isinstance(exc, Gone):
-        return fhir_response(outcome(str(exc), "deleted"), 410)
-    if isinstance(exc, NotFound):
-        return fhir_response(outcome(str(exc), "not-found"), 404)
-    if isinstance(exc, PatientRequired):
-        return fhir_response(outcome(str(exc), "too-costly"), 400)
-    if isinstance(exc, BrokenResource):
-        return fhir_response(problem_outcome(exc.problems), 422)
-    if isinstance(exc, StorageUnavailable):
-        return fhir_response(outcome(str(exc), "transient"), 503)
-    return fhir_response(outcome(str(exc)), 500)
+    """Every service error carries its status and issue code (file problems when it has any)."""
+    body = problem_outcome(exc.problems) if exc.problems else outcome(str(exc), exc.code)
+    return fhir_response(body, exc.status)
 
 
 # -- helpers ---------------------------------------------------------------------------------------

@@ -151,16 +151,18 @@ def _map(opts: Options, res, sf: StoredFile, out: ChunkResult) -> list[dict]:
     from mappers import MAPPERS, MapContext
     from mappers.audit import KIND_UNMAPPED, audit_message
 
+    from fhir_gateway.services.readmap import call_safely
+
     dtype = sf.name.data_type  # type: ignore[union-attr]
     if dtype not in MAPPERS:
         out.unmapped.add(dtype)
         return []
-    try:
-        resources, unmapped = audit_message(res.message, MapContext(opts.facility, sf.relpath,
-                                                                    sf.name))
-    except Exception as exc:  # noqa: BLE001 - any mapper failure is a finding, not a crash
-        reason = str(exc) if type(exc).__name__ == "MappingError" else f"{type(exc).__name__}: {exc}"
-        return [problem(sf.relpath, KIND_MAPPING, f"cannot be converted to FHIR: {reason}")]
+    got, failed = call_safely(sf.relpath, audit_message, res.message,
+                              MapContext(opts.facility, sf.relpath, sf.name))
+    if failed or got is None:  # any mapper failure is a finding, not a crash
+        return [problem(sf.relpath, KIND_MAPPING, f"cannot be converted to FHIR: {p.reason}")
+                for p in failed]
+    resources, unmapped = got
     if not isinstance(resources, list):
         return [problem(sf.relpath, KIND_MAPPING, "the mapper returned no list of resources")]
     found = []

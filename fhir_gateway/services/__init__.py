@@ -1,18 +1,21 @@
 """The internal service layer: what the REST API and the viewer both call.
 
 ``Gateway(config).facility(code)`` gives a :class:`FacilityService` with ``read``, ``vread``,
-``history``, ``search``, ``everything`` and ``patient_bundle``; files are read through the
-replica set and a shared byte-bounded cache of mapped files."""
+``history``, ``search``, ``everything`` and ``patient_bundle``, composed of
+:class:`ResourceSource` s (SS-MIX2 storage, receipts, extended storage, plug-ins); files are read
+through the replica set and a shared byte-bounded cache of mapped files.  Errors carry their
+HTTP status and FHIR issue code (``errors``)."""
 
 from __future__ import annotations
 
 from fhir_gateway.config import Config
 
 from .cache import DEFAULT_MAX_BYTES, Mapped, MappedCache
-from .facility import (
-    BrokenResource, FacilityService, Gone, NotFound, PatientData, PatientRequired, SearchResult,
-    ServiceError, StorageUnavailable, WalkIndex, default_index,
+from .errors import (
+    BrokenResource, Gone, NotFound, PatientRequired, ServiceError, StorageUnavailable,
 )
+from .facility import FacilityService, WalkIndex, default_index
+from .resource_source import PatientData, ResourceSource, SearchResult
 
 
 class Gateway:
@@ -37,5 +40,6 @@ class Gateway:
 
 
 __all__ = ["BrokenResource", "FacilityService", "Gateway", "Gone", "Mapped", "MappedCache",
-           "NotFound", "PatientData", "PatientRequired", "SearchResult", "ServiceError",
+           "NotFound", "PatientData", "PatientRequired", "ResourceSource", "SearchResult",
+           "ServiceError",
            "StorageUnavailable", "WalkIndex"]

@@ -33,11 +33,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
+from conformance import Query
 from fhir_gateway.config import Facility
 from fhir_gateway.index.receipts import FileRow, IndexUnusable, ReceiptIndex, ReceiptRow
-from storage.reader import ERROR, KIND_IO, KIND_MAPPING, Problem
+from storage.reader import ERROR, KIND_IO, Problem
 
+from . import match
 from .cache import Mapped, MappedCache
+from .errors import NotFound
+from .readmap import map_safely
+from .resource_source import PatientPart, SearchResult, version_of
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -54,9 +59,7 @@ def is_receipt_patient_id(pid: str) -> bool:
     return bool(RECEIPT_PATIENT.match(pid))
 
 
-def ReceiptNotFound(message: str) -> Exception:  # noqa: N802 - the service layer's NotFound
-    from .facility import NotFound
-    return NotFound(message)
+ReceiptNotFound = NotFound  # the service layer's NotFound (no import cycle: services.errors)
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,11 @@ class _Live:
 
 
 class ClaimSource:
+    """A :class:`~fhir_gateway.services.resource_source.ResourceSource` (not cached: the
+    receipt index is its own cache)."""
+
+    name = "receipts"
+    types: frozenset[str] | None = frozenset({"Claim", "Coverage"})
     BUILD_WAIT = 1.0  # seconds a request waits for a running first build before answering without
 
     def __init__(self, facility: Facility, cache: MappedCache,
@@ -232,17 +240,17 @@ class ClaimSource:
                 continue
             problems = [p for p in uf.problems if p.severity == ERROR and p.offset is not None
                         and r.start <= p.offset < r.end]
-            resources: list[dict] = []
-            try:
+
+            def map_one(got=got) -> list[dict]:
                 pid = match_patient(got.re["karte_no"], self.patient_exists)
                 resources = map_receipt(got, ClaimContext(self.facility.code, f.rel, pid, last,
                                                           header))
                 apply_names(resources, self.masters)  # master names after the pure mapping
-            except Exception as exc:  # a mapper bug must not become a 500
-                log.exception("receipt mapping failed: %s line %s", f.rel, r.line)
-                problems.append(Problem(f"receipts/{f.rel}", KIND_MAPPING,
-                                        f"line {r.line}: receipt {r.receipt_no}: "
-                                        f"{type(exc).__name__}: {exc}"))
+                return resources
+
+            resources, failed = map_safely(f"receipts/{f.rel}", map_one,
+                                           prefix=f"line {r.line}: receipt {r.receipt_no}: ")
+            problems += failed
             m = Mapped.build(resources, problems)
             self.cache.put(("uke", str(f.path), f.size, f.mtime_ns, r.i, self.masters.version), m)
             out[r.i] = m
@@ -339,10 +347,11 @@ class ClaimSource:
                     and match_patient(r.karte, self.patient_exists) == pid]
         return live, rows
 
-    def for_patient(self, pid: str) -> tuple[list[dict], list[Problem]]:
+    def for_patient(self, pid: str, types: set[str] | None = None,
+                    files: list | None = None) -> PatientPart:
         """The patient's Claims and their Coverages: only the receipts that name ``pid`` are
         read (their byte ranges) and mapped."""
-        return self._checked(lambda: self._for_patient(pid))
+        return PatientPart(*self._checked(lambda: self._for_patient(pid)))
 
     def _for_patient(self, pid: str) -> tuple[list[dict], list[Problem]]:
         if self.index is None:
@@ -382,7 +391,25 @@ class ClaimSource:
                        == ref)
         return res, probs
 
-    def read(self, rid: str) -> dict:
+    # -- the ResourceSource interface ---------------------------------------------------------------
+    def owns(self, rtype: str, rid: str) -> bool:
+        return rtype == "Claim"
+
+    def search(self, rtype: str, query: Query) -> SearchResult | None:
+        """``GET Claim`` without a patient: every receipt of the facility."""
+        if rtype != "Claim":
+            return None
+        claims, problems = self.all()
+        return SearchResult([r for r in claims if match.matches_all(r, query.criteria)],
+                            list(problems))
+
+    def vread(self, rtype: str, rid: str, vid: str) -> dict:
+        return version_of(self.read(rtype, rid), vid, f"Claim/{rid}")
+
+    def history(self, rtype: str, rid: str) -> list[dict]:
+        return [self.read(rtype, rid)]
+
+    def read(self, rtype: str, rid: str) -> dict:
         """A Claim by id: the index says which receipt it is; only that one is read."""
         return self._checked(lambda: self._read_claim(rid))
 

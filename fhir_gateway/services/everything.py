@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING
 from storage.names import NO_DATE
 from storage.reader import Problem
 
+from . import match
 from .cache import clinical_range
 from .listing import patient_records
 from .match import JST
+from .resource_source import PatientData
 from .sources import data_types_for
 
 if TYPE_CHECKING:
@@ -88,7 +90,6 @@ class Chart:
                 except Exception:  # listed again (and reported) when the day is mapped
                     continue
         # receipts, plug-in sources, a derived Patient: small per patient, read whole
-        from .facility import PatientData
         extra = PatientData([])
         comp_has_patient = self._has_adt_patient(ss_days)
         svc._extras(pid, types, extra, _Probe(comp_has_patient), with_claims=False)
@@ -115,38 +116,38 @@ class Chart:
         if NO_DATE not in days:
             return False
         records, _ = patient_records(self.storage, self.svc.dirs, self.pid, ["ADT-00"], [NO_DATE])
+        source = self.svc.storage
         for rkey in sorted(records):
-            cur = self.svc._current(self.storage, records[rkey])
+            cur = source.current(records[rkey])
             if cur is not None and any(r.get("resourceType") == "Patient"
-                                       for r in self.svc._map_file(self.storage, *cur).resources):
+                                       for r in source.map_file(self.storage, *cur).resources):
                 return True
         return False
 
     def day(self, day: str) -> tuple[tuple, list[Problem]]:
         """(resources of ``day`` in $everything order, filtered; problems of its files)."""
-        from .facility import _ordered
         svc, types = self.svc, self.types
         resources: list[dict] = []
         when: list = []
         problems: list[Problem] = []
         if day in self.ss_days and self.dtypes != []:
             records, rejects = patient_records(self.storage, svc.dirs, self.pid, self.dtypes, [day])
-            problems.extend(svc._reject_problem(f) for f in rejects)
+            problems.extend(svc.storage.reject_problem(f) for f in rejects)
             for rkey in sorted(records):
-                cur = svc._current(self.storage, records[rkey])
+                cur = svc.storage.current(records[rkey])
                 if cur is None:
                     continue
-                m = svc._map_file(self.storage, *cur)
+                m = svc.storage.map_file(self.storage, *cur)
                 problems.extend(m.problems)
                 for r, w in zip(m.resources, m.when):
                     if types is None or r.get("resourceType") in types:
                         resources.append(r)
                         when.append(w)
         if day in self.ext_days:
-            ext, eprobs, _ = svc.extended.for_patient(self.pid, types, dates=[day])
-            resources.extend(ext)
-            when.extend(clinical_range(r) for r in ext)
-            problems.extend(eprobs)
+            part = svc.extended.for_patient(self.pid, types, dates=[day])
+            resources.extend(part.resources)
+            when.extend(clinical_range(r) for r in part.resources)
+            problems.extend(part.problems)
         for r, w in self.extra.get(day, ()):
             resources.append(r)
             when.append(w)
@@ -211,3 +212,25 @@ def _page(chart: Chart, count: int, offset: int, pos: tuple[str, int] | None) ->
             nxt = (d, skip + len(take))
             break
     return Page(out, None, nxt, problems)
+
+
+def _ordered(resources, when, start: str | None, end: str | None, since: str | None
+             ) -> tuple[tuple, tuple, tuple]:
+    """($everything order) (resources, whens, sort keys) kept by the date filters: the Patient
+    first, then by type, newest clinical date first, then id."""
+    lo = match.date_range(start)[0] if start and match.date_range(start) else None
+    hi = match.date_range(end)[1] if end and match.date_range(end) else None
+    since_r = match.date_range(since) if since else None
+    keep = []
+    for r, w in zip(resources, when):
+        rt = r.get("resourceType", "")
+        if since_r:
+            lu = match.date_range(r.get("meta", {}).get("lastUpdated", ""))
+            if lu is not None and lu[0] < since_r[0]:
+                continue
+        if rt != "Patient" and w is not None and (lo is not None or hi is not None):
+            if not ((lo is None or w[1] > lo) and (hi is None or w[0] < hi)):
+                continue
+        keep.append(((rt != "Patient", rt, -(w[0] if w else 0.0), r.get("id", "")), r, w))
+    keep.sort(key=lambda k: k[0])
+    return tuple(k[1] for k in keep), tuple(k[2] for k in keep), tuple(k[0] for k in keep)

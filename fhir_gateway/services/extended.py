@@ -22,10 +22,15 @@ from mappers.extended import ExtendedContext, extended_id, map_extended_folder, 
 from storage.extended import ContentFolder, ExtendedRecord, ExtendedStorage
 from storage.layout import UnsafePath
 from storage.names import FLAG_DELETED, is_valid_patient_id
-from storage.reader import KIND_IO, KIND_MAPPING, KIND_MISPLACED, KIND_NAME, WARNING, Problem
+from storage.reader import KIND_IO, KIND_MISPLACED, KIND_NAME, WARNING, Problem
+
+from conformance import Query
 
 from .cache import Mapped, MappedCache
+from .errors import Gone, NotFound
 from .listing import RACY_NS
+from .readmap import map_safely
+from .resource_source import PatientPart, SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,11 @@ def is_extended_id(rid: str) -> bool:
 
 
 class ExtendedSource:
+    """A :class:`~fhir_gateway.services.resource_source.ResourceSource` (cached)."""
+
+    name = "extended"
+    types: frozenset[str] | None = TYPES
+
     def __init__(self, facility: Facility, cache: MappedCache) -> None:
         self.code = facility.code
         self.cache = cache
@@ -46,6 +56,12 @@ class ExtendedSource:
 
     def __bool__(self) -> bool:
         return bool(self.roots)
+
+    def owns(self, rtype: str, rid: str) -> bool:
+        return is_extended_id(rid)
+
+    def search(self, rtype: str, query: Query) -> SearchResult | None:
+        return None  # documents are searched per patient
 
     # -- listing ------------------------------------------------------------------------------
     def _records(self, pid: str, dates: Iterable[str] | None = None
@@ -58,10 +74,10 @@ class ExtendedSource:
                 continue
             yield ext, recs, rejects
 
-    def signature(self, pid: str) -> tuple[tuple, bool]:
-        """(signature, racy): folder mtimes of the patient's extended storage (patient, date,
+    def signature(self, pid: str, types: set[str] | None = None) -> tuple[object, bool]:
+        """(signature, cacheable): folder mtimes of the patient's extended storage (patient, date,
         data-type and content folders) — any added, removed or renamed folder or file changes
-        one of them; racy when one changed too recently to trust (see services.listing)."""
+        one of them; not cacheable when one changed too recently to trust (services.listing)."""
         out: list = []
         for ext in self.roots:
             try:
@@ -73,7 +89,7 @@ class ExtendedSource:
                 continue
             out.append(_tree_mtimes(str(pdir), 3))
         sig = tuple(out)
-        return sig, time.time_ns() - _newest(sig) <= RACY_NS
+        return sig, time.time_ns() - _newest(sig) > RACY_NS
 
     # -- mapping ------------------------------------------------------------------------------
     def _map(self, ext: ExtendedStorage, folder: ContentFolder, version: int,
@@ -92,17 +108,16 @@ class ExtendedSource:
             return hit
         main = folder.main
         problems: list[Problem] = []
-        try:
+
+        def load_and_map() -> list[dict]:
             files = ext.load(folder, with_data=[main[0]] if main and main[1] == "hl7" else [])
-            problems += [Problem(f"{PREFIX}{folder.relpath}/{f.name}", KIND_IO, f.error, WARNING)
-                         for f in files if f.error]
-            resources = map_extended_folder(folder, ExtendedContext(
+            problems.extend(Problem(f"{PREFIX}{folder.relpath}/{f.name}", KIND_IO, f.error,
+                                    WARNING) for f in files if f.error)
+            return map_extended_folder(folder, ExtendedContext(
                 self.code, tuple(files), version, PREFIX, folder))
-        except Exception as exc:  # a mapper bug must not become a 500
-            log.exception("extended mapping failed: %s", folder.relpath)
-            resources = []
-            problems.append(Problem(PREFIX + folder.relpath, KIND_MAPPING,
-                                    f"internal mapping error: {type(exc).__name__}: {exc}"))
+
+        resources, more = map_safely(PREFIX + folder.relpath, load_and_map)
+        problems += more
         m = Mapped.build(resources, problems)
         self.cache.put(key, m)
         return m
@@ -116,12 +131,12 @@ class ExtendedSource:
                        f"content folder is in the wrong place: {cf.misplaced}")
 
     def for_patient(self, pid: str, types: set[str] | None = None, files: list | None = None,
-                    dates: Iterable[str] | None = None) -> tuple[list[dict], list[Problem], int]:
-        """Current documents (and their vital signs) of a patient: (resources, problems, folders);
+                    dates: Iterable[str] | None = None) -> PatientPart:
+        """Current documents (and their vital signs) of a patient (``files`` counts folders);
         the (path, size, mtime_ns) of every file read are appended to ``files``.  ``dates``:
         only those date folders (a ``$everything`` page)."""
         if not self.roots or (types is not None and not types & TYPES):
-            return [], [], 0
+            return PatientPart([])
         out: list[dict] = []
         problems: list[Problem] = []
         seen: set[tuple[str, str]] = set()
@@ -142,7 +157,7 @@ class ExtendedSource:
                     if (types is None or k[0] in types) and k not in seen:
                         seen.add(k)
                         out.append(r)
-        return out, problems, folders
+        return PatientPart(out, problems, folders)
 
     # -- instance level -----------------------------------------------------------------------
     def record(self, rid: str) -> tuple[ExtendedStorage, ExtendedRecord] | None:
@@ -161,7 +176,6 @@ class ExtendedSource:
         """(file name, every file name, bytes) of a file of the current version of the document
         holding ``rid``: the main document when ``name`` is None.  Names come from the folder
         listing, never from the request, so nothing escapes the storage root."""
-        from .facility import NotFound
         found = self.record(rid)
         if found is None or found[1].current is None:
             raise NotFound(f"{rid} not found")
@@ -178,7 +192,6 @@ class ExtendedSource:
 
     def versions(self, rid: str) -> tuple[ExtendedRecord, list[tuple[ContentFolder, dict | None]]]:
         """Every version of the record holding ``rid`` with the resource in it (or None)."""
-        from .facility import NotFound
         found = self.record(rid)
         if found is None:
             raise NotFound(f"{rid} not found")
@@ -190,7 +203,6 @@ class ExtendedSource:
         return rec, out
 
     def read(self, rtype: str, rid: str) -> dict:
-        from .facility import Gone, NotFound
         found = self.record(rid)
         if found is None:
             raise NotFound(f"{rtype}/{rid} not found")
@@ -207,7 +219,6 @@ class ExtendedSource:
         raise NotFound(f"{rtype}/{rid} not found")
 
     def vread(self, rtype: str, rid: str, vid: str) -> dict:
-        from .facility import Gone, NotFound
         rec, versions = self.versions(rid)
         if not vid.isdigit() or not 1 <= int(vid) <= len(versions):
             raise NotFound(f"{rtype}/{rid} has no version {vid}")
@@ -219,7 +230,6 @@ class ExtendedSource:
         return r
 
     def history(self, rtype: str, rid: str) -> list[dict]:
-        from .facility import Gone, NotFound
         rec, versions = self.versions(rid)
         out = [r for _, r in reversed(versions) if r is not None and r.get("resourceType") == rtype]
         if not out:

@@ -11,71 +11,38 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 
 from conformance import Query, registry
 from fhir_gateway.config import Facility
-from mappers import MapContext, MappingError, map_message
-from mappers.chart import assemble
 from mappers.extended import parse_extended_id
 from mappers.ids import parse_id
-from storage.layout import Record, Storage, StoredFile, UnsafePath
-from storage.names import FLAG_DELETED, NO_DATE, NO_ORDER, RecordKey, is_valid_patient_id
-from storage.reader import ERROR, KIND_IO, KIND_MAPPING, KIND_MISPLACED, KIND_NAME, Problem, \
-    read_path
+from storage.layout import Storage
+from storage.names import is_valid_patient_id
+from storage.reader import ERROR, Problem
 from storage.replicas import ReplicaSet
 
 from . import match
-from .cache import Compartment, CompartmentCache, Mapped, MappedCache, clinical_range
-from .extended import TYPES as EXTENDED_TYPES, is_extended_id
-from .listing import DirCache, one_record, patient_records, patient_signature
-from .sources import data_types_for
+from .cache import Compartment, CompartmentCache, MappedCache, clinical_range
+from .claims import ClaimSource
+from .errors import (  # noqa: F401 - re-exported for callers of the old home
+    BrokenResource, Gone, NotFound, PatientRequired, ServiceError, StorageUnavailable,
+)
+from .extended import ExtendedSource
+from .listing import DirCache
+from .plugins import PatientSource, PluginSource, ResourceReader
+from .resource_source import CachedSource, PatientData, ResourceSource, SearchResult, yields
+from .ssmix import StorageSource
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-PatientSource = Callable[[str, str], list[dict]]
-# Plug-in resources that do not live in the storage (e.g. viewer memos):
-# ``fn(facility_code, resource_type, id) -> dict | None``.
-ResourceReader = Callable[[str, str, str], "dict | None"]
-
-
-class ServiceError(Exception):
-    """Base of the errors the API turns into OperationOutcomes."""
-
-
-class NotFound(ServiceError):
-    pass
-
-
-class Gone(ServiceError):
-    """The record exists but its current version is a deletion (flag 0)."""
-
-
-class PatientRequired(ServiceError):
-    """A clinical search that names no patient (documented in the CapabilityStatement)."""
-
-
-class StorageUnavailable(ServiceError):
-    pass
-
-
-@dataclass
-class PatientData:
-    resources: list[dict]
-    problems: list[Problem] = field(default_factory=list)
-    files: int = 0
-    when: list = field(default_factory=list, repr=False)  # clinical (lo, hi) per resource
-
-
-@dataclass
-class SearchResult:
-    matches: list[dict]
-    problems: list[Problem] = field(default_factory=list)
 
 
 class FacilityService:
+    """One facility: failover over its storage roots, the compartment cache, the patient index,
+    and the :class:`ResourceSource` s it composes (an id is answered by the one that owns it)."""
+
     def __init__(self, facility: Facility, cache: MappedCache, data_dir=None,
                  index_factory: Callable[["FacilityService"], object] | None = None) -> None:
         self.facility = facility
@@ -85,34 +52,30 @@ class FacilityService:
         self.replicas = ReplicaSet(facility.storage)
         self.dirs = DirCache()
         self.compartments = CompartmentCache()
-        self._sources: list[PatientSource] = []
-        self._readers: list[ResourceReader] = []
         self._index = None
         self._index_factory = index_factory
-        from .claims import ClaimSource
-        from .extended import ExtendedSource
+        self.storage = StorageSource(self.code, cache, self.dirs, self._with_storage)
         self.claims = ClaimSource(facility, cache, self.patient_exists,
                                   Path(data_dir) if data_dir is not None else None)
         self.extended = ExtendedSource(facility, cache)
+        self.plugins = PluginSource(self.code)
+        # asked in this order for an id (storage last: it owns every id the others do not);
+        # the cached ones make up the compartment cache (storage first: see Compartment)
+        self.sources: list[ResourceSource] = [self.claims, self.extended, self.plugins,
+                                              self.storage]
 
     # -- hooks --------------------------------------------------------------------------------
     def add_patient_source(self, fn: PatientSource) -> None:
         """Extra resources of a patient (e.g. the viewer's memos): ``fn(facility_code, pid)``."""
-        self._sources.append(fn)
+        self.plugins.sources.append(fn)
 
     def add_resource_reader(self, fn: ResourceReader) -> None:
         """Resolve ids that are not storage ids (e.g. ``DocumentReference/memo-…``)."""
-        self._readers.append(fn)
+        self.plugins.readers.append(fn)
 
-    def _plugin_read(self, rtype: str, rid: str) -> dict | None:
-        """Ask the plug-in readers, but only for ids the storage cannot own."""
-        if rtype in ("Patient", "Claim") or parse_id(rid) is not None or is_extended_id(rid):
-            return None
-        for fn in self._readers:
-            found = fn(self.facility.code, rtype, rid)
-            if found is not None:
-                return found
-        return None
+    def source_of(self, rtype: str, rid: str) -> ResourceSource:
+        """The one source that owns ``rtype/rid``."""
+        return next(s for s in self.sources if s.owns(rtype, rid))
 
     @property
     def index(self):
@@ -175,142 +138,62 @@ class FacilityService:
                 return str(exc)
         return None
 
-    # -- files --------------------------------------------------------------------------------
-    def _map_file(self, storage: Storage, f: StoredFile, version: int,
-                  files: list | None = None) -> Mapped:
-        path = f"{storage.root}/{f.relpath}"  # relpath comes from a listing, not a request
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            return Mapped((), (Problem(f.relpath, KIND_IO, "the file disappeared while reading"),))
-        if files is not None:
-            files.append((path, st.st_size, st.st_mtime_ns))
-        key = (path, st.st_size, st.st_mtime_ns, version)
-        hit = self.cache.get(key)
-        if hit is not None:
-            return hit
-        res = read_path(Path(path), f.relpath, f.name)
-        problems = list(res.problems)
-        resources: list[dict] = []
-        if res.ok and f.name is not None:
-            ctx = MapContext(self.code, f.relpath, f.name, version)
-            try:
-                resources = map_message(res.message, ctx)  # type: ignore[arg-type]
-            except MappingError as exc:
-                problems.append(Problem(f.relpath, KIND_MAPPING, str(exc)))
-            except Exception as exc:  # a mapper bug must not become a 500
-                log.exception("mapper failed on %s", f.relpath)
-                problems.append(Problem(f.relpath, KIND_MAPPING,
-                                        f"internal mapping error: {type(exc).__name__}: {exc}"))
-        mapped = Mapped.build(resources, problems)
-        self.cache.put(key, mapped)
-        return mapped
-
-    @staticmethod
-    def _reject_problem(f: StoredFile) -> Problem:
-        if f.name is None:
-            return Problem(f.relpath, KIND_NAME, f"file name breaks the SS-MIX2 rule: {f.name_error}")
-        return Problem(f.relpath, KIND_MISPLACED, f"file is in the wrong folder: {f.misplaced}")
-
-    def _current(self, storage: Storage, rec: Record) -> tuple[StoredFile, int] | None:
-        cur = rec.current
-        if cur is None:
-            return None
-        return cur, rec.versions.index(cur) + 1
-
     # -- the patient compartment --------------------------------------------------------------
     def patient_exists(self, pid: str) -> bool:
-        if not is_valid_patient_id(pid):
-            return False
-        return self._with_storage(lambda s: s.patient_dir(pid) is not None)
+        return self.storage.patient_exists(pid)
 
     def _compartment(self, patient_id: str, types: set[str] | None) -> Compartment:
-        """The patient's SS-MIX2 and extended-storage resources of ``types`` (None = all),
-        reused while the folders' signature (mtimes: O(folders) stats) is unchanged."""
-        dtypes = data_types_for(types)
-        with_ext = bool(self.extended) and (types is None or bool(types & EXTENDED_TYPES))
-        tkey = frozenset(types) if types is not None else None
-
-        def run(storage: Storage) -> Compartment:
-            if dtypes == []:
-                sig, racy = ("-",), False
-            else:
-                sig, racy = patient_signature(storage, self.dirs, patient_id, dtypes)
-            ext_sig, ext_racy = self.extended.signature(patient_id) if with_ext else ((), False)
-            full = (sig, ext_sig)
-            key = (str(storage.root), patient_id, tkey)
-            hit = self.compartments.get(key, full)
-            if hit is not None:
-                return hit
-            resources: list[dict] = []
-            when: list = []
-            problems: list[Problem] = []
-            files: list[tuple[str, int, int]] = []
-            nfiles = cost = 0
-            if sig is not None and dtypes != []:
-                records, rejects = patient_records(storage, self.dirs, patient_id, dtypes)
-                problems.extend(self._reject_problem(f) for f in rejects)
-                nfiles += len(rejects)
-                for rkey in sorted(records):
-                    rec = records[rkey]
-                    nfiles += len(rec.versions)
-                    cur = self._current(storage, rec)
-                    if cur is None:
-                        continue
-                    m = self._map_file(storage, *cur, files=files)
-                    cost += m.cost
-                    problems.extend(m.problems)
-                    for r, w in zip(m.resources, m.when):
-                        if types is None or r.get("resourceType") in types:
-                            resources.append(r)
-                            when.append(w)
-            keep, replaced = assemble(resources)  # closed visits, one entry per allergen
-            if replaced or len(keep) != len(resources):
-                when = [clinical_range(replaced[i]) if i in replaced else when[i] for i in keep]
-                resources = [replaced.get(i, resources[i]) for i in keep]
-            if with_ext:
-                ext, eprobs, folders = self.extended.for_patient(patient_id, types, files)
-                resources.extend(ext)
-                when.extend(clinical_range(r) for r in ext)
-                problems.extend(eprobs)
-                nfiles += folders
-            comp = Compartment(full, tuple(resources), tuple(when), tuple(problems), nfiles,
-                               tuple(files), cost=cost)
-            # kept within the compartment cache's own byte bound (CompartmentCache.put)
-            if sig is not None and not racy and not ext_racy:
-                self.compartments.put(key, comp)
-            return comp
-
-        return self._with_storage(run)
+        """The patient's resources of ``types`` (None = all) from the cached sources (SS-MIX2,
+        extended storage), reused while their signatures (folder mtimes) are unchanged."""
+        parts = [s for s in self.sources
+                 if isinstance(s, CachedSource) and s and yields(s, types)]
+        parts.sort(key=lambda s: s is not self.storage)
+        signed = [s.signature(patient_id, types) for s in parts]
+        full = tuple(sig for sig, _ in signed)
+        key = (patient_id, frozenset(types) if types is not None else None)
+        hit = self.compartments.get(key, full)
+        if hit is not None:
+            return hit
+        resources: list[dict] = []
+        when: list = []
+        problems: list[Problem] = []
+        files: list[tuple[str, int, int]] = []
+        nfiles = cost = 0
+        for src in parts:
+            part = src.for_patient(patient_id, types, files)
+            resources.extend(part.resources)
+            when.extend(part.when if part.when is not None
+                        else (clinical_range(r) for r in part.resources))
+            problems.extend(part.problems)
+            nfiles += part.files
+            cost += part.cost
+        comp = Compartment(full, tuple(resources), tuple(when), tuple(problems), nfiles,
+                           tuple(files), cost=cost)
+        # kept within the compartment cache's own byte bound (CompartmentCache.put)
+        if all(ok for _, ok in signed):
+            self.compartments.put(key, comp)
+        return comp
 
     def _extras(self, patient_id: str, types: set[str] | None, data: PatientData,
                 comp: Compartment | None = None, with_claims: bool = True) -> None:
-        """Claims (UKE), plug-in sources (memos) and, for a folder without a usable ADT-00, the
-        Patient built from PID: not cached here, appended to ``data``."""
+        """The sources that are not cached (receipts, plug-ins such as memos) and, for a folder
+        without a usable ADT-00, the Patient built from PID: appended to ``data``."""
         if (comp is not None and (types is None or "Patient" in types)
                 and not any(r.get("resourceType") == "Patient" for r in comp.resources)):
             derived = self.derived_patient(patient_id)
             if derived is not None:
                 data.resources.append(derived)
                 data.when.append(clinical_range(derived))
-        if with_claims and (types is None or types & {"Claim", "Coverage"}):
-            claims, problems = self.claims.for_patient(patient_id)
-            for r in claims:
-                if types is None or r.get("resourceType") in types:
-                    data.resources.append(r)
-                    data.when.append(clinical_range(r))
-            data.problems.extend(problems)
-        for fn in self._sources:
-            try:
-                extra = fn(self.code, patient_id)
-            except Exception as exc:  # a broken plug-in must not break the chart
-                log.exception("patient source failed")
-                data.problems.append(Problem(f"{patient_id}", KIND_MAPPING, f"extra source: {exc}"))
+        for src in self.sources:
+            if isinstance(src, CachedSource) or not yields(src, types) \
+                    or (src is self.claims and not with_claims):
                 continue
-            for r in extra:
+            part = src.for_patient(patient_id, types)
+            for r in part.resources:
                 if types is None or r.get("resourceType") in types:
                     data.resources.append(r)
                     data.when.append(clinical_range(r))
+            data.problems.extend(part.problems)
 
     def patient_bundle(self, patient_id: str, types: set[str] | None = None) -> PatientData:
         """All current resources of one patient (optionally of some types), with problems."""
@@ -323,144 +206,25 @@ class FacilityService:
         return data
 
     def derived_patient(self, patient_id: str) -> dict | None:
-        """A Patient from the newest readable PID of the folder, when it has no usable ADT-00
-        (``fhir_gateway.index.summary.derived_patient``, which the index's stubs use too)."""
-        from fhir_gateway.index.summary import derived_patient
-        if not is_valid_patient_id(patient_id):  # no folder can be named by it
-            return None
+        """A Patient from the newest readable PID of the folder (see ``StorageSource``)."""
+        return self.storage.derived_patient(patient_id)
 
-        def run(storage: Storage) -> dict | None:
-            records, _ = patient_records(storage, self.dirs, patient_id)
-            return derived_patient(storage, patient_id, self.code, records)
-
-        return self._with_storage(run)
-
-    # -- instance level -----------------------------------------------------------------------
-    def _record(self, rtype: str, rid: str) -> tuple[Storage, Record]:
-        if rtype == "Patient":
-            if not is_valid_patient_id(rid):
-                raise NotFound(f"Patient/{rid} is not a valid id")
-            key = RecordKey(rid, NO_DATE, "ADT-00", NO_ORDER)
-        else:
-            parsed = parse_id(rid)
-            if parsed is None:
-                raise NotFound(f"{rtype}/{rid} is not an id of this server")
-            if parsed.key is None:
-                return self._hashed_record(rtype, rid, parsed.patient_id)
-            key = parsed.key
-
-        def run(storage: Storage) -> tuple[Storage, Record]:
-            try:
-                rec = one_record(storage, self.dirs, key)
-            except UnsafePath:
-                rec = None
-            if rec is None:
-                raise NotFound(f"{rtype}/{rid} not found")
-            return storage, rec
-
-        return self._with_storage(run)
-
-    def _hashed_record(self, rtype: str, rid: str, pid: str) -> tuple[Storage, Record]:
-        """A shortened (hashed) id: scan that one patient's records of the type."""
-        dtypes = data_types_for({rtype})
-
-        def run(storage: Storage) -> tuple[Storage, Record]:
-            records, _ = patient_records(storage, self.dirs, pid, dtypes)
-            for rec in records.values():
-                for i, f in enumerate(rec.versions):
-                    if any(r.get("id") == rid for r in self._map_file(storage, f, i + 1).resources):
-                        return storage, rec
-            raise NotFound(f"{rtype}/{rid} not found")
-
-        return self._with_storage(run)
-
-    @staticmethod
-    def _find(m: Mapped, rtype: str, rid: str) -> dict | None:
-        for r in m.resources:
-            if r.get("resourceType") == rtype and r.get("id") == rid:
-                return r
-        return None
-
+    # -- instance level: the owning source answers -----------------------------------------------
     def read(self, rtype: str, rid: str) -> dict:
-        if rtype == "Claim":
-            return self.claims.read(rid)
-        plugged = self._plugin_read(rtype, rid)
-        if plugged is not None:
-            return plugged
-        if is_extended_id(rid):
-            return self.extended.read(rtype, rid)
-        try:
-            storage, rec = self._record(rtype, rid)
-        except NotFound:
-            derived = self.derived_patient(rid) if rtype == "Patient" else None
-            if derived is None:
-                raise
-            return derived
-        cur = self._current(storage, rec)
-        if cur is None:
-            if rec.deleted:
-                raise Gone(f"{rtype}/{rid} was deleted")
-            raise NotFound(f"{rtype}/{rid} has no current version")
-        m = self._map_file(storage, *cur)
-        found = self._find(m, rtype, rid)
-        if found is None:
-            errors = [p for p in m.problems if p.severity == ERROR]
-            derived = self.derived_patient(rid) if rtype == "Patient" else None
-            if derived is not None:  # an unreadable ADT-00 must not hide the chart
-                return derived
-            if errors:
-                raise BrokenResource(errors)
-            raise NotFound(f"{rtype}/{rid} not found")
+        found = self.source_of(rtype, rid).read(rtype, rid)
         if rtype == "Encounter":  # the patient-level view (mappers.chart) closes admissions
-            comp = self._compartment(rec.key.patient_id, {rtype})
-            found = next((r for r in comp.resources if r.get("id") == rid), found)
+            parsed = parse_id(rid)
+            if parsed is not None and is_valid_patient_id(parsed.patient_id):
+                comp = self._compartment(parsed.patient_id, {rtype})
+                found = next((r for r in comp.resources if r.get("id") == rid), found)
         return found
 
     def vread(self, rtype: str, rid: str, vid: str) -> dict:
-        if rtype == "Claim":
-            r = self.claims.read(rid)
-            if r.get("meta", {}).get("versionId", "1") != vid:
-                raise NotFound(f"Claim/{rid} has no version {vid}")
-            return r
-        if is_extended_id(rid):
-            return self.extended.vread(rtype, rid, vid)
-        plugged = self._plugin_read(rtype, rid)
-        if plugged is not None:
-            if plugged.get("meta", {}).get("versionId", "1") != vid:
-                raise NotFound(f"{rtype}/{rid} has no version {vid}")
-            return plugged
-        storage, rec = self._record(rtype, rid)
-        if not vid.isdigit() or not 1 <= int(vid) <= len(rec.versions):
-            raise NotFound(f"{rtype}/{rid} has no version {vid}")
-        f = rec.versions[int(vid) - 1]
-        if f.name.flag == FLAG_DELETED:  # type: ignore[union-attr]
-            raise Gone(f"version {vid} of {rtype}/{rid} is a deletion")
-        found = self._find(self._map_file(storage, f, int(vid)), rtype, rid)
-        if found is None:
-            raise NotFound(f"{rtype}/{rid} has no version {vid}")
-        return found
+        return self.source_of(rtype, rid).vread(rtype, rid, vid)
 
     def history(self, rtype: str, rid: str) -> list[dict]:
-        """Every mapped version of the resource, newest first (FHIR history order)."""
-        if rtype == "Claim":
-            return [self.claims.read(rid)]
-        if is_extended_id(rid):
-            return self.extended.history(rtype, rid)
-        plugged = self._plugin_read(rtype, rid)
-        if plugged is not None:
-            return [plugged]
-        storage, rec = self._record(rtype, rid)
-        out = []
-        for i, f in enumerate(rec.versions):
-            found = self._find(self._map_file(storage, f, i + 1), rtype, rid)
-            if found is not None:
-                out.append(found)
-        if not out:
-            if rec.deleted:
-                raise Gone(f"{rtype}/{rid} was deleted")
-            raise NotFound(f"{rtype}/{rid} not found")
-        out.sort(key=lambda r: int(r.get("meta", {}).get("versionId", "0")), reverse=True)
-        return out
+        """Every version of the resource, newest first (FHIR history order)."""
+        return self.source_of(rtype, rid).history(rtype, rid)
 
     # -- search -------------------------------------------------------------------------------
     def search(self, rtype: str, query: Query) -> SearchResult:
@@ -471,10 +235,10 @@ class FacilityService:
             return self._search_patients(query)
         pids = _patients_of(query)
         if pids is None:
-            if rtype == "Claim":
-                claims, problems = self.claims.all()
-                return SearchResult([r for r in claims if match.matches_all(r, query.criteria)],
-                                    list(problems))
+            for src in self.sources:
+                found = src.search(rtype, query)
+                if found is not None:
+                    return found
             raise PatientRequired(
                 f"a search of {rtype} must name the patient (patient, subject or _id); "
                 "see the CapabilityStatement")
@@ -614,36 +378,6 @@ class FacilityService:
         if not self.patient_exists(pid):
             raise NotFound(f"Patient/{pid} not found")
         return everything.page(self, pid, start, end, since, types, count, offset, pos)
-
-
-def _ordered(resources, when, start: str | None, end: str | None, since: str | None
-             ) -> tuple[tuple, tuple, tuple]:
-    """($everything order) (resources, whens, sort keys) kept by the date filters: the Patient
-    first, then by type, newest clinical date first, then id."""
-    lo = match.date_range(start)[0] if start and match.date_range(start) else None
-    hi = match.date_range(end)[1] if end and match.date_range(end) else None
-    since_r = match.date_range(since) if since else None
-    keep = []
-    for r, w in zip(resources, when):
-        rt = r.get("resourceType", "")
-        if since_r:
-            lu = match.date_range(r.get("meta", {}).get("lastUpdated", ""))
-            if lu is not None and lu[0] < since_r[0]:
-                continue
-        if rt != "Patient" and w is not None and (lo is not None or hi is not None):
-            if not ((lo is None or w[1] > lo) and (hi is None or w[0] < hi)):
-                continue
-        keep.append(((rt != "Patient", rt, -(w[0] if w else 0.0), r.get("id", "")), r, w))
-    keep.sort(key=lambda k: k[0])
-    return tuple(k[1] for k in keep), tuple(k[2] for k in keep), tuple(k[0] for k in keep)
-
-
-class BrokenResource(ServiceError):
-    """The file that holds the resource cannot be read or mapped."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        super().__init__("; ".join(p.reason for p in problems))
-        self.problems = problems
 
 
 def _ref_pid(value: str) -> str | None:

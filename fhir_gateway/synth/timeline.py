@@ -653,7 +653,7 @@ class Course:
                 rows.append((when, code, name, unit, unit_text, ref, val, flag))
         at = datetime(day.year, day.month, day.day, 21, 0, r.randrange(60), r.randrange(1000) * 1000)
         key = f"{day:%Y%m%d}".rjust(15, "0")
-        from .writer import encode_message
+        from .encode import encode_message
         text = self.b.vitals(at, key, rows, dept, doc, loc)
         self.ext.append(Ext(d8(day), "L-OBSERVATIONS^OBSERVATIONS^99ZL01", key, at, dept,
                             {"main_document.hl7": encode_message(text)}))

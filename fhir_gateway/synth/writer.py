@@ -11,19 +11,17 @@ import json
 import multiprocessing
 import os
 import random
-import re
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from functools import lru_cache
 from pathlib import Path
 
-from storage.encoding import encode_iso2022jp
 from storage.names import FileName
 
 from . import messy
+from .encode import encode_message, encode_text  # noqa: F401 - re-exported
 from .hl7build import ts17
 from .patients import HEAVY_PATIENT_ID, make_patient, patient_id
 from .timeline import Course
@@ -33,36 +31,6 @@ from .uke import Chunk, ReceiptPatient, patient_receipts, write_receipts
 END_DATE = date(2026, 10, 31)
 DEFAULT_FACILITY = "1310000017"
 EXT_MAIN = "main_document"
-
-_NON_ASCII = re.compile(r"([^\x00-\x7f]+)")
-
-
-@lru_cache(maxsize=100_000)
-def _encode_run(run: str) -> bytes:
-    return encode_iso2022jp(run)
-
-
-def _encode_segment(segment: str) -> bytes:
-    if segment.isascii():
-        return segment.encode("ascii")
-    parts = _NON_ASCII.split(segment)  # even items ASCII, odd items non-ASCII runs
-    parts[0::2] = [p.encode("ascii") for p in parts[0::2]]
-    parts[1::2] = [_encode_run(p) for p in parts[1::2]]
-    return b"".join(parts)
-
-
-def encode_text(text: str) -> bytes:
-    """``encode_iso2022jp(text)``, computed segment by segment and run by run with caches.
-
-    The bytes are identical: the encoder returns to ASCII before every CR and every ASCII
-    character, so each non-ASCII run is bracketed by ESC $ B ... ESC ( B either way (tested).
-    """
-    return b"\r".join([_encode_segment(s) for s in text.split("\r")])
-
-
-def encode_message(text: str) -> bytes:
-    """Bytes of one stored message: ISO-2022-JP, CR after the last segment, then 0x1C."""
-    return encode_text(text) + b"\r\x1c"
 
 
 @dataclass
