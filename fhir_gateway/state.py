@@ -17,11 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from fhir_gateway.config import Config
-
-
-class StateUnavailable(RuntimeError):
-    """The shared state store cannot be reached (PostgreSQL down): answered as 503, never 500;
-    nothing is written, nothing is guessed (logins, tokens and memos fail closed)."""
+from fhir_gateway.state_errors import StateUnavailable  # noqa: F401 - re-exported
 
 
 class StateStore(Protocol):

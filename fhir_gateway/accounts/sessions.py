@@ -89,7 +89,7 @@ class SqliteSessionInterface(SessionInterface):
                           (now - self.idle, now - self.absolute))
 
     def open_session(self, app, request):
-        from fhir_gateway.state import StateUnavailable
+        from fhir_gateway.state_errors import StateUnavailable
         try:
             return self._open(app, request)
         except StateUnavailable:  # shared state down: anonymous now; a login answers 503
@@ -122,7 +122,7 @@ class SqliteSessionInterface(SessionInterface):
     def save_session(self, app, session: ServerSession, response):
         if getattr(session, "unavailable", False):
             return  # never overwrite the stored session (or clear the cookie) while state is down
-        from fhir_gateway.state import StateUnavailable
+        from fhir_gateway.state_errors import StateUnavailable
         try:
             self._save(app, session, response)
         except StateUnavailable:

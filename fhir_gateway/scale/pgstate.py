@@ -38,7 +38,7 @@ from fhir_gateway.memos import MemoJournal, MemoStorageError, _link
 from fhir_gateway.smart.clients import Client, ClientStore, ClientStoreError
 from fhir_gateway.smart.tokens import CLOCK_SKEW, JtiStore
 
-from fhir_gateway.state import StateUnavailable
+from fhir_gateway.state_errors import StateUnavailable
 
 from .migrations import require_current
 from .pg import Connections, lock_key
