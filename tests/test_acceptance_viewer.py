@@ -162,7 +162,7 @@ def test_passphrase_needed_and_wrong_passphrase_refused(site):
     v = Viewer(site[1].url)
     assert v.login("naika").status_code == 302
     r = v.get(f"/f/{FACILITY}/p/{site[0].patients[0]}/")
-    assert r.status_code == 302 and r.headers["Location"].endswith("/unlock")
+    assert r.status_code == 302 and "/unlock" in r.headers["Location"]
     assert v.unlock(passphrase="sakura").status_code == 200
     assert v.get(f"/f/{FACILITY}/").status_code == 302
     assert v.unlock().status_code == 302

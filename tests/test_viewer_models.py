@@ -147,3 +147,24 @@ def test_per_date_view_and_quality():
     assert (q.first, q.last) == ("2024-05-20", "2024-05-21")
     assert q.problems["OMP-02"][0]["reason"] == "not ISO-2022-JP"
     assert {f[0] for f in q.freshness} == {"ADT-00", "OMP-01", "OML-11"}
+
+
+def test_one_allergy_row_per_allergen_lists_every_source():
+    """The same allergen from ADT-00 AL1 and ADT-61 IAM is one row with both sources."""
+    from fhir_gateway.viewer.models import rows_for
+    from datetime import date as _date
+
+    def alg(dtype, day, rid, sev=None):
+        a = {"resourceType": "AllergyIntolerance", "id": rid,
+             "meta": {"source": f"000/000/0000000001/-/{dtype}/0000000001_-_{dtype}_x_{day}000000000_-_1"},
+             "code": {"coding": [{"system": "urn:jc10", "code": "5A1002411023006", "display": "ソバ"}]},
+             "recordedDate": f"{day[:4]}-{day[4:6]}-{day[6:]}", "category": ["food"],
+             "clinicalStatus": {"coding": [{"code": "active"}]}}
+        if sev:
+            a["reaction"] = [{"severity": sev, "manifestation": [{"text": "湿疹"}]}]
+        return a
+    rows = rows_for("allergies", [alg("ADT-00", "20220101", "a1"), alg("ADT-61", "20220301", "a2", "moderate"),
+                                  alg("ADT-61", "20220301", "a3")], _date(2026, 1, 1))
+    assert len(rows) == 1
+    assert "ADT-61 IAM" in rows[0].cells[6] and "ADT-00 AL1 (2022-01-01)" in rows[0].cells[6]
+    assert rows[0].cells[4].key == "severity:moderate" and rows[0].cells[2].key == "allergy-category:food"

@@ -205,6 +205,18 @@ class FacilityService:
         self._extras(patient_id, types, data, comp)
         return data
 
+    def newest_data_day(self, patient_id: str) -> str:
+        """YYYYMMDD of the patient's newest date folder (a listing; '' when none)."""
+        from .recent import newest_data_day
+        return newest_data_day(self, patient_id)
+
+    def recent_chart(self, patient_id: str):
+        """What a chart summary shows, mapped without the rest (:mod:`.recent`)."""
+        if not is_valid_patient_id(patient_id) or not self.patient_exists(patient_id):
+            raise NotFound(f"no patient {patient_id!r}")
+        from .recent import recent_chart
+        return recent_chart(self, patient_id)
+
     def derived_patient(self, patient_id: str) -> dict | None:
         """A Patient from the newest readable PID of the folder (see ``StorageSource``)."""
         return self.storage.derived_patient(patient_id)

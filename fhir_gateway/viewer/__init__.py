@@ -78,9 +78,12 @@ def init_viewer(app: Flask, config, gateway=None, *, idle_seconds: float | None 
 
     @lm.unauthorized_handler
     def _unauthorized():
-        from flask import redirect, session, url_for
+        """To the login page; after an idle timeout it remembers the page (a GET under /f/), so
+        the clinician returns there after logging in (and giving the 合言葉 again)."""
+        from flask import redirect, request, session, url_for
         expired = session.get("_expired")
-        return redirect(url_for("viewer.login", expired=1) if expired else url_for("viewer.login"))
+        nxt = request.full_path.rstrip("?") if request.method == "GET" and request.path.startswith("/f/") else None
+        return redirect(url_for("viewer.login", expired=1 if expired else None, next=nxt))
 
     @lm.user_loader
     def _load(username: str):

@@ -214,6 +214,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "doc_unreadable": ("文書の形式を解釈できないため、テキストとして表示しています。", "The document could not be interpreted; shown as text."),
     "rtype_DocumentReference": ("文書", "Document"), "rtype_Composition": ("文書", "Composition"),
     "rtype_DiagnosticReport": ("検査レポート", "Report"),
+    "partial_note": ("速さのため、このサマリは患者単位の記録と最新の約1か月分 (処方は約4か月分) だけを読み込んでいます。各タブを開くと、その分類をすべて読み込みます。",
+                     "For speed this summary reads the patient-level records and about the newest month (prescriptions: four months). Each tab reads its whole category."),
     "per_day": ("1日量", "Per day"),
     "requester": ("依頼医", "Ordered by"),
     "department": ("診療科", "Department"),

@@ -744,7 +744,7 @@ class PatientView:
     """One patient's resources sorted into categories once, with rows built on demand and kept
     (the viewer caches a view for a few seconds, so moving between tabs does not redo work)."""
 
-    def __init__(self, resources: list[dict], today: date) -> None:
+    def __init__(self, resources: list[dict], today: date, last_data_date: str | None = None) -> None:
         self.resources = resources
         self.today = today
         self.by_cat: dict[str, list[dict]] = {c: [] for c in CATEGORIES}
@@ -754,8 +754,8 @@ class PatientView:
                 self.by_cat[c].append(r)
         self._rows: dict[str, list[Row]] = {}
         self._meds = None
-        from ..services.medication_summary import last_data_date
-        self.last_data_date = last_data_date(resources)
+        from ..services.medication_summary import last_data_date as _last
+        self.last_data_date = last_data_date or _last(resources)
         # "running" is judged at the chart's newest data date: the backup is behind today
         self.ref = fv.parse_day(self.last_data_date) or today
 

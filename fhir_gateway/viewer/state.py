@@ -36,20 +36,34 @@ class ViewerState:
     _cache: OrderedDict = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def patient_data(self, svc, pid: str, today):
+    def patient_data(self, svc, pid: str, today, scope=None):
         """(PatientData, PatientView) of one patient; kept ``cache_seconds`` so moving between
         the tabs of one chart does not walk the folders again (the service caches mapped files;
-        this keeps the sorted rows).  Memos are read from the journal, never from this cache."""
+        this keeps the sorted rows).  Memos are read from the journal, never from this cache.
+
+        ``scope``: None = the whole chart; ``"summary"`` = what the summary shows
+        (``svc.recent_chart``: the ``-`` folder and the newest days); a frozenset of FHIR types =
+        one tab's types.  A cached whole chart serves every scope."""
         from .models import PatientView
-        key = (svc.code, pid)
         now = time.monotonic()
         with self._lock:
-            hit = self._cache.get(key)
-            if hit and now - hit[0] < self.cache_seconds and hit[1][1].today == today:
-                self._cache.move_to_end(key)
-                return hit[1]
-        data = svc.patient_bundle(pid)
-        value = (data, PatientView(data.resources, today))
+            for k in ((svc.code, pid, None), (svc.code, pid, scope)):
+                hit = self._cache.get(k)
+                if hit and now - hit[0] < self.cache_seconds and hit[1][1].today == today:
+                    self._cache.move_to_end(k)
+                    return hit[1]
+        key = (svc.code, pid, scope)
+        newest = ""
+        if scope == "summary":
+            data = svc.recent_chart(pid)
+            newest = data.newest_day
+        else:
+            data = svc.patient_bundle(pid, set(scope) if scope is not None else None)
+            if scope is not None:
+                newest = svc.newest_data_day(pid)
+        if len(newest) == 8:
+            newest = f"{newest[:4]}-{newest[4:6]}-{newest[6:]}"
+        value = (data, PatientView(data.resources, today, newest or None))
         with self._lock:
             self._cache[key] = (now, value)
             while len(self._cache) > self.cache_size:

@@ -141,9 +141,19 @@ def _http_error(err: HTTPException):
 
 # --- login / logout / language -----------------------------------------------------------------
 
+def _safe_next(value: str | None, prefix: str = "/f/") -> str | None:
+    """A local path to return to (never another host, never a scheme)."""
+    if not value or not value.startswith(prefix) or value.startswith("//") or "\\" in value:
+        return None
+    if any(c in value for c in "\r\n") or len(value) > 500:
+        return None
+    return value
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     error = ""
+    nxt = _safe_next(request.args.get("next"))
     if request.method == "GET" and request.args.get("expired"):
         error = t("session_expired")
     if request.method == "POST":
@@ -164,13 +174,13 @@ def login():
             session["login_at"] = time.time()
             login_user(LoginUser(user))
             audit("login", username=user.username, person=person, staff_no=staff_no)
-            return redirect(url_for("viewer.home"))
+            return redirect(nxt or url_for("viewer.home"))
         reason = why or "missing-name-or-staff-number"
         state().accounts.audit("login-failed", username=username[:64], person=person,
                                staff_no=staff_no, ip=request.remote_addr or "",
                                detail={"reason": reason}, outcome="failed")
         error = t("login_failed")
-    return render_template("viewer/login.html", error=error), (401 if error and request.method == "POST" else 200)
+    return render_template("viewer/login.html", error=error, next=nxt), (401 if error and request.method == "POST" else 200)
 
 
 @bp.route("/logout", methods=["POST"])
@@ -240,7 +250,8 @@ def facility_required(view):
         info = st.accounts.passphrase_info(code)
         unlocked = session.get("unlocked", {})
         if not info or unlocked.get(code) != [info["version"], _access_epoch(code)]:
-            return redirect(url_for("viewer.unlock", code=code))
+            back = request.full_path.rstrip("?") if request.method == "GET" else None
+            return redirect(url_for("viewer.unlock", code=code, next=_safe_next(back, f"/f/{code}/")))
         g.code, g.fac, g.svc = code, fac, svc
         g.admin_check = not st.accounts.access(code).enabled
         try:
@@ -290,7 +301,8 @@ def unlock(code: str):
             session["unlocked"] = unlocked
             session["pp_fail"] = 0
             audit("passphrase-ok", facility=code)
-            return redirect(url_for("viewer.patients", code=code))
+            nxt = _safe_next(request.args.get("next"), f"/f/{code}/")
+            return redirect(nxt or url_for("viewer.patients", code=code))
         fails = session.get("pp_fail", 0) + 1
         session["pp_fail"] = fails
         audit("passphrase-failed", facility=code, outcome="failed", detail={"count": fails})
@@ -425,13 +437,38 @@ def patients(code: str):
 
 # --- patient pages ------------------------------------------------------------------------------
 
+BANNER = {"Patient", "AllergyIntolerance"}
+# what each page maps (issue 11 item 10: a cold chart maps what the page shows, not the chart)
+SCOPES: dict[str, frozenset | str | None] = {
+    "summary": "summary", "continue": "summary",
+    "conditions": frozenset(BANNER | {"Condition"}),
+    "allergies": frozenset(BANNER),
+    "prescriptions": frozenset(BANNER | {"MedicationRequest", "MedicationDispense"}),
+    "injections": frozenset(BANNER | {"MedicationRequest"}),
+    "administrations": frozenset(BANNER | {"MedicationAdministration", "Immunization"}),
+    "lab-orders": frozenset(BANNER | {"ServiceRequest", "Specimen"}),
+    "lab-results": frozenset(BANNER | {"Observation", "DiagnosticReport"}),
+    "labs": frozenset(BANNER | {"Observation", "DiagnosticReport"}),
+    "vitals": frozenset(BANNER | {"Observation"}),
+    "documents": frozenset(BANNER | {"DocumentReference", "Composition", "DiagnosticReport"}),
+    "document": frozenset(BANNER | {"DocumentReference", "Composition", "DiagnosticReport"}),
+    "document-file": frozenset(BANNER | {"DocumentReference", "Composition", "DiagnosticReport"}),
+    "receipts": frozenset(BANNER | {"Claim", "Coverage"}),
+    "drugs": frozenset(BANNER | {"MedicationRequest", "MedicationAdministration",
+                                 "MedicationDispense", "Immunization"}),
+}
+
+
 def _load_patient(pid: str, view: str):
     if not _PID.match(pid):
         abort(404)
     from ..services import NotFound, StorageUnavailable
     today = models.today_jst()
+    scope = SCOPES.get(view)
+    if view == "category":
+        scope = SCOPES.get(request.view_args.get("cat", ""))
     try:
-        data, pview = state().patient_data(g.svc, pid, today)
+        data, pview = state().patient_data(g.svc, pid, today, scope)
     except NotFound:
         abort(404)
     except StorageUnavailable:
@@ -468,10 +505,12 @@ def patient_page(view_name: str):
 def patient(code, pid, data):
     pv = g.pv
     quality = models.data_quality(data.resources, data.problems, getattr(data, "files", None))
+    partial = getattr(data, "days_total", 0) > getattr(data, "days_mapped", 0)
     conds = pv.active_rows("conditions")
     recent_day, recent = pv.latest_labs()
     return render_template("viewer/patient.html", quality=quality, meds=pv.med_summary(), conds=conds,
-                           recent=recent, recent_day=recent_day, counts=pv.counts(),
+                           recent=recent, recent_day=recent_day,
+                           counts=None if partial else pv.counts(), partial=partial,
                            allergies=pv.rows("allergies"))
 
 
