@@ -1,5 +1,5 @@
 """The state-store protocol: where accounts, sessions, lockouts, the 合言葉, the access switch,
-the audit trail, API tokens, SMART clients and memos live, chosen once from ``[state] backend``.
+the audit trail, API tokens, SMART clients, memos and export jobs live, chosen once from ``[state] backend``.
 
 * ``embedded`` (default): ``{data_dir}/accounts.sqlite3``, ``api-tokens.json`` and
   ``memos/*.jsonl`` — one machine, nothing but Python.
@@ -29,6 +29,7 @@ class StateStore(Protocol):
     def memos(self): ...  # fhir_gateway.memos.MemoJournal
     def smart_clients(self): ...  # fhir_gateway.smart.clients.ClientStore
     def smart_jti(self): ...  # fhir_gateway.smart.tokens.JtiStore
+    def export_jobs(self): ...  # fhir_gateway.bulk.store.JobStore (status + claim of a runner)
     def health(self) -> dict: ...
 
 
@@ -70,6 +71,10 @@ class EmbeddedState:
     def smart_jti(self):
         from fhir_gateway.smart.tokens import JTI_FILE, JtiStore
         return self._one("smart_jti", lambda: JtiStore(self.data_dir / JTI_FILE))
+
+    def export_jobs(self):
+        from fhir_gateway.bulk.store import JobStore
+        return self._one("export_jobs", lambda: JobStore(self.data_dir))
 
     def health(self) -> dict:
         return {"backend": self.backend, "status": "ok"}

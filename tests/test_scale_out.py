@@ -212,6 +212,28 @@ def test_paging_cursor_from_a_works_on_b(cluster):
     assert len(ids) == len(set(ids)) == 4
 
 
+def test_export_started_on_a_polled_and_fetched_on_b(cluster):
+    a, b = cluster["a"], cluster["b"]
+    hdr = {"Authorization": f"Bearer {cluster['token']}"}
+    r = requests.get(f"{a.base}/Patient/$export", params={"_type": "Patient"},
+                     headers={**hdr, "Prefer": "respond-async", "Accept": "application/fhir+json"})
+    assert r.status_code == 202, r.text
+    status = r.headers["Content-Location"].replace(a.url, b.url)
+    deadline = time.monotonic() + 90
+    while True:
+        r = requests.get(status, headers=hdr)  # polled through B whichever instance runs it
+        if r.status_code != 202 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert r.status_code == 200, r.text
+    out = r.json()["output"]
+    assert out and out[0]["type"] == "Patient"
+    body = requests.get(out[0]["url"].replace(a.url, b.url), headers=hdr)
+    assert body.status_code == 200 and len(body.text.strip().splitlines()) == 4
+    row = cluster["state"].export_jobs().get(status.rstrip("/").split("/")[-1])
+    assert row is not None and row["status"] == "completed"  # the job lives in PostgreSQL
+
+
 def test_kill_9_one_instance_fails_only_in_flight_requests(cluster):
     lb, token = cluster["lb"], cluster["token"]
     url = f"{lb}/fhir/{FACILITY}/Patient/{cluster['h'].patients[1]}"

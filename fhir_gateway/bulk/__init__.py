@@ -18,7 +18,9 @@ def init_app(app, gateway) -> None:
                         jobs_per_client=ec.jobs_per_client, concurrent=ec.concurrent,
                         processes=ec.processes, max_file_mb=ec.max_file_mb)
     settings.dir.mkdir(parents=True, exist_ok=True)
-    manager = BulkManager(gateway, cfg.data_dir, settings)
+    state = app.extensions.get("state")  # job state: the configured state store's
+    manager = BulkManager(gateway, cfg.data_dir, settings,
+                          jobs=state.export_jobs() if state is not None else None)
     app.extensions["bulk"] = manager
 
     def read_group(code: str, rtype: str, rid: str):

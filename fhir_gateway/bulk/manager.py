@@ -49,10 +49,11 @@ def _now_iso() -> str:
 
 
 class BulkManager:
-    def __init__(self, gateway, data_dir: Path, settings: Settings) -> None:
+    def __init__(self, gateway, data_dir: Path, settings: Settings,
+                 jobs: JobStore | None = None) -> None:
         self.gateway = gateway
         self.settings = settings
-        self.jobs = JobStore(data_dir)
+        self.jobs = jobs if jobs is not None else JobStore(data_dir)
         self.groups = GroupStore(data_dir)
         self._pool = ThreadPoolExecutor(max(1, settings.concurrent),
                                         thread_name_prefix="bulk-export")

@@ -185,6 +185,12 @@ CREATE TABLE attempts (
 ALTER TABLE users ADD COLUMN totp_secret TEXT;
 ALTER TABLE users ADD COLUMN totp_last BIGINT NOT NULL DEFAULT 0;
 """),
+    Step(7, "bulk export jobs", """
+CREATE TABLE bulk_jobs (
+    id TEXT PRIMARY KEY,
+    data JSONB NOT NULL                   -- the job document of fhir_gateway.bulk.store
+);
+"""),
 )
 LATEST = STEPS[-1].version
 

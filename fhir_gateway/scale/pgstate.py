@@ -33,6 +33,7 @@ from typing import Iterator
 
 import orjson
 
+from fhir_gateway.bulk.store import JobStore
 from fhir_gateway.auth_tokens import TokenInfo, TokenStore, TokenStoreError
 from fhir_gateway.memos import MemoJournal, MemoStorageError, _link
 from fhir_gateway.smart.clients import Client, ClientStore, ClientStoreError
@@ -285,6 +286,65 @@ class PgJtiStore(JtiStore):
         return row is not None
 
 
+class _AdvisoryClaim:
+    """The right to run one export job: a session advisory lock on its own connection; it
+    dies with the process (a crashed instance's job is resumed by another)."""
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+
+    def release(self) -> None:
+        self.conn.close()
+
+
+class PgJobStore(JobStore):
+    """Bulk-export job state in ``bulk_jobs``: status polled through any instance; the job runs
+    on the one instance holding its claim.  The files go to ``[export] dir`` (shared)."""
+
+    def __init__(self, db: PgDatabase) -> None:
+        self.pg = db
+        self._lock = threading.Lock()
+
+    def create(self, job: dict) -> None:
+        self.pg.execute("INSERT INTO bulk_jobs (id, data) VALUES (?, ?)",
+                        (job["id"], json.dumps(job)))
+
+    def get(self, jid: str) -> dict | None:
+        if not str(jid).isalnum():
+            return None
+        row = self.pg.execute("SELECT data FROM bulk_jobs WHERE id = ?", (jid,)).fetchone()
+        return row["data"] if row else None
+
+    def update(self, jid: str, **changes) -> dict | None:
+        with self.pg.transaction():
+            row = self.pg.execute("SELECT data FROM bulk_jobs WHERE id = ? FOR UPDATE",
+                                  (jid,)).fetchone()
+            if row is None:
+                return None
+            job = row["data"]
+            if job.get("status") == "cancelled" and changes.get("status") not in (None,
+                                                                                  "cancelled"):
+                changes.pop("status")
+            job.update(changes)
+            self.pg.execute("UPDATE bulk_jobs SET data = ? WHERE id = ?", (json.dumps(job), jid))
+            return job
+
+    def all(self) -> list[dict]:
+        return [r["data"] for r in self.pg.execute("SELECT data FROM bulk_jobs ORDER BY id")]
+
+    def delete(self, jid: str) -> None:
+        self.pg.execute("DELETE FROM bulk_jobs WHERE id = ?", (jid,))
+
+    def claim(self, jid: str):
+        conn = self.pg.db.fresh(autocommit=True)
+        got = conn.execute("SELECT pg_try_advisory_lock(%s)",
+                           (lock_key(f"bulk-job:{jid}"),)).fetchone()[0]
+        if not got:
+            conn.close()
+            return None
+        return _AdvisoryClaim(conn)
+
+
 class PgState:
     """The PostgreSQL state store (see :mod:`fhir_gateway.state`)."""
 
@@ -321,6 +381,9 @@ class PgState:
 
     def smart_jti(self) -> PgJtiStore:
         return self._one("smart_jti", lambda: PgJtiStore(self.db))
+
+    def export_jobs(self) -> PgJobStore:
+        return self._one("export_jobs", lambda: PgJobStore(self.db))
 
     def health(self) -> dict:
         t0 = time.perf_counter()
