@@ -8,9 +8,10 @@ PORT ?= 8080
 .PHONY: run test demo deps system-deps bench clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
+	@echo "== installing fhir-gateway and its dependencies into $(VENV) (about a minute the first time)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --progress-bar on -e '.[test]'
 	touch $@
 
 deps: $(BIN)/.installed

@@ -13,12 +13,19 @@ import functools
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
+from importlib import resources
 
 import orjson
 
 EXPRESSION_EXT = "https://fhir-gateway.example.org/StructureDefinition/search-expression"
-CAPABILITY_FILE = Path(__file__).resolve().parent.parent / "capability_statement.json"
+# conformance/capability_statement.json is a link to the top-level file (the design card and the
+# one source of truth); a wheel carries its content, so an installed package reads it the same way.
+CAPABILITY_FILE = "capability_statement.json"
+
+
+def capability_bytes() -> bytes:
+    """The CapabilityStatement as packaged (``importlib.resources``: works from a wheel)."""
+    return resources.files("conformance").joinpath(CAPABILITY_FILE).read_bytes()
 
 # Result parameters valid on every search (values are checked by the API).
 RESULT_PARAMS = frozenset({"_count", "_sort", "_include", "_revinclude", "_summary", "_elements",
@@ -289,4 +296,4 @@ def _check_value(sp: SearchParam, modifier: str, v: str) -> None:
 
 @functools.lru_cache(maxsize=1)
 def registry() -> Registry:
-    return Registry(orjson.loads(CAPABILITY_FILE.read_bytes()))
+    return Registry(orjson.loads(capability_bytes()))
