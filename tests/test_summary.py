@@ -375,3 +375,4 @@ def test_summaries_over_the_guideline_sample_tree(tmp_path, server_factory):
                     said = json.dumps(c.json()["entry"][-1]["resource"], ensure_ascii=False)
                     assert "検査項目コード (LocalCode)" in said   # the gap is told, not hidden
 
+

@@ -56,7 +56,7 @@ def _config(args: argparse.Namespace):
 
 def run_create(args: argparse.Namespace) -> int:
     from fhir_gateway.services import Gateway
-    from fhir_gateway.services.facility import ServiceError
+    from fhir_gateway.services.errors import ServiceError
     from fhir_gateway.summary import service
     from fhir_gateway.summary.shl import LinkStore, parse_duration, qr_png, qr_svg
 

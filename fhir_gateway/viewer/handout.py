@@ -16,7 +16,7 @@ from flask_login import current_user
 from markupsafe import Markup
 
 from ..api.bundle import base_url
-from ..services.facility import ServiceError
+from ..services.errors import ServiceError
 from ..summary import clins, ips, service
 from ..summary.shl import LinkStore, parse_duration, qr_svg
 from .i18n import MESSAGES
