@@ -94,11 +94,25 @@ def cluster(tmp_path_factory, pg_server):
     base = tmp_path_factory.mktemp("scaleout")
     h = build_hospital(base, n_patients=4)
     dsn = pg_server.create_database("scale_out")
+    procs: list[subprocess.Popen] = []
+    sport = free_port()
+    dask = str(BIN / "dask")
+    procs.append(subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port",
+                                   str(sport), "--no-dashboard"], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, cwd=base))
+    wait_port(sport)
+    daddr = f"tcp://127.0.0.1:{sport}"
+    for _ in range(2):
+        procs.append(subprocess.Popen([dask, "worker", daddr, "--nworkers", "1", "--nthreads", "1",
+                                       "--no-dashboard", "--local-directory", str(base)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      cwd=base))
     cfg = base / "gateway.toml"
     cfg.write_text(f'data_dir = "{h.data_dir}"\n[[facility]]\ncode = "{FACILITY}"\nname = "東病院"\n'
                    f'storage = ["{h.root}"]\nreceipts = ["{h.receipts}"]\n'
                    f'[index]\nbackend = "postgresql"\ndsn = "{dsn}"\n'
-                   f'[state]\nbackend = "postgresql"\ndsn = "{dsn}"\n', encoding="utf-8")
+                   f'[state]\nbackend = "postgresql"\ndsn = "{dsn}"\n'
+                   f'[export]\ndask = "{daddr}"\n', encoding="utf-8")
     assert "schema version" in fgw("db", "upgrade", "--config", str(cfg)).stdout
     assert "patients indexed" in fgw("index", "--config", str(cfg), "--no-progress").stdout
     fgw("user", "add", "naika", "--role", "viewer", "--password-stdin", "--config", str(cfg),
@@ -110,7 +124,6 @@ def cluster(tmp_path_factory, pg_server):
     state.accounts().switch_access(FACILITY, True, "訓練", "boss", "山田", "1")
     token = fgw("token", "create", "--config", str(cfg), "--name", "etl",
                 "--facility", FACILITY).stdout.strip()
-    procs: list[subprocess.Popen] = []
     servers = [start_server(["--config", str(cfg)], token=token, workers=2,
                             preexec_fn=os.setsid) for _ in range(2)]
     port = free_port()
@@ -120,15 +133,21 @@ def cluster(tmp_path_factory, pg_server):
     procs.append(subprocess.Popen([HAPROXY, "-db", "-f", str(hcfg)], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL))
     wait_port(port)
+    from distributed import Client
+    with Client(daddr, timeout=30) as c:
+        c.wait_for_workers(2, timeout=60)
     yield {"cfg": cfg, "h": h, "a": servers[0], "b": servers[1], "lb": f"http://127.0.0.1:{port}",
-           "token": token, "state": state, "dsn": dsn, "base": base}
+           "token": token, "state": state, "dsn": dsn, "base": base, "dask": daddr}
     for s in servers:
         if s.proc.poll() is None:
             os.killpg(s.proc.pid, signal.SIGTERM)
             s.proc.wait(10)
-    for p in procs:
+    for p in reversed(procs):
         p.terminate()
-        p.wait(10)
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def test_login_on_a_continues_on_b_and_memos_cross(cluster):
@@ -232,6 +251,11 @@ def test_export_started_on_a_polled_and_fetched_on_b(cluster):
     assert body.status_code == 200 and len(body.text.strip().splitlines()) == 4
     row = cluster["state"].export_jobs().get(status.rstrip("/").split("/")[-1])
     assert row is not None and row["status"] == "completed"  # the job lives in PostgreSQL
+    from distributed import Client
+    with Client(cluster["dask"], timeout=30) as c:  # [export] dask: chunks mapped on workers
+        ran = c.run(lambda: __import__("fhir_gateway.bulk.export").bulk.export._CHILD.get("svc")
+                    is not None)
+    assert any(ran.values()), ran
 
 
 def test_kill_9_one_instance_fails_only_in_flight_requests(cluster):
@@ -285,36 +309,13 @@ def _normalised(report: dict) -> dict:
     return report
 
 
-def test_dask_drill_report_equals_the_local_one(cluster, tmp_path):
+def test_dask_drill_report_equals_the_local_one(cluster):
     root = cluster["h"].root
-    sport = free_port()
-    dask = str(BIN / "dask")
-    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(sport),
-                               "--no-dashboard"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, cwd=tmp_path)]
-    try:
-        wait_port(sport)
-        addr = f"tcp://127.0.0.1:{sport}"
-        for _ in range(2):
-            procs.append(subprocess.Popen([dask, "worker", addr, "--nworkers", "1", "--nthreads",
-                                           "1", "--no-dashboard", "--local-directory",
-                                           str(tmp_path)], stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL, cwd=tmp_path))
-        from distributed import Client
-        with Client(addr, timeout=30) as c:
-            c.wait_for_workers(2, timeout=60)
-        local = fgw("check", "--storage", str(root), "--facility", FACILITY, "--json",
-                    "--workers", "2", check=False)
-        remote = fgw("check", "--storage", str(root), "--facility", FACILITY, "--json",
-                     "--dask", addr, check=False)
-        assert local.returncode == remote.returncode, remote.stderr
-        a, b = _normalised(json.loads(local.stdout)), _normalised(json.loads(remote.stdout))
-        assert a["facilities"][0]["files"] > 0
-        assert a == b
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    local = fgw("check", "--storage", str(root), "--facility", FACILITY, "--json",
+                "--workers", "2", check=False)
+    remote = fgw("check", "--storage", str(root), "--facility", FACILITY, "--json",
+                 "--dask", cluster["dask"], check=False)
+    assert local.returncode == remote.returncode, remote.stderr
+    a, b = _normalised(json.loads(local.stdout)), _normalised(json.loads(remote.stdout))
+    assert a["facilities"][0]["files"] > 0
+    assert a == b

@@ -16,7 +16,8 @@ def init_app(app, gateway) -> None:
     ec = cfg.export
     settings = Settings(dir=ec.dir or (cfg.data_dir / "bulk-export"), keep_hours=ec.keep_hours,
                         jobs_per_client=ec.jobs_per_client, concurrent=ec.concurrent,
-                        processes=ec.processes, max_file_mb=ec.max_file_mb)
+                        processes=ec.processes, max_file_mb=ec.max_file_mb,
+                        dask=cfg.export_dask)
     settings.dir.mkdir(parents=True, exist_ok=True)
     state = app.extensions.get("state")  # job state: the configured state store's
     manager = BulkManager(gateway, cfg.data_dir, settings,

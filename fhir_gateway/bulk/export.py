@@ -10,6 +10,7 @@ plug-in sources (viewer memos) are added by the job's own process, where those p
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -148,6 +149,15 @@ def _child_chunk(pids: list[str], params: dict) -> dict:
     return export_chunk(_CHILD["svc"], pids, Spec.parse(params))
 
 
+def remote_chunk(facility, data_dir, pids: list[str], params: dict) -> dict:
+    """A chunk on a Dask worker (``[export] dask``): the worker process sets its service up
+    once per facility, as a local pool child does in ``_child_init``."""
+    svc = _CHILD.get("svc")
+    if svc is None or svc.facility != facility:
+        _child_init(facility, data_dir)
+    return _child_chunk(pids, params)
+
+
 def export_chunk(svc, pids: list[str], spec: Spec, extras: Callable | None = None) -> dict:
     """ndjson bytes per type, OperationOutcome lines, and counts for ``pids``."""
     from fhir_gateway.services import ServiceError
@@ -219,8 +229,10 @@ def run_export(svc, pids: list[str], params: dict, out_dir: Path, *, processes: 
                max_file_bytes: int, extra_resources: list[dict] | None = None,
                plugin_extras: Callable | None = None,
                progress: Callable[[int, int], None] | None = None,
-               cancelled: Callable[[], bool] | None = None) -> tuple[list[dict], list[dict]]:
-    """Write the export of ``pids`` into ``out_dir``; (output files, error files)."""
+               cancelled: Callable[[], bool] | None = None,
+               executor: cf.Executor | None = None) -> tuple[list[dict], list[dict]]:
+    """Write the export of ``pids`` into ``out_dir``; (output files, error files).
+    ``executor``: map the chunks there (a Dask cluster) instead of local processes."""
     spec = Spec.parse(params)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = Writer(out_dir, max_file_bytes)
@@ -247,16 +259,29 @@ def run_export(svc, pids: list[str], params: dict, out_dir: Path, *, processes: 
 
     chunks = [pids[i:i + CHUNK] for i in range(0, len(pids), CHUNK)]
     try:
-        if processes > 1 and len(chunks) > 1:
-            ctx = multiprocessing.get_context("spawn")
-            with cf.ProcessPoolExecutor(processes, mp_context=ctx, initializer=_child_init,
-                                        initargs=(svc.facility, svc.data_dir)) as pool:
+        if executor is not None or (processes > 1 and len(chunks) > 1):
+            if executor is not None:  # a Dask cluster's concurrent.futures executor
+                pool_cm = contextlib.nullcontext(executor)
+                width = max(processes, 8)
+
+                def submit(pool, chunk):
+                    return pool.submit(remote_chunk, svc.facility, svc.data_dir, chunk, params)
+            else:
+                ctx = multiprocessing.get_context("spawn")
+                pool_cm = cf.ProcessPoolExecutor(processes, mp_context=ctx,
+                                                 initializer=_child_init,
+                                                 initargs=(svc.facility, svc.data_dir))
+                width = processes
+
+                def submit(pool, chunk):
+                    return pool.submit(_child_chunk, chunk, params)
+            with pool_cm as pool:
                 inflight: deque = deque()
                 it = iter(chunks)
                 try:
                     for chunk in it:
-                        inflight.append((pool.submit(_child_chunk, chunk, params), chunk))
-                        if len(inflight) >= processes * 2:
+                        inflight.append((submit(pool, chunk), chunk))
+                        if len(inflight) >= width * 2:
                             fut, c = inflight.popleft()
                             take(fut.result(), c)
                     while inflight:

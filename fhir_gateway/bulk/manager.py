@@ -38,6 +38,7 @@ class Settings:
     processes: int = 0  # mapping processes per job (0 = min(2, cores))
     max_file_mb: float = 256.0
     poll_seconds: float = 2.0
+    dask: str = ""  # [export] dask: map the chunks on this Dask scheduler's workers
 
 
 class TooManyJobs(Exception):
@@ -184,6 +185,22 @@ class BulkManager:
             with self._lock:
                 self._running.discard(jid)
 
+    def _dask_executor(self):
+        """The ``[export] dask`` cluster's executor (one client per manager), or None: local
+        processes.  A cluster that cannot be reached is logged and the job runs locally."""
+        if not self.settings.dask:
+            return None
+        client = getattr(self, "_dask_client", None)
+        if client is None or client.status != "running":
+            try:
+                from distributed import Client
+                client = self._dask_client = Client(self.settings.dask, timeout=20)
+            except Exception as exc:  # ImportError, OSError, TimeoutError
+                log.warning("export: Dask scheduler %s unusable (%s); mapping locally",
+                            self.settings.dask, exc)
+                return None
+        return client.get_executor(pure=False)
+
     def _export(self, job: dict, out: Path):
         svc: FacilityService | None = self.gateway.facility(job["facility"])
         if svc is None:
@@ -227,7 +244,7 @@ class BulkManager:
             processes=self.settings.processes or default_processes(),
             max_file_bytes=int(self.settings.max_file_mb * (1 << 20)),
             extra_resources=extra, plugin_extras=plugin_extras if sources else None,
-            progress=progress, cancelled=cancelled)
+            progress=progress, cancelled=cancelled, executor=self._dask_executor())
         return ([{"type": f["type"], "name": f["name"], "count": f["count"]} for f in files
                  if f["count"]],
                 [{"type": f["type"], "name": f["name"], "count": f["count"]} for f in errors
