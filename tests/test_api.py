@@ -199,13 +199,17 @@ def test_patient_search_name_kana_birthdate_gender(api, hospital):
     assert bundle_ids(get(api, "/Patient", **{"name:exact": "山田"}).json()) == ["0000000100"]
     assert bundle_ids(get(api, "/Patient", **{"name:contains": "郎"}).json()) == \
         ["0000000100", "0000000102"]
+    # the receipts' unmatched 佐藤花子 (female, 1950) is a Patient too (Patient/uke-…)
+    receipt = [i for i in bundle_ids(get(api, "/Patient", name="佐藤花子").json())
+               if i.startswith("uke-")]
+    assert len(receipt) == 1
     assert bundle_ids(get(api, "/Patient", birthdate="lt1970").json()) == \
-        ["0000000100", "0000000102"]
+        ["0000000100", "0000000102"] + receipt
     assert bundle_ids(get(api, "/Patient", birthdate="1980-01").json()) == ["0000000101"]
     assert bundle_ids(get(api, "/Patient", gender="female").json()) == \
-        ["0000000101", "0000000103"]
+        ["0000000101", "0000000103"] + receipt
     assert bundle_ids(get(api, "/Patient", **{"gender:not": "male"}).json()) == \
-        ["0000000101", "0000000103", "0000000104"]
+        ["0000000101", "0000000103", "0000000104"] + receipt
     assert bundle_ids(get(api, "/Patient", identifier="0000000102").json()) == ["0000000102"]
 
 

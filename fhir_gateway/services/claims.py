@@ -31,7 +31,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from conformance import Query
 from fhir_gateway.config import Facility
@@ -102,6 +102,7 @@ class ClaimSource:
         self._lock = threading.Lock()
         self._local = threading.local()  # file ids whose index rows proved wrong (this call)
         self._bg: threading.Thread | None = None
+        self._listing_cache: tuple[tuple, list] | None = None
         self.mapped = 0  # receipts read and mapped (for tests and the benchmark)
         from ..masters import MasterStore
         self.masters = MasterStore(data_dir)  # names for receipt codes (fhir_gateway/masters.py)
@@ -128,20 +129,74 @@ class ClaimSource:
     def status(self) -> dict | None:
         return self.index.state() if self.index is not None else None
 
-    def _live(self) -> _Live:
-        """Compare the receipts folders with the index (one walk, no file opened); re-index new
-        or rewritten files, unless the first build is still running (then they are left out)."""
+    def _dirs_signature(self) -> tuple:
+        """(folder, mtime_ns) of every folder below the receipts roots: a file added, removed
+        or renamed changes it (a file rewritten in place does not: see :meth:`_stat_check`)."""
+        out = []
+        todo = [str(r) for r in self.facility.receipts]
+        while todo:
+            d = todo.pop()
+            try:
+                out.append((d, os.stat(d).st_mtime_ns))
+                with os.scandir(d) as it:
+                    todo.extend(e.path for e in it if e.is_dir() and not e.name.startswith("."))
+            except OSError:
+                out.append((d, None))
+        return tuple(sorted(out))
+
+    def _listing(self, full: bool) -> tuple[list, bool]:
+        """The files below the receipts folders and whether their stats are current: a full
+        walk (a stat per file) when asked or when a folder changed, else the last one."""
+        assert self.index is not None
+        sig = self._dirs_signature()
+        cached = self._listing_cache
+        if not full and cached is not None and cached[0] == sig:
+            return cached[1], False
+        listing = list(self.index.listing())
+        self._listing_cache = (sig, listing)
+        return listing, True
+
+    @staticmethod
+    def _restat(files: list) -> list:
+        """Listing entries with a current stat (a reused listing's may be old)."""
+        out = []
+        for root, path, rel, _ in files:
+            try:
+                out.append((root, path, rel, os.stat(path)))
+            except OSError:
+                continue
+        return out
+
+    def _stat_check(self, files: Iterable[FileRow]) -> None:
+        """The files a request is about to use, stat'ed: one whose size or mtime is not what
+        the index says (rewritten in place) is distrusted, so the query runs again after it
+        is re-indexed (:meth:`_checked`)."""
+        for f in files:
+            try:
+                st = os.stat(f.path)
+            except OSError:
+                st = None
+            if st is None or (st.st_size, st.st_mtime_ns) != (f.size, f.mtime_ns):
+                self._listing_cache = None
+                self._untrusted().add(f.id)
+
+    def _live(self, full: bool = False) -> _Live:
+        """Compare the receipts folders with the index (no file opened); re-index new or
+        rewritten files, unless the first build is still running (then they are left out).
+        Unless ``full``, the last walk is reused while no folder changed: the files actually
+        read are stat'ed then (:meth:`_stat_check`)."""
         assert self.index is not None
         idx = self.index
         deadline = time.monotonic() + self.BUILD_WAIT
         while True:
-            listing = list(idx.listing())
+            listing, current = self._listing(full)
             try:
                 rows = idx.files()
                 usable = True
             except IndexUnusable:
                 rows, usable = {}, False
-            stale = [f for f in listing if not _fresh(rows.get((f[0], f[2])), f[3])]
+            stale = [f for f in listing
+                     if not _fresh(rows.get((f[0], f[2])), f[3] if current else None)]
             if not stale:
                 break
             building = idx.building()
@@ -150,7 +205,7 @@ class ClaimSource:
                 continue
             if not building:
                 try:
-                    idx.index_files(stale)
+                    idx.index_files(self._restat(stale))
                 except IndexUnusable:
                     idx.refresh(wait=True)
                 continue
@@ -159,13 +214,13 @@ class ClaimSource:
                 continue
             if usable and idx.complete():  # a refresh is running; these files changed since
                 try:
-                    idx.index_files(stale)
+                    idx.index_files(self._restat(stale))
                     continue
                 except IndexUnusable:
                     pass
             break
         live = {rows[(r, rel)].id: rows[(r, rel)] for r, _, rel, st in listing
-                if _fresh(rows.get((r, rel)), st) and rows[(r, rel)].uke}
+                if _fresh(rows.get((r, rel)), st if current else None) and rows[(r, rel)].uke}
         problems = []
         if stale:
             problems.append(Problem(
@@ -205,6 +260,9 @@ class ClaimSource:
     def _map(self, f: FileRow, rows: list[ReceiptRow]) -> list[Mapped]:
         """The mapped receipts ``rows`` of file ``f`` (each cached on its own), reading only their
         byte ranges."""
+        self._stat_check([f])
+        if f.id in self._untrusted():  # rewritten since indexed: the query runs again
+            return [Mapped(()) for _ in rows]
         out: dict[int, Mapped] = {}
         missing = []
         for r in rows:
@@ -276,7 +334,7 @@ class ClaimSource:
         order: by Claim id, ties in file order (the order :meth:`iter_all` yields them)."""
         if self.index is None:
             return []
-        live = self._live()
+        live = self._live(full=True)
         if not live.files:
             return []
         out = [ReceiptRef(r.claim_id, live.files[r.file], r)
@@ -309,7 +367,7 @@ class ClaimSource:
         """(Claims, problems) file by file, mapping each file only when reached."""
         if self.index is None:
             return
-        live = self._live()
+        live = self._live(full=True)
         if live.problems:
             yield [], list(live.problems)
         rows: dict[int, list[ReceiptRow]] = {}
@@ -393,7 +451,17 @@ class ClaimSource:
 
     # -- the ResourceSource interface ---------------------------------------------------------------
     def owns(self, rtype: str, rid: str) -> bool:
-        return rtype == "Claim"
+        """Claims, and the receipt-built Patients: ``uke-…`` ids no patient folder has, whose
+        receipts match no SS-MIX2 patient."""
+        if rtype == "Claim":
+            return True
+        if rtype != "Patient" or not is_receipt_patient_id(rid) or self.patient_exists(rid):
+            return False
+        try:
+            self.patient(rid)
+        except NotFound:
+            return False
+        return True
 
     def search(self, rtype: str, query: Query) -> SearchResult | None:
         """``GET Claim`` without a patient: every receipt of the facility."""
@@ -404,13 +472,16 @@ class ClaimSource:
                             list(problems))
 
     def vread(self, rtype: str, rid: str, vid: str) -> dict:
-        return version_of(self.read(rtype, rid), vid, f"Claim/{rid}")
+        return version_of(self.read(rtype, rid), vid, f"{rtype}/{rid}")
 
     def history(self, rtype: str, rid: str) -> list[dict]:
         return [self.read(rtype, rid)]
 
     def read(self, rtype: str, rid: str) -> dict:
-        """A Claim by id: the index says which receipt it is; only that one is read."""
+        """A Claim by id (the index says which receipt it is; only that one is read), or a
+        receipt-built Patient (:meth:`patient`)."""
+        if rtype == "Patient":
+            return self.patient(rid)
         return self._checked(lambda: self._read_claim(rid))
 
     def _read_claim(self, rid: str) -> dict:
@@ -433,6 +504,7 @@ class ClaimSource:
 
     def _patient(self, pid: str) -> dict:
         live, rows = self._rows_of(pid)
+        self._stat_check({r.file: live.files[r.file] for r in rows}.values())
         if not rows:
             raise ReceiptNotFound(f"Patient/{pid} not found")
         return self._patient_of(live, rows)
@@ -470,5 +542,8 @@ class ClaimSource:
         return out
 
 
-def _fresh(row: FileRow | None, st: os.stat_result) -> bool:
-    return row is not None and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns
+def _fresh(row: FileRow | None, st: os.stat_result | None) -> bool:
+    """The row is the file as it is (``st`` None: the stat is not current, presence only)."""
+    if row is None:
+        return False
+    return st is None or (row.size == st.st_size and row.mtime_ns == st.st_mtime_ns)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from storage.names import NO_DATE
+from storage.names import NO_DATE, is_valid_patient_id
 from storage.reader import Problem
 
 from . import match
@@ -78,7 +78,7 @@ class Chart:
         self.storage = storage
         ss_days: list[str] = []
         if self.dtypes != []:
-            pdir = storage.patient_dir(pid)
+            pdir = storage.patient_dir(pid) if is_valid_patient_id(pid) else None  # uke-…
             if pdir is not None:
                 ss_days = list(svc.dirs.list(str(pdir))[0])
         self.ss_days = set(ss_days)

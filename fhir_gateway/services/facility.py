@@ -55,7 +55,7 @@ class FacilityService:
         self._index = None
         self._index_factory = index_factory
         self.storage = StorageSource(self.code, cache, self.dirs, self._with_storage)
-        self.claims = ClaimSource(facility, cache, self.patient_exists,
+        self.claims = ClaimSource(facility, cache, self.storage.patient_exists,
                                   Path(data_dir) if data_dir is not None else None)
         self.extended = ExtendedSource(facility, cache)
         self.plugins = PluginSource(self.code)
@@ -140,7 +140,17 @@ class FacilityService:
 
     # -- the patient compartment --------------------------------------------------------------
     def patient_exists(self, pid: str) -> bool:
-        return self.storage.patient_exists(pid)
+        """A patient folder, or a receipt-built Patient (``Patient/uke-…``, services.claims)."""
+        return self.storage.patient_exists(pid) or self.claims.owns("Patient", pid)
+
+    def _receipt_patient(self, pid: str) -> dict | None:
+        """The receipt-built Patient ``pid`` (an id no patient folder has), else None."""
+        if not self.claims.owns("Patient", pid):
+            return None
+        try:
+            return self.claims.read("Patient", pid)
+        except NotFound:
+            return None
 
     def _compartment(self, patient_id: str, types: set[str] | None) -> Compartment:
         """The patient's resources of ``types`` (None = all) from the cached sources (SS-MIX2,
@@ -180,7 +190,7 @@ class FacilityService:
         without a usable ADT-00, the Patient built from PID: appended to ``data``."""
         if (comp is not None and (types is None or "Patient" in types)
                 and not any(r.get("resourceType") == "Patient" for r in comp.resources)):
-            derived = self.derived_patient(patient_id)
+            derived = self.derived_patient(patient_id) or self._receipt_patient(patient_id)
             if derived is not None:
                 data.resources.append(derived)
                 data.when.append(clinical_range(derived))
@@ -198,7 +208,11 @@ class FacilityService:
     def patient_bundle(self, patient_id: str, types: set[str] | None = None) -> PatientData:
         """All current resources of one patient (optionally of some types), with problems."""
         if not is_valid_patient_id(patient_id):
-            raise NotFound(f"no patient {patient_id!r}")
+            if self._receipt_patient(patient_id) is None:
+                raise NotFound(f"no patient {patient_id!r}")
+            data = PatientData([])  # a receipt Patient: no folder, everything is an extra
+            self._extras(patient_id, types, data, Compartment(("-",), (), (), (), 0, ()))
+            return data
         comp = self._compartment(patient_id, types)
         data = PatientData(list(comp.resources), list(comp.problems), comp.nfiles,
                            list(comp.when))
@@ -257,7 +271,7 @@ class FacilityService:
         out = SearchResult([])
         seen: set[tuple[str, str]] = set()
         for pid in pids:
-            if not is_valid_patient_id(pid):
+            if not is_valid_patient_id(pid) and not self.claims.owns("Patient", pid):
                 continue
             data = self.patient_bundle(pid, {rtype})
             out.problems.extend(p for p in data.problems if p.severity == ERROR)
@@ -290,6 +304,7 @@ class FacilityService:
 
     def _search_patients(self, query: Query) -> SearchResult:
         direct = _direct_patient_ids(query)
+        stubs = None
         if direct is None:
             stubs = self.patient_matches(query)
             pids = [s["id"] for s in stubs] if stubs is not None else WalkIndex(self).all()
@@ -298,10 +313,25 @@ class FacilityService:
         out = SearchResult([])
         for pid in dict.fromkeys(pids):
             out.matches.extend(self._patients(pid, query, out.problems))
+        if stubs is None or direct is not None:  # (index stubs include the receipt Patients)
+            seen = {r.get("id") for r in out.matches}
+            out.matches.extend(r for r in self._receipt_patients(query) if r["id"] not in seen)
         return out
+
+    def _receipt_patients(self, query: Query) -> list[dict]:
+        """The receipt-built Patients (``Patient/uke-…``) matching ``query``: few, built from
+        the receipt index without opening a UKE file, so matched here whole."""
+        try:
+            return [p for p in self.claims.patients() if match.matches_all(p, query.criteria)]
+        except Exception as exc:  # the receipts must never break Patient search
+            log.warning("receipt Patients unavailable (%s)", exc)
+            return []
 
     def _patients(self, pid: str, query: Query, problems: list[Problem]) -> list[dict]:
         """The Patient(s) of one folder that match ``query`` (mapped; errors to ``problems``)."""
+        receipt = self._receipt_patient(pid)
+        if receipt is not None:
+            return [receipt] if match.matches_all(receipt, query.criteria) else []
         if not is_valid_patient_id(pid):
             return []
         data = self.patient_bundle(pid, {"Patient"})
@@ -320,7 +350,7 @@ class FacilityService:
         if stubs is None:
             return None
         return [s for s in stubs if is_valid_patient_id(s.get("id", ""))
-                and match.matches_all(s, query.criteria)]
+                and match.matches_all(s, query.criteria)] + self._receipt_patients(query)
 
     def patient_page(self, query: Query, offset: int,
                      order: Callable[[list[dict], Query], list[dict]]
