@@ -103,6 +103,7 @@ class ClaimSource:
         self._local = threading.local()  # file ids whose index rows proved wrong (this call)
         self._bg: threading.Thread | None = None
         self._listing_cache: tuple[tuple, list] | None = None
+        self._patients_cache: tuple[tuple, float, list[dict]] | None = None
         self.mapped = 0  # receipts read and mapped (for tests and the benchmark)
         from ..masters import MasterStore
         self.masters = MasterStore(data_dir)  # names for receipt codes (fhir_gateway/masters.py)
@@ -524,13 +525,28 @@ class ClaimSource:
         return map_re_patient(row.receipt(), row.uke_pid,
                               facility_code(header) or self.facility.code, ctx)
 
+    PATIENTS_TTL = 30.0  # seconds the list of receipt Patients is reused (as the Patient index)
+
     def patients(self) -> list[dict]:
         """Every receipt-built Patient (one per person whose receipts match no SS-MIX2 patient),
-        by id."""
-        from storage.uke import match_patient
+        by id.  Telling them apart checks every person's カルテ番号 against the storage, so the
+        list is kept while the indexed files are unchanged, for at most :data:`PATIENTS_TTL`
+        seconds (a patient folder created meanwhile shows within that time, like the Patient
+        index; reading ``Patient/uke-…`` checks at once)."""
         if self.index is None:
             return []
         live = self._live()
+        key = tuple(sorted((f.id, f.size, f.mtime_ns) for f in live.files.values()))
+        hit = self._patients_cache
+        if hit is not None and hit[0] == key and time.monotonic() - hit[1] < self.PATIENTS_TTL:
+            return hit[2]
+        out = self._all_patients(live)
+        self._patients_cache = (key, time.monotonic(), out)
+        return out
+
+    def _all_patients(self, live: _Live) -> list[dict]:
+        from storage.uke import match_patient
+        assert self.index is not None
         out: list[dict] = []
         for pid, karte in self.index.uke_patients() if live.files else []:
             if match_patient(karte, self.patient_exists) is not None:
