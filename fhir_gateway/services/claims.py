@@ -551,7 +551,7 @@ class ClaimSource:
         for pid, karte in self.index.uke_patients() if live.files else []:
             if match_patient(karte, self.patient_exists) is not None:
                 continue  # cheap pre-check by the person's カルテ番号; rows confirm below
-            rows = [r for r in self.index.by_uke_pid(pid, with_stubs) if r.file in live.files
+            rows = [r for r in self.index.by_uke_pid(pid) if r.file in live.files
                     and match_patient(r.karte, self.patient_exists) is None]
             if rows:
                 out.append(self._patient_of(live, rows))
