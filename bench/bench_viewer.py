@@ -73,6 +73,10 @@ def main() -> int:
     ap.add_argument("--opens", type=int, default=30)
     ap.add_argument("--patients", type=int, default=20)
     ap.add_argument("--keep", help="generate into (and keep) this folder")
+    ap.add_argument("--years", type=int, default=5, help="years of history (default 5)")
+    ap.add_argument("--cold-runs", type=int, default=5,
+                    help="fresh server processes for the cold-chart figures (default 5)")
+    ap.add_argument("--only-cold", action="store_true", help="only the cold-chart figures")
     args = ap.parse_args()
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-viewer-"))
     base.mkdir(parents=True, exist_ok=True)
@@ -80,7 +84,7 @@ def main() -> int:
     if not ss.exists():
         t = time.perf_counter()
         subprocess.run([str(BIN / "fhir-gateway"), "synth", "--out", str(ss), "--patients",
-                        str(args.patients), "--years", "3", "--seed", "2026", "--facility", FAC,
+                        str(args.patients), "--years", str(args.years), "--seed", "2026", "--facility", FAC,
                         "--heavy-patient", "--receipts-out", str(base / "receipts"),
                         "--extended-out", str(base / "extended"), "--no-progress"],
                        check=True, capture_output=True)
@@ -96,6 +100,9 @@ def main() -> int:
     store.set_passphrase(FAC, PASSPHRASE, "bench")
     store.switch_access(FAC, True, "benchmark", "bench", "ベンチ", "B001")
     files = sum(1 for _ in (ss / HEAVY[:3] / HEAVY[3:6] / HEAVY).rglob("*") if _.is_file())
+    cold_charts(cfg, ss, args)
+    if args.only_cold:
+        return 0
     srv = start_server(["--config", str(cfg)], facility=FAC, workers=1,
                        env={"FHIR_GATEWAY_VIEWER_CACHE_SECONDS": "0"})
     try:
@@ -168,6 +175,63 @@ def main() -> int:
     finally:
         srv2.stop()
     return 0
+
+
+TABS = ("c/conditions", "c/allergies", "c/prescriptions", "c/injections", "c/administrations",
+        "c/lab-orders", "c/lab-results", "labs", "vitals", "documents", "receipts", "dates",
+        "c/other", "drugs?q=アムロジピン", "memos", "continue")
+
+
+def _chart_files(ss: Path, pid: str) -> int:
+    return sum(1 for f in (ss / pid[:3] / pid[3:6] / pid).rglob("*") if f.is_file())
+
+
+def cold_charts(cfg: Path, ss: Path, args) -> None:
+    """Issue 11 item 10: every chart is cold in a disaster.  Each run starts a fresh server
+    process (warm OS cache: the files were read before), logs in and opens charts never opened
+    in that process: the summary of the heavy chart, of several normal charts (<= 300 files),
+    then every tab of the heavy chart once (each cold for its types).  Baseline in the same run:
+    the same summary opened again in the same process (a warm chart)."""
+    from storage.layout import Storage
+    # normal charts: more than the 60 files mapped whole, at most 300 (the issue's "normal")
+    normal = [p for p in sorted(Storage(ss).patient_ids()) if p != HEAVY
+              and 60 < _chart_files(ss, p) <= 300][:8]
+    sizes = sorted(_chart_files(ss, p) for p in normal)
+    print(f"# cold charts: {args.cold_runs} fresh server processes; normal charts {len(normal)} "
+          f"({sizes[0]}-{sizes[-1]} files), heavy {_chart_files(ss, HEAVY)} files")
+    heavy_cold, heavy_warm, normal_cold, normal_warm = [], [], [], []
+    tabs: dict[str, list[float]] = {t: [] for t in TABS}
+    for _ in range(args.cold_runs):
+        srv = start_server(["--config", str(cfg)], facility=FAC, workers=1,
+                           env={"FHIR_GATEWAY_VIEWER_CACHE_SECONDS": "0"})
+        try:
+            s = login(srv.url)
+            base = f"{srv.url}/f/{FAC}/p"
+
+            def timed(path: str) -> float:
+                t = time.perf_counter()
+                r = s.get(f"{base}/{path}")
+                r.raise_for_status()
+                return time.perf_counter() - t
+            heavy_cold.append(timed(f"{HEAVY}/"))
+            heavy_warm.extend(timed(f"{HEAVY}/") for _ in range(3))
+            for pid in normal:
+                normal_cold.append(timed(f"{pid}/"))
+                normal_warm.append(timed(f"{pid}/"))
+            for tab in TABS:
+                tabs[tab].append(timed(f"{HEAVY}/{tab}"))
+        finally:
+            srv.stop()
+    print(f"normal chart summary, cold:   {fmt(normal_cold)}  -> target p95 < 400 ms: "
+          f"{'PASS' if pct(normal_cold, 95) < 0.4 else 'FAIL'}")
+    print(f"normal chart summary, warm:   {fmt(normal_warm)}  (baseline; cold/warm p50 "
+          f"{statistics.median(normal_cold) / statistics.median(normal_warm):.1f}x)")
+    print(f"heavy chart summary, cold:    {fmt(heavy_cold)}  -> target p95 < 800 ms: "
+          f"{'PASS' if pct(heavy_cold, 95) < 0.8 else 'FAIL'}")
+    print(f"heavy chart summary, warm:    {fmt(heavy_warm)}  (baseline; cold/warm p50 "
+          f"{statistics.median(heavy_cold) / statistics.median(heavy_warm):.1f}x)")
+    for tab, xs in tabs.items():
+        print(f"heavy tab {tab:22} cold: {fmt(xs)}  {'< 1 s' if pct(xs, 95) < 1 else '>= 1 s'}")
 
 
 if __name__ == "__main__":

@@ -533,8 +533,15 @@ def test_summary_maps_only_what_it_shows(views, demo):
     assert v.page.inner_text("#lab-range").endswith(f"全 {len(lab_dates(demo, HEAVY))} 日)")
 
 
-def test_idle_timeout_returns_to_the_page_after_login_and_passphrase(browser, demo):
-    s = start_server(["--config", str(demo["config"])], workers=1, timeout=60,
+def test_idle_timeout_returns_to_the_page_after_login_and_passphrase(browser, demo, tmp_path):
+    # its own data directory: a 3-second idle timeout must not end the other tests' sessions
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(demo["data"], data)
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(demo["config"].read_text(encoding="utf-8").replace(str(demo["data"]), str(data)),
+                   encoding="utf-8")
+    s = start_server(["--config", str(cfg)], workers=1, timeout=60,
                      env={"FHIR_GATEWAY_VIEWER_IDLE_SECONDS": "3"})
     try:
         ctx = browser.new_context(viewport=DESKTOP)

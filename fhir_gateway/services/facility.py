@@ -224,6 +224,11 @@ class FacilityService:
         from .recent import newest_data_day
         return newest_data_day(self, patient_id)
 
+    def patient_level(self, patient_id: str) -> list[dict]:
+        """Patient and allergies of the patient-level folder (the viewer's banner)."""
+        from .recent import patient_level
+        return patient_level(self, patient_id)
+
     def recent_chart(self, patient_id: str):
         """What a chart summary shows, mapped without the rest (:mod:`.recent`)."""
         if not is_valid_patient_id(patient_id) or not self.patient_exists(patient_id):

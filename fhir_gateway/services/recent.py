@@ -102,3 +102,16 @@ def newest_data_day(svc, pid: str) -> str:
                 continue
         return max((d for d in days if len(d) == 8 and d.isdigit()), default="")
     return svc._with_storage(run)
+
+
+def patient_level(svc, pid: str) -> list[dict]:
+    """The resources of the patient-level folder ``-`` only (ADT-00 Patient, ADT-61 and ADT-00
+    allergies, PPR-01 problems): what the banner of every page needs, without the dated folders
+    (AL1 repeated in orders are snapshots of these records)."""
+    from .everything import Chart
+
+    def run(storage) -> list[dict]:
+        chart = Chart(svc, storage, pid, {"Patient", "AllergyIntolerance"}, None, None, None)
+        rs, _ = chart.day(NO_DATE)
+        return list(rs)
+    return svc._with_storage(run)

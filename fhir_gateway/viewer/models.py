@@ -227,6 +227,9 @@ class DataQuality:
     problems: dict[str, list[dict]]           # data type -> [{kind, reason, path, severity}]
 
 
+file_facts = _file_facts
+
+
 def data_quality(resources: list[dict], problems, files) -> DataQuality:
     facts = _file_facts(files)
     dates = {d for d, _, _ in facts if len(d) == 8}

@@ -32,9 +32,24 @@ class ViewerState:
     accounts: object
     memos: object
     cache_seconds: float = float(os.environ.get("FHIR_GATEWAY_VIEWER_CACHE_SECONDS", "20"))
-    cache_size: int = 8
+    cache_size: int = 24
     _cache: OrderedDict = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def banner_resources(self, svc, pid: str) -> list[dict]:
+        """Patient and allergies of the patient-level folder (cached like a chart)."""
+        now = time.monotonic()
+        key = (svc.code, pid, "banner")
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit and now - hit[0] < self.cache_seconds:
+                return hit[1]
+        value = svc.patient_level(pid)
+        with self._lock:
+            self._cache[key] = (now, value)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return value
 
     def patient_data(self, svc, pid: str, today, scope=None):
         """(PatientData, PatientView) of one patient; kept ``cache_seconds`` so moving between
@@ -57,6 +72,10 @@ class ViewerState:
         if scope == "summary":
             data = svc.recent_chart(pid)
             newest = data.newest_day
+        elif scope == "patient-level":
+            from ..services import PatientData
+            data = PatientData(svc.patient_level(pid))
+            newest = svc.newest_data_day(pid)
         else:
             data = svc.patient_bundle(pid, set(scope) if scope is not None else None)
             if scope is not None:

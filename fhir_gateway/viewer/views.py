@@ -437,12 +437,15 @@ def patients(code: str):
 
 # --- patient pages ------------------------------------------------------------------------------
 
-BANNER = {"Patient", "AllergyIntolerance"}
+BANNER: set[str] = set()  # the banner of a tab comes from the patient-level folder (below)
 # what each page maps (issue 11 item 10: a cold chart maps what the page shows, not the chart)
 SCOPES: dict[str, frozenset | str | None] = {
     "summary": "summary", "continue": "summary",
     "conditions": frozenset(BANNER | {"Condition"}),
-    "allergies": frozenset(BANNER),
+    # the patient-level allergy records (ADT-61 IAM, ADT-00 AL1); AL1 repeated in orders are
+    # snapshots of them and would cost every order file of the chart
+    "allergies": "patient-level",
+    "memos": frozenset(), "dates": "summary",
     "prescriptions": frozenset(BANNER | {"MedicationRequest", "MedicationDispense"}),
     "injections": frozenset(BANNER | {"MedicationRequest"}),
     "administrations": frozenset(BANNER | {"MedicationAdministration", "Immunization"}),
@@ -474,13 +477,16 @@ def _load_patient(pid: str, view: str):
     except StorageUnavailable:
         return None, render_template("viewer/message.html", message=t("storage_unavailable"),
                                      back=url_for("viewer.patients", code=g.code)), 503
-    patient = next((r for r in data.resources if r.get("resourceType") == "Patient"), None)
+    banner_res = data.resources
+    if isinstance(scope, frozenset) or scope == "patient-level":  # a tab: Patient and allergies from the patient-level folder
+        banner_res = list(data.resources) + state().banner_resources(g.svc, pid)
+    patient = next((r for r in banner_res if r.get("resourceType") == "Patient"), None)
     if patient is None and not data.resources and not data.problems:
         abort(404)  # a folder whose files all failed to read still opens, with the reasons
     g.pid = pid
     g.today = today
     g.pv = pview
-    g.banner = models.banner(patient, data.resources, pid, today)
+    g.banner = models.banner(patient, banner_res, pid, today)
     audit("patient-view", facility=g.code, patient=pid,
           detail={"view": view, "admin_check": g.admin_check})
     return data, None, None
@@ -547,6 +553,7 @@ def vitals(code, pid, data):
 
 
 DOC_PAGE = 50
+CAT_PAGE = 200
 
 
 def _documents(resources) -> list[dict]:
@@ -660,19 +667,33 @@ def category(code, pid, data, cat):
         abort(404)
     if cat == "vitals":
         return redirect(url_for("viewer.vitals", code=code, pid=pid))
-    return render_template("viewer/category.html", cat=cat, rows=g.pv.rows(cat))
+    rows = g.pv.rows(cat)
+    try:
+        start = max(0, int(request.args.get("start", "0")))
+    except ValueError:
+        start = 0
+    # newest first, a page at a time: a heavy chart's 5,000 lab rows are not one page
+    paged = rows if cat in ("prescriptions", "injections") else rows[start:start + CAT_PAGE]
+    past = None
+    if cat in ("prescriptions", "injections"):
+        past_all = [r for r in rows if r.status != "active"]
+        past = past_all[start:start + CAT_PAGE]
+        total = len(past_all)
+    else:
+        total = len(rows)
+    return render_template("viewer/category.html", cat=cat, rows=paged, past=past, total=total,
+                           all_count=len(rows), start=start, size=CAT_PAGE)
 
 
 @bp.route("/f/<code>/p/<pid>/dates")
 @patient_page("dates")
 def dates(code, pid, data):
     quality = models.data_quality(data.resources, data.problems, getattr(data, "files", None))
-    per_day: dict[str, int] = {}
-    for rs in g.pv.by_cat.values():
-        for r in rs:
-            d = fv.source_date(r) or fv.day(fv.when(r))
-            if d:
-                per_day[d] = per_day.get(d, 0) + 1
+    per_day: dict[str, int] = {}  # files per date folder (a listing: the dates page maps nothing)
+    for day, _dtype, _ts in models.file_facts(getattr(data, "files", None)):
+        if len(day) == 8:
+            iso = f"{day[:4]}-{day[4:6]}-{day[6:]}"
+            per_day[iso] = per_day.get(iso, 0) + 1
     days = sorted(set(quality.dates) | set(per_day), reverse=True)
     return render_template("viewer/dates.html", days=days, per_day=per_day)
 
