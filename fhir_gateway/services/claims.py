@@ -119,6 +119,8 @@ class ClaimSource:
         def run() -> None:
             try:
                 stats = idx.refresh(wait=False)
+                if stats.skipped:  # another process builds; should it die (the fail-fast
+                    stats = idx.refresh(wait=True)  # child of `serve`), finish here: no-op else
                 if not stats.skipped:
                     log.info("%s: %s", self.facility.code, stats.line())
             except Exception:  # the requests still work without it
