@@ -21,6 +21,15 @@ CLIENTS_FILE = "smart-clients.json"
 JWKS_URL_TTL = 300.0  # seconds a fetched JWKS is trusted before it is fetched again
 
 
+def new_client_id() -> str:
+    """A random client id that never starts with '-' (command-line tools such as smart-fetch
+    would read ``--smart-client-id -Abc…`` as an option: 1 id in 64 broke them)."""
+    while True:
+        cid = secrets.token_urlsafe(12)
+        if not cid.startswith("-"):
+            return cid
+
+
 class ClientStoreError(RuntimeError):
     """The client file or a JWKS cannot be read."""
 
@@ -102,7 +111,7 @@ class ClientStore:
         if jwks_url is not None and not jwks_url.startswith(("https://", "http://")):
             raise ClientStoreError("the JWKS URL must be http(s)")
         clients = dict(self._load())
-        cid = secrets.token_urlsafe(12)
+        cid = new_client_id()
         c = Client(cid, name, facility, list(scopes), jwks, jwks_url,
                    time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         clients[cid] = c
