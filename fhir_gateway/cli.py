@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
 from . import __version__, commands
+from .config import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +38,19 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except ConfigError as exc:  # a config that cannot be used: a usage error
+        print(f"fhir-gateway {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except EOFError:  # a prompt on a closed stdin (`< /dev/null`)
+        print(f"fhir-gateway {args.command}: input ended before an answer; for scripts, see "
+              f"`fhir-gateway {args.command} --help` (e.g. --password-stdin)", file=sys.stderr)
+        return 2
+    except Exception as exc:  # an operator sees one line; the traceback only when asked for
+        if os.environ.get("FHIR_GATEWAY_DEBUG"):
+            raise
+        print(f"fhir-gateway {args.command}: error: {type(exc).__name__}: {exc} "
+              "(FHIR_GATEWAY_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -98,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
                 facilities = list(cfg.facilities.values())
             data_dir = Path(args.data_dir) if args.data_dir else cfg.data_dir
         elif args.storage:
-            cfg = from_args(args.storage, args.facility, args.receipts, args.extended, args.data_dir)
+            from fhir_gateway.facility_codes import facility_for
+            code = facility_for(args.storage, args.receipts, args.facility)
+            cfg = from_args(args.storage, code, args.receipts, args.extended, args.data_dir)
             facilities = list(cfg.facilities.values())
             data_dir = Path(args.data_dir) if args.data_dir else None
         else:

@@ -49,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
             if args.data_dir:
                 cfg.data_dir = Path(args.data_dir).resolve()
         elif args.storage:
-            cfg = from_args(args.storage, args.facility, data_dir=args.data_dir)
+            from fhir_gateway.facility_codes import facility_for
+            cfg = from_args(args.storage, facility_for(args.storage, [], args.facility),
+                            data_dir=args.data_dir)
         else:
             raise ConfigError("give --config FILE or --storage PATH")
     except ConfigError as exc:

@@ -33,7 +33,7 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML config with one or more [[facility]] tables")
     p.add_argument("--storage", action="append",
                    help="SS-MIX2 root (repeat: primary first, then mirrors)")
-    p.add_argument("--facility", help="facility code for --storage (default 0000000000)")
+    p.add_argument("--facility", help="facility code for --storage (default: the one MSH-4 names)")
     p.add_argument("--receipts", action="append", help="UKE receipts folder (with --storage)")
     p.add_argument("--extended", action="append", help="extended storage root (with --storage)")
     p.add_argument("--data-dir", help="data directory (tokens, paging key, indexes)")
@@ -47,7 +47,9 @@ def config_from(args: argparse.Namespace) -> Config:
             cfg.data_dir = Path(args.data_dir).resolve()
         return cfg
     if args.storage:
-        return from_args(args.storage, args.facility, args.receipts, args.extended,
+        from fhir_gateway.facility_codes import facility_for
+        code = facility_for(args.storage, args.receipts, args.facility)
+        return from_args(args.storage, code, args.receipts, args.extended,
                          args.data_dir)
     raise ConfigError("give --config FILE or --storage PATH [--facility CODE]")
 

@@ -68,7 +68,13 @@ def _accounts(args):
 
 def _password(args) -> str:
     if args.password_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
+        line = sys.stdin.readline()
+        if not line:
+            raise ValueError("--password-stdin: stdin is empty (give the password on one line)")
+        return line.rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise ValueError("no terminal to ask for the password: use --password-stdin "
+                         "(the password on one line of stdin)")
     first = getpass.getpass("password: ")
     if getpass.getpass("again: ") != first:
         raise ValueError("the two passwords differ")
