@@ -18,7 +18,11 @@ Pairing rule (admission ↔ discharge, leave ↔ return): the visit number (PV1-
 
 from __future__ import annotations
 
-from .embedded import dedupe_allergies
+from . import terminology as term
+from .embedded import dedupe_allergies, allergen_key
+
+# On the AllergyIntolerance kept for an allergen: the files of the copies it stands for.
+EXT_ALSO_RECORDED = term.LOCAL_EXT + "also-recorded-in"
 
 # (opening data type, closing data type)
 PAIRS = (("ADT-22", "ADT-52"), ("ADT-31", "ADT-32"))
@@ -146,10 +150,22 @@ def assemble(resources: list[dict]) -> tuple[list[int], dict[int, dict]]:
     replaced = {enc_pos[j]: e for j, e in
                 close_encounters([resources[i] for i in enc_pos]).items()}
     allergies = [r for r in resources if r.get("resourceType") == "AllergyIntolerance"]
-    if len(allergies) > 1:
-        kept = {id(r) for r in dedupe_allergies(allergies)}
-        keep = [i for i, r in enumerate(resources)
-                if r.get("resourceType") != "AllergyIntolerance" or id(r) in kept]
-    else:
-        keep = list(range(len(resources)))
+    if len(allergies) <= 1:
+        return list(range(len(resources))), replaced
+    kept = {id(r) for r in dedupe_allergies(allergies)}
+    keep = [i for i, r in enumerate(resources)
+            if r.get("resourceType") != "AllergyIntolerance" or id(r) in kept]
+    # the kept resource names the files of the copies it replaces: nothing is lost silently
+    dropped: dict[tuple, list[str]] = {}
+    for r in allergies:
+        if id(r) not in kept:
+            dropped.setdefault(allergen_key(r), []).append(r.get("meta", {}).get("source", ""))
+    for i in keep:
+        r = resources[i]
+        if r.get("resourceType") == "AllergyIntolerance" and allergen_key(r) in dropped:
+            r = dict(r)
+            r["extension"] = list(r.get("extension", [])) + [
+                {"url": EXT_ALSO_RECORDED, "valueString": src}
+                for src in dropped[allergen_key(r)] if src]
+            replaced[i] = r
     return keep, replaced

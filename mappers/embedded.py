@@ -93,7 +93,7 @@ def allergies(msg: Message, ctx: MapContext) -> list[dict]:
             for i, al1 in enumerate(msg.segments("AL1"), 1)]
 
 
-def _allergen_key(a: dict) -> tuple | None:
+def allergen_key(a: dict) -> tuple | None:
     codes = sorted((c.get("system", ""), c.get("code", ""))
                    for c in a.get("code", {}).get("coding", []) if c.get("code"))
     if codes:
@@ -119,7 +119,7 @@ def dedupe_allergies(resources: list[dict]) -> list[dict]:
     for a in resources:
         if a.get("resourceType") != "AllergyIntolerance":
             continue
-        key = _allergen_key(a)
+        key = allergen_key(a)
         if key is None:
             continue
         status = a.get("verificationStatus", {}).get("coding", [{}])[0].get("code")
@@ -130,7 +130,7 @@ def dedupe_allergies(resources: list[dict]) -> list[dict]:
             best[key] = a
     keep = {id(a) for a in best.values()}
     return [r for r in resources if r.get("resourceType") != "AllergyIntolerance"
-            or id(r) in keep or _allergen_key(r) is None
+            or id(r) in keep or allergen_key(r) is None
             or r.get("verificationStatus", {}).get("coding", [{}])[0].get("code") == "entered-in-error"]
 
 

@@ -55,6 +55,10 @@ def test_allergies_deduplicated_across_files() -> None:
     keep, _ = assemble(resources)
     kept = [resources[i] for i in keep if resources[i]["resourceType"] == "AllergyIntolerance"]
     assert len(kept) == 2 and {a["code"]["text"] for a in kept} == {"ロキソニン錠", "造影剤以外の検査薬"}
+    view = [_ for _ in (assemble(resources)[1].get(i) for i in keep) if _]
+    also = [e["valueString"] for a in view for e in a.get("extension", [])
+            if e["url"].endswith("also-recorded-in")]
+    assert len(also) == 2 and all("/OMP-02/" in s for s in also)  # where the copies were
 
 
 def test_api_serves_closed_admission(tmp_path, server_factory) -> None:
