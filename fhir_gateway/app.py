@@ -119,7 +119,9 @@ def create_app(config: Config, *, auth: bool = True, cache_bytes: int | None = N
     from .limits import MAX_BODY, Pool, RequestLimits
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     # before Flask, auth and any search work; heavy slots shared by all worker processes
-    app.wsgi_app = RequestLimits(app.wsgi_app, Pool(lock_dir=config.data_dir / "run"))
+    slots = int(config.setting("heavy_slots")) if hasattr(config, "setting") else None
+    app.wsgi_app = RequestLimits(app.wsgi_app, Pool(lock_dir=config.data_dir / "run",
+                                                    **({"slots": slots} if slots else {})))
     from .hosts import PublicHost
     app.wsgi_app = PublicHost(app.wsgi_app, getattr(config, "public_url", ""),
                               getattr(config, "trusted_hosts", ()))

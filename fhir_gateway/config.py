@@ -30,6 +30,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 FACILITY_CODE = re.compile(r"^[0-9A-Za-z]{1,16}$")
 DEFAULT_FACILITY = "0000000000"
@@ -37,6 +38,85 @@ DEFAULT_FACILITY = "0000000000"
 
 class ConfigError(ValueError):
     pass
+
+
+def _flag(value: str) -> bool:
+    if value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{value!r} is not true/false")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting of the option table: its TOML key (top level), environment variable and
+    command-line flag.  Precedence, for every setting: flag > environment > config > default.
+    docs/configuration.md carries this table (tests/test_config_docs.py compares them)."""
+
+    key: str
+    env: str
+    flag: str  # "" = no flag
+    default: object
+    parse: Callable[[str], object]
+    doc: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("data_dir", "FHIR_GATEWAY_DATA_DIR", "--data-dir", "data", str,
+            "accounts, tokens, memos, indexes, caches (relative: to the config file; "
+            "without a config: to the working folder)"),
+    Setting("host", "FHIR_GATEWAY_HOST", "--host", "127.0.0.1", str, "`serve` bind address"),
+    Setting("port", "FHIR_GATEWAY_PORT", "--port", 8080, int, "`serve` TCP port (0 = any free)"),
+    Setting("workers", "FHIR_GATEWAY_WORKERS", "--workers", 0, int,
+            "`serve` worker processes (0 = CPU count)"),
+    Setting("threads", "FHIR_GATEWAY_THREADS", "--threads", 4, int,
+            "`serve` waitress threads per worker"),
+    Setting("cache_mb", "FHIR_GATEWAY_CACHE_MB", "--cache-mb", 192, int,
+            "mapped-file caches of all workers together, MB"),
+    Setting("public_url", "FHIR_GATEWAY_PUBLIC_URL", "", "", str,
+            "scheme://host[:port] of every generated link"),
+    Setting("dsn", "FHIR_GATEWAY_DSN", "--dsn", "", str,
+            "PostgreSQL connection for [index]/[state] backend = \"postgresql\" "
+            "(the tables' own dsn; `db --dsn`)"),
+    Setting("viewer_idle_seconds", "FHIR_GATEWAY_VIEWER_IDLE_SECONDS", "", 1800.0, float,
+            "viewer session idle timeout"),
+    Setting("secure_cookies", "FHIR_GATEWAY_SECURE_COOKIES", "", False, _flag,
+            "viewer cookies only over HTTPS (`__Host-` cookie)"),
+    Setting("viewer_cache_seconds", "FHIR_GATEWAY_VIEWER_CACHE_SECONDS", "", 20.0, float,
+            "how long the viewer reuses a chart it built"),
+    Setting("heavy_slots", "FHIR_GATEWAY_HEAVY_SLOTS", "", 1, int,
+            "heavy requests ($everything, export, large searches) at once, whole server"),
+    Setting("drain_file", "FHIR_GATEWAY_DRAIN_FILE", "", "", str,
+            "while this file exists /health answers 503 draining (load balancers)"),
+)
+SETTING = {s.key: s for s in SETTINGS}
+
+
+def resolve_settings(raw: dict, env: dict | None = None) -> dict[str, object]:
+    """Every setting from the environment, else the config's top-level key, else its default
+    (flags are applied by the commands, :meth:`Config.setting`)."""
+    env = os.environ if env is None else env
+    out: dict[str, object] = {}
+    for s in SETTINGS:
+        text = env.get(s.env)
+        try:
+            if text:
+                out[s.key] = s.parse(text)
+            elif s.key in raw:
+                value = raw[s.key]
+                if s.parse is _flag and isinstance(value, bool):
+                    out[s.key] = value
+                elif isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                    raise ValueError(f"{value!r}")
+                else:
+                    out[s.key] = s.parse(str(value))
+            else:
+                out[s.key] = s.default
+        except ValueError as exc:
+            where = f"${s.env}" if text else f"config key {s.key}"
+            raise ConfigError(f"{where}: not a valid {s.key} ({exc})") from None
+    return out
 
 
 def default_data_dir() -> Path:
@@ -98,6 +178,12 @@ class Config:
     export_dask: str = ""  # a Dask scheduler address for batch work, "" = local processes
     public_url: str = ""  # scheme://host[:port] used in every generated link (hosts.py)
     trusted_hosts: tuple[str, ...] = ()  # Host names echoed in links when no public_url
+    settings: dict = field(default_factory=lambda: resolve_settings({}))
+
+    def setting(self, key: str, flag: object = None) -> object:
+        """The value of a setting of :data:`SETTINGS`: ``flag`` when given, else environment >
+        config > default (resolved at load)."""
+        return flag if flag is not None else self.settings[key]
 
     def facility(self, code: str) -> Facility | None:
         return self.facilities.get(code)
@@ -136,8 +222,13 @@ def load(path: str | Path) -> Config:
     base = path.resolve().parent
     if not isinstance(raw.get("data_dir", "data"), str):
         raise ConfigError("data_dir must be a path (a string)")
-    data_dir = Path(raw.get("data_dir", "data"))
+    settings = resolve_settings(raw)
+    # $FHIR_GATEWAY_DATA_DIR beats the file (relative to the working folder); the file's is
+    # relative to the file; --data-dir (the commands) beats both
+    env_dir = os.environ.get("FHIR_GATEWAY_DATA_DIR")
+    data_dir = Path(env_dir).resolve() if env_dir else Path(str(settings["data_dir"]))
     cfg = Config(data_dir if data_dir.is_absolute() else (base / data_dir).resolve())
+    cfg.settings = settings
     facilities = raw.get("facility", [])
     if not isinstance(facilities, list) or not all(isinstance(i, dict) for i in facilities):
         raise ConfigError("facilities are [[facility]] tables")
@@ -160,11 +251,11 @@ def load(path: str | Path) -> Config:
         )
     if not cfg.facilities:
         raise ConfigError("the config declares no [[facility]]")
-    public_url = raw.get("public_url", "")
+    public_url = settings["public_url"]
     if not isinstance(public_url, str) or (public_url and not re.match(
             r"^https?://[A-Za-z0-9.\-\[\]:]+/?$", public_url)):
         raise ConfigError("public_url must be like \"https://gw.example.org\" (scheme://host[:port])")
-    cfg.public_url = public_url.rstrip("/")
+    cfg.public_url = str(public_url).rstrip("/")
     hosts = raw.get("trusted_hosts", [])
     if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
         raise ConfigError("trusted_hosts must be a list of host names")
@@ -215,7 +306,7 @@ def _backend(table: object, name: str, allowed: tuple[str, ...]) -> Backend:
         backend = allowed[0]
     if backend not in allowed:
         raise ConfigError(f"[{name}] backend must be one of {', '.join(allowed)}")
-    dsn = table.get("dsn") or os.environ.get("FHIR_GATEWAY_DSN", "")
+    dsn = os.environ.get("FHIR_GATEWAY_DSN") or table.get("dsn") or ""
     if not isinstance(dsn, str):
         raise ConfigError(f"[{name}] dsn must be a string")
     if backend == "postgresql" and not dsn:

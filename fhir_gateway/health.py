@@ -65,7 +65,9 @@ def health():
         body["state"] = state.health()
         if body["state"]["status"] != "ok":  # no logins, tokens or audit without it
             worst = body["status"] = "down"
-    drain = os.environ.get("FHIR_GATEWAY_DRAIN_FILE")
+    config = getattr(gateway, "config", None)
+    drain = config.setting("drain_file") if hasattr(config, "setting") else \
+        os.environ.get("FHIR_GATEWAY_DRAIN_FILE")
     if drain and os.path.exists(drain):
         # deploy/: the load balancer stops sending new requests; in-flight ones finish
         worst = body["status"] = "draining"

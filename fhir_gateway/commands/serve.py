@@ -15,9 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Serve /fhir/{facility} for every configured facility. Without --no-auth, "
                     "API requests need a bearer token (see `fhir-gateway token create`).")
     add_config_args(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="TCP port (default 8080; 0 = any free)")
-    p.add_argument("--threads", type=int, default=4, help="waitress threads per worker (default 4)")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="TCP port (default 8080; 0 = any free)")
+    p.add_argument("--threads", type=int, help="waitress threads per worker (default 4)")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes sharing the socket (default: CPU count)")
     p.add_argument("--cache-mb", type=int, default=None,
@@ -61,6 +61,14 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"fhir-gateway serve: {exc}", file=sys.stderr)
         return 2
+    # flag > environment > config > default (fhir_gateway.config.SETTINGS)
+    args.host = str(cfg.setting("host", args.host))
+    args.port = int(cfg.setting("port", args.port))  # type: ignore[arg-type]
+    args.threads = int(cfg.setting("threads", args.threads))  # type: ignore[arg-type]
+    if args.workers is None:
+        args.workers = int(cfg.setting("workers")) or None  # type: ignore[arg-type]
+    if args.cache_mb is None:
+        args.cache_mb = int(cfg.setting("cache_mb"))  # type: ignore[arg-type]
     bad = [f"--{name} {value}" for name, value, ok in (
         ("port", args.port, 0 <= args.port <= 65535), ("threads", args.threads, args.threads >= 1),
         ("workers", args.workers, args.workers is None or args.workers >= 1),

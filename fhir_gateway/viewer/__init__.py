@@ -5,7 +5,6 @@ API.  ``init_viewer(app, config, gateway)`` attaches it to the gateway's Flask a
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from flask import Flask
@@ -50,12 +49,12 @@ def init_viewer(app: Flask, config, gateway=None, *, idle_seconds: float | None 
         except Exception as exc2:  # noqa: BLE001
             log.error("memos not served: %s", exc2)
         return None
-    viewer = ViewerState(config, gateway, accounts, memos)
+    viewer = ViewerState(config, gateway, accounts, memos,
+                         cache_seconds=float(_setting(config, "viewer_cache_seconds", 20.0)))
     app.extensions["fhir_gateway_viewer"] = viewer
     _attach_memos(config, gateway, memos)
-    env = os.environ
     idle = (idle_seconds or app.config.get("VIEWER_IDLE_SECONDS")
-            or float(env.get("FHIR_GATEWAY_VIEWER_IDLE_SECONDS", IDLE_SECONDS)))
+            or float(_setting(config, "viewer_idle_seconds", IDLE_SECONDS)))
     import hashlib
     import hmac as _hmac
     pre_secret = _hmac.new(accounts.key, b"pre-login-session", hashlib.sha256).digest()
@@ -63,7 +62,7 @@ def init_viewer(app: Flask, config, gateway=None, *, idle_seconds: float | None 
                                                    secret=pre_secret)
     secure = secure_cookies if secure_cookies is not None else (
         app.config.get("VIEWER_SECURE_COOKIES")
-        or env.get("FHIR_GATEWAY_SECURE_COOKIES", "") in ("1", "true", "yes"))
+        or bool(_setting(config, "secure_cookies", False)))
     app.config["SESSION_COOKIE_SECURE"] = bool(secure)
     app.config["SESSION_COOKIE_NAME"] = "__Host-fgw" if secure else "fgw_session"
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
@@ -139,3 +138,10 @@ def create_viewer_app(config, gateway=None, **kwargs) -> Flask:
                 template_folder=str(Path(__file__).resolve().parent.parent / "templates"))
     init_viewer(app, config, gateway, **kwargs)
     return app
+
+
+def _setting(config, key: str, default: object) -> object:
+    """A setting of the config's option table (flag > env > config > default, see
+    fhir_gateway.config.SETTINGS); ``default`` for a bare config object in tests."""
+    get = getattr(config, "setting", None)
+    return get(key) if get is not None else default

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -31,7 +30,7 @@ class ViewerState:
     gateway: object
     accounts: object
     memos: object
-    cache_seconds: float = float(os.environ.get("FHIR_GATEWAY_VIEWER_CACHE_SECONDS", "20"))
+    cache_seconds: float = 20.0  # config setting viewer_cache_seconds
     cache_size: int = 24
     _cache: OrderedDict = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
