@@ -134,7 +134,8 @@ def measure(base: Path, sample: int) -> dict:
         warm.append(t2 - t1)
         src = ClaimSource(fac, MappedCache(), exists, data)  # a fresh worker's receipt source
         t3 = time.perf_counter()
-        new, problems = src.for_patient(pid)
+        part = src.for_patient(pid)
+        new, problems = part.resources, part.problems
         after.append(time.perf_counter() - t3)
         assert not problems, problems
         assert claims_of(new) == claims_of(old), pid
