@@ -376,3 +376,19 @@ def test_summaries_over_the_guideline_sample_tree(tmp_path, server_factory):
                     assert "検査項目コード (LocalCode)" in said   # the gap is told, not hidden
 
 
+
+
+def test_summary_for_a_receipt_only_patient(api):
+    claims = api.get(f"{api.base}/Claim", params={"_count": 1000}).json()
+    uke = sorted({e["resource"]["patient"]["reference"].split("/", 1)[1] for e in claims["entry"]
+                  if e.get("search", {}).get("mode") == "match"
+                  and e["resource"]["patient"]["reference"].startswith("Patient/uke-")})
+    assert uke, "the test hospital has a receipt for a person without an SS-MIX2 folder"
+    for pid in uke:
+        r = api.get(f"{api.base}/Patient/{pid}/$summary")
+        assert r.status_code == 200, (pid, r.text[:300])
+        _check_ips(r.json(), pid)
+        c = api.get(f"{api.base}/Patient/{pid}/$jp-clins")
+        assert c.status_code == 200
+        for e in c.json()["entry"][:-1]:
+            _check_clins_bundle(e["resource"], strict_identifier=False)
