@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO ?= var/demo
 PORT ?= 8080
 
-.PHONY: run test demo deps system-deps bench clean
+.PHONY: run test lint demo deps system-deps bench clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	@echo "== installing fhir-gateway and its dependencies into $(VENV) (about a minute the first time)"
@@ -29,6 +29,11 @@ run: demo
 
 test: deps system-deps
 	$(BIN)/python -m pytest -q
+
+# ruff and mypy as configured in pyproject.toml (the lead wires them into `make test`)
+lint: deps
+	$(BIN)/ruff check storage mappers conformance fhir_gateway tests
+	$(BIN)/mypy
 
 bench: deps
 	$(BIN)/python -m bench

@@ -8,7 +8,7 @@ demo=$(cd "$demo" && pwd)
 if [ ! -f "$demo/.complete" ]; then
   rm -rf "$demo/ssmix2" "$demo/receipts" "$demo/extended" "$demo/ssmix2-masters"
   "$bin/fhir-gateway" synth --out "$demo/ssmix2" --receipts-out "$demo/receipts" \
-    --extended-out "$demo/extended" --patients 300 --years 5 --seed 2026 --facility 1310000017 \
+    --extended-out "$demo/extended" --patients 300 --years 5 --seed 2026 --facility 1310000017 --heavy-patient \
     --heavy-patient
   touch "$demo/.complete"
 fi

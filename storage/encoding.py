@@ -242,7 +242,8 @@ def encode_iso2022jp(text: str, cp50220: bool = True) -> bytes:
                     raise
                 sj = c.encode("cp932")
                 if len(sj) != 2:
-                    raise UnicodeEncodeError("iso2022_jp", c, 0, 1, "not a JIS/CP932 character")
+                    raise UnicodeEncodeError("iso2022_jp", c, 0, 1,
+                                             "not a JIS/CP932 character") from None
                 pair = bytes(_sjis_to_jis(sj[0], sj[1]))
             if not kanji:
                 out.extend(b"\x1b$B")

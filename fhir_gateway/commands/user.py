@@ -82,7 +82,7 @@ def _password(args) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..accounts import AccountError, AccountStore
+    from ..accounts import AccountError
     try:
         store = _accounts(args)
         cmd = args.user_command

@@ -335,7 +335,7 @@ class Builder:
         for role, inj in components:
             segs.append(seg("RXC", {1: role, 2: cwe(inj.hot9, inj.name, "HOT9"), 3: inj.amount,
                                     4: cwe(inj.unit, inj.unit_name, "MR9P")}))
-        for role, inj in components:
+        for _role, inj in components:
             f = {1: "0", 2: "1", 3: ts(start), 4: ts(end), 5: cwe(inj.hot9, inj.name, "HOT9"),
                  6: inj.amount, 7: cwe(inj.unit, inj.unit_name, "MR9P"), 10: staff_xcn(nurse),
                  11: loc, 20: "CP", 22: ts(at)}

@@ -172,7 +172,7 @@ class Course:
         return by_dept
 
     def chronic_care(self, first: date, by_dept: dict[str, list[str]]) -> None:
-        p, r = self.patient, self.rng
+        r = self.rng
         stop = self.end
         if not self.heavy and r.random() < 0.55:  # stable: referred back to a clinic (逆紹介), or moved
             stop = first + timedelta(days=r.randrange(60, max(61, min(1500, (self.end - first).days))))
@@ -185,7 +185,7 @@ class Course:
             n = 0
             while day <= stop:
                 n += 1
-                active = [k for k in keys]
+                active = list(keys)
                 gap = r.randint(*interval)
                 self.visit(day, dept, active, gap, labs=("dm" in keys or n % 3 == 1 or self.heavy))
                 if (("gerd" in keys or "gastritis" in keys) and n % 14 == 3):
@@ -200,7 +200,7 @@ class Course:
     def visit(self, day: date, dept: str, keys: list[str], days: int, labs: bool,
               acute: tuple[str, ...] = ()) -> date:
         """One outpatient visit: reception, prescription, maybe labs, maybe a progress note."""
-        p, r = self.patient, self.rng
+        r = self.rng
         day = self.free_day("ADT-12", day)
         if day > self.end:
             return day

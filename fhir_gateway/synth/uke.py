@@ -30,7 +30,7 @@ ERAS = ((date(2019, 5, 1), "5", 2018), (date(1989, 1, 8), "4", 1988), (date(1926
 
 def build_record(record: str, values: dict[str, str], variant: str = "medical") -> list[str]:
     """A record's field list from named values, per :data:`storage.uke.LAYOUTS` (unknown names raise)."""
-    lay = next((l for l in LAYOUTS.get(record, ()) if l.variant == variant), None)
+    lay = next((x for x in LAYOUTS.get(record, ()) if x.variant == variant), None)
     if lay is None:
         raise KeyError(f"no {variant} layout for {record}")
     out = [""] * lay.count

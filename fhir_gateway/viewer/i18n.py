@@ -44,7 +44,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "any": ("指定なし", "Any"),
     "male": ("男", "Male"),
     "female": ("女", "Female"),
-    "other": ("その他", "Other"),
+    "gender-other": ("その他", "Other"),  # "other" is the category tab below
     "unknown": ("不明", "Unknown"),
     "do_search": ("検索", "Search"),
     "no_results": ("該当する患者はいません。", "No matching patients."),

@@ -103,7 +103,7 @@ def _now_text() -> str:
 
 @bp.app_template_filter("sex")
 def _sex(code: str) -> str:
-    return t({"male": "male", "female": "female", "other": "other"}.get(code or "", "unknown"))
+    return t({"male": "male", "female": "female", "other": "gender-other"}.get(code or "", "unknown"))
 
 
 @bp.app_template_filter("dt")
