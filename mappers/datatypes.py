@@ -43,7 +43,7 @@ def codeable(field: Field, facility: str = "", text: str | None = None) -> dict 
     """
     if not field:
         return None
-    if field._d is not STANDARD_DELIMITERS:
+    if not field.standard_delimiters:
         return _codeable(field.components(), facility, text)
     return copy_concept(_codeable_cached(field.raw, facility, text))
 
@@ -320,7 +320,7 @@ def practitioner(field: Field, facility: str = "") -> dict | None:
     """
     if not field:
         return None
-    if field._d is not STANDARD_DELIMITERS:
+    if not field.standard_delimiters:
         return _practitioner(field, facility)
     ref = _practitioner_cached(field.raw, facility)
     if ref is None:

@@ -196,7 +196,7 @@ _DURATION_TEXT = {"d": "日", "wk": "週", "mo": "月", "h": "時間", "min": "�
 
 def duration(f: Field) -> dict | None:
     """TQ1-6 / TQ1-13 ``5^d`` or ``3^D&日&ISO+`` -> Duration (UCUM)."""
-    if f._d is not STANDARD_DELIMITERS:
+    if not f.standard_delimiters:
         return _duration(f)
     d = _duration_cached(f.raw)
     return None if d is None else d.copy()
@@ -265,7 +265,7 @@ def per_day(q: dict) -> dict:
 def usage_code(tq1: Segment, facility: str) -> dict | None:
     """TQ1-3 repeat pattern: ``code&用法名&JAMISDP01`` (RPT with a CWE in sub-components)."""
     f3 = tq1[3]
-    if f3._d is not STANDARD_DELIMITERS:
+    if not f3.standard_delimiters:
         return _usage_code(f3, facility)
     return dt.copy_concept(_usage_code_cached(f3.raw, facility))
 
@@ -295,7 +295,7 @@ def route_parts(rxr: Segment | None, facility: str) -> dict:
     built once per RXR text, copied per caller."""
     if rxr is None:
         return {}
-    if rxr._d is not STANDARD_DELIMITERS:
+    if not rxr.standard_delimiters:
         return _route_parts(rxr, facility)
     return {k: (dt.copy_concept(v) if k != "extension" else [e.copy() for e in v])
             for k, v in _route_parts_cached(rxr.line, facility).items()}
@@ -341,7 +341,7 @@ _INTERVAL = re.compile(r"^I([1-9])([1-9])0*$")
 def usage_repetitions(tq1: Segment, facility: str) -> list[dict]:
     """TQ1-3 repetitions after the first (補足用法): one CodeableConcept each."""
     f3 = tq1[3]
-    if f3._d.repetition not in f3.raw:
+    if f3.delimiters.repetition not in f3.raw:
         return []
     out = []
     for rep in f3.repetitions[1:]:
@@ -505,7 +505,7 @@ def categories(msg: Message, orc: Segment, rxe: Segment | None, facility: str,
     """
     orc29 = orc[29]
     rxe21 = rxe[21] if rxe is not None else None
-    if orc29._d is not STANDARD_DELIMITERS:
+    if not orc29.standard_delimiters:
         return _categories(encounter_class(msg, orc), orc29, rxe21, facility, data_type)
     cats = _categories_cached(encounter_class(msg, orc), orc29.raw,
                               rxe21.raw if rxe21 is not None else None, facility, data_type)
@@ -610,7 +610,7 @@ def medication_concept(f: Field, supplementary: Field | None, facility: str) -> 
 
     Built once per (field texts, facility) and copied per caller.
     """
-    if f._d is not STANDARD_DELIMITERS:
+    if not f.standard_delimiters:
         return _medication_concept(f, supplementary, facility)
     return dt.copy_concept(_medication_concept_cached(
         f.raw, supplementary.raw if supplementary is not None else None, facility))

@@ -120,6 +120,16 @@ class Field:
         return hash(self.raw)
 
     @property
+    def delimiters(self) -> Delimiters:
+        """The delimiters of the message this field came from (MSH-1/MSH-2)."""
+        return self._d
+
+    @property
+    def standard_delimiters(self) -> bool:
+        """Whether the message uses ``|^~\\&`` (callers may then cache by :attr:`raw`)."""
+        return self._d is STANDARD_DELIMITERS
+
+    @property
     def is_null(self) -> bool:
         """HL7's explicit null ``""`` (delete the value), as opposed to simply absent."""
         return self.raw == '""'
@@ -216,6 +226,12 @@ class Segment:
         # Field objects already handed out; made on the first seg[n], not with the split, so
         # walking raw fields costs one str.split per segment.
         self._objs: list[Field | None] | None = None
+
+
+    @property
+    def standard_delimiters(self) -> bool:
+        """Whether the message uses ``|^~\\&`` (callers may then cache by :attr:`line`)."""
+        return self._d is STANDARD_DELIMITERS
 
     def __repr__(self) -> str:
         return f"Segment({self.line[:40]!r})"
