@@ -138,6 +138,15 @@ class FacilityService:
                 return str(exc)
         return None
 
+    # -- listing (through failover) -------------------------------------------------------------
+    def patient_ids(self) -> list[str]:
+        """Every patient folder of the active root, sorted (a walk: small trees, fallbacks)."""
+        return self._with_storage(lambda s: sorted(s.patient_ids()))
+
+    def care_dates(self, pid: str) -> list[str]:
+        """The patient's date folders (YYYYMMDD) on the active root."""
+        return self._with_storage(lambda s: s.dates(pid))
+
     # -- the patient compartment --------------------------------------------------------------
     def patient_exists(self, pid: str) -> bool:
         """A patient folder, or a receipt-built Patient (``Patient/uke-…``, services.claims)."""
@@ -469,7 +478,7 @@ class WalkIndex:
         self.svc = svc
 
     def all(self) -> list[str]:
-        return self.svc._with_storage(lambda s: sorted(s.patient_ids()))
+        return self.svc.patient_ids()
 
     def search(self, **criteria: str) -> list[str]:
         return self.all()

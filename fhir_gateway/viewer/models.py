@@ -23,7 +23,7 @@ _TYPE_CATEGORY = {
     "PPR-01": "conditions", "ADT-61": "allergies",
     "OMP-01": "prescriptions", "OMP-11": "prescriptions",
     "OMP-02": "injections", "OMP-12": "administrations",
-    "OML-01": "lab-orders", "OML-11": "lab-results", "OML-12": "lab-results",
+    "OML-01": "lab-orders", "OML-11": "lab-results",
 }
 # resources that support others and are not listed on their own
 _SUPPORT = {"Patient", "Practitioner", "PractitionerRole", "Organization", "Medication", "Location",
@@ -50,7 +50,7 @@ def is_memo(res: dict) -> bool:
 
 
 def is_lab(res: dict) -> bool:
-    return "laboratory" in fv.category_codes(res) or fv.source(res)[1] in ("OML-11", "OML-12")
+    return "laboratory" in fv.category_codes(res) or fv.source(res)[1] == "OML-11"
 
 
 def category_of(res: dict) -> str | None:
@@ -67,7 +67,7 @@ def category_of(res: dict) -> str | None:
         return "vitals"
     if rt == "Observation" and dtype == "ADT-00":
         return "other"
-    if dtype in ("OML-11", "OML-12") and rt not in ("Observation", "DiagnosticReport"):
+    if dtype == "OML-11" and rt not in ("Observation", "DiagnosticReport"):
         return None  # the order/specimen echoed in a result message
     if dtype in _TYPE_CATEGORY:
         return _TYPE_CATEGORY[dtype]

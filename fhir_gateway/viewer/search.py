@@ -85,7 +85,7 @@ def search(svc, today: date, *, patient_id: str = "", name: str = "", kana: str 
     if patient_id:
         pids = [patient_id.strip()]
     else:
-        pids = svc._with_storage(lambda s: sorted(s.patient_ids()))
+        pids = svc.patient_ids()
     for pid in pids:
         try:
             data = svc.patient_bundle(pid, {"Patient"})
@@ -99,7 +99,7 @@ def search(svc, today: date, *, patient_id: str = "", name: str = "", kana: str 
                   pat.get("gender", "unknown"), "")
         if _match(hit, patient_id, name, kana, birthdate, gender):
             try:
-                dates = svc._with_storage(lambda s: s.dates(pid))
+                dates = svc.care_dates(pid)
                 real = sorted(d for d in dates if len(d) == 8)
                 hit.last_care_date = f"{real[-1][:4]}-{real[-1][4:6]}-{real[-1][6:]}" if real else ""
             except Exception:
