@@ -53,10 +53,12 @@ def mapper_baseline(root: Path, patients: int = 60) -> float:
     from storage.encoding import decode
     from storage.layout import Storage
     from storage.names import parse_name
-    pids = sorted(Storage(root / "ssmix2").patient_ids())[:patients]
+    storage = Storage(root / "ssmix2")
+    pids = sorted(storage.patient_ids())[:patients]
     msgs = []
     for pid in pids:
-        for f in (root / "ssmix2").rglob(f"{pid}_*"):
+        folder = storage.patient_dir(pid)
+        for f in (folder.rglob(f"{pid}_*") if folder else ()):
             try:
                 name = parse_name(f.name)
             except ValueError:
