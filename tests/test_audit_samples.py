@@ -116,3 +116,42 @@ def test_update_common_table() -> None:
     assert pattern.search(text), "docs/mapping.md has no common NOT_MAPPED table"
     if os.environ.get("UPDATE_DOCS") == "1":
         INDEX.write_text(pattern.sub(render_common() + "\n", text, count=1), encoding="utf-8")
+
+
+def test_audit_mode_maps_exactly_like_the_request_path() -> None:
+    """The recording accessors change nothing: same resources as map_message, also for
+    garbled input (where both must fail alike)."""
+    import random
+
+    from mappers import map_message
+    from mappers.serialize import dumps
+    from storage.hl7 import parse
+    from tests.mapper_testkit import garble
+
+    msgs = _test_messages() + _sample_files()
+    rnd = random.Random(10)
+    checked = 0
+    for name, data, _src in msgs:
+        fn = parse_name(name)
+        res = read_bytes(data, name, fn)
+        if not res.ok:
+            continue
+        texts = [res.message.text] + [garble(res.message.text, rnd, "|^~&\\\r0123456789AZ", "|^&\r")
+                                      for _ in range(3)]
+        for text in texts:
+            try:
+                msg = parse(text)
+            except ValueError:
+                continue
+            ctx = MapContext(FACILITY, name, fn)
+            try:
+                plain = dumps(map_message(msg, ctx))
+            except MappingError as exc:
+                plain = f"error {exc}".encode()
+            try:
+                audited = dumps(audit_message(parse(text), ctx)[0])
+            except MappingError as exc:
+                audited = f"error {exc}".encode()
+            assert plain == audited, (name, text[:80])
+            checked += 1
+    assert checked > 100
