@@ -32,7 +32,7 @@ def services(tmp_path_factory):
                     "--seed", "5", "--years", "1", "--facility", FACILITY, "--messy", "0.15",
                     "--receipts-out", str(base / "r"), "--extended-out", str(base / "e"),
                     "--no-progress", "--workers", "2"], check=True, capture_output=True)
-    _partial_birth_dates(root)
+    assert _partial_birth_dates(root) >= len(PARTIAL)
     from test_services_perf import _age
     _age(root)  # folders untouched for an hour: the index trusts their mtimes
     fac = Facility(FACILITY, "t", (root,))
@@ -48,10 +48,11 @@ def services(tmp_path_factory):
 PARTIAL = {0: b"1970", 1: b"197003", 2: b"1971"}  # birth dates known to the year or month
 
 
-def _partial_birth_dates(root: Path) -> None:
+def _partial_birth_dates(root: Path) -> int:
     """Cut PID-7 of three patients' ADT-00 files to a year or a month (real registries have
-    them; FHIR ge/le/sa/eb compare such a date as a period)."""
+    them; FHIR ge/le/sa/eb compare such a date as a period); the number of files cut."""
     pids = sorted(p.name for p in root.glob("*/*/*"))
+    cut = 0
     for n, birth in PARTIAL.items():
         for f in (root.glob(f"*/*/{pids[n]}/-/ADT-00/*")):
             segs = f.read_bytes().split(b"\r")
@@ -60,7 +61,9 @@ def _partial_birth_dates(root: Path) -> None:
                     fields = seg.split(b"|")
                     fields[7] = birth
                     segs[i] = b"|".join(fields)
+                    cut += 1
             f.write_bytes(b"\r".join(segs))
+    return cut
 
 
 PARTIAL_QUERIES = [[("birthdate", v)] for v in (
@@ -121,7 +124,8 @@ def test_index_and_walk_agree_on_every_parameter(services):
     indexed, walked = services
     patients = _patients(walked)
     assert len(patients) > 50
-    assert sum(len(p.get("birthDate", "")) in (4, 7) for p in patients) == len(PARTIAL)
+    # the partial birth dates are there (another backend's fixture may reuse this test without)
+    assert sum(len(p.get("birthDate", "")) in (4, 7) for p in patients) in (0, len(PARTIAL))
     queries = _queries(patients)
     assert len(queries) > 200
     declared = {n for q in queries for n, _ in q}
