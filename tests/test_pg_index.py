@@ -181,6 +181,10 @@ def services(tmp_path_factory, pg_module_dsn):
                     "--seed", "5", "--years", "1", "--facility", FACILITY, "--messy", "0.15",
                     "--receipts-out", str(base / "r"), "--extended-out", str(base / "e"),
                     "--no-progress", "--workers", "2"], check=True, capture_output=True)
+    from test_patient_index_search import _partial_birth_dates
+    from test_services_perf import _age
+    _partial_birth_dates(root)
+    _age(root)
     fac = Facility(FACILITY, "t", (root,))
     data = base / "data"
     ix = PgPatientIndex(pg_module_dsn, data, FACILITY, [root])
