@@ -12,10 +12,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 import requests
-
 from conftest import BIN, FACILITY, build_hospital
+
 from fhir_gateway.config import from_args
 from fhir_gateway.index.receipts import ReceiptIndex
 from fhir_gateway.services import Gateway

@@ -7,8 +7,8 @@ has its Claims and Coverages in its ``$everything``; ``Claim?patient=`` works fo
 from __future__ import annotations
 
 import pytest
-
 from conftest import FACILITY, build_synth_hospital, make_token
+
 from fhir_gateway.synth.uke import build_record, encode_uke
 
 # (カルテ番号, 氏名, カナ, sex, 生年月日): not in the storage (ids of 7 digits; synth uses 10)

@@ -29,13 +29,19 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from storage.reader import ERROR, Problem
 from storage.uke import (
-    Receipt, UkeRecord, karte_candidates, layout_for, list_files, read_uke, sniff_uke,
+    Receipt,
+    UkeRecord,
+    karte_candidates,
+    layout_for,
+    list_files,
+    read_uke,
+    sniff_uke,
 )
 
 from .lock import WriterLock
@@ -389,7 +395,7 @@ class ReceiptIndex:
         try:
             return claim_stub(receipt, ClaimContext(self.facility, "", None, mtime_instant(mtime),
                                                     header))
-        except Exception:  # the full mapping reports it; the stub just cannot answer
+        except Exception:  # noqa: BLE001 - the full mapping reports it; the stub cannot answer
             return None
 
     def forget(self, fid: int) -> None:

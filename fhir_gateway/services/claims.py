@@ -29,9 +29,10 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 from conformance import Query
 from fhir_gateway.config import Facility
@@ -282,9 +283,9 @@ class ClaimSource:
 
     def _read(self, f: FileRow, rows: list[ReceiptRow]) -> dict[int, Mapped]:
         from mappers.claim import ClaimContext, map_receipt, mtime_instant
+        from storage.uke import match_patient, read_ranges
 
         from ..masters import apply_names
-        from storage.uke import match_patient, read_ranges
         spans = [(r.start, r.end, r.line) for r in rows]
         uf = read_ranges(f.path, f.rel, f.codec, f.skip, ([f.header] if f.header else []) + spans)
         with self._lock:

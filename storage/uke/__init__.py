@@ -22,13 +22,32 @@ into), :mod:`.dates` (和暦/西暦), :mod:`.reader` (bytes -> receipts, whole o
 from .dates import ERAS, parse_uke_date, uke_month
 from .discovery import iter_uke_files, list_files, sniff_uke
 from .layouts import (
-    DAYS, EOF, HEADER_TYPES, ITEM_TYPES, KNOWN_TYPES, LAYOUTS, TENSUHYO, Layout, layout_for,
+    DAYS,
+    EOF,
+    HEADER_TYPES,
+    ITEM_TYPES,
+    KNOWN_TYPES,
+    LAYOUTS,
+    TENSUHYO,
+    Layout,
+    layout_for,
 )
 from .matching import karte_candidates, match_patient, normalise_karte_no
 from .reader import read_ranges, read_uke, read_uke_file, scan_receipts
 from .records import (
-    KIND_DATE, KIND_DECODE, KIND_EMPTY, KIND_FIELDS, KIND_IO, KIND_STRUCTURE, KIND_TOTALS,
-    KIND_UNKNOWN, Item, Receipt, UkeFile, UkeRecord, facility_code,
+    KIND_DATE,
+    KIND_DECODE,
+    KIND_EMPTY,
+    KIND_FIELDS,
+    KIND_IO,
+    KIND_STRUCTURE,
+    KIND_TOTALS,
+    KIND_UNKNOWN,
+    Item,
+    Receipt,
+    UkeFile,
+    UkeRecord,
+    facility_code,
 )
 
 __all__ = [

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 def list_files(root: str | os.PathLike[str]) -> Iterator[tuple[Path, str, os.stat_result]]:

@@ -4,7 +4,7 @@ ids exist)."""
 from __future__ import annotations
 
 import unicodedata
-from typing import Callable
+from collections.abc import Callable
 
 from ..names import is_valid_patient_id
 

@@ -8,16 +8,26 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ..encoding import WAVE_DASH_FOLD
 from ..reader import WARNING
 from .dates import parse_uke_date
 from .layouts import EOF, HEADER_TYPES, ITEM_TYPES, KNOWN_TYPES, layout_for
 from .records import (
-    KIND_DATE, KIND_DECODE, KIND_EMPTY, KIND_FIELDS, KIND_IO, KIND_STRUCTURE, KIND_TOTALS,
-    KIND_UNKNOWN, Item, Receipt, UkeFile, UkeRecord,
+    KIND_DATE,
+    KIND_DECODE,
+    KIND_EMPTY,
+    KIND_FIELDS,
+    KIND_IO,
+    KIND_STRUCTURE,
+    KIND_TOTALS,
+    KIND_UNKNOWN,
+    Item,
+    Receipt,
+    UkeFile,
+    UkeRecord,
 )
 
 _DATE_FIELDS = {"claim_month", "service_month", "birth_date", "admission_date", "start_date",
