@@ -195,10 +195,14 @@ def test_audit_chain_of_both_instances_verifies(cluster):
 
 def test_token_and_smart_client_registered_once_work_on_both(cluster, tmp_path):
     from smart_keys import assertion, keypair, token_request, write_jwks
+    totals = []
     for srv in (cluster["a"], cluster["b"], None):
         base = srv.base if srv else f"{cluster['lb']}/fhir/{FACILITY}"
         r = requests.get(f"{base}/Patient", headers={"Authorization": f"Bearer {cluster['token']}"})
-        assert r.status_code == 200 and r.json()["total"] == 4
+        assert r.status_code == 200
+        totals.append(r.json()["total"])
+    # the same answer everywhere (4 storage patients, plus receipt-only Patients if any)
+    assert totals[0] >= 4 and totals.count(totals[0]) == 3, totals
     key = keypair("ES384")
     jwks = write_jwks(tmp_path / "jwks.json", [key], private=False)
     cid = fgw("client", "add", "--config", str(cluster["cfg"]), "--name", "bulk", "--facility",
