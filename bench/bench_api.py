@@ -32,7 +32,7 @@ import orjson  # noqa: E402
 import requests  # noqa: E402
 
 from conftest import (  # noqa: E402
-    FACILITY, LAB_CODES, PEOPLE, _msg, _pid_seg, _write, build_hospital, free_port, make_token,
+    LAB_CODES, PEOPLE, _msg, _pid_seg, _write, build_hospital, free_port, make_token,
     start_server,
 )
 

@@ -208,7 +208,7 @@ def cold_charts(cfg: Path, ss: Path, args) -> None:
             s = login(srv.url)
             base = f"{srv.url}/f/{FAC}/p"
 
-            def timed(path: str) -> float:
+            def timed(path: str, s=s, base=base) -> float:
                 t = time.perf_counter()
                 r = s.get(f"{base}/{path}")
                 r.raise_for_status()

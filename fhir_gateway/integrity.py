@@ -31,7 +31,7 @@ def load_key(data_dir: str | os.PathLike[str]) -> bytes:
     except FileExistsError:
         key = bytes.fromhex(path.read_text(encoding="ascii").strip())
         if len(key) < 32:
-            raise ValueError(f"{path} does not hold a 256-bit key")
+            raise ValueError(f"{path} does not hold a 256-bit key") from None
         return key
     key = secrets.token_bytes(32)
     try:

@@ -53,7 +53,7 @@ def check_params(pairs: list[tuple[str, str]], where: str = "query") -> None:
                       "too-costly")
     for name, value in pairs:
         if len(name) > 128:
-            raise Refused(400, f"parameter name longer than 128 characters", "too-costly")
+            raise Refused(400, "parameter name longer than 128 characters", "too-costly")
         if len(value) > MAX_VALUE:
             raise Refused(400, f"the value of {name[:40]!r} has {len(value)} characters "
                           f"(at most {MAX_VALUE})", "too-costly")

@@ -292,7 +292,7 @@ class MemoJournal:
         path = self.path(facility)
         with self._lock:
             try:
-                key = self.key()
+                self.key()  # the integrity key exists (or fails here) before any line
                 created = not path.exists()
                 self.dir.mkdir(parents=True, exist_ok=True)
                 fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)

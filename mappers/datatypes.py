@@ -183,7 +183,7 @@ UCUM_UNITS: dict[str, str] = {
     # lab spellings seen in SS-MIX2 OBX-6 (compared after NFKC + lower-casing, see ucum())
     "*10^4/ul": "10*4/uL", "x10^4/ul": "10*4/uL", "10*4/ul": "10*4/uL", "*10^3/ul": "10*3/uL",
     "x10^3/ul": "10*3/uL", "10*3/ul": "10*3/uL", "*10^6/ul": "10*6/uL", "x10^6/ul": "10*6/uL",
-    "10^2/ul": "10*2/uL", "*10^2/ul": "10*2/uL", "μl": "uL", "ul": "uL", "fl": "fL",
+    "10^2/ul": "10*2/uL", "*10^2/ul": "10*2/uL", "μl": "uL", "ul": "uL",
     "mg/l": "mg/L", "g/l": "g/L", "umol/l": "umol/L", "μmol/l": "umol/L", "nmol/l": "nmol/L",
     "pmol/l": "pmol/L", "mu/l": "m[IU]/L", "miu/l": "m[IU]/L", "uu/ml": "u[IU]/mL",
     "μu/ml": "u[IU]/mL", "μiu/ml": "u[IU]/mL", "uiu/ml": "u[IU]/mL", "iu/ml": "[IU]/mL",

@@ -7,7 +7,6 @@ HTTP answers it produces (the issues' public interface), never internals.
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 

@@ -4,7 +4,6 @@ fixtures.  Any non-empty component no mapper read and no NOT_MAPPED table explai
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

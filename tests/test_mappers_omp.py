@@ -15,7 +15,7 @@ from storage.hl7 import parse
 from mappers import MapContext, map_message
 from storage.names import parse_name
 from storage.reader import read_bytes
-from tests.mapper_testkit import (FACILITY, SAMPLES, by_type, check_golden, garble, map_bytes,
+from tests.mapper_testkit import (FACILITY, SAMPLES, check_golden, garble, map_bytes,
                                   map_text, renamed, sample_files, validate)
 
 OMP01_NAME = "9999013_20110701_OMP-01_000000011000185_20110701224603984_01_1"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
 import resource
 import time
 
@@ -370,7 +371,6 @@ def test_m1_audit_verify_detects_edit_dropped_tail_and_recomputed_chain(tmp_path
     (tmp_path / "anchor.txt").write_text(anchor.stdout)
     ok = gw("audit", "verify", "--data-dir", str(tmp_path), "--anchor", str(tmp_path / "anchor.txt"))
     assert ok.returncode == 0, ok.stdout
-    db = tmp_path / "accounts.sqlite3"
     work = tmp_path / "work"
 
     def fresh():

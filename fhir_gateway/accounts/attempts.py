@@ -48,7 +48,7 @@ class Attempts:
         now = time.time() if now is None else now
         with self.db.transaction() as conn:
             rows = {}
-            for key, rule in keys:
+            for key, _rule in keys:
                 r = conn.execute("SELECT failures, last, blocked_until FROM attempts WHERE key = ?",
                                  (key,)).fetchone()
                 rows[key] = r

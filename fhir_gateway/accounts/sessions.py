@@ -130,9 +130,9 @@ class SqliteSessionInterface(SessionInterface):
 
     def _save(self, app, session: ServerSession, response):
         name = self.get_cookie_name(app)
-        kwargs = dict(domain=self.get_cookie_domain(app), path=self.get_cookie_path(app),
-                      secure=self.get_cookie_secure(app), httponly=True,
-                      samesite=self.get_cookie_samesite(app) or "Lax")
+        kwargs = {"domain": self.get_cookie_domain(app), "path": self.get_cookie_path(app),
+                  "secure": self.get_cookie_secure(app), "httponly": True,
+                  "samesite": self.get_cookie_samesite(app) or "Lax"}
         now = time.time()
         session.pop("_expired", None)
         pre = self._pre_name(app)

@@ -19,7 +19,7 @@ def outcome_entries(problems: list[Problem]) -> list[dict]:
     """One ``search.mode = outcome`` entry per broken file."""
     entries = []
     ordered = sorted(problems, key=lambda p: p.path)
-    for path, group in groupby(ordered, key=lambda p: p.path):
+    for _path, group in groupby(ordered, key=lambda p: p.path):
         entries.append({"resource": problem_outcome(list(group)),
                         "search": {"mode": "outcome"}})
     return entries

@@ -210,7 +210,7 @@ class BulkManager:
             group = self.groups.get(job["facility"], job["group"])
             if group is None:
                 raise RuntimeError(f"Group/{job['group']} no longer exists")
-            pids = [p for p in member_ids(group)]
+            pids = list(member_ids(group))
         else:
             from fhir_gateway.services import WalkIndex
             pids = WalkIndex(svc).all()

@@ -277,7 +277,7 @@ class PatientIndex:
                     for pid in result.removed:
                         writer.delete_by_term("pid", pid)
                 add = writer.add_document if full else writer.update_document
-                for pid, doc, bad in self._documents(storage, todo, result, progress):
+                for _pid, doc, bad in self._documents(storage, todo, result, progress):
                     add(**doc)
                     stats.changed += 1
                     stats.problems += bad

@@ -90,8 +90,7 @@ def patient_records(storage: Storage, dirs: DirCache, pid: str,
     pstr = str(pdir)
     rel_pdir = os.path.relpath(pstr, root).replace(os.sep, "/")
     wanted = set(data_types) if data_types is not None else None
-    date_list = dates if dates is not None else [
-        d for d in dirs.list(pstr)[0]]
+    date_list = dates if dates is not None else list(dirs.list(pstr)[0])
     folders: list[tuple[StoredFile, ...]] = []
     for date in date_list:
         dpath = f"{pstr}/{date}"

@@ -806,7 +806,7 @@ class PatientView:
 
 
 def category_counts(resources: list[dict]) -> dict[str, int]:
-    counts = {c: 0 for c in CATEGORIES}
+    counts = dict.fromkeys(CATEGORIES, 0)
     for r in resources:
         c = category_of(r)
         if c and not (c == "lab-results" and r.get("resourceType") == "DiagnosticReport"):

@@ -341,7 +341,7 @@ def _parse_expiry(form) -> float | None:
         try:
             h = float(hours)
         except ValueError:
-            raise AccountError("bad expiry")
+            raise AccountError("bad expiry") from None
         if not 0 < h <= 24 * 60:
             raise AccountError("bad expiry")
         return time.time() + h * 3600
@@ -350,7 +350,7 @@ def _parse_expiry(form) -> float | None:
         try:
             return datetime.fromisoformat(until).replace(tzinfo=JST).timestamp()
         except ValueError:
-            raise AccountError("bad expiry")
+            raise AccountError("bad expiry") from None
     return None
 
 
