@@ -168,3 +168,21 @@ def test_one_allergy_row_per_allergen_lists_every_source():
     assert len(rows) == 1
     assert "ADT-61 IAM" in rows[0].cells[6] and "ADT-00 AL1 (2022-01-01)" in rows[0].cells[6]
     assert rows[0].cells[4].key == "severity:moderate" and rows[0].cells[2].key == "allergy-category:food"
+
+
+def test_allergy_sources_include_copies_folded_by_the_patient_view():
+    """mappers.chart keeps one AllergyIntolerance per allergen and names the dropped copies'
+    files in ``also-recorded-in``: the viewer lists them as sources too."""
+    from datetime import date as _date
+
+    from fhir_gateway.viewer.models import rows_for
+    from mappers.chart import EXT_ALSO_RECORDED
+    kept = {"resourceType": "AllergyIntolerance", "id": "a2",
+            "meta": {"source": "000/000/0000000001/-/ADT-61/0000000001_-_ADT-61_x_20220301000000000_-_1"},
+            "code": {"coding": [{"system": "urn:jc10", "code": "5A1002411023006", "display": "ソバ"}]},
+            "recordedDate": "2022-03-01", "category": ["food"],
+            "extension": [{"url": EXT_ALSO_RECORDED,
+                           "valueString": "000/000/0000000001/-/ADT-00/0000000001_-_ADT-00_x_20220101000000000_-_1"}]}
+    rows = rows_for("allergies", [kept], _date(2026, 1, 1))
+    assert len(rows) == 1
+    assert rows[0].cells[6].startswith("ADT-61 IAM") and "ADT-00 AL1" in rows[0].cells[6]

@@ -427,10 +427,20 @@ _SEGMENT = {"ADT-00": "AL1", "ADT-61": "IAM"}
 
 
 def _allergy_source(r: dict) -> str:
+    """Where the allergy is recorded: its own file, then the files of the copies the patient-level
+    view folded into it (``mappers.chart`` ``also-recorded-in``), e.g. "ADT-61 IAM (day)、ADT-00 AL1"."""
     dtype = fv.source(r)[1]
     seg = _SEGMENT.get(dtype, "")
     day = fv.day(fv.when(r))
-    return " ".join(x for x in (dtype or r.get("resourceType", ""), seg, f"({day})" if day else "") if x)
+    own = " ".join(x for x in (dtype or r.get("resourceType", ""), seg, f"({day})" if day else "") if x)
+    others = []
+    for ext in r.get("extension") or []:
+        if str(ext.get("url", "")).endswith("also-recorded-in") and ext.get("valueString"):
+            other = fv.source({"meta": {"source": ext["valueString"]}})[1]
+            label = " ".join(x for x in (other, _SEGMENT.get(other, "")) if x)
+            if label and label not in others and label != " ".join(x for x in (dtype, seg) if x):
+                others.append(label)
+    return "、".join([own, *others])
 
 
 def allergen_key(r: dict) -> str:
