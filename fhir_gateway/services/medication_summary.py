@@ -91,7 +91,9 @@ class MedicationSummary:
 
 # --- small readers (the service layer does not import the viewer) ------------------------------
 
-def _text(cc) -> str:
+def concept_text(cc) -> str:
+    """Human text of a CodeableConcept: its text, else the first display, else the first code
+    (the one reader the viewer, this module and the summary documents share)."""
     if not isinstance(cc, dict):
         return ""
     if cc.get("text"):
@@ -154,19 +156,19 @@ def components(res: dict) -> list[Component]:
     out: list[Component] = []
     if res.get("medicationCodeableConcept"):
         cc = res["medicationCodeableConcept"]
-        out.append(Component(_text(cc), _code(cc)))
+        out.append(Component(concept_text(cc), _code(cc)))
     med = _contained(res, res.get("medicationReference"))
     if med is None and res.get("medicationReference") and not out:
         out.append(Component(res["medicationReference"].get("display") or "", ""))
     if med:
         for ing in med.get("ingredient") or []:
             cc = ing.get("itemCodeableConcept") or {}
-            name = _text(cc) or (ing.get("itemReference") or {}).get("display", "")
+            name = concept_text(cc) or (ing.get("itemReference") or {}).get("display", "")
             amount = quantity_text((ing.get("strength") or {}).get("numerator"))
             if name:
                 out.append(Component(name, _code(cc), amount))
         if not out and med.get("code"):
-            out.append(Component(_text(med["code"]), _code(med["code"])))
+            out.append(Component(concept_text(med["code"]), _code(med["code"])))
     return out
 
 
@@ -228,7 +230,7 @@ def _rp(res: dict) -> str:
 def _department(res: dict) -> str:
     for ext in res.get("extension") or []:
         if "Department" in (ext.get("url") or ""):
-            return _text(ext.get("valueCodeableConcept"))
+            return concept_text(ext.get("valueCodeableConcept"))
     return ""
 
 
@@ -245,7 +247,7 @@ def med_line(res: dict, as_of: date | None) -> MedLine:
     for dr in di.get("doseAndRate") or []:
         dose = quantity_text(dr.get("doseQuantity")) or dose
         rate = ratio_text(dr.get("rateRatio")) or quantity_text(dr.get("rateQuantity")) or rate
-    usage = _text((di.get("timing") or {}).get("code")) or di.get("text") or ""
+    usage = concept_text((di.get("timing") or {}).get("code")) or di.get("text") or ""
     start, end, days, timed = _period(res)
     status = str(res.get("status") or "")
     e = _parse(end)
@@ -261,14 +263,14 @@ def med_line(res: dict, as_of: date | None) -> MedLine:
         start, end = _day(start), _day(end)
     kind = "injection" if is_injection(res) else "prescription"
     return MedLine(str(res.get("id") or ""), kind, components(res), dose, usage,
-                   _text(di.get("route")), _text(di.get("method")), rate, days, start, end,
+                   concept_text(di.get("route")), concept_text(di.get("method")), rate, days, start, end,
                    state, status, str((res.get("meta") or {}).get("source") or ""),
-                   _text(di.get("site")), _device(di))
+                   concept_text(di.get("site")), _device(di))
 
 
 def _device(dosage: dict) -> str:
     """投薬装置 (RXR-3): a local extension on R4 Dosage."""
-    return "、".join(_text(e.get("valueCodeableConcept")) for e in dosage.get("extension") or []
+    return "、".join(concept_text(e.get("valueCodeableConcept")) for e in dosage.get("extension") or []
                     if str(e.get("url") or "").endswith("dosage-administration-device"))
 
 
@@ -310,11 +312,11 @@ def given(res: dict) -> Given:
     device = "、".join(filter(None, [x.get("display") or "" for x in res.get("device") or []]))
     comps = components(res)
     if not comps and res.get("vaccineCode"):
-        comps = [Component(_text(res["vaccineCode"]), _code(res["vaccineCode"]))]
+        comps = [Component(concept_text(res["vaccineCode"]), _code(res["vaccineCode"]))]
     return Given(str(res.get("id") or ""), comps, _dt(start), end,
                  quantity_text(d.get("dose")),
                  ratio_text(d.get("rateRatio")) or quantity_text(d.get("rateQuantity")),
-                 _text(d.get("route")), _text(d.get("site")), _text(d.get("method")),
+                 concept_text(d.get("route")), concept_text(d.get("site")), concept_text(d.get("method")),
                  device or _device(d), performer, str(res.get("status") or ""),
                  str((res.get("meta") or {}).get("source") or ""))
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from html import escape
 
+from fhir_gateway.services.medication_summary import concept_text as text_of
+
 from .select import clinical_date, clinical_status
 
 XHTML = "http://www.w3.org/1999/xhtml"
@@ -19,20 +21,6 @@ STATUS_JA = {
 }
 CRITICALITY_JA = {"low": "低", "high": "高", "unable-to-assess": "評価不能"}
 CATEGORY_JA = {"food": "食物", "medication": "薬剤", "environment": "環境", "biologic": "生物"}
-
-
-def text_of(concept: dict | None) -> str:
-    """The human text of a CodeableConcept: its text, else a display, else a code."""
-    concept = concept or {}
-    if concept.get("text"):
-        return concept["text"]
-    for c in concept.get("coding", []):
-        if c.get("display"):
-            return c["display"]
-    for c in concept.get("coding", []):
-        if c.get("code"):
-            return c["code"]
-    return ""
 
 
 def quantity(q: dict | None) -> str:

@@ -10,23 +10,10 @@ from functools import lru_cache
 from datetime import date, datetime
 from decimal import Decimal
 
+from ..services.medication_summary import concept_text as cc_text  # noqa: F401 - re-exported
+
 EN_REPRESENTATION = "http://hl7.org/fhir/StructureDefinition/iso21090-EN-representation"
 _SOURCE = re.compile(r"(?:^|/)(\d{8}|-)/([A-Z]{3}-\d{2})/([^/]+)$")
-
-
-def cc_text(cc: dict | None) -> str:
-    """Human text of a CodeableConcept: text, else the first display, else the first code."""
-    if not isinstance(cc, dict):
-        return ""
-    if cc.get("text"):
-        return str(cc["text"])
-    for c in cc.get("coding") or []:
-        if c.get("display"):
-            return str(c["display"])
-    for c in cc.get("coding") or []:
-        if c.get("code"):
-            return str(c["code"])
-    return ""
 
 
 def cc_texts(cc: dict | None) -> list[str]:
