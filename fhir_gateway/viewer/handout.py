@@ -20,7 +20,7 @@ from ..services.errors import ServiceError
 from ..summary import clins, ips, service
 from ..summary.shl import LinkStore, parse_duration, qr_svg
 from .i18n import MESSAGES
-from .views import audit, bp, patient_page, state
+from .views import SCOPES, audit, bp, patient_page, state
 
 MESSAGES.update({
     "handout": ("患者サマリー", "Patient summary"),
@@ -37,6 +37,11 @@ MESSAGES.update({
     "clins_download": ("5情報をダウンロード（JP-CLINS）", "Download the 5 items (JP-CLINS)"),
     "as_of_date": ("最終データ日", "Last data date"),
 })
+
+
+# These pages build their documents from the whole chart (summary.service.chart); the page
+# itself needs only the banner, so the viewer maps just the patient-level folder for it.
+SCOPES.update({"handout": "patient-level", "clins": "patient-level", "shl": "patient-level"})
 
 
 def _may_give() -> bool:
