@@ -151,6 +151,7 @@ def _looks_like_euc(data: bytes) -> bool:
 def decode(data: bytes) -> Decoded:
     """Decode the bytes of one SS-MIX2 message (framing already or not yet stripped)."""
     data = strip_framing(data)
+    text: str | None
     if data.isascii():
         if ESC not in data:
             return Decoded(data.decode("ascii"), "ascii")
@@ -167,15 +168,15 @@ def decode(data: bytes) -> Decoded:
         # are the escape and repetition delimiters: decode them as ASCII with our own decoder.
         # (Python's iso2022_jp also rejects ESC ( I, so kana text always takes our decoder.)
         jis_roman = b"\x1b(J" in data
-        text = None if jis_roman else _try(data, "iso2022_jp")
         if jis_roman:
             text = _iso2022jp_via_cp932(data)
             if "\ufffd" not in text:
                 return Decoded(fold(text), "iso-2022-jp", 0, kana)
-            text = None
-        if text is not None:
-            return Decoded(fold(text), "iso-2022-jp", 0, kana)
-        text = _iso2022jp_via_cp932(data)
+        else:
+            strict = _try(data, "iso2022_jp")
+            if strict is not None:
+                return Decoded(fold(strict), "iso-2022-jp", 0, kana)
+            text = _iso2022jp_via_cp932(data)
         return Decoded(fold(text), "iso-2022-jp+cp932", text.count("\ufffd"), kana)
     text = _try(data, "utf-8")
     if text is not None:

@@ -321,7 +321,8 @@ class Message:
         elif None in segs:
             segs[:] = [seg if seg is not None else Segment(line, d, i)
                        for i, (seg, line) in enumerate(zip(segs, self.lines))]
-        return list(segs)  # a copy: callers may edit the list they get
+        # every slot is filled now; a copy: callers may edit the list they get
+        return [seg for seg in segs if seg is not None]
 
     def _index(self) -> dict[str, list[int]]:
         if self._by_id is None:

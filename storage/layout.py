@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar, overload
 
 from .names import (
     DATA_TYPES, FLAG_CURRENT, FLAG_DELETED, BadFileName, FileName, RecordKey,
@@ -84,7 +84,8 @@ def list_folder(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
 
     One ``scandir``; an unreadable or missing folder raises ``OSError`` for the caller to
     report or skip."""
-    dirs, files = [], []
+    dirs: list[str] = []
+    files: list[str] = []
     with os.scandir(path) as it:
         for e in it:
             if e.name.startswith("."):
@@ -242,20 +243,50 @@ def _looks_like_patient(path: Path) -> bool:
     return short_id_folder(path.parent.name, path.name, _scandir_names(path, True), path)
 
 
-def group_records(files: Iterable, record_type: type = Record) -> tuple[dict, list]:
+class _Listed(Protocol):
+    """What grouping needs of a listed file (:class:`StoredFile`, extended ``ContentFolder``)."""
+
+    @property
+    def name(self) -> FileName | None: ...
+
+    @property
+    def usable(self) -> bool: ...
+
+
+_F = TypeVar("_F", bound=_Listed)
+
+
+class _Versions(Protocol[_F]):
+    """What grouping needs of a record (:class:`Record`, extended ``ExtendedRecord``)."""
+
+    versions: list[_F]
+
+    def sort(self) -> None: ...
+
+
+_R = TypeVar("_R", bound=_Versions[Any])
+
+
+@overload
+def group_records(files: Iterable[StoredFile]) -> tuple[dict[RecordKey, Record], list[StoredFile]]: ...
+@overload
+def group_records(files: Iterable[_F], record_type: Callable[[RecordKey], _R]
+                  ) -> tuple[dict[RecordKey, _R], list[_F]]: ...
+def group_records(files: Iterable[Any], record_type: Callable[[RecordKey], Any] = Record
+                  ) -> tuple[dict[RecordKey, Any], list[Any]]:
     """Group well-named files into records (versions sorted); return the rest as rejects.
 
     The one grouping behind :meth:`Storage.records`, every cached listing built on it and the
     extended storage's documents (``record_type`` ExtendedRecord over content folders)."""
-    records: dict[RecordKey, Record] = {}
-    rejects: list[StoredFile] = []
+    records: dict[RecordKey, Any] = {}
+    rejects: list[Any] = []
     for f in files:
         if not f.usable:
             rejects.append(f)
             continue
-        rec = records.get(f.name.key)  # type: ignore[union-attr]
+        rec = records.get(f.name.key)
         if rec is None:
-            rec = records[f.name.key] = record_type(f.name.key)  # type: ignore[union-attr]
+            rec = records[f.name.key] = record_type(f.name.key)
         rec.versions.append(f)
     for rec in records.values():
         rec.sort()

@@ -20,7 +20,7 @@ repetition of the field.  Knows no FHIR (storage layer).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Iterator
+from typing import Iterator, SupportsIndex, overload
 
 from .hl7 import Delimiters, Field, Message, Segment
 
@@ -88,23 +88,30 @@ class AuditField(Field):
     @property
     def text(self) -> str:
         self._mark(ALL)
-        return Field.text.fget(self)  # type: ignore[attr-defined]
+        return super().text
 
 
-class _RawFields(list):
+class _RawFields(list[str]):
     """``seg.fields`` of an audit segment: indexing a raw field reads all of it."""
 
     __slots__ = ("_ledger", "_seg")
+    _ledger: Ledger
+    _seg: int
 
     def _mark(self, n: int) -> None:
         self._ledger.reads.add((self._seg, n, EVERY, ALL))
 
-    def __getitem__(self, i):  # type: ignore[override]
+    @overload
+    def __getitem__(self, i: SupportsIndex) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+    def __getitem__(self, i: SupportsIndex | slice) -> str | list[str]:
         if isinstance(i, slice):
             for n in range(*i.indices(len(self))):
                 self._mark(n)
         else:
-            self._mark(i if i >= 0 else len(self) + i)
+            n = i.__index__()
+            self._mark(n if n >= 0 else len(self) + n)
         return list.__getitem__(self, i)
 
     def __iter__(self) -> Iterator[str]:
@@ -112,7 +119,7 @@ class _RawFields(list):
             self._mark(n)
         return list.__iter__(self)
 
-    def __add__(self, other):  # type: ignore[override]
+    def __add__(self, other: list[str]) -> _RawFields:  # type: ignore[override]
         out = _RawFields(list.__add__(self, other))
         out._ledger, out._seg = self._ledger, self._seg
         return out
@@ -127,14 +134,14 @@ class AuditSegment(Segment):
 
     @property
     def fields(self) -> list[str]:
-        parts = Segment.fields.fget(self)  # type: ignore[attr-defined]
+        parts = super().fields
         out = _RawFields(parts)
         out._ledger, out._seg = self._ledger, self.index
         return out
 
     def __getitem__(self, n: int) -> Field:
         objs = self._objs
-        parts = Segment.fields.fget(self)  # type: ignore[attr-defined]
+        parts = super().fields
         if objs is None:
             objs = self._objs = [None] * len(parts)
         if 0 <= n < len(objs):
@@ -146,7 +153,7 @@ class AuditSegment(Segment):
 
     def get(self, n: int, component: int = 1, sub: int | None = None) -> str:
         if n < 3 and self.id == "MSH" and n in (1, 2):
-            return Segment.fields.fget(self)[n]  # type: ignore[attr-defined]
+            return super().fields[n]
         return self[n].component(component, sub)
 
 

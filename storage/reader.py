@@ -62,8 +62,8 @@ class Problem:
     severity: str = ERROR
     offset: int | None = None
 
-    def as_dict(self) -> dict:
-        d = {"path": self.path, "kind": self.kind, "severity": self.severity, "reason": self.reason}
+    def as_dict(self) -> dict[str, str | int]:
+        d: dict[str, str | int] = {"path": self.path, "kind": self.kind, "severity": self.severity, "reason": self.reason}
         if self.offset is not None:
             d["offset"] = self.offset
         return d

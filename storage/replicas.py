@@ -119,7 +119,7 @@ class ReplicaSet:
             st.hold_until = st.checked + self.recheck
 
     # -- reporting ----------------------------------------------------------------------------------
-    def status(self) -> list[dict]:
+    def status(self) -> list[dict[str, object]]:
         """Each root's state, for ``/health`` and the viewer banner."""
         self.active()
         with self._lock:

@@ -14,9 +14,10 @@ Results are ``(kind, reason)`` pairs; the caller turns them into warnings.
 from __future__ import annotations
 
 import re
+from typing import Any
 from functools import lru_cache
 
-from .hl7 import Message
+from .hl7 import Message, Segment
 from .names import DATA_TYPES
 
 KIND_STRUCTURE = "structure"
@@ -59,7 +60,7 @@ def _hl7apy_notation(structure: str) -> str | None:
     except (ChildNotFound, KeyError, ValueError):
         return None
 
-    def walk(node: tuple) -> str:
+    def walk(node: tuple[Any, ...]) -> str:  # hl7apy's reference nodes are untyped tuples
         kind, children = node[0], node[1]
         parts = []
         for child in children:
@@ -137,7 +138,7 @@ def check_structure(msg: Message) -> list[tuple[str, str]]:
     return out
 
 
-def _field_count(seg) -> int:
+def _field_count(seg: Segment) -> int:
     fields = seg.line.rstrip(seg._d.field).split(seg._d.field)  # noqa: SLF001 - delimiter only
     return len(fields) - (0 if seg.id == "MSH" else 1)
 
