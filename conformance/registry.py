@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
+from typing import Any
 
 import orjson
 
@@ -116,7 +117,7 @@ def _parse_expression(rtype: str, expr: str) -> tuple[tuple[str, ...], ...]:
 
 
 class Registry:
-    def __init__(self, statement: dict) -> None:
+    def __init__(self, statement: dict[str, Any]) -> None:
         self.statement = statement
         self.resources: dict[str, ResourceDef] = {}
         for res in statement["rest"][0]["resource"]:
@@ -139,7 +140,7 @@ class Registry:
         return self.resources.get(rtype)
 
     @functools.cached_property
-    def published(self) -> dict:
+    def published(self) -> dict[str, Any]:
         """The statement as served: the internal expression extensions removed."""
         cs = copy.deepcopy(self.statement)
         for res in cs["rest"][0]["resource"]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from storage.hl7 import Message, Segment
 
+from .jsontypes import Json
 from . import datatypes as dt
 from . import terminology as term
 from .adt_61 import allergy
@@ -86,9 +87,9 @@ NOT_MAPPED: list[tuple[str, str]] = [
 _DELETE_EVENT = "A23"
 
 
-def _patient(msg: Message, ctx: MapContext) -> dict:
+def _patient(msg: Message, ctx: MapContext) -> Json:
     pid = msg["PID"]
-    p: dict = {"resourceType": "Patient", "id": ctx.patient_id,
+    p: Json = {"resourceType": "Patient", "id": ctx.patient_id,
                "meta": ctx.meta(term.PROFILE["Patient"])}
     value = pid[3].component(1) or ctx.patient_id
     p["identifier"] = [{"system": term.patient_identifier_system(ctx.facility), "value": value}]
@@ -127,8 +128,8 @@ def _patient(msg: Message, ctx: MapContext) -> dict:
     return p
 
 
-def _contact(nk1: Segment, ctx: MapContext) -> dict | None:
-    c: dict = {}
+def _contact(nk1: Segment, ctx: MapContext) -> Json | None:
+    c: Json = {}
     rel = dt.codeable(nk1[3], ctx.facility)
     if rel:
         c["relationship"] = [rel]
@@ -147,8 +148,8 @@ def _contact(nk1: Segment, ctx: MapContext) -> dict | None:
     return c or None
 
 
-def _coverage(in1: Segment, index: int, ctx: MapContext) -> dict:
-    c: dict = {"resourceType": "Coverage", "id": resource_id(ctx.name, "cov", index),
+def _coverage(in1: Segment, index: int, ctx: MapContext) -> Json:
+    c: Json = {"resourceType": "Coverage", "id": resource_id(ctx.name, "cov", index),
                "meta": ctx.meta(term.PROFILE["Coverage"]), "status": "active"}
     symbol, number = in1[10].component(1), in1[11].component(1)
     ext = []
@@ -171,7 +172,7 @@ def _coverage(in1: Segment, index: int, ctx: MapContext) -> dict:
     span = dt.period(in1[12], in1[13])
     if span:
         c["period"] = span
-    payor: dict = {"type": "Organization"}
+    payor: Json = {"type": "Organization"}
     insurer = in1[3].component(1)
     if insurer:
         payor["identifier"] = {"system": term.INSURER_NUMBER, "value": insurer}
@@ -179,7 +180,7 @@ def _coverage(in1: Segment, index: int, ctx: MapContext) -> dict:
     c["payor"] = [payor]
     plan = in1[15]
     if plan:
-        cls: dict = {"type": dt.concept("plan", "", term.COVERAGE_CLASS), "value": plan.component(1)}
+        cls: Json = {"type": dt.concept("plan", "", term.COVERAGE_CLASS), "value": plan.component(1)}
         if plan.component(2):
             cls["name"] = plan.component(2)
         c["class"] = [cls]
@@ -191,7 +192,7 @@ DERIVED_TAG = {"system": term.ORIGIN_TAG_SYSTEM, "code": "derived-from-pid",
                "display": "ADT-00 がないため診療メッセージの PID から作成 (no ADT-00: built from PID)"}
 
 
-def patient_from_pid(msg: Message, ctx: MapContext) -> dict:
+def patient_from_pid(msg: Message, ctx: MapContext) -> Json:
     """The Patient of a folder that has clinical data but no usable ADT-00, from the PID of one of
     its messages: the chart stays reachable and references to ``Patient/{id}`` never dangle.
     ``ctx`` is the context of that message's file (meta.source names it); meta.tag says so."""
@@ -203,7 +204,7 @@ def patient_from_pid(msg: Message, ctx: MapContext) -> dict:
 
 
 @register("ADT-00")
-def map_adt_00(msg: Message, ctx: MapContext) -> list[dict]:
+def map_adt_00(msg: Message, ctx: MapContext) -> list[Json]:
     patient = _patient(msg, ctx)
     if patient.get("active") is False:
         return [patient]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from storage.hl7 import Field, Message, Segment
 
+from .jsontypes import Json
 from . import datatypes as dt
 from . import terminology as term
 from .context import MapContext
@@ -54,9 +55,9 @@ NOT_MAPPED: list[tuple[str, str]] = [
 
 
 def allergy(ctx: MapContext, rid: str, category: Field, code: Field, severity: Field | None = None,
-            reaction: Field | None = None, onset: Field | None = None) -> dict:
+            reaction: Field | None = None, onset: Field | None = None) -> Json:
     """The common part of AL1 and IAM: category, code, reaction, onset; clinicalStatus active."""
-    a: dict = {
+    a: Json = {
         "resourceType": "AllergyIntolerance",
         "id": rid,
         "meta": ctx.meta(term.PROFILE["AllergyIntolerance"]),
@@ -70,7 +71,7 @@ def allergy(ctx: MapContext, rid: str, category: Field, code: Field, severity: F
     sev = term.ALLERGY_SEVERITY_0128.get(severity.component(1)) if severity else None
     text = reaction.text.replace("^", " ").strip() if reaction else ""
     if text or sev:
-        r: dict = {"manifestation": [{"text": text or "情報なし"}]}
+        r: Json = {"manifestation": [{"text": text or "情報なし"}]}
         if text:
             r["description"] = text
         if sev:
@@ -82,7 +83,7 @@ def allergy(ctx: MapContext, rid: str, category: Field, code: Field, severity: F
     return a
 
 
-def _iam(iam: Segment, index: int, ctx: MapContext) -> dict:
+def _iam(iam: Segment, index: int, ctx: MapContext) -> Json:
     unique = iam[7].component(1)
     rid = resource_id(ctx.name, "u", key_position(unique)) if unique else resource_id(ctx.name, index)
     a = allergy(ctx, rid, iam[2], iam[3], iam[4], iam[5], iam[11])
@@ -118,5 +119,5 @@ def _iam(iam: Segment, index: int, ctx: MapContext) -> dict:
 
 
 @register("ADT-61")
-def map_adt_61(msg: Message, ctx: MapContext) -> list[dict]:
+def map_adt_61(msg: Message, ctx: MapContext) -> list[Json]:
     return [_iam(iam, i, ctx) for i, iam in enumerate(msg.segments("IAM"), 1)]

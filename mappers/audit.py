@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from storage.hl7 import Message
 from storage.ledger import Content, audited, unread
 
+from .jsontypes import Json
 from .context import MapContext
 from .registry import MAPPERS, map_message
 
@@ -129,7 +130,7 @@ def _explained(c: Content, table: dict[str, str], xcn_value: bool = False) -> bo
     return False
 
 
-def audit_message(msg: Message, ctx: MapContext) -> tuple[list[dict], list[Unmapped]]:
+def audit_message(msg: Message, ctx: MapContext) -> tuple[list[Json], list[Unmapped]]:
     """Map ``msg`` in audit mode.  Raises MappingError like :func:`map_message`."""
     amsg = audited(msg)
     resources = map_message(amsg, ctx)

@@ -18,8 +18,9 @@ Pairing rule (admission ↔ discharge, leave ↔ return): the visit number (PV1-
 
 from __future__ import annotations
 
+from .jsontypes import Json
 from . import terminology as term
-from .embedded import dedupe_allergies, allergen_key
+from .embedded import AllergenKey, allergen_key, dedupe_allergies
 
 # On the AllergyIntolerance kept for an allergen: the files of the copies it stands for.
 EXT_ALSO_RECORDED = term.LOCAL_EXT + "also-recorded-in"
@@ -33,29 +34,32 @@ PLANS = (("ADT-21", "ADT-22"), ("ADT-51", "ADT-52"), ("ADT-41", "ADT-42"))
 _VISIT = "/visit-number"
 
 
-def _dtype(r: dict) -> str:
+def _dtype(r: Json) -> str:
     parts = r.get("meta", {}).get("source", "").split("/")
     return parts[-2] if len(parts) >= 2 else ""
 
 
-def _visit(r: dict) -> str:
+def _visit(r: Json) -> str:
     for ident in r.get("identifier", []):
         if ident.get("system", "").endswith(_VISIT):
-            return ident.get("value", "")
+            value: str = ident.get("value", "")
+            return value
     return ""
 
 
-def _start(r: dict) -> str:
-    return r.get("period", {}).get("start", "")
+def _start(r: Json) -> str:
+    start: str = r.get("period", {}).get("start", "")
+    return start
 
 
-def _time(r: dict) -> str:
+def _time(r: Json) -> str:
     """When the event happened: its end, start, or the file's time."""
     p = r.get("period", {})
-    return p.get("end") or p.get("start") or r.get("meta", {}).get("lastUpdated", "")
+    when: str = p.get("end") or p.get("start") or r.get("meta", {}).get("lastUpdated", "")
+    return when
 
 
-def _match(closing: dict, opens: list[dict]) -> dict | None:
+def _match(closing: Json, opens: list[Json]) -> Json | None:
     visit, start = _visit(closing), _start(closing)
     if visit:
         same = [o for o in opens if _visit(o) == visit]
@@ -70,56 +74,73 @@ def _match(closing: dict, opens: list[dict]) -> dict | None:
     return earlier[-1] if earlier else None
 
 
-def close_encounters(encounters: list[dict]) -> dict[int, dict]:
+def _position(encounters: list[Json], among: list[int], closing: Json) -> int | None:
+    """The position (one of ``among``) of the open event ``closing`` pairs with (:func:`_match`)."""
+    hit = _match(closing, [encounters[i] for i in among])
+    return None if hit is None else next(i for i in among if encounters[i] is hit)
+
+
+def close_encounters(encounters: list[Json]) -> dict[int, Json]:
     """Replacement Encounters (by position in ``encounters``) for closed and cancelled events."""
-    out: dict[int, dict] = {}
+    out: dict[int, Json] = {}
     by_type: dict[str, list[int]] = {}
     for i, e in enumerate(encounters):
         by_type.setdefault(_dtype(e), []).append(i)
     for open_t, close_t in PAIRS:
-        opened = sorted(by_type.get(open_t, []), key=lambda i: _time(encounters[i]))
-        closing = sorted(by_type.get(close_t, []), key=lambda i: _time(encounters[i]))
-        cancels = [i for i in opened if encounters[i].get("status") == "cancelled"]
-        live = [i for i in opened if encounters[i].get("status") != "cancelled"]
-        # a cancel event written as its own record withdraws the event it names
-        for c in cancels:
-            hit = _match(encounters[c], [encounters[i] for i in live])
-            if hit is not None:
-                i = next(i for i in live if encounters[i] is hit)
-                e = dict(out.get(i, encounters[i]))
-                e["status"] = "cancelled"
-                out[i] = e
-                live.remove(i)
-        done: set[int] = set()
-        for c in closing:
-            end = encounters[c]
-            if end.get("status") == "cancelled":  # a cancelled discharge closes nothing
-                continue
-            candidates = [i for i in live if i not in done]
-            hit = _match(end, [encounters[i] for i in candidates])
-            if hit is None:
-                continue
-            i = next(i for i in candidates if encounters[i] is hit)
-            done.add(i)
-            out[i] = _closed(out.get(i, encounters[i]), end, close_t)
+        _close_pair(encounters, by_type, open_t, close_t, out)
     for plan_t, real_t in PLANS:
-        reals = [i for i in by_type.get(real_t, []) if encounters[i].get("status") != "cancelled"]
-        for p in by_type.get(plan_t, []):
-            plan = encounters[p]
-            if plan.get("status") != "planned":
-                continue
-            visit, start = _visit(plan), _start(plan)
-            hit = next((i for i in reals if visit and _visit(encounters[i]) == visit), None)
-            if hit is None and start and not visit:
-                hit = next((i for i in reals if _start(encounters[i]) == start), None)
-            if hit is not None:
-                e = dict(out.get(p, plan))
-                e["status"] = out.get(hit, encounters[hit]).get("status", "finished")
-                out[p] = e
+        _realise_plans(encounters, by_type.get(plan_t, []), by_type.get(real_t, []), out)
     return out
 
 
-def _closed(opening: dict, end: dict, close_t: str) -> dict:
+def _close_pair(encounters: list[Json], by_type: dict[str, list[int]], open_t: str,
+                close_t: str, out: dict[int, Json]) -> None:
+    """Cancel records withdraw the event they name; each closing event closes one open event."""
+    def by_time(dtype: str) -> list[int]:
+        return sorted(by_type.get(dtype, []), key=lambda i: _time(encounters[i]))
+
+    opened = by_time(open_t)
+    live = [i for i in opened if encounters[i].get("status") != "cancelled"]
+    # a cancel event written as its own record withdraws the event it names
+    for c in opened:
+        if encounters[c].get("status") != "cancelled":
+            continue
+        i = _position(encounters, live, encounters[c])
+        if i is not None:
+            e = dict(out.get(i, encounters[i]))
+            e["status"] = "cancelled"
+            out[i] = e
+            live.remove(i)
+    done: set[int] = set()
+    for c in by_time(close_t):
+        end = encounters[c]
+        if end.get("status") == "cancelled":  # a cancelled discharge closes nothing
+            continue
+        i = _position(encounters, [i for i in live if i not in done], end)
+        if i is not None:
+            done.add(i)
+            out[i] = _closed(out.get(i, encounters[i]), end, close_t)
+
+
+def _realise_plans(encounters: list[Json], plans: list[int], reals: list[int],
+                   out: dict[int, Json]) -> None:
+    """A planned event carried out (same visit number, else same start) takes the event's status."""
+    reals = [i for i in reals if encounters[i].get("status") != "cancelled"]
+    for p in plans:
+        plan = encounters[p]
+        if plan.get("status") != "planned":
+            continue
+        visit, start = _visit(plan), _start(plan)
+        hit = next((i for i in reals if visit and _visit(encounters[i]) == visit), None)
+        if hit is None and start and not visit:
+            hit = next((i for i in reals if _start(encounters[i]) == start), None)
+        if hit is not None:
+            e = dict(out.get(p, plan))
+            e["status"] = out.get(hit, encounters[hit]).get("status", "finished")
+            out[p] = e
+
+
+def _closed(opening: Json, end: Json, close_t: str) -> Json:
     e = dict(opening)
     e["status"] = "finished"
     when = end.get("period", {}).get("end") or end.get("period", {}).get("start") \
@@ -144,7 +165,7 @@ def _closed(opening: dict, end: dict, close_t: str) -> dict:
     return e
 
 
-def assemble(resources: list[dict]) -> tuple[list[int], dict[int, dict]]:
+def assemble(resources: list[Json]) -> tuple[list[int], dict[int, Json]]:
     """(positions to keep, replacements by position) for one patient's resources."""
     enc_pos = [i for i, r in enumerate(resources) if r.get("resourceType") == "Encounter"]
     replaced = {enc_pos[j]: e for j, e in
@@ -156,7 +177,7 @@ def assemble(resources: list[dict]) -> tuple[list[int], dict[int, dict]]:
     keep = [i for i, r in enumerate(resources)
             if r.get("resourceType") != "AllergyIntolerance" or id(r) in kept]
     # the kept resource names the files of the copies it replaces: nothing is lost silently
-    dropped: dict[tuple, list[str]] = {}
+    dropped: dict[AllergenKey | None, list[str]] = {}
     for r in allergies:
         if id(r) not in kept:
             dropped.setdefault(allergen_key(r), []).append(r.get("meta", {}).get("source", ""))

@@ -24,6 +24,7 @@ from storage.reader import KIND_MAPPING, Problem
 from storage.uke import Item, Receipt, UkeFile, UkeRecord, facility_code, match_patient, \
     parse_uke_date, read_uke_file, uke_month
 
+from .jsontypes import Json
 from . import terminology as term
 
 YEN_PER_POINT = 10
@@ -115,11 +116,11 @@ def _dec(text: str) -> Decimal | None:
         return None
 
 
-def _yen(points: Decimal | int, unit: Decimal | int = YEN_PER_POINT) -> dict:
+def _yen(points: Decimal | int, unit: Decimal | int = YEN_PER_POINT) -> Json:
     return {"value": Decimal(points) * Decimal(unit), "currency": "JPY"}
 
 
-def _month_period(text: str) -> dict | None:
+def _month_period(text: str) -> dict[str, str] | None:
     p = parse_uke_date(text)
     if p is None:
         return None
@@ -128,20 +129,20 @@ def _month_period(text: str) -> dict | None:
     return {"start": f"{y:04d}-{m:02d}-01", "end": f"{y:04d}-{m:02d}-{last:02d}"}
 
 
-def _ext(name: str, **value: object) -> dict:
+def _ext(name: str, **value: object) -> Json:
     return {"url": term.UKE_EXT + name, **value}
 
 
-def _coding(system: str, code: str, display: str = "") -> dict:
+def _coding(system: str, code: str, display: str = "") -> Json:
     c = {"system": system, "code": code}
     if display:
         c["display"] = display
     return c
 
 
-def _meta(ctx: ClaimContext, profile: str | None = None) -> dict:
+def _meta(ctx: ClaimContext, profile: str | None = None) -> Json:
     src = ctx.source.replace("\\", "/").lstrip("/")
-    m: dict = {"versionId": "1",
+    m: Json = {"versionId": "1",
                "source": src if src.startswith("receipts/") else f"receipts/{src}"}
     if ctx.last_updated:
         m["lastUpdated"] = ctx.last_updated
@@ -157,7 +158,7 @@ _ITEM_SYSTEM = {"SI": term.RECEIPT_PROCEDURE, "IY": term.RECEIPT_DRUG, "TO": ter
 
 # --- resources ----------------------------------------------------------------------------------
 
-def _identifier(receipt: Receipt, header: UkeRecord | None, facility10: str) -> list[dict]:
+def _identifier(receipt: Receipt, header: UkeRecord | None, facility10: str) -> list[Json]:
     month = uke_month(header["claim_month"]) if header else None
     return [{"system": f"{term.RECEIPT_NUMBER}/{facility10}/{month or '000000'}",
              "value": receipt.receipt_no or "0"}]
@@ -170,29 +171,29 @@ def _created(receipt: Receipt, header: UkeRecord | None) -> str:
     return created["start"] if created else (period or {}).get("end", "1970-01-01")
 
 
-def claim_stub(receipt: Receipt, ctx: ClaimContext) -> dict:
+def claim_stub(receipt: Receipt, ctx: ClaimContext) -> Json:
     """The elements of the receipt's Claim that the header and RE record alone decide (id,
     meta.lastUpdated, identifier, status, use, created) — what :func:`map_receipt` writes for
     them, without mapping the rest (the receipt index stores it to answer searches on them)."""
     header = ctx.header
-    stub: dict = {"resourceType": "Claim", "id": claim_id(ctx.facility, header, receipt),
+    stub: Json = {"resourceType": "Claim", "id": claim_id(ctx.facility, header, receipt),
                   "meta": {"lastUpdated": ctx.last_updated},
                   "identifier": _identifier(receipt, header, facility_code(header) or ctx.facility),
                   "status": "active", "use": "claim", "created": _created(receipt, header)}
     return stub
 
 
-def map_receipt(receipt: Receipt, ctx: ClaimContext) -> list[dict]:
+def map_receipt(receipt: Receipt, ctx: ClaimContext) -> list[Json]:
     """One receipt -> [Claim, Coverage…, (Patient)].  Never drops a receipt for lack of a match."""
     header = ctx.header
     cid = claim_id(ctx.facility, header, receipt)
-    out: list[dict] = []
+    out: list[Json] = []
     patient_id = ctx.patient_id or receipt_patient_id(ctx.facility, receipt)
     patient = {"reference": f"Patient/{patient_id}"}
     tensuhyo = header["tensuhyo"] if header else ""
     facility10 = facility_code(header) or ctx.facility
 
-    claim: dict = {"resourceType": "Claim", "id": cid, "meta": _meta(ctx)}
+    claim: Json = {"resourceType": "Claim", "id": cid, "meta": _meta(ctx)}
     exts = []
     if tensuhyo:
         exts.append(_ext("tensuhyo", valueCoding=_coding(term.RECEIPT_TENSUHYO, tensuhyo)))
@@ -215,7 +216,7 @@ def map_receipt(receipt: Receipt, ctx: ClaimContext) -> list[dict]:
     if period:
         claim["billablePeriod"] = period
     claim["created"] = _created(receipt, header)
-    provider: dict = {"type": "Organization",
+    provider: Json = {"type": "Organization",
                       "identifier": {"system": term.MEDICAL_INSTITUTION, "value": facility10}}
     if header and header["facility_name"]:
         provider["display"] = header["facility_name"]
@@ -231,7 +232,7 @@ def map_receipt(receipt: Receipt, ctx: ClaimContext) -> list[dict]:
         claim["insurer"] = {"type": "Organization", "identifier": {
             "system": term.INSURER_NUMBER, "value": receipt.ho["insurer_no"]}}
 
-    info: list[dict] = []
+    info: list[Json] = []
     diagnosis = _diagnoses(receipt)
     if diagnosis:
         claim["diagnosis"] = diagnosis
@@ -269,11 +270,11 @@ def _unit_price(receipt: Receipt) -> Decimal:
     return d if d and d > 0 else Decimal(YEN_PER_POINT)
 
 
-def _coverages(receipt: Receipt, cid: str, patient: dict, ctx: ClaimContext) -> list[dict]:
+def _coverages(receipt: Receipt, cid: str, patient: Json, ctx: ClaimContext) -> list[Json]:
     out = []
     if receipt.ho is not None:
         ho = receipt.ho
-        cov: dict = {"resourceType": "Coverage", "id": f"{cid}-ho",
+        cov: Json = {"resourceType": "Coverage", "id": f"{cid}-ho",
                      "meta": _meta(ctx, term.PROFILE["Coverage"])}
         exts = []
         for name, url in (("symbol", "JP_Coverage_InsuredPersonSymbol"),
@@ -305,18 +306,18 @@ def _coverages(receipt: Receipt, cid: str, patient: dict, ctx: ClaimContext) -> 
     return out
 
 
-def _diagnoses(receipt: Receipt) -> list[dict]:
+def _diagnoses(receipt: Receipt) -> list[Json]:
     out = []
     for n, sy in enumerate(receipt.sy, 1):
         code, name = sy["disease_code"], sy["disease_name"]
-        cc: dict = {}
+        cc: Json = {}
         if code:
             cc["coding"] = [_coding(term.RECEIPT_DISEASE, code)]
         if name:
             cc["text"] = name
         if not cc:
             cc["text"] = "傷病名コードなし"
-        d: dict = {"sequence": n}
+        d: Json = {"sequence": n}
         exts = []
         mods = sy["modifiers"]
         for i in range(0, len(mods), 4):
@@ -348,10 +349,10 @@ def _diagnoses(receipt: Receipt) -> list[dict]:
     return out
 
 
-def _comment_info(code: str, text: str, info: list[dict]) -> int:
+def _comment_info(code: str, text: str, info: list[Json]) -> int:
     """Append a CO/inline comment as Claim.supportingInfo; return its sequence."""
     seq = len(info) + 1
-    entry: dict = {"sequence": seq, "category": {"coding": [
+    entry: Json = {"sequence": seq, "category": {"coding": [
         _coding(term.CLAIM_INFO_CATEGORY, "info")], "text": "コメント"}}
     if code:
         entry["code"] = {"coding": [_coding(term.RECEIPT_COMMENT, code)]}
@@ -361,9 +362,9 @@ def _comment_info(code: str, text: str, info: list[dict]) -> int:
     return seq
 
 
-def _item(it: Item, seq: int, receipt: Receipt, info: list[dict]) -> dict:
+def _item(it: Item, seq: int, receipt: Receipt, info: list[Json]) -> Json:
     rec = it.record
-    item: dict = {"sequence": seq}
+    item: Json = {"sequence": seq}
     exts = [_ext("billing-unit", valueInteger=it.unit)]
     if rec["burden"]:
         exts.append(_ext("burden-class", valueCoding=_coding(term.RECEIPT_BURDEN, rec["burden"])))
@@ -387,7 +388,7 @@ def _item(it: Item, seq: int, receipt: Receipt, info: list[dict]) -> dict:
     if it.category:
         item["category"] = {"coding": [_coding(term.RECEIPT_CATEGORY, it.category)]}
     display = rec["device_name"] or rec["product_name"]
-    pos: dict = {"coding": [_coding(_ITEM_SYSTEM.get(rec.type, term.UKE_BASE), rec["code"] or "0",
+    pos: Json = {"coding": [_coding(_ITEM_SYSTEM.get(rec.type, term.UKE_BASE), rec["code"] or "0",
                                     display)]}
     if display:
         pos["text"] = display
@@ -415,10 +416,10 @@ def _split_name(text: str) -> tuple[str, str]:
     return (parts[0], parts[1]) if len(parts) == 2 else ("", "")
 
 
-def map_re_patient(receipt: Receipt, patient_id: str, facility10: str, ctx: ClaimContext) -> dict:
+def map_re_patient(receipt: Receipt, patient_id: str, facility10: str, ctx: ClaimContext) -> Json:
     """A JP_Patient from the RE record (name, kana, sex, birth date from 和暦/西暦)."""
     re_ = receipt.re
-    p: dict = {"resourceType": "Patient", "id": patient_id,
+    p: Json = {"resourceType": "Patient", "id": patient_id,
                "meta": _meta(ctx, term.PROFILE["Patient"])}
     karte = receipt.karte_no
     if karte:
@@ -430,7 +431,7 @@ def map_re_patient(receipt: Receipt, patient_id: str, facility10: str, ctx: Clai
     for text, rep in ((re_["name"], "IDE"), (re_["kana"], "SYL")):
         if not text:
             continue
-        n: dict = {"extension": [{"url": term.NAME_REPRESENTATION, "valueCode": rep}],
+        n: Json = {"extension": [{"url": term.NAME_REPRESENTATION, "valueCode": rep}],
                    "use": "official", "text": text}
         family, given = _split_name(text)
         if family:
@@ -445,9 +446,9 @@ def map_re_patient(receipt: Receipt, patient_id: str, facility10: str, ctx: Clai
     return p
 
 
-def map_uke_file(uf: UkeFile, ctx_factory: Callable[[Receipt], ClaimContext]) -> list[dict]:
+def map_uke_file(uf: UkeFile, ctx_factory: Callable[[Receipt], ClaimContext]) -> list[Json]:
     """Every receipt of a file; Patients built from RE are emitted once per id."""
-    out: list[dict] = []
+    out: list[Json] = []
     seen: set[str] = set()
     for r in uf.receipts:
         ctx = ctx_factory(r)
@@ -464,7 +465,7 @@ def map_uke_file(uf: UkeFile, ctx_factory: Callable[[Receipt], ClaimContext]) ->
 
 def map_receipt_file(path: str | Path, rel: str, facility: str,
                      patient_exists: Callable[[str], bool] | None = None
-                     ) -> tuple[list[dict], list[Problem]]:
+                     ) -> tuple[list[Json], list[Problem]]:
     """Caller convenience (the one helper here that touches files, through ``storage.uke``):
     read a UKE file, match each receipt's カルテ番号 with ``patient_exists`` (e.g.
     ``lambda c: storage.patient_dir(c) is not None``), map everything.  Never raises for bad data.
@@ -480,7 +481,7 @@ def map_receipt_file(path: str | Path, rel: str, facility: str,
         pid = match_patient(r.re["karte_no"], patient_exists) if patient_exists else None
         return ClaimContext(facility, rel, pid, last, uf.ir)
 
-    out: list[dict] = []
+    out: list[Json] = []
     seen: set[str] = set()
     for r in uf.receipts:
         try:

@@ -4,9 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 from storage.names import FileName
 from storage.timestamps import parse_ts
+
+from .jsontypes import Json
+
+
+class ResourceContext(Protocol):
+    """What the shared element helpers need of a context (:class:`MapContext`, extended's)."""
+
+    @property
+    def facility(self) -> str: ...
+
+    @property
+    def patient_id(self) -> str: ...
+
+    def meta(self, profile: str | None = None) -> Json: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +40,8 @@ class MapContext:
         """meta.lastUpdated from the file's 発生日時 (an instant in +09:00)."""
         return _instant(self.name.timestamp)
 
-    def meta(self, profile: str | None = None) -> dict:
-        m: dict = {
+    def meta(self, profile: str | None = None) -> Json:
+        m: Json = {
             "versionId": str(self.version),
             "lastUpdated": self.last_updated,
             "source": self.source,

@@ -11,19 +11,22 @@ import re
 import unicodedata
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
+from typing import overload
 
-from storage.hl7 import STANDARD_DELIMITERS, Field
+from storage.hl7 import STANDARD_DELIMITERS, Field, Segment
 from storage.structure import rejoin_units
 from storage.timestamps import fhir_date, fhir_datetime
 
 from . import terminology as term
+from .context import ResourceContext
+from .jsontypes import Json
 
 
-def coding(code: str, display: str = "", system_name: str = "", facility: str = "") -> dict | None:
+def coding(code: str, display: str = "", system_name: str = "", facility: str = "") -> Json | None:
     """One Coding; None when there is neither code nor display."""
     if not code and not display:
         return None
-    c: dict = {}
+    c: Json = {}
     system = term.system_for(system_name, facility) if system_name else None
     if system:
         c["system"] = system
@@ -34,7 +37,7 @@ def coding(code: str, display: str = "", system_name: str = "", facility: str = 
     return c
 
 
-def codeable(field: Field, facility: str = "", text: str | None = None) -> dict | None:
+def codeable(field: Field, facility: str = "", text: str | None = None) -> Json | None:
     """CWE/CE/CNE -> CodeableConcept with a Coding per triplet (1-3 and 4-6), text = first name.
 
     The same codes recur in every message (units, JLAC10 items, department codes), so the
@@ -49,12 +52,18 @@ def codeable(field: Field, facility: str = "", text: str | None = None) -> dict 
 
 
 @lru_cache(maxsize=16384)
-def _codeable_cached(raw: str, facility: str, text: str | None) -> dict | None:
+def _codeable_cached(raw: str, facility: str, text: str | None) -> Json | None:
     """Never hand this dict out: callers get :func:`copy_concept` of it."""
     return _codeable(Field(raw, STANDARD_DELIMITERS).components(), facility, text)
 
 
-def copy_concept(cc: dict | None) -> dict | None:
+@overload
+def copy_concept(cc: Json) -> Json: ...
+@overload
+def copy_concept(cc: None) -> None: ...
+@overload
+def copy_concept(cc: Json | None) -> Json | None: ...
+def copy_concept(cc: Json | None) -> Json | None:
     """A fresh CodeableConcept (its codings too); the leaf values are immutable strings."""
     if cc is None:
         return None
@@ -65,14 +74,14 @@ def copy_concept(cc: dict | None) -> dict | None:
     return out
 
 
-def _codeable(comps: list[str], facility: str, text: str | None) -> dict | None:
+def _codeable(comps: list[str], facility: str, text: str | None) -> Json | None:
     comps = comps + [""] * 9
     codings = []
     for i in (0, 3):
         c = coding(comps[i], comps[i + 1], comps[i + 2], facility)
         if c and c.get("code"):
             codings.append(c)
-    cc: dict = {}
+    cc: Json = {}
     if codings:
         cc["coding"] = codings
     label = text if text is not None else (comps[8] or comps[1] or comps[4])
@@ -83,7 +92,7 @@ def _codeable(comps: list[str], facility: str, text: str | None) -> dict | None:
     return cc or None
 
 
-def concept(code: str, display: str, system: str) -> dict:
+def concept(code: str, display: str, system: str) -> Json:
     """A CodeableConcept from a known system URI (not a v2 coding-system name)."""
     c = {"system": system, "code": code}
     if display:
@@ -91,14 +100,14 @@ def concept(code: str, display: str, system: str) -> dict:
     return {"coding": [c], **({"text": display} if display else {})}
 
 
-def human_names(field: Field) -> list[dict]:
+def human_names(field: Field) -> list[Json]:
     """XPN (repeating) -> HumanName list; XPN.8 I/P -> iso21090 IDE (kanji) / SYL (kana)."""
     names = []
     for rep in field.repetitions:
         family, given, middle = rep.component(1), rep.component(2), rep.component(3)
         if not (family or given):
             continue
-        n: dict = {"use": "usual" if rep.component(7) in ("L", "") else "official"}
+        n: Json = {"use": "usual" if rep.component(7) in ("L", "") else "official"}
         if family:
             n["family"] = family
         givens = [g for g in (given, middle) if g]
@@ -112,14 +121,14 @@ def human_names(field: Field) -> list[dict]:
     return names
 
 
-def address(field: Field) -> list[dict]:
+def address(field: Field) -> list[Json]:
     """XAD -> Address.  XAD.8 is the free-text address SS-MIX2 writers fill."""
     out = []
     for rep in field.repetitions:
         street, other, city, state, postal, country, atype, full = (
             rep.component(i) for i in range(1, 9)
         )
-        a: dict = {}
+        a: Json = {}
         text = full or "".join(x for x in (state, city, street, other) if x)
         if text:
             a["text"] = text
@@ -142,7 +151,7 @@ def address(field: Field) -> list[dict]:
     return out
 
 
-def contact_points(field: Field, default_use: str | None = None) -> list[dict]:
+def contact_points(field: Field, default_use: str | None = None) -> list[Json]:
     """XTN -> ContactPoint.  XTN.2 PRN/WPN/ORN/EMR; XTN.3 PH/FX/CP/Internet; number in XTN.12 or 1."""
     out = []
     for rep in field.repetitions:
@@ -156,7 +165,7 @@ def contact_points(field: Field, default_use: str | None = None) -> list[dict]:
             rep.component(2), default_use)
         if equip == "CP":
             use = "mobile"
-        cp: dict = {"system": system, "value": value}
+        cp: Json = {"system": system, "value": value}
         if use:
             cp["use"] = use
         out.append(cp)
@@ -200,7 +209,7 @@ _COMPARATOR = re.compile(r"^\s*(<=|>=|<|>|≦|≧|＜|＞|≤|≥)\s*([-+]?\d+(?
 _NUMBER = re.compile(r"^\s*[-+]?\d+(?:\.\d+)?\s*$")
 
 
-def decimal_value(text: str) -> Decimal | None:
+def decimal_value(text: str | None) -> Decimal | None:
     """A decimal from HL7 NM text, keeping written precision (72.50 stays 72.50)."""
     text = (text or "").strip().replace(",", "")
     if not text or not _NUMBER.match(text):
@@ -225,7 +234,7 @@ def ucum(unit: str) -> str | None:
     return _UCUM_FOLDED.get(unicodedata.normalize("NFKC", unit).strip().lower())
 
 
-def quantity(value: str, unit_field: Field | None = None, unit_text: str = "") -> dict | None:
+def quantity(value: str, unit_field: Field | None = None, unit_text: str = "") -> Json | None:
     """NM (or an ST like '> 100') + unit -> Quantity; None when the value is not numeric.
 
     The written unit is kept in ``unit``; ``system``/``code`` are UCUM only when we know the
@@ -262,15 +271,15 @@ def unit_items(code: str, unit_text: str = "") -> tuple[tuple[str, str], ...]:
     return _unit_items(code, unit_text, len(UCUM_UNITS)) if (code or unit_text) else ()
 
 
-def quantity_with(value: str, units: tuple[tuple[str, str], ...]) -> dict | None:
+def quantity_with(value: str, units: tuple[tuple[str, str], ...]) -> Json | None:
     """:func:`quantity` with the unit half from :func:`unit_items` already known."""
     parsed = _number(value) if type(value) is str else _parse_number(value)
     return None if parsed is None else _with_unit(parsed, units)
 
 
-def _with_unit(parsed: tuple[str | None, Decimal], units: tuple[tuple[str, str], ...]) -> dict:
+def _with_unit(parsed: tuple[str | None, Decimal], units: tuple[tuple[str, str], ...]) -> Json:
     comparator, number = parsed
-    q: dict = {"value": number}
+    q: Json = {"value": number}
     if comparator:
         q["comparator"] = comparator
     if units:
@@ -313,7 +322,7 @@ def date_(field_or_text: Field | str) -> str | None:
     return fhir_date(field_or_text.component(1) if isinstance(field_or_text, Field) else field_or_text)
 
 
-def practitioner(field: Field, facility: str = "") -> dict | None:
+def practitioner(field: Field, facility: str = "") -> Json | None:
     """XCN (ordering/attending doctor) -> a Reference with identifier and display (no resource).
 
     The same doctors sign every order: built once per (field text, facility), copied per caller.
@@ -332,15 +341,15 @@ def practitioner(field: Field, facility: str = "") -> dict | None:
 
 
 @lru_cache(maxsize=4096)
-def _practitioner_cached(raw: str, facility: str) -> dict | None:
+def _practitioner_cached(raw: str, facility: str) -> Json | None:
     """Never hand this dict out: :func:`practitioner` copies it."""
     return _practitioner(Field(raw, STANDARD_DELIMITERS), facility)
 
 
-def _practitioner(field: Field, facility: str) -> dict | None:
+def _practitioner(field: Field, facility: str) -> Json | None:
     staff_id = field.component(1)
     family, given = field.component(2), field.component(3)
-    ref: dict = {"type": "Practitioner"}
+    ref: Json = {"type": "Practitioner"}
     display = " ".join(x for x in (family, given) if x)
     if display:
         ref["display"] = display
@@ -349,14 +358,14 @@ def _practitioner(field: Field, facility: str) -> dict | None:
     return ref if len(ref) > 1 else None
 
 
-def department(code: str, name: str = "") -> dict | None:
+def department(code: str, name: str = "") -> Json | None:
     """SS-MIX2 統一診療科コード -> CodeableConcept."""
     if not code or code == "-":
         return None
     return concept(code, name, term.DEPARTMENT)
 
 
-def patient_ref(patient_id: str) -> dict:
+def patient_ref(patient_id: str) -> Json:
     return {"reference": f"Patient/{patient_id}"}
 
 
@@ -366,9 +375,9 @@ UCUM_UNITS.update({"msec": "ms", "ms": "ms", "mv": "mV", "mV": "mV", "degree": "
                    "deg": "deg", "°": "deg", "kg/m2": "kg/m2", "bpm": "/min"})
 
 
-def period(start: Field | str | None, end: Field | str | None = None) -> dict | None:
+def period(start: Field | str | None, end: Field | str | None = None) -> Json | None:
     """Two TS values -> Period (either side may be missing); None when both are empty."""
-    p: dict = {}
+    p: Json = {}
     s = datetime_(start) if start is not None else None
     e = datetime_(end) if end is not None else None
     if s:
@@ -402,16 +411,16 @@ def location_text(field: Field) -> str:
     return " / ".join(parts)
 
 
-def identifier(system: str, value: str, type_code: str = "") -> dict | None:
+def identifier(system: str, value: str, type_code: str = "") -> Json | None:
     if not value:
         return None
-    ident: dict = {"system": system, "value": value}
+    ident: Json = {"system": system, "value": value}
     if type_code:
         ident["type"] = {"coding": [{"system": term.IDENTIFIER_TYPE, "code": type_code}]}
     return ident
 
 
-def obx_value(obx, facility: str = "") -> dict:
+def obx_value(obx: Segment, facility: str = "") -> Json:
     """OBX-2/5/6 -> {"value[x]": ...} (one key) or {} when there is no value.
 
     NM (and ST like '> 100') -> valueQuantity, CWE/CE/CNE -> valueCodeableConcept,
@@ -453,11 +462,11 @@ def obx_value(obx, facility: str = "") -> dict:
     return {"valueString": text} if text else {}
 
 
-def obx_observation(obx, ctx, rid: str, category: list[dict], profile: str | None,
-                    effective: str | None = None) -> dict:
+def obx_observation(obx: Segment, ctx: ResourceContext, rid: str, category: list[Json], profile: str | None,
+                    effective: str | None = None) -> Json:
     """One OBX -> an Observation dict (code OBX-3, value OBX-2/5/6, status OBX-11,
     effective OBX-14 else ``effective``, interpretation OBX-8, reference range OBX-7 as text)."""
-    obs: dict = {"resourceType": "Observation", "id": rid, "meta": ctx.meta(profile),
+    obs: Json = {"resourceType": "Observation", "id": rid, "meta": ctx.meta(profile),
                  "status": term.OBSERVATION_STATUS.get(obx.get(11), "final"),
                  "category": category}
     code = codeable(obx[3], ctx.facility)

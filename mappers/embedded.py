@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from storage.hl7 import Message, Segment
 
+from .jsontypes import Json
 from . import datatypes as dt
 from . import terminology as term
 from .adt_61 import allergy
@@ -40,7 +41,7 @@ def _body_prefix(obx: Segment) -> str:
     return ""
 
 
-def observation(obx: Segment, rid: str, ctx: MapContext, fallback: str | None) -> dict:
+def observation(obx: Segment, rid: str, ctx: MapContext, fallback: str | None) -> Json:
     """One OBX -> JP_Observation_BodyMeasurement (height/weight, + MEDIS and LOINC codes),
     a vital-sign Observation (body surface area), a lab result (ABO/Rh) or JP_Observation_Common."""
     prefix = _body_prefix(obx)
@@ -76,24 +77,28 @@ def observation(obx: Segment, rid: str, ctx: MapContext, fallback: str | None) -
 
 
 def order_observations(obxs: list[Segment], ctx: MapContext, fallback: str | None,
-                       start: int = 1) -> list[dict]:
+                       start: int = 1) -> list[Json]:
     """The OBX segments of an order (in message order) -> Observations ``{key}.obs.{n}``."""
     return [observation(obx, resource_id(ctx.name, "obs", n), ctx, fallback)
             for n, obx in enumerate(obxs, start)]
 
 
-def references(observations: list[dict]) -> list[dict]:
+def references(observations: list[Json]) -> list[Json]:
     return [{"reference": f"Observation/{o['id']}"} for o in observations]
 
 
 @register_al1
-def allergies(msg: Message, ctx: MapContext) -> list[dict]:
+def allergies(msg: Message, ctx: MapContext) -> list[Json]:
     """Every AL1 of the message -> AllergyIntolerance ``{key}.alg.{n}``."""
     return [allergy(ctx, resource_id(ctx.name, "alg", i), al1[2], al1[3], al1[4], al1[5], al1[6])
             for i, al1 in enumerate(msg.segments("AL1"), 1)]
 
 
-def allergen_key(a: dict) -> tuple | None:
+# An allergen: its sorted (system, code) pairs, else ("text", the written name).
+AllergenKey = tuple[str, ...] | tuple[tuple[str, str], ...]
+
+
+def allergen_key(a: Json) -> AllergenKey | None:
     codes = sorted((c.get("system", ""), c.get("code", ""))
                    for c in a.get("code", {}).get("coding", []) if c.get("code"))
     if codes:
@@ -102,7 +107,7 @@ def allergen_key(a: dict) -> tuple | None:
     return ("text", text) if text and text != "(アレルゲン不明)" else None
 
 
-def dedupe_allergies(resources: list[dict]) -> list[dict]:
+def dedupe_allergies(resources: list[Json]) -> list[Json]:
     """Drop AllergyIntolerances that repeat an allergen already recorded for the patient.
 
     ADT-61 (IAM, the allergy register) wins over ADT-00's AL1, which wins over the AL1 copies
@@ -110,12 +115,12 @@ def dedupe_allergies(resources: list[dict]) -> list[dict]:
     resource is not changed; the order of ``resources`` is kept.  Pure: the service layer
     calls it when it gathers a patient's resources.
     """
-    def rank(a: dict) -> tuple:
+    def rank(a: Json) -> tuple[int, tuple[int, ...]]:
         src = a.get("meta", {}).get("source", "")
         kind = 0 if "/ADT-61/" in src else 1 if "/ADT-00/" in src else 2
         return (kind, _neg(a.get("meta", {}).get("lastUpdated", "")))
 
-    best: dict[tuple, dict] = {}
+    best: dict[AllergenKey, Json] = {}
     for a in resources:
         if a.get("resourceType") != "AllergyIntolerance":
             continue
@@ -134,6 +139,6 @@ def dedupe_allergies(resources: list[dict]) -> list[dict]:
             or r.get("verificationStatus", {}).get("coding", [{}])[0].get("code") == "entered-in-error"]
 
 
-def _neg(ts: str) -> tuple:
+def _neg(ts: str) -> tuple[int, ...]:
     """Sort key putting the newest timestamp first."""
     return tuple(-ord(ch) for ch in ts)

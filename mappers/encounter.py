@@ -18,9 +18,10 @@ ADT-22/42/32/01 in-progress, ADT-31 onleave (FHIR's own code for 外出泊), ADT
 
 from __future__ import annotations
 
-from storage.hl7 import Message
+from storage.hl7 import Field, Message
 from storage.names import DATA_TYPES
 
+from .jsontypes import Json
 from . import datatypes as dt
 from . import terminology as term
 from .context import MapContext
@@ -73,24 +74,24 @@ NOT_MAPPED: list[tuple[str, str]] = [
 _PARTICIPANT = (("ATND", "attender", 7), ("ADM", "admitter", 17))
 
 
-def _participant(code: str, display: str, field, ctx: MapContext, start: str | None) -> dict | None:
+def _participant(code: str, display: str, field: Field, ctx: MapContext, start: str | None) -> Json | None:
     ref = dt.practitioner(field, ctx.facility)
     if ref is None:
         return None
-    part: dict = {"type": [dt.concept(code, display, term.PARTICIPATION_TYPE)], "individual": ref}
+    part: Json = {"type": [dt.concept(code, display, term.PARTICIPATION_TYPE)], "individual": ref}
     if start:
         part["period"] = {"start": start}
     return part
 
 
 @register(*ENCOUNTER_TYPES)
-def map_encounter(msg: Message, ctx: MapContext) -> list[dict]:
+def map_encounter(msg: Message, ctx: MapContext) -> list[Json]:
     dtype = ctx.name.data_type
     pv1, pv2, evn = msg["PV1"], msg["PV2"], msg["EVN"]
     message, event, _ = msg.message_type
     cancelled = DATA_TYPES[dtype].is_cancel(message or "ADT", event)
     status = "cancelled" if cancelled else STATUS[dtype]
-    e: dict = {"resourceType": "Encounter", "id": resource_id(ctx.name),
+    e: Json = {"resourceType": "Encounter", "id": resource_id(ctx.name),
                "meta": ctx.meta(term.PROFILE["Encounter"])}
     visit = pv1[19].component(1)
     if visit:
@@ -132,7 +133,7 @@ def map_encounter(msg: Message, ctx: MapContext) -> list[dict]:
         status, "active")
     current = dt.location_text(pv1[3])
     if current:
-        entry: dict = {"location": {"display": current}, "status": loc_status}
+        entry: Json = {"location": {"display": current}, "status": loc_status}
         if event_time and dtype in ("ADT-42", "ADT-31", "ADT-32"):
             entry["period"] = {"start": event_time}
         if dtype == "ADT-31" and dt.datetime_(pv2[47]):

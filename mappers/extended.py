@@ -25,6 +25,7 @@ from storage.names import FLAG_CURRENT, FLAG_DELETED, FileName, is_valid_date_fo
     is_valid_patient_id
 from storage.timestamps import fhir_datetime, parse_ts
 
+from .jsontypes import Json
 from . import terminology as term
 from .datatypes import obx_observation, patient_ref
 
@@ -98,9 +99,9 @@ class ExtendedContext:
     def patient_id(self) -> str:
         return self.folder.name.patient_id if self.folder and self.folder.name else ""
 
-    def meta(self, profile: str | None = None) -> dict:
+    def meta(self, profile: str | None = None) -> Json:
         assert self.folder is not None and self.folder.name is not None
-        m: dict = {"versionId": str(self.version), "source": self.source_prefix + self.folder.relpath}
+        m: Json = {"versionId": str(self.version), "source": self.source_prefix + self.folder.relpath}
         t = parse_ts(self.folder.name.timestamp)
         if t:
             m["lastUpdated"] = t.instant()
@@ -115,7 +116,7 @@ def _system(code_system: str, facility: str) -> str:
     return term.system_for(code_system, facility) or term.DOCUMENT_TYPE_LOCAL
 
 
-def document_type(dt: DataTypeFolder, facility: str) -> dict:
+def document_type(dt: DataTypeFolder, facility: str) -> Json:
     """Standard code (LOINC when ``LN``) first, then the local code; text = the best name."""
     codings = []
     if dt.code:
@@ -128,7 +129,7 @@ def document_type(dt: DataTypeFolder, facility: str) -> dict:
         if dt.local_name:
             c["display"] = dt.local_name
         codings.append(c)
-    cc: dict = {"text": dt.label}
+    cc: Json = {"text": dt.label}
     if codings:
         cc["coding"] = codings
     return cc
@@ -139,7 +140,7 @@ def content_type(fname: str) -> str:
     return CONTENT_TYPES.get(ext, "application/octet-stream")
 
 
-def map_extended_folder(folder: ContentFolder, ctx: ExtendedContext) -> list[dict]:
+def map_extended_folder(folder: ContentFolder, ctx: ExtendedContext) -> list[Json]:
     """A content folder -> [DocumentReference, vital-sign Observations…].
 
     Superseded folders map with status ``superseded``, deleted ones with ``entered-in-error``;
@@ -151,7 +152,7 @@ def map_extended_folder(folder: ContentFolder, ctx: ExtendedContext) -> list[dic
     if ctx.folder is not folder:
         ctx = ExtendedContext(ctx.facility, ctx.files, ctx.version, ctx.source_prefix, folder)
     did = extended_id(name)
-    doc: dict = {"resourceType": "DocumentReference", "id": did, "meta": ctx.meta()}
+    doc: Json = {"resourceType": "DocumentReference", "id": did, "meta": ctx.meta()}
     doc["identifier"] = [{"system": term.local_id_system(ctx.facility, "extended-storage-folder"),
                           "value": folder.folder_name}]
     doc["status"] = {FLAG_CURRENT: "current", FLAG_DELETED: "entered-in-error"}.get(
@@ -165,14 +166,14 @@ def map_extended_folder(folder: ContentFolder, ctx: ExtendedContext) -> list[dic
     by_name = {f.name: f for f in ctx.files}
     content = []
     for fname in sorted(folder.files, key=lambda n: (main is None or n != main[0], n)):
-        att: dict = {"contentType": content_type(fname), "title": fname}
+        att: Json = {"contentType": content_type(fname), "title": fname}
         f = by_name.get(fname)
         if f is not None and not f.error:
             att["size"] = f.size
             att["hash"] = f.sha1
         content.append({"attachment": att})
     doc["content"] = content or [{"attachment": {"title": "(空のフォルダ)"}}]
-    context: dict = {}
+    context: Json = {}
     if name.date != "-":
         d = f"{name.date[:4]}-{name.date[4:6]}-{name.date[6:8]}"
         context["period"] = {"start": d, "end": d}
@@ -189,7 +190,7 @@ def map_extended_folder(folder: ContentFolder, ctx: ExtendedContext) -> list[dic
     return out
 
 
-def _vitals(data: bytes, did: str, ctx: ExtendedContext) -> list[dict]:
+def _vitals(data: bytes, did: str, ctx: ExtendedContext) -> list[Json]:
     """ORU^R30 main_document.hl7 -> one vital-signs Observation per OBX."""
     try:
         msg = parse(decode(data).text)

@@ -15,6 +15,7 @@ from functools import lru_cache
 from storage.hl7 import STANDARD_DELIMITERS, Field, Message, Segment
 from storage.names import DATA_TYPES
 
+from .jsontypes import Json
 from . import datatypes as dt
 from . import terminology as term
 from .context import MapContext
@@ -129,14 +130,14 @@ def rid(ctx: MapContext, *pos: str) -> str:
     return resource_id(ctx.name, *pos)
 
 
-def rp_identifiers(rp: str, order_in_rp: str | None) -> list[dict]:
+def rp_identifiers(rp: str, order_in_rp: str | None) -> list[Json]:
     ids = [{"system": term.RP_NUMBER, "value": rp}]
     if order_in_rp:
         ids.append({"system": term.ORDER_IN_RP, "value": order_in_rp})
     return ids
 
 
-def order_identifier(ctx: MapContext, orc: Segment) -> dict | None:
+def order_identifier(ctx: MapContext, orc: Segment) -> Json | None:
     """ORC-2 placer order number as the JP Core requestIdentifier."""
     value = orc.get(2).strip()
     if not value:
@@ -144,7 +145,7 @@ def order_identifier(ctx: MapContext, orc: Segment) -> dict | None:
     return {"system": term.RESOURCE_INSTANCE, "value": value}
 
 
-def prescription_group(ctx: MapContext, orc: Segment) -> dict | None:
+def prescription_group(ctx: MapContext, orc: Segment) -> Json | None:
     """groupIdentifier: the prescription (order) number shared by every Rp of the order."""
     value = orc.get(2).strip()
     if not value:
@@ -155,12 +156,12 @@ def prescription_group(ctx: MapContext, orc: Segment) -> dict | None:
 # --- quantities ---------------------------------------------------------------------------------
 
 def med_quantity(value: str, code: str = "", text: str = "", system_name: str = "",
-                 facility: str = "") -> dict | None:
+                 facility: str = "") -> Json | None:
     """An amount with a MERIT-9 (MR9P), UCUM (ISO+) or local unit; None when not numeric."""
     number = dt.decimal_value(value)
     if number is None:
         return None
-    q: dict = {"value": number}
+    q: Json = {"value": number}
     label = text or code
     if label:
         q["unit"] = label
@@ -177,12 +178,12 @@ def med_quantity(value: str, code: str = "", text: str = "", system_name: str = 
     return q
 
 
-def field_quantity(value: str, unit: Field, facility: str = "") -> dict | None:
+def field_quantity(value: str, unit: Field, facility: str = "") -> Json | None:
     """NM value + CWE unit field (RXE-3/RXE-5, RXE-10/RXE-11, RXC-3/RXC-4, RXA-6/RXA-7)."""
     return med_quantity(value, unit.component(1), unit.component(2), unit.component(3), facility)
 
 
-def cq_quantity(f: Field, facility: str = "") -> dict | None:
+def cq_quantity(f: Field, facility: str = "") -> Json | None:
     """CQ ``3^TAB&錠&MR9P``: quantity with the unit CWE in sub-components."""
     subs = f.subcomponents(2) + ["", "", ""]
     return med_quantity(f.component(1), subs[0], subs[1], subs[2], facility)
@@ -194,7 +195,7 @@ _DURATION_UNITS = {"d": "d", "day": "d", "日": "d", "wk": "wk", "w": "wk", "週
 _DURATION_TEXT = {"d": "日", "wk": "週", "mo": "月", "h": "時間", "min": "分", "s": "秒", "a": "年"}
 
 
-def duration(f: Field) -> dict | None:
+def duration(f: Field) -> Json | None:
     """TQ1-6 / TQ1-13 ``5^d`` or ``3^D&日&ISO+`` -> Duration (UCUM)."""
     if not f.standard_delimiters:
         return _duration(f)
@@ -203,18 +204,18 @@ def duration(f: Field) -> dict | None:
 
 
 @lru_cache(maxsize=4096)
-def _duration_cached(raw: str) -> dict | None:
+def _duration_cached(raw: str) -> Json | None:
     """Never hand this dict out: :func:`duration` copies it (its values are immutable)."""
     return _duration(Field(raw, STANDARD_DELIMITERS))
 
 
-def _duration(f: Field) -> dict | None:
+def _duration(f: Field) -> Json | None:
     number = dt.decimal_value(f.component(1))
     if number is None:
         return None
     subs = f.subcomponents(2) + ["", ""]
     code = _DURATION_UNITS.get(subs[0].lower()) or _DURATION_UNITS.get(subs[1])
-    d: dict = {"value": number}
+    d: Json = {"value": number}
     if code:
         d.update(unit=subs[1] or _DURATION_TEXT[code], system=term.UCUM, code=code)
     elif subs[0] or subs[1]:
@@ -225,7 +226,7 @@ def _duration(f: Field) -> dict | None:
 _RATE = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?)\s*(.*)$")
 
 
-def rate_ratio(amount: str, unit: str, unit_text: str = "") -> dict | None:
+def rate_ratio(amount: str, unit: str, unit_text: str = "") -> Json | None:
     """Injection rate ``102`` + ``ml/hr`` (RXE-23/24) or ``102ml/hr`` (RXA-12) -> Ratio."""
     if not unit:
         m = _RATE.match(amount or "")
@@ -236,13 +237,13 @@ def rate_ratio(amount: str, unit: str, unit_text: str = "") -> dict | None:
     if number is None:
         return None
     num_unit, _, per = (unit or "").partition("/")
-    numerator: dict = {"value": number}
+    numerator: Json = {"value": number}
     if num_unit:
         numerator["unit"] = num_unit
         u = dt.ucum(num_unit)
         if u:
             numerator.update(system=term.UCUM, code=u)
-    ratio: dict = {"numerator": numerator}
+    ratio: Json = {"numerator": numerator}
     per_code = _DURATION_UNITS.get(per.strip().lower()) if per else None
     if per_code:
         ratio["denominator"] = {"value": 1, "unit": _DURATION_TEXT[per_code], "system": term.UCUM,
@@ -254,7 +255,7 @@ def rate_ratio(amount: str, unit: str, unit_text: str = "") -> dict | None:
     return ratio
 
 
-def per_day(q: dict) -> dict:
+def per_day(q: Json) -> Json:
     """1日量 RXE-19 as rateRatio (numerator / 1 日), as JP Core's notes require."""
     return {"numerator": q, "denominator": {"value": 1, "unit": "日", "system": term.UCUM,
                                             "code": "d"}}
@@ -262,7 +263,7 @@ def per_day(q: dict) -> dict:
 
 # --- dosage --------------------------------------------------------------------------------------
 
-def usage_code(tq1: Segment, facility: str) -> dict | None:
+def usage_code(tq1: Segment, facility: str) -> Json | None:
     """TQ1-3 repeat pattern: ``code&用法名&JAMISDP01`` (RPT with a CWE in sub-components)."""
     f3 = tq1[3]
     if not f3.standard_delimiters:
@@ -271,18 +272,18 @@ def usage_code(tq1: Segment, facility: str) -> dict | None:
 
 
 @lru_cache(maxsize=4096)
-def _usage_code_cached(raw: str, facility: str) -> dict | None:
+def _usage_code_cached(raw: str, facility: str) -> Json | None:
     """Never hand this dict out: :func:`usage_code` copies it."""
     return _usage_code(Field(raw, STANDARD_DELIMITERS), facility)
 
 
-def _usage_code(f3: Field, facility: str) -> dict | None:
+def _usage_code(f3: Field, facility: str) -> Json | None:
     subs = f3.subcomponents(1) + ["", "", ""]
     code, text, system_name = subs[0], subs[1], subs[2]
     if not code and not text:
         return None
     c = dt.coding(code, text, system_name or "JAMISDP01", facility) if code else None
-    cc: dict = {}
+    cc: Json = {}
     if c:
         cc["coding"] = [c]
     if text or code:
@@ -290,7 +291,7 @@ def _usage_code(f3: Field, facility: str) -> dict | None:
     return cc
 
 
-def route_parts(rxr: Segment | None, facility: str) -> dict:
+def route_parts(rxr: Segment | None, facility: str) -> Json:
     """RXR-1 route, RXR-2 site (+ RXR-6 site modifier), RXR-4 method, RXR-3 device;
     built once per RXR text, copied per caller."""
     if rxr is None:
@@ -302,7 +303,7 @@ def route_parts(rxr: Segment | None, facility: str) -> dict:
 
 
 @lru_cache(maxsize=4096)
-def _route_parts_cached(line: str, facility: str) -> dict:
+def _route_parts_cached(line: str, facility: str) -> Json:
     """Never hand this dict out: :func:`route_parts` copies it."""
     return _route_parts(Segment(line, STANDARD_DELIMITERS, 0), facility)
 
@@ -311,8 +312,8 @@ EXT_DEVICE = term.LOCAL_EXT + "dosage-administration-device"
 EXT_LINE = term.JP_EXT + "JP_MedicationDosage_Line"  # 主管/側管 (RXR-5 routing instruction)
 
 
-def _route_parts(rxr: Segment, facility: str) -> dict:
-    out: dict = {}
+def _route_parts(rxr: Segment, facility: str) -> Json:
+    out: Json = {}
     for key, n in (("route", 1), ("site", 2), ("method", 4)):
         cc = dt.codeable(rxr[n], facility)
         if cc:
@@ -338,7 +339,7 @@ _WEEKLY = re.compile(r"^W([01]{7})$")
 _INTERVAL = re.compile(r"^I([1-9])([1-9])0*$")
 
 
-def usage_repetitions(tq1: Segment, facility: str) -> list[dict]:
+def usage_repetitions(tq1: Segment, facility: str) -> list[Json]:
     """TQ1-3 repetitions after the first (補足用法): one CodeableConcept each."""
     f3 = tq1[3]
     if f3.delimiters.repetition not in f3.raw:
@@ -351,7 +352,7 @@ def usage_repetitions(tq1: Segment, facility: str) -> list[dict]:
     return out
 
 
-def schedule(code: str) -> dict:
+def schedule(code: str) -> Json:
     """timing.repeat of a weekday or interval 補足用法コード ({} when it is neither)."""
     m = _WEEKLY.match(code)
     if m:
@@ -377,13 +378,13 @@ def _time_of_day(value: str) -> str | None:
 
 
 def dosage(tq1: Segment | None, rxr: Segment | None, facility: str, *, sequence: int = 1,
-           dose: dict | None = None, rate: dict | None = None, rate_ratio_: dict | None = None,
+           dose: Json | None = None, rate: Json | None = None, rate_ratio_: Json | None = None,
            as_needed: bool = False, injection: bool = False,
-           instruction: dict | list[dict] | None = None) -> dict:
+           instruction: Json | list[Json] | None = None) -> Json:
     """One JP_MedicationDosage from TQ1 + RXR + the doses the caller computed."""
-    d: dict = {"sequence": sequence}
+    d: Json = {"sequence": sequence}
     ext = []
-    timing: dict = {}
+    timing: Json = {}
     condition = ""
     if tq1 is not None:
         usage = usage_code(tq1, facility)
@@ -439,7 +440,7 @@ def dosage(tq1: Segment | None, rxr: Segment | None, facility: str, *, sequence:
     if device:
         d.setdefault("extension", []).extend(device)
     d.update(parts)
-    dr: dict = {}
+    dr: Json = {}
     if dose:
         dr["doseQuantity"] = dose
     if rate_ratio_:
@@ -451,7 +452,7 @@ def dosage(tq1: Segment | None, rxr: Segment | None, facility: str, *, sequence:
     return d
 
 
-def administration_dosage(rxr: Segment | None, facility: str) -> tuple[dict, list[dict]]:
+def administration_dosage(rxr: Segment | None, facility: str) -> tuple[Json, list[Json]]:
     """MedicationAdministration.dosage from RXR, and .device (RXR-3 投薬装置 as display)."""
     parts = route_parts(rxr, facility)
     devices = []
@@ -466,7 +467,7 @@ def administration_dosage(rxr: Segment | None, facility: str) -> tuple[dict, lis
     return parts, devices
 
 
-def instructions(f: Field, facility: str) -> list[dict]:
+def instructions(f: Field, facility: str) -> list[Json]:
     """RXE-7 投薬指示: every repetition (不均等投与 4錠~2錠~1錠, 緩徐に静注 ...)."""
     if not f:
         return []
@@ -492,13 +493,13 @@ def encounter_class(msg: Message, orc: Segment) -> str:
     return orc.get(29) or msg["PV1"].get(2)
 
 
-def data_type_category(msg: Message, data_type: str) -> dict:
+def data_type_category(msg: Message | None, data_type: str) -> Json:
     """The SS-MIX2 data type as a category, as every order/report mapper adds it."""
     return dt.concept(data_type, DATA_TYPES[data_type].name_ja, term.SSMIX2_DATA_TYPE)
 
 
 def categories(msg: Message, orc: Segment, rxe: Segment | None, facility: str,
-               data_type: str = "") -> list[dict]:
+               data_type: str = "") -> list[Json]:
     """In/out-patient (ORC-29 / PV1-2) and MERIT-9 / JHSI 処方区分 (RXE-21 repetitions).
 
     Every order of a kind repeats these: built once per field texts, copied per caller.
@@ -514,7 +515,7 @@ def categories(msg: Message, orc: Segment, rxe: Segment | None, facility: str,
 
 @lru_cache(maxsize=4096)
 def _categories_cached(klass: str, orc29: str, rxe21: str | None, facility: str,
-                       data_type: str) -> tuple[dict, ...]:
+                       data_type: str) -> tuple[Json, ...]:
     """Never hand these dicts out: :func:`categories` copies them."""
     return tuple(_categories(klass, Field(orc29, STANDARD_DELIMITERS),
                              Field(rxe21, STANDARD_DELIMITERS) if rxe21 is not None else None,
@@ -522,8 +523,8 @@ def _categories_cached(klass: str, orc29: str, rxe21: str | None, facility: str,
 
 
 def _categories(klass: str, orc29: Field, rxe21: Field | None, facility: str,
-                data_type: str) -> list[dict]:
-    cats: list[dict] = [data_type_category(None, data_type)] if data_type else []
+                data_type: str) -> list[Json]:
+    cats: list[Json] = [data_type_category(None, data_type)] if data_type else []
     if klass in ("I", "O"):
         cats.append({"coding": [{"system": term.MEDICATION_REQUEST_CATEGORY,
                                  "code": "inpatient" if klass == "I" else "outpatient",
@@ -549,7 +550,7 @@ def _categories(klass: str, orc29: Field, rxe21: Field | None, facility: str,
     return cats
 
 
-def department_extension(orc: Segment, facility: str, url: str = EXT_ORDER_DEPARTMENT) -> dict | None:
+def department_extension(orc: Segment, facility: str, url: str = EXT_ORDER_DEPARTMENT) -> Json | None:
     cc = dt.codeable(orc[17], facility)
     return {"url": url, "valueCodeableConcept": cc} if cc else None
 
@@ -560,7 +561,7 @@ def authored_on(msg: Message, orc: Segment, rxe: Segment | None) -> str | None:
             or dt.datetime_(msg["MSH"][7]))
 
 
-def request_parts(r: dict, msg: Message, ctx: MapContext, orc: Segment, rxe: Segment | None,
+def request_parts(r: Json, msg: Message, ctx: MapContext, orc: Segment, rxe: Segment | None,
                   segments: list[Segment]) -> None:
     """The ORC-level elements every MedicationRequest (OMP-01, OMP-02) carries, added to ``r``
     in this order: authoredOn, requester (ORC-12, else RXE-13), recorder (ORC-10),
@@ -605,7 +606,7 @@ def injection_type(rxe: Segment | None) -> tuple[str, str]:
     return "", ""
 
 
-def medication_concept(f: Field, supplementary: Field | None, facility: str) -> dict | None:
+def medication_concept(f: Field, supplementary: Field | None, facility: str) -> Json | None:
     """Drug code (RXE-2/RXC-2/RXA-5) plus RXE-31 補足コード (YJ) codings, every triplet kept.
 
     Built once per (field texts, facility) and copied per caller.
@@ -617,14 +618,14 @@ def medication_concept(f: Field, supplementary: Field | None, facility: str) -> 
 
 
 @lru_cache(maxsize=8192)
-def _medication_concept_cached(raw: str, supplementary: str | None, facility: str) -> dict | None:
+def _medication_concept_cached(raw: str, supplementary: str | None, facility: str) -> Json | None:
     """Never hand this dict out: :func:`medication_concept` copies it."""
     return _medication_concept(
         Field(raw, STANDARD_DELIMITERS),
         Field(supplementary, STANDARD_DELIMITERS) if supplementary is not None else None, facility)
 
 
-def _medication_concept(f: Field, supplementary: Field | None, facility: str) -> dict | None:
+def _medication_concept(f: Field, supplementary: Field | None, facility: str) -> Json | None:
     cc = dt.codeable(f, facility)
     if supplementary is not None and supplementary:
         for rep in supplementary.repetitions:
@@ -646,14 +647,14 @@ DRUG_CODE_SYSTEMS = {"HOT", "HOT9", "HOT09", "HOT7", "HOT07", "HOT11", "HOT13", 
 EXT_SUPPLEMENTARY = term.LOCAL_EXT + "ingredient-supplementary-code"
 
 
-def component_item(rxc: Segment, facility: str) -> tuple[dict | None, list[dict]]:
+def component_item(rxc: Segment, facility: str) -> tuple[Json | None, list[Json]]:
     """RXC-2 drug (+ RXC-7 repetitions that are drug codes) and the RXC-7 properties.
 
     RXC-7 補足コード holds either more codes of the same drug (YJ) or a property of the
     component (麻薬, 劇薬, a text-only note): only the former are codings of the drug.
     """
     item = dt.codeable(rxc[2], facility)
-    props: list[dict] = []
+    props: list[Json] = []
     for rep in rxc[7].repetitions:
         cc = dt.codeable(rep, facility)
         if not cc:
@@ -670,20 +671,20 @@ def component_item(rxc: Segment, facility: str) -> tuple[dict | None, list[dict]
     return item, props
 
 
-def per_time() -> dict:
+def per_time() -> Json:
     """Denominator ``1 回`` (MERIT-9 TIME) of an injection ingredient strength."""
     return {"value": 1, "unit": "回", "system": term.MERIT9_UNIT, "code": "TIME"}
 
 
-def ingredient(item: dict, amount: dict | None, drug_no: int) -> dict:
-    ing: dict = {"itemCodeableConcept": item,
+def ingredient(item: Json, amount: Json | None, drug_no: int) -> Json:
+    ing: Json = {"itemCodeableConcept": item,
                  "extension": [{"url": EXT_INGREDIENT_DRUG_NO, "valueInteger": drug_no}]}
     if amount:
         ing["strength"] = {"numerator": amount, "denominator": per_time()}
     return ing
 
 
-def dosage_form(f: Field, facility: str) -> dict | None:
+def dosage_form(f: Field, facility: str) -> Json | None:
     """RXE-6 剤形 -> Medication.form: MR9P means the MERIT-9 *form* table here, not units."""
     cc = dt.codeable(f, facility)
     if cc and f.component(3).upper() == "MR9P":
@@ -693,9 +694,9 @@ def dosage_form(f: Field, facility: str) -> dict | None:
     return cc
 
 
-def contained_medication(ctx: MapContext, ingredients: list[dict], form: dict | None = None,
-                         code: dict | None = None) -> dict:
-    med: dict = {"resourceType": "Medication", "id": "med",
+def contained_medication(ctx: MapContext, ingredients: list[Json], form: Json | None = None,
+                         code: Json | None = None) -> Json:
+    med: Json = {"resourceType": "Medication", "id": "med",
                  "meta": {"profile": [term.PROFILE["Medication"]]}}
     if code:
         med["code"] = code
@@ -706,7 +707,7 @@ def contained_medication(ctx: MapContext, ingredients: list[dict], form: dict | 
     return med
 
 
-def notes(segments: list[Segment]) -> list[dict]:
+def notes(segments: list[Segment]) -> list[Json]:
     """NTE-3 comments -> Annotation list."""
     out = []
     for s in segments:
@@ -731,7 +732,7 @@ def administration_status(rxas: list[Segment]) -> str:
     return "completed"
 
 
-def effective(rxa: Segment) -> dict:
+def effective(rxa: Segment) -> Json:
     """RXA-3 / RXA-4: a dateTime, or a Period when the end differs from the start."""
     start, end = dt.datetime_(rxa[3]), dt.datetime_(rxa[4])
     if start and end and end != start:
@@ -741,17 +742,17 @@ def effective(rxa: Segment) -> dict:
     return {}
 
 
-def rxa_note(rxa: Segment) -> list[dict]:
+def rxa_note(rxa: Segment) -> list[Json]:
     text = rxa[9].component(2) or rxa[9].component(1)
     return [{"text": text}] if text else []
 
 
 def administration_base(msg: Message, ctx: MapContext, orc: Segment, rxas: list[Segment],
-                        resource_type: str, profile_key: str, pos: tuple[str, ...]) -> dict:
+                        resource_type: str, profile_key: str, pos: tuple[str, ...]) -> Json:
     """Fields every MedicationAdministration from RAS^O17 shares (status, subject, time ...)."""
     fac = ctx.facility
     first = rxas[0]
-    r: dict = {
+    r: Json = {
         "resourceType": resource_type,
         "id": rid(ctx, *pos),
         "meta": ctx.meta(term.PROFILE[profile_key]),
@@ -788,7 +789,7 @@ def administration_base(msg: Message, ctx: MapContext, orc: Segment, rxas: list[
         elif ends and "effectiveDateTime" in eff and max(ends) != eff["effectiveDateTime"]:
             eff = {"effectivePeriod": {"start": eff["effectiveDateTime"], "end": max(ends)}}
     r.update(eff or {"effectiveDateTime": dt.datetime_(msg["MSH"][7]) or ctx.last_updated})
-    performers: list[dict] = []
+    performers: list[Json] = []
     for x in rxas:  # every RXA line of the event may name who gave it
         actor = dt.practitioner(x[10], fac)
         if actor and all(p["actor"] != actor for p in performers):

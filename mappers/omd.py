@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from storage.hl7 import Message, Segment
 
+from .jsontypes import Json
 from . import datatypes as dt
 from . import terminology as term
 from .context import MapContext
@@ -47,12 +48,12 @@ NOT_MAPPED: list[tuple[str, str]] = [
 ]
 
 
-def _schedule(tq1: Segment | None, ods: Segment | None = None) -> list[dict]:
-    timing: dict = {}
+def _schedule(tq1: Segment | None, ods: Segment | None = None) -> list[Json]:
+    timing: Json = {}
     if tq1 is not None:
         subs = tq1.get(3) and tq1[3].subcomponents(1)
         if subs and subs[0]:
-            code: dict = {"code": subs[0]}
+            code: Json = {"code": subs[0]}
             if len(subs) > 1 and subs[1]:
                 code["display"] = subs[1]
             if len(subs) > 2 and subs[2]:
@@ -68,10 +69,10 @@ def _schedule(tq1: Segment | None, ods: Segment | None = None) -> list[dict]:
     return [timing] if timing else []
 
 
-def _order(group: list[Segment], index: int, ctx: MapContext) -> dict:
+def _order(group: list[Segment], index: int, ctx: MapContext) -> Json:
     orc = group[0]
     tq1 = next((s for s in group if s.id == "TQ1"), None)
-    n: dict = {"resourceType": "NutritionOrder", "id": resource_id(ctx.name, index),
+    n: Json = {"resourceType": "NutritionOrder", "id": resource_id(ctx.name, index),
                "meta": ctx.meta()}
     order_no = orc[2].component(1)
     if order_no:
@@ -85,13 +86,13 @@ def _order(group: list[Segment], index: int, ctx: MapContext) -> dict:
     orderer = dt.practitioner(orc[12], ctx.facility)
     if orderer:
         n["orderer"] = orderer
-    diet: dict = {}
+    diet: Json = {}
     for ods in (s for s in group if s.id == "ODS"):
         kind = ods.get(1) or "D"
         code = dt.codeable(ods[3], ctx.facility)
         text = ods[4].text
         if kind == "S":
-            sup: dict = {}
+            sup: Json = {}
             if code:
                 sup["type"] = code
             if text:
@@ -124,5 +125,5 @@ def _order(group: list[Segment], index: int, ctx: MapContext) -> dict:
 
 
 @register("OMD")
-def map_omd(msg: Message, ctx: MapContext) -> list[dict]:
+def map_omd(msg: Message, ctx: MapContext) -> list[Json]:
     return [_order(g, i, ctx) for i, g in enumerate(msg.groups("ORC"), 1)]

@@ -22,6 +22,7 @@ from storage.hl7 import Message, Segment
 from storage.names import DATA_TYPES
 from storage.timestamps import parse_ts
 
+from .jsontypes import Json
 from . import datatypes as dt
 from . import terminology as term
 from .context import MapContext
@@ -141,7 +142,7 @@ _START_TIMES = ("TM-P1",)
 _END_TIMES = ("TM-P2",)
 
 
-def _category(ctx: MapContext) -> list[dict]:
+def _category(ctx: MapContext) -> list[Json]:
     dtype = ctx.name.data_type
     cats = [dt.concept(dtype, DATA_TYPES[dtype].name_ja, term.SSMIX2_DATA_TYPE)]
     if dtype in _RADIOLOGY:
@@ -179,7 +180,7 @@ def _repeats(header: list[Segment], parent: list[Segment]) -> bool:
     return True
 
 
-def _order_ref(ctx: MapContext, order_no: str) -> dict:
+def _order_ref(ctx: MapContext, order_no: str) -> Json:
     return {"type": "ServiceRequest", "identifier": {
         "system": term.local_id_system(ctx.facility, "placer-order-number"), "value": order_no}}
 
@@ -191,10 +192,10 @@ def _effective(obr: Segment | None, orc: Segment | None, ctx: MapContext) -> str
 
 # --- OMG-01/02/03: orders ------------------------------------------------------------------------
 
-def _service_request(i: int, group: list[Segment], ctx: MapContext, ids: dict[str, str]) -> list[dict]:
+def _service_request(i: int, group: list[Segment], ctx: MapContext, ids: dict[str, str]) -> list[Json]:
     orc, obr, tq1 = group[0], _first(group, "OBR"), _first(group, "TQ1")
     rid = resource_id(ctx.name, i)
-    sr: dict = {"resourceType": "ServiceRequest", "id": rid,
+    sr: Json = {"resourceType": "ServiceRequest", "id": rid,
                 "meta": ctx.meta(term.PROFILE["ServiceRequest"])}
     dept = dt.codeable(orc[17], ctx.facility)
     if dept:
@@ -257,10 +258,10 @@ def _service_request(i: int, group: list[Segment], ctx: MapContext, ids: dict[st
 
 
 @register(*ORDER_TYPES)
-def map_omg_order(msg: Message, ctx: MapContext) -> list[dict]:
+def map_omg_order(msg: Message, ctx: MapContext) -> list[Json]:
     groups = _order_groups(msg)
     ids = {g[0].get(2): resource_id(ctx.name, i) for i, g in groups if g[0].get(1) != "CH"}
-    out: list[dict] = []
+    out: list[Json] = []
     for i, group in groups:
         out.extend(_service_request(i, group, ctx, ids))
     return out
@@ -287,11 +288,11 @@ def _split_performed(group: list[Segment]) -> tuple[list[Segment], list[list[Seg
     return order_obx, [b for b in blocks if b]
 
 
-def _study(ipc: Segment, orc: Segment, obr: Segment | None, ctx: MapContext) -> dict:
+def _study(ipc: Segment, orc: Segment, obr: Segment | None, ctx: MapContext) -> Json:
     uid = ipc[3].component(1)
     profile = term.PROFILE["ImagingStudyEndoscopy" if ctx.name.data_type in _ENDOSCOPY
                            else "ImagingStudy"]
-    s: dict = {"resourceType": "ImagingStudy", "id": resource_id(ctx.name, "study", key_position(uid)),
+    s: Json = {"resourceType": "ImagingStudy", "id": resource_id(ctx.name, "study", key_position(uid)),
                "meta": ctx.meta(profile)}
     idents = [{"system": term.DICOM_UID, "value": f"urn:oid:{uid}"}]
     acc = dt.identifier(term.local_id_system(ctx.facility, "accession-number"), ipc[1].component(1), "ACSN")
@@ -314,11 +315,11 @@ def _study(ipc: Segment, orc: Segment, obr: Segment | None, ctx: MapContext) -> 
     return s
 
 
-def _procedure(pos: tuple, orc: Segment, obr: Segment | None, ze1: Segment | None,
-               block: list[Segment], ctx: MapContext) -> list[dict]:
+def _procedure(pos: tuple[int, str, int], orc: Segment, obr: Segment | None, ze1: Segment | None,
+               block: list[Segment], ctx: MapContext) -> list[Json]:
     """One performed procedure (a ZE1 and its OBX, or a whole leaf order without ZE1)."""
     rid = resource_id(ctx.name, *pos)
-    p: dict = {"resourceType": "Procedure", "id": rid, "meta": ctx.meta(term.PROFILE["Procedure"])}
+    p: Json = {"resourceType": "Procedure", "id": rid, "meta": ctx.meta(term.PROFILE["Procedure"])}
     if orc[2].component(1):
         p["basedOn"] = [_order_ref(ctx, orc[2].component(1))]
     p["status"] = "not-done" if orc.get(1) in _CANCELLED else "completed"
@@ -331,13 +332,13 @@ def _procedure(pos: tuple, orc: Segment, obr: Segment | None, ze1: Segment | Non
     if ze1 is not None:
         actor = dt.practitioner(ze1[7], ctx.facility)
         if actor:
-            perf: dict = {"actor": actor}
+            perf: Json = {"actor": actor}
             func = dt.codeable(ze1[6], ctx.facility)
             if func:
                 perf["function"] = func
             performers.append(perf)
     start = end = None
-    out: list[dict] = [p]
+    out: list[Json] = [p]
     category = [{"coding": [{"system": term.JP_OBSERVATION_CATEGORY, "code": "procedure"}]}]
     fallback = _effective(obr, orc, ctx)
     for j, seg in enumerate((s for s in block if s.id == "OBX"), 1):
@@ -372,11 +373,11 @@ def _procedure(pos: tuple, orc: Segment, obr: Segment | None, ze1: Segment | Non
 
 
 @register(*PERFORMED_TYPES)
-def map_omg_performed(msg: Message, ctx: MapContext) -> list[dict]:
+def map_omg_performed(msg: Message, ctx: MapContext) -> list[Json]:
     groups = _order_groups(msg)
     has_children = any(g[0].get(1) == "CH" for _, g in groups)
-    studies: dict[str, dict] = {}
-    out: list[dict] = []
+    studies: dict[str, Json] = {}
+    out: list[Json] = []
     for i, group in groups:
         orc, obr = group[0], _first(group, "OBR")
         study_id = None
@@ -411,9 +412,9 @@ def map_omg_performed(msg: Message, ctx: MapContext) -> list[dict]:
 # --- OMG-13: results --------------------------------------------------------------------------------
 
 @register("OMG-13")
-def map_omg_result(msg: Message, ctx: MapContext) -> list[dict]:
-    out: list[dict] = []
-    reports: list[tuple[dict, list[Segment], Segment | None, Segment]] = []
+def map_omg_result(msg: Message, ctx: MapContext) -> list[Json]:
+    out: list[Json] = []
+    reports: list[tuple[Json, list[Segment], Segment | None, Segment]] = []
     orc: Segment | None = None
     current: list[Segment] | None = None
     for seg in msg:
@@ -428,7 +429,7 @@ def map_omg_result(msg: Message, ctx: MapContext) -> list[dict]:
     category = [{"coding": [{"system": term.JP_OBSERVATION_CATEGORY, "code": "procedure"}]}]
     for i, (_, segs, orc_seg, obr) in enumerate(reports, 1):
         rid = resource_id(ctx.name, i)
-        r: dict = {"resourceType": "DiagnosticReport", "id": rid,
+        r: Json = {"resourceType": "DiagnosticReport", "id": rid,
                    "meta": ctx.meta(term.PROFILE["DiagnosticReport"])}
         idents = [dt.identifier(term.local_id_system(ctx.facility, "placer-order-number"),
                                 obr[2].component(1), "PLAC"),

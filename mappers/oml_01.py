@@ -10,6 +10,7 @@ from __future__ import annotations
 from storage.hl7 import Message, Segment
 from storage.names import DATA_TYPES
 
+from .jsontypes import Json
 from . import datatypes as dt
 from . import embedded
 from . import terminology as term
@@ -58,15 +59,15 @@ def request_status(orc: Segment | None) -> str:
 
 
 @register("OML-01")
-def map_oml_01(msg: Message, ctx: MapContext) -> list[dict]:
+def map_oml_01(msg: Message, ctx: MapContext) -> list[Json]:
     lab = walk(msg)
     fac = ctx.facility
     out, spec_refs = specimens(ctx, lab)
     # OBX that carry a value (身長, 体重, 感染症 ... the order is based on) are Observations,
     # referenced from the requests of their specimen; value-less OBX are the ordered items.
     n_obs = 0
-    by_specimen: dict[int | None, list[dict]] = {}
-    valued: dict[int, list[dict]] = {}
+    by_specimen: dict[int | None, list[Json]] = {}
+    valued: dict[int, list[Json]] = {}
     for rep in lab.reports:
         obxs = [obx for obx, _notes in rep.obxs if obx[5]]
         if not obxs:
@@ -82,7 +83,7 @@ def map_oml_01(msg: Message, ctx: MapContext) -> list[dict]:
         orc, obr = rep.orc, rep.obr
         if obr is None and rep.index in valued and len(valued[rep.index]) == len(rep.obxs):
             continue  # only observations (specimen-level OBX): no request of their own
-        r: dict = {
+        r: Json = {
             "resourceType": "ServiceRequest",
             "id": resource_id(ctx.name, f"r{rep.index}"),
             "meta": ctx.meta(term.PROFILE["ServiceRequest"]),
@@ -127,10 +128,11 @@ def map_oml_01(msg: Message, ctx: MapContext) -> list[dict]:
         r["subject"] = dt.patient_ref(ctx.patient_id)
         start = dt.datetime_(obr[7]) if obr is not None else None
         end = dt.datetime_(obr[8]) if obr is not None else None
+        tq1_start = dt.datetime_(rep.tq1[7]) if rep.tq1 is not None else None
         if start and end and end != start:
             r["occurrencePeriod"] = {"start": start, "end": end}
-        elif start or (rep.tq1 is not None and dt.datetime_(rep.tq1[7])):
-            r["occurrenceDateTime"] = start or dt.datetime_(rep.tq1[7])
+        elif start or tq1_start:
+            r["occurrenceDateTime"] = start or tq1_start
         authored = (dt.datetime_(orc[9]) if orc is not None else None) or dt.datetime_(msg["MSH"][7])
         if authored:
             r["authoredOn"] = authored

@@ -22,6 +22,7 @@ from storage.hl7 import STANDARD_DELIMITERS, Delimiters, Field, Message, Segment
 from storage.names import DATA_TYPES
 from storage.timestamps import parse_ts
 
+from .jsontypes import Json
 from . import datatypes as dt
 from . import terminology as term
 from .context import MapContext
@@ -85,7 +86,7 @@ NOT_MAPPED: list[tuple[str, str]] = [
 
 
 
-def lab_categories() -> list[dict]:
+def lab_categories() -> list[Json]:
     """JP Core wants its simple category first, then the HL7 observation-category."""
     return [
         {"coding": [{"system": term.JP_OBSERVATION_CATEGORY, "code": "laboratory",
@@ -95,7 +96,7 @@ def lab_categories() -> list[dict]:
     ]
 
 
-def report_category() -> list[dict]:
+def report_category() -> list[Json]:
     return [{"coding": [{"system": term.DIAGNOSTIC_SERVICE_SECTION, "code": "LAB",
                          "display": "Laboratory"}]}]
 
@@ -196,10 +197,10 @@ def walk(msg: Message) -> LabMessage:
 
 # --- shared builders -----------------------------------------------------------------------------
 
-def specimens(ctx: MapContext, lab: LabMessage) -> tuple[list[dict], dict[int, dict]]:
+def specimens(ctx: MapContext, lab: LabMessage) -> tuple[list[Json], dict[int, Json]]:
     """The Specimen resources of a message, and a reference to each by its SPM position."""
-    out: list[dict] = []
-    refs: dict[int, dict] = {}
+    out: list[Json] = []
+    refs: dict[int, Json] = {}
     for rec in lab.specimens:
         res = specimen_resource(ctx, rec)
         refs[rec.index] = {"reference": f"Specimen/{res['id']}"}
@@ -207,9 +208,9 @@ def specimens(ctx: MapContext, lab: LabMessage) -> tuple[list[dict], dict[int, d
     return out, refs
 
 
-def specimen_resource(ctx: MapContext, rec: SpecimenRec) -> dict:
+def specimen_resource(ctx: MapContext, rec: SpecimenRec) -> Json:
     spm, fac = rec.spm, ctx.facility
-    r: dict = {
+    r: Json = {
         "resourceType": "Specimen",
         "id": resource_id(ctx.name, f"s{rec.index}"),
         "meta": ctx.meta(term.PROFILE["Specimen"]),
@@ -228,7 +229,7 @@ def specimen_resource(ctx: MapContext, rec: SpecimenRec) -> dict:
     received = dt.datetime_(spm[18])
     if received:
         r["receivedTime"] = received
-    coll: dict = {}
+    coll: Json = {}
     start, end = dt.datetime_(spm[17].component(1)), dt.datetime_(spm[17].component(2))
     if start and end and end != start:
         coll["collectedPeriod"] = {"start": start, "end": end}
@@ -249,7 +250,7 @@ def specimen_resource(ctx: MapContext, rec: SpecimenRec) -> dict:
     return r
 
 
-def order_identifiers(ctx: MapContext, orc: Segment | None, obr: Segment | None) -> list[dict]:
+def order_identifiers(ctx: MapContext, orc: Segment | None, obr: Segment | None) -> list[Json]:
     """Placer (ORC-2 / OBR-2) and filler (ORC-3 / OBR-3) order numbers."""
     out = []
     for n, kind in ((2, "placer-order-number"), (3, "filler-order-number")):
@@ -259,7 +260,7 @@ def order_identifiers(ctx: MapContext, orc: Segment | None, obr: Segment | None)
     return out
 
 
-def based_on(ctx: MapContext, orc: Segment | None, obr: Segment | None) -> list[dict]:
+def based_on(ctx: MapContext, orc: Segment | None, obr: Segment | None) -> list[Json]:
     placer = order_identifiers(ctx, orc, obr)
     if placer and placer[0]["system"].endswith("placer-order-number"):
         return [{"type": "ServiceRequest", "identifier": placer[0]}]
@@ -290,11 +291,11 @@ _BOUND = re.compile(r"^(<=|=<|>=|=>|<|>)\s*([-+]?\d+(?:\.\d+)?)$")
 _UNIT_KEYS = ("unit", "system", "code")
 
 
-def _unit_only(q: dict | None) -> dict:
+def _unit_only(q: Json | None) -> Json:
     return {k: v for k, v in (q or {}).items() if k in _UNIT_KEYS}
 
 
-def reference_range(text: str, unit_of: dict | None) -> dict | None:
+def reference_range(text: str, unit_of: Json | None) -> Json | None:
     """OBX-7 text -> referenceRange: ``3.5-5.0`` low/high, ``<=5`` high, ``>10`` low."""
     text = (text or "").strip()
     if not text:
@@ -305,10 +306,10 @@ def reference_range(text: str, unit_of: dict | None) -> dict | None:
 
 
 @lru_cache(maxsize=8192)
-def _range(text: str, unit_items: tuple[tuple[str, str], ...]) -> dict:
+def _range(text: str, unit_items: tuple[tuple[str, str], ...]) -> Json:
     """Never hand this dict out: :func:`reference_range` copies it."""
     folded = unicodedata.normalize("NFKC", text.translate(_FOLD)).replace(" ", "")
-    rr: dict = {}
+    rr: Json = {}
     unit = dict(unit_items)
     m = _RANGE.match(folded)
     if m:
@@ -323,7 +324,7 @@ def _range(text: str, unit_items: tuple[tuple[str, str], ...]) -> dict:
     return rr
 
 
-def value_of(obx: Segment, fac: str) -> dict:
+def value_of(obx: Segment, fac: str) -> Json:
     """value[x] of one OBX by its value type OBX-2.
 
     Stricter than ``datatypes.obx_value`` on purpose: JP_Observation_LabResult allows only
@@ -341,7 +342,7 @@ def _units(f6: Field) -> tuple[tuple[str, str], ...]:
     return dt.unit_items(code, text)
 
 
-def _value(vt: str, f5: Field, fac: str, units: tuple[tuple[str, str], ...]) -> dict:
+def _value(vt: str, f5: Field, fac: str, units: tuple[tuple[str, str], ...]) -> Json:
     """:func:`value_of` with OBX-2 (upper-cased) and the OBX-6 unit items already read."""
     if not f5:
         return {}
@@ -365,7 +366,7 @@ def _value(vt: str, f5: Field, fac: str, units: tuple[tuple[str, str], ...]) -> 
     return {"valueString": text} if text else {}
 
 
-def interpretation(obx: Segment, value: dict, rr: dict | None) -> list[dict]:
+def interpretation(obx: Segment, value: Json, rr: Json | None) -> list[Json]:
     if rr is None:
         low = high = None
     else:
@@ -373,8 +374,8 @@ def interpretation(obx: Segment, value: dict, rr: dict | None) -> list[dict]:
     return _interpretation(obx[8], value, rr is not None, low, high)
 
 
-def _interpretation(f8: Field | None, value: dict, has_range: bool, low: Decimal | None,
-                    high: Decimal | None) -> list[dict]:
+def _interpretation(f8: Field | None, value: Json, has_range: bool, low: Decimal | None,
+                    high: Decimal | None) -> list[Json]:
     """OBX-8 flags; when there are none, L/H/N from the value against the range bounds."""
     codes = [r.component(1).strip() for r in f8.repetitions if r.component(1).strip()] if f8 else []
     out = []
@@ -415,12 +416,12 @@ class ObxItem(NamedTuple):
     dicts in it are templates, copied into each resource."""
 
     vt: str  # OBX-2, upper-cased
-    code: dict  # Observation.code template
+    code: Json  # Observation.code template
     key_code: str  # OBX-3.1 (else .4) for the identifier key
     units: tuple[tuple[str, str], ...]  # Quantity unit items of OBX-6
     status: str  # Observation.status from OBX-11
-    range_q: dict | None  # referenceRange template for a Quantity value (with units)
-    range_text: dict | None  # referenceRange template for any other value
+    range_q: Json | None  # referenceRange template for a Quantity value (with units)
+    range_text: Json | None  # referenceRange template for any other value
     low: Decimal | None
     high: Decimal | None
 
@@ -451,7 +452,7 @@ def _item_std(vt: str, f3: str, f6: str, f7: str, f11: str, fac: str, _units_siz
     return _item(vt, f3, f6, f7, f11, fac, STANDARD_DELIMITERS)
 
 
-def _copy_range(rr: dict) -> dict:
+def _copy_range(rr: Json) -> Json:
     out = rr.copy()
     if "low" in out:
         out["low"] = out["low"].copy()
@@ -465,8 +466,8 @@ _OBX_WIDTH = 15  # OBX-1 .. OBX-14 read below
 
 
 def observation(msg: Message, ctx: MapContext, rep: ReportRec, m: int, obx: Segment,
-                notes: list[str], spec_ref: dict | None, issued: str | None,
-                when: str | None, meta: dict, shared: dict) -> dict:
+                notes: list[str], spec_ref: Json | None, issued: str | None,
+                when: str | None, meta: Json, shared: Json) -> Json:
     """One OBX; ``when`` is the report's time (SPM-17/OBR-7), OBX-14 then MSH-7 fill in;
     ``shared`` holds what every OBX of the report repeats (key prefix, basedOn)."""
     fac = ctx.facility
@@ -491,7 +492,7 @@ def observation(msg: Message, ctx: MapContext, rep: ReportRec, m: int, obx: Segm
     rid = f"{shared['id']}.{m}"
     r_meta = meta.copy()
     r_meta["profile"] = [_LAB_PROFILE]
-    r: dict = {
+    r: Json = {
         "resourceType": "Observation",
         "id": rid if len(rid) <= 64 else resource_id(ctx.name, f"r{rep.index}", m),
         "meta": r_meta,
@@ -544,7 +545,7 @@ def report_status(rep: ReportRec, obs_status: list[str]) -> str:
 
 
 @register("OML-11")
-def map_oml_11(msg: Message, ctx: MapContext) -> list[dict]:
+def map_oml_11(msg: Message, ctx: MapContext) -> list[Json]:
     lab = walk(msg)
     out, spec_refs = specimens(ctx, lab)
     fac = ctx.facility
@@ -553,11 +554,11 @@ def map_oml_11(msg: Message, ctx: MapContext) -> list[dict]:
         spec_ref = spec_refs.get(rep.specimen.index) if rep.specimen else None
         issued = instant(rep.obr[22]) if rep.obr is not None else None
         when = report_time(rep)
-        shared: dict = {}
+        shared: Json = {}
         observations = [observation(msg, ctx, rep, m, obx, notes, spec_ref, issued, when, meta,
                                     shared)
                         for m, (obx, notes) in enumerate(rep.obxs, 1)]
-        dr: dict = {
+        dr: Json = {
             "resourceType": "DiagnosticReport",
             "id": resource_id(ctx.name, f"r{rep.index}"),
             "meta": {**meta, "profile": [term.PROFILE["DiagnosticReportLabResult"]]},

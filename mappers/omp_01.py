@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from storage.hl7 import Message, Segment
 
+from .jsontypes import Json
 from . import datatypes as dt
 from . import embedded
 from . import medication as med
@@ -86,7 +87,7 @@ def _rxe_blocks(group: med.OrderGroup) -> list[tuple[Segment, list[Segment]]]:
 
 
 def _request(msg: Message, ctx: MapContext, group: med.OrderGroup, rxe: Segment,
-             rest: list[Segment], rp: str, order_in_rp: str, pos: tuple[str, ...]) -> dict:
+             rest: list[Segment], rp: str, order_in_rp: str, pos: tuple[str, ...]) -> Json:
     orc, fac = group.orc, ctx.facility
     tq1s = [s for s in rest if s.id == "TQ1"]
     rxr = next((s for s in rest if s.id == "RXR"), None)
@@ -97,7 +98,7 @@ def _request(msg: Message, ctx: MapContext, group: med.OrderGroup, rxe: Segment,
     if rxe.get(15):
         identifiers.append({"system": term.local_id_system(fac, "prescription-number"),
                             "value": rxe.get(15)})
-    r: dict = {
+    r: Json = {
         "resourceType": "MedicationRequest",
         "id": med.rid(ctx, *pos),
         "meta": ctx.meta(term.PROFILE["MedicationRequest"]),
@@ -135,7 +136,7 @@ def _request(msg: Message, ctx: MapContext, group: med.OrderGroup, rxe: Segment,
     r["dosageInstruction"] = dosages
 
     # dispense
-    disp: dict = {}
+    disp: Json = {}
     total = med.field_quantity(rxe.get(10), rxe[11], fac)
     if total:
         disp["quantity"] = total
@@ -155,8 +156,8 @@ def _request(msg: Message, ctx: MapContext, group: med.OrderGroup, rxe: Segment,
 
 
 @register("OMP-01")
-def map_omp_01(msg: Message, ctx: MapContext) -> list[dict]:
-    out: list[dict] = []
+def map_omp_01(msg: Message, ctx: MapContext) -> list[Json]:
+    out: list[Json] = []
     numbering = med.Numbering()
     n_obs = 0
     for group in med.order_groups(msg):

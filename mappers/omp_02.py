@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from storage.hl7 import Message
 
+from .jsontypes import Json
 from . import datatypes as dt
 from . import embedded
 from . import medication as med
@@ -79,8 +80,8 @@ NOT_MAPPED: list[tuple[str, str]] = [
 
 
 @register("OMP-02")
-def map_omp_02(msg: Message, ctx: MapContext) -> list[dict]:
-    out: list[dict] = []
+def map_omp_02(msg: Message, ctx: MapContext) -> list[Json]:
+    out: list[Json] = []
     numbering = med.Numbering()
     fac = ctx.facility
     n_obs = 0
@@ -116,7 +117,7 @@ def map_omp_02(msg: Message, ctx: MapContext) -> list[dict]:
         oid = med.order_identifier(ctx, orc)
         if oid:
             identifiers.append(oid)
-        r: dict = {
+        r: Json = {
             "resourceType": "MedicationRequest",
             "id": med.rid(ctx, *pos),
             "meta": ctx.meta(term.PROFILE["MedicationRequestInjection"]),
@@ -126,8 +127,9 @@ def map_omp_02(msg: Message, ctx: MapContext) -> list[dict]:
             "intent": "order",
         }
         cats = med.categories(msg, orc, rxe, fac, "OMP-02")
-        if itype and rxe is not None:
-            cats.insert(1, dt.codeable(rxe[2], fac))
+        route = dt.codeable(rxe[2], fac) if itype and rxe is not None else None
+        if route is not None:
+            cats.insert(1, route)
         if cats:
             r["category"] = cats
         r["medicationReference"] = {"reference": "#med"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from storage.hl7 import Message
 
+from .jsontypes import Json
 from . import datatypes as dt
 from . import embedded
 from . import medication as med
@@ -63,8 +64,8 @@ NOT_MAPPED: list[tuple[str, str]] = [
 
 
 @register("OMP-11")
-def map_omp_11(msg: Message, ctx: MapContext) -> list[dict]:
-    out: list[dict] = []
+def map_omp_11(msg: Message, ctx: MapContext) -> list[Json]:
+    out: list[Json] = []
     numbering = med.Numbering()
     n_obs = 0
     fac = ctx.facility

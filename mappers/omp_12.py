@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from storage.hl7 import Message, Segment
 
+from .jsontypes import Json
 from . import datatypes as dt
 from . import embedded
 from . import medication as med
@@ -85,10 +86,10 @@ def _is_vaccination(rxe: Segment | None, rxas: list[Segment]) -> bool:
 
 
 def _immunization(msg: Message, ctx: MapContext, orc: Segment, rxa: Segment, rxr: Segment | None,
-                  pos: tuple[str, ...], rp: str) -> dict:
+                  pos: tuple[str, ...], rp: str) -> Json:
     fac = ctx.facility
     status = med.administration_status([rxa])
-    r: dict = {
+    r: Json = {
         "resourceType": "Immunization",
         "id": med.rid(ctx, *pos),
         "meta": ctx.meta(term.PROFILE["Immunization"]),
@@ -143,8 +144,8 @@ def _immunization(msg: Message, ctx: MapContext, orc: Segment, rxa: Segment, rxr
 
 
 @register("OMP-12")
-def map_omp_12(msg: Message, ctx: MapContext) -> list[dict]:
-    out: list[dict] = []
+def map_omp_12(msg: Message, ctx: MapContext) -> list[Json]:
+    out: list[Json] = []
     numbering = med.Numbering()
     n_obs = 0
     fac = ctx.facility
@@ -205,7 +206,7 @@ _ORDER = ("resourceType", "id", "meta", "contained", "extension", "identifier", 
           "statusReason", "category", "medicationReference", "subject")
 
 
-def _reorder(r: dict) -> dict:
+def _reorder(r: Json) -> Json:
     """Keep the conventional element order in the JSON (contained first) for readability."""
     head = {k: r[k] for k in _ORDER if k in r}
     head.update((k, v) for k, v in r.items() if k not in head)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from storage.hl7 import Field, Message, Segment
 
+from .jsontypes import Json
 from . import datatypes as dt
 from . import terminology as term
 from .context import MapContext
@@ -73,12 +74,12 @@ NOT_MAPPED: list[tuple[str, str]] = [
 _OUTCOME_SYSTEMS = ("HL70241", "JHSD0006")
 
 
-def _codings_of(field: Field, facility: str) -> list[dict]:
+def _codings_of(field: Field, facility: str) -> list[Json]:
     cc = dt.codeable(field, facility)
     return cc.get("coding", []) if cc else []
 
 
-def _modifiers(zpr: Segment | None, key_field: int, ex_field: int) -> list[dict]:
+def _modifiers(zpr: Segment | None, key_field: int, ex_field: int) -> list[Json]:
     """ZPR modifier repetitions -> extension values (MEDIS key number / exchange code)."""
     if zpr is None:
         return []
@@ -87,7 +88,7 @@ def _modifiers(zpr: Segment | None, key_field: int, ex_field: int) -> list[dict]
         for rep in zpr[n].repetitions:
             code, name = rep.component(1), rep.component(2)
             if code or name:
-                c: dict = {"coding": [{"system": system, "code": code}]} if code else {}
+                c: Json = {"coding": [{"system": system, "code": code}]} if code else {}
                 if name:
                     c["text"] = name
                     if code:
@@ -96,15 +97,15 @@ def _modifiers(zpr: Segment | None, key_field: int, ex_field: int) -> list[dict]
     return out
 
 
-def _condition(group: list[Segment], index: int, ctx: MapContext) -> dict:
+def _condition(group: list[Segment], index: int, ctx: MapContext) -> Json:
     prb = group[0]
     zpr = next((s for s in group if s.id == "ZPR"), None)
     orc = next((s for s in group if s.id == "ORC"), None)
     instance = prb[4].component(1)
     rid = resource_id(ctx.name, "d", key_position(instance)) if instance else resource_id(ctx.name, index)
-    c: dict = {"resourceType": "Condition", "id": rid,
+    c: Json = {"resourceType": "Condition", "id": rid,
                "meta": ctx.meta(term.PROFILE["ConditionDiagnosis"])}
-    ext: list[dict] = []
+    ext: list[Json] = []
     for value in _modifiers(zpr, 1, 4):
         ext.append({"url": term.CONDITION_PREFIX_EXT, "valueCodeableConcept": value})
     for value in _modifiers(zpr, 3, 6):
@@ -142,11 +143,11 @@ def _condition(group: list[Segment], index: int, ctx: MapContext) -> dict:
         categories.append(rank)
     c["category"] = categories
 
-    codings: list[dict] = []
+    codings: list[Json] = []
     for coding in _codings_of(prb[3], ctx.facility):
         codings.append(coding)
     if prb10[0] and prb10[2] in ("I10", ""):
-        icd: dict = {"system": term.CODE_SYSTEMS["I10"], "code": prb10[0]}
+        icd: Json = {"system": term.CODE_SYSTEMS["I10"], "code": prb10[0]}
         if prb10[1]:
             icd["display"] = prb10[1]
         codings.append(icd)
@@ -160,7 +161,7 @@ def _condition(group: list[Segment], index: int, ctx: MapContext) -> dict:
             if ex.component(2):
                 e["display"] = ex.component(2)
             codings.append(e)
-    code: dict = {}
+    code: Json = {}
     if codings:
         code["coding"] = codings
     name = prb[3].component(2) or (zpr[2].component(2) if zpr is not None else "")
@@ -194,5 +195,5 @@ def _condition(group: list[Segment], index: int, ctx: MapContext) -> dict:
 
 
 @register("PPR-01")
-def map_ppr_01(msg: Message, ctx: MapContext) -> list[dict]:
+def map_ppr_01(msg: Message, ctx: MapContext) -> list[Json]:
     return [_condition(g, i, ctx) for i, g in enumerate(msg.groups("PRB"), 1)]

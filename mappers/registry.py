@@ -6,9 +6,10 @@ from typing import Callable
 
 from storage.hl7 import Message
 
+from .jsontypes import Json
 from .context import MapContext
 
-Mapper = Callable[[Message, MapContext], list[dict]]
+Mapper = Callable[[Message, MapContext], list[Json]]
 
 MAPPERS: dict[str, Mapper] = {}
 # Data types whose mapper reads AL1 itself (its module lists "AL1" in READS_SEGMENTS); every
@@ -45,7 +46,7 @@ class MappingError(ValueError):
     """The message is readable but cannot be mapped; the reason goes to the drill report."""
 
 
-def map_message(msg: Message, ctx: MapContext) -> list[dict]:
+def map_message(msg: Message, ctx: MapContext) -> list[Json]:
     """Map one parsed message to FHIR resources (plain dicts).  Raises MappingError."""
     mapper = MAPPERS.get(ctx.name.data_type)
     if mapper is None:
