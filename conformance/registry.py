@@ -19,6 +19,9 @@ from typing import Any
 import orjson
 
 EXPRESSION_EXT = "https://fhir-gateway.example.org/StructureDefinition/search-expression"
+# A declared type that needs a scope no data token implies (AuditEvent: system/AuditEvent.read).
+# Such types are served by their own views, not by the data sources: ``Registry.restricted``.
+SCOPE_EXT = "https://fhir-gateway.example.org/StructureDefinition/required-scope"
 # conformance/capability_statement.json is a link to the top-level file (the design card and the
 # one source of truth); a wheel carries its content, so an installed package reads it the same way.
 CAPABILITY_FILE = "capability_statement.json"
@@ -119,7 +122,9 @@ def _parse_expression(rtype: str, expr: str) -> tuple[tuple[str, ...], ...]:
 class Registry:
     def __init__(self, statement: dict[str, Any]) -> None:
         self.statement = statement
-        self.resources: dict[str, ResourceDef] = {}
+        self.resources: dict[str, ResourceDef] = {}  # data types (SS-MIX2, receipts, groups)
+        self.restricted: dict[str, ResourceDef] = {}  # other types, by their SCOPE_EXT scope
+        self.scopes: dict[str, str] = {}
         for res in statement["rest"][0]["resource"]:
             rtype = res["type"]
             params = {}
@@ -131,19 +136,27 @@ class Registry:
                 params[sp["name"]] = SearchParam(sp["name"], sp["type"],
                                                  _parse_expression(rtype, expr),
                                                  sp.get("documentation", ""))
-            self.resources[rtype] = ResourceDef(
+            scope = next((e["valueString"] for e in res.get("extension", [])
+                          if e.get("url") == SCOPE_EXT), None)
+            rdef = ResourceDef(
                 rtype, res.get("profile", ""), params, frozenset(res.get("searchInclude", [])),
                 frozenset(res.get("searchRevInclude", [])),
-                needs_patient=rtype not in ("Patient", "Claim", "Group"))
+                needs_patient=scope is None and rtype not in ("Patient", "Claim", "Group"))
+            if scope is None:
+                self.resources[rtype] = rdef
+            else:
+                self.restricted[rtype], self.scopes[rtype] = rdef, scope
 
     def get(self, rtype: str) -> ResourceDef | None:
         return self.resources.get(rtype)
 
     @functools.cached_property
     def published(self) -> dict[str, Any]:
-        """The statement as served: the internal expression extensions removed."""
+        """The statement as served: the internal extensions removed (a restricted type says
+        its scope in its documentation)."""
         cs = copy.deepcopy(self.statement)
         for res in cs["rest"][0]["resource"]:
+            res.pop("extension", None)
             for sp in res.get("searchParam", []):
                 sp.pop("extension", None)
         return cs

@@ -14,13 +14,56 @@ from conformance import registry
 from fhir_gateway.services import match
 
 CLINICAL = [t for t, r in registry().resources.items() if r.needs_patient]
+# Every declared type: the data types and the restricted ones (AuditEvent, audit scope only).
+DECLARED = {**registry().resources, **registry().restricted}
+
+
+def _rdef(rtype: str):
+    return DECLARED[rtype]
 
 
 @pytest.fixture(scope="session")
-def corpus(synth_server, synth_hospital):
-    """Every resource of the generated hospital, fetched through $everything (all pages)."""
+def audit_session(synth_server, synth_hospital):
+    """A session with a ``token create --audit`` token, over a trail with rows of several
+    accounts, patients and actions (written through the server's own account store)."""
+    import subprocess
+
+    import requests
+
+    from fhir_gateway.accounts.store import AccountStore
+    from conftest import BIN, FACILITY
+    store = AccountStore(synth_hospital.data_dir)
+    for i, (user, action) in enumerate([("naika", "login"), ("naika", "patient-view"),
+                                        ("geka", "patient-search"), ("geka", "patient-print"),
+                                        ("naika", "memo-create"), ("naika", "logout")]):
+        store.audit(action, username=user, person=f"{user} 太郎", staff_no=f"S{i}",
+                    facility=FACILITY, ip="127.0.0.1",
+                    patient=synth_hospital.patients[i % 2] if "patient" in action else "")
+    out = subprocess.run([str(BIN / "fhir-gateway"), "token", "create", "--data-dir",
+                          str(synth_hospital.data_dir), "--name", "auditor", "--facility",
+                          FACILITY, "--audit"], capture_output=True, text=True, check=True)
+    sess = requests.Session()
+    sess.headers["Authorization"] = f"Bearer {out.stdout.strip()}"
+    sess.base = synth_server.base  # type: ignore[attr-defined]
+    yield sess
+    sess.close()
+
+
+def _session(rtype: str, data_api, audit_session):
+    return audit_session if rtype in registry().restricted else data_api
+
+
+@pytest.fixture(scope="session")
+def corpus(synth_server, synth_hospital, audit_session):
+    """Every resource of the generated hospital, fetched through $everything (all pages), and
+    the audit trail through the audit token."""
     import requests
     out: list[dict] = []
+    url = f"{synth_server.base}/AuditEvent?_count=1000"
+    while url:
+        b = audit_session.get(url).json()
+        out += [e["resource"] for e in b.get("entry", [])]
+        url = next((lk["url"] for lk in b.get("link", []) if lk["relation"] == "next"), None)
     for pid in synth_hospital.patients:
         url = f"{synth_server.base}/Patient/{pid}/$everything?_count=1000"
         while url:
@@ -35,7 +78,7 @@ def corpus(synth_server, synth_hospital):
 def test_corpus_has_every_declared_type(corpus):
     """Guards the fixture: a declared type without generator data would be tested by :missing
     only."""
-    missing = set(registry().resources) - {r["resourceType"] for r in corpus}
+    missing = set(DECLARED) - {r["resourceType"] for r in corpus}
     assert not missing, f"no generator data for {sorted(missing)}"
 
 
@@ -72,15 +115,16 @@ def _patient_of(r: dict) -> str | None:
 
 
 def _cases():
-    for rtype, rdef in registry().resources.items():
+    for rtype, rdef in DECLARED.items():
         for name in rdef.params:
             yield rtype, name
 
 
 @pytest.mark.parametrize("rtype,name", list(_cases()))
-def test_every_declared_parameter_is_implemented(synth_api, synth_hospital, corpus, rtype, name):
-    api = synth_api
-    param = registry().get(rtype).params[name]
+def test_every_declared_parameter_is_implemented(synth_api, audit_session, synth_hospital, corpus,
+                                                 rtype, name):
+    api = _session(rtype, synth_api, audit_session)
+    param = _rdef(rtype).params[name]
     pool = [r for r in corpus if r["resourceType"] == rtype]
     if rtype == "Claim":
         pool += [e["resource"] for e in api.get(api.base + "/Claim").json().get("entry", [])
@@ -88,6 +132,9 @@ def test_every_declared_parameter_is_implemented(synth_api, synth_hospital, corp
     sample = next(((r, v) for r in pool if (v := _value_for(r, param))), None)
     if sample is None and any(match.values(r, param) for r in pool):
         pytest.skip(f"{rtype}.{name} values in the test data are not searchable values")
+    if sample is not None and rtype in registry().restricted:
+        _check_restricted_filter(api, rtype, param, pool, *sample)
+        return
     if sample is None:
         # no data has the element: the parameter must still be accepted and :missing must hold
         pid = next((_patient_of(r) for r in pool if _patient_of(r)), synth_hospital.patients[0])
@@ -116,11 +163,29 @@ def test_every_declared_parameter_is_implemented(synth_api, synth_hospital, corp
                                       if e["search"]["mode"] == "match"]
 
 
-@pytest.mark.parametrize("rtype", list(registry().resources))
-def test_undeclared_parameters_are_refused(synth_api, rtype, synth_hospital):
-    api, first = synth_api, synth_hospital.patients[0]
+def _check_restricted_filter(api, rtype: str, param, pool: list[dict], resource: dict,
+                             value: str) -> None:
+    """A restricted type's search (no :missing there): the sample is found, and a resource with
+    another value (or, for dates, the sample itself under ``lt``) is filtered out."""
+    def ids(params):
+        r = api.get(api.base + f"/{rtype}", params={**params, "_count": "1000"})
+        assert r.status_code == 200, r.text
+        return [e["resource"]["id"] for e in r.json().get("entry", [])]
+    assert resource["id"] in ids({param.name: value}), f"{rtype}?{param.name}={value}"
+    if param.type == "date":
+        assert resource["id"] not in ids({param.name: "lt" + value})
+        return
+    other = next((r for r in pool if value not in
+                  {_value_for(r, param)} | {str(v) for v in match.values(r, param)}), None)
+    assert other is not None, f"the trail has one {param.name} only: the test data is too thin"
+    assert other["id"] not in ids({param.name: value}), f"{rtype}?{param.name} does not filter"
+
+
+@pytest.mark.parametrize("rtype", list(DECLARED))
+def test_undeclared_parameters_are_refused(synth_api, audit_session, rtype, synth_hospital):
+    api, first = _session(rtype, synth_api, audit_session), synth_hospital.patients[0]
     rng = random.Random(rtype)
-    declared = set(registry().get(rtype).params)
+    declared = set(_rdef(rtype).params)
     base = {"patient": first} if rtype in CLINICAL else {}
     for _ in range(5):
         name = "".join(rng.choice(string.ascii_lowercase + "-") for _ in range(rng.randint(3, 12)))
@@ -150,11 +215,48 @@ def test_capability_statement(api):
     assert "application/fhir+xml" in cs["format"]
     rest = cs["rest"][0]
     types = {r["type"]: r for r in rest["resource"]}
-    assert set(types) == set(registry().resources)
+    assert set(types) == set(DECLARED)
+    assert "--audit" in types["AuditEvent"]["documentation"]
+    assert "system/AuditEvent.read" in types["AuditEvent"]["documentation"]
     for t, r in types.items():
+        assert "extension" not in r
         assert r["profile"].startswith("http")
         assert {i["code"] for i in r["interaction"]} >= {"read", "vread", "search-type"}
         for sp in r["searchParam"]:
             assert sp["type"] and sp["documentation"] and "extension" not in sp
     assert types["Patient"]["operation"][0]["name"] == "everything"
     assert "jp-kana-sort" in {sp["name"] for sp in types["Patient"]["searchParam"]}
+
+
+@pytest.mark.parametrize("rtype", list(DECLARED))
+def test_every_declared_interaction_works(synth_api, audit_session, corpus, rtype):
+    """Each declared interaction answers on a live server: a restricted type through a token
+    with its scope, and a data token is refused (403) on every one of them."""
+    api = _session(rtype, synth_api, audit_session)
+    cs = synth_api.get(synth_api.base + "/metadata").json()
+    decl = next(r for r in cs["rest"][0]["resource"] if r["type"] == rtype)
+    sample = next(r for r in corpus if r["resourceType"] == rtype)
+    rid = sample["id"]
+    search = f"/{rtype}?patient={_patient_of(sample)}" if _rdef(rtype).needs_patient else \
+        f"/{rtype}"
+    urls = {"read": f"/{rtype}/{rid}", "search-type": search,
+            "vread": f"/{rtype}/{rid}/_history/{sample.get('meta', {}).get('versionId', '1')}",
+            "history-instance": f"/{rtype}/{rid}/_history"}
+    codes = [i["code"] for i in decl["interaction"]]
+    assert set(codes) <= set(urls), f"{rtype} declares an interaction this test does not know"
+    for code in codes:
+        r = api.get(api.base + urls[code])
+        assert r.status_code == 200, f"{rtype} {code}: {r.status_code} {r.text[:200]}"
+        body = r.json()
+        if code in ("read", "vread"):
+            assert body["resourceType"] == rtype and body["id"] == rid
+        else:
+            assert body["resourceType"] == "Bundle"
+            if code == "search-type" and rtype in registry().restricted:
+                assert rid in {e["resource"]["id"] for e in body.get("entry", [])}
+        if rtype in registry().restricted:
+            denied = synth_api.get(synth_api.base + urls[code])
+            assert denied.status_code == 403, f"a data token reads {rtype} {code}"
+            assert denied.json()["resourceType"] == "OperationOutcome"
+    if "vread" in codes and rtype in registry().restricted:
+        assert api.get(api.base + f"/{rtype}/{rid}/_history/2").status_code == 404

@@ -16,6 +16,8 @@ from urllib.parse import urlencode
 
 from flask import current_app, g, request
 
+from conformance import registry
+
 from .bundle import base_url, searchset
 from .errors import FhirError
 from .respond import fhir_response
@@ -23,7 +25,10 @@ from .views import blueprint
 
 AUDIT_SCOPE = "system/AuditEvent.read"
 JST = timezone(timedelta(hours=9))
-PARAMS = {"date", "agent", "patient", "action", "_count", "_before", "_format", "_pretty"}
+ACCOUNT = "urn:fhir-gateway:account"
+# The declared search parameters (capability_statement.json) + paging and format.
+PARAMS = set(registry().restricted["AuditEvent"].params) | {"_count", "_before", "_format",
+                                                            "_pretty"}
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 REST = "http://hl7.org/fhir/restful-interaction"
 BALP = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/"
@@ -72,7 +77,7 @@ def to_audit_event(row: dict) -> dict:
     who = " ".join(x for x in (row["person"], f"({row['staff_no']})" if row["staff_no"] else "")
                    if x)
     ev: dict = {"resourceType": "AuditEvent", "id": f"audit-{row['id']}",
-                "meta": {"lastUpdated": _instant(row["at"])},
+                "meta": {"versionId": "1", "lastUpdated": _instant(row["at"])},
                 "type": {"system": tsys, "code": tcode, "display": tdisp},
                 "action": act, "recorded": _instant(row["at"]),
                 "outcome": "4" if failed else "0",
@@ -80,7 +85,7 @@ def to_audit_event(row: dict) -> dict:
                 "agent": [{"type": {"coding": [{
                     "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
                     "code": "IRCP", "display": "information recipient"}]},
-                    "who": {"identifier": {"system": "urn:fhir-gateway:account",
+                    "who": {"identifier": {"system": ACCOUNT,
                                            "value": row["username"] or "(unknown)"},
                             **({"display": who} if who else {})},
                     "requestor": True,
@@ -173,8 +178,9 @@ def audit_events():
     if patient and patient.startswith("Patient/"):
         patient = patient[8:]
     rows = _store().audit_search(facility=g.facility_code, since=since, until=until,
-                                 agent=args.get("agent"), patient=patient,
-                                 action=args.get("action"), limit=count + 1, before_id=before)
+                                 agent=_token(args.get("agent"), ACCOUNT), patient=patient,
+                                 action=_token(args.get("action"), None), limit=count + 1,
+                                 before_id=before)
     base = base_url(g.facility_code)
     keep = [(k, v) for k, v in args.items(multi=True) if k != "_before"]
     links = {"self": f"{base}/AuditEvent?{urlencode(list(args.items(multi=True)))}".rstrip("?")}
@@ -182,6 +188,25 @@ def audit_events():
         links["next"] = f"{base}/AuditEvent?{urlencode(keep + [('_before', rows[count - 1]['id'])])}"
     return fhir_response(searchset(base, [to_audit_event(r) for r in rows[:count]], [], [],
                                    None, links))
+
+
+def _token(value: str | None, system: str | None) -> str | None:
+    """A token value: ``code`` or ``system|code`` (``|code`` for no system); another system
+    matches nothing."""
+    if value is None or "|" not in value:
+        return value
+    sys_, code = value.split("|", 1)
+    return code if sys_ in ("", system) else "\x00no-match"
+
+
+@blueprint.get("/AuditEvent/<rid>/_history/<vid>")
+def audit_event_version(rid: str, vid: str):
+    """vread: an AuditEvent is never changed, so version 1 is the only one."""
+    _principal_may_audit()
+    if vid != "1":
+        raise FhirError(404, f"AuditEvent/{rid}/_history/{vid} not found (AuditEvents have "
+                        "version 1 only)", "not-found")
+    return audit_event(rid)
 
 
 @blueprint.get("/AuditEvent/<rid>")
