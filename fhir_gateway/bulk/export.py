@@ -14,17 +14,19 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import shutil
 from collections import deque
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
-from typing import Callable
+from typing import Any, BinaryIO, Callable
 
 import orjson
 
 from conformance import Criterion, QueryError, registry
 from fhir_gateway.services import match
 from mappers.serialize import dumps
+from storage.names import is_valid_patient_id
 from storage.reader import ERROR, Problem
 
 log = logging.getLogger(__name__)
@@ -145,39 +147,127 @@ def _child_init(facility, data_dir) -> None:
     _CHILD["svc"] = FacilityService(facility, MappedCache(CHILD_CACHE_BYTES), data_dir)
 
 
-def _child_chunk(pids: list[str], params: dict) -> dict:
-    return export_chunk(_CHILD["svc"], pids, Spec.parse(params))
+def _child_chunk(pids: list[str], params: dict, folder: str | None = None) -> dict:
+    return export_chunk(_CHILD["svc"], pids, Spec.parse(params),
+                        Path(folder) if folder else None)
 
 
 def remote_chunk(facility, data_dir, pids: list[str], params: dict) -> dict:
     """A chunk on a Dask worker (``[export] dask``): the worker process sets its service up
-    once per facility, as a local pool child does in ``_child_init``."""
+    once per facility, as a local pool child does in ``_child_init``; its lines come back in
+    memory (the worker may be on another machine)."""
     svc = _CHILD.get("svc")
     if svc is None or svc.facility != facility:
         _child_init(facility, data_dir)
     return _child_chunk(pids, params)
 
 
-def export_chunk(svc, pids: list[str], spec: Spec, extras: Callable | None = None) -> dict:
-    """ndjson bytes per type, OperationOutcome lines, and counts for ``pids``."""
+class Sink:
+    """The ndjson lines of one chunk by type, written to part files in ``folder`` in large
+    buffered writes (a chunk's output never sits in memory whole, whatever its patients hold),
+    or kept in memory when ``folder`` is None (a remote worker)."""
+
+    FLUSH = 512 << 10  # bytes buffered per type before a write
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self.buf: dict[str, list[bytes]] = {}
+        self.size: dict[str, int] = {}
+        self.counts: dict[str, int] = {}
+        self.files: dict[str, BinaryIO] = {}
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def add(self, rtype: str, line: bytes) -> None:
+        """One ndjson line (with its newline)."""
+        buf = self.buf.get(rtype)
+        if buf is None:
+            buf = self.buf[rtype] = []
+            self.size[rtype] = self.counts[rtype] = 0
+        buf.append(line)
+        self.counts[rtype] += 1
+        self.size[rtype] += len(line)
+        if self.folder is not None and self.size[rtype] >= self.FLUSH:
+            self._flush(rtype)
+
+    def _flush(self, rtype: str) -> None:
+        fh = self.files.get(rtype)
+        if fh is None:
+            assert self.folder is not None
+            fh = self.files[rtype] = open(self.folder / f"{rtype}.ndjson", "wb")
+        fh.write(b"".join(self.buf[rtype]))
+        self.buf[rtype].clear()
+        self.size[rtype] = 0
+
+    def result(self) -> dict:
+        """{"counts"} and either {"parts": type -> file} or {"lines": type -> bytes}."""
+        if self.folder is None:
+            return {"lines": {t: b"".join(v) for t, v in self.buf.items()},
+                    "counts": dict(self.counts)}
+        for t in self.buf:
+            if self.buf[t]:
+                self._flush(t)
+        for fh in self.files.values():
+            fh.close()
+        return {"parts": {t: str(self.folder / f"{t}.ndjson") for t in self.files},
+                "counts": dict(self.counts)}
+
+
+def export_chunk(svc, pids: list[str], spec: Spec, folder: Path | None = None) -> dict:
+    """The export of ``pids``: ndjson per type (part files in ``folder``, else bytes),
+    OperationOutcome lines and counts.  Each patient is streamed file by file
+    (:func:`fhir_gateway.services.stream.patient_stream`) and the chunk's receipts are read
+    once per UKE file (:meth:`ClaimSource.stream_patients`): memory is bounded by a file, not
+    by a chart.  The resources are those of the patient compartment (``$everything``);
+    plug-in resources (memos) are added by the caller, in the process where plug-ins live."""
     from fhir_gateway.services import ServiceError
-    parts: dict[str, list[bytes]] = {}
+    from fhir_gateway.services.stream import patient_stream
+    sink = Sink(folder)
     problems: list[Problem] = []
     types = set(spec.types) - {"Group"} if spec.types is not None else None
+    add, keep, shape = sink.add, spec.keep, spec.shape
+    plain = not spec.elements
+
+    def emit(resources: list[dict]) -> None:
+        for r in resources:
+            if keep(r) and r.get("resourceType") != "Group":
+                add(r["resourceType"], dumps(r if plain else shape(r)) + b"\n")
+
+    folders: list[str] = []
     for pid in (pids if types is None or types else []):
         try:
-            data = svc.patient_bundle(pid, types)
+            if is_valid_patient_id(pid):
+                folders.append(pid)
+                for resources, probs in patient_stream(svc, pid, types):
+                    emit(resources)
+                    problems.extend(p for p in probs if p.severity == ERROR)
+            else:
+                _receipt_patient(svc, pid, types, emit, problems)
         except ServiceError as exc:
-            problems.append(Problem(f"Patient/{pid}", "export", f"not exported: {exc}"))
-            continue
-        resources = data.resources + (extras(pid) if extras else [])
-        problems.extend(p for p in data.problems if p.severity == ERROR)
-        for r in resources:
-            if r.get("resourceType") != "Group" and spec.keep(r):
-                parts.setdefault(r["resourceType"], []).append(dumps(spec.shape(r)))
-    return {"lines": {t: b"\n".join(v) + b"\n" for t, v in parts.items()},
-            "counts": {t: len(v) for t, v in parts.items()},
-            "errors": outcome_lines(problems), "patients": len(pids)}
+            problems.append(Problem(f"Patient/{pid}", "export",
+                                    f"not exported (completely): {exc}"))
+    if folders and (types is None or types & {"Claim", "Coverage"}):
+        for _, resources, probs in svc.claims.stream_patients(folders):
+            emit([r for r in resources if types is None or r.get("resourceType") in types])
+            problems.extend(probs)
+    out = sink.result()
+    out.update(errors=outcome_lines(problems), patients=len(pids))
+    return out
+
+
+def _receipt_patient(svc, pid: str, types: set[str] | None, emit: Callable,
+                     problems: list[Problem]) -> None:
+    """A receipt-built Patient (``Patient/uke-…``, no folder): it and its Claims/Coverages."""
+    patient = svc._receipt_patient(pid)
+    if patient is None:
+        problems.append(Problem(f"Patient/{pid}", "export", f"not exported: no patient {pid!r}"))
+        return
+    if types is None or "Patient" in types:
+        emit([patient])
+    if types is None or types & {"Claim", "Coverage"}:
+        part = svc.claims.for_patient(pid)
+        emit([r for r in part.resources if types is None or r.get("resourceType") in types])
+        problems.extend(p for p in part.problems if p.severity == ERROR)
 
 
 # -- output files ----------------------------------------------------------------------------
@@ -188,16 +278,17 @@ class Writer:
         self.dir = out_dir
         self.max = max(1, max_bytes)
         self.files: list[dict] = []  # {"type", "name", "count", "bytes"}
-        self._open: dict[str, tuple[object, dict]] = {}
+        self._open: dict[str, tuple[BinaryIO, dict]] = {}
 
-    def _roll(self, rtype: str):
+    def _roll(self, rtype: str) -> tuple[BinaryIO, dict]:
         old = self._open.pop(rtype, None)
         if old is not None:
             old[0].close()
         n = sum(1 for f in self.files if f["type"] == rtype) + 1
-        info = {"type": rtype, "name": f"{rtype}.{n}.ndjson", "count": 0, "bytes": 0}
+        name = f"{rtype}.{n}.ndjson"
+        info: dict[str, Any] = {"type": rtype, "name": name, "count": 0, "bytes": 0}
         self.files.append(info)
-        fh = open(self.dir / info["name"], "wb")
+        fh: BinaryIO = open(self.dir / name, "wb")
         self._open[rtype] = (fh, info)
         return fh, info
 
@@ -206,16 +297,34 @@ class Writer:
             return
         fh, info = self._open.get(rtype) or self._roll(rtype)
         if info["bytes"] + len(data) > self.max:
-            for line in data.splitlines(keepends=True):  # split only when a file fills
-                fh, info = self._open[rtype]
-                if info["bytes"] and info["bytes"] + len(line) > self.max:
-                    fh, info = self._roll(rtype)
-                fh.write(line)
-                info["bytes"] += len(line)
-                info["count"] += 1
+            self._split(rtype, data.splitlines(keepends=True))
             return
         fh.write(data)
         info["bytes"] += len(data)
+        info["count"] += count
+
+    def _split(self, rtype: str, lines) -> None:
+        """Line by line, a new part whenever the current one would pass the limit."""
+        for line in lines:
+            fh, info = self._open.get(rtype) or self._roll(rtype)
+            if info["bytes"] and info["bytes"] + len(line) > self.max:
+                fh, info = self._roll(rtype)
+            fh.write(line)
+            info["bytes"] += len(line)
+            info["count"] += 1
+
+    def append_file(self, rtype: str, path: Path, count: int) -> None:
+        """The lines of a chunk's part file (copied in large blocks when they fit)."""
+        size = os.path.getsize(path)
+        if not size:
+            return
+        fh, info = self._open.get(rtype) or self._roll(rtype)
+        with open(path, "rb") as src:
+            if info["bytes"] + size > self.max:
+                self._split(rtype, src)
+                return
+            shutil.copyfileobj(src, fh, 1 << 20)
+        info["bytes"] += size
         info["count"] += count
 
     def close(self) -> list[dict]:
@@ -232,19 +341,25 @@ def run_export(svc, pids: list[str], params: dict, out_dir: Path, *, processes: 
                cancelled: Callable[[], bool] | None = None,
                executor: cf.Executor | None = None) -> tuple[list[dict], list[dict]]:
     """Write the export of ``pids`` into ``out_dir``; (output files, error files).
-    ``executor``: map the chunks there (a Dask cluster) instead of local processes."""
+    ``executor``: map the chunks there (a Dask cluster) instead of local processes.  Chunks
+    write their lines to part files under ``out_dir/.parts`` (never served), appended to the
+    output files in chunk order by this thread."""
     spec = Spec.parse(params)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = Writer(out_dir, max_file_bytes)
     err = Writer(out_dir / "errors", max_file_bytes)
     (out_dir / "errors").mkdir(exist_ok=True)
+    parts = out_dir / ".parts"
     done = 0
 
-    def take(res: dict, chunk: list[str], plugins: bool = True) -> None:
+    def take(res: dict, n: int, chunk: list[str]) -> None:
         nonlocal done
-        for t, data in res["lines"].items():
+        for t, data in res.get("lines", {}).items():
             out.write(t, data, res["counts"][t])
-        if plugins and plugin_extras is not None:  # plug-in resources live in this process
+        for t, path in res.get("parts", {}).items():
+            out.append_file(t, Path(path), res["counts"][t])
+        shutil.rmtree(parts / str(n), ignore_errors=True)
+        if plugin_extras is not None:  # plug-in resources live in this process
             for pid in chunk:
                 for r in plugin_extras(pid):
                     if spec.keep(r):
@@ -260,11 +375,12 @@ def run_export(svc, pids: list[str], params: dict, out_dir: Path, *, processes: 
     chunks = [pids[i:i + CHUNK] for i in range(0, len(pids), CHUNK)]
     try:
         if executor is not None or (processes > 1 and len(chunks) > 1):
+            pool_cm: contextlib.AbstractContextManager[cf.Executor]
             if executor is not None:  # a Dask cluster's concurrent.futures executor
                 pool_cm = contextlib.nullcontext(executor)
                 width = max(processes, 8)
 
-                def submit(pool, chunk):
+                def submit(pool, n, chunk):
                     return pool.submit(remote_chunk, svc.facility, svc.data_dir, chunk, params)
             else:
                 ctx = multiprocessing.get_context("spawn")
@@ -273,32 +389,32 @@ def run_export(svc, pids: list[str], params: dict, out_dir: Path, *, processes: 
                                                  initargs=(svc.facility, svc.data_dir))
                 width = processes
 
-                def submit(pool, chunk):
-                    return pool.submit(_child_chunk, chunk, params)
+                def submit(pool, n, chunk):
+                    return pool.submit(_child_chunk, chunk, params, str(parts / str(n)))
             with pool_cm as pool:
                 inflight: deque = deque()
-                it = iter(chunks)
                 try:
-                    for chunk in it:
-                        inflight.append((submit(pool, chunk), chunk))
+                    for n, chunk in enumerate(chunks):
+                        inflight.append((submit(pool, n, chunk), n, chunk))
                         if len(inflight) >= width * 2:
-                            fut, c = inflight.popleft()
-                            take(fut.result(), c)
+                            fut, m, c = inflight.popleft()
+                            take(fut.result(), m, c)
                     while inflight:
-                        fut, c = inflight.popleft()
-                        take(fut.result(), c)
+                        fut, m, c = inflight.popleft()
+                        take(fut.result(), m, c)
                 except BaseException:
-                    for fut, _ in inflight:
+                    for fut, _, _ in inflight:
                         fut.cancel()
                     raise
         else:
-            for chunk in chunks:
-                take(export_chunk(svc, chunk, spec), chunk, plugins=False)
+            for n, chunk in enumerate(chunks):
+                take(export_chunk(svc, chunk, spec, parts / str(n)), n, chunk)
         for r in extra_resources or []:
             if spec.keep(r):
                 out.write(r["resourceType"], dumps(spec.shape(r)) + b"\n", 1)
     finally:
         files, errors = out.close(), err.close()
+        shutil.rmtree(parts, ignore_errors=True)
     return files, errors
 
 

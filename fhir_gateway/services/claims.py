@@ -281,7 +281,9 @@ class ClaimSource:
             out.update(self._read(f, sorted(missing, key=lambda r: r.i)))
         return [out[r.i] for r in rows]
 
-    def _read(self, f: FileRow, rows: list[ReceiptRow]) -> dict[int, Mapped]:
+    def _read(self, f: FileRow, rows: list[ReceiptRow], keep: bool = True) -> dict[int, Mapped]:
+        """The receipts ``rows`` of ``f`` read (their byte ranges) and mapped; ``keep``: put
+        each in the mapped-file cache (an export reads each once: no cache, no size estimate)."""
         from mappers.claim import ClaimContext, map_receipt, mtime_instant
         from storage.uke import match_patient, read_ranges
 
@@ -315,6 +317,9 @@ class ClaimSource:
             resources, failed = map_safely(f"receipts/{f.rel}", map_one,
                                            prefix=f"line {r.line}: receipt {r.receipt_no}: ")
             problems += failed
+            if not keep:
+                out[r.i] = Mapped(tuple(resources), tuple(problems))
+                continue
             m = Mapped.build(resources, problems)
             self.cache.put(("uke", str(f.path), f.size, f.mtime_ns, r.i, self.masters.version), m)
             out[r.i] = m
@@ -395,12 +400,13 @@ class ClaimSource:
             probs.extend(problems)
         return res, probs
 
-    def _rows_of(self, pid: str, with_stubs: bool = False) -> tuple[_Live, list[ReceiptRow]]:
+    def _rows_of(self, pid: str, with_stubs: bool = False, live: _Live | None = None
+                 ) -> tuple[_Live, list[ReceiptRow]]:
         """The live receipts whose Claims name ``pid``: an SS-MIX2 patient (カルテ番号 matched
         now) or a receipt Patient (its receipts match no SS-MIX2 patient now)."""
         from storage.uke import match_patient
         assert self.index is not None
-        live = self._live()
+        live = live if live is not None else self._live()
         if not live.files:
             return live, []
         if is_receipt_patient_id(pid):
@@ -423,6 +429,48 @@ class ClaimSource:
         live, rows = self._rows_of(pid)
         res, probs = self._map_patient(pid, live, rows)
         return res, list(live.problems) + probs
+
+    def stream_patients(self, pids: list[str]
+                        ) -> Iterator[tuple[str, list[dict], list[Problem]]]:
+        """(pid, Claims and Coverages, problems) of the receipts of many patients, each UKE
+        file read once for all of them (the byte ranges of their receipts) and nothing cached:
+        the bulk export's path (one batch per file and patient; memory is one file's receipts
+        of these patients).  Same resources as :meth:`for_patient` for each."""
+        if self.index is None or not pids:
+            return
+        self._untrusted().clear()
+        live = self._live()
+        if live.problems:
+            yield "", [], list(live.problems)
+        by_file: dict[int, list[tuple[str, ReceiptRow]]] = {}
+        for pid in pids:
+            for r in self._rows_of(pid, live=live)[1]:
+                by_file.setdefault(r.file, []).append((pid, r))
+        for fid in sorted(by_file):
+            f = live.files[fid]
+            todo = sorted(by_file[fid], key=lambda x: x[1].i)
+            self._stat_check([f])
+            mapped = self._read(f, [r for _, r in todo], keep=False) \
+                if f.id not in self._untrusted() else {}
+            got: dict[str, tuple[list[dict], list[Problem]]] = {}
+            for pid, r in todo:
+                res, probs = got.setdefault(pid, ([], []))
+                m = mapped.get(r.i)
+                if m is None:  # rewritten since it was indexed: said, never skipped silently
+                    probs.append(Problem(f"receipts/{f.rel}", KIND_IO,
+                                         f"receipt {r.receipt_no} not exported: the file "
+                                         "changed while reading; export again"))
+                    continue
+                probs.extend(p for p in m.problems if p.severity == ERROR)
+                ref = f"Patient/{pid}"
+                res.extend(x for x in m.resources if x.get("resourceType") in ("Claim", "Coverage")
+                           and (x.get("patient") or x.get("beneficiary") or {}).get("reference")
+                           == ref)
+            for pid, (res, probs) in got.items():
+                yield pid, res, probs
+        for fid in set(self._untrusted()):  # the next look re-indexes those files
+            self.index.forget(fid)
+        self._untrusted().clear()
 
     def receipts_by_day(self, pid: str, day_of: Callable[[dict | None], str]
                         ) -> tuple[dict[str, list[ReceiptRow]], list[Problem], object]:

@@ -1,0 +1,89 @@
+"""A patient's current resources file by file, for work that reads every file once (the bulk
+export): memory is bounded by one file, not by a chart, and nothing goes through the
+mapped-file or compartment caches (an export would only churn them).
+
+The resources are those of :meth:`FacilityService.patient_bundle` without the receipts and
+plug-ins (the export reads receipts per UKE file for many patients at once,
+:meth:`ClaimSource.stream_patients`, and adds plug-in resources in the server process):
+SS-MIX2 files through the one read-and-map function (:func:`.readmap.read_and_map`), the
+chart-level steps of :func:`mappers.chart.assemble` (admissions closed by their discharge,
+one AllergyIntolerance per allergen) done on the few resources they can change — the
+Encounters and AllergyIntolerances, held back until the patient's last file — then the
+extended storage's documents and, for a folder without a usable ADT-00, the Patient derived
+from a PID."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mappers.chart import assemble
+from storage.names import is_valid_patient_id
+from storage.reader import Problem
+
+from .listing import DirCache, patient_records
+from .readmap import read_and_map
+from .resource_source import yields
+from .sources import data_types_for
+from .ssmix import StorageSource
+
+if TYPE_CHECKING:
+    from .facility import FacilityService
+
+# The resource types mappers.chart.assemble may change or drop: held until the chart's end.
+CHART_LEVEL = frozenset({"Encounter", "AllergyIntolerance"})
+
+Batch = tuple[list[dict], list[Problem]]
+
+
+def patient_stream(svc: "FacilityService", pid: str, types: set[str] | None = None
+                   ) -> Iterator[Batch]:
+    """(resources, problems) of one SS-MIX2 patient, one batch per file (then the chart-level
+    batch, the extended storage's and the derived Patient's).  ``types``: only those (None:
+    all).  Listing goes through the facility's failover; a file that cannot be read is a
+    problem, as everywhere."""
+    if not is_valid_patient_id(pid):
+        return
+    dtypes = data_types_for(types)
+    has_patient = False
+    if dtypes != []:
+        dirs = DirCache(max_entries=4096)  # a fresh one: every folder is listed once
+
+        def listing(storage):
+            return storage, patient_records(storage, dirs, pid, dtypes)
+
+        storage, (records, rejects) = svc._with_storage(listing)
+        if rejects:
+            yield [], [StorageSource.reject_problem(f) for f in rejects]
+        held: list[dict] = []
+        root = str(storage.root)
+        for rkey in sorted(records):
+            cur = StorageSource.current(records[rkey])
+            if cur is None:
+                continue
+            f, version = cur
+            resources, problems = read_and_map(Path(f"{root}/{f.relpath}"), f.relpath, f.name,
+                                               svc.code, version)
+            out = []
+            for r in resources:
+                rt = r.get("resourceType")
+                if types is not None and rt not in types:
+                    continue
+                if rt in CHART_LEVEL:
+                    held.append(r)
+                else:
+                    out.append(r)
+                    has_patient = has_patient or rt == "Patient"
+            yield out, problems
+        keep, replaced = assemble(held)
+        yield [replaced.get(i, held[i]) for i in keep], []
+    if svc.extended and yields(svc.extended, types):
+        part = svc.extended.for_patient(pid, types)
+        has_patient = has_patient or any(r.get("resourceType") == "Patient"
+                                         for r in part.resources)
+        yield part.resources, part.problems
+    if (types is None or "Patient" in types) and not has_patient:
+        derived = svc.derived_patient(pid)
+        if derived is not None:
+            yield [derived], []
