@@ -11,7 +11,7 @@ import re
 import unicodedata
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import overload
+from typing import Callable, overload
 
 from storage.hl7 import STANDARD_DELIMITERS, Field, Segment
 from storage.structure import rejoin_units
@@ -431,35 +431,61 @@ def obx_value(obx: Segment, facility: str = "") -> Json:
     field = obx[5]
     if not field:
         return {}
-    if vtype in ("NM", "SN", "ST"):
-        q = quantity(field.text.replace("^", ""), obx[6])
-        if q is not None:
-            return {"valueQuantity": q}
-    if vtype in ("CWE", "CE", "CNE", "CF"):
-        cc = codeable(field, facility)
-        if cc:
-            return {"valueCodeableConcept": cc}
-    if vtype in ("TS", "DT", "DTM"):
-        dt = datetime_(field)
-        if dt:
-            return {"valueDateTime": dt}
-    if vtype == "XCN":
-        text = " ".join(x for x in (xcn_display(field), f"({field.component(1)})"
-                                    if field.component(1) else "") if x)
-        return {"valueString": text} if text else {}
-    if vtype == "ZRD":  # 使用物品: code^name^system^quantity^unit
-        code, name, system = field.component(1), field.component(2), field.component(3)
-        qty = field.component(4)
-        unit = field.subcomponents(5)
-        unit_text = unit[1] if len(unit) > 1 and unit[1] else (unit[0] if unit else "")
-        coded = f"({system} {code})" if code and system else (f"({code})" if code and name else "")
-        text = " ".join(x for x in (name or code, qty, unit_text, coded) if x)
-        return {"valueString": text} if text else {}
+    convert = _OBX_VALUE.get(vtype)
+    value = convert(obx, field, facility) if convert is not None else None
+    return value if value is not None else _string_value(obx, field, vtype)
+
+
+def _quantity_value(obx: Segment, field: Field, facility: str) -> Json | None:
+    q = quantity(field.text.replace("^", ""), obx[6])
+    return {"valueQuantity": q} if q is not None else None
+
+
+def _coded_value(obx: Segment, field: Field, facility: str) -> Json | None:
+    cc = codeable(field, facility)
+    return {"valueCodeableConcept": cc} if cc else None
+
+
+def _datetime_value(obx: Segment, field: Field, facility: str) -> Json | None:
+    when = datetime_(field)
+    return {"valueDateTime": when} if when else None
+
+
+def _xcn_value(obx: Segment, field: Field, facility: str) -> Json:
+    """A person: the name and (id)."""
+    text = " ".join(x for x in (xcn_display(field), f"({field.component(1)})"
+                                if field.component(1) else "") if x)
+    return {"valueString": text} if text else {}
+
+
+def _zrd_value(obx: Segment, field: Field, facility: str) -> Json:
+    """使用物品: code^name^system^quantity^unit -> 'name quantity unit (system code)'."""
+    code, name, system = field.component(1), field.component(2), field.component(3)
+    qty = field.component(4)
+    unit = field.subcomponents(5)
+    unit_text = unit[1] if len(unit) > 1 and unit[1] else (unit[0] if unit else "")
+    coded = f"({system} {code})" if code and system else (f"({code})" if code and name else "")
+    text = " ".join(x for x in (name or code, qty, unit_text, coded) if x)
+    return {"valueString": text} if text else {}
+
+
+def _string_value(obx: Segment, field: Field, vtype: str) -> Json:
+    """Every repetition's readable text; a non-numeric NM/SN/ST keeps its unit (OBX-6)."""
     reps = [r.text.replace("^", " ").strip() for r in field.repetitions]
     text = "\n".join(r for r in reps if r)
-    if text and obx[6] and vtype in ("NM", "SN", "ST"):  # a non-numeric value keeps its unit
+    if text and obx[6] and vtype in ("NM", "SN", "ST"):
         text = f"{text} {unit_parts(obx[6])[1]}"
     return {"valueString": text} if text else {}
+
+
+# OBX-2 value type -> its value[x]; None from a converter falls back to valueString.
+_OBX_VALUE: dict[str, Callable[[Segment, Field, str], Json | None]] = {
+    **dict.fromkeys(("NM", "SN", "ST"), _quantity_value),
+    **dict.fromkeys(("CWE", "CE", "CNE", "CF"), _coded_value),
+    **dict.fromkeys(("TS", "DT", "DTM"), _datetime_value),
+    "XCN": _xcn_value,
+    "ZRD": _zrd_value,
+}
 
 
 def obx_observation(obx: Segment, ctx: ResourceContext, rid: str, category: list[Json], profile: str | None,

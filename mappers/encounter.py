@@ -18,7 +18,7 @@ ADT-22/42/32/01 in-progress, ADT-31 onleave (FHIR's own code for 外出泊), ADT
 
 from __future__ import annotations
 
-from storage.hl7 import Field, Message
+from storage.hl7 import Field, Message, Segment
 from storage.names import DATA_TYPES
 
 from .jsontypes import Json
@@ -105,35 +105,60 @@ def map_encounter(msg: Message, ctx: MapContext) -> list[Json]:
     if service:
         e["serviceType"] = service
     e["subject"] = dt.patient_ref(ctx.patient_id)
-
     event_time = dt.datetime_(evn[6])
-    participants = []
-    for code, display, n in _PARTICIPANT:
-        p = _participant(code, display, pv1[n], ctx, event_time if dtype == "ADT-01" else None)
-        if p:
-            participants.append(p)
+    participants = _participants(pv1, ctx, event_time if dtype == "ADT-01" else None)
     if participants:
         e["participant"] = participants
+    period = _period(pv1, pv2, dtype, event_time)
+    if period:
+        e["period"] = period
+    disposition = _disposition(pv1, ctx.facility)
+    if disposition:
+        e["hospitalization"] = {"dischargeDisposition": disposition}
+    locations = _locations(pv1, pv2, dtype, status, event_time)
+    if locations:
+        e["location"] = locations
+    return [e]
 
+
+def _participants(pv1: Segment, ctx: MapContext, start: str | None) -> list[Json]:
+    """PV1-7 attending and PV1-17 admitting doctors (ADT-01: since the event time)."""
+    parts = (_participant(code, display, pv1[n], ctx, start) for code, display, n in _PARTICIPANT)
+    return [p for p in parts if p]
+
+
+def _period(pv1: Segment, pv2: Segment, dtype: str, event_time: str | None) -> Json | None:
+    """PV1-44/45; PV2-8 for a planned admission, PV2-9 for a planned discharge, the event
+    time for an outpatient arrival."""
     start = dt.datetime_(pv1[44]) or (dt.datetime_(pv2[8]) if dtype == "ADT-21" else None)
     end = dt.datetime_(pv1[45]) or (dt.datetime_(pv2[9]) if dtype == "ADT-51" else None)
     if dtype == "ADT-12" and not start:
         start = event_time
     if start or end:
-        e["period"] = {k: v for k, v in (("start", start), ("end", end)) if v}
-    disposition = dt.codeable(pv1[36], ctx.facility) if pv1.get(36) else None
-    if disposition:
-        if not disposition.get("coding") or not disposition["coding"][0].get("system"):
-            disposition = dt.concept(pv1.get(36), pv1[36].component(2),
-                                     term.system_for("HL70112") or "")
-        e["hospitalization"] = {"dischargeDisposition": disposition}
+        return {k: v for k, v in (("start", start), ("end", end)) if v}
+    return None
 
-    locations = []
-    loc_status = {"planned": "planned", "cancelled": "completed", "finished": "completed"}.get(
-        status, "active")
+
+def _disposition(pv1: Segment, facility: str) -> Json | None:
+    """PV1-36 as coded, or in HL7 table 0112 when the source names no coding system."""
+    disposition = dt.codeable(pv1[36], facility) if pv1.get(36) else None
+    if disposition and (not disposition.get("coding") or not disposition["coding"][0].get("system")):
+        return dt.concept(pv1.get(36), pv1[36].component(2), term.system_for("HL70112") or "")
+    return disposition
+
+
+# Encounter.status -> the status of its current location (others: active)
+_LOCATION_STATUS = {"planned": "planned", "cancelled": "completed", "finished": "completed"}
+
+
+def _locations(pv1: Segment, pv2: Segment, dtype: str, status: str,
+               event_time: str | None) -> list[Json]:
+    """PV1-3 current (event time, expected leave end PV2-47), PV1-6 prior, PV2-1 planned."""
+    locations: list[Json] = []
     current = dt.location_text(pv1[3])
     if current:
-        entry: Json = {"location": {"display": current}, "status": loc_status}
+        entry: Json = {"location": {"display": current},
+                       "status": _LOCATION_STATUS.get(status, "active")}
         if event_time and dtype in ("ADT-42", "ADT-31", "ADT-32"):
             entry["period"] = {"start": event_time}
         if dtype == "ADT-31" and dt.datetime_(pv2[47]):
@@ -148,6 +173,4 @@ def map_encounter(msg: Message, ctx: MapContext) -> list[Json]:
     pending = dt.location_text(pv2[1])
     if pending and pending != current:
         locations.append({"location": {"display": pending}, "status": "planned"})
-    if locations:
-        e["location"] = locations
-    return [e]
+    return locations

@@ -383,42 +383,13 @@ def dosage(tq1: Segment | None, rxr: Segment | None, facility: str, *, sequence:
            instruction: Json | list[Json] | None = None) -> Json:
     """One JP_MedicationDosage from TQ1 + RXR + the doses the caller computed."""
     d: Json = {"sequence": sequence}
-    ext = []
+    ext: list[Json] = []
     timing: Json = {}
     condition = ""
     if tq1 is not None:
-        usage = usage_code(tq1, facility)
-        if usage:
-            timing["code"] = usage
-            d["text"] = usage["text"]
-        for extra in usage_repetitions(tq1, facility):
-            codes = extra.get("coding") or [{}]
-            rep = schedule(codes[0].get("code", ""))
-            if rep:
-                timing.setdefault("repeat", {}).update(rep)
-            d.setdefault("additionalInstruction", []).append(extra)
-            d["text"] = " ".join(x for x in (d.get("text"), extra.get("text")) if x)
-        start, end = dt.datetime_(tq1[7]), dt.datetime_(tq1[8])
-        if start or end:
-            period = {k: v for k, v in (("start", start), ("end", end)) if v}
-            if injection:
-                timing.setdefault("repeat", {})["boundsPeriod"] = period
-            else:
-                ext.append({"url": EXT_PERIOD_OF_USE, "valuePeriod": period})
-        days = duration(tq1[6])
-        if days and not injection:
-            ext.append({"url": EXT_USAGE_DURATION, "valueDuration": days})
-        if tq1.get(4):
-            times = [t for t in (_time_of_day(r.component(1)) for r in tq1[4].repetitions) if t]
-            if times:
-                timing.setdefault("repeat", {})["timeOfDay"] = times
-        occ = duration(tq1[13])
-        if occ and occ.get("code"):
-            rep = timing.setdefault("repeat", {})
-            rep["duration"], rep["durationUnit"] = occ["value"], occ["code"]
-        total = dt.decimal_value(tq1.get(14))
-        if total is not None and injection and total == int(total) and total > 0:
-            timing.setdefault("repeat", {})["count"] = int(total)
+        _usage(d, timing, tq1, facility)
+        _use_period(ext, timing, tq1, injection)
+        _repeat(timing, tq1, injection)
         note = tq1[11].text
         if note:
             d.setdefault("additionalInstruction", []).append({"text": note})
@@ -450,6 +421,52 @@ def dosage(tq1: Segment | None, rxr: Segment | None, facility: str, *, sequence:
     if dr:
         d["doseAndRate"] = [dr]
     return d
+
+
+def _usage(d: Json, timing: Json, tq1: Segment, facility: str) -> None:
+    """TQ1-3 用法: the first repetition is timing.code and the text; the others are
+    additional instructions whose schedule (JAMI 用法) adds to timing.repeat."""
+    usage = usage_code(tq1, facility)
+    if usage:
+        timing["code"] = usage
+        d["text"] = usage["text"]
+    for extra in usage_repetitions(tq1, facility):
+        codes = extra.get("coding") or [{}]
+        rep = schedule(codes[0].get("code", ""))
+        if rep:
+            timing.setdefault("repeat", {}).update(rep)
+        d.setdefault("additionalInstruction", []).append(extra)
+        d["text"] = " ".join(x for x in (d.get("text"), extra.get("text")) if x)
+
+
+def _use_period(ext: list[Json], timing: Json, tq1: Segment, injection: bool) -> None:
+    """TQ1-7..8: an injection's boundsPeriod, else the period-of-use extension; TQ1-6 days
+    (not for injections) the usage-duration extension."""
+    start, end = dt.datetime_(tq1[7]), dt.datetime_(tq1[8])
+    if start or end:
+        period = {k: v for k, v in (("start", start), ("end", end)) if v}
+        if injection:
+            timing.setdefault("repeat", {})["boundsPeriod"] = period
+        else:
+            ext.append({"url": EXT_PERIOD_OF_USE, "valuePeriod": period})
+    days = duration(tq1[6])
+    if days and not injection:
+        ext.append({"url": EXT_USAGE_DURATION, "valueDuration": days})
+
+
+def _repeat(timing: Json, tq1: Segment, injection: bool) -> None:
+    """timing.repeat: TQ1-4 timeOfDay, TQ1-13 duration, TQ1-14 count (injections)."""
+    if tq1.get(4):
+        times = [t for t in (_time_of_day(r.component(1)) for r in tq1[4].repetitions) if t]
+        if times:
+            timing.setdefault("repeat", {})["timeOfDay"] = times
+    occ = duration(tq1[13])
+    if occ and occ.get("code"):
+        rep = timing.setdefault("repeat", {})
+        rep["duration"], rep["durationUnit"] = occ["value"], occ["code"]
+    total = dt.decimal_value(tq1.get(14))
+    if total is not None and injection and total == int(total) and total > 0:
+        timing.setdefault("repeat", {})["count"] = int(total)
 
 
 def administration_dosage(rxr: Segment | None, facility: str) -> tuple[Json, list[Json]]:

@@ -8,12 +8,15 @@ meta.profile is written.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from storage.hl7 import Message, Segment
 
 from .jsontypes import Json
 from . import datatypes as dt
 from . import terminology as term
 from .context import MapContext
+from . import orders
 from .ids import resource_id
 from .registry import register
 
@@ -70,6 +73,7 @@ def _schedule(tq1: Segment | None, ods: Segment | None = None) -> list[Json]:
 
 
 def _order(group: list[Segment], index: int, ctx: MapContext) -> Json:
+    """One ORC group (ORC, TQ1, ODS*, NTE*) -> a NutritionOrder."""
     orc = group[0]
     tq1 = next((s for s in group if s.id == "TQ1"), None)
     n: Json = {"resourceType": "NutritionOrder", "id": resource_id(ctx.name, index),
@@ -88,40 +92,56 @@ def _order(group: list[Segment], index: int, ctx: MapContext) -> Json:
         n["orderer"] = orderer
     diet: Json = {}
     for ods in (s for s in group if s.id == "ODS"):
-        kind = ods.get(1) or "D"
-        code = dt.codeable(ods[3], ctx.facility)
-        text = ods[4].text
-        if kind == "S":
-            sup: Json = {}
-            if code:
-                sup["type"] = code
-            if text:
-                sup["instruction"] = text
-            n.setdefault("supplement", []).append(sup or {"instruction": "補助食品"})
-        elif kind == "P":
-            if code:
-                n.setdefault("foodPreferenceModifier", []).append(code)
-            elif text:
-                n.setdefault("foodPreferenceModifier", []).append({"text": text})
-        else:
-            if code:
-                diet.setdefault("type", []).append(code)
-            if text:
-                diet["instruction"] = "\n".join(x for x in (diet.get("instruction"), text) if x)
-            if "schedule" not in diet:
-                sched = _schedule(tq1, ods)
-                if sched:
-                    diet["schedule"] = sched
+        _ODS_KIND.get(ods.get(1), _diet)(n, diet, ods, tq1, ctx.facility)
     if not diet and tq1 is not None and "supplement" not in n:
         sched = _schedule(tq1)
         if sched:
             diet["schedule"] = sched
     if diet:
         n["oralDiet"] = diet
-    notes = [s[3].text for s in group if s.id == "NTE" and s[3].text]
+    notes = orders.nte_notes(group)
     if notes:
         n["note"] = [{"text": t} for t in notes]
     return n
+
+
+def _supplement(n: Json, diet: Json, ods: Segment, tq1: Segment | None, facility: str) -> None:
+    """ODS-1 S: a supplement (ODS-3 type, ODS-4 instruction)."""
+    code, text = dt.codeable(ods[3], facility), ods[4].text
+    sup: Json = {}
+    if code:
+        sup["type"] = code
+    if text:
+        sup["instruction"] = text
+    n.setdefault("supplement", []).append(sup or {"instruction": "補助食品"})
+
+
+def _preference(n: Json, diet: Json, ods: Segment, tq1: Segment | None, facility: str) -> None:
+    """ODS-1 P: a food preference (ODS-3, else the ODS-4 text)."""
+    code, text = dt.codeable(ods[3], facility), ods[4].text
+    if code:
+        n.setdefault("foodPreferenceModifier", []).append(code)
+    elif text:
+        n.setdefault("foodPreferenceModifier", []).append({"text": text})
+
+
+def _diet(n: Json, diet: Json, ods: Segment, tq1: Segment | None, facility: str) -> None:
+    """ODS-1 D (or empty/other): the oral diet (ODS-3 types, ODS-4 instructions, schedule)."""
+    code, text = dt.codeable(ods[3], facility), ods[4].text
+    if code:
+        diet.setdefault("type", []).append(code)
+    if text:
+        diet["instruction"] = "\n".join(x for x in (diet.get("instruction"), text) if x)
+    if "schedule" not in diet:
+        sched = _schedule(tq1, ods)
+        if sched:
+            diet["schedule"] = sched
+
+
+# ODS-1 type of the ODS segment -> where it goes (anything else is a diet).
+_ODS_KIND: dict[str, Callable[[Json, Json, Segment, Segment | None, str], None]] = {
+    "S": _supplement, "P": _preference,
+}
 
 
 @register("OMD")

@@ -26,6 +26,7 @@ from .jsontypes import Json
 from . import datatypes as dt
 from . import terminology as term
 from .context import MapContext
+from . import orders
 from .ids import key_position, resource_id
 from .registry import register
 
@@ -193,65 +194,90 @@ def _effective(obr: Segment | None, orc: Segment | None, ctx: MapContext) -> str
 # --- OMG-01/02/03: orders ------------------------------------------------------------------------
 
 def _service_request(i: int, group: list[Segment], ctx: MapContext, ids: dict[str, str]) -> list[Json]:
+    """One ORC group -> its ServiceRequest and the Observations of its OBX (supportingInfo)."""
     orc, obr, tq1 = group[0], _first(group, "OBR"), _first(group, "TQ1")
+    fac = ctx.facility
     rid = resource_id(ctx.name, i)
     sr: Json = {"resourceType": "ServiceRequest", "id": rid,
                 "meta": ctx.meta(term.PROFILE["ServiceRequest"])}
-    dept = dt.codeable(orc[17], ctx.facility)
+    dept = orders.department_extension(orc, fac)
     if dept:
-        sr["extension"] = [{"url": term.REQUEST_DEPARTMENT_EXT, "valueCodeableConcept": dept}]
-    idents = [dt.identifier(term.local_id_system(ctx.facility, "placer-order-number"),
-                            orc[2].component(1) or (obr[2].component(1) if obr else ""), "PLAC"),
-              dt.identifier(term.local_id_system(ctx.facility, "filler-order-number"),
-                            orc[3].component(1) or (obr[3].component(1) if obr else ""), "FILL")]
-    idents = [x for x in idents if x]
+        sr["extension"] = dept
+    idents = _identifiers(orc, obr, fac)
     if idents:
         sr["identifier"] = idents
-    parent_no = orc[8].component(1) or (obr[29].component(1) if obr else "")
-    if parent_no and orc.get(1) == "CH":
-        parent_id = ids.get(parent_no)
-        sr["basedOn"] = [{"reference": f"ServiceRequest/{parent_id}"} if parent_id
-                         else _order_ref(ctx, parent_no)]
-    if parent_no or orc.get(1) == "PA":
-        sr["requisition"] = dt.identifier(term.local_id_system(ctx.facility, "placer-order-number"),
-                                          parent_no or orc[2].component(1))
+    sr.update(_parent(orc, obr, ctx, ids))
     sr["status"] = term.request_status(orc.get(1), orc.get(5))
     sr["intent"] = "order"
     sr["category"] = _category(ctx)
-    priority = term.REQUEST_PRIORITY_0485.get(tq1.get(9)) if tq1 is not None else None
+    priority = orders.priority(tq1)
     if priority:
         sr["priority"] = priority
-    code = dt.codeable(obr[4], ctx.facility) if obr is not None else None
+    code = dt.codeable(obr[4], fac) if obr is not None else None
     sr["code"] = code or {"text": "(検査項目なし)"}
     if tq1 is not None and dt.quantity(tq1.get(2)):
         sr["quantityQuantity"] = dt.quantity(tq1.get(2))
     sr["subject"] = dt.patient_ref(ctx.patient_id)
-    occurrence = dt.period(tq1[7], tq1[8]) if tq1 is not None else None
-    if occurrence:
-        sr["occurrencePeriod"] = occurrence
-    elif obr is not None and (dt.datetime_(obr[36]) or dt.datetime_(obr[7])):
-        sr["occurrenceDateTime"] = dt.datetime_(obr[36]) or dt.datetime_(obr[7])
+    sr.update(_occurrence(obr, tq1))
     authored = dt.datetime_(orc[9])
     if authored:
         sr["authoredOn"] = authored
-    requester = dt.practitioner(orc[12], ctx.facility) or (
-        dt.practitioner(obr[16], ctx.facility) if obr is not None else None)
+    requester = orders.requester(orc, obr, fac)
     if requester:
         sr["requester"] = requester
-    reasons = [dt.codeable(s[3], ctx.facility) for s in group if s.id == "DG1"]
+    reasons = [dt.codeable(s[3], fac) for s in group if s.id == "DG1"]
     if any(reasons):
         sr["reasonCode"] = [r for r in reasons if r]
-    notes = [s[3].text for s in group if s.id == "NTE" and s[3].text]
+    notes = orders.nte_notes(group)
     if obr is not None and obr[13].text:
         notes.insert(0, obr[13].text)
     if notes:
         sr["note"] = [{"text": n} for n in notes]
-    out = [sr]
+    return [sr, *_supporting_observations(i, group, sr, orc, obr, ctx)]
+
+
+def _identifiers(orc: Segment, obr: Segment | None, facility: str) -> list[Json]:
+    """Placer (ORC-2, else OBR-2) and filler (ORC-3, else OBR-3) order numbers."""
+    idents = [dt.identifier(term.local_id_system(facility, kind),
+                            orc[n].component(1) or (obr[n].component(1) if obr else ""), code)
+              for n, kind, code in ((2, "placer-order-number", "PLAC"),
+                                    (3, "filler-order-number", "FILL"))]
+    return [x for x in idents if x]
+
+
+def _parent(orc: Segment, obr: Segment | None, ctx: MapContext, ids: dict[str, str]) -> Json:
+    """A child order (ORC-1 CH) is basedOn its parent (ORC-8, else OBR-29); parent and child
+    share the parent's number as requisition."""
+    out: Json = {}
+    parent_no = orc[8].component(1) or (obr[29].component(1) if obr else "")
+    if parent_no and orc.get(1) == "CH":
+        parent_id = ids.get(parent_no)
+        out["basedOn"] = [{"reference": f"ServiceRequest/{parent_id}"} if parent_id
+                          else _order_ref(ctx, parent_no)]
+    if parent_no or orc.get(1) == "PA":
+        out["requisition"] = dt.identifier(term.local_id_system(ctx.facility, "placer-order-number"),
+                                           parent_no or orc[2].component(1))
+    return out
+
+
+def _occurrence(obr: Segment | None, tq1: Segment | None) -> Json:
+    """TQ1-7..8 as a period, else OBR-36 (else OBR-7) as a date-time."""
+    occurrence = dt.period(tq1[7], tq1[8]) if tq1 is not None else None
+    if occurrence:
+        return {"occurrencePeriod": occurrence}
+    when = (dt.datetime_(obr[36]) or dt.datetime_(obr[7])) if obr is not None else None
+    return {"occurrenceDateTime": when} if when else {}
+
+
+def _supporting_observations(i: int, group: list[Segment], sr: Json, orc: Segment,
+                             obr: Segment | None, ctx: MapContext) -> list[Json]:
+    """The OBX of the group as exam Observations, basedOn the request and in its supportingInfo."""
+    out = []
     category = [{"coding": [{"system": term.JP_OBSERVATION_CATEGORY, "code": "exam"}]}]
     for j, obx in enumerate((s for s in group if s.id == "OBX"), 1):
         obs = dt.obx_observation(obx, ctx, resource_id(ctx.name, i, "o", j), category,
                                  term.PROFILE["ObservationCommon"], _effective(obr, orc, ctx))
-        obs["basedOn"] = [{"reference": f"ServiceRequest/{rid}"}]
+        obs["basedOn"] = [{"reference": f"ServiceRequest/{sr['id']}"}]
         sr.setdefault("supportingInfo", []).append({"reference": f"Observation/{obs['id']}"})
         out.append(obs)
     return out

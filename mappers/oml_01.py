@@ -16,8 +16,8 @@ from . import embedded
 from . import terminology as term
 from .context import MapContext
 from .ids import resource_id
-from .medication import EXT_ORDER_DEPARTMENT
-from .oml_11 import order_identifiers, specimens, walk
+from . import orders
+from .oml_11 import LabMessage, ReportRec, order_identifiers, specimens, walk
 from .registry import register
 
 MAPPING: list[tuple[str, str, str]] = [
@@ -61,10 +61,23 @@ def request_status(orc: Segment | None) -> str:
 @register("OML-01")
 def map_oml_01(msg: Message, ctx: MapContext) -> list[Json]:
     lab = walk(msg)
-    fac = ctx.facility
     out, spec_refs = specimens(ctx, lab)
-    # OBX that carry a value (身長, 体重, 感染症 ... the order is based on) are Observations,
-    # referenced from the requests of their specimen; value-less OBX are the ordered items.
+    valued, by_specimen = _valued_observations(msg, ctx, lab, out)
+    for rep in lab.reports:
+        if rep.obr is None and rep.index in valued and len(valued[rep.index]) == len(rep.obxs):
+            continue  # only observations (specimen-level OBX): no request of their own
+        spec_key = rep.specimen.index if rep.specimen is not None else None
+        support = valued.get(rep.index, []) + by_specimen.get(spec_key, []) + (
+            by_specimen.get(None, []) if spec_key is not None else [])
+        out.append(_request(msg, ctx, lab, rep, support, spec_refs))
+    return out
+
+
+def _valued_observations(msg: Message, ctx: MapContext, lab: LabMessage, out: list[Json]
+                         ) -> tuple[dict[int, list[Json]], dict[int | None, list[Json]]]:
+    """OBX that carry a value (身長, 体重, 感染症 ... the order is based on) become Observations
+    (appended to ``out``): (by report index, by specimen index for OBX before any OBR).
+    Value-less OBX are the ordered items (:func:`_order_details`)."""
     n_obs = 0
     by_specimen: dict[int | None, list[Json]] = {}
     valued: dict[int, list[Json]] = {}
@@ -79,73 +92,76 @@ def map_oml_01(msg: Message, ctx: MapContext) -> list[Json]:
             key = rep.specimen.index if rep.specimen is not None else None
             by_specimen.setdefault(key, []).extend(obs)
         out.extend(obs)
-    for rep in lab.reports:
-        orc, obr = rep.orc, rep.obr
-        if obr is None and rep.index in valued and len(valued[rep.index]) == len(rep.obxs):
-            continue  # only observations (specimen-level OBX): no request of their own
-        r: Json = {
-            "resourceType": "ServiceRequest",
-            "id": resource_id(ctx.name, f"r{rep.index}"),
-            "meta": ctx.meta(term.PROFILE["ServiceRequest"]),
-        }
-        if orc is not None:
-            dept = dt.codeable(orc[17], fac)
-            if dept:
-                r["extension"] = [{"url": EXT_ORDER_DEPARTMENT, "valueCodeableConcept": dept}]
-        ids = order_identifiers(ctx, orc, obr)
-        if ids:
-            r["identifier"] = ids
-        r["status"] = request_status(orc)
-        r["intent"] = "order"
-        cats = [dt.concept("OML-01", DATA_TYPES["OML-01"].name_ja, term.SSMIX2_DATA_TYPE),
-                {"coding": [{"system": term.SNOMED, "code": "108252007",
-                             "display": "Laboratory procedure"}]}]
-        if orc is not None and orc[29]:
-            cc = dt.codeable(orc[29], fac)
-            if cc:
-                cats.append(cc)
-        r["category"] = cats
-        if rep.tq1 is not None:
-            prio = term.REQUEST_PRIORITY_0485.get(rep.tq1[9].component(1))
-            if prio:
-                r["priority"] = prio
-        code = dt.codeable(obr[4], fac) if obr is not None else None
-        r["code"] = code or {"text": "検体検査"}
-        details = []
-        for obx, _notes in rep.obxs:
-            if obx[5]:
-                continue  # a value: an Observation (supportingInfo), not an ordered item
-            item = dt.codeable(obx[3], fac)
-            if item:
-                details.append(item)
-        if details:
-            r["orderDetail"] = details
-        spec_key = rep.specimen.index if rep.specimen is not None else None
-        support = valued.get(rep.index, []) + by_specimen.get(spec_key, []) + (
-            by_specimen.get(None, []) if spec_key is not None else [])
-        if support:
-            r["supportingInfo"] = embedded.references(support)
-        r["subject"] = dt.patient_ref(ctx.patient_id)
-        start = dt.datetime_(obr[7]) if obr is not None else None
-        end = dt.datetime_(obr[8]) if obr is not None else None
-        tq1_start = dt.datetime_(rep.tq1[7]) if rep.tq1 is not None else None
-        if start and end and end != start:
-            r["occurrencePeriod"] = {"start": start, "end": end}
-        elif start or tq1_start:
-            r["occurrenceDateTime"] = start or tq1_start
-        authored = (dt.datetime_(orc[9]) if orc is not None else None) or dt.datetime_(msg["MSH"][7])
-        if authored:
-            r["authoredOn"] = authored
-        requester = (dt.practitioner(orc[12], fac) if orc is not None else None) or (
-            dt.practitioner(obr[16], fac) if obr is not None else None)
-        if requester:
-            r["requester"] = requester
-        if rep.specimen is not None and rep.specimen.index in spec_refs:
-            r["specimen"] = [spec_refs[rep.specimen.index]]
-        notes = [{"text": t} for t in lab.header_notes + rep.notes]
-        notes += [{"text": t} for _obx, ns in rep.obxs for t in ns]
-        if notes:
-            r["note"] = notes
-        out.append(r)
-    return out
+    return valued, by_specimen
 
+
+def _request(msg: Message, ctx: MapContext, lab: LabMessage, rep: ReportRec, support: list[Json],
+             spec_refs: dict[int, Json]) -> Json:
+    """One ORC/TQ1/OBR/OBX* report of the order -> a ServiceRequest (elements in MAPPING order)."""
+    orc, obr, fac = rep.orc, rep.obr, ctx.facility
+    r: Json = {
+        "resourceType": "ServiceRequest",
+        "id": resource_id(ctx.name, f"r{rep.index}"),
+        "meta": ctx.meta(term.PROFILE["ServiceRequest"]),
+    }
+    dept = orders.department_extension(orc, fac)
+    if dept:
+        r["extension"] = dept
+    ids = order_identifiers(ctx, orc, obr)
+    if ids:
+        r["identifier"] = ids
+    r["status"] = request_status(orc)
+    r["intent"] = "order"
+    r["category"] = _categories(orc, fac)
+    prio = orders.priority(rep.tq1)
+    if prio:
+        r["priority"] = prio
+    code = dt.codeable(obr[4], fac) if obr is not None else None
+    r["code"] = code or {"text": "検体検査"}
+    details = _order_details(rep, fac)
+    if details:
+        r["orderDetail"] = details
+    if support:
+        r["supportingInfo"] = embedded.references(support)
+    r["subject"] = dt.patient_ref(ctx.patient_id)
+    r.update(_occurrence(obr, rep.tq1))
+    authored = (dt.datetime_(orc[9]) if orc is not None else None) or dt.datetime_(msg["MSH"][7])
+    if authored:
+        r["authoredOn"] = authored
+    requester = orders.requester(orc, obr, fac)
+    if requester:
+        r["requester"] = requester
+    if rep.specimen is not None and rep.specimen.index in spec_refs:
+        r["specimen"] = [spec_refs[rep.specimen.index]]
+    notes = [{"text": t} for t in lab.header_notes + rep.notes]
+    notes += [{"text": t} for _obx, ns in rep.obxs for t in ns]
+    if notes:
+        r["note"] = notes
+    return r
+
+
+def _categories(orc: Segment | None, facility: str) -> list[Json]:
+    """The SS-MIX2 data type, SNOMED laboratory procedure, ORC-29 order type."""
+    cats = [dt.concept("OML-01", DATA_TYPES["OML-01"].name_ja, term.SSMIX2_DATA_TYPE),
+            {"coding": [{"system": term.SNOMED, "code": "108252007",
+                         "display": "Laboratory procedure"}]}]
+    cc = dt.codeable(orc[29], facility) if orc is not None and orc[29] else None
+    if cc:
+        cats.append(cc)
+    return cats
+
+
+def _order_details(rep: ReportRec, facility: str) -> list[Json]:
+    """The ordered test items: OBX-3 of the OBX without a value (a value is an Observation)."""
+    items = (dt.codeable(obx[3], facility) for obx, _notes in rep.obxs if not obx[5])
+    return [item for item in items if item]
+
+
+def _occurrence(obr: Segment | None, tq1: Segment | None) -> Json:
+    """OBR-7..OBR-8 as a period when they differ, else OBR-7 (else TQ1-7) as a date-time."""
+    start = dt.datetime_(obr[7]) if obr is not None else None
+    end = dt.datetime_(obr[8]) if obr is not None else None
+    if start and end and end != start:
+        return {"occurrencePeriod": {"start": start, "end": end}}
+    when = start or (dt.datetime_(tq1[7]) if tq1 is not None else None)
+    return {"occurrenceDateTime": when} if when else {}

@@ -98,78 +98,116 @@ def _modifiers(zpr: Segment | None, key_field: int, ex_field: int) -> list[Json]
 
 
 def _condition(group: list[Segment], index: int, ctx: MapContext) -> Json:
+    """One PRB group (PRB, ZPR, ORC, NTE) -> a Condition, elements in the MAPPING order."""
     prb = group[0]
     zpr = next((s for s in group if s.id == "ZPR"), None)
     orc = next((s for s in group if s.id == "ORC"), None)
+    fac = ctx.facility
     instance = prb[4].component(1)
     rid = resource_id(ctx.name, "d", key_position(instance)) if instance else resource_id(ctx.name, index)
     c: Json = {"resourceType": "Condition", "id": rid,
                "meta": ctx.meta(term.PROFILE["ConditionDiagnosis"])}
-    ext: list[Json] = []
-    for value in _modifiers(zpr, 1, 4):
-        ext.append({"url": term.CONDITION_PREFIX_EXT, "valueCodeableConcept": value})
-    for value in _modifiers(zpr, 3, 6):
-        ext.append({"url": term.CONDITION_POSTFIX_EXT, "valueCodeableConcept": value})
-    outcome_field = prb[14]
-    outcome_sys = outcome_field.component(3)
-    status = None
-    if outcome_field:
-        ext.append({"url": term.CONDITION_OUTCOME_EXT,
-                    "valueCodeableConcept": dt.codeable(outcome_field, ctx.facility)})
-        status = term.CONDITION_OUTCOME_STATUS.get(
-            outcome_sys if outcome_sys in _OUTCOME_SYSTEMS else "HL70241", {}
-        ).get(outcome_field.component(1))
+    ext = _modifier_extensions(zpr)
+    status = _outcome(prb[14], fac, ext)
     if ext:
         c["extension"] = ext
     if instance:
         c["identifier"] = [dt.identifier(term.RESOURCE_INSTANCE, instance)]
-
     resolved = dt.datetime_(prb[9])
     if status is None:
         status = "resolved" if resolved else "active"
     deleted = prb.get(1) == "DE"
+    _statuses(c, prb, status, deleted)
+    prb10 = prb[10].components() + [""] * 6
+    c["category"] = _categories(prb, prb10, fac)
+    c["code"] = _code(prb, prb10, zpr, fac)
+    c["subject"] = dt.patient_ref(ctx.patient_id)
+    _dates(c, prb, status, deleted, resolved)
+    if orc is not None:
+        recorder = dt.practitioner(orc[12], fac)
+        if recorder:
+            c["recorder"] = recorder
+    notes = [s[3].text for s in group if s.id == "NTE" and s[3].text]
+    if zpr is not None and zpr[7].text:
+        notes.insert(0, zpr[7].text)
+    if notes:
+        c["note"] = [{"text": n} for n in notes]
+    return c
+
+
+def _modifier_extensions(zpr: Segment | None) -> list[Json]:
+    """ZPR-1/4 prefix and ZPR-3/6 postfix modifiers -> JP_Condition_Disease*Modifier."""
+    return ([{"url": term.CONDITION_PREFIX_EXT, "valueCodeableConcept": v} for v in _modifiers(zpr, 1, 4)]
+            + [{"url": term.CONDITION_POSTFIX_EXT, "valueCodeableConcept": v}
+               for v in _modifiers(zpr, 3, 6)])
+
+
+def _outcome(outcome: Field, facility: str, ext: list[Json]) -> str | None:
+    """PRB-14 転帰: appends the DiseaseOutcome extension; returns the clinicalStatus it implies."""
+    if not outcome:
+        return None
+    ext.append({"url": term.CONDITION_OUTCOME_EXT,
+                "valueCodeableConcept": dt.codeable(outcome, facility)})
+    system = outcome.component(3)
+    return term.CONDITION_OUTCOME_STATUS.get(
+        system if system in _OUTCOME_SYSTEMS else "HL70241", {}).get(outcome.component(1))
+
+
+def _statuses(c: Json, prb: Segment, status: str, deleted: bool) -> None:
+    """clinicalStatus (none for PRB-1 DE, con-5) and verificationStatus (PRB-1, PRB-13)."""
     if not deleted:
         c["clinicalStatus"] = dt.concept(status, "", term.CONDITION_CLINICAL)
     suspected = prb.get(13) == "1" or "疑" in prb[13].component(2)
     verification = "entered-in-error" if deleted else ("unconfirmed" if suspected else "confirmed")
     c["verificationStatus"] = dt.concept(verification, "", term.CONDITION_VERIFICATION)
 
+
+def _categories(prb: Segment, prb10: list[str], facility: str) -> list[Json]:
+    """encounter-diagnosis, PRB-10's 病名区分 (JHSD0004, second triplet), PRB-18 主/副."""
     categories = [dt.concept("encounter-diagnosis", "", term.CONDITION_CATEGORY)]
-    prb10 = prb[10].components() + [""] * 6
-    if prb10[3] and prb10[5]:  # 病名区分 (JHSD0004) in the second triplet
-        categories.append(dt.concept(prb10[3], prb10[4], term.system_for(prb10[5], ctx.facility) or ""))
-    rank = dt.codeable(prb[18], ctx.facility)
+    if prb10[3] and prb10[5]:
+        categories.append(dt.concept(prb10[3], prb10[4], term.system_for(prb10[5], facility) or ""))
+    rank = dt.codeable(prb[18], facility)
     if rank:
         categories.append(rank)
-    c["category"] = categories
+    return categories
 
-    codings: list[Json] = []
-    for coding in _codings_of(prb[3], ctx.facility):
-        codings.append(coding)
+
+def _code(prb: Segment, prb10: list[str], zpr: Segment | None, facility: str) -> Json:
+    """PRB-3 病名管理番号, PRB-10 ICD-10, ZPR-2 and ZPR-5 exchange code; text PRB-3.2."""
+    codings = list(_codings_of(prb[3], facility))
     if prb10[0] and prb10[2] in ("I10", ""):
         icd: Json = {"system": term.CODE_SYSTEMS["I10"], "code": prb10[0]}
         if prb10[1]:
             icd["display"] = prb10[1]
         codings.append(icd)
     if zpr is not None:
-        for coding in _codings_of(zpr[2], ctx.facility):
-            if coding not in codings and coding.get("code") != prb[3].component(1):
-                codings.append(coding)
-        ex = zpr[5]
-        if ex.component(1):
-            e = {"system": term.DISEASE_EXCHANGE, "code": ex.component(1)}
-            if ex.component(2):
-                e["display"] = ex.component(2)
-            codings.append(e)
+        _add_zpr_codings(codings, zpr, prb[3].component(1), facility)
     code: Json = {}
     if codings:
         code["coding"] = codings
     name = prb[3].component(2) or (zpr[2].component(2) if zpr is not None else "")
     if name:
         code["text"] = name
-    c["code"] = code or {"text": "(病名なし)"}
-    c["subject"] = dt.patient_ref(ctx.patient_id)
+    return code or {"text": "(病名なし)"}
 
+
+def _add_zpr_codings(codings: list[Json], zpr: Segment, prb3_code: str, facility: str) -> None:
+    """ZPR-2 (when it differs from PRB-3 and is not there yet) and the ZPR-5 exchange code."""
+    for coding in _codings_of(zpr[2], facility):
+        if coding not in codings and coding.get("code") != prb3_code:
+            codings.append(coding)
+    ex = zpr[5]
+    if ex.component(1):
+        e = {"system": term.DISEASE_EXCHANGE, "code": ex.component(1)}
+        if ex.component(2):
+            e["display"] = ex.component(2)
+        codings.append(e)
+
+
+def _dates(c: Json, prb: Segment, status: str, deleted: bool, resolved: str | None) -> None:
+    """onset (PRB-16, else PRB-17 text), abatement (PRB-9 else PRB-15, only when no longer
+    active: con-4), recordedDate (PRB-7)."""
     onset = dt.datetime_(prb[16])
     if onset:
         c["onsetDateTime"] = onset
@@ -182,16 +220,6 @@ def _condition(group: list[Segment], index: int, ctx: MapContext) -> Json:
     recorded = dt.datetime_(prb[7])
     if recorded:
         c["recordedDate"] = recorded
-    if orc is not None:
-        recorder = dt.practitioner(orc[12], ctx.facility)
-        if recorder:
-            c["recorder"] = recorder
-    notes = [s[3].text for s in group if s.id == "NTE" and s[3].text]
-    if zpr is not None and zpr[7].text:
-        notes.insert(0, zpr[7].text)
-    if notes:
-        c["note"] = [{"text": n} for n in notes]
-    return c
 
 
 @register("PPR-01")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..encoding import WAVE_DASH_FOLD
@@ -174,108 +174,139 @@ def _check_fields(uf: UkeFile, rec: UkeRecord) -> None:
                            "or 西暦 YYYYMM(DD) date", WARNING)
 
 
+_RECORD_ID = re.compile(r"[A-Z0-9]{2}")
+# Receipt records kept in a list of their own (HO and MF are single, SI/IY/TO/SS items, CO comments).
+_RECEIPT_LISTS: dict[str, Callable[[Receipt], list[UkeRecord]]] = {
+    "KO": lambda r: r.ko, "SN": lambda r: r.sn, "JD": lambda r: r.jd,
+    "SY": lambda r: r.sy, "HS": lambda r: r.hs, "SJ": lambda r: r.sj,
+}
+
+
 def _group(uf: UkeFile, recs: list[UkeRecord]) -> None:
-    cur: Receipt | None = None
-    category = ""
-    unit = 0
-    unit_open = False
-    pending: list[UkeRecord] = []  # CO waiting for the item they precede
-
-    def close() -> None:
-        nonlocal pending
-        if cur is not None:
-            cur.comments.extend(pending)
-        pending = []
-
+    """Records -> receipts (RE up to the next RE/GO), header, trailer, orphans, in file order."""
+    grouper = _Grouper(uf)
     for rec in recs:
+        grouper.add(rec)
+    grouper.close()
+
+
+class _Grouper:
+    """Grouping state: the current receipt, its 診療識別 (category) and 点数・回数算定単位
+    (unit), and the CO records waiting for the item they precede."""
+
+    def __init__(self, uf: UkeFile) -> None:
+        self.uf = uf
+        self.cur: Receipt | None = None
+        self.category = ""
+        self.unit = 0
+        self.unit_open = False
+        self.pending: list[UkeRecord] = []
+
+    def close(self) -> None:
+        if self.cur is not None:
+            self.cur.comments.extend(self.pending)
+        self.pending = []
+
+    def add(self, rec: UkeRecord) -> None:
+        uf = self.uf
         rtype = rec.type.strip()
         rec.fields[0] = rtype
-        if not re.fullmatch(r"[A-Z0-9]{2}", rtype):
+        if not _RECORD_ID.fullmatch(rtype):
             uf.problem(rec, KIND_STRUCTURE, f"line does not start with a record id: {rtype[:20]!r}")
-            (cur.records if cur else uf.orphans).append(rec)
-            continue
+            (self.cur.records if self.cur else uf.orphans).append(rec)
+            return
         if rtype in HEADER_TYPES:
-            rec.layout = layout_for(rtype, len(rec.fields),
-                                    "dental" if len(rec.fields) > 3 and rec.fields[3] == "3"
-                                    else "medical")
-            _check_fields(uf, rec)
-            if uf.receipts and uf.ir is not None and rec["facility_code"] != uf.ir["facility_code"]:
-                uf.problem(rec, KIND_STRUCTURE, "a header for another facility "
-                           f"({rec['facility_code']}) inside the file of {uf.ir['facility_code']}")
-            uf.headers.append(rec)
-            if uf.ir is None or (uf.ir.type != "IR" and rtype == "IR"):
-                uf.ir = rec
-            continue
+            self._header(rec, rtype)
+            return
         _check_fields(uf, rec)
         if rtype not in KNOWN_TYPES:
             uf.problem(rec, KIND_UNKNOWN, f"unknown record type {rtype}; the record is kept raw",
                        WARNING)
         if rtype == "GO":
-            close()
-            cur = None
-            if uf.go is not None:
-                uf.problem(rec, KIND_STRUCTURE, "a second GO record")
-            uf.go = rec
-            continue
-        if rtype == "RE":
-            close()
-            cur = Receipt(rec, records=[rec])
-            uf.receipts.append(cur)
-            category, unit, unit_open = "", 0, False
-            if uf.go is not None:
-                uf.problem(rec, KIND_STRUCTURE, "receipt after the GO trailer")
-            continue
-        if cur is None:
+            self._trailer(rec)
+        elif rtype == "RE":
+            self._receipt(rec)
+        elif self.cur is None:
             uf.problem(rec, KIND_STRUCTURE, f"{rtype} record outside any receipt (no RE before it)")
             uf.orphans.append(rec)
-            continue
+        else:
+            self._in_receipt(self.cur, rec, rtype)
+
+    def _header(self, rec: UkeRecord, rtype: str) -> None:
+        uf = self.uf
+        rec.layout = layout_for(rtype, len(rec.fields),
+                                "dental" if len(rec.fields) > 3 and rec.fields[3] == "3"
+                                else "medical")
+        _check_fields(uf, rec)
+        if uf.receipts and uf.ir is not None and rec["facility_code"] != uf.ir["facility_code"]:
+            uf.problem(rec, KIND_STRUCTURE, "a header for another facility "
+                       f"({rec['facility_code']}) inside the file of {uf.ir['facility_code']}")
+        uf.headers.append(rec)
+        if uf.ir is None or (uf.ir.type != "IR" and rtype == "IR"):
+            uf.ir = rec
+
+    def _trailer(self, rec: UkeRecord) -> None:
+        self.close()
+        self.cur = None
+        if self.uf.go is not None:
+            self.uf.problem(rec, KIND_STRUCTURE, "a second GO record")
+        self.uf.go = rec
+
+    def _receipt(self, rec: UkeRecord) -> None:
+        self.close()
+        self.cur = Receipt(rec, records=[rec])
+        self.uf.receipts.append(self.cur)
+        self.category, self.unit, self.unit_open = "", 0, False
+        if self.uf.go is not None:
+            self.uf.problem(rec, KIND_STRUCTURE, "receipt after the GO trailer")
+
+    def _in_receipt(self, cur: Receipt, rec: UkeRecord, rtype: str) -> None:
         cur.records.append(rec)
-        if rtype == "HO":
+        listed = _RECEIPT_LISTS.get(rtype)
+        if listed is not None:
+            listed(cur).append(rec)
+        elif rtype == "HO":
             if cur.ho is not None:
-                uf.problem(rec, KIND_STRUCTURE, "a second HO record in one receipt", WARNING)
+                self.uf.problem(rec, KIND_STRUCTURE, "a second HO record in one receipt", WARNING)
             cur.ho = cur.ho or rec
-        elif rtype == "KO":
-            cur.ko.append(rec)
-        elif rtype == "SN":
-            cur.sn.append(rec)
-        elif rtype == "JD":
-            cur.jd.append(rec)
         elif rtype == "MF":
             cur.mf = rec
-        elif rtype == "SY":
-            cur.sy.append(rec)
-        elif rtype == "HS":
-            cur.hs.append(rec)
-        elif rtype == "SJ":
-            cur.sj.append(rec)
         elif rtype in ITEM_TYPES:
-            if rec["category"]:
-                if rec["category"] != category:
-                    unit_open = False
-                category = rec["category"]
-            if not unit_open:
-                unit += 1
-                unit_open = True
-            item = Item(rec, category, unit)
-            rec.category = category
-            if pending and all(c.category == category for c in pending):
-                item.comments.extend(pending)
-            else:
-                cur.comments.extend(pending)
-            pending = []
-            cur.items.append(item)
-            if rec["points"]:
-                unit_open = False  # points close the 点数・回数算定単位
+            self._item(cur, rec)
         elif rtype == "CO":
-            if rec["category"]:
-                category = rec["category"]
-            rec.category = category
-            last = cur.items[-1] if cur.items else None
-            if not pending and last is not None and last.category == category:
-                last.comments.append(rec)
-            else:
-                pending.append(rec)
-    close()
+            self._comment(cur, rec)
+
+    def _item(self, cur: Receipt, rec: UkeRecord) -> None:
+        """An SI/IY/TO/SS: a new 算定単位 starts with a new category or after points."""
+        if rec["category"]:
+            if rec["category"] != self.category:
+                self.unit_open = False
+            self.category = rec["category"]
+        if not self.unit_open:
+            self.unit += 1
+            self.unit_open = True
+        item = Item(rec, self.category, self.unit)
+        rec.category = self.category
+        pending = self.pending
+        if pending and all(c.category == self.category for c in pending):
+            item.comments.extend(pending)
+        else:
+            cur.comments.extend(pending)
+        self.pending = []
+        cur.items.append(item)
+        if rec["points"]:
+            self.unit_open = False  # points close the 点数・回数算定単位
+
+    def _comment(self, cur: Receipt, rec: UkeRecord) -> None:
+        """A CO belongs to the item before it in its category, else waits for the next item."""
+        if rec["category"]:
+            self.category = rec["category"]
+        rec.category = self.category
+        last = cur.items[-1] if cur.items else None
+        if not self.pending and last is not None and last.category == self.category:
+            last.comments.append(rec)
+        else:
+            self.pending.append(rec)
 
 
 def _check_totals(uf: UkeFile) -> None:
