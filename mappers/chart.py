@@ -32,6 +32,10 @@ PAIRS = (("ADT-22", "ADT-52"), ("ADT-31", "ADT-32"))
 # unrealised plan stays planned, a cancelled one cancelled.  Paired by visit number, else time.
 PLANS = (("ADT-21", "ADT-22"), ("ADT-51", "ADT-52"), ("ADT-41", "ADT-42"))
 _VISIT = "/visit-number"
+# On an Encounter the patient-level view changed: the file (meta.source) of each event that
+# changed it.  The changed Encounter is a new version (stored version + 1, lastUpdated of the
+# newest such event), so read, vread and _history agree and no stored version changes content.
+EXT_CHANGED_BY = term.LOCAL_EXT + "changed-by"
 
 
 def _dtype(r: Json) -> str:
@@ -83,18 +87,37 @@ def _position(encounters: list[Json], among: list[int], closing: Json) -> int | 
 def close_encounters(encounters: list[Json]) -> dict[int, Json]:
     """Replacement Encounters (by position in ``encounters``) for closed and cancelled events."""
     out: dict[int, Json] = {}
+    causes: dict[int, list[Json]] = {}
     by_type: dict[str, list[int]] = {}
     for i, e in enumerate(encounters):
         by_type.setdefault(_dtype(e), []).append(i)
     for open_t, close_t in PAIRS:
-        _close_pair(encounters, by_type, open_t, close_t, out)
+        _close_pair(encounters, by_type, open_t, close_t, out, causes)
     for plan_t, real_t in PLANS:
-        _realise_plans(encounters, by_type.get(plan_t, []), by_type.get(real_t, []), out)
+        _realise_plans(encounters, by_type.get(plan_t, []), by_type.get(real_t, []), out, causes)
+    return {i: _next_version(encounters[i], e, causes.get(i, [])) for i, e in out.items()}
+
+
+def _next_version(stored: Json, view: Json, causes: list[Json]) -> Json:
+    """``view`` as the version after ``stored``: versionId + 1, lastUpdated of the newest
+    cause, and the causes' files named (``changed-by``)."""
+    meta = dict(stored.get("meta", {}))
+    vid = str(meta.get("versionId", "1"))
+    meta["versionId"] = str(int(vid) + 1) if vid.isdigit() else vid
+    times = [str(c.get("meta", {}).get("lastUpdated", "")) for c in causes]
+    newest = max(times + [str(meta.get("lastUpdated", ""))])
+    if newest:
+        meta["lastUpdated"] = newest
+    out = dict(view)
+    out["meta"] = meta
+    sources = dict.fromkeys(str(c.get("meta", {}).get("source", "")) for c in causes)
+    out["extension"] = list(view.get("extension", [])) + [
+        {"url": EXT_CHANGED_BY, "valueString": src} for src in sources if src]
     return out
 
 
 def _close_pair(encounters: list[Json], by_type: dict[str, list[int]], open_t: str,
-                close_t: str, out: dict[int, Json]) -> None:
+                close_t: str, out: dict[int, Json], causes: dict[int, list[Json]]) -> None:
     """Cancel records withdraw the event they name; each closing event closes one open event."""
     def by_time(dtype: str) -> list[int]:
         return sorted(by_type.get(dtype, []), key=lambda i: _time(encounters[i]))
@@ -110,6 +133,7 @@ def _close_pair(encounters: list[Json], by_type: dict[str, list[int]], open_t: s
             e = dict(out.get(i, encounters[i]))
             e["status"] = "cancelled"
             out[i] = e
+            causes.setdefault(i, []).append(encounters[c])
             live.remove(i)
     done: set[int] = set()
     for c in by_time(close_t):
@@ -120,10 +144,11 @@ def _close_pair(encounters: list[Json], by_type: dict[str, list[int]], open_t: s
         if i is not None:
             done.add(i)
             out[i] = _closed(out.get(i, encounters[i]), end, close_t)
+            causes.setdefault(i, []).append(end)
 
 
 def _realise_plans(encounters: list[Json], plans: list[int], reals: list[int],
-                   out: dict[int, Json]) -> None:
+                   out: dict[int, Json], causes: dict[int, list[Json]]) -> None:
     """A planned event carried out (same visit number, else same start) takes the event's status."""
     reals = [i for i in reals if encounters[i].get("status") != "cancelled"]
     for p in plans:
@@ -138,6 +163,7 @@ def _realise_plans(encounters: list[Json], plans: list[int], reals: list[int],
             e = dict(out.get(p, plan))
             e["status"] = out.get(hit, encounters[hit]).get("status", "finished")
             out[p] = e
+            causes.setdefault(p, []).extend([encounters[hit], *causes.get(hit, [])])
 
 
 def _closed(opening: Json, end: Json, close_t: str) -> Json:

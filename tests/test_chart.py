@@ -91,3 +91,46 @@ def test_api_serves_closed_admission(tmp_path, server_factory) -> None:
                              headers=srv.headers, timeout=30).json()
     assert len([e for e in allergies.get("entry", [])
                 if e["resource"]["resourceType"] == "AllergyIntolerance"]) == 2
+
+
+def test_closed_admission_versions_agree(tmp_path, server_factory) -> None:
+    """read, vread and _history of a closed admission agree: the closed Encounter is the
+    newest version (stored + 1, naming the discharge file), the stored versions stay as written."""
+    h = build_hospital(tmp_path, n_patients=1)
+    for name, text in J.ENCOUNTERS:
+        write(h.root, parse_name(name), raw=J.encodings(text)["iso-2022-jp"])
+    srv = server_factory(["--config", str(h.config)], token=make_token(h.data_dir))
+
+    def get(path: str, **params) -> dict:
+        r = requests.get(f"{srv.base}/{path}", params=params, headers=srv.headers, timeout=60)
+        assert r.status_code == 200, (path, r.text[:300])
+        return r.json()
+
+    encs = [e["resource"] for e in get("Encounter", patient=J.PID8, _count=100)["entry"]
+            if e["resource"]["resourceType"] == "Encounter"]
+    changed = [e for e in encs if any(x["url"].endswith("/changed-by")
+                                      for x in e.get("extension", []))]
+    assert {e["status"] for e in changed} >= {"finished", "cancelled"}
+    first = next(e for e in changed if "/ADT-22/" in e["meta"]["source"]
+                 and e["period"]["start"].startswith("2016-08-01"))
+    assert any("/ADT-52/" in x["valueString"] for x in first["extension"]
+               if x["url"].endswith("/changed-by"))
+    for enc in changed:
+        vid = enc["meta"]["versionId"]
+        one = get(f"Encounter/{enc['id']}")
+        assert one == enc
+        assert get(f"Encounter/{enc['id']}/_history/{vid}") == enc
+        hist = [e["resource"] for e in get(f"Encounter/{enc['id']}/_history")["entry"]]
+        assert hist[0] == enc
+        stored = hist[1:]
+        assert [int(r["meta"]["versionId"]) for r in stored] == \
+            list(range(int(vid) - 1, 0, -1))  # every stored version, newest first
+        for r in stored:
+            assert not any(x["url"].endswith("/changed-by") for x in r.get("extension", []))
+            assert get(f"Encounter/{enc['id']}/_history/{r['meta']['versionId']}") == r
+        assert stored[0]["status"] != enc["status"]  # the file as written: not yet closed
+        assert requests.get(f"{srv.base}/Encounter/{enc['id']}/_history/{int(vid) + 1}",
+                            headers=srv.headers, timeout=30).status_code == 404
+        if enc is first:
+            assert stored[0]["status"] == "in-progress" and "end" not in stored[0]["period"]
+            assert enc["meta"]["lastUpdated"] >= stored[0]["meta"]["lastUpdated"]

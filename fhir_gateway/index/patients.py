@@ -36,7 +36,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 import orjson
 from whoosh import columns, fields, index as windex, writing
-from whoosh.query import And, Every, NumericRange, Or, Query, Term
+from whoosh.query import And, Every, Not, NumericRange, Or, Prefix, Query, Term
 
 from storage.layout import Storage
 from storage.replicas import ReplicaSet
@@ -44,12 +44,14 @@ from storage.replicas import ReplicaSet
 from . import keys as K
 from .lock import WriterLock
 from .stubs import narrow, stub_of, terms_of, updated_seconds
-from .summary import Extracted, NameParts, PatientSummary, extract
+from .summary import Extracted, NameParts, PatientSummary, extract, names_from_patient
 from .walk import Scan, scan
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 6
+RECEIPT_STATE = "receipt_patients"  # state.json: signature of the indexed receipt Patients
+RECEIPT_PREFIX = "uke-"  # receipt-built Patient ids (services.claims.RECEIPT_PATIENT)
 POOL_THRESHOLD = 2000  # extract with worker processes when at least this many patients changed
 GENDERS = ("male", "female", "other", "unknown")
 
@@ -132,6 +134,23 @@ def document(pid: str, ex: Extracted) -> dict:
     return doc
 
 
+def receipt_document(patient: dict) -> dict:
+    """The document of a receipt-built Patient: searched like any other (its stub is the
+    Patient's), never served from the index (no source: the receipt index builds it)."""
+    pid = str(patient["id"])
+    names = names_from_patient(patient)
+    summary = PatientSummary(pid, names.kanji, names.kana, str(patient.get("birthDate", "")),
+                             str(patient.get("gender", "")))
+    return document(pid, Extracted(summary, names, patient, None))
+
+
+def _receipt_signature(patients: list[dict]) -> str:
+    import hashlib
+    body = orjson.dumps(sorted(patients, key=lambda p: str(p.get("id"))),
+                        option=orjson.OPT_SORT_KEYS)
+    return f"{SCHEMA_VERSION}:{hashlib.sha256(body).hexdigest()}"
+
+
 def summary_of(row: list) -> PatientSummary:
     return PatientSummary(*row)
 
@@ -195,6 +214,7 @@ class PatientIndex:
         self._keys_lock = threading.Lock()
         self._keys_cache: tuple[tuple, list[str]] | None = None
         self._stop: threading.Event | None = None
+        self._receipt_memo: tuple[list[dict], int] | None = None
         self._thread: threading.Thread | None = None
         from mappers.terminology import patient_identifier_system
         self._id_system = patient_identifier_system(facility)
@@ -264,6 +284,11 @@ class PatientIndex:
             stats = IndexStats(full=full, root=root, removed=0 if full else len(result.removed))
             state = result.state
             state["schema"] = SCHEMA_VERSION
+            if not full and old and RECEIPT_STATE in old:
+                state[RECEIPT_STATE] = old[RECEIPT_STATE]  # a refresh keeps the uke- documents
+            elif old and RECEIPT_STATE in old:
+                # a full build drops them: say so before the commit, so no reader trusts them
+                self._save_state({k: v for k, v in old.items() if k != RECEIPT_STATE})
             if not full and not result.changed and not result.removed:
                 # Nothing to write: no new generation, so readers keep their searchers.
                 if state != old:
@@ -441,7 +466,8 @@ class PatientIndex:
             return []
         s = self._searcher()
         keys, rows = self._local.keys, self._local.rows
-        docs = s.docs_for_query(plan.query)
+        # the receipt Patients (uke-…) are for the FHIR search (stubs), not these summaries
+        docs = s.docs_for_query(And([plan.query, Not(Prefix("pid", RECEIPT_PREFIX))]))
         checks = plan.checks
         if checks:
             hits = []
@@ -472,6 +498,53 @@ class PatientIndex:
             if b:
                 out.append(orjson.loads(b))
         return out
+
+    def sync_receipt_patients(self, patients: list[dict]) -> bool:
+        """Make the index's receipt-Patient documents (``uke-…``) exactly ``patients`` (the
+        receipt-built Patients, ``services.claims.ClaimSource.patients``); True when the index
+        holds them now.  Cheap when unchanged: the same list object and index generation as
+        last time, else one state read.  False (the caller matches them itself) before a first
+        build or while another process writes."""
+        if not self.ready():
+            return False
+        gen = self._index().latest_generation()
+        memo = self._receipt_memo
+        if memo is not None and memo[0] is patients and memo[1] == gen:
+            return True
+        sig = _receipt_signature(patients)
+        if (self._load_state() or {}).get(RECEIPT_STATE) != sig:
+            if not self._write_receipts(patients, sig):
+                return False
+            gen = self._index().latest_generation()
+        self._receipt_memo = (patients, gen)
+        return True
+
+    def _write_receipts(self, patients: list[dict], sig: str) -> bool:
+        if not self._lock.acquire(False):
+            return False
+        try:
+            state = self._load_state()
+            if state is None or state.get("schema") != SCHEMA_VERSION:
+                return False
+            if state.get(RECEIPT_STATE) == sig:
+                return True
+            ix = windex.open_dir(str(self.whoosh_dir))
+            writer = ix.writer(limitmb=64)
+            try:
+                writer.delete_by_query(Prefix("pid", RECEIPT_PREFIX))
+                for p in patients:
+                    writer.add_document(**receipt_document(p))
+                writer.commit(mergetype=writing.MERGE_SMALL)
+            except BaseException:
+                writer.cancel()
+                raise
+            state[RECEIPT_STATE] = sig
+            self._save_state(state)
+            with self._ix_lock:
+                self._ix = None
+            return True
+        finally:
+            self._lock.release()
 
     def patients(self, pids: list[str]) -> dict[str, tuple[dict, tuple]]:
         """The stored Patient of each id with its source ``(ADT-00 relpath, size, mtime_ns,

@@ -16,6 +16,7 @@ from typing import Callable, Iterable, TypeVar
 
 from conformance import Query, registry
 from fhir_gateway.config import Facility
+from mappers.chart import EXT_CHANGED_BY
 from mappers.extended import parse_extended_id
 from mappers.ids import parse_id
 from storage.layout import Storage
@@ -25,7 +26,7 @@ from storage.replicas import ReplicaSet
 
 from . import match
 from .cache import Compartment, CompartmentCache, MappedCache, clinical_range
-from .claims import ClaimSource
+from .claims import ClaimSource, is_receipt_patient_id
 from .errors import (  # noqa: F401 - re-exported for callers of the old home
     BrokenResource, Gone, NotFound, PatientRequired, ServiceError, StorageUnavailable,
 )
@@ -252,19 +253,38 @@ class FacilityService:
     # -- instance level: the owning source answers -----------------------------------------------
     def read(self, rtype: str, rid: str) -> dict:
         found = self.source_of(rtype, rid).read(rtype, rid)
-        if rtype == "Encounter":  # the patient-level view (mappers.chart) closes admissions
-            parsed = parse_id(rid)
-            if parsed is not None and is_valid_patient_id(parsed.patient_id):
-                comp = self._compartment(parsed.patient_id, {rtype})
-                found = next((r for r in comp.resources if r.get("id") == rid), found)
-        return found
+        return self._chart_view(rtype, rid) or found
+
+    def _chart_view(self, rtype: str, rid: str) -> dict | None:
+        """The patient-level view's version of an Encounter (mappers.chart closes admissions)
+        when it changed the stored one: that view is a version of its own (stored + 1)."""
+        if rtype != "Encounter":
+            return None
+        parsed = parse_id(rid)
+        if parsed is None or not is_valid_patient_id(parsed.patient_id):
+            return None
+        comp = self._compartment(parsed.patient_id, {rtype})
+        view = next((r for r in comp.resources if r.get("id") == rid), None)
+        if view is None or not any(e.get("url") == EXT_CHANGED_BY
+                                   for e in view.get("extension", ())):
+            return None
+        return view
 
     def vread(self, rtype: str, rid: str, vid: str) -> dict:
+        view = self._chart_view(rtype, rid)
+        if view is not None and view.get("meta", {}).get("versionId") == vid:
+            return view
         return self.source_of(rtype, rid).vread(rtype, rid, vid)
 
     def history(self, rtype: str, rid: str) -> list[dict]:
-        """Every version of the resource, newest first (FHIR history order)."""
-        return self.source_of(rtype, rid).history(rtype, rid)
+        """Every version of the resource, newest first (FHIR history order); a closed
+        admission's view is the newest."""
+        stored = self.source_of(rtype, rid).history(rtype, rid)
+        view = self._chart_view(rtype, rid)
+        if view is None:
+            return stored
+        vid = view.get("meta", {}).get("versionId")
+        return [view] + [r for r in stored if r.get("meta", {}).get("versionId") != vid]
 
     # -- search -------------------------------------------------------------------------------
     def search(self, rtype: str, query: Query) -> SearchResult:
@@ -356,6 +376,7 @@ class FacilityService:
     def patient_matches(self, query: Query) -> list[dict] | None:
         """The index's search stubs of the patients matching ``query`` — the API's matcher run
         on what the index holds, so the answer is the walk's — or None without an index."""
+        indexed = self._receipts_indexed()  # first: the stubs must come from the synced index
         try:
             stubs = self.index.stubs(query.criteria)  # WalkIndex: None
         except Exception as exc:  # the index must never break search
@@ -363,8 +384,26 @@ class FacilityService:
             return None
         if stubs is None:
             return None
+        if indexed:  # the index holds the receipt Patients too
+            return [s for s in stubs if (is_valid_patient_id(s.get("id", ""))
+                                         or is_receipt_patient_id(s.get("id", "")))
+                    and match.matches_all(s, query.criteria)]
         return [s for s in stubs if is_valid_patient_id(s.get("id", ""))
+                and not is_receipt_patient_id(s.get("id", ""))
                 and match.matches_all(s, query.criteria)] + self._receipt_patients(query)
+
+    def _receipts_indexed(self) -> bool:
+        """Bring the index's receipt Patients up to date with the receipt index (a no-op while
+        neither changed); False when the index cannot hold them (another backend, no first
+        build yet, another process writing): the caller matches them itself then."""
+        sync = getattr(self.index, "sync_receipt_patients", None)
+        if sync is None:
+            return False
+        try:
+            return bool(sync(self.claims.patients()))
+        except Exception as exc:  # the receipts must never break Patient search
+            log.warning("receipt Patients not indexed (%s)", exc)
+            return False
 
     def patient_page(self, query: Query, offset: int,
                      order: Callable[[list[dict], Query], list[dict]]
@@ -545,6 +584,11 @@ class RefreshingIndex:
         if not self.index.ready():
             return None
         return self.index.stubs(criteria)
+
+    def sync_receipt_patients(self, patients: list[dict]) -> bool:
+        """``PatientIndex.sync_receipt_patients`` (optional for a backend: False without)."""
+        sync = getattr(self.index, "sync_receipt_patients", None)
+        return bool(sync(patients)) if sync is not None else False
 
     def patients(self, pids: list[str]):
         """Stored Patients (``PatientIndex.patients``; optional for a backend), {} before the
