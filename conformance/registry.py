@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from storage.memo import memo
+
 EXPRESSION_EXT = "https://fhir-gateway.example.org/StructureDefinition/search-expression"
 # A declared type that needs a scope no data token implies (AuditEvent: system/AuditEvent.read).
 # Such types are served by their own views, not by the data sources: ``Registry.restricted``.
@@ -308,6 +310,6 @@ def _check_value(sp: SearchParam, modifier: str, v: str) -> None:
         raise QueryError(f"{sp.name}: {v!r} is not [prefix]number[|system|code]")
 
 
-@functools.lru_cache(maxsize=1)
+@memo(1)
 def registry() -> Registry:
     return Registry(orjson.loads(capability_bytes()))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Protocol
 
+from storage.memo import memo
 from storage.names import FileName
 from storage.timestamps import parse_ts
 
@@ -51,7 +51,7 @@ class MapContext:
         return m
 
 
-@lru_cache(maxsize=4096)
+@memo(4096)
 def _instant(timestamp: str) -> str:
     """Cached: every resource of a message asks for the same 発生日時."""
     t = parse_ts(timestamp)

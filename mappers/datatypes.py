@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 import unicodedata
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
-from typing import Callable, overload
+from types import MappingProxyType
+from typing import Callable, Mapping, overload
 
 from storage.hl7 import STANDARD_DELIMITERS, Field, Segment
+from storage.memo import invalidate, memo
 from storage.structure import rejoin_units
 from storage.timestamps import fhir_date, fhir_datetime
 
@@ -51,7 +52,7 @@ def codeable(field: Field, facility: str = "", text: str | None = None) -> Json 
     return copy_concept(_codeable_cached(field.raw, facility, text))
 
 
-@lru_cache(maxsize=16384)
+@memo(16384)
 def _codeable_cached(raw: str, facility: str, text: str | None) -> Json | None:
     """Never hand this dict out: callers get :func:`copy_concept` of it."""
     return _codeable(Field(raw, STANDARD_DELIMITERS).components(), facility, text)
@@ -174,8 +175,9 @@ def contact_points(field: Field, default_use: str | None = None) -> list[Json]:
 
 # --- quantities ------------------------------------------------------------------------------
 
-# Common SS-MIX2 / ISO+ unit spellings -> UCUM.  Anything else keeps its text only.
-UCUM_UNITS: dict[str, str] = {
+# Common SS-MIX2 / ISO+ unit spellings -> UCUM.  Anything else keeps its text only.  Read-only
+# (UCUM_UNITS); add spellings with add_ucum_units(), which empties the caches that read it.
+_UCUM: dict[str, str] = {
     "cm": "cm", "mm": "mm", "m": "m", "kg": "kg", "g": "g", "mg": "mg", "ug": "ug", "μg": "ug",
     "ng": "ng", "pg": "pg", "l": "L", "L": "L", "ml": "mL", "mL": "mL", "dl": "dL", "dL": "dL",
     "%": "%", "mg/dl": "mg/dL", "mg/dL": "mg/dL", "g/dl": "g/dL", "g/dL": "g/dL", "u/l": "U/L",
@@ -200,10 +202,17 @@ UCUM_UNITS: dict[str, str] = {
     "sec": "s", "mm/h": "mm/h", "mm/hr": "mm/h", "ml/hr": "mL/h", "%hb": "%", "ratio": "{ratio}",
     "titer": "{titer}", "倍": "{titer}", "index": "{index}", "coi": "{COI}", "s/co": "{s_co_ratio}",
 }
-UCUM_UNITS.update({f"{x}10^{n}/{u}": f"10*{n}/uL" for x in ("×", "x", "*", "")
-                   for n in (2, 3, 4, 6) for u in ("μL", "μl", "uL", "ul")})
-_UCUM_FOLDED: dict[str, str] = {}  # filled lazily: NFKC + lower-case spelling -> UCUM
-_UCUM_FOLDED_FROM = [0]  # size of UCUM_UNITS when _UCUM_FOLDED was built (mappers may add units)
+_UCUM.update({f"{x}10^{n}/{u}": f"10*{n}/uL" for x in ("×", "x", "*", "")
+              for n in (2, 3, 4, 6) for u in ("μL", "μl", "uL", "ul")})
+UCUM_UNITS: Mapping[str, str] = MappingProxyType(_UCUM)
+
+
+def add_ucum_units(units: Mapping[str, str]) -> None:
+    """Add (or change) written unit spellings -> UCUM; every cache that read the table is
+    emptied (storage.memo ``reads="ucum"``), so the next mapping uses the new table."""
+    _UCUM.update(units)
+    invalidate("ucum")
+
 
 _COMPARATOR = re.compile(r"^\s*(<=|>=|<|>|≦|≧|＜|＞|≤|≥)\s*([-+]?\d+(?:\.\d+)?)\s*$")
 _NUMBER = re.compile(r"^\s*[-+]?\d+(?:\.\d+)?\s*$")
@@ -224,14 +233,19 @@ def ucum(unit: str) -> str | None:
     """UCUM code for a written unit; full-width and case variants (ｍｇ／ｄＬ, ＊10＾4/μL) match too."""
     if not unit:
         return None
-    found = UCUM_UNITS.get(unit)
+    found = _UCUM.get(unit)
     if found:
         return found
-    if _UCUM_FOLDED_FROM[0] != len(UCUM_UNITS):
-        for k, v in UCUM_UNITS.items():
-            _UCUM_FOLDED.setdefault(unicodedata.normalize("NFKC", k).lower(), v)
-        _UCUM_FOLDED_FROM[0] = len(UCUM_UNITS)
-    return _UCUM_FOLDED.get(unicodedata.normalize("NFKC", unit).strip().lower())
+    return _folded_units().get(unicodedata.normalize("NFKC", unit).strip().lower())
+
+
+@memo(1, reads="ucum")
+def _folded_units() -> dict[str, str]:
+    """NFKC + lower-case spelling -> UCUM (the first spelling of a fold wins)."""
+    folded: dict[str, str] = {}
+    for k, v in _UCUM.items():
+        folded.setdefault(unicodedata.normalize("NFKC", k).lower(), v)
+    return folded
 
 
 def quantity(value: str, unit_field: Field | None = None, unit_text: str = "") -> Json | None:
@@ -268,7 +282,7 @@ def unit_items(code: str, unit_text: str = "") -> tuple[tuple[str, str], ...]:
     this once and builds each Quantity with :func:`quantity_with`.
     """
     unit_text = unit_text or code
-    return _unit_items(code, unit_text, len(UCUM_UNITS)) if (code or unit_text) else ()
+    return _unit_items(code, unit_text) if (code or unit_text) else ()
 
 
 def quantity_with(value: str, units: tuple[tuple[str, str], ...]) -> Json | None:
@@ -287,10 +301,9 @@ def _with_unit(parsed: tuple[str | None, Decimal], units: tuple[tuple[str, str],
     return q
 
 
-@lru_cache(maxsize=4096)
-def _unit_items(code: str, unit_text: str, _table_size: int) -> tuple[tuple[str, str], ...]:
-    """Unit text, and UCUM when ucum(code) or ucum(unit_text) knows it; the table size in
-    the key drops stale entries (mappers may add units)."""
+@memo(4096, reads="ucum")
+def _unit_items(code: str, unit_text: str) -> tuple[tuple[str, str], ...]:
+    """Unit text, and UCUM when ucum(code) or ucum(unit_text) knows it."""
     items: tuple[tuple[str, str], ...] = (("unit", unit_text),) if unit_text else ()
     u = ucum(code) or ucum(unit_text)
     if u:
@@ -311,7 +324,7 @@ def _parse_number(value: str | None) -> tuple[str | None, Decimal] | None:
 
 
 # Cached by the text (Decimal is immutable, and equal texts give equal written precision).
-_number = lru_cache(maxsize=16384)(_parse_number)
+_number = memo(16384)(_parse_number)
 
 
 def datetime_(field_or_text: Field | str) -> str | None:
@@ -340,7 +353,7 @@ def practitioner(field: Field, facility: str = "") -> Json | None:
     return out
 
 
-@lru_cache(maxsize=4096)
+@memo(4096)
 def _practitioner_cached(raw: str, facility: str) -> Json | None:
     """Never hand this dict out: :func:`practitioner` copies it."""
     return _practitioner(Field(raw, STANDARD_DELIMITERS), facility)
@@ -371,7 +384,7 @@ def patient_ref(patient_id: str) -> Json:
 
 # --- added for ADT / PPR / OMD / OMG mappers (shared; H4 may reuse) -----------------------------
 
-UCUM_UNITS.update({"msec": "ms", "ms": "ms", "mv": "mV", "mV": "mV", "degree": "deg",
+add_ucum_units({"msec": "ms", "ms": "ms", "mv": "mV", "mV": "mV", "degree": "deg",
                    "deg": "deg", "°": "deg", "kg/m2": "kg/m2", "bpm": "/min"})
 
 

@@ -15,11 +15,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from functools import lru_cache
 from typing import NamedTuple
 
-from storage.names import DATA_TYPES, NO_ORDER, FileName, RecordKey, is_valid_date_folder, \
-    is_valid_patient_id
+from storage.memo import memo
+from storage.names import (
+    DATA_TYPES,
+    NO_ORDER,
+    FileName,
+    RecordKey,
+    is_valid_date_folder,
+    is_valid_patient_id,
+)
 
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _POSITION = re.compile(r"^[A-Za-z0-9\-]{1,16}$")
@@ -37,7 +43,7 @@ def _join(key: RecordKey, position: tuple[str, ...]) -> str:
     return ".".join((_key_text(key), *position)) if position else _key_text(key)
 
 
-@lru_cache(maxsize=4096)
+@memo(4096)
 def _key_text(key: RecordKey) -> str:
     """``{patient}.{date}.{data type}.{order no|x}``: every resource of a record starts so."""
     return ".".join((key.patient_id, key.date, key.data_type,

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from storage.hl7 import STANDARD_DELIMITERS, Field, Message, Segment
+from storage.memo import memo
 from storage.names import DATA_TYPES
 
-from .jsontypes import Json
 from . import datatypes as dt
 from . import terminology as term
 from .context import MapContext
 from .ids import resource_id
+from .jsontypes import Json
 
 EXT_PERIOD_OF_USE = term.JP_EXT + "JP_MedicationRequest_DosageInstruction_PeriodOfUse"
 EXT_USAGE_DURATION = term.JP_EXT + "JP_MedicationRequest_DosageInstruction_UsageDuration"
@@ -203,7 +203,7 @@ def duration(f: Field) -> Json | None:
     return None if d is None else d.copy()
 
 
-@lru_cache(maxsize=4096)
+@memo(4096)
 def _duration_cached(raw: str) -> Json | None:
     """Never hand this dict out: :func:`duration` copies it (its values are immutable)."""
     return _duration(Field(raw, STANDARD_DELIMITERS))
@@ -271,7 +271,7 @@ def usage_code(tq1: Segment, facility: str) -> Json | None:
     return dt.copy_concept(_usage_code_cached(f3.raw, facility))
 
 
-@lru_cache(maxsize=4096)
+@memo(4096)
 def _usage_code_cached(raw: str, facility: str) -> Json | None:
     """Never hand this dict out: :func:`usage_code` copies it."""
     return _usage_code(Field(raw, STANDARD_DELIMITERS), facility)
@@ -302,7 +302,7 @@ def route_parts(rxr: Segment | None, facility: str) -> Json:
             for k, v in _route_parts_cached(rxr.line, facility).items()}
 
 
-@lru_cache(maxsize=4096)
+@memo(4096)
 def _route_parts_cached(line: str, facility: str) -> Json:
     """Never hand this dict out: :func:`route_parts` copies it."""
     return _route_parts(Segment(line, STANDARD_DELIMITERS, 0), facility)
@@ -530,7 +530,7 @@ def categories(msg: Message, orc: Segment, rxe: Segment | None, facility: str,
     return [dt.copy_concept(c) for c in cats]
 
 
-@lru_cache(maxsize=4096)
+@memo(4096)
 def _categories_cached(klass: str, orc29: str, rxe21: str | None, facility: str,
                        data_type: str) -> tuple[Json, ...]:
     """Never hand these dicts out: :func:`categories` copies them."""
@@ -634,7 +634,7 @@ def medication_concept(f: Field, supplementary: Field | None, facility: str) -> 
         f.raw, supplementary.raw if supplementary is not None else None, facility))
 
 
-@lru_cache(maxsize=8192)
+@memo(8192)
 def _medication_concept_cached(raw: str, supplementary: str | None, facility: str) -> Json | None:
     """Never hand this dict out: :func:`medication_concept` copies it."""
     return _medication_concept(

@@ -15,18 +15,18 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import lru_cache
 from typing import NamedTuple
 
 from storage.hl7 import STANDARD_DELIMITERS, Delimiters, Field, Message, Segment
+from storage.memo import memo
 from storage.names import DATA_TYPES
 from storage.timestamps import parse_ts
 
-from .jsontypes import Json
 from . import datatypes as dt
 from . import terminology as term
 from .context import MapContext
 from .ids import resource_id, unhashed_id
+from .jsontypes import Json
 from .registry import register
 
 MAPPING: list[tuple[str, str, str]] = [
@@ -271,7 +271,7 @@ def instant(f: Field) -> str | None:
     return _instant(f.component(1))
 
 
-@lru_cache(maxsize=4096)
+@memo(4096)
 def _instant(text: str) -> str | None:
     """Cached: OBR-22 repeats in every report of a message (the string is immutable)."""
     t = parse_ts(text)
@@ -305,7 +305,7 @@ def reference_range(text: str, unit_of: Json | None) -> Json | None:
     return {k: v.copy() if type(v) is dict else v for k, v in _range(text, unit).items()}
 
 
-@lru_cache(maxsize=8192)
+@memo(8192)
 def _range(text: str, unit_items: tuple[tuple[str, str], ...]) -> Json:
     """Never hand this dict out: :func:`reference_range` copies it."""
     folded = unicodedata.normalize("NFKC", text.translate(_FOLD)).replace(" ", "")
@@ -445,10 +445,10 @@ def _item(vt: str, f3: str, f6: str, f7: str, f11: str, fac: str, d: Delimiters)
     )
 
 
-@lru_cache(maxsize=8192)
-def _item_std(vt: str, f3: str, f6: str, f7: str, f11: str, fac: str, _units_size: int) -> ObxItem:
-    """Never hand its dicts out: :func:`observation` copies them.  The unit table size in
-    the key drops stale entries (mappers may add units)."""
+@memo(8192, reads="ucum")
+def _item_std(vt: str, f3: str, f6: str, f7: str, f11: str, fac: str) -> ObxItem:
+    """Never hand its dicts out: :func:`observation` copies them.  Reads the UCUM table
+    (OBX-6 units): emptied by ``datatypes.add_ucum_units``."""
     return _item(vt, f3, f6, f7, f11, fac, STANDARD_DELIMITERS)
 
 
@@ -483,7 +483,7 @@ def observation(msg: Message, ctx: MapContext, rep: ReportRec, m: int, obx: Segm
     if len(fs) < _OBX_WIDTH:
         fs = fs + [""] * (_OBX_WIDTH - len(fs))
     if msg.delimiters is STANDARD_DELIMITERS:
-        item = _item_std(fs[2], fs[3], fs[6], fs[7], fs[11], fac, len(dt.UCUM_UNITS))
+        item = _item_std(fs[2], fs[3], fs[6], fs[7], fs[11], fac)
     else:
         item = _item(fs[2], fs[3], fs[6], fs[7], fs[11], fac, msg.delimiters)
     sub_id = obx.get(4) if fs[4] else ""

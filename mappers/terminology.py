@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from storage.memo import memo
 
 JP_CORE = "http://jpfhir.jp/fhir/core"
 SD = f"{JP_CORE}/StructureDefinition/"
@@ -136,7 +136,7 @@ def patient_identifier_system(facility: str) -> str:
     return PATIENT_ID_OID + facility
 
 
-@lru_cache(maxsize=4096)
+@memo(4096)
 def system_for(name: str, facility: str = "") -> str | None:
     """FHIR system URI for an SS-MIX2 coding-system name; local names get a local URI.
 

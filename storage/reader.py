@@ -15,6 +15,7 @@ from pathlib import Path
 from .encoding import ESC, Decoded, decode
 from .hl7 import HL7Error, Message, bad_segment_ids, parse
 from .layout import Storage, StoredFile
+from .memo import memo
 from .names import DATA_TYPES, FileName
 from .text import mojibake_signals
 
@@ -250,22 +251,20 @@ def _cut_mid_segment(msg: Message) -> str | None:
     return None
 
 
-_TYPE_OK: dict[tuple[str, str, str], bool] = {}  # (data type, MSH-9.1, MSH-9.2) -> accepted
+@memo(4096)
+def _type_accepted(data_type: str, mtype: str, event: str) -> bool:
+    """Whether the folder's data type holds MSH-9 (a handful of combinations recur in every
+    tree: each is decided once)."""
+    dtype = DATA_TYPES.get(data_type)
+    return not dtype or dtype.accepts(mtype, event)
 
 
 def _check_type(res: ReadResult, msg: Message) -> None:
     if res.name is None:
         return
     mtype, event, _ = msg.message_type
-    key = (res.name.data_type, mtype, event)
-    ok = _TYPE_OK.get(key)  # a handful of combinations recur in every tree: decide each once
-    if ok is None:
-        dtype = DATA_TYPES.get(key[0])
-        ok = not dtype or dtype.accepts(mtype, event)
-        if len(_TYPE_OK) < 4096:
-            _TYPE_OK[key] = ok
-    if not ok:
-        dtype = DATA_TYPES[key[0]]
+    if not _type_accepted(res.name.data_type, mtype, event):
+        dtype = DATA_TYPES[res.name.data_type]
         reason = (f"MSH-9 is {mtype}^{event}, but data type {dtype.code} holds "
                   + " or ".join(f"{m}^{e}" for m, e, _ in dtype.events))
         if dtype.readable(mtype, event):

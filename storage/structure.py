@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from functools import lru_cache
 
 from .hl7 import Message, Segment
+from .memo import memo
 from .names import DATA_TYPES
 
 KIND_STRUCTURE = "structure"
@@ -78,14 +78,14 @@ def _hl7apy_notation(structure: str) -> str | None:
     return walk(ref).replace(" | ", "|")
 
 
-@lru_cache(maxsize=None)
+@memo(None)
 def grammar(structure: str) -> re.Pattern[str] | None:
     """Compiled grammar of a message structure (``RDE_O11``), or None when unknown."""
     notation = JAHIS_GRAMMARS.get(structure) or _hl7apy_notation(structure)
     return _compile_notation(notation) if notation else None
 
 
-@lru_cache(maxsize=None)
+@memo(None)
 def segment_field_count(segment_id: str) -> int | None:
     """Number of fields HL7 v2.5 defines for a segment (None for Z- or unknown segments)."""
     try:

@@ -7,9 +7,10 @@ normalised — only the keys we compare.
 
 from __future__ import annotations
 
-import functools
 import re
 import unicodedata
+
+from .memo import memo
 
 _DASHES = re.compile("[\u2010-\u2015\u2212\u30fc\uff0d\uff70\u2500\u301c\uff5e-]")
 _SPACES = re.compile(r"[\s\u3000]+")
@@ -45,7 +46,7 @@ _JAPANESE = re.compile("[\u3040-\u30ff\u4e00-\u9fff]")
 _KANJI = re.compile("[\u4e00-\u9fff]")
 
 
-@functools.lru_cache(maxsize=8192)
+@memo(8192)
 def _rare_kanji(ch: str) -> bool:
     """JIS X 0208 level 2 (EUC-JP lead byte 0xD0-0xF4) or outside JIS X 0208 altogether.
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from functools import lru_cache
+
+from .memo import memo
 
 JST = timezone(timedelta(hours=9), "JST")
 
@@ -105,7 +106,7 @@ def _parse(text: str) -> HL7Time | None:
     return HL7Time(value.astimezone(JST), precision)
 
 
-_parse_cached = lru_cache(maxsize=8192)(_parse)
+_parse_cached = memo(8192)(_parse)
 
 
 def fhir_datetime(text: str | None) -> str | None:
@@ -117,7 +118,7 @@ def fhir_datetime(text: str | None) -> str | None:
     return _fhir_datetime(text)
 
 
-@lru_cache(maxsize=8192)
+@memo(8192)
 def _fhir_datetime(text: str) -> str | None:
     t = _parse_cached(text)
     return t.fhir() if t else None
@@ -132,7 +133,7 @@ def fhir_date(text: str | None) -> str | None:
     return _fhir_date(text)
 
 
-@lru_cache(maxsize=8192)
+@memo(8192)
 def _fhir_date(text: str) -> str | None:
     t = _parse_cached(text)
     return t.fhir_date() if t else None
