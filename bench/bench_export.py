@@ -4,9 +4,11 @@ mapper benchmark's resources/s measured in the same run.
 * baseline: ``bench_mappers.full`` (parse + map + JSON, one process, in memory) over the OMP/OML
   files of the first patients of the same hospital -> resources/s on one core
 * export: ``fhir-gateway serve`` (1 worker, ``[export] processes = 2``), ``GET $export`` with
-  ``Prefer: respond-async``, polled until the manifest; resources in the manifest / wall time.
-  The peak RSS of every process of the server (worker + mapping processes) is sampled while it
-  runs: it must stay flat (< 300 MB per process) whatever the export size.
+  ``Prefer: respond-async``, polled until the manifest; resources in the manifest / wall time,
+  and per CPU-second of the server's processes (worker + the mapping processes it reaped:
+  /proc/PID/stat utime+stime+cutime+cstime) — the figure that holds on a shared machine.
+  Memory of every process of the server is sampled while it runs: the peak RSS of one process
+  (VmHWM: must stay flat, < 300 MB, whatever the export size), RSS and PSS of them all.
 
 Usage::
 
@@ -47,8 +49,9 @@ def hospital(args) -> Path:
     return out
 
 
-def mapper_baseline(root: Path, patients: int = 60) -> float:
-    """resources/s of bench_mappers.full over the order files of the first ``patients``."""
+def mapper_baseline(root: Path, patients: int = 60) -> tuple[float, float]:
+    """(resources/s, resources per CPU-second) of bench_mappers.full over the order files of
+    the first ``patients`` (best of three)."""
     from bench_mappers import full
     from storage.encoding import decode
     from storage.layout import Storage
@@ -66,12 +69,13 @@ def mapper_baseline(root: Path, patients: int = 60) -> float:
             if name.data_type.startswith(("OMP", "OML")):
                 msgs.append((decode(f.read_bytes()).text, name))
     full(msgs)  # warm-up
-    best = float("inf")
+    best = best_cpu = float("inf")
     for _ in range(3):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         resources = full(msgs)[0]
         best = min(best, time.perf_counter() - t0)
-    return resources / best
+        best_cpu = min(best_cpu, time.process_time() - c0)
+    return resources / best, resources / best_cpu
 
 
 def tree(pid: int) -> list[int]:
@@ -92,14 +96,26 @@ def tree(pid: int) -> list[int]:
     return out
 
 
-def rss_mb(pid: int) -> float:
+def status_mb(pid: int, field: str = "VmRSS", file: str = "status") -> float:
+    """One /proc memory figure of ``pid`` in MB (``Pss`` from ``smaps_rollup``: shared pages
+    split between the processes sharing them; ``VmHWM``: the process's peak RSS)."""
     try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmRSS:"):
+        for line in open(f"/proc/{pid}/{file}"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and of its children it has waited for (a finished export's
+    mapping processes), from /proc/PID/stat."""
+    try:
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     token = subprocess.run([str(BIN / "fhir-gateway"), "token", "create", "--config", str(cfg),
                             "--name", "bench", "--facility", FACILITY], capture_output=True,
                            text=True, check=True).stdout.strip()
-    base_rate = mapper_baseline(root)
+    base_rate, base_cpu = mapper_baseline(root)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -137,20 +153,35 @@ def main(argv: list[str] | None = None) -> int:
                     break
             except requests.RequestException:
                 time.sleep(0.1)
+        for _ in range(3000):  # the receipt index is built at start-up: not part of the export
+            rx = requests.get(f"http://127.0.0.1:{port}/health",
+                              headers=h).json()["facilities"][FACILITY]
+            if rx.get("receipt_index", {}).get("complete", True) and \
+                    rx.get("receipt_index", {}).get("state") != "building":
+                break
+            time.sleep(0.2)
         load0 = os.getloadavg()[0]
+        cpu0 = sum(cpu_seconds(p) for p in tree(proc.pid))
         t0 = time.perf_counter()
         r = requests.get(base + "/$export", headers={**h, "Prefer": "respond-async"})
         r.raise_for_status()
         status = r.headers["Content-Location"]
-        peak_proc = peak_total = 0.0
+        peak_proc = peak_total = peak_pss = 0.0
+        hwm: dict[int, float] = {}
         while True:
-            rs = [rss_mb(p) for p in tree(proc.pid)]
+            procs = tree(proc.pid)
+            rs = [status_mb(p) for p in procs]
+            pss = sum(status_mb(p, "Pss", "smaps_rollup") for p in procs)
+            for p in procs:
+                hwm[p] = max(hwm.get(p, 0.0), status_mb(p, "VmHWM"))
             peak_proc, peak_total = max(peak_proc, max(rs)), max(peak_total, sum(rs))
+            peak_pss = max(peak_pss, pss)
             s = requests.get(status, headers=h)
             if s.status_code != 202:
                 break
-            time.sleep(0.25)
+            time.sleep(1.0)  # (each poll costs the server CPU time, which is measured)
         elapsed = time.perf_counter() - t0
+        cpu = sum(cpu_seconds(p) for p in tree(proc.pid)) - cpu0
         s.raise_for_status()
         manifest = s.json()
         n = sum(o["count"] for o in manifest["output"])
@@ -159,12 +190,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hospital {root} ({sum(1 for _ in (root / 'ssmix2').glob('*/*/*'))} patient "
               f"folders); {os.cpu_count()} cores; load average {load0:.1f} -> "
               f"{os.getloadavg()[0]:.1f}")
-        print(f"mapper baseline (bench_mappers.full, 1 process): {base_rate:10,.0f} resources/s")
+        print(f"mapper baseline (bench_mappers.full, 1 process): {base_rate:10,.0f} resources/s "
+              f"({base_cpu:,.0f} per CPU-second)")
         print(f"system $export ({args.processes} processes): {n:,} resources in {elapsed:.1f} s "
               f"= {rate:,.0f} resources/s ({rate / base_rate:.2f}x the mapper baseline); "
               f"{len(manifest['output'])} files, {errors} error lines")
-        print(f"peak RSS: largest process {peak_proc:.0f} MB, all server processes "
-              f"{peak_total:.0f} MB")
+        print(f"CPU: {cpu:.1f} CPU-seconds in the server's processes = {n / max(cpu, 1e-9):,.0f} "
+              f"resources per CPU-second ({n / max(cpu, 1e-9) / base_cpu:.2f}x the baseline's)")
+        print(f"memory: peak RSS of one process {max(hwm.values()):.0f} MB (VmHWM; sampled "
+              f"{peak_proc:.0f}), all server processes RSS {peak_total:.0f} MB, "
+              f"PSS {peak_pss:.0f} MB")
     finally:
         proc.terminate()
         proc.wait(20)

@@ -15,6 +15,7 @@ from fhir_gateway.smart import OAuthError, scopes
 from fhir_gateway.smart.discovery import smart_config
 
 from . import bundle, cors
+from . import system_search as system_search_mod
 from .errors import FhirError, outcome, problem_outcome
 from .providers import providers
 from .respond import fhir_response, negotiate, resource_response
@@ -291,9 +292,20 @@ def everything(pid: str):
                                               _lenient())))
 
 
+@blueprint.get("")
 @blueprint.get("/")
-def system_level():
-    raise FhirError(404, "system-level interactions are not supported; use /{type}", "not-found")
+def system_search():
+    """``GET [base]?_type=A,B&…``: one search across the listed types (system_search.py)."""
+    principal = getattr(g, "principal", None)
+
+    def may_search(rtype: str) -> None:
+        if principal is not None and not scopes.allows(principal.scopes, rtype, "s"):
+            raise FhirError(403, f"the access token's scopes ({' '.join(principal.scopes)}) "
+                            f"do not allow search of {rtype}", "forbidden")
+
+    items = list(request.args.items(multi=True))
+    return fhir_response(_scoped(system_search_mod.search(
+        _PROVIDERS, g.svc, _pager(), _base(), items, _lenient(), may_search)))
 
 
 @blueprint.get("/<rtype>/<rid>/<path:rest>")

@@ -281,9 +281,11 @@ class ClaimSource:
             out.update(self._read(f, sorted(missing, key=lambda r: r.i)))
         return [out[r.i] for r in rows]
 
-    def _read(self, f: FileRow, rows: list[ReceiptRow], keep: bool = True) -> dict[int, Mapped]:
+    def _read(self, f: FileRow, rows: list[ReceiptRow], keep: bool = True,
+              known: dict[int, str] | None = None) -> dict[int, Mapped]:
         """The receipts ``rows`` of ``f`` read (their byte ranges) and mapped; ``keep``: put
-        each in the mapped-file cache (an export reads each once: no cache, no size estimate)."""
+        each in the mapped-file cache (an export reads each once: no cache, no size estimate);
+        ``known``: the patient each receipt (by ``row.i``) was just matched to."""
         from mappers.claim import ClaimContext, map_receipt, mtime_instant
         from storage.uke import match_patient, read_ranges
 
@@ -307,8 +309,9 @@ class ClaimSource:
             problems = [p for p in uf.problems if p.severity == ERROR and p.offset is not None
                         and r.start <= p.offset < r.end]
 
-            def map_one(got=got) -> list[dict]:
-                pid = match_patient(got.re["karte_no"], self.patient_exists)
+            def map_one(got=got, i=r.i) -> list[dict]:
+                pid = known[i] if known and i in known else \
+                    match_patient(got.re["karte_no"], self.patient_exists)
                 resources = map_receipt(got, ClaimContext(self.facility.code, f.rel, pid, last,
                                                           header))
                 apply_names(resources, self.masters)  # master names after the pure mapping
@@ -450,7 +453,8 @@ class ClaimSource:
             f = live.files[fid]
             todo = sorted(by_file[fid], key=lambda x: x[1].i)
             self._stat_check([f])
-            mapped = self._read(f, [r for _, r in todo], keep=False) \
+            mapped = self._read(f, [r for _, r in todo], keep=False,
+                                known={r.i: pid for pid, r in todo}) \
                 if f.id not in self._untrusted() else {}
             got: dict[str, tuple[list[dict], list[Problem]]] = {}
             for pid, r in todo:

@@ -63,11 +63,17 @@ class UkeRecord:
 
     def days(self) -> dict[int, int]:
         """算定日情報: day of month -> count, for SI/IY/TO/SS/JD records."""
-        out = {}
+        out: dict[int, int] = {}
+        if self.layout is None:
+            return out
+        pos, fields = self.layout.positions, self.fields  # (31 lookups per item: kept cheap)
+        n = len(fields)
         for i, d in enumerate(DAYS, 1):
-            v = self[d]
-            if v.isdigit() and int(v):
-                out[i] = int(v)
+            p = pos.get(d)
+            if p is not None and 0 < p <= n:
+                v = fields[p - 1].strip()
+                if v.isdigit() and int(v):
+                    out[i] = int(v)
         return out
 
 
