@@ -87,6 +87,17 @@ def references(observations: list[Json]) -> list[Json]:
     return [{"reference": f"Observation/{o['id']}"} for o in observations]
 
 
+def supporting(r: Json, obxs: list[Segment], ctx: MapContext, fallback: str | None,
+               start: int) -> list[Json]:
+    """An order's OBX (身長, 体重 ... it rests on) -> Observations numbered from ``start``,
+    referenced from ``r.supportingInformation``; [] (and ``r`` unchanged) when there are none."""
+    if not obxs:
+        return []
+    obs = order_observations(obxs, ctx, fallback, start)
+    r["supportingInformation"] = references(obs)
+    return obs
+
+
 @register_al1
 def allergies(msg: Message, ctx: MapContext) -> list[Json]:
     """Every AL1 of the message -> AllergyIntolerance ``{key}.alg.{n}``."""

@@ -823,6 +823,13 @@ def administration_base(msg: Message, ctx: MapContext, orc: Segment, rxas: list[
     return r
 
 
+def effective_start(r: Json) -> str | None:
+    """When an administration happened: effectiveDateTime, else effectivePeriod.start (the
+    fallback time of the Observations attached to it)."""
+    when: str | None = r.get("effectiveDateTime") or (r.get("effectivePeriod") or {}).get("start")
+    return when
+
+
 def obx_after(segments: list[Segment], last: Segment) -> list[Segment]:
     """The OBX segments that follow ``last`` (an RXA) up to the next RXA: the observations of
     that administration (RAS^O17 ``RXA+ RXR (OBX NTE*)*``)."""

@@ -166,10 +166,8 @@ def map_omp_01(msg: Message, ctx: MapContext) -> list[Json]:
             pos = numbering.unique(rp, numbering.line(rp, seq))
             r = _request(msg, ctx, group, rxe, rest, rp, pos[1], pos)
             out.append(r)
-            obxs = [s for s in rest if s.id == "OBX"]
-            if obxs:
-                obs = embedded.order_observations(obxs, ctx, r.get("authoredOn"), n_obs + 1)
-                n_obs += len(obs)
-                r["supportingInformation"] = embedded.references(obs)
-                out.extend(obs)
+            obs = embedded.supporting(r, [s for s in rest if s.id == "OBX"], ctx,
+                                      r.get("authoredOn"), n_obs + 1)
+            n_obs += len(obs)
+            out.extend(obs)
     return out

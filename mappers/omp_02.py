@@ -153,10 +153,7 @@ def map_omp_02(msg: Message, ctx: MapContext) -> list[Json]:
             if total:
                 r["dispenseRequest"] = {"quantity": total}
         out.append(r)
-        obxs = group.all("OBX")
-        if obxs:
-            obs = embedded.order_observations(obxs, ctx, r.get("authoredOn"), n_obs + 1)
-            n_obs += len(obs)
-            r["supportingInformation"] = embedded.references(obs)
-            out.extend(obs)
+        obs = embedded.supporting(r, group.all("OBX"), ctx, r.get("authoredOn"), n_obs + 1)
+        n_obs += len(obs)
+        out.extend(obs)
     return out

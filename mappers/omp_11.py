@@ -93,11 +93,8 @@ def map_omp_11(msg: Message, ctx: MapContext) -> list[Json]:
             if dosage:
                 r["dosage"] = dosage
             out.append(r)
-            obxs = med.obx_after(group.segments, seg)
-            if obxs:
-                obs = embedded.order_observations(obxs, ctx, r.get("effectiveDateTime") or (
-                    r.get("effectivePeriod") or {}).get("start"), n_obs + 1)
-                n_obs += len(obs)
-                r["supportingInformation"] = embedded.references(obs)
-                out.extend(obs)
+            obs = embedded.supporting(r, med.obx_after(group.segments, seg), ctx,
+                                      med.effective_start(r), n_obs + 1)
+            n_obs += len(obs)
+            out.extend(obs)
     return out

@@ -189,16 +189,11 @@ def map_omp_12(msg: Message, ctx: MapContext) -> list[Json]:
                 r["dosage"] = dosage
             if devices:
                 r["device"] = devices
-            obxs = med.obx_after(group.segments, rxas[-1])
-            if obxs:
-                obs = embedded.order_observations(obxs, ctx, r.get("effectiveDateTime") or (
-                    r.get("effectivePeriod") or {}).get("start"), n_obs + 1)
-                n_obs += len(obs)
-                r["supportingInformation"] = embedded.references(obs)
-                out.append(_reorder(r))
-                out.extend(obs)
-                continue
+            obs = embedded.supporting(r, med.obx_after(group.segments, rxas[-1]), ctx,
+                                      med.effective_start(r), n_obs + 1)
+            n_obs += len(obs)
             out.append(_reorder(r))
+            out.extend(obs)
     return out
 
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from .layout import Storage, UnsafePath, _scandir_names, group_records
-from .names import FLAG_CURRENT, FLAG_DELETED, BadFileName, FileName, RecordKey, \
+from .layout import Storage, UnsafePath, VersionChain, _scandir_names, group_records
+from .names import BadFileName, FileName, RecordKey, \
     is_valid_date_folder, parse_content_folder_name
 
 MAIN_HL7 = "main_document.hl7"
@@ -77,28 +77,8 @@ class ContentFolder:
 
 
 @dataclass
-class ExtendedRecord:
+class ExtendedRecord(VersionChain[ContentFolder]):
     """All versions (content folders) of one document: same patient, date, data type and key."""
-
-    key: RecordKey
-    versions: list[ContentFolder] = field(default_factory=list)
-
-    def sort(self) -> None:
-        self.versions.sort(key=lambda c: c.name.sort_key)  # type: ignore[union-attr]
-
-    @property
-    def current(self) -> ContentFolder | None:
-        cur = [v for v in self.versions if v.name.flag == FLAG_CURRENT]  # type: ignore[union-attr]
-        return cur[-1] if cur else None
-
-    @property
-    def deleted(self) -> bool:
-        return self.current is None and any(
-            v.name.flag == FLAG_DELETED for v in self.versions)  # type: ignore[union-attr]
-
-    @property
-    def history(self) -> list[ContentFolder]:
-        return list(self.versions)
 
 
 @dataclass(frozen=True, slots=True)

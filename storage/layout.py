@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar, overload
+from typing import Any, Callable, Generic, Iterable, Iterator, Protocol, TypeVar, overload
 
 from .names import (
     DATA_TYPES, FLAG_CURRENT, FLAG_DELETED, BadFileName, FileName, RecordKey,
@@ -43,36 +43,67 @@ class StoredFile:
         return self.name is not None and self.misplaced is None
 
 
+class _Listed(Protocol):
+    """What grouping needs of a listed file (:class:`StoredFile`, extended ``ContentFolder``)."""
+
+    @property
+    def name(self) -> FileName | None: ...
+
+    @property
+    def usable(self) -> bool: ...
+
+
+_F = TypeVar("_F", bound=_Listed)
+
+
+class _Versions(Protocol[_F]):
+    """What grouping needs of a record (:class:`Record`, extended ``ExtendedRecord``)."""
+
+    versions: list[_F]
+
+    def sort(self) -> None: ...
+
+
+def _named(f: _Listed) -> FileName:
+    """A grouped version's parsed name (:func:`group_records` keeps only usable, named files)."""
+    name = f.name
+    assert name is not None
+    return name
+
+
 @dataclass
-class Record:
-    """All versions of one record (same patient, date folder, data type and order number)."""
+class VersionChain(Generic[_F]):
+    """All versions of one record or document (same patient, date, data type and key)."""
 
     key: RecordKey
-    versions: list[StoredFile] = field(default_factory=list)
+    versions: list[_F] = field(default_factory=list)
 
     def sort(self) -> None:
-        self.versions.sort(key=lambda f: f.name.sort_key)  # type: ignore[union-attr]
+        self.versions.sort(key=lambda f: _named(f).sort_key)
 
     @property
-    def currents(self) -> list[StoredFile]:
-        return [v for v in self.versions if v.name.flag == FLAG_CURRENT]  # type: ignore[union-attr]
+    def currents(self) -> list[_F]:
+        return [v for v in self.versions if _named(v).flag == FLAG_CURRENT]
 
     @property
-    def current(self) -> StoredFile | None:
-        """The newest flag-1 version (several flag-1 files are a defect the drill reports)."""
+    def current(self) -> _F | None:
+        """The newest flag-1 version (several flag-1 versions are a defect the drill reports)."""
         cur = self.currents
         return cur[-1] if cur else None
 
     @property
     def deleted(self) -> bool:
-        return self.current is None and any(
-            v.name.flag == FLAG_DELETED for v in self.versions  # type: ignore[union-attr]
-        )
+        return self.current is None and any(_named(v).flag == FLAG_DELETED for v in self.versions)
 
     @property
-    def history(self) -> list[StoredFile]:
+    def history(self) -> list[_F]:
         """Every version, oldest first."""
         return list(self.versions)
+
+
+@dataclass
+class Record(VersionChain[StoredFile]):
+    """All versions of one record (same patient, date folder, data type and order number)."""
 
     @property
     def latest(self) -> StoredFile:
@@ -241,27 +272,6 @@ def short_id_folder(l1: str, l2: str, kids: list[str], path: Path | str) -> bool
 def _looks_like_patient(path: Path) -> bool:
     """A level-2 folder that is a short-id patient folder (:func:`short_id_folder`)."""
     return short_id_folder(path.parent.name, path.name, _scandir_names(path, True), path)
-
-
-class _Listed(Protocol):
-    """What grouping needs of a listed file (:class:`StoredFile`, extended ``ContentFolder``)."""
-
-    @property
-    def name(self) -> FileName | None: ...
-
-    @property
-    def usable(self) -> bool: ...
-
-
-_F = TypeVar("_F", bound=_Listed)
-
-
-class _Versions(Protocol[_F]):
-    """What grouping needs of a record (:class:`Record`, extended ``ExtendedRecord``)."""
-
-    versions: list[_F]
-
-    def sort(self) -> None: ...
 
 
 _R = TypeVar("_R", bound=_Versions[Any])
