@@ -119,12 +119,13 @@ def create_app(config: Config, *, auth: bool = True, cache_bytes: int | None = N
     from .limits import MAX_BODY, Pool, RequestLimits
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     # before Flask, auth and any search work; heavy slots shared by all worker processes
-    slots = int(config.setting("heavy_slots")) if hasattr(config, "setting") else None
-    app.wsgi_app = RequestLimits(app.wsgi_app, Pool(lock_dir=config.data_dir / "run",
-                                                    **({"slots": slots} if slots else {})))
+    slots = config.integer("heavy_slots") if hasattr(config, "integer") else None
+    # Flask's documented middleware pattern; its stubs declare wsgi_app a method
+    app.wsgi_app = RequestLimits(app.wsgi_app, Pool(  # type: ignore[method-assign]
+        lock_dir=config.data_dir / "run", **({"slots": slots} if slots else {})))
     from .hosts import PublicHost
-    app.wsgi_app = PublicHost(app.wsgi_app, getattr(config, "public_url", ""),
-                              getattr(config, "trusted_hosts", ()))
+    app.wsgi_app = PublicHost(app.wsgi_app,  # type: ignore[method-assign]
+                              getattr(config, "public_url", ""), getattr(config, "trusted_hosts", ()))
 
     @app.after_request
     def _no_store(resp):

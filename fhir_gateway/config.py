@@ -30,7 +30,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 FACILITY_CODE = re.compile(r"^[0-9A-Za-z]{1,16}$")
 DEFAULT_FACILITY = "0000000000"
@@ -93,7 +93,7 @@ SETTINGS: tuple[Setting, ...] = (
 SETTING = {s.key: s for s in SETTINGS}
 
 
-def resolve_settings(raw: dict, env: dict | None = None) -> dict[str, object]:
+def resolve_settings(raw: dict, env: Mapping[str, str] | None = None) -> dict[str, object]:
     """Every setting from the environment, else the config's top-level key, else its default
     (flags are applied by the commands, :meth:`Config.setting`)."""
     env = os.environ if env is None else env
@@ -184,6 +184,24 @@ class Config:
         """The value of a setting of :data:`SETTINGS`: ``flag`` when given, else environment >
         config > default (resolved at load)."""
         return flag if flag is not None else self.settings[key]
+
+    def integer(self, key: str, flag: int | None = None) -> int:
+        """:meth:`setting` of a whole-number setting (the option table parsed it with ``int``)."""
+        value = self.setting(key, flag)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: {value!r} is not a whole number")
+        return value
+
+    def number(self, key: str, flag: float | None = None) -> float:
+        """:meth:`setting` of a numeric setting, as a float."""
+        value = self.setting(key, flag)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: {value!r} is not a number")
+        return float(value)
+
+    def text(self, key: str, flag: str | None = None) -> str:
+        """:meth:`setting` of a text setting (host, paths, URLs)."""
+        return str(self.setting(key, flag))
 
     def facility(self, code: str) -> Facility | None:
         return self.facilities.get(code)

@@ -189,6 +189,41 @@ def _name_coding(coding: dict, store: MasterStore) -> str | None:
     return name
 
 
+def _first_code(codings: list[dict]) -> str:
+    return str(next((c.get("code") for c in codings if c.get("code")), ""))
+
+
+def _name_item(it: dict, store: MasterStore) -> None:
+    """A billed item: display on every known coding, text = the first name (or 未登録 + code)."""
+    pos = it.get("productOrService") or {}
+    codings = pos.get("coding") or []
+    names = [n for n in (_name_coding(c, store) for c in codings) if n]
+    if not pos.get("text"):
+        pos["text"] = names[0] if names else f"{UNKNOWN} ({_first_code(codings)})"
+
+
+def _modifiers(d: dict, store: MasterStore) -> list[tuple[str, str]]:
+    """(code, name) of the 修飾語 (Z master) extensions of a Claim diagnosis."""
+    mods: list[tuple[str, str]] = []
+    for ext in d.get("extension") or []:
+        vc = ext.get("valueCoding")
+        if isinstance(vc, dict) and _kind_of(vc.get("system", "")) == "Z":
+            code = str(vc.get("code", ""))
+            mods.append((code, _name_coding(vc, store) or f"[{UNKNOWN} {code}]"))
+    return mods
+
+
+def _name_diagnosis(d: dict, store: MasterStore) -> None:
+    """A diagnosis: display on known codings, text = modifiers + disease name (or 未登録 + code)."""
+    cc = d.get("diagnosisCodeableConcept") or {}
+    codings = cc.get("coding") or []
+    names = [n for n in (_name_coding(c, store) for c in codings) if n]
+    mods = _modifiers(d, store)
+    if not cc.get("text") and codings:
+        base = names[0] if names else f"{UNKNOWN} ({_first_code(codings)})"
+        cc["text"] = _with_modifiers(base, mods)
+
+
 def apply_names(resources: list[dict], store: MasterStore) -> list[dict]:
     """Give Claim item, diagnosis and modifier codings their master names (in place); a code the
     masters do not know gets the text 「名称マスター未登録 (code)」 so it is never a bare number."""
@@ -196,26 +231,9 @@ def apply_names(resources: list[dict], store: MasterStore) -> list[dict]:
         if r.get("resourceType") != "Claim":
             continue
         for it in r.get("item") or []:
-            pos = it.get("productOrService") or {}
-            codings = pos.get("coding") or []
-            names = [n for n in (_name_coding(c, store) for c in codings) if n]
-            if not pos.get("text"):
-                code = next((c.get("code") for c in codings if c.get("code")), "")
-                pos["text"] = names[0] if names else f"{UNKNOWN} ({code})"
+            _name_item(it, store)
         for d in r.get("diagnosis") or []:
-            cc = d.get("diagnosisCodeableConcept") or {}
-            codings = cc.get("coding") or []
-            names = [n for n in (_name_coding(c, store) for c in codings) if n]
-            mods: list[tuple[str, str]] = []
-            for ext in d.get("extension") or []:
-                vc = ext.get("valueCoding")
-                if isinstance(vc, dict) and _kind_of(vc.get("system", "")) == "Z":
-                    code = str(vc.get("code", ""))
-                    mods.append((code, _name_coding(vc, store) or f"[{UNKNOWN} {code}]"))
-            if not cc.get("text") and codings:
-                code = next((c.get("code") for c in codings if c.get("code")), "")
-                base = names[0] if names else f"{UNKNOWN} ({code})"
-                cc["text"] = _with_modifiers(base, mods)
+            _name_diagnosis(d, store)
     return resources
 
 

@@ -62,13 +62,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"fhir-gateway serve: {exc}", file=sys.stderr)
         return 2
     # flag > environment > config > default (fhir_gateway.config.SETTINGS)
-    args.host = str(cfg.setting("host", args.host))
-    args.port = int(cfg.setting("port", args.port))  # type: ignore[arg-type]
-    args.threads = int(cfg.setting("threads", args.threads))  # type: ignore[arg-type]
+    args.host = cfg.text("host", args.host)
+    args.port = cfg.integer("port", args.port)
+    args.threads = cfg.integer("threads", args.threads)
     if args.workers is None:
-        args.workers = int(cfg.setting("workers")) or None  # type: ignore[arg-type]
+        args.workers = cfg.integer("workers") or None
     if args.cache_mb is None:
-        args.cache_mb = int(cfg.setting("cache_mb"))  # type: ignore[arg-type]
+        args.cache_mb = cfg.integer("cache_mb")
     bad = [f"--{name} {value}" for name, value, ok in (
         ("port", args.port, 0 <= args.port <= 65535), ("threads", args.threads, args.threads >= 1),
         ("workers", args.workers, args.workers is None or args.workers >= 1),

@@ -77,38 +77,43 @@ def _rank(pid: str, folder: str) -> int:
     return cands.index(parts) if parts in cands else len(cands)
 
 
-def scan(root: os.PathLike[str] | str, old: dict | None, progress=None) -> Scan:
-    """Walk levels 1-3 of ``root`` and compare with ``old`` (a previous ``Scan.state``)."""
-    root = os.fspath(root)
-    if not old or old.get("format") != STATE_FORMAT or old.get("root") != root:
-        old = empty_state(root)
-    new = empty_state(root)
-    racy = time.time_ns() - RACY_NS
-    keep = lambda m: m if m is not None and m < racy else -1  # noqa: E731
-    old_l1, old_l2, old_p = old["l1"], old["l2"], old["patients"]
-    out = Scan(new)
+def _keep(m: int | None, racy: int) -> int:
+    """An mtime worth remembering: -1 for none or one too recent to trust (racy-git rule)."""
+    return m if m is not None and m < racy else -1
+
+
+def _same(prev: list | None, m: int | None) -> bool:
+    """A remembered ``[mtime, ...]`` entry still holds for a directory now at ``m``."""
+    return prev is not None and bool(prev) and prev[0] == m and m is not None and prev[0] != -1
+
+
+def _level2(p2: str, l1: str, l2: str, prev: list | None) -> tuple[int | None, str, list]:
+    """(mtime, kind, children) of a level-2 directory: "p" a short id folder directly below
+    level 1 (``<id>/<id>``, children = [id]), else "d" (children = level-3 names)."""
+    m2 = _mtime(p2)
+    if prev is not None and _same(prev, m2):
+        return m2, prev[1], prev[2]
+    kids = _dirs(p2)
+    if is_valid_patient_id(l2) and short_id_folder(l1, l2, kids, p2):
+        return m2, "p", [l2]
+    return m2, "d", kids
+
+
+def _find_patients(root: str, old: dict, new: dict, racy: int) -> dict[str, str]:
+    """Levels 1-2 (re-listing only directories whose mtime changed): patient id -> folder,
+    the preferred folder (:func:`_rank`) when one id is in several."""
     found: dict[str, str] = {}
     sep = os.sep
     for l1 in _dirs(root):
         p1 = root + sep + l1
         m1 = _mtime(p1)
-        prev = old_l1.get(l1)
-        l2names = prev[1] if prev and prev[0] == m1 and m1 is not None and prev[0] != -1 else _dirs(p1)
-        new["l1"][l1] = [keep(m1), l2names]
+        prev = old["l1"].get(l1)
+        l2names = prev[1] if _same(prev, m1) else _dirs(p1)
+        new["l1"][l1] = [_keep(m1, racy), l2names]
         for l2 in l2names:
             rel2 = l1 + "/" + l2
-            p2 = p1 + sep + l2
-            m2 = _mtime(p2)
-            prev = old_l2.get(rel2)
-            if prev and prev[0] == m2 and m2 is not None and prev[0] != -1:
-                kind, kids = prev[1], prev[2]
-            else:
-                kids = _dirs(p2)
-                if is_valid_patient_id(l2) and short_id_folder(l1, l2, kids, p2):
-                    kind, kids = "p", [l2]  # short id directly below level 1: <id>/<id>
-                else:
-                    kind = "d"
-            new["l2"][rel2] = [keep(m2), kind, kids]
+            m2, kind, kids = _level2(p1 + sep + l2, l1, l2, old["l2"].get(rel2))
+            new["l2"][rel2] = [_keep(m2, racy), kind, kids]
             for pid in kids:
                 folder = rel2 if kind == "p" else rel2 + "/" + pid
                 if not is_valid_patient_id(pid):
@@ -116,46 +121,81 @@ def scan(root: os.PathLike[str] | str, old: dict | None, progress=None) -> Scan:
                 if pid in found and _rank(pid, found[pid]) <= _rank(pid, folder):
                     continue
                 found[pid] = folder
-    patients = new["patients"]
-    changed, newest_of, misplaced = out.changed, out.newest, out.misplaced
-    adt = "-" + sep + "ADT-00"
-    parent_fd, parent = -1, None
+    return found
+
+
+class _ParentDir:
+    """An open descriptor of the current level-2 directory: patients are stat'ed relative to it
+    (the kernel resolves 1-3 path components instead of the whole root path, twice per patient)."""
+
+    def __init__(self, root: str) -> None:
+        self.root, self.fd = root, -1
+        self.path: str | None = None
+
+    def stat(self, folder: str, below: str = "") -> int | None:
+        up, _, leaf = folder.rpartition("/")
+        if up != self.path:
+            self.close()
+            self.path = up
+            try:
+                self.fd = os.open(self.root + os.sep + up.replace("/", os.sep), os.O_RDONLY)
+            except OSError:
+                self.fd = -1
+        return _stat_at(leaf + below, self.fd)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.fd = -1
+
+
+def _newest_date(root: str, folder: str) -> str:
+    dates = [d for d in _dirs(root + os.sep + folder.replace("/", os.sep))
+             if d != "-" and is_valid_date_folder(d)]
+    return dates[-1] if dates else ""
+
+
+def _visit_patients(root: str, found: dict[str, str], old_p: dict, out: Scan, racy: int,
+                    progress) -> None:
+    """Level 3: each patient's folder and ``-/ADT-00`` mtimes; changed ids, newest date folder
+    (re-listed only when the folder changed) and misplaced folders into ``out``."""
+    patients = out.state["patients"]
+    adt = os.sep + "-" + os.sep + "ADT-00"
+    parent = _ParentDir(root)
     try:
         for n, (pid, folder) in enumerate(found.items()):
-            # stat relative to the level-2 directory: the kernel resolves 1-3 path components
-            # instead of the whole root path, twice per patient.
-            up, _, leaf = folder.rpartition("/")
-            if up != parent:
-                if parent_fd >= 0:
-                    os.close(parent_fd)
-                parent = up
-                try:
-                    parent_fd = os.open(root + sep + up.replace("/", sep), os.O_RDONLY)
-                except OSError:
-                    parent_fd = -1
-            pm = _stat_at(leaf, parent_fd)
-            am = _stat_at(leaf + sep + adt, parent_fd) or 0
-            prev = old_p.get(pid)
-            same_folder = prev is not None and prev[0] == folder
+            pm = parent.stat(folder)
+            am = parent.stat(folder, adt) or 0
+            prev = old_p.get(pid) or []
+            same_folder = bool(prev) and prev[0] == folder
             if same_folder and prev[1] == pm and pm is not None and prev[1] != -1:
                 newest = prev[3]
             else:
-                dates = [d for d in _dirs(root + sep + folder.replace("/", sep))
-                         if d != "-" and is_valid_date_folder(d)]
-                newest = dates[-1] if dates else ""
-            patients[pid] = [folder, keep(pm), keep(am), newest]
+                newest = _newest_date(root, folder)
+            patients[pid] = [folder, _keep(pm, racy), _keep(am, racy), newest]
             if not (same_folder and prev[1] == pm and prev[2] == am and prev[1] != -1
                     and prev[2] != -1):
-                changed.append(pid)
-            newest_of[pid] = newest
+                out.changed.append(pid)
+            out.newest[pid] = newest
             if folder != f"{pid[0:3]}/{pid[3:6]}/{pid}" and \
                     _rank(pid, folder) == len(Storage.candidate_dirs(pid)):
-                misplaced[pid] = f"patient folder {folder} is not where the id {pid} belongs"
+                out.misplaced[pid] = f"patient folder {folder} is not where the id {pid} belongs"
             if progress is not None and n % 1024 == 0:
                 progress(n)
     finally:
-        if parent_fd >= 0:
-            os.close(parent_fd)
+        parent.close()
+
+
+def scan(root: os.PathLike[str] | str, old: dict | None, progress=None) -> Scan:
+    """Walk levels 1-3 of ``root`` and compare with ``old`` (a previous ``Scan.state``)."""
+    root = os.fspath(root)
+    if not old or old.get("format") != STATE_FORMAT or old.get("root") != root:
+        old = empty_state(root)
+    new = empty_state(root)
+    racy = time.time_ns() - RACY_NS
+    out = Scan(new)
+    found = _find_patients(root, old, new, racy)
+    _visit_patients(root, found, old["patients"], out, racy, progress)
     out.folders = found
-    out.removed = [pid for pid in old_p if pid not in found]
+    out.removed = [pid for pid in old["patients"] if pid not in found]
     return out

@@ -187,8 +187,9 @@ def _parse(text: str) -> date | None:
         return None
 
 
-def _period(res: dict) -> tuple[str, str, int | None, bool]:
-    """(start, end, days, timed): period of use; ``timed`` when it is a same-day time window."""
+def _stated_period(res: dict) -> tuple[str, str, int | None]:
+    """(start, end, days) the JP Core extensions state (PeriodOfUse, UsageDuration): on the
+    resource first, then on its dosage instructions; the first stated value wins."""
     start = end = ""
     days: int | None = None
     exts = list(res.get("extension") or [])
@@ -201,6 +202,11 @@ def _period(res: dict) -> tuple[str, str, int | None, bool]:
             end = end or ext["valuePeriod"].get("end", "")
         if "UsageDuration" in url and (ext.get("valueDuration") or {}).get("value") is not None:
             days = days if days is not None else int(float(ext["valueDuration"]["value"]))
+    return start, end, days
+
+
+def _timing_bounds(res: dict, start: str, end: str, days: int | None) -> tuple[str, str, int | None]:
+    """Fill what is still unknown from the dosage timings' boundsPeriod / boundsDuration."""
     for d in res.get("dosageInstruction") or []:
         rep = (d.get("timing") or {}).get("repeat") or {}
         bp = rep.get("boundsPeriod") or {}
@@ -208,6 +214,12 @@ def _period(res: dict) -> tuple[str, str, int | None, bool]:
         bd = rep.get("boundsDuration") or {}
         if bd.get("value") is not None and days is None:
             days = int(float(bd["value"]))
+    return start, end, days
+
+
+def _period(res: dict) -> tuple[str, str, int | None, bool]:
+    """(start, end, days, timed): period of use; ``timed`` when it is a same-day time window."""
+    start, end, days = _timing_bounds(res, *_stated_period(res))
     esd = (res.get("dispenseRequest") or {}).get("expectedSupplyDuration") or {}
     if esd.get("value") is not None:
         days = int(float(esd["value"]))

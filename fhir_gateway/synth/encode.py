@@ -20,9 +20,7 @@ def _encode_segment(segment: str) -> bytes:
     if segment.isascii():
         return segment.encode("ascii")
     parts = _NON_ASCII.split(segment)  # even items ASCII, odd items non-ASCII runs
-    parts[0::2] = [p.encode("ascii") for p in parts[0::2]]
-    parts[1::2] = [_encode_run(p) for p in parts[1::2]]
-    return b"".join(parts)
+    return b"".join(_encode_run(p) if i % 2 else p.encode("ascii") for i, p in enumerate(parts))
 
 
 def encode_text(text: str) -> bytes:

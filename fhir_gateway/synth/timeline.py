@@ -57,6 +57,24 @@ class Bill:
     unit: int  # billing-unit number (lines with the same unit form one 剤)
 
 
+@dataclass(frozen=True)
+class _Stay:
+    """What every part of one inpatient stay shares (see :meth:`Course.admission`)."""
+
+    reason: str
+    dept: str
+    doc: Doctor
+    ward: tuple
+    loc: str
+    admit_day: date
+    discharge_day: date
+    admitted: datetime
+
+    @property
+    def los(self) -> int:
+        return (self.discharge_day - self.admit_day).days
+
+
 @dataclass
 class Course:
     rng: random.Random
@@ -284,10 +302,10 @@ class Course:
                     at, no, labs, dept, doc, inpatient, t, cancel=cancel), (1, 60), (120, 600))
         self.add("OML-01", day, order, dept, self.later(t), self.b.oml01(t, order, labs, dept, doc,
                                                                          inpatient, t))
-        shifts = {}
+        shifts: dict[str, float] = {}
         for k in p.chronic + [c.disease.key for c in self.conditions if c.active_on(day)]:
-            for lab, s in C.DISEASE_LABS.get(k, ()):
-                shifts[lab] = s * severity
+            for lab_key, s in C.DISEASE_LABS.get(k, ()):
+                shifts[lab_key] = s * severity
         results: dict[str, list[tuple]] = {}
         for material, items in labs.items():
             rows = []
@@ -491,7 +509,9 @@ class Course:
             self.admission(reason, dept, admit, discharge)
 
     def admission(self, reason: str, dept: str, admit_day: date, discharge_day: date) -> None:
-        p, r, b = self.patient, self.rng, self.b
+        """One inpatient stay: every message, document and bill line it produces, in the order
+        (and with the random draws) of the stay's days."""
+        r, b = self.rng, self.b
         doc = self.doctor(dept)
         ward = next(w for w in C.WARDS if dept in w[2])
         room = f"{ward[0][0]}{r.randint(1, 20):02d}"
@@ -499,17 +519,9 @@ class Course:
         elective = reason in ("cataract", "fracture") or r.random() < 0.3
         admitted = self.at(admit_day, 10, 15)
         b.visit = "A" + self.order_no()  # 入院番号 shared by every message of the stay
-        if elective:  # ADT-21 planned admission, sometimes cancelled and re-planned
-            plan_t = self.at(admit_day - timedelta(days=r.randint(7, 21)))
-            if r.random() < 0.1:
-                wrong = admitted - timedelta(days=r.randint(3, 10))
-                self.add("ADT-21", wrong.date(), NO_ORDER, dept, self.later(plan_t - timedelta(days=2)),
-                         b.adt21(plan_t - timedelta(days=2), wrong, dept, doc, loc), "0")
-                ct = self.later(plan_t, 60, 600)
-                self.add("ADT-21", wrong.date(), NO_ORDER, dept, self.later(ct),
-                         b.adt21(ct, wrong, dept, doc, loc, cancel=True), "0")
-            self.add("ADT-21", admit_day, NO_ORDER, dept, self.later(plan_t),
-                     b.adt21(plan_t, admitted, dept, doc, loc))
+        st = _Stay(reason, dept, doc, ward, loc, admit_day, discharge_day, admitted)
+        if elective:
+            self._planned_admission(st)
         self.add("ADT-22", admit_day, NO_ORDER, dept, self.later(admitted),
                  b.adt22(admitted, admitted, dept, doc, loc))
         onset = admit_day - timedelta(days=r.randint(0, 5))
@@ -518,10 +530,44 @@ class Course:
                                   end=discharge_day + timedelta(days=r.randint(0, 30)), outcome=outcome)
         if cond.end and cond.end > self.end:
             cond.end, cond.outcome = None, ""
-        los = (discharge_day - admit_day).days
-        # diet
-        diet_key = ("npo" if reason in ("appendicitis", "cholecystitis") else
-                    next((k for k in ("dm", "chf", "ckd", "htn") if k in p.chronic), "normal"))
+        self._stay_diet(st)
+        self._stay_imaging(st)
+        nurse = C.NURSES[self.patient.index % len(C.NURSES)]
+        self._stay_injections(st, nurse)
+        self._stay_oral(st, nurse)
+        self._stay_labs(st)
+        cur_loc = self._stay_transfer(st)
+        # vitals (extended storage), one content folder per day
+        for i in range(st.los + 1):
+            self.vitals(admit_day + timedelta(days=i), dept, doc, cur_loc if i > st.los // 2 else loc,
+                        reason, i)
+        self._discharge(st, cur_loc)
+        for i in range(st.los):
+            day = admit_day + timedelta(days=i)
+            self.bill(day, True, "SI", "90", C.FEE_ADMISSION[0], "", C.FEE_ADMISSION[1], 1)
+        b.visit = ""
+
+    def _planned_admission(self, st: _Stay) -> None:
+        """ADT-21 planned admission, sometimes cancelled and re-planned."""
+        r, b = self.rng, self.b
+        dept, doc, loc, admitted = st.dept, st.doc, st.loc, st.admitted
+        plan_t = self.at(st.admit_day - timedelta(days=r.randint(7, 21)))
+        if r.random() < 0.1:
+            wrong = admitted - timedelta(days=r.randint(3, 10))
+            self.add("ADT-21", wrong.date(), NO_ORDER, dept, self.later(plan_t - timedelta(days=2)),
+                     b.adt21(plan_t - timedelta(days=2), wrong, dept, doc, loc), "0")
+            ct = self.later(plan_t, 60, 600)
+            self.add("ADT-21", wrong.date(), NO_ORDER, dept, self.later(ct),
+                     b.adt21(ct, wrong, dept, doc, loc, cancel=True), "0")
+        self.add("ADT-21", st.admit_day, NO_ORDER, dept, self.later(plan_t),
+                 b.adt21(plan_t, admitted, dept, doc, loc))
+
+    def _stay_diet(self, st: _Stay) -> None:
+        """OMD diet order (sometimes updated); nil by mouth first for acute abdomen."""
+        r, b = self.rng, self.b
+        dept, doc, loc, admitted, admit_day = st.dept, st.doc, st.loc, st.admitted, st.admit_day
+        diet_key = ("npo" if st.reason in ("appendicitis", "cholecystitis") else
+                    next((k for k in ("dm", "chf", "ckd", "htn") if k in self.patient.chronic), "normal"))
         diet_order = self.order_no()
         dt = self.later(admitted, 600, 3600)
         if r.random() < RATE_UPDATE * 3:
@@ -535,7 +581,10 @@ class Course:
             o2 = self.order_no()
             self.add("OMD", change.date(), o2, dept, self.later(change),
                      b.omd(change, o2, C.DIETS["soft"], change, dept, doc, loc))
-        # imaging on admission
+
+    def _stay_imaging(self, st: _Stay) -> None:
+        """Imaging on admission for the reasons that call for it."""
+        reason = st.reason
         study = {"pneumonia": C.RADIOLOGY[2], "chf": C.RADIOLOGY[0], "cholecystitis": C.RADIOLOGY[5],
                  "appendicitis": C.RADIOLOGY[3], "fracture": C.RADIOLOGY[1]}.get(reason)
         if study:
@@ -543,9 +592,13 @@ class Course:
                         "cholecystitis": "胆のう壁肥厚と胆石を認める。",
                         "appendicitis": "虫垂の腫大と周囲脂肪織濃度上昇を認める。",
                         "fracture": "骨折線を認める。"}
-            self.imaging(admit_day, dept, study, inpatient=True, purpose=C.DISEASES[reason].name + "疑い",
-                         finding=findings[reason])
-        # injections: one order, one administration per day
+            self.imaging(st.admit_day, st.dept, study, inpatient=True,
+                         purpose=C.DISEASES[reason].name + "疑い", finding=findings[reason])
+
+    def _stay_injections(self, st: _Stay, nurse: tuple[str, str, str]) -> None:
+        """Injections: one OMP-02 order, one OMP-12 administration (and its bill lines) per day."""
+        r, b = self.rng, self.b
+        reason, dept, doc, loc, admit_day, los = st.reason, st.dept, st.doc, st.loc, st.admit_day, st.los
         course = {"pneumonia": [("B", C.INJECTIONS["saline"]), ("A", C.INJECTIONS["ceftriaxone"])],
                   "cholecystitis": [("B", C.INJECTIONS["saline"]), ("A", C.INJECTIONS["cefazolin"])],
                   "appendicitis": [("B", C.INJECTIONS["saline"]), ("A", C.INJECTIONS["cefazolin"])],
@@ -556,14 +609,13 @@ class Course:
         if self.heavy:
             n_inj = los
         inj_order = self.order_no()
-        ot = self.later(admitted, 900, 3000)
+        ot = self.later(st.admitted, 900, 3000)
         doses = []
         for i in range(n_inj):
             s = datetime.combine(admit_day + timedelta(days=i), datetime.min.time()).replace(hour=10)
             doses.append((s, s + timedelta(hours=6)))
         self.add("OMP-02", admit_day, inj_order, dept, self.later(ot),
                  b.omp02(ot, inj_order, doses, course, dept, doc, loc))
-        nurse = C.NURSES[p.index % len(C.NURSES)]
         for i, (s, e) in enumerate(doses, 1):
             done = e + timedelta(minutes=r.randint(5, 40))
             self.add("OMP-12", s.date(), inj_order, dept, self.later(done),
@@ -575,43 +627,53 @@ class Course:
                 self.bill(s.date(), True, "IY", "33", inj.receipt, inj.amount,
                           max(1, round(yen / 10)) if j == len(course) - 1 else 0, 1, u)
             self.bill(s.date(), True, "SI", "33", C.FEE_INJECTION_IV[0], "", C.FEE_INJECTION_IV[1], 1)
-        # oral medication continues in hospital (OMP-01 inpatient + daily OMP-11)
-        drugs = [dd for c in self.conditions if c.recorded <= admit_day
+
+    def _stay_oral(self, st: _Stay, nurse: tuple[str, str, str]) -> None:
+        """Oral medication continues in hospital (OMP-01 inpatient + daily OMP-11)."""
+        r, b = self.rng, self.b
+        drugs = [dd for c in self.conditions if c.recorded <= st.admit_day
                  for dd in self._drug_choice.get(c.disease.key, ())]
-        if drugs:
-            rx_t = self.later(admitted, 1800, 5400)
-            rx_days = min(los, 14)
-            order = self.prescription(rx_t, dept, doc, drugs, rx_days, inpatient=True)
-            for i in range(1, min(rx_days, 10 if not self.heavy else rx_days) + 1):
-                given = datetime.combine(admit_day + timedelta(days=i), datetime.min.time()).replace(hour=8)
-                at = given + timedelta(minutes=r.randint(10, 90))
-                self.add("OMP-11", given.date(), order, dept, self.later(at),
-                         b.omp11(at, order, drugs[:4], given, dept, doc, nurse, loc))
-        # labs on admission and every 2-4 days, improving
-        panel = list(C.BASIC_PANEL) + [lab for lab, _ in C.DISEASE_LABS.get(reason, ())]
-        day, k = admit_day, 0
-        while day < discharge_day:
+        if not drugs:
+            return
+        rx_t = self.later(st.admitted, 1800, 5400)
+        rx_days = min(st.los, 14)
+        order = self.prescription(rx_t, st.dept, st.doc, drugs, rx_days, inpatient=True)
+        for i in range(1, min(rx_days, 10 if not self.heavy else rx_days) + 1):
+            given = datetime.combine(st.admit_day + timedelta(days=i), datetime.min.time()).replace(hour=8)
+            at = given + timedelta(minutes=r.randint(10, 90))
+            self.add("OMP-11", given.date(), order, st.dept, self.later(at),
+                     b.omp11(at, order, drugs[:4], given, st.dept, st.doc, nurse, st.loc))
+
+    def _stay_labs(self, st: _Stay) -> None:
+        """Labs on admission and every 2-4 days, improving."""
+        panel = list(C.BASIC_PANEL) + [lab for lab, _ in C.DISEASE_LABS.get(st.reason, ())]
+        day, k = st.admit_day, 0
+        while day < st.discharge_day:
             sev = max(0.05, 1.0 - k * 0.3)
-            self._lab_with_condition(self.at(day, 6, 7), dept, doc, panel, sev)
+            self._lab_with_condition(self.at(day, 6, 7), st.dept, st.doc, panel, sev)
             k += 1
-            day += timedelta(days=r.randint(2, 4))
-        # transfer (ADT-41 planned, ADT-42 done) in a quarter of the stays
-        cur_loc = loc
-        if los >= 6 and (r.random() < 0.25 or self.heavy):
-            move_day = admit_day + timedelta(days=r.randint(2, los - 2))
-            new_loc = f"{ward[0]}^{ward[0][0]}{r.randint(21, 30):02d}^{r.randint(1, 4)}^^^N"
-            pt = self.at(move_day - timedelta(days=1), 14, 17)
-            moved = self.at(move_day, 10, 15)
-            self.add("ADT-41", move_day, NO_ORDER, dept, self.later(pt),
-                     b.adt41(pt, moved, dept, doc, loc, new_loc))
-            self.add("ADT-42", move_day, NO_ORDER, dept, self.later(moved),
-                     b.adt42(moved, moved, dept, doc, new_loc, loc, admitted))
-            cur_loc = new_loc
-        # vitals (extended storage), one content folder per day
-        for i in range(los + 1):
-            self.vitals(admit_day + timedelta(days=i), dept, doc, cur_loc if i > los // 2 else loc,
-                        reason, i)
-        # planned discharge, discharge
+            day += timedelta(days=self.rng.randint(2, 4))
+
+    def _stay_transfer(self, st: _Stay) -> str:
+        """Transfer (ADT-41 planned, ADT-42 done) in a quarter of the stays; the bed at the end."""
+        r, b = self.rng, self.b
+        dept, doc, loc, ward, los = st.dept, st.doc, st.loc, st.ward, st.los
+        if not (los >= 6 and (r.random() < 0.25 or self.heavy)):
+            return loc
+        move_day = st.admit_day + timedelta(days=r.randint(2, los - 2))
+        new_loc = f"{ward[0]}^{ward[0][0]}{r.randint(21, 30):02d}^{r.randint(1, 4)}^^^N"
+        pt = self.at(move_day - timedelta(days=1), 14, 17)
+        moved = self.at(move_day, 10, 15)
+        self.add("ADT-41", move_day, NO_ORDER, dept, self.later(pt),
+                 b.adt41(pt, moved, dept, doc, loc, new_loc))
+        self.add("ADT-42", move_day, NO_ORDER, dept, self.later(moved),
+                 b.adt42(moved, moved, dept, doc, new_loc, loc, st.admitted))
+        return new_loc
+
+    def _discharge(self, st: _Stay, cur_loc: str) -> None:
+        """Planned discharge (ADT-51), discharge (ADT-52) and the discharge summary document."""
+        r, b, p = self.rng, self.b, self.patient
+        dept, doc, admitted, discharge_day = st.dept, st.doc, st.admitted, st.discharge_day
         plan = self.at(discharge_day - timedelta(days=r.randint(1, 3)), 13, 17)
         discharged = self.at(discharge_day, 10, 11)
         self.add("ADT-51", discharge_day, NO_ORDER, dept, self.later(plan),
@@ -622,12 +684,8 @@ class Course:
         self.ext.append(Ext(d8(discharge_day), "L-DS^退院時サマリー^99ZL01^18842-5^退院時サマリー^LN",
                             self.order_no(), self.later(discharged, 1800, 7200), dept,
                             {"main_document.xml": discharge_summary(
-                                p, doc, admitted, discharged, C.DISEASES[reason].name,
+                                p, doc, admitted, discharged, C.DISEASES[st.reason].name,
                                 [C.DISEASES[k].name for k in p.chronic], self.facility)}))
-        for i in range(los):
-            day = admit_day + timedelta(days=i)
-            self.bill(day, True, "SI", "90", C.FEE_ADMISSION[0], "", C.FEE_ADMISSION[1], 1)
-        b.visit = ""
 
     def _lab_with_condition(self, t: datetime, dept: str, doc: Doctor, panel: list[str],
                             severity: float) -> None:

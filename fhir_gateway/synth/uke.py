@@ -147,11 +147,8 @@ def _units(bills: list[tuple]) -> list[tuple[tuple, dict[int, int]]]:
     return [(sig, merged[sig]) for sig in order]
 
 
-def _receipt(p: ReceiptPatient, no: int, month: date, inpatient: bool, bills: list[tuple],
-             month_end: date) -> tuple[list[list[str]], int]:
-    ins = p.insurance(month)
-    burden = "2" if p.kohi else "1"
-    recs: list[list[str]] = []
+def _re_record(p: ReceiptPatient, no: int, month: date, inpatient: bool, month_end: date) -> list[str]:
+    """RE: the receipt header (type, month, patient; admission date and beds for a stay)."""
     admission = ""
     if inpatient:
         stay = next((s for s in p.stays if s[0] <= month_end and s[1] >= month), None)
@@ -160,32 +157,29 @@ def _receipt(p: ReceiptPatient, no: int, month: date, inpatient: bool, bills: li
     re = {"receipt_no": str(no), "receipt_type": receipt_type(p, month, inpatient),
           "service_month": wareki(month, day=False), "name": p.name, "sex": p.sex,
           "birth_date": wareki(p.birth), "karte_no": p.pid, "kana": p.kana}
-    if ins.payer == "2":
+    if p.insurance(month).payer == "2":
         re["benefit_ratio"] = str(round((1 - copay_rate(p, month)) * 100))
     if admission:
         re["admission_date"] = admission
         re["beds"] = str(C.HOSPITAL_BEDS)
-    recs.append(build_record("RE", re))
-    units = _units(bills)
-    total = sum(sig[-1][4] * sum(days.values()) for sig, days in units)
-    device = None
-    if inpatient and any(b[3] == "33" for b in bills):  # one 静脈留置針 per infusion day
-        inj_days = sorted({b[0].day for b in bills if b[3] == "33" and b[2] == "SI"})
-        device = {"category": "33", "burden": burden, "code": "710010141", "quantity": "1",
-                  "points": "10", "count": str(len(inj_days)), "unit_code": "010",
-                  "unit_price": "100", "device_name": "静脈留置針"}
-        device.update({f"day{d:02d}": "1" for d in inj_days})
-        total += 10 * len(inj_days)
-    days_seen = len({b[0] for b in bills})
-    recs.append(build_record("HO", {
-        "insurer_no": ins.insurer.rjust(8), "symbol": p.symbol, "number": p.number,
-        "days": str(days_seen), "points": str(total),
-        "burden_amount": str(int(round(total * 10 * copay_rate(p, month), -1))),
-    }))
-    if p.kohi:
-        recs.append(build_record("KO", {"payer_no": KOHI[0], "recipient_no": p.kohi.zfill(7),
-                                        "days": str(days_seen), "points": str(total),
-                                        "burden_amount": "0"}))
+    return build_record("RE", re)
+
+
+def _device(inpatient: bool, bills: list[tuple], burden: str) -> dict[str, str] | None:
+    """TO: one 静脈留置針 per infusion day of a stay (None without infusions)."""
+    if not (inpatient and any(b[3] == "33" for b in bills)):
+        return None
+    inj_days = sorted({b[0].day for b in bills if b[3] == "33" and b[2] == "SI"})
+    device = {"category": "33", "burden": burden, "code": "710010141", "quantity": "1",
+              "points": "10", "count": str(len(inj_days)), "unit_code": "010",
+              "unit_price": "100", "device_name": "静脈留置針"}
+    device.update({f"day{d:02d}": "1" for d in inj_days})
+    return device
+
+
+def _sy_records(p: ReceiptPatient, month: date, month_end: date) -> list[list[str]]:
+    """SY: the diseases current in the month, with their 転帰 when they ended in it."""
+    recs = []
     for code, start, end, outcome, suspected, main, _name in p.conditions:
         if start > month_end or (end is not None and end < month):
             continue
@@ -196,6 +190,13 @@ def _receipt(p: ReceiptPatient, no: int, month: date, inpatient: bool, bills: li
             "disease_code": code, "start_date": wareki(start), "outcome": tenki,
             "modifiers": C.MODIFIER_SUSPECTED[0] if suspected else "", "main": "01" if main else "",
         }))
+    return recs
+
+
+def _unit_records(units: list[tuple[tuple, dict[int, int]]], burden: str) -> list[list[str]]:
+    """SI/IY/TO lines of each merged billing unit (points on its last line, counts per day),
+    with a CO comment on long prescriptions."""
+    recs = []
     for sig, days in units:
         count = sum(days.values())
         for i, (rec, ident, code, qty, points) in enumerate(sig):
@@ -209,6 +210,31 @@ def _receipt(p: ReceiptPatient, no: int, month: date, inpatient: bool, bills: li
         if sig[0][0] == "IY" and sig[0][1] == "21" and max(days.values()) > 60:
             recs.append(build_record("CO", {"category": "", "burden": burden, "code": "810000001",
                                             "text": "長期処方（慢性疾患にて病状安定のため）"}))
+    return recs
+
+
+def _receipt(p: ReceiptPatient, no: int, month: date, inpatient: bool, bills: list[tuple],
+             month_end: date) -> tuple[list[list[str]], int]:
+    ins = p.insurance(month)
+    burden = "2" if p.kohi else "1"
+    recs: list[list[str]] = [_re_record(p, no, month, inpatient, month_end)]
+    units = _units(bills)
+    total = sum(sig[-1][4] * sum(days.values()) for sig, days in units)
+    device = _device(inpatient, bills, burden)
+    if device is not None:
+        total += 10 * int(device["count"])
+    days_seen = len({b[0] for b in bills})
+    recs.append(build_record("HO", {
+        "insurer_no": ins.insurer.rjust(8), "symbol": p.symbol, "number": p.number,
+        "days": str(days_seen), "points": str(total),
+        "burden_amount": str(int(round(total * 10 * copay_rate(p, month), -1))),
+    }))
+    if p.kohi:
+        recs.append(build_record("KO", {"payer_no": KOHI[0], "recipient_no": p.kohi.zfill(7),
+                                        "days": str(days_seen), "points": str(total),
+                                        "burden_amount": "0"}))
+    recs += _sy_records(p, month, month_end)
+    recs += _unit_records(units, burden)
     if device is not None:
         recs.append(build_record("TO", device))
     return recs, total

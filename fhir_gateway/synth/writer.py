@@ -48,12 +48,23 @@ class Options:
     workers: int = 0
     progress: bool | None = None  # None: only on a TTY
 
+    @property
+    def extended_root(self) -> Path:
+        """Where extended storage is written: ``extended_out``, else ``<out>-extended`` beside it."""
+        out = Path(self.out)
+        return Path(self.extended_out) if self.extended_out else out.with_name(out.name + "-extended")
+
+    @property
+    def receipts_root(self) -> Path:
+        """Where UKE receipts are written: ``receipts_out``, else ``<out>-receipts``."""
+        out = Path(self.out)
+        return Path(self.receipts_out) if self.receipts_out else out.with_name(out.name + "-receipts")
+
     def resolved(self) -> "Options":
         out = Path(self.out)
         return Options(
             out, self.patients, self.seed, self.years, self.facility, self.messy,
-            Path(self.receipts_out) if self.receipts_out else out.with_name(out.name + "-receipts"),
-            Path(self.extended_out) if self.extended_out else out.with_name(out.name + "-extended"),
+            self.receipts_root, self.extended_root,
             Path(self.manifest) if self.manifest else (out.with_name(out.name + "-messy.json")
                                                        if self.messy > 0 else None),
             self.heavy_patient, self.workers or (os.cpu_count() or 1), self.progress,
@@ -155,10 +166,10 @@ def build_patient(opts: Options, index: int) -> PatientResult:
     ext_files = ext_bytes = 0
     for e in course.ext:
         content = "_".join((pid, e.date, e.type_folder, e.key, ts17(e.when), e.dept, "1"))
-        folder = opts.extended_out.joinpath(*folders, e.date, e.type_folder, content)
-        folder.mkdir(parents=True, exist_ok=True)
+        content_dir = opts.extended_root.joinpath(*folders, e.date, e.type_folder, content)
+        content_dir.mkdir(parents=True, exist_ok=True)
         for fname, data in e.files.items():
-            (folder / fname).write_bytes(data)
+            (content_dir / fname).write_bytes(data)
             ext_files += 1
             ext_bytes += len(data)
     receipts = patient_receipts(ReceiptPatient.from_course(course))
@@ -192,7 +203,7 @@ def generate(options: Options) -> Summary:
     opts = options.resolved()
     started = time.perf_counter()
     summary = Summary(opts)
-    for path in (opts.out, opts.extended_out, opts.receipts_out):
+    for path in (opts.out, opts.extended_root, opts.receipts_root):
         path.mkdir(parents=True, exist_ok=True)
     indices = list(range(opts.patients)) + ([-1] if opts.heavy_patient else [])
     show = opts.progress if opts.progress is not None else sys.stderr.isatty()
@@ -228,7 +239,7 @@ def generate(options: Options) -> Summary:
                 collect(res)
     if bar is not None:
         bar.close()
-    summary.receipt_files = write_receipts(opts.receipts_out, receipts, opts.facility)
+    summary.receipt_files = write_receipts(opts.receipts_root, receipts, opts.facility)
     summary.receipt_bytes = sum(p.stat().st_size for p in summary.receipt_files)
     if opts.manifest is not None:
         for m in manifest:

@@ -22,14 +22,15 @@ log = logging.getLogger(__name__)
 __all__ = ["init_app", "init_viewer", "create_viewer_app", "bp", "ViewerState"]
 
 
-def init_app(app: Flask, gateway) -> ViewerState:
+def init_app(app: Flask, gateway) -> ViewerState | None:
     """Hook called by :func:`fhir_gateway.app.create_app` (its EXTENSIONS list)."""
     return init_viewer(app, app.config["FHIR_CONFIG"], gateway)
 
 
 def init_viewer(app: Flask, config, gateway=None, *, idle_seconds: float | None = None,
-                secure_cookies: bool | None = None) -> ViewerState:
-    """Register the viewer blueprint, server-side sessions and flask-login on ``app``."""
+                secure_cookies: bool | None = None) -> ViewerState | None:
+    """Register the viewer blueprint, server-side sessions and flask-login on ``app``; None when
+    the account store cannot be opened (the viewer answers 503, the API keeps serving)."""
     if gateway is None:
         from ..services import Gateway
         gateway = Gateway(config)
@@ -50,11 +51,11 @@ def init_viewer(app: Flask, config, gateway=None, *, idle_seconds: float | None 
             log.error("memos not served: %s", exc2)
         return None
     viewer = ViewerState(config, gateway, accounts, memos,
-                         cache_seconds=float(_setting(config, "viewer_cache_seconds", 20.0)))
+                         cache_seconds=_number(config, "viewer_cache_seconds", 20.0))
     app.extensions["fhir_gateway_viewer"] = viewer
     _attach_memos(config, gateway, memos)
     idle = (idle_seconds or app.config.get("VIEWER_IDLE_SECONDS")
-            or float(_setting(config, "viewer_idle_seconds", IDLE_SECONDS)))
+            or _number(config, "viewer_idle_seconds", IDLE_SECONDS))
     import hashlib
     import hmac as _hmac
     pre_secret = _hmac.new(accounts.key, b"pre-login-session", hashlib.sha256).digest()
@@ -62,16 +63,16 @@ def init_viewer(app: Flask, config, gateway=None, *, idle_seconds: float | None 
                                                    secret=pre_secret)
     secure = secure_cookies if secure_cookies is not None else (
         app.config.get("VIEWER_SECURE_COOKIES")
-        or bool(_setting(config, "secure_cookies", False)))
+        or bool(config.setting("secure_cookies") if hasattr(config, "setting") else False))
     app.config["SESSION_COOKIE_SECURE"] = bool(secure)
     app.config["SESSION_COOKIE_NAME"] = "__Host-fgw" if secure else "fgw_session"
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config.setdefault("SECRET_KEY", "server-side-sessions-do-not-sign-cookies")
-    if not getattr(app, "login_manager", None):
+    lm: LoginManager | None = getattr(app, "login_manager", None)
+    if lm is None:
         lm = LoginManager()
         lm.init_app(app)
-    lm = app.login_manager
     lm.login_view = "viewer.login"
     lm.session_protection = None  # the server-side session is the protection
 
@@ -140,8 +141,7 @@ def create_viewer_app(config, gateway=None, **kwargs) -> Flask:
     return app
 
 
-def _setting(config, key: str, default: object) -> object:
-    """A setting of the config's option table (flag > env > config > default, see
+def _number(config, key: str, default: float) -> float:
+    """A numeric setting of the config's option table (flag > env > config > default, see
     fhir_gateway.config.SETTINGS); ``default`` for a bare config object in tests."""
-    get = getattr(config, "setting", None)
-    return get(key) if get is not None else default
+    return config.number(key) if hasattr(config, "number") else default

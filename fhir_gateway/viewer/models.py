@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
@@ -194,7 +195,7 @@ _PATH_TYPE = re.compile(r"(?:^|/)(\d{8}|-)/([A-Z]{3}-\d{2})/")
 
 def _file_facts(files) -> list[tuple[str, str, str]]:
     """(date folder, data type, 発生日時) for each file (StoredFile or relpath)."""
-    out = []
+    out: list[tuple[str, str, str]] = []
     if not isinstance(files, (list, tuple)):
         return out  # the service may give only a count
     for f in files:
@@ -286,25 +287,34 @@ def _dosage(res: dict) -> tuple[str, str, str]:
     return dose, timing, route
 
 
-def med_period(res: dict) -> tuple[str, str, int | None]:
-    """(start, end, days) of a prescription: period-of-use extension, bounds, or authoredOn+days."""
+def _period_of_use(extensions: list[dict]) -> tuple[str, str]:
+    """(start, end) of the last JP Core period-of-use extension among ``extensions``."""
     start = end = ""
-    days = None
-    for ext in res.get("extension") or []:
+    for ext in extensions:
         if "PeriodOfUse" in (ext.get("url") or "") and ext.get("valuePeriod"):
             start = ext["valuePeriod"].get("start", "")
             end = ext["valuePeriod"].get("end", "")
+    return start, end
+
+
+def _dosage_period(d: dict) -> tuple[str, str, int | None]:
+    """(start, end, days) one dosage instruction states: its period of use, else timing bounds."""
+    start, end = _period_of_use(d.get("extension") or [])
+    rep = (d.get("timing") or {}).get("repeat") or {}
+    bp = rep.get("boundsPeriod") or {}
+    bd = rep.get("boundsDuration") or {}
+    days = int(fv.num(bd["value"]) or 0) if bd.get("value") is not None else None
+    return start or bp.get("start", ""), end or bp.get("end", ""), days
+
+
+def med_period(res: dict) -> tuple[str, str, int | None]:
+    """(start, end, days) of a prescription: period-of-use extension, bounds, or authoredOn+days."""
+    start, end = _period_of_use(res.get("extension") or [])
+    days = None
     for d in res.get("dosageInstruction") or []:
-        for ext in d.get("extension") or []:
-            if "PeriodOfUse" in (ext.get("url") or "") and ext.get("valuePeriod"):
-                start = start or ext["valuePeriod"].get("start", "")
-                end = end or ext["valuePeriod"].get("end", "")
-        rep = (d.get("timing") or {}).get("repeat") or {}
-        bp = rep.get("boundsPeriod") or {}
-        start, end = start or bp.get("start", ""), end or bp.get("end", "")
-        bd = rep.get("boundsDuration") or {}
-        if bd.get("value") is not None and days is None:
-            days = int(fv.num(bd["value"]) or 0)
+        d_start, d_end, d_days = _dosage_period(d)
+        start, end = start or d_start, end or d_end
+        days = d_days if days is None else days
     esd = (res.get("dispenseRequest") or {}).get("expectedSupplyDuration") or {}
     if esd.get("value") is not None:
         days = int(fv.num(esd["value"]) or 0)
@@ -333,89 +343,117 @@ def _status_text(res: dict) -> str:
 def rows_for(category: str, resources: list[dict], today: date) -> list[Row]:
     """Rows of one category, newest first."""
     rows: list[Row] = []
+    build = _ROW_BUILDERS.get(category, _other_row)
     for r in resources:
         if category_of(r) != category:
             continue
-        n_before = len(rows)
-        _append_row(rows, category, r, today)
-        if len(rows) > n_before:
-            rows[-1].res = r
+        row = build(r, _RowBase.of(r), today)
+        if row is not None:
+            row.res = r
+            rows.append(row)
     rows.sort(key=lambda x: x.date, reverse=True)
     if category == "allergies":
         rows = merge_allergies(rows)
     return rows
 
 
-def _append_row(rows: list[Row], category: str, r: dict, today: date) -> None:
-    if True:
-        when = fv.when(r)
-        src = str((r.get("meta") or {}).get("source") or "")
-        rid = str(r.get("id") or "")
-        rt = r.get("resourceType")
-        if category == "conditions":
-            ver = fv.codes_of(r.get("verificationStatus"))
-            clin = (fv.codes_of(r.get("clinicalStatus")) or [fv.cc_text(r.get("clinicalStatus")) or ""])[0]
-            suspected = "unconfirmed" in ver or "provisional" in ver
-            outcome = ""
-            for ext in r.get("extension") or []:
-                if "Outcome" in (ext.get("url") or ""):
-                    outcome = fv.cc_text(ext.get("valueCodeableConcept"))
-            rows.append(Row(when, [fv.day(when), fv.cc_text(r.get("code")) + (" (疑い)" if suspected else ""),
-                                   Term("clinical", clin), fv.day(r.get("abatementDateTime") or ""), outcome],
-                            "past" if r.get("abatementDateTime") or clin in ("resolved", "inactive") else "active",
-                            src, rid))
-        elif category == "allergies":
-            react = "; ".join(filter(None, [
-                ", ".join(fv.cc_text(m) for m in rx.get("manifestation") or []) or rx.get("description", "")
-                for rx in r.get("reaction") or []]))
-            sev = next((rx.get("severity") for rx in r.get("reaction") or [] if rx.get("severity")), "")
-            cats = list(r.get("category") or [])
-            ver = (fv.codes_of(r.get("verificationStatus")) or [""])[0]
-            rows.append(Row(when, [fv.day(when), fv.cc_text(r.get("code")),
-                                   Term("allergy-category", cats[0]) if cats else "", react,
-                                   Term("severity", sev) if sev else "",
-                                   Term("verification", ver) if ver else "", _allergy_source(r)],
-                            "active" if _allergy_active(r) else "past", src, rid))
-        elif category == "prescriptions":
-            dose, timing, route = _dosage(r)
-            start, end, days = med_period(r)
-            active = is_active_med(r, today) if rt == "MedicationRequest" else False
-            rows.append(Row(when, [fv.day(when), " ＋ ".join(fv.medication_names(r)), dose,
-                                   timing, "" if days is None else str(days),
-                                   f"{start}〜{end}" if start or end else "", _status_text(r)],
-                            "active" if active else "past", src, rid))
-        elif category == "injections":
-            from ..services.medication_summary import med_line
-            if rt != "MedicationRequest":
-                rows.append(Row(when, [fv.day(when), " ＋ ".join(fv.medication_names(r)), "", "", "",
-                                       "", "", _status_text(r)], "past", src, rid))
-                return
-            ln = med_line(r, today)
-            how = " / ".join(x for x in (ln.route, ln.site, ln.method) if x)
-            rows.append(Row(when, [fv.day(when), _components_text(ln.components), ln.dose, ln.rate,
-                                   f"{ln.start}〜{ln.end}" if ln.start else "", how, ln.device,
-                                   _status_text(r)],
-                            "active" if ln.state == "running" else "past", src, rid))
-        elif category == "administrations":
-            from ..services.medication_summary import given
-            gv = given(r)
-            drug = _components_text(gv.components) or fv.cc_text(r.get("vaccineCode"))
-            how = " / ".join(x for x in (gv.route, gv.site, gv.method) if x)
-            rows.append(Row(when, [f"{gv.start}〜{gv.end}" if gv.end else gv.start or fv.short_dt(when),
-                                   drug, gv.dose, gv.rate, how, gv.device, gv.performer,
-                                   _status_text(r)], "", src, rid))
-        elif category == "lab-orders":
-            rows.append(Row(when, [fv.day(when), fv.cc_text(r.get("code")) or rt,
-                                   _status_text(r)], "", src, rid))
-        elif category == "lab-results":
-            if rt == "DiagnosticReport":
-                return  # its Observations are the rows
-            v = lab_value(r)
-            rows.append(Row(when, [fv.short_dt(when), fv.cc_text(r.get("code")), v.text, v.unit,
-                                   v.range_text, v.flag], "abnormal" if v.flag else "", src, rid,
-                            v.flag))
-        else:
-            rows.append(Row(when, [fv.day(when), _kind_label(r), _summary_text(r)], "", src, rid))
+@dataclass(frozen=True)
+class _RowBase:
+    """What every row of a resource carries: its clinical time, meta.source and id."""
+    when: str
+    src: str
+    rid: str
+    rt: str
+
+    @classmethod
+    def of(cls, r: dict) -> _RowBase:
+        return cls(fv.when(r), str((r.get("meta") or {}).get("source") or ""), str(r.get("id") or ""),
+                   str(r.get("resourceType") or ""))
+
+
+def _condition_row(r: dict, b: _RowBase, today: date) -> Row:
+    ver = fv.codes_of(r.get("verificationStatus"))
+    clin = (fv.codes_of(r.get("clinicalStatus")) or [fv.cc_text(r.get("clinicalStatus")) or ""])[0]
+    suspected = "unconfirmed" in ver or "provisional" in ver
+    outcome = ""
+    for ext in r.get("extension") or []:
+        if "Outcome" in (ext.get("url") or ""):
+            outcome = fv.cc_text(ext.get("valueCodeableConcept"))
+    return Row(b.when, [fv.day(b.when), fv.cc_text(r.get("code")) + (" (疑い)" if suspected else ""),
+                        Term("clinical", clin), fv.day(r.get("abatementDateTime") or ""), outcome],
+               "past" if r.get("abatementDateTime") or clin in ("resolved", "inactive") else "active",
+               b.src, b.rid)
+
+
+def _allergy_row(r: dict, b: _RowBase, today: date) -> Row:
+    react = "; ".join(filter(None, [
+        ", ".join(fv.cc_text(m) for m in rx.get("manifestation") or []) or rx.get("description", "")
+        for rx in r.get("reaction") or []]))
+    sev = next((rx.get("severity") for rx in r.get("reaction") or [] if rx.get("severity")), "")
+    cats = list(r.get("category") or [])
+    ver = (fv.codes_of(r.get("verificationStatus")) or [""])[0]
+    return Row(b.when, [fv.day(b.when), fv.cc_text(r.get("code")),
+                        Term("allergy-category", cats[0]) if cats else "", react,
+                        Term("severity", sev) if sev else "",
+                        Term("verification", ver) if ver else "", _allergy_source(r)],
+               "active" if _allergy_active(r) else "past", b.src, b.rid)
+
+
+def _prescription_row(r: dict, b: _RowBase, today: date) -> Row:
+    dose, timing, route = _dosage(r)
+    start, end, days = med_period(r)
+    active = is_active_med(r, today) if b.rt == "MedicationRequest" else False
+    return Row(b.when, [fv.day(b.when), " ＋ ".join(fv.medication_names(r)), dose,
+                        timing, "" if days is None else str(days),
+                        f"{start}〜{end}" if start or end else "", _status_text(r)],
+               "active" if active else "past", b.src, b.rid)
+
+
+def _injection_row(r: dict, b: _RowBase, today: date) -> Row:
+    from ..services.medication_summary import med_line
+    if b.rt != "MedicationRequest":
+        return Row(b.when, [fv.day(b.when), " ＋ ".join(fv.medication_names(r)), "", "", "",
+                            "", "", _status_text(r)], "past", b.src, b.rid)
+    ln = med_line(r, today)
+    how = " / ".join(x for x in (ln.route, ln.site, ln.method) if x)
+    return Row(b.when, [fv.day(b.when), _components_text(ln.components), ln.dose, ln.rate,
+                        f"{ln.start}〜{ln.end}" if ln.start else "", how, ln.device,
+                        _status_text(r)],
+               "active" if ln.state == "running" else "past", b.src, b.rid)
+
+
+def _administration_row(r: dict, b: _RowBase, today: date) -> Row:
+    from ..services.medication_summary import given
+    gv = given(r)
+    drug = _components_text(gv.components) or fv.cc_text(r.get("vaccineCode"))
+    how = " / ".join(x for x in (gv.route, gv.site, gv.method) if x)
+    return Row(b.when, [f"{gv.start}〜{gv.end}" if gv.end else gv.start or fv.short_dt(b.when),
+                        drug, gv.dose, gv.rate, how, gv.device, gv.performer,
+                        _status_text(r)], "", b.src, b.rid)
+
+
+def _lab_order_row(r: dict, b: _RowBase, today: date) -> Row:
+    return Row(b.when, [fv.day(b.when), fv.cc_text(r.get("code")) or b.rt, _status_text(r)], "",
+               b.src, b.rid)
+
+
+def _lab_result_row(r: dict, b: _RowBase, today: date) -> Row | None:
+    if b.rt == "DiagnosticReport":
+        return None  # its Observations are the rows
+    v = lab_value(r)
+    return Row(b.when, [fv.short_dt(b.when), fv.cc_text(r.get("code")), v.text, v.unit,
+                        v.range_text, v.flag], "abnormal" if v.flag else "", b.src, b.rid, v.flag)
+
+
+def _other_row(r: dict, b: _RowBase, today: date) -> Row:
+    return Row(b.when, [fv.day(b.when), _kind_label(r), _summary_text(r)], "", b.src, b.rid)
+
+
+_ROW_BUILDERS: dict[str, Callable[[dict, _RowBase, date], Row | None]] = {
+    "conditions": _condition_row, "allergies": _allergy_row, "prescriptions": _prescription_row,
+    "injections": _injection_row, "administrations": _administration_row,
+    "lab-orders": _lab_order_row, "lab-results": _lab_result_row,
+}
 
 
 def _components_text(comps) -> str:
@@ -524,46 +562,59 @@ class LabValue:
 _FLAGS = {"H", "L", "HH", "LL", "A", "AA", "HU", "LU", ">", "<"}
 
 
-def lab_value(obs: dict) -> LabValue:
+def _lab_result(obs: dict) -> tuple[float | None, str]:
+    """(numeric value or None, the result as written) of whichever value[x] the Observation has."""
     q = obs.get("valueQuantity") or {}
-    value = fv.num(q.get("value")) if q else None
     if q:
         text = fv.fmt_num(q.get("value"))
-        if q.get("comparator"):
-            text = q["comparator"] + text
-    elif obs.get("valueString") is not None:
+        return fv.num(q.get("value")), (q["comparator"] + text if q.get("comparator") else text)
+    if obs.get("valueString") is not None:
         text = str(obs["valueString"])
-        value = fv.num(text)
-    elif obs.get("valueCodeableConcept"):
-        text = fv.cc_text(obs["valueCodeableConcept"])
-    elif obs.get("valueInteger") is not None:
-        value, text = float(obs["valueInteger"]), str(obs["valueInteger"])
-    else:
-        text = fv.cc_text(obs.get("dataAbsentReason")) or ""
-    unit = q.get("unit") or q.get("code") or ""
-    rr = (obs.get("referenceRange") or [{}])[0]
+        return fv.num(text), text
+    if obs.get("valueCodeableConcept"):
+        return None, fv.cc_text(obs["valueCodeableConcept"])
+    if obs.get("valueInteger") is not None:
+        return float(obs["valueInteger"]), str(obs["valueInteger"])
+    return None, fv.cc_text(obs.get("dataAbsentReason")) or ""
+
+
+def _lab_range(rr: dict) -> tuple[float | None, float | None, str]:
+    """(low, high, text) of a reference range; the text is the source's, else "low–high"."""
     low = fv.num((rr.get("low") or {}).get("value"))
     high = fv.num((rr.get("high") or {}).get("value"))
-    if not unit:
-        unit = (rr.get("low") or {}).get("unit") or (rr.get("high") or {}).get("unit") or ""
     if rr.get("text"):
-        rtext = rr["text"]
-    elif low is not None or high is not None:
-        rtext = f"{fv.fmt_num((rr.get('low') or {}).get('value')) if low is not None else ''}–" \
-                f"{fv.fmt_num((rr.get('high') or {}).get('value')) if high is not None else ''}"
-    else:
-        rtext = ""
+        return low, high, rr["text"]
+    if low is None and high is None:
+        return low, high, ""
+    return low, high, (f"{fv.fmt_num((rr.get('low') or {}).get('value')) if low is not None else ''}–"
+                       f"{fv.fmt_num((rr.get('high') or {}).get('value')) if high is not None else ''}")
+
+
+def _lab_flag(obs: dict, value: float | None, low: float | None, high: float | None) -> str:
+    """The source's abnormal flag (last one wins), else H/L from the reference range."""
     flag = ""
     for interp in obs.get("interpretation") or []:
         for c in fv.codes_of(interp):
             if c.upper() in _FLAGS:
                 flag = c.upper()
-    if not flag and value is not None:
-        if high is not None and value > high:
-            flag = "H"
-        elif low is not None and value < low:
-            flag = "L"
-    return LabValue(value, text, unit, low, high, rtext, flag)
+    if flag or value is None:
+        return flag
+    if high is not None and value > high:
+        return "H"
+    if low is not None and value < low:
+        return "L"
+    return ""
+
+
+def lab_value(obs: dict) -> LabValue:
+    q = obs.get("valueQuantity") or {}
+    value, text = _lab_result(obs)
+    unit = q.get("unit") or q.get("code") or ""
+    rr = (obs.get("referenceRange") or [{}])[0]
+    low, high, rtext = _lab_range(rr)
+    if not unit:
+        unit = (rr.get("low") or {}).get("unit") or (rr.get("high") or {}).get("unit") or ""
+    return LabValue(value, text, unit, low, high, rtext, _lab_flag(obs, value, low, high))
 
 
 @dataclass
@@ -638,17 +689,22 @@ def lab_table(resources: list[dict]) -> LabTable:
             if prev is None or prev.when <= when:
                 t.by_day[d] = p
     for t in tests.values():
-        t.points.sort(key=lambda p: p.when)
-        prev = None
-        for p in t.points:
-            if p.value is not None:
-                if prev is not None:
-                    d = p.value - prev
-                    pct = f" ({d / prev * 100:+.0f}%)" if prev else ""
-                    p.delta = f"{d:+.6g}{pct}"
-                prev = p.value
+        _set_deltas(t)
     ordered = sorted(tests.values(), key=lambda t: (t.group, t.name))
     return LabTable(sorted(dates, reverse=True), ordered)
+
+
+def _set_deltas(t: LabTest) -> None:
+    """Sort a test's results by time and give each numeric one its change from the previous."""
+    t.points.sort(key=lambda p: p.when)
+    before: float | None = None
+    for p in t.points:
+        if p.value is not None:
+            if before is not None:
+                d = p.value - before
+                pct = f" ({d / before * 100:+.0f}%)" if before else ""
+                p.delta = f"{d:+.6g}{pct}"
+            before = p.value
 
 
 @dataclass
@@ -711,33 +767,50 @@ class ReceiptMonth:
     claims: list[dict]
 
 
+def _claim_items(r: dict) -> list[dict]:
+    """Each billed item of a Claim in words: 診療識別, name, quantity, points."""
+    items = []
+    for it in r.get("item") or []:
+        cat = fv.cc_text(it.get("category"))
+        items.append({"category": f"{RECEIPT_CATEGORIES[cat]} ({cat})" if cat in RECEIPT_CATEGORIES else cat,
+                      "name": fv.cc_text(it.get("productOrService")),
+                      "quantity": fv.quantity(it.get("quantity")),
+                      "net": fv.fmt_num((it.get("net") or {}).get("value"))})
+    return items
+
+
+def _claim_diagnoses(r: dict) -> list[str]:
+    return [fv.cc_text(d.get("diagnosisCodeableConcept")) or
+            (d.get("diagnosisReference") or {}).get("display", "")
+            for d in r.get("diagnosis") or []]
+
+
+def _claim_entry(r: dict, key: str) -> dict | None:
+    """One Claim as the receipts page lists it, None when the search ``key`` matches nothing in it;
+    with a key only the matching items are listed (all when only a diagnosis matched)."""
+    items = _claim_items(r)
+    diags = _claim_diagnoses(r)
+    texts = [i["name"] for i in items] + [i["category"] for i in items] + diags
+    if key and not any(key in search_key(t) for t in texts if t):
+        return None
+    if key:
+        items = [i for i in items if key in search_key(i["name"]) or key in search_key(i["category"])] or items
+    ctype = (fv.codes_of(r.get("type")) or [fv.cc_text(r.get("type"))])[0]
+    return {"id": r.get("id"), "type": Term("claim-type", ctype) if ctype else "",
+            "diagnoses": [d for d in diags if d], "items": items,
+            "total": fv.fmt_num((r.get("total") or {}).get("value")),
+            "source": (r.get("meta") or {}).get("source", "")}
+
+
 def receipts(resources: list[dict], query: str = "") -> list[ReceiptMonth]:
     key = search_key(query or "")
     months: dict[str, list[dict]] = defaultdict(list)
     for r in resources:
         if r.get("resourceType") != "Claim":
             continue
-        items = []
-        for it in r.get("item") or []:
-            cat = fv.cc_text(it.get("category"))
-            items.append({"category": f"{RECEIPT_CATEGORIES[cat]} ({cat})" if cat in RECEIPT_CATEGORIES else cat,
-                          "name": fv.cc_text(it.get("productOrService")),
-                          "quantity": fv.quantity(it.get("quantity")),
-                          "net": fv.fmt_num((it.get("net") or {}).get("value"))})
-        diags = [fv.cc_text(d.get("diagnosisCodeableConcept")) or
-                 (d.get("diagnosisReference") or {}).get("display", "")
-                 for d in r.get("diagnosis") or []]
-        texts = [i["name"] for i in items] + [i["category"] for i in items] + diags
-        if key and not any(key in search_key(t) for t in texts if t):
-            continue
-        if key:
-            items = [i for i in items if key in search_key(i["name"]) or key in search_key(i["category"])] or items
-        month = fv.when(r)[:7] or "?"
-        total = fv.fmt_num((r.get("total") or {}).get("value"))
-        ctype = (fv.codes_of(r.get("type")) or [fv.cc_text(r.get("type"))])[0]
-        months[month].append({"id": r.get("id"), "type": Term("claim-type", ctype) if ctype else "",
-                              "diagnoses": [d for d in diags if d], "items": items,
-                              "total": total, "source": (r.get("meta") or {}).get("source", "")})
+        entry = _claim_entry(r, key)
+        if entry is not None:
+            months[fv.when(r)[:7] or "?"].append(entry)
     return [ReceiptMonth(m, months[m]) for m in sorted(months, reverse=True)]
 
 
@@ -747,7 +820,8 @@ def on_date(resources, day_iso: str, today: date) -> dict[str, list[Row]]:
     out: dict[str, list[Row]] = {}
     for cat in CATEGORIES:
         picked = [row for row in view.rows(cat)
-                  if (fv.source_date(row.res) or fv.day(fv.when(row.res))) == day_iso]
+                  if row.res is not None
+                  and (fv.source_date(row.res) or fv.day(fv.when(row.res))) == day_iso]
         if picked:
             out[cat] = picked
     return out

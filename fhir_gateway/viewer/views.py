@@ -469,7 +469,7 @@ def _load_patient(pid: str, view: str):
     today = models.today_jst()
     scope = SCOPES.get(view)
     if view == "category":
-        scope = SCOPES.get(request.view_args.get("cat", ""))
+        scope = SCOPES.get((request.view_args or {}).get("cat", ""))
     try:
         data, pview = state().patient_data(g.svc, pid, today, scope)
     except NotFound:
