@@ -39,6 +39,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, timedelta
 from pathlib import Path
+from typing import Any
 
 from . import integrity, textsafe
 
@@ -101,7 +102,7 @@ class MemoJournal:
         self.dir = self.data_dir / "memos"
         self._lock = threading.Lock()
         self._key: bytes | None = None
-        self._checked: dict[str, tuple[tuple[int, int], list[_Entry], integrity.Report]] = {}
+        self._checked: dict[str, tuple[tuple[object, ...], list[_Entry], integrity.Report]] = {}
 
     def key(self) -> bytes:
         if self._key is None:
@@ -347,7 +348,8 @@ class MemoJournal:
         for e in entries:
             if e.data.get("patient") != patient:
                 continue
-            m = Memo(**{k: e.data.get(k) for k in _FIELDS})
+            fields: dict[str, Any] = {k: e.data.get(k) for k in _FIELDS}  # a verified journal line
+            m = Memo(**fields)
             m.tampered = e.problem
             memos.append(m)
         by_id = {m.id: m for m in memos}

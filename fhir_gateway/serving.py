@@ -131,8 +131,8 @@ def serve(make_app: Callable[[], "Flask"], host: str, port: int, threads: int = 
             break
         except InterruptedError:
             continue
-        slot = children.pop(pid, None)
-        if slot is None or stopping:
+        dead = children.pop(pid, None)
+        if dead is None or stopping:
             continue
         now = time.monotonic()
         restarts = [t for t in restarts if now - t < 60] + [now]
@@ -141,6 +141,6 @@ def serve(make_app: Callable[[], "Flask"], host: str, port: int, threads: int = 
             stop(signal.SIGTERM, None)
             continue
         log.warning("worker %d exited (%s); restarting", pid, status)
-        spawn(slot)
+        spawn(dead)
     sock.close()
     return 0

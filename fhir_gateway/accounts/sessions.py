@@ -75,7 +75,7 @@ class SqliteSessionInterface(SessionInterface):
         data = {}
         if raw and len(raw) < 2000:
             try:
-                loaded = self.signer.loads(raw, max_age=self.idle)
+                loaded = self.signer.loads(raw, max_age=int(self.idle))
                 data = loaded if isinstance(loaded, dict) else {}
             except BadSignature:
                 data = {}
@@ -119,7 +119,9 @@ class SqliteSessionInterface(SessionInterface):
                 return s
         return self._open_pre(app, request)
 
-    def save_session(self, app, session: ServerSession, response):
+    def save_session(self, app, session: SessionMixin, response):
+        if not isinstance(session, ServerSession):  # open_session only makes these
+            return
         if getattr(session, "unavailable", False):
             return  # never overwrite the stored session (or clear the cookie) while state is down
         from fhir_gateway.state_errors import StateUnavailable

@@ -108,7 +108,7 @@ class AccountStore:
 
     def users(self) -> list[User]:
         rows = self.db.execute("SELECT * FROM users ORDER BY username").fetchall()
-        return [self._user(r) for r in rows]
+        return [u for u in map(self._user, rows) if u is not None]
 
     def add_user(self, username: str, password: str, role: str, facility: str | None = None,
                  display: str = "") -> User:
@@ -131,7 +131,10 @@ class AccountStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (username, generate_password_hash(password, method="scrypt"), role, facility,
                  display, now, now))
-        return self.get(username)
+        user = self.get(username)
+        if user is None:  # written under the lock just now: only a broken store loses it
+            raise AccountError(f"user {username!r} was not stored")
+        return user
 
     def set_password(self, username: str, password: str) -> None:
         if not self.get(username):
@@ -359,10 +362,10 @@ class AccountStore:
         keyed head, so rows of several worker processes never interleave in the chain."""
         text = detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False,
                                                                  sort_keys=True)
-        row = {"username": username, "person": person, "staff_no": staff_no, "session": session,
-               "ip": ip, "action": action, "facility": facility, "patient": patient,
-               "detail": text, "outcome": outcome}
-        row = {k: textsafe.strip(str(v)) for k, v in row.items()}
+        given = {"username": username, "person": person, "staff_no": staff_no, "session": session,
+                 "ip": ip, "action": action, "facility": facility, "patient": patient,
+                 "detail": text, "outcome": outcome}
+        row: dict[str, object] = {k: textsafe.strip(str(v)) for k, v in given.items()}
         key = self.key
         with self.db.transaction() as conn:
             last = conn.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
@@ -391,7 +394,8 @@ class AccountStore:
                      patient: str | None = None, action: str | None = None,
                      limit: int = 100, before_id: int | None = None) -> list[dict]:
         """Rows of one facility, newest first, filtered (the AuditEvent export)."""
-        sql, args = ["SELECT * FROM audit WHERE facility = ?"], [facility]
+        sql: list[str] = ["SELECT * FROM audit WHERE facility = ?"]
+        args: list[object] = [facility]
         for cond, val in (("at >= ?", since), ("at < ?", until), ("username = ?", agent),
                           ("patient = ?", patient), ("action = ?", action),
                           ("id < ?", before_id)):

@@ -12,6 +12,7 @@ from fhir_gateway.paging import BadCursor, Pager
 from fhir_gateway.services import FacilityService
 from fhir_gateway.services import match
 from fhir_gateway.services.errors import NotFound, ServiceError
+from storage.reader import Problem
 
 from . import bundle
 from .errors import FhirError
@@ -76,15 +77,15 @@ class ResourceProvider:
                     return search_key(str(vals[0])) if vals else "\uffff"
                 out.sort(key=k, reverse=desc)
                 continue
-            present = [r for r in out if match.sort_value(r, param) is not None]
+            keyed = [(v, r) for r in out if (v := match.sort_value(r, param)) is not None]
             missing = [r for r in out if match.sort_value(r, param) is None]
-            present.sort(key=lambda r: match.sort_value(r, param), reverse=desc)
-            out = present + missing  # resources without the value go last either way
+            keyed.sort(key=lambda vr: vr[0], reverse=desc)
+            out = [r for _, r in keyed] + missing  # resources without the value go last either way
         return out
 
     def includes(self, svc: FacilityService, page: list[dict], query: Query):
         found: dict[tuple[str, str], dict] = {}
-        problems = []
+        problems: list[Problem] = []
         have = {(r.get("resourceType"), r.get("id")) for r in page}
         for inc in query.includes:
             src, _, pname = inc.partition(":")
@@ -231,7 +232,7 @@ class PatientProvider(ResourceProvider):
     def _revinclude(self, svc: FacilityService, page, rev, have, problems):
         src, _, pname = rev.partition(":")
         rdef = registry().get(src)
-        out = {}
+        out: dict[tuple[str, str], dict] = {}
         if rdef is None or pname not in rdef.params:
             return out
         for p in page:

@@ -17,7 +17,7 @@ from fhir_gateway.smart.discovery import smart_config
 from . import bundle, cors
 from . import system_search as system_search_mod
 from .errors import FhirError, outcome, problem_outcome
-from .providers import providers
+from .providers import PatientProvider, providers
 from .respond import fhir_response, negotiate, resource_response
 from .subset import elements, summarize
 
@@ -287,6 +287,7 @@ def token():
 @blueprint.get("/Patient/<pid>/$everything")
 def everything(pid: str):
     p = _PROVIDERS["Patient"]
+    assert isinstance(p, PatientProvider)  # providers() gives Patient its own class
     items = list(request.args.items(multi=True))
     return fhir_response(_scoped(p.everything(g.svc, _pager(), _base(), pid, items,
                                               _lenient())))

@@ -4,6 +4,7 @@ SS-MIX2 storage has no such thing.  Served read-only by the API like every other
 
 from __future__ import annotations
 
+import builtins
 import os
 import secrets
 import threading
@@ -48,10 +49,10 @@ class GroupStore:
     def get(self, facility: str, gid: str) -> dict | None:
         return next((g for g in self.list(facility) if g.get("id") == gid), None)
 
-    def create(self, facility: str, name: str, patients: list[str]) -> dict:
+    def create(self, facility: str, name: str, patients: builtins.list[str]) -> dict:
         if not patients:
             raise GroupError("a group needs at least one patient")
-        members = list(dict.fromkeys(patients))
+        members: builtins.list[str] = list(dict.fromkeys(patients))
         now = time.strftime("%Y-%m-%dT%H:%M:%S+09:00", time.gmtime(time.time() + 9 * 3600))
         group = {
             "resourceType": "Group",

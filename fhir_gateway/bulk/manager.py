@@ -71,7 +71,7 @@ class BulkManager:
         if len(active) >= self.settings.jobs_per_client:
             raise TooManyJobs(f"{len(active)} exports of this client are still running "
                               f"(limit {self.settings.jobs_per_client})")
-        job = {"id": secrets.token_hex(12), "facility": facility, "owner": owner,
+        job: dict[str, object] = {"id": secrets.token_hex(12), "facility": facility, "owner": owner,
                "level": level, "group": group, "params": params, "request": request_url,
                "status": "queued", "created": time.time(), "transactionTime": _now_iso(),
                "attempts": 0, "done": 0, "total": 0, "output": [], "error": [],

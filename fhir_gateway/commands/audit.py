@@ -80,13 +80,13 @@ def run(args: argparse.Namespace) -> int:
             print(a.text())
         return 0
     try:
-        anchors = read_anchors(args.anchor)
+        expected = read_anchors(args.anchor)
     except (OSError, ValueError) as exc:
         print(f"fhir-gateway audit verify: {exc}", file=sys.stderr)
         return 2
     if accounts is None:
         print(f"fhir-gateway audit: no accounts database in {data_dir}", file=sys.stderr)
         return 2
-    report = accounts.audit_report(anchors.get("audit"))
+    report = accounts.audit_report(expected.get("audit"))
     print(report.line())
     return 0 if report.ok else 1

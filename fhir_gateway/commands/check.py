@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
                 facilities = [fac]
             else:
                 facilities = list(cfg.facilities.values())
-            data_dir = Path(args.data_dir) if args.data_dir else cfg.data_dir
+            data_dir: Path | None = Path(args.data_dir) if args.data_dir else cfg.data_dir
         elif args.storage:
             from fhir_gateway.facility_codes import facility_for
             code = facility_for(args.storage, args.receipts, args.facility)

@@ -71,6 +71,8 @@ def run_create(args: argparse.Namespace) -> int:
     if cfg is not None:
         from fhir_gateway.services import Gateway
         svc = Gateway(cfg).facility(args.facility)
+        if svc is None:
+            return _err(f"facility {args.facility} is not configured")
         missing = [p for p in pids if not svc.patient_exists(p)]
         if missing:
             return _err(f"no such patient in {args.facility}: {', '.join(missing[:5])}"

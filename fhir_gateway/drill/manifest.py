@@ -12,7 +12,7 @@ import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from storage.names import BadFileName, parse_name
 
@@ -137,7 +137,7 @@ def compare(roots: list[Path], cache_dir: Path) -> dict:
 
 
 def _compare_pair(a: Path, b: Path, index: int, hasher: _Hasher, problems: list[dict]) -> dict:
-    res = {"primary": str(a), "mirror": str(b), "index": index, "files_primary": 0,
+    res: dict[str, Any] = {"primary": str(a), "mirror": str(b), "index": index, "files_primary": 0,
            "files_mirror": 0, "only_primary": [], "only_mirror": [], "differ": [],
            "counts": {"only_primary": 0, "only_mirror": 0, "differ": 0, "same": 0}}
     for root in (a, b):
@@ -179,19 +179,19 @@ def _compare_pair(a: Path, b: Path, index: int, hasher: _Hasher, problems: list[
     ia, ib = walk_files(a), walk_files(b)
     x, y = next(ia, None), next(ib, None)
     while x is not None or y is not None:
-        if y is None or (x is not None and x[0] < y[0]):
+        if x is not None and (y is None or x[0] < y[0]):
             res["files_primary"] += 1
             newest["primary"] = _newest(x[0], newest["primary"])
             mtimes["primary"] = max(mtimes["primary"], x[2])
             note("primary", x[0], "only_primary")
             x = next(ia, None)
-        elif x is None or y[0] < x[0]:
+        elif y is not None and (x is None or y[0] < x[0]):
             res["files_mirror"] += 1
             newest["mirror"] = _newest(y[0], newest["mirror"])
             mtimes["mirror"] = max(mtimes["mirror"], y[2])
             note("mirror", y[0], "only_mirror")
             y = next(ib, None)
-        else:
+        elif x is not None and y is not None:  # the same path on both sides
             res["files_primary"] += 1
             res["files_mirror"] += 1
             for side, item in (("primary", x), ("mirror", y)):

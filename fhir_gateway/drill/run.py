@@ -80,7 +80,8 @@ def _progress(enabled: bool):
 def check_storage(fac: Facility, opts: CheckOptions) -> FacilityRun:
     """Per-file, per-record and per-type checks of the facility's primary storage root."""
     root = fac.storage[0]
-    run = FacilityRun(fac, spool=tempfile.TemporaryFile())
+    spool = tempfile.TemporaryFile()
+    run = FacilityRun(fac, spool=spool)
     started = time.monotonic()
     scan_problems: list[dict] = []
     wopts = Options(str(root), fac.code, opts.since, opts.structure, opts.mapping)
@@ -95,16 +96,16 @@ def check_storage(fac: Facility, opts: CheckOptions) -> FacilityRun:
     bar = _progress(opts.progress)
     workers = opts.workers or os.cpu_count() or 1
     if opts.executor is not None:
-        _merge_all(opts.executor(wopts, _chunks(patients(), CHUNK)), total, run.spool, bar)
+        _merge_all(opts.executor(wopts, _chunks(patients(), CHUNK)), total, spool, bar)
     elif workers == 1:
         init(wopts)
         results: Iterator[ChunkResult] = map(check_chunk, _chunks(patients(), CHUNK))
-        _merge_all(results, total, run.spool, bar)
+        _merge_all(results, total, spool, bar)
     else:
         ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
         with ctx.Pool(workers, initializer=init, initargs=(wopts,)) as pool:
             results = pool.imap_unordered(check_chunk, _chunks(patients(), CHUNK))
-            _merge_all(results, total, run.spool, bar)
+            _merge_all(results, total, spool, bar)
     if bar is not None:
         bar.close()
     problems = scan_problems + total.problems

@@ -114,7 +114,7 @@ def _check_file(opts: Options, storage: Storage, sf: StoredFile, out: ChunkResul
     out.checked += 1
     res = read_file(storage, sf)
     found = [p.as_dict() for p in res.problems]
-    if res.ok and name is not None:
+    if res.message is not None and name is not None:
         found += [problem(sf.relpath, KIND_MOJIBAKE, s, WARNING) for s in _deep_mojibake(res)]
         if opts.structure:
             found += [problem(sf.relpath, k, r, WARNING) for k, r in check_message(res.message,
@@ -153,12 +153,15 @@ def _map(opts: Options, res, sf: StoredFile, out: ChunkResult) -> list[dict]:
 
     from fhir_gateway.services.readmap import call_safely
 
-    dtype = sf.name.data_type  # type: ignore[union-attr]
+    name = sf.name
+    if name is None or res.message is None:  # only read files with a standard name are mapped
+        return []
+    dtype = name.data_type
     if dtype not in MAPPERS:
         out.unmapped.add(dtype)
         return []
     got, failed = call_safely(sf.relpath, audit_message, res.message,
-                              MapContext(opts.facility, sf.relpath, sf.name))
+                              MapContext(opts.facility, sf.relpath, name))
     if failed or got is None:  # any mapper failure is a finding, not a crash
         return [problem(sf.relpath, KIND_MAPPING, f"cannot be converted to FHIR: {p.reason}")
                 for p in failed]

@@ -113,7 +113,7 @@ def document(pid: str, ex: Extracted) -> dict:
     terms = K.name_terms(kana, parts[2:]) | {K.KANJI + t for t in K.name_terms(kanji, parts[:2])}
     row = [pid, s.name, s.kana, s.birthdate, s.gender, s.last_care_date, s.updated, s.problem]
     key = SEP.join([kana or kanji or "\uffff", kana, kanji, *parts, pid])
-    doc = {"pid": pid, "keys": key.encode("utf-8"), "row": orjson.dumps(row)}
+    doc: dict[str, object] = {"pid": pid, "keys": key.encode("utf-8"), "row": orjson.dumps(row)}
     if terms:
         doc["name"] = " ".join(sorted(terms))
     stub = stub_of(ex.patient)
@@ -620,7 +620,7 @@ class PatientIndex:
             if value is not None and str(value).strip() and not ok(str(value)):
                 return None  # only spaces/punctuation that normalise to nothing: no match
         if birthdate:
-            ranges = ([K.birth_range(birthdate)] if isinstance(birthdate, (tuple, list))
+            ranges = ([K.birth_range((birthdate[0], birthdate[1]))] if isinstance(birthdate, (tuple, list))
                       else [K.birth_range(v) for v in _values(birthdate)])
             rq = [NumericRange("birth", lo, hi) for lo, hi in ranges if lo <= hi]
             if not rq:

@@ -163,7 +163,7 @@ def derived_patient(storage: Storage, patient_id: str, facility: str,
                     key=lambda f: f.name.sort_key, reverse=True)  # type: ignore[union-attr]
     for f in newest:
         res = read_path(storage.root / f.relpath, f.relpath, f.name)
-        if res.ok and res.message.segment("PID") is not None:  # type: ignore[union-attr]
+        if res.message is not None and f.name is not None and res.message.segment("PID") is not None:
             return patient_from_pid(res.message, mappers.MapContext(facility, f.relpath, f.name))
     return None
 
@@ -183,7 +183,7 @@ def _extract(storage: Storage, patient_id: str, facility: str, newest_date: str)
     # Several ADT-00 records (order numbers) are unusual: the newest wins.
     rec = max(records.values(), key=lambda r: r.latest.name.sort_key)  # type: ignore[union-attr]
     current = rec.current
-    if current is None:
+    if current is None or current.name is None:  # records are grouped by name: always named
         why = ("ADT-00 deleted (flag 0)" if rec.deleted
                else "ADT-00 has no current (flag 1) version")
         return Extracted(PatientSummary(patient_id, last_care_date=last, problem=why), NameParts())

@@ -45,10 +45,11 @@ class PgServer:
     """``start()`` → a DSN; ``stop()`` removes everything."""
 
     def __init__(self, bindir: Path | None = None) -> None:
-        self.bindir = bindir or find_bindir()
-        if self.bindir is None:
+        found = bindir or find_bindir()
+        if found is None:
             raise Unavailable("PostgreSQL binaries (initdb, pg_ctl) not found; install the "
                               "Debian package postgresql (scripts/system-deps.sh does)")
+        self.bindir: Path = found
         self.user: str | None = None
         if os.geteuid() == 0:
             try:

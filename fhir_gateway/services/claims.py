@@ -138,7 +138,7 @@ class ClaimSource:
     def _dirs_signature(self) -> tuple:
         """(folder, mtime_ns) of every folder below the receipts roots: a file added, removed
         or renamed changes it (a file rewritten in place does not: see :meth:`_stat_check`)."""
-        out = []
+        out: list[tuple[str, int | None]] = []
         todo = [str(r) for r in self.facility.receipts]
         while todo:
             d = todo.pop()

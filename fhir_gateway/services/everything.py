@@ -168,7 +168,7 @@ class _Probe:
     Patient (the derived Patient is added only when it does not)."""
 
     def __init__(self, has_patient: bool) -> None:
-        self.resources = ({"resourceType": "Patient"},) if has_patient else ()
+        self.resources: tuple[dict, ...] = ({"resourceType": "Patient"},) if has_patient else ()
 
 
 def page(svc: "FacilityService", pid: str, start: str | None, end: str | None,
@@ -218,8 +218,10 @@ def _ordered(resources, when, start: str | None, end: str | None, since: str | N
              ) -> tuple[tuple, tuple, tuple]:
     """($everything order) (resources, whens, sort keys) kept by the date filters: the Patient
     first, then by type, newest clinical date first, then id."""
-    lo = match.date_range(start)[0] if start and match.date_range(start) else None
-    hi = match.date_range(end)[1] if end and match.date_range(end) else None
+    lo_r = match.date_range(start) if start else None
+    hi_r = match.date_range(end) if end else None
+    lo = lo_r[0] if lo_r else None
+    hi = hi_r[1] if hi_r else None
     since_r = match.date_range(since) if since else None
     keep = []
     for r, w in zip(resources, when):

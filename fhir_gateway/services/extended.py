@@ -168,7 +168,7 @@ class ExtendedSource:
         doc_id = ".".join(rid.split(".")[:4])
         for ext, recs, _ in self._records(parsed.patient_id, [parsed.date]):
             for rec in recs.values():
-                if rec.versions and extended_id(rec.versions[-1].name) == doc_id:  # type: ignore[arg-type]
+                if rec.versions and extended_id(rec.versions[-1].name) == doc_id:
                     return ext, rec
         return None
 
@@ -177,10 +177,10 @@ class ExtendedSource:
         holding ``rid``: the main document when ``name`` is None.  Names come from the folder
         listing, never from the request, so nothing escapes the storage root."""
         found = self.record(rid)
-        if found is None or found[1].current is None:
+        cur = found[1].current if found is not None else None
+        if found is None or cur is None:
             raise NotFound(f"{rid} not found")
-        ext, rec = found
-        cur = rec.current
+        ext = found[0]
         names = list(cur.files)
         wanted = name if name is not None else (cur.main[0] if cur.main else (names[:1] or [""])[0])
         if wanted not in names:

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, Protocol, TypeVar
 
 from conformance import Query, registry
 from fhir_gateway.config import Facility
@@ -38,6 +38,14 @@ from .ssmix import StorageSource
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class HoldsResources(Protocol):
+    """What :meth:`FacilityService._extras` needs of a compartment: its resources (is a Patient
+    among them?) — a :class:`Compartment`, or ``everything``'s stand-in."""
+
+    @property
+    def resources(self) -> tuple[dict, ...]: ...
 
 
 class FacilityService:
@@ -195,7 +203,7 @@ class FacilityService:
         return comp
 
     def _extras(self, patient_id: str, types: set[str] | None, data: PatientData,
-                comp: Compartment | None = None, with_claims: bool = True) -> None:
+                comp: HoldsResources | None = None, with_claims: bool = True) -> None:
         """The sources that are not cached (receipts, plug-ins such as memos) and, for a folder
         without a usable ADT-00, the Patient built from PID: appended to ``data``."""
         if (comp is not None and (types is None or "Patient" in types)
@@ -303,7 +311,7 @@ class FacilityService:
                 f"a search of {rtype} must name the patient (patient, subject or _id); "
                 "see the CapabilityStatement")
         out = SearchResult([])
-        seen: set[tuple[str, str]] = set()
+        seen: set[tuple[object, object]] = set()
         for pid in pids:
             if not is_valid_patient_id(pid) and not self.claims.owns("Patient", pid):
                 continue
@@ -330,7 +338,7 @@ class FacilityService:
         if query.criteria:
             if any(r.stub is None for r in refs):
                 return None
-            refs = [r for r in refs if match.matches_all(r.stub, query.criteria)]
+            refs = [r for r in refs if r.stub is not None and match.matches_all(r.stub, query.criteria)]
         if query.summary == "count":  # the Bundle carries the total only
             return [], len(refs), []
         claims, problems = self.claims.map_refs(refs[offset: offset + query.count])
@@ -572,7 +580,7 @@ class RefreshingIndex:
         return self.index.search(**criteria, limit=limit)
 
     def search(self, **criteria: str):
-        return self.summaries(**criteria)
+        return self.summaries(100_000, **criteria)
 
     def health(self) -> dict:
         return self.index.health()

@@ -58,25 +58,21 @@ class DirCache:
                     self._data.popitem(last=False)
         return value
 
-
-def _classified_default(self, path: str, rel: str, pid: str, date: str, dtype: str
-                        ) -> tuple[StoredFile, ...]:
-    """The files of one data-type folder, classified once per folder mtime."""
-    names = self.list(path)[1]
-    key = ("classified", path)
-    with self._lock:
-        hit = self._classes.get(key)
-        if hit is not None and hit[0] is names:
-            return hit[1]
-    out = tuple(classify(f"{rel}/{n}", pid, date, dtype, n) for n in names)
-    with self._lock:
-        self._classes[key] = (names, out)
-        while len(self._classes) > self.max_entries:
-            self._classes.popitem(last=False)
-    return out
-
-
-DirCache.classified = _classified_default  # type: ignore[attr-defined]
+    def classified(self, path: str, rel: str, pid: str, date: str, dtype: str
+                   ) -> tuple[StoredFile, ...]:
+        """The files of one data-type folder, classified once per folder mtime."""
+        names = self.list(path)[1]
+        key = ("classified", path)
+        with self._lock:
+            hit = self._classes.get(key)
+            if hit is not None and hit[0] is names:
+                return hit[1]
+        out = tuple(classify(f"{rel}/{n}", pid, date, dtype, n) for n in names)
+        with self._lock:
+            self._classes[key] = (names, out)
+            while len(self._classes) > self.max_entries:
+                self._classes.popitem(last=False)
+        return out
 
 
 def patient_records(storage: Storage, dirs: DirCache, pid: str,

@@ -25,6 +25,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import copy
@@ -170,7 +171,7 @@ def _patient(patient: dict, institution: str, member: str | None) -> dict:
 def _bundle(rtype: str, unit: str, institution: str, member: str | None, patient: dict,
             members: list[dict], now: datetime) -> dict:
     patient_url = f"urn:uuid:{uuid.uuid4()}"
-    entries = [{"fullUrl": patient_url, "resource": patient}]
+    entries: list[dict[str, Any]] = [{"fullUrl": patient_url, "resource": patient}]
     entries += [{"fullUrl": f"urn:uuid:{uuid.uuid4()}",
                  "resource": _with_common(r, institution, patient_url)} for r in members]
     if rtype == "Observation":

@@ -165,7 +165,7 @@ def build(patient: dict, resources: list[dict], *, facility_code: str, facility_
         chosen = _choose(sec.key, resources, meds)
         if not chosen and not sec.required:
             continue
-        entry = {"title": sec.title,
+        entry: dict[str, object] = {"title": sec.title,
                  "code": {"coding": [{"system": LOINC, "code": sec.loinc,
                                       "display": sec.loinc_display}], "text": sec.title}}
         if chosen:

@@ -30,8 +30,8 @@ _DATE_PATHS: dict[str, tuple[str, ...]] = {
 LATEST_RESULT_DATES = 3        # result/vital columns shown: the newest three dates per item
 
 
-def _get(resource: dict, path: str):
-    cur = resource
+def _get(resource: dict, path: str) -> object:
+    cur: object = resource
     for part in path.split("."):
         if not isinstance(cur, dict):
             return None

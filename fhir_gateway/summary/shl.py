@@ -11,6 +11,7 @@ Layout in the data directory: ``shl/links.sqlite3`` and ``shl/files/<id>.jwe`` (
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import hmac
 import json
@@ -182,7 +183,10 @@ class LinkStore:
             row = db.execute("SELECT id, facility, patient, label, passcode_hash IS NOT NULL, "
                              "attempts_left, expires, revoked, created, created_by, size "
                              "FROM links WHERE id=?", (link_id,)).fetchone()
-        return Link(*row[:4], bool(row[4]), *row[5:7], bool(row[7]), *row[8:]) if row else None
+        if row is None:
+            return None
+        return Link(row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6], bool(row[7]),
+                    row[8], row[9], row[10])
 
     def list(self, facility: str | None = None) -> list[Link]:
         with self._db() as db:
@@ -242,7 +246,7 @@ class LinkStore:
     def embedded(self, link_id: str) -> bytes:
         return (self.files / f"{link_id}.jwe").read_bytes()
 
-    def accesses(self, link_id: str) -> list[tuple[float, str, str]]:
+    def accesses(self, link_id: str) -> builtins.list[tuple[float, str, str]]:
         with self._db() as db:
             return list(db.execute("SELECT at, recipient, outcome FROM access WHERE link=? "
                                    "ORDER BY at", (link_id,)))
