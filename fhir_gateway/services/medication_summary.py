@@ -12,13 +12,13 @@ I/O, so the viewer, the REST API and a later IPS ``$summary`` share one answer.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
+from .origin import origin
+
 RP_SYSTEM = "Medication-RPGroupNumber"
-_SOURCE = re.compile(r"(?:^|/)(\d{8})/([A-Z]{3}-\d{2})/[^/]+$")
 LOOKBACK_DAYS = 30
 # status words shown to a Japanese clinician (FHIR code -> plain Japanese)
 STATUS_JA = {"running": "継続中", "ended": "終了", "stopped": "中止", "on-hold": "保留",
@@ -136,14 +136,6 @@ def ratio_text(r) -> str:
     return f"{num}/{'' if dval in ('', '1') else dval}{unit}"
 
 
-def source_date(res: dict) -> str:
-    m = _SOURCE.search(str((res.get("meta") or {}).get("source") or ""))
-    if not m:
-        return ""
-    d = m.group(1)
-    return f"{d[:4]}-{d[4:6]}-{d[6:]}"
-
-
 def _contained(res: dict, ref) -> dict | None:
     target = (ref or {}).get("reference") or ""
     if target.startswith("#"):
@@ -248,8 +240,7 @@ def _department(res: dict) -> str:
 
 def is_injection(res: dict) -> bool:
     prof = " ".join(str(p) for p in (res.get("meta") or {}).get("profile") or [])
-    src = str((res.get("meta") or {}).get("source") or "")
-    return "Injection" in prof or "/OMP-02/" in src or "/OMP-12/" in src
+    return "Injection" in prof or origin(res).data_type in ("OMP-02", "OMP-12")
 
 
 def med_line(res: dict, as_of: date | None) -> MedLine:
@@ -340,7 +331,7 @@ def last_data_date(resources, file_dates=()) -> str:
     if len(best) == 8 and best.isdigit():
         best = f"{best[:4]}-{best[4:6]}-{best[6:]}"
     for r in resources:
-        d = source_date(r)
+        d = origin(r).day
         if d > best:
             best = d
     if not best:

@@ -1,7 +1,10 @@
-"""Which SS-MIX2 data types can yield which resource type, so a search reads only those folders.
+"""What each SS-MIX2 data type means to the gateway: which resource types it can yield (so a
+search reads only those folders) and which clinical category its records belong to (the viewer's
+tabs, the summaries).  The one table of data types above ``storage.names``.
 
-A superset is harmless (the extra files are mapped and filtered out, and cached); a missing entry
-would hide data, so when a mapper starts emitting a new resource type, add its data type here."""
+A superset in :data:`SOURCES` is harmless (the extra files are mapped and filtered out, and
+cached); a missing entry would hide data, so when a mapper starts emitting a new resource type,
+add its data type here."""
 
 from __future__ import annotations
 
@@ -37,6 +40,20 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "Organization": tuple(DATA_TYPES),
     "Location": _ADT_VISITS,
 }
+# data type -> clinical category of its records (the viewer's tabs; other data types are
+# categorised by resource type, see fhir_gateway.viewer.models.category_of)
+CATEGORY: dict[str, str] = {
+    "PPR-01": "conditions", "ADT-61": "allergies",
+    "OMP-01": "prescriptions", "OMP-11": "prescriptions",
+    "OMP-02": "injections", "OMP-12": "administrations",
+    "OML-01": "lab-orders", "OML-11": "lab-results",
+}
+
+
+def category_of_data_type(data_type: str) -> str | None:
+    return CATEGORY.get(data_type)
+
+
 # Types that never come from SS-MIX2 standardized-storage files (UKE receipts, extended storage).
 NON_STORAGE = {"Claim", "DocumentReference"}
 

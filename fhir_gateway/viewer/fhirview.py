@@ -5,15 +5,13 @@ resources the FHIR API serves — so there is one mapping, not two."""
 from __future__ import annotations
 
 import math
-import re
-from functools import lru_cache
 from datetime import date, datetime
 from decimal import Decimal
 
 from ..services.medication_summary import concept_text as cc_text  # noqa: F401 - re-exported
+from ..services.origin import origin
 
 EN_REPRESENTATION = "http://hl7.org/fhir/StructureDefinition/iso21090-EN-representation"
-_SOURCE = re.compile(r"(?:^|/)(\d{8}|-)/([A-Z]{3}-\d{2})/([^/]+)$")
 
 
 def cc_texts(cc: dict | None) -> list[str]:
@@ -63,21 +61,9 @@ def quantity(q: dict | None) -> str:
     return f"{fmt_num(q['value'])} {unit}".strip()
 
 
-def source(res: dict) -> tuple[str, str]:
-    """(date folder, SS-MIX2 data type) from meta.source, ('', '') when unknown."""
-    return _parse_source(str((res.get("meta") or {}).get("source") or ""))
-
-
-@lru_cache(maxsize=65536)
-def _parse_source(path: str) -> tuple[str, str]:
-    m = _SOURCE.search(path)
-    return (m.group(1), m.group(2)) if m else ("", "")
-
-
 def source_date(res: dict) -> str:
-    """The 診療日 folder as YYYY-MM-DD ('' for '-' or unknown)."""
-    d, _ = source(res)
-    return f"{d[:4]}-{d[4:6]}-{d[6:]}" if len(d) == 8 else ""
+    """The 診療日 folder as YYYY-MM-DD ('' for '-' or unknown), as the service layer knows it."""
+    return origin(res).day
 
 
 def _first(*values) -> str:

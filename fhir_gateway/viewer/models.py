@@ -14,18 +14,13 @@ from datetime import date, datetime, timedelta
 
 from storage.text import search_key
 
+from ..services.origin import folder_of, origin, origin_of
 from . import fhirview as fv
 
 # (key, message-catalogue key) in display order
 CATEGORIES = ["conditions", "allergies", "prescriptions", "injections", "administrations",
               "lab-orders", "lab-results", "vitals", "other"]
 
-_TYPE_CATEGORY = {
-    "PPR-01": "conditions", "ADT-61": "allergies",
-    "OMP-01": "prescriptions", "OMP-11": "prescriptions",
-    "OMP-02": "injections", "OMP-12": "administrations",
-    "OML-01": "lab-orders", "OML-11": "lab-results",
-}
 # resources that support others and are not listed on their own
 _SUPPORT = {"Patient", "Practitioner", "PractitionerRole", "Organization", "Medication", "Location",
             "Specimen", "Provenance", "Coverage", "Claim", "OperationOutcome"}
@@ -51,7 +46,7 @@ def is_memo(res: dict) -> bool:
 
 
 def is_lab(res: dict) -> bool:
-    return "laboratory" in fv.category_codes(res) or fv.source(res)[1] == "OML-11"
+    return "laboratory" in fv.category_codes(res) or origin(res).data_type == "OML-11"
 
 
 def category_of(res: dict) -> str | None:
@@ -63,15 +58,16 @@ def category_of(res: dict) -> str | None:
         return "conditions"
     if rt == "AllergyIntolerance":
         return "allergies"
-    dtype = fv.source(res)[1]
+    src = origin(res)
+    dtype = src.data_type
     if rt == "Observation" and vital_kind(res):
         return "vitals"
     if rt == "Observation" and dtype == "ADT-00":
         return "other"
     if dtype == "OML-11" and rt not in ("Observation", "DiagnosticReport"):
         return None  # the order/specimen echoed in a result message
-    if dtype in _TYPE_CATEGORY:
-        return _TYPE_CATEGORY[dtype]
+    if src.category is not None:
+        return src.category
     if rt == "MedicationRequest":
         injection = any("Injection" in p for p in fv.profiles(res))
         return "injections" if injection else "prescriptions"
@@ -190,9 +186,6 @@ def banner(patient: dict | None, resources: list[dict], patient_id: str, today: 
 
 # --- data quality: period, freshness, problems -----------------------------------------------
 
-_PATH_TYPE = re.compile(r"(?:^|/)(\d{8}|-)/([A-Z]{3}-\d{2})/")
-
-
 def _file_facts(files) -> list[tuple[str, str, str]]:
     """(date folder, data type, 発生日時) for each file (StoredFile or relpath)."""
     out: list[tuple[str, str, str]] = []
@@ -206,10 +199,10 @@ def _file_facts(files) -> list[tuple[str, str, str]]:
             out.append((name.date, name.data_type, name.timestamp))
             continue
         rel = getattr(f, "relpath", f if isinstance(f, str) else "")
-        m = _PATH_TYPE.search(str(rel))
-        if m:
+        day, dtype = folder_of(str(rel))
+        if dtype:
             parts = str(rel).rsplit("/", 1)[-1].split("_")
-            out.append((m.group(1), m.group(2), parts[4] if len(parts) > 4 else ""))
+            out.append((day, dtype, parts[4] if len(parts) > 4 else ""))
     return out
 
 
@@ -235,7 +228,7 @@ def data_quality(resources: list[dict], problems, files) -> DataQuality:
     facts = _file_facts(files)
     dates = {d for d, _, _ in facts if len(d) == 8}
     if not facts:
-        dates = {fv.source(r)[0] for r in resources if len(fv.source(r)[0]) == 8}
+        dates = {origin(r).date for r in resources if len(origin(r).date) == 8}
     newest: dict[str, str] = {}
     count: dict[str, int] = defaultdict(int)
     for _, dtype, ts in facts:
@@ -243,7 +236,7 @@ def data_quality(resources: list[dict], problems, files) -> DataQuality:
         newest[dtype] = max(newest.get(dtype, ""), ts)
     if not facts:
         for r in resources:
-            dtype = fv.source(r)[1]
+            dtype = origin(r).data_type
             if dtype:
                 count[dtype] += 1
                 lu = (r.get("meta") or {}).get("lastUpdated") or ""
@@ -253,8 +246,7 @@ def data_quality(resources: list[dict], problems, files) -> DataQuality:
     for p in problems or []:
         get = (lambda k, p=p: p.get(k, "")) if isinstance(p, dict) else (lambda k, p=p: getattr(p, k, "") or "")
         path = str(get("path"))
-        m = _PATH_TYPE.search(path)
-        dtype = m.group(2) if m else (path.split("/")[0] if path and "/" not in path else "?")
+        dtype = folder_of(path)[1] or (path.split("/")[0] if path and "/" not in path else "?")
         probs[dtype].append({"kind": get("kind"), "reason": get("reason"), "path": path,
                              "severity": get("severity") or "error"})
     return DataQuality(iso[-1] if iso else "", iso[0] if iso else "", iso,
@@ -367,7 +359,7 @@ class _RowBase:
 
     @classmethod
     def of(cls, r: dict) -> _RowBase:
-        return cls(fv.when(r), str((r.get("meta") or {}).get("source") or ""), str(r.get("id") or ""),
+        return cls(fv.when(r), origin(r).path, str(r.get("id") or ""),
                    str(r.get("resourceType") or ""))
 
 
@@ -467,14 +459,14 @@ _SEGMENT = {"ADT-00": "AL1", "ADT-61": "IAM"}
 def _allergy_source(r: dict) -> str:
     """Where the allergy is recorded: its own file, then the files of the copies the patient-level
     view folded into it (``mappers.chart`` ``also-recorded-in``), e.g. "ADT-61 IAM (day)、ADT-00 AL1"."""
-    dtype = fv.source(r)[1]
+    dtype = origin(r).data_type
     seg = _SEGMENT.get(dtype, "")
     day = fv.day(fv.when(r))
     own = " ".join(x for x in (dtype or r.get("resourceType", ""), seg, f"({day})" if day else "") if x)
     others = []
     for ext in r.get("extension") or []:
         if str(ext.get("url", "")).endswith("also-recorded-in") and ext.get("valueString"):
-            other = fv.source({"meta": {"source": ext["valueString"]}})[1]
+            other = origin_of(str(ext["valueString"])).data_type
             label = " ".join(x for x in (other, _SEGMENT.get(other, "")) if x)
             if label and label not in others and label != " ".join(x for x in (dtype, seg) if x):
                 others.append(label)
@@ -507,7 +499,7 @@ def merge_allergies(rows: list[Row]) -> list[Row]:
 
 def _kind_label(r: dict) -> str:
     rt = r.get("resourceType", "")
-    dtype = fv.source(r)[1]
+    dtype = origin(r).data_type
     t = fv.cc_text(r.get("type")) if isinstance(r.get("type"), dict) else ""
     if rt == "Encounter":
         t = (r.get("class") or {}).get("display") or (r.get("class") or {}).get("code", "")
@@ -680,7 +672,7 @@ def lab_table(resources: list[dict]) -> LabTable:
         t.range_text = t.range_text or v.range_text
         t.low = t.low if t.low is not None else v.low
         t.high = t.high if t.high is not None else v.high
-        p = LabPoint(when, v.value, v.text, v.flag, str((r.get("meta") or {}).get("source") or ""))
+        p = LabPoint(when, v.value, v.text, v.flag, origin(r).path)
         t.points.append(p)
         d = fv.day(when)
         if d:
@@ -799,7 +791,7 @@ def _claim_entry(r: dict, key: str) -> dict | None:
     return {"id": r.get("id"), "type": Term("claim-type", ctype) if ctype else "",
             "diagnoses": [d for d in diags if d], "items": items,
             "total": fv.fmt_num((r.get("total") or {}).get("value")),
-            "source": (r.get("meta") or {}).get("source", "")}
+            "source": origin(r).path}
 
 
 def receipts(resources: list[dict], query: str = "") -> list[ReceiptMonth]:
@@ -821,7 +813,7 @@ def on_date(resources, day_iso: str, today: date) -> dict[str, list[Row]]:
     for cat in CATEGORIES:
         picked = [row for row in view.rows(cat)
                   if row.res is not None
-                  and (fv.source_date(row.res) or fv.day(fv.when(row.res))) == day_iso]
+                  and (origin(row.res).day or fv.day(fv.when(row.res))) == day_iso]
         if picked:
             out[cat] = picked
     return out
