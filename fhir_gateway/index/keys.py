@@ -119,7 +119,7 @@ def _bounds(text: str) -> tuple[int, int]:
     return y * 10000, y * 10000 + 9999
 
 
-def birth_range(value: str | tuple[str | None, str | None]) -> tuple[int, int]:
+def birth_range(value: str | tuple[str | None, ...] | list[str | None]) -> tuple[int, int]:
     """Inclusive number range for ``YYYY``, ``YYYY-MM``, ``YYYY-MM-DD`` or a ``(start, end)``
     pair (either end may be None).  FHIR prefixes ``eq ge gt le lt sa eb`` are understood too, so
     the REST layer can pass a parameter through; ``ne`` and ``ap`` give the whole range (the

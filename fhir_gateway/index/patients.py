@@ -620,7 +620,7 @@ class PatientIndex:
             if value is not None and str(value).strip() and not ok(str(value)):
                 return None  # only spaces/punctuation that normalise to nothing: no match
         if birthdate:
-            ranges = ([K.birth_range((birthdate[0], birthdate[1]))] if isinstance(birthdate, (tuple, list))
+            ranges = ([K.birth_range(birthdate)] if isinstance(birthdate, (tuple, list))
                       else [K.birth_range(v) for v in _values(birthdate)])
             rq = [NumericRange("birth", lo, hi) for lo, hi in ranges if lo <= hi]
             if not rq:
