@@ -327,6 +327,34 @@ class Writer:
         info["bytes"] += size
         info["count"] += count
 
+    def state(self) -> list[dict]:
+        """The files so far (everything written is flushed to them): a checkpoint."""
+        for fh, _ in self._open.values():
+            fh.flush()
+        return [dict(f) for f in self.files]
+
+    def resume(self, files: list[dict]) -> bool:
+        """Continue from a checkpoint (:meth:`state`): each file cut back to its size then
+        (lines written after it belong to chunks that run again), the last one of each type
+        reopened.  False, and nothing changed, when a file is missing or shorter (a job
+        resumed where its files are not, e.g. on another machine)."""
+        try:
+            if any(os.path.getsize(self.dir / f["name"]) < f["bytes"] for f in files):
+                return False
+        except (OSError, KeyError, TypeError):
+            return False
+        self.files = [dict(f) for f in files]
+        last = {f["type"]: f for f in self.files}
+        for f in self.files:
+            fh = open(self.dir / f["name"], "r+b")
+            fh.truncate(f["bytes"])
+            if last[f["type"]] is f:
+                fh.seek(f["bytes"])
+                self._open[f["type"]] = (fh, f)
+            else:
+                fh.close()
+        return True
+
     def close(self) -> list[dict]:
         for fh, _ in self._open.values():
             fh.close()
@@ -339,18 +367,32 @@ def run_export(svc, pids: list[str], params: dict, out_dir: Path, *, processes: 
                plugin_extras: Callable | None = None,
                progress: Callable[[int, int], None] | None = None,
                cancelled: Callable[[], bool] | None = None,
-               executor: cf.Executor | None = None) -> tuple[list[dict], list[dict]]:
+               executor: cf.Executor | None = None, resume: dict | None = None,
+               checkpoint: Callable[[dict], None] | None = None,
+               chunk_size: int = CHUNK) -> tuple[list[dict], list[dict]]:
     """Write the export of ``pids`` into ``out_dir``; (output files, error files).
     ``executor``: map the chunks there (a Dask cluster) instead of local processes.  Chunks
     write their lines to part files under ``out_dir/.parts`` (never served), appended to the
-    output files in chunk order by this thread."""
+    output files in chunk order by this thread.  After each chunk ``checkpoint(state)`` is
+    called; a job interrupted later passes that state back as ``resume`` (same ``pids`` and
+    parameters) and continues after the chunks it holds instead of starting again."""
     spec = Spec.parse(params)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = Writer(out_dir, max_file_bytes)
     err = Writer(out_dir / "errors", max_file_bytes)
     (out_dir / "errors").mkdir(exist_ok=True)
     parts = out_dir / ".parts"
-    done = 0
+    done = skip = 0
+    if resume and out.resume(resume.get("output", [])) and \
+            err.resume(resume.get("errors", [])):
+        skip, done = int(resume.get("chunks", 0)), int(resume.get("patients", 0))
+    else:  # no checkpoint, or its files are not here: from the start
+        out.close()
+        err.close()
+        for f in list(out_dir.glob("*.ndjson")) + list((out_dir / "errors").glob("*.ndjson")):
+            f.unlink()
+        out = Writer(out_dir, max_file_bytes)
+        err = Writer(out_dir / "errors", max_file_bytes)
 
     def take(res: dict, n: int, chunk: list[str]) -> None:
         nonlocal done
@@ -367,12 +409,16 @@ def run_export(svc, pids: list[str], params: dict, out_dir: Path, *, processes: 
         if res["errors"]:
             err.write("OperationOutcome", res["errors"], res["errors"].count(b"\n"))
         done += res["patients"]
+        if checkpoint:
+            checkpoint({"chunks": n + 1, "patients": done, "output": out.state(),
+                        "errors": err.state()})
         if progress:
             progress(done, len(pids))
         if cancelled and cancelled():
             raise ExportCancelled()
 
-    chunks = [pids[i:i + CHUNK] for i in range(0, len(pids), CHUNK)]
+    size = max(1, chunk_size)
+    chunks = [pids[i:i + size] for i in range(0, len(pids), size)][skip:]
     try:
         if executor is not None or (processes > 1 and len(chunks) > 1):
             pool_cm: contextlib.AbstractContextManager[cf.Executor]
@@ -394,7 +440,7 @@ def run_export(svc, pids: list[str], params: dict, out_dir: Path, *, processes: 
             with pool_cm as pool:
                 inflight: deque = deque()
                 try:
-                    for n, chunk in enumerate(chunks):
+                    for n, chunk in enumerate(chunks, skip):
                         inflight.append((submit(pool, n, chunk), n, chunk))
                         if len(inflight) >= width * 2:
                             fut, m, c = inflight.popleft()
@@ -407,7 +453,7 @@ def run_export(svc, pids: list[str], params: dict, out_dir: Path, *, processes: 
                         fut.cancel()
                     raise
         else:
-            for n, chunk in enumerate(chunks):
+            for n, chunk in enumerate(chunks, skip):
                 take(export_chunk(svc, chunk, spec, parts / str(n)), n, chunk)
         for r in extra_resources or []:
             if spec.keep(r):

@@ -4,11 +4,13 @@ Jobs never run in a request thread.  Each server process has one scheduler threa
 bounded pool of job threads (``concurrent`` jobs); a job is *claimed* through the job store
 (an ``flock``), so with several worker processes a job runs exactly once, and a job left
 ``queued`` or ``running`` by a process that died (a restart) is found by the scheduler and run
-again from the start (``attempts`` counts; after :data:`MAX_ATTEMPTS` it fails visibly).
+again from its last checkpoint — the chunks of patients already in its files are not exported
+again (``attempts`` counts; after :data:`MAX_ATTEMPTS` it fails visibly).
 Finished jobs and their files are deleted ``keep_hours`` after completion."""
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import shutil
@@ -26,6 +28,7 @@ from .store import JobStore
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
+PIDS = ".pids.json"  # in a job's folder: the patients it exports, in order (for a resume)
 ACTIVE = ("queued", "running")
 
 
@@ -160,11 +163,16 @@ class BulkManager:
                                  message=f"the export was interrupted {MAX_ATTEMPTS} times "
                                          "(server restarts) and was given up")
                 return
-            self.jobs.update(jid, status="running", attempts=attempts, done=0)
             out = self.settings.dir / jid
-            shutil.rmtree(out, ignore_errors=True)  # a resumed job starts again cleanly
+            resume = job.get("checkpoint")
+            if not resume or not (out / PIDS).exists():
+                resume = None
+                shutil.rmtree(out, ignore_errors=True)  # no checkpoint: start again cleanly
+            self.jobs.update(jid, status="running", attempts=attempts,
+                             done=resume["patients"] if resume else 0,
+                             resumed_from=resume["patients"] if resume else None)
             try:
-                files, errors = self._export(job, out)
+                files, errors = self._export(job, out, resume)
             except ExportCancelled:
                 self._remove(jid)
                 return
@@ -179,7 +187,7 @@ class BulkManager:
                 self.jobs.delete(jid)
                 return
             self.jobs.update(jid, status="completed", finished=time.time(), output=files,
-                             error=errors)
+                             error=errors, checkpoint=None)
         finally:
             claim.release()
             with self._lock:
@@ -201,7 +209,7 @@ class BulkManager:
                 return None
         return client.get_executor(pure=False)
 
-    def _export(self, job: dict, out: Path):
+    def _export(self, job: dict, out: Path, resume: dict | None = None):
         svc: FacilityService | None = self.gateway.facility(job["facility"])
         if svc is None:
             raise RuntimeError(f"facility {job['facility']} is no longer configured")
@@ -216,6 +224,11 @@ class BulkManager:
             pids = WalkIndex(svc).all()
             if job["level"] == "system":
                 extra = list(self.groups.list(job["facility"]))
+        if resume is not None:  # the patients the checkpoint counted chunks of
+            pids = json.loads((out / PIDS).read_text(encoding="utf-8"))
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / PIDS).write_text(json.dumps(pids), encoding="utf-8")
         jid = job["id"]
         self.jobs.update(jid, total=len(pids))
         last = [0.0]
@@ -224,6 +237,9 @@ class BulkManager:
             if time.monotonic() - last[0] > 0.5 or done == total:
                 last[0] = time.monotonic()
                 self.jobs.update(jid, done=done)
+
+        def checkpoint(state: dict) -> None:
+            self.jobs.update(jid, checkpoint=state)
 
         def cancelled() -> bool:
             return (self.jobs.get(jid) or {}).get("status") == "cancelled"
@@ -244,7 +260,8 @@ class BulkManager:
             processes=self.settings.processes or default_processes(),
             max_file_bytes=int(self.settings.max_file_mb * (1 << 20)),
             extra_resources=extra, plugin_extras=plugin_extras if sources else None,
-            progress=progress, cancelled=cancelled, executor=self._dask_executor())
+            progress=progress, cancelled=cancelled, executor=self._dask_executor(),
+            resume=resume, checkpoint=checkpoint)
         return ([{"type": f["type"], "name": f["name"], "count": f["count"]} for f in files
                  if f["count"]],
                 [{"type": f["type"], "name": f["name"], "count": f["count"]} for f in errors
