@@ -126,6 +126,12 @@ def create_app(config: Config, *, auth: bool = True, cache_bytes: int | None = N
     from .hosts import PublicHost
     app.wsgi_app = PublicHost(app.wsgi_app,  # type: ignore[method-assign]
                               getattr(config, "public_url", ""), getattr(config, "trusted_hosts", ()))
+    if hasattr(config, "setting") and config.setting("trusted_proxies"):
+        from .proxies import ClientAddress  # outermost: the limits key on the real client
+        app.wsgi_app = ClientAddress(  # type: ignore[method-assign]
+            app.wsgi_app, str(config.setting("trusted_proxies")),
+            str(config.setting("forwarded_header")))
+        app.config["FHIR_TRUSTED_PROXIES"] = True  # serving.py keeps the headers for it
 
     @app.after_request
     def _no_store(resp):

@@ -48,6 +48,16 @@ def _flag(value: str) -> bool:
     raise ValueError(f"{value!r} is not true/false")
 
 
+def _networks(value: str) -> str:
+    from fhir_gateway.proxies import check_networks
+    return check_networks(value)
+
+
+def _forwarded_header(value: str) -> str:
+    from fhir_gateway.proxies import check_header
+    return check_header(value)
+
+
 @dataclass(frozen=True)
 class Setting:
     """One setting of the option table: its TOML key (top level), environment variable and
@@ -89,6 +99,12 @@ SETTINGS: tuple[Setting, ...] = (
             "heavy requests ($everything, export, large searches) at once, whole server"),
     Setting("drain_file", "FHIR_GATEWAY_DRAIN_FILE", "", "", str,
             "while this file exists /health answers 503 draining (load balancers)"),
+    Setting("trusted_proxies", "FHIR_GATEWAY_TRUSTED_PROXIES", "", "", _networks,
+            "reverse proxies (addresses/networks, comma-separated) whose forwarding header "
+            "names the client for the per-client limits; other peers' headers are ignored"),
+    Setting("forwarded_header", "FHIR_GATEWAY_FORWARDED_HEADER", "", "x-forwarded-for",
+            _forwarded_header, "the header the trusted proxies write: x-forwarded-for or "
+            "forwarded (RFC 7239)"),
 )
 SETTING = {s.key: s for s in SETTINGS}
 
@@ -107,6 +123,9 @@ def resolve_settings(raw: dict, env: Mapping[str, str] | None = None) -> dict[st
                 value = raw[s.key]
                 if s.parse is _flag and isinstance(value, bool):
                     out[s.key] = value
+                elif s.parse is _networks and isinstance(value, list) and \
+                        all(isinstance(v, str) for v in value):
+                    out[s.key] = _networks(",".join(value))  # a TOML list of addresses
                 elif isinstance(value, bool) or not isinstance(value, (str, int, float)):
                     raise ValueError(f"{value!r}")
                 else:

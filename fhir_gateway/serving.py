@@ -57,7 +57,11 @@ def _serve_child(make_app: Callable[[], "Flask"], sock: socket.socket, threads: 
     waitress.serve(app, sockets=[sock], threads=threads, ident="fhir-gateway",
                    connection_limit=1000, channel_timeout=60, _quiet=True,
                    max_request_body_size=WAITRESS_MAX_BODY,
-                   max_request_header_size=MAX_URL + 32 * 1024)
+                   max_request_header_size=MAX_URL + 32 * 1024,
+                   # waitress drops X-Forwarded-For/Forwarded unless told; with trusted_proxies
+                   # the app reads them, for trusted peers only (fhir_gateway/proxies.py)
+                   clear_untrusted_proxy_headers=not getattr(app, "config", {}).get(
+                       "FHIR_TRUSTED_PROXIES"))
 
 
 def check_app(make_app: Callable[[], "Flask"]) -> bool:
