@@ -144,6 +144,40 @@ def test_filters(bulk):
     assert sum(o["count"] for o in until_now["output"]) > 0
 
 
+def test_post_kick_off_with_a_parameters_body(bulk):
+    """Bulk Data 2.0 POST kick-off: the same export as the GET with those parameters."""
+    s, h = bulk
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "_type", "valueString": "Observation,Patient"},
+        {"name": "_typeFilter", "valueString": "Observation?code=3A010000002327101"},
+        {"name": "_since", "valueInstant": "2000-01-01T00:00:00Z"},
+        {"name": "_outputFormat", "valueString": "application/fhir+ndjson"}]}
+    hdr = {**s.headers, **ASYNC, "Content-Type": "application/fhir+json"}
+    r = requests.post(s.base + "/Patient/$export", json=body, headers=hdr)
+    assert r.status_code == 202, r.text
+    done = wait(s, r.headers["Content-Location"]).json()
+    got = sorted(json.dumps(x, sort_keys=True) for o in done["output"] for x in lines(s, o["url"]))
+    via_get = export(s, "/Patient/$export", _type="Observation,Patient",
+                     _typeFilter="Observation?code=3A010000002327101",
+                     _since="2000-01-01T00:00:00Z")
+    assert got == sorted(json.dumps(x, sort_keys=True) for o in via_get["output"]
+                         for x in lines(s, o["url"]))
+    assert len(got) == len(h.patients) * 4
+    bad = [({"resourceType": "Bundle"}, 400),
+           ({"resourceType": "Parameters", "parameter": [{"name": "_type"}]}, 400),
+           ({"resourceType": "Parameters", "parameter": [
+               {"name": "patient", "valueReference": {"reference": "Patient/x"}}]}, 400),
+           ({"resourceType": "Parameters", "parameter": [
+               {"name": "_type", "valueString": "Nonsense"}]}, 400)]
+    for b, status in bad:
+        r = requests.post(s.base + "/$export", json=b, headers=hdr)
+        assert r.status_code == status and r.json()["resourceType"] == "OperationOutcome", r.text
+    r = requests.post(s.base + "/$export", data="_type=Patient", headers={
+        **s.headers, **ASYNC, "Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 415
+    assert "POST" in requests.options(s.base + "/$export").headers["Allow"]
+
+
 def test_group_export_and_group_resource(bulk, tmp_path):
     s, h = bulk
     members = h.patients[1:3]

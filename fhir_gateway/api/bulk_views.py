@@ -35,11 +35,44 @@ def _base() -> str:
     return bundle.base_url(g.facility_code)
 
 
+# value[x] of a kick-off Parameters entry that carries a string (a Reference means ``patient``)
+VALUE_KEYS = ("valueString", "valueInstant", "valueDateTime", "valueDate", "valueCode",
+              "valueUri", "valueCanonical")
+
+
+def _posted_params() -> list[tuple[str, str]]:
+    """The (name, value) pairs of a POST kick-off's ``Parameters`` body (Bulk Data IG 2.0);
+    400 for anything else."""
+    if request.mimetype not in ("application/fhir+json", "application/json"):
+        raise FhirError(415, "POST $export takes a FHIR Parameters resource "
+                        "(application/fhir+json)", "not-supported")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise FhirError(400, "POST $export takes a FHIR Parameters resource", "invalid")
+    out = []
+    for p in body.get("parameter") or []:
+        name = p.get("name") if isinstance(p, dict) else None
+        if not isinstance(name, str) or not name:
+            raise FhirError(400, "every Parameters.parameter needs a name", "invalid")
+        values = [p[k] for k in VALUE_KEYS if k in p]
+        if name in STU_ONLY or "valueReference" in p:
+            raise FhirError(400, f"$export parameter {name!r} is not supported "
+                            f"({', '.join(sorted(KICKOFF_PARAMS))})", "not-supported")
+        if len(values) != 1 or not isinstance(values[0], str):
+            raise FhirError(400, f"Parameters.parameter {name!r} needs one value "
+                            "(valueString, valueInstant, …)", "invalid")
+        out.append((name, values[0]))
+    return out
+
+
 def _kick_off(level: str, group: str | None = None):
     if "respond-async" not in request.headers.get("Prefer", ""):
         raise FhirError(400, "$export runs asynchronously: send Prefer: respond-async", "invalid")
     params: dict[str, list[str]] = {}
-    for k, v in request.args.items(multi=True):
+    items = list(request.args.items(multi=True))
+    if request.method == "POST":
+        items += _posted_params()
+    for k, v in items:
         if k in KICKOFF_PARAMS:
             params.setdefault(k, []).append(v)
         elif k in ("_format", "_pretty"):
@@ -76,17 +109,17 @@ def _kick_off(level: str, group: str | None = None):
     return resp
 
 
-@blueprint.get("/$export")
+@blueprint.route("/$export", methods=["GET", "POST"])
 def export_system():
     return _kick_off("system")
 
 
-@blueprint.get("/Patient/$export")
+@blueprint.route("/Patient/$export", methods=["GET", "POST"])
 def export_patients():
     return _kick_off("patient")
 
 
-@blueprint.get("/Group/<gid>/$export")
+@blueprint.route("/Group/<gid>/$export", methods=["GET", "POST"])
 def export_group(gid: str):
     return _kick_off("group", gid)
 

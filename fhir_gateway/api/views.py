@@ -113,8 +113,10 @@ def allowed_methods(path: str) -> list[str]:
     tail = path.rstrip("/").rsplit("/", 1)[-1]
     if tail in ("_search", "token"):
         methods = ["POST", "OPTIONS"]
-    elif tail in ("$export",) or "/$export-status/" in path:
-        methods = ["GET", "HEAD", "OPTIONS"] + (["DELETE"] if "$export-status" in path else [])
+    elif tail == "$export":
+        methods = ["GET", "HEAD", "POST", "OPTIONS"]  # POST: a Parameters body (Bulk Data 2.0)
+    elif "/$export-status/" in path:
+        methods = ["GET", "HEAD", "DELETE", "OPTIONS"]
     return methods
 
 
