@@ -79,8 +79,47 @@ def test_same_hits_as_the_embedded_index(tmp_path: Path, pg_dsn):
     assert p.count() == w.count() == 9
     for q, limit in itertools.product(QUERIES, (1, 3, 1000)):
         assert p.search(**q, limit=limit) == w.search(**q, limit=limit), q
+    # each plan alone (the ordered walk of the sortkey index, the GIN candidates) and the
+    # bounded ones falling back to the other: the same lists
+    p.trace = []
+    for plan in ("walk", "gin", "walk-bounded", "gin-bounded"):
+        p.plan = plan
+        for q, limit in itertools.product(QUERIES, (1, 3, 1000)):
+            assert p.search(**q, limit=limit) == w.search(**q, limit=limit), (plan, q)
+    ran = " ".join(sql for sql, _ in p.trace)
+    assert "split_part(sortkey" in ran and "MATERIALIZED" in ran
     assert p.get("0000000008") == w.get("0000000008")
     w.close(), p.close()
+
+
+def test_walk_reads_only_the_sortkey_index(index: PgPatientIndex):
+    """The ordered walk's filter holds only what the (facility, sortkey) INCLUDE (birth,
+    gender) index holds: an index-only scan after the build's VACUUM (ANALYZE)."""
+    import json
+    index.plan, index.trace = "walk-bounded", []
+    assert index.search(kana="ヤマ", birthdate="ge1950", gender="male,female", limit=1)
+    sql, params = index.trace[0]
+    assert "split_part(sortkey" in sql and len(index.trace) == 1  # the walk found it
+    conn = index.db.get()
+    # 9 rows: the planner would rightly read the table or bitmap-scan
+    conn.execute("SET enable_seqscan = off; SET enable_bitmapscan = off")
+    try:
+        plan = json.dumps(conn.execute("EXPLAIN (FORMAT JSON) " + sql, params).fetchone())
+    finally:
+        conn.execute("RESET enable_seqscan; RESET enable_bitmapscan")
+    assert '"Index Only Scan"' in plan and "patient_index_walk" in plan, plan
+
+
+def test_stored_patients_are_served_from_the_table(index: PgPatientIndex, tree: Path):
+    """Pages of Patient search come from the stored Patient (perf-17's shortcut), with the
+    ADT-00 source to validate it by (same contract as the embedded index)."""
+    w = PatientIndex(tree.parent / "wdata", FAC, [tree])
+    w.build()
+    pids = [s.patient_id for s in w.search(limit=100)]
+    want, got = w.patients(pids), index.patients(pids)
+    assert got and got == want
+    assert list(next(iter(got.values()))[0]) == list(next(iter(want.values()))[0])  # key order
+    w.close()
 
 
 def test_refresh_upserts_only_changed_patients(index: PgPatientIndex, tree: Path):
@@ -163,8 +202,8 @@ def test_db_upgrade_and_a_too_old_schema(pg_server, tmp_path: Path, capsys):
 # -- every Patient search parameter (perf-17's index/walk agreement), PostgreSQL behind it -------
 
 from test_patient_index_search import (  # noqa: E402,F401
-    test_a_page_maps_only_its_patients, test_index_and_walk_agree_on_every_parameter,
-    test_pages_from_the_index_equal_the_walk,
+    test_a_changed_adt_00_is_read_again, test_a_page_maps_only_its_patients,
+    test_index_and_walk_agree_on_every_parameter, test_pages_from_the_index_equal_the_walk,
 )
 
 

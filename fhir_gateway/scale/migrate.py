@@ -34,6 +34,8 @@ def migrate_embedded(cfg: Config, code: str, target) -> int | None:
         keys = reader.column_reader("keys")
         rows = reader.column_reader("row")
         stubs = reader.column_reader("stub")
+        patients = reader.column_reader("patient")
         live = [d for d in range(reader.doc_count_all()) if not reader.is_deleted(d)]
-        pairs = ((keys[d].decode("utf-8"), orjson.loads(rows[d]), stubs[d] or None) for d in live)
+        pairs = ((keys[d].decode("utf-8"), orjson.loads(rows[d]), stubs[d] or None,
+                  patients[d] or None) for d in live)
         return target.import_rows(pairs, state, state.get("root", ""))

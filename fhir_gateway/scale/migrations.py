@@ -191,6 +191,19 @@ CREATE TABLE bulk_jobs (
     data JSONB NOT NULL                   -- the job document of fhir_gateway.bulk.store
 );
 """),
+    Step(8, "patient index: stored Patients, a covering sort index, finer gram statistics", """
+-- {"r": Patient, "f": [ADT-00 relpath, size, mtime_ns, folder mtime_ns]}: a page of Patient
+-- search served without mapping (PgPatientIndex.patients).  json, not jsonb: the text is kept
+-- as written, so a served Patient has the key order of a freshly mapped one.  Rows indexed
+-- before this step have none (mapped from the files) until `fhir-gateway index --rebuild`.
+ALTER TABLE patient_index ADD COLUMN patient json;
+-- The ordered walk of a common name reads only this index (sortkey holds every name key and
+-- the id; birth and gender ride along): no heap fetch per candidate.
+CREATE INDEX patient_index_walk ON patient_index (facility, sortkey) INCLUDE (birth, gender);
+DROP INDEX patient_index_sort;
+-- PgPatientIndex chooses its plan from the grams' frequencies: track 10,000 of them.
+ALTER TABLE patient_index ALTER COLUMN terms SET STATISTICS 1000;
+"""),
 )
 LATEST = STEPS[-1].version
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Sequence, cast
 
 import orjson
 
@@ -37,14 +37,24 @@ from .pg import Connections, lock_key
 
 log = logging.getLogger(__name__)
 COLUMNS = ("facility", "pid", "sortkey", "kana", "kanji", "fam", "giv", "kfam", "kgiv", "terms",
-           "birth", "gender", "summary", "stub", "sterms", "updated")
+           "birth", "gender", "summary", "stub", "sterms", "updated", "patient")
 _COL = {K_KANA: "kana", K_KANJI: "kanji", K_FAM: "fam", K_GIV: "giv", K_KFAM: "kfam",
         K_KGIV: "kgiv"}
+# The same keys read from the sortkey (the embedded index's ``keys``: SEP-joined, see
+# fhir_gateway.index.patients.document), so a walk of the sortkey index needs no heap fetch.
+_SORTKEY_PART = {i: f"split_part(sortkey, E'\\x1f', {i + 1})" for i in _COL}
+_PID_OF_SORTKEY = f"split_part(sortkey, E'\\x1f', {K_PID + 1})"
+assert SEP == "\x1f"
+GIN_MAX = 2000  # candidates the GIN plan fetches before it gives way to the ordered walk
+WALK_ROWS = 40_000  # sortkey-index entries the walk reads before it gives way to the GIN plan
+ORDERED_LIMIT = 500  # asked for more results than this: the GIN plan (most candidates anyway)
+STATS_TTL = 300.0  # seconds a process keeps the gram statistics
 
 
-def row_of(facility: str, keys: str, summary: list, stub: bytes | None) -> tuple:
-    """The table row of one patient from the embedded index's ``keys``, ``row`` and ``stub``
-    columns (the same for a fresh extraction and for a migration from whoosh)."""
+def row_of(facility: str, keys: str, summary: list, stub: bytes | None,
+           patient: bytes | None = None) -> tuple:
+    """The table row of one patient from the embedded index's ``keys``, ``row``, ``stub`` and
+    ``patient`` columns (the same for a fresh extraction and for a migration from whoosh)."""
     parts = keys.split(SEP)
     kana, kanji = parts[K_KANA], parts[K_KANJI]
     fam, giv, kfam, kgiv = parts[K_FAM], parts[K_GIV], parts[K_KFAM], parts[K_KGIV]
@@ -55,12 +65,13 @@ def row_of(facility: str, keys: str, summary: list, stub: bytes | None) -> tuple
     return (facility, parts[K_PID], keys, kana, kanji, fam, giv, kfam, kgiv, sorted(terms),
             birth, s.gender or None, orjson.dumps(summary).decode(),
             stub.decode("utf-8") if stub else None, terms_of(st) if st else [],
-            updated_seconds(st) if st else None)
+            updated_seconds(st) if st else None,
+            patient.decode("utf-8") if patient else None)
 
 
 def row_of_document(facility: str, doc: dict) -> tuple:
     return row_of(facility, doc["keys"].decode("utf-8"), orjson.loads(doc["row"]),
-                  doc.get("stub") or None)
+                  doc.get("stub") or None, doc.get("patient") or None)
 
 
 def sql_of(q) -> tuple[str, list]:
@@ -97,6 +108,9 @@ class PgPatientIndex(PatientIndex):
         super().__init__(data_dir, facility, storage_roots)
         self.db = Connections(dsn)
         self._checked = False
+        self._stats: tuple[float, float, dict[str, float], float] | None = None
+        self.plan: str | None = None  # "walk" / "gin" forces one plan (tests, benchmarks)
+        self.trace: list[tuple[str, list]] | None = None  # statements run by search (bench)
 
     def _conn(self):
         if not self._checked:
@@ -150,12 +164,22 @@ class PgPatientIndex(PatientIndex):
                     "ON CONFLICT (facility) DO UPDATE SET scan = EXCLUDED.scan, "
                     "root = EXCLUDED.root, updated_at = now()",
                     (self.facility, orjson.dumps(result.state).decode(), root))
+            if full:
+                self._analyze(conn)
+            elif stats.changed:
+                self._stats = None  # new grams: read the statistics again
             stats.patients = conn.execute("SELECT count(*) FROM patient_index WHERE facility = %s",
                                           (self.facility,)).fetchone()[0]
             stats.seconds = time.perf_counter() - t0
             return stats
         finally:
             conn.close()  # ends the session: the advisory lock goes with it
+
+    def _analyze(self, conn) -> None:
+        """After a full write: the visibility map (the ordered walk then reads the index alone)
+        and the gram statistics the plan choice reads (autovacuum keeps both up later)."""
+        conn.execute("VACUUM (ANALYZE) patient_index")
+        self._stats = None
 
     @staticmethod
     def _upsert(conn, rows: list[tuple]) -> None:
@@ -169,9 +193,8 @@ class PgPatientIndex(PatientIndex):
                             f"ON CONFLICT (facility, pid) DO UPDATE SET {updates}, "
                             "indexed_at = now()", rows)
 
-    def import_rows(self, rows: Iterable[tuple[str, list, bytes | None]], state: dict | None,
-                    root: str) -> int:
-        """Replace this facility's rows with ``(keys, summary, stub)`` triples (the migration from the
+    def import_rows(self, rows: Iterable[tuple], state: dict | None, root: str) -> int:
+        """Replace this facility's rows with ``(keys, summary, stub[, patient])`` (the migration from the
         embedded index), under the writer lock, in one transaction; the walk state comes along
         so the next refresh is incremental."""
         self._conn()
@@ -182,8 +205,8 @@ class PgPatientIndex(PatientIndex):
             with conn.transaction():
                 conn.execute("DELETE FROM patient_index WHERE facility = %s", (self.facility,))
                 with conn.cursor().copy(f"COPY patient_index ({', '.join(COLUMNS)}) FROM STDIN") as cp:
-                    for keys, summary, stub in rows:
-                        cp.write_row(row_of(self.facility, keys, summary, stub))
+                    for row in rows:
+                        cp.write_row(row_of(self.facility, *row))
                         n += 1
                 if state is not None:
                     conn.execute(
@@ -194,6 +217,7 @@ class PgPatientIndex(PatientIndex):
                 else:
                     conn.execute("DELETE FROM patient_index_state WHERE facility = %s",
                                  (self.facility,))
+            self._analyze(conn)
             return n
         finally:
             conn.close()
@@ -227,7 +251,20 @@ class PgPatientIndex(PatientIndex):
                birthdate: str | tuple[str | None, str | None] | None = None,
                gender: str | None = None, identifier: str | None = None,
                text: str | None = None, limit: int = 1000) -> list[PatientSummary]:
-        """Same contract as :meth:`PatientIndex.search`."""
+        """Same contract as :meth:`PatientIndex.search`.
+
+        A name criterion has two plans, both exact, chosen by the expected number of candidates
+        (gram frequencies from the table statistics, :meth:`_candidates`):
+
+        - *gin*: candidates through the GIN index, the top ``limit`` by sortkey.  It fetches
+          every candidate's row, so it is bounded (``GIN_MAX``) and gives way to the walk;
+        - *walk*: the (facility, sortkey) index in order, filtered on the name keys that the
+          sortkey itself holds (plus birth/gender, included in that index): an index-only scan
+          that stops at the ``limit``-th match, i.e. after about limit / selectivity entries.
+          Bounded too (``WALK_ROWS``), then the unbounded GIN plan answers.
+
+        A common name (many candidates) is thus a short walk, a rare one a few heap fetches.
+        """
         # PostgreSQL text cannot hold NUL; no stored key or id contains one, so a value with a
         # NUL matches nothing, exactly like a non-character (U+FFFE) that never occurs.
         name, family, given, kana, gender, identifier, text = (
@@ -235,30 +272,108 @@ class PgPatientIndex(PatientIndex):
             for v in (name, family, given, kana, gender, identifier, text))
         if isinstance(birthdate, str):
             birthdate = birthdate.replace("\x00", "\ufffe")
+        crit = (name, family, given, kana, birthdate, gender, identifier, text)
         try:
-            where = self._where(name, family, given, kana, birthdate, gender, identifier, text)
+            where = self._where(*crit)
         except K.BadCriterion:
             return []
         if where is None or limit <= 0:
             return []
-        sql, params = where
-        if "terms @>" in sql:
-            # Candidates through the GIN index first, then the top ``limit`` by sortkey.  Left
-            # to itself the planner walks the sortkey index and filters (its estimate of a gram
-            # array's selectivity is poor): fine for a common name, a scan of most of the table
-            # for a rare one (seconds at 1,000,000 rows).  MATERIALIZED bounds the cost by the
-            # number of candidates instead.
-            rows = self._conn().execute(
-                "WITH c AS MATERIALIZED (SELECT pid, sortkey FROM patient_index "
-                f"WHERE facility = %s{sql}) "
-                "SELECT p.summary FROM (SELECT pid, sortkey FROM c ORDER BY sortkey LIMIT %s) t "
-                "JOIN patient_index p ON p.facility = %s AND p.pid = t.pid ORDER BY t.sortkey",
-                [self.facility, *params, limit, self.facility]).fetchall()
-        else:
-            rows = self._conn().execute(
-                f"SELECT summary FROM patient_index WHERE facility = %s{sql} "
-                "ORDER BY sortkey LIMIT %s", [self.facility, *params, limit]).fetchall()
+        sql, params, grams = where
+        if not grams:
+            return self._rows(f"SELECT summary FROM patient_index WHERE facility = %s{sql} "
+                              "ORDER BY sortkey LIMIT %s", [self.facility, *params, limit])
+        walked = self._where(*crit, walk=True)
+        assert walked is not None  # the same criteria as above
+        walk_sql, walk_params, _ = walked
+        plan = self.plan
+        if plan is None:
+            if limit > ORDERED_LIMIT:
+                plan = "gin"  # (nearly) every candidate is wanted anyway
+            elif self._candidates(grams) >= GIN_MAX:
+                plan = "walk-bounded"
+            else:
+                plan = "gin-bounded"
+        if plan == "gin-bounded":
+            got = self._gin(sql, params, limit, GIN_MAX)
+            return got if got is not None else self._walk(walk_sql, walk_params, limit, None) or []
+        if plan == "walk-bounded":
+            got = self._walk(walk_sql, walk_params, limit, WALK_ROWS)
+            return got if got is not None else self._gin(sql, params, limit, None) or []
+        if plan == "walk":
+            return self._walk(walk_sql, walk_params, limit, None) or []
+        return self._gin(sql, params, limit, None) or []
+
+    def _rows(self, sql: str, params: list) -> list[PatientSummary]:
+        if self.trace is not None:
+            self.trace.append((sql, params))
+        return [PatientSummary(*r["summary"]) for r in self._conn().execute(sql, params).fetchall()]
+
+    def _gin(self, sql: str, params: list, limit: int, bound: int | None
+             ) -> list[PatientSummary] | None:
+        """Candidates through the GIN index, top ``limit`` by sortkey; None when there are more
+        than ``bound`` candidates.  MATERIALIZED: left to itself the planner may walk the sortkey
+        index and filter on ``terms`` with a heap fetch per entry (its estimate of a gram
+        array's selectivity is poor)."""
+        cap = "" if bound is None else f" LIMIT {int(bound) + 1}"
+        q = ("WITH c AS MATERIALIZED (SELECT pid, sortkey FROM patient_index "
+             f"WHERE facility = %s{sql}{cap}) "
+             "SELECT p.summary, (SELECT count(*) FROM c) AS n "
+             "FROM (SELECT pid, sortkey FROM c ORDER BY sortkey LIMIT %s) t "
+             "JOIN patient_index p ON p.facility = %s AND p.pid = t.pid ORDER BY t.sortkey")
+        qp = [self.facility, *params, limit, self.facility]
+        if self.trace is not None:
+            self.trace.append((q, qp))
+        rows = self._conn().execute(q, qp).fetchall()
+        if bound is not None and rows and rows[0]["n"] > bound:
+            return None
         return [PatientSummary(*r["summary"]) for r in rows]
+
+    def _walk(self, sql: str, params: list, limit: int, bound: int | None
+              ) -> list[PatientSummary] | None:
+        """The sortkey index in order, filtered on what it holds; the first ``limit`` matches.
+        None when ``bound`` entries gave fewer than ``limit`` (the matches may lie further)."""
+        if bound is None:
+            inner = f"SELECT sortkey FROM patient_index WHERE facility = %s{sql} " \
+                    "ORDER BY sortkey LIMIT %s"
+            ip = [self.facility, *params, limit]
+        else:
+            inner = ("SELECT sortkey FROM (SELECT sortkey, birth, gender FROM patient_index "
+                     "WHERE facility = %s ORDER BY sortkey LIMIT %s) s "
+                     f"WHERE true{sql} LIMIT %s")
+            ip = [self.facility, bound, *params, limit]
+        q = (f"SELECT p.summary FROM ({inner}) t JOIN patient_index p ON p.facility = %s "
+             f"AND p.pid = {_PID_OF_SORTKEY.replace('sortkey', 't.sortkey')} ORDER BY t.sortkey")
+        got = self._rows(q, [*ip, self.facility])
+        return None if bound is not None and len(got) < limit else got
+
+    def _candidates(self, grams: list[list[list[str]]]) -> float:
+        """Expected candidates of the name criteria (each a list of alternatives, each a list of
+        grams to AND): the rarest criterion's sum over alternatives of rows × the product of
+        the grams' frequencies (as the planner would; an unknown gram is rarer than the rarest
+        tracked one).  0 without statistics (then the bounded GIN plan tries first)."""
+        now = time.monotonic()
+        if self._stats is None or now - self._stats[0] > STATS_TTL:
+            row = self._conn().execute(
+                "SELECT greatest(c.reltuples, 0) AS n, s.most_common_elems::text::text[] AS e, "
+                "s.most_common_elem_freqs AS f FROM pg_class c LEFT JOIN pg_stats s ON "
+                "s.schemaname = current_schema() AND s.tablename = 'patient_index' "
+                "AND s.attname = 'terms' WHERE c.oid = 'patient_index'::regclass").fetchone()
+            elems, freqs = (row["e"] or []), (row["f"] or [])
+            table = dict(zip(elems, freqs))
+            floor = min(freqs[:len(elems)]) / 2 if elems else 0.0
+            self._stats = (now, float(row["n"] or 0), table, floor)
+        _, n, table, floor = self._stats
+        best = float("inf")
+        for alts in grams:
+            total = 0.0
+            for terms in alts:
+                f = 1.0
+                for t in terms:
+                    f *= table.get(t, floor)
+                total += f * n
+            best = min(best, total)
+        return 0.0 if best == float("inf") else best
 
     def stubs(self, criteria: list) -> list[dict]:
         """Search stubs of a superset of the patients matching the conformance ``criteria``
@@ -273,44 +388,69 @@ class PgPatientIndex(PatientIndex):
             [self.facility, *params]).fetchall()
         return [r["stub"] for r in rows]
 
-    def patients(self, pids: list[str]) -> dict:
-        """Stored Patients are an optional shortcut of the embedded index (a page of search
-        results without mapping); not kept here yet, so pages map their Patients from the files."""
-        return {}
+    def patients(self, pids: list[str]) -> dict[str, tuple[dict, tuple]]:
+        """The stored Patient of each id with its source ``(ADT-00 relpath, size, mtime_ns,
+        folder mtime_ns)`` (same contract as :meth:`PatientIndex.patients`: the caller checks
+        the source with two stats; ids without one are left out)."""
+        if not pids:
+            return {}
+        rows = self._conn().execute(
+            "SELECT pid, patient::text AS p FROM patient_index WHERE facility = %s "
+            "AND pid = ANY(%s) AND patient IS NOT NULL", (self.facility, list(pids))).fetchall()
+        out: dict[str, tuple[dict, tuple]] = {}
+        for r in rows:
+            v = orjson.loads(r["p"])
+            out[r["pid"]] = (v["r"], tuple(v["f"]))
+        return out
 
-    def _where(self, name, family, given, kana, birthdate, gender, identifier, text):
+    def _where(self, name, family, given, kana, birthdate, gender, identifier, text,
+               walk: bool = False) -> tuple[str, list, list[list[list[str]]]] | None:
+        """``(" AND …" SQL, parameters, grams per name criterion)``, None when nothing can match.
+        ``walk``: the same conditions on what the sortkey index holds (no ``terms``: the exact
+        key tests alone decide, the grams only find candidates)."""
         conds: list[str] = []
         params: list = []
+        grams: list[list[list[str]]] = []
+        col = _SORTKEY_PART if walk else _COL
+        pid = _PID_OF_SORTKEY if walk else "pid"
 
         def names(value: str, keys: tuple[int, ...], prefixes: tuple[int, ...],
                   kana_only: bool = False, with_id: bool = False) -> bool:
             alts: list[str] = []
+            options: list[list[str]] = []
             for v in _values(value):
                 k = K.search_key(v)
                 if not k:
                     continue
                 terms = K.query_terms(k)
-                if kana_only:
-                    found = "terms @> %s"
+                options.append(terms)
+                if not kana_only:
+                    options.append([K.KANJI + t for t in terms])
+                if walk:
+                    found = ""
+                elif kana_only:
+                    found = "terms @> %s AND "
                     params.append(terms)
                 else:
-                    found = "(terms @> %s OR terms @> %s)"
+                    found = "(terms @> %s OR terms @> %s) AND "
                     params.extend([terms, [K.KANJI + t for t in terms]])
                 if len(k) == 1:
-                    cols = [_COL[i] for i in dict.fromkeys(prefixes + keys)]
+                    cols = [col[i] for i in dict.fromkeys(prefixes + keys)]
                     exact = " OR ".join(f"left({c}, 1) = %s" for c in cols)
                 else:
-                    cols = [_COL[i] for i in keys]
+                    cols = [col[i] for i in keys]
                     exact = " OR ".join(f"strpos({c}, %s) > 0" for c in cols)
                 params.extend([k] * len(cols))
-                alts.append(f"({found} AND ({exact}))")
+                alts.append(f"({found}({exact}))")
             ids = [v.strip() for v in _values(value)] if with_id else []
             if ids:
-                alts.append("pid = ANY(%s)")
+                alts.append(f"{pid} = ANY(%s)")
                 params.append(ids)
+                options.append([])  # one row per id at most: counted as a whole table (safe)
             if not alts:
                 return False
             conds.append("(" + " OR ".join(alts) + ")")
+            grams.append(options)
             return True
 
         all_parts = (K_FAM, K_GIV, K_KFAM, K_KGIV, K_KANJI, K_KANA)
@@ -324,7 +464,8 @@ class PgPatientIndex(PatientIndex):
             if value is not None and str(value).strip() and not ok(str(value)):
                 return None
         if birthdate:
-            ranges = ([K.birth_range(birthdate)] if isinstance(birthdate, (tuple, list))
+            ranges = ([K.birth_range(cast("tuple[str | None, str | None]", birthdate))]
+                      if isinstance(birthdate, (tuple, list))
                       else [K.birth_range(v) for v in _values(birthdate)])
             ranges = [(lo, hi) for lo, hi in ranges if lo <= hi]
             if not ranges:
@@ -345,9 +486,9 @@ class PgPatientIndex(PatientIndex):
                     ids.append(value.strip())
             if not ids:
                 return None
-            conds.append("pid = ANY(%s)")
+            conds.append(f"{pid} = ANY(%s)")
             params.append(ids)
-        return "".join(" AND " + c for c in conds), params
+        return "".join(" AND " + c for c in conds), params, grams
 
     def close(self) -> None:
         self.stop_background_refresh()
