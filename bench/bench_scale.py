@@ -61,13 +61,15 @@ def search_times(index, qs: list[str], limit: int) -> list[float]:
 
 
 def direct_rows(n: int, seed: int = 5):
-    """``(keys, summary, stub)`` of ``n`` made-up patients, as the index stores them."""
-    from fhir_gateway.synth import content as C
+    """``(keys, summary, stub)`` of ``n`` made-up patients, as the index stores them; names drawn
+    from bench/jp_names.py's realistic (Zipf–Mandelbrot) distribution over ~2,800 surnames and
+    ~2,600 given names."""
+    from jp_names import NameDrawer
     rng = random.Random(seed)
+    names = NameDrawer(rng)
     for i in range(n):
         sex = rng.choice("MF")
-        fam, kfam = rng.choice(C.SURNAMES)
-        giv, kgiv = rng.choice(C.MALE_NAMES if sex == "M" else C.FEMALE_NAMES)
+        fam, kfam, giv, kgiv = names.draw(sex)
         pid = f"{8000000000 + i:010d}"
         birth = f"{rng.randint(1925, 2024)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
         parts = [search_key(x) for x in (fam, giv, kfam, kgiv)]
@@ -76,6 +78,39 @@ def direct_rows(n: int, seed: int = 5):
         summary = [pid, f"{fam} {giv}", f"{kfam} {kgiv}", birth,
                    "male" if sex == "M" else "female", "", "", ""]
         yield keys, summary, None
+
+
+def explained(p, q: str, limit: int) -> dict:
+    """One kana search again with its statements traced, each run under EXPLAIN (ANALYZE,
+    BUFFERS): the server's planning + execution time (what the load of other processes on
+    this machine disturbs least), which plan ran, and the heap fetches of the ordered walk."""
+    p.trace = []
+    p.search(kana=q, limit=limit)
+    out = {"server_ms": 0.0, "plan": [], "walk_heap_fetches": 0, "buffers": 0}
+    for sql, params in p.trace:
+        doc = p.db.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, params).fetchone()
+        top = list(doc.values())[0][0]
+        out["server_ms"] += top["Planning Time"] + top["Execution Time"]
+        out["plan"].append("walk" if "split_part(sortkey" in sql else "gin")
+        stack = [top["Plan"]]
+        out["buffers"] += top["Plan"].get("Shared Hit Blocks", 0) + \
+            top["Plan"].get("Shared Read Blocks", 0)
+        while stack:
+            node = stack.pop()
+            if node.get("Node Type") == "Index Only Scan":
+                out["walk_heap_fetches"] += node.get("Heap Fetches", 0)
+            stack.extend(node.get("Plans", []))
+    p.trace = None
+    out["plan"] = "+".join(out["plan"])
+    return out
+
+
+def kana_hits(p, q: str) -> int:
+    """The exact number of patients a kana query matches (its FHIR total)."""
+    p.plan = "gin"
+    n = len(p.search(kana=q, limit=10_000_000))
+    p.plan = None
+    return n
 
 
 def bench_index(args, res: dict, dsn: str, work: Path) -> None:
@@ -123,19 +158,32 @@ def bench_million(args, res: dict, pg: PgServer, work: Path) -> None:
     p = PgPatientIndex(dsn, work / "data-m", "1399999999", [work])
     rows = list(direct_rows(args.rows))
     t = time.perf_counter()
-    p.import_rows(iter(rows), {"generated": True}, "")
+    p.import_rows(iter(rows), {"generated": True}, "")  # COPY, then VACUUM (ANALYZE)
     res["million_load_s"] = round(time.perf_counter() - t, 1)
-    p.db.execute("ANALYZE patient_index")
     rnd = random.Random(13)
+    # queries about real patients: a uniform draw of rows, so common names come up as often
+    # as they are common (as at a reception desk)
     sample = [(r[1][0], r[1][2]) for r in rnd.sample(rows, 5000)]
+    del rows
     qs = queries(sample, args.queries, rnd)
     tp = search_times(p, qs, args.limit)
-    hits = [len(p.search(kana=q, limit=100000)) for q in qs[:50]]
+    ex = [explained(p, q, args.limit) for q in qs]
+    server = [e["server_ms"] / 1000 for e in ex]
+    hits = sorted(kana_hits(p, q) for q in qs[:args.hit_queries])
+    plans: dict[str, int] = {}
+    for e in ex:
+        plans[e["plan"]] = plans.get(e["plan"], 0) + 1
     size = p.db.execute("SELECT pg_total_relation_size('patient_index') AS b").fetchone()["b"]
-    res["million"] = {"rows": args.rows, "queries": len(qs), "limit": args.limit,
-                      "pg_p50_ms": ms(pct(tp, .5)), "pg_p95_ms": ms(pct(tp, .95)),
-                      "hits_median": statistics.median(hits), "table_mb": round(size / 2**20),
-                      "bytes_per_row": round(size / args.rows)}
+    res["million"] = {
+        "rows": args.rows, "queries": len(qs), "limit": args.limit,
+        "pg_p50_ms": ms(pct(tp, .5)), "pg_p95_ms": ms(pct(tp, .95)),
+        "server_p50_ms": ms(pct(server, .5)), "server_p95_ms": ms(pct(server, .95)),
+        "server_max_ms": ms(max(server)), "plans": plans,
+        "walk_heap_fetches_max": max(e["walk_heap_fetches"] for e in ex),
+        "buffers_p95": sorted(e["buffers"] for e in ex)[int(.95 * (len(ex) - 1))],
+        "hits_median": statistics.median(hits), "hits_p10": pct(hits, .1),
+        "hits_p90": pct(hits, .9), "hits_max": max(hits), "hits_min": min(hits),
+        "table_mb": round(size / 2**20), "bytes_per_row": round(size / args.rows)}
     p.close()
 
 
@@ -154,27 +202,46 @@ def bench_drill(args, res: dict, work: Path) -> None:
     fac = Facility(FACILITY, "bench", (tree,))
     out: dict = {}
 
-    def run(opts) -> float:
-        t = time.perf_counter()
+    def run(opts) -> tuple[int, float, float]:
+        import resource
+        t, c = time.perf_counter(), time.process_time()
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
         report, runs = drill([fac], opts)
         dt = time.perf_counter() - t
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = time.process_time() - c + (after.ru_utime + after.ru_stime
+                                         - kids.ru_utime - kids.ru_stime)
         files = report["facilities"][0]["files"]
         for r in runs:
             r.spool.close()
-        return files, dt
+        return files, dt, cpu
 
-    files, dt = run(CheckOptions(workers=2, cache_dir=work / "cache"))
-    out["local_2_processes"] = {"files": files, "s": round(dt, 2), "files_per_s": round(files / dt)}
-    for n in (1, 2, 4):
+    files, dt, cpu = run(CheckOptions(workers=2, cache_dir=work / "cache"))
+    out["local_2_processes"] = {"files": files, "s": round(dt, 2), "files_per_s": round(files / dt),
+                                "cpu_s": round(cpu, 1), "files_per_cpu_s": round(files / cpu)}
+    for n in args.dask_workers:
         t = time.perf_counter()
-        ex = DaskExecutor(local=n)
+        ex = DaskExecutor(local=n, batch=args.dask_batch)
         start = time.perf_counter() - t
         try:
-            files, dt = run(CheckOptions(executor=ex, cache_dir=work / "cache"))
+            files, dt, _ = run(CheckOptions(executor=ex, cache_dir=work / "cache"))
         finally:
             ex.close()
-        out[f"dask_{n}_workers"] = {"files": files, "s": round(dt, 2), "files_per_s": round(files / dt),
-                                    "cluster_start_s": round(start, 1)}
+        per = ex.per_worker.values()
+        cpu = sum(w["cpu_s"] for w in per)
+        busy = sum(w["busy_s"] for w in per)
+        out[f"dask_{n}_workers"] = {
+            "files": files, "s": round(dt, 2), "files_per_s": round(files / dt),
+            "cluster_start_s": round(start, 1), "tasks": sum(int(w["tasks"]) for w in per),
+            "worker_cpu_s": round(cpu, 1), "files_per_worker_cpu_s": round(files / max(cpu, 1e-9)),
+            # share of the workers' wall time spent inside tasks: the rest is scheduling,
+            # waiting for the client, or an idle worker at the end
+            "busy_share": round(busy / max(dt * n, 1e-9), 2),
+            "per_worker_files_per_busy_s": sorted(round(w["files"] / max(w["busy_s"], 1e-9))
+                                                  for w in per)}
+    d1, d2 = out.get("dask_1_workers"), out.get("dask_2_workers")
+    if d1 and d2:
+        out["speedup_2_vs_1_workers"] = round(d1["s"] / d2["s"], 2)
     res["drill"] = out
 
 
@@ -185,7 +252,11 @@ def main() -> int:
     ap.add_argument("--changed", type=int, default=1000)
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--limit", type=int, default=50)
+    ap.add_argument("--hit-queries", type=int, default=100,
+                    help="queries whose exact hit count is reported (1,000,000 rows)")
     ap.add_argument("--drill-patients", type=int, default=300)
+    ap.add_argument("--dask-workers", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--dask-batch", type=int, default=1, help="drill chunks (64 patients) per task")
     ap.add_argument("--skip", action="append", default=[], choices=("index", "million", "drill"))
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -214,12 +285,20 @@ def main() -> int:
             m = res["million"]
             print(f"PostgreSQL alone, {m['rows']} generated rows (loaded in "
                   f"{res['million_load_s']} s, {m['table_mb']} MB): kana p50 {m['pg_p50_ms']} ms "
-                  f"p95 {m['pg_p95_ms']} ms (median {m['hits_median']} hits)")
+                  f"p95 {m['pg_p95_ms']} ms; EXPLAIN ANALYZE p50 {m['server_p50_ms']} ms p95 "
+                  f"{m['server_p95_ms']} ms max {m['server_max_ms']} ms; plans {m['plans']}; "
+                  f"walk heap fetches max {m['walk_heap_fetches_max']}; hits per query median "
+                  f"{m['hits_median']} (p10 {m['hits_p10']}, p90 {m['hits_p90']}, "
+                  f"max {m['hits_max']})")
         if "drill" not in args.skip:
             bench_drill(args, res, work)
             for k, v in res["drill"].items():
-                print(f"drill {k}: {v['files']} files in {v['s']} s = {v['files_per_s']} files/s"
-                      + (f" (cluster start {v['cluster_start_s']} s)" if "cluster_start_s" in v else ""))
+                if not isinstance(v, dict):
+                    print(f"drill {k}: {v}")
+                    continue
+                print(f"drill {k}: {v['files']} files in {v['s']} s = {v['files_per_s']} files/s; "
+                      + ", ".join(f"{a} {b}" for a, b in v.items()
+                                  if a not in ("files", "s", "files_per_s")))
     finally:
         pg.stop()
         shutil.rmtree(work, ignore_errors=True)

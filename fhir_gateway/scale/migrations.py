@@ -203,6 +203,9 @@ CREATE INDEX patient_index_walk ON patient_index (facility, sortkey) INCLUDE (bi
 DROP INDEX patient_index_sort;
 -- PgPatientIndex chooses its plan from the grams' frequencies: track 10,000 of them.
 ALTER TABLE patient_index ALTER COLUMN terms SET STATISTICS 1000;
+-- Rows lack the inner-gram terms a kana search now relies on (and the stored Patients): the next
+-- `fhir-gateway index` rebuilds; until then search walks the storage (correct, slow).
+DELETE FROM patient_index_state;
 """),
 )
 LATEST = STEPS[-1].version

@@ -44,6 +44,7 @@ _COL = {K_KANA: "kana", K_KANJI: "kanji", K_FAM: "fam", K_GIV: "giv", K_KFAM: "k
 # fhir_gateway.index.patients.document), so a walk of the sortkey index needs no heap fetch.
 _SORTKEY_PART = {i: f"split_part(sortkey, E'\\x1f', {i + 1})" for i in _COL}
 _PID_OF_SORTKEY = f"split_part(sortkey, E'\\x1f', {K_PID + 1})"
+INNER = "\x03"  # tag of a kana gram that does not begin the kana key (PostgreSQL-only terms)
 assert SEP == "\x1f"
 GIN_MAX = 2000  # candidates the GIN plan fetches before it gives way to the ordered walk
 WALK_ROWS = 40_000  # sortkey-index entries the walk reads before it gives way to the GIN plan
@@ -59,6 +60,7 @@ def row_of(facility: str, keys: str, summary: list, stub: bytes | None,
     kana, kanji = parts[K_KANA], parts[K_KANJI]
     fam, giv, kfam, kgiv = parts[K_FAM], parts[K_GIV], parts[K_KFAM], parts[K_KGIV]
     terms = K.name_terms(kana, [kfam, kgiv]) | {K.KANJI + t for t in K.name_terms(kanji, [fam, giv])}
+    terms |= inner_terms(kana, kgiv)
     s = PatientSummary(*summary)
     st = orjson.loads(stub) if stub else None
     birth = K.birth_number(s.birthdate or (st or {}).get("birthDate"))
@@ -67,6 +69,17 @@ def row_of(facility: str, keys: str, summary: list, stub: bytes | None,
             stub.decode("utf-8") if stub else None, terms_of(st) if st else [],
             updated_seconds(st) if st else None,
             patient.decode("utf-8") if patient else None)
+
+
+def inner_terms(kana: str, kgiv: str) -> set[str]:
+    """The kana grams that do not begin the kana key, and the given name's initial, tagged
+    :data:`INNER`: a kana search finds the names it occurs *inside* through these alone (those
+    it begins are a range of the sortkey index)."""
+    out = {INNER + kana[i:i + n] for n in range(2, K.GRAM_MAX + 1)
+           for i in range(1, len(kana) - n + 1)}
+    if kgiv:
+        out.add(INNER + K.PREFIX + kgiv[0])
+    return out
 
 
 def row_of_document(facility: str, doc: dict) -> tuple:
@@ -263,7 +276,9 @@ class PgPatientIndex(PatientIndex):
           that stops at the ``limit``-th match, i.e. after about limit / selectivity entries.
           Bounded too (``WALK_ROWS``), then the unbounded GIN plan answers.
 
-        A common name (many candidates) is thus a short walk, a rare one a few heap fetches.
+        A kana query alone is split first (:meth:`_kana_split`): the names it begins are one
+        range of the sortkey index, only the names it occurs inside need a plan above.
+        Both plans give sortkeys; the page's summaries are read by id at the end.
         """
         # PostgreSQL text cannot hold NUL; no stored key or id contains one, so a value with a
         # NUL matches nothing, exactly like a non-character (U+FFFE) that never occurs.
@@ -283,11 +298,20 @@ class PgPatientIndex(PatientIndex):
         if not grams:
             return self._rows(f"SELECT summary FROM patient_index WHERE facility = %s{sql} "
                               "ORDER BY sortkey LIMIT %s", [self.facility, *params, limit])
+        alone = kana is not None and not any((name, family, given, birthdate, gender,
+                                              identifier, text))
+        if alone and self.plan in (None, "split") and limit <= ORDERED_LIMIT \
+                and len(_values(str(kana))) == 1 and K.search_key(str(kana)):
+            return self._summaries(self._kana_split(K.search_key(str(kana)), limit))
         walked = self._where(*crit, walk=True)
         assert walked is not None  # the same criteria as above
-        walk_sql, walk_params, _ = walked
-        plan = self.plan
-        if plan is None:
+        return self._summaries(self._keys(sql, params, grams, walked[0], walked[1], limit,
+                                          self.plan))
+
+    def _keys(self, sql: str, params: list, grams: list, walk_sql: str, walk_params: list,
+              limit: int, plan: str | None) -> list[str]:
+        """The first ``limit`` sortkeys matching, by the plan given or chosen."""
+        if plan in (None, "split"):
             if limit > ORDERED_LIMIT:
                 plan = "gin"  # (nearly) every candidate is wanted anyway
             elif self._candidates(grams) >= GIN_MAX:
@@ -304,47 +328,90 @@ class PgPatientIndex(PatientIndex):
             return self._walk(walk_sql, walk_params, limit, None) or []
         return self._gin(sql, params, limit, None) or []
 
+    def _kana_split(self, k: str, limit: int) -> list[str]:
+        """A kana query: the keys whose kana *begins* with it are one range of the sortkey
+        index (sortkey starts with the kana), read in order and no further than ``limit``;
+        those it occurs *inside* (a given name, a later part of a family name) are found through
+        the inner-gram terms (:func:`inner_terms`), which never list the names it begins — so a
+        common family name does not make its own thousands of rows candidates.  Merged."""
+        kana = _SORTKEY_PART[K_KANA]
+        if len(k) == 1:
+            begins = f"left({kana}, 1) = %s"
+            inner_exact = ("(left(kfam, 1) = %s OR left(kgiv, 1) = %s OR left(kana, 1) = %s) "
+                           "AND left(kana, 1) <> %s")
+            inner_walk = inner_exact.replace("kfam", _SORTKEY_PART[K_KFAM]) \
+                .replace("kgiv", _SORTKEY_PART[K_KGIV]).replace("kana,", f"{kana},")
+            inner_params = [k, k, k, k]
+            inner = [INNER + K.PREFIX + k]
+        else:
+            begins = f"starts_with({kana}, %s)"
+            inner_exact = "strpos(kana, %s) > 1"
+            inner_walk = f"strpos({kana}, %s) > 1"
+            inner_params = [k]
+            inner = [INNER + g for g in K.query_grams(k)]
+        nxt = ord(k[-1]) + 1
+        nxt = 0xE000 if 0xD800 <= nxt < 0xE000 else nxt  # no surrogates in UTF-8
+        # [k, upper): exactly the strings that begin with k (byte order = code point order)
+        upper = k[:-1] + chr(nxt) if nxt <= 0x10FFFF else "\U0010ffff" * 64
+        q = ("SELECT sortkey FROM patient_index WHERE facility = %s AND sortkey >= %s "
+             f"AND sortkey < %s AND {begins} ORDER BY sortkey LIMIT %s")
+        qp = [self.facility, k, upper, k, limit]
+        if self.trace is not None:
+            self.trace.append((q, qp))
+        first = [r["sortkey"] for r in self._conn().execute(q, qp).fetchall()]
+        rest = self._keys(" AND terms @> %s AND " + inner_exact, [inner, *inner_params],
+                          [[inner]], " AND " + inner_walk, inner_params, limit, self.plan)
+        return sorted(first + rest)[:limit]
+
+    def _summaries(self, keys: list[str]) -> list[PatientSummary]:
+        """The summaries of these sortkeys, in their order (one primary-key lookup each)."""
+        if not keys:
+            return []
+        pids = [k.rsplit(SEP, 1)[-1] for k in keys]
+        q = "SELECT pid, summary FROM patient_index WHERE facility = %s AND pid = ANY(%s)"
+        if self.trace is not None:
+            self.trace.append((q, [self.facility, pids]))
+        got = {r["pid"]: r["summary"]
+               for r in self._conn().execute(q, (self.facility, pids)).fetchall()}
+        return [PatientSummary(*got[p]) for p in pids if p in got]
+
     def _rows(self, sql: str, params: list) -> list[PatientSummary]:
         if self.trace is not None:
             self.trace.append((sql, params))
         return [PatientSummary(*r["summary"]) for r in self._conn().execute(sql, params).fetchall()]
 
-    def _gin(self, sql: str, params: list, limit: int, bound: int | None
-             ) -> list[PatientSummary] | None:
-        """Candidates through the GIN index, top ``limit`` by sortkey; None when there are more
-        than ``bound`` candidates.  MATERIALIZED: left to itself the planner may walk the sortkey
-        index and filter on ``terms`` with a heap fetch per entry (its estimate of a gram
-        array's selectivity is poor)."""
+    def _gin(self, sql: str, params: list, limit: int, bound: int | None) -> list[str] | None:
+        """Candidates through the GIN index, the first ``limit`` sortkeys; None when there are
+        more than ``bound`` candidates.  MATERIALIZED: left to itself the planner may walk the
+        sortkey index and filter on ``terms`` with a heap fetch per entry (its estimate of a
+        gram array's selectivity is poor)."""
         cap = "" if bound is None else f" LIMIT {int(bound) + 1}"
-        q = ("WITH c AS MATERIALIZED (SELECT pid, sortkey FROM patient_index "
+        q = ("WITH c AS MATERIALIZED (SELECT sortkey FROM patient_index "
              f"WHERE facility = %s{sql}{cap}) "
-             "SELECT p.summary, (SELECT count(*) FROM c) AS n "
-             "FROM (SELECT pid, sortkey FROM c ORDER BY sortkey LIMIT %s) t "
-             "JOIN patient_index p ON p.facility = %s AND p.pid = t.pid ORDER BY t.sortkey")
-        qp = [self.facility, *params, limit, self.facility]
+             "SELECT sortkey, (SELECT count(*) FROM c) AS n FROM c ORDER BY sortkey LIMIT %s")
+        qp = [self.facility, *params, limit]
         if self.trace is not None:
             self.trace.append((q, qp))
         rows = self._conn().execute(q, qp).fetchall()
         if bound is not None and rows and rows[0]["n"] > bound:
             return None
-        return [PatientSummary(*r["summary"]) for r in rows]
+        return [r["sortkey"] for r in rows]
 
-    def _walk(self, sql: str, params: list, limit: int, bound: int | None
-              ) -> list[PatientSummary] | None:
-        """The sortkey index in order, filtered on what it holds; the first ``limit`` matches.
-        None when ``bound`` entries gave fewer than ``limit`` (the matches may lie further)."""
+    def _walk(self, sql: str, params: list, limit: int, bound: int | None) -> list[str] | None:
+        """The sortkey index in order, filtered on what it holds; the first ``limit`` matching
+        sortkeys.  None when ``bound`` entries gave fewer (the matches may lie further)."""
         if bound is None:
-            inner = f"SELECT sortkey FROM patient_index WHERE facility = %s{sql} " \
-                    "ORDER BY sortkey LIMIT %s"
-            ip = [self.facility, *params, limit]
+            q = f"SELECT sortkey FROM patient_index WHERE facility = %s{sql} " \
+                "ORDER BY sortkey LIMIT %s"
+            qp = [self.facility, *params, limit]
         else:
-            inner = ("SELECT sortkey FROM (SELECT sortkey, birth, gender FROM patient_index "
-                     "WHERE facility = %s ORDER BY sortkey LIMIT %s) s "
-                     f"WHERE true{sql} LIMIT %s")
-            ip = [self.facility, bound, *params, limit]
-        q = (f"SELECT p.summary FROM ({inner}) t JOIN patient_index p ON p.facility = %s "
-             f"AND p.pid = {_PID_OF_SORTKEY.replace('sortkey', 't.sortkey')} ORDER BY t.sortkey")
-        got = self._rows(q, [*ip, self.facility])
+            q = ("SELECT sortkey FROM (SELECT sortkey, birth, gender FROM patient_index "
+                 "WHERE facility = %s ORDER BY sortkey LIMIT %s) s "
+                 f"WHERE true{sql} ORDER BY sortkey LIMIT %s")
+            qp = [self.facility, bound, *params, limit]
+        if self.trace is not None:
+            self.trace.append((q, qp))
+        got = [r["sortkey"] for r in self._conn().execute(q, qp).fetchall()]
         return None if bound is not None and len(got) < limit else got
 
     def _candidates(self, grams: list[list[list[str]]]) -> float:
