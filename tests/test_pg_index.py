@@ -108,6 +108,9 @@ def test_walk_reads_only_the_sortkey_index(index: PgPatientIndex):
     finally:
         conn.execute("RESET enable_seqscan; RESET enable_bitmapscan")
     assert '"Index Only Scan"' in plan and "patient_index_walk" in plan, plan
+    pages = index.db.execute("SELECT relpages, relallvisible FROM pg_class "
+                             "WHERE relname = 'patient_index'").fetchone()
+    assert pages["relpages"] == pages["relallvisible"] > 0  # no heap fetch after the build
 
 
 def test_stored_patients_are_served_from_the_table(index: PgPatientIndex, tree: Path):

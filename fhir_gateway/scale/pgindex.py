@@ -158,6 +158,7 @@ class PgPatientIndex(PatientIndex):
             todo = list(result.folders) if full else result.changed
             stats = IndexStats(full=full, root=root, removed=0 if full else len(result.removed))
             with conn.transaction():
+                conn.execute("SET LOCAL synchronous_commit = on")  # see _analyze
                 if full:
                     conn.execute("DELETE FROM patient_index WHERE facility = %s", (self.facility,))
                 elif result.removed:
@@ -177,21 +178,25 @@ class PgPatientIndex(PatientIndex):
                     "ON CONFLICT (facility) DO UPDATE SET scan = EXCLUDED.scan, "
                     "root = EXCLUDED.root, updated_at = now()",
                     (self.facility, orjson.dumps(result.state).decode(), root))
-            if full:
-                self._analyze(conn)
-            elif stats.changed:
+            if not full and stats.changed:
                 self._stats = None  # new grams: read the statistics again
             stats.patients = conn.execute("SELECT count(*) FROM patient_index WHERE facility = %s",
                                           (self.facility,)).fetchone()[0]
-            stats.seconds = time.perf_counter() - t0
-            return stats
         finally:
             conn.close()  # ends the session: the advisory lock goes with it
+        if full:
+            self._analyze()
+        stats.seconds = time.perf_counter() - t0
+        return stats
 
-    def _analyze(self, conn) -> None:
+    def _analyze(self) -> None:
         """After a full write: the visibility map (the ordered walk then reads the index alone)
-        and the gram statistics the plan choice reads (autovacuum keeps both up later)."""
-        conn.execute("VACUUM (ANALYZE) patient_index")
+        and the gram statistics the plan choice reads (autovacuum keeps both up later).  The
+        write committed with ``synchronous_commit = on``: VACUUM marks a page all-visible only
+        once the inserting commit is flushed (hint bits), which an asynchronous commit may not
+        be yet."""
+        with self.db.fresh(autocommit=True) as c:
+            c.execute("VACUUM (ANALYZE) patient_index")
         self._stats = None
 
     @staticmethod
@@ -216,6 +221,7 @@ class PgPatientIndex(PatientIndex):
             conn.execute("SELECT pg_advisory_lock(%s)", (lock_key(f"patient-index:{self.facility}"),))
             n = 0
             with conn.transaction():
+                conn.execute("SET LOCAL synchronous_commit = on")  # see _analyze
                 conn.execute("DELETE FROM patient_index WHERE facility = %s", (self.facility,))
                 with conn.cursor().copy(f"COPY patient_index ({', '.join(COLUMNS)}) FROM STDIN") as cp:
                     for row in rows:
@@ -230,10 +236,10 @@ class PgPatientIndex(PatientIndex):
                 else:
                     conn.execute("DELETE FROM patient_index_state WHERE facility = %s",
                                  (self.facility,))
-            self._analyze(conn)
-            return n
         finally:
             conn.close()
+        self._analyze()
+        return n
 
     # -- reading ----------------------------------------------------------------------------------
     def ready(self) -> bool:
