@@ -14,12 +14,11 @@ import hashlib
 import hmac
 import os
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
+from fhir_gateway.recordfile import RecordFile
 
 TOKENS_FILE = "api-tokens.json"
 AUDIT_SCOPE = "system/AuditEvent.read"  # not implied by system/*.read: see api/audit_events.py
@@ -64,39 +63,14 @@ class TokenStoreError(RuntimeError):
 class TokenStore:
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
         self.path = Path(data_dir) / TOKENS_FILE
-        self._lock = threading.Lock()
-        self._mtime: int | None = -1
-        self._tokens: dict[str, TokenInfo] = {}
+        self._file = RecordFile(self.path, TokenInfo, "token", TokenStoreError)
 
     # -- persistence ----------------------------------------------------------------------------
     def _load(self) -> dict[str, TokenInfo]:
-        try:
-            st = self.path.stat()
-            mtime: int | None = st.st_mtime_ns
-        except FileNotFoundError:
-            mtime = None
-        with self._lock:
-            if mtime != self._mtime:
-                if mtime is None:
-                    self._tokens = {}
-                else:
-                    try:
-                        raw = orjson.loads(self.path.read_bytes() or b"[]")
-                        self._tokens = {t["id"]: TokenInfo(**t) for t in raw}
-                    except (OSError, orjson.JSONDecodeError, TypeError, KeyError) as exc:
-                        raise TokenStoreError(f"{self.path} is not a readable token file "
-                                              f"({type(exc).__name__}: {exc})") from exc
-                self._mtime = mtime
-            return self._tokens
+        return self._file.load()
 
     def _save(self, tokens: dict[str, TokenInfo]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        data = orjson.dumps([t.__dict__ for t in tokens.values()], option=orjson.OPT_INDENT_2)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, self.path)
+        self._file.save(t.__dict__ for t in tokens.values())
 
     def validate(self) -> None:
         """Raise :class:`TokenStoreError` now (at start-up) rather than on the first request."""
@@ -123,7 +97,7 @@ class TokenStore:
             return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            self._mtime = -1  # re-read under the lock
+            self._file.forget()  # re-read under the lock
             yield
         finally:
             os.close(fd)

@@ -21,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fhir-gateway {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if mod.name.startswith("_"):  # shared helpers (commands/_common.py), not a subcommand
+            continue
         module = importlib.import_module(f"{commands.__name__}.{mod.name}")
         module.register(sub)
     return parser

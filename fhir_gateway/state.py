@@ -12,11 +12,11 @@ only has to implement :class:`StateStore`.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Protocol
 
 from fhir_gateway.config import Config
+from fhir_gateway.singletons import Singletons
 from fhir_gateway.state_errors import StateUnavailable  # noqa: F401 - re-exported
 
 
@@ -40,41 +40,34 @@ class EmbeddedState:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
-        self._lock = threading.Lock()
-        self._cache: dict[str, object] = {}
-
-    def _one(self, name: str, make):
-        with self._lock:
-            if name not in self._cache:
-                self._cache[name] = make()
-            return self._cache[name]
+        self._stores = Singletons()
 
     def database(self):
         return self.accounts().db
 
     def accounts(self):
         from fhir_gateway.accounts import AccountStore
-        return self._one("accounts", lambda: AccountStore(self.data_dir))
+        return self._stores.get("accounts", lambda: AccountStore(self.data_dir))
 
     def tokens(self):
         from fhir_gateway.auth_tokens import TokenStore
-        return self._one("tokens", lambda: TokenStore(self.data_dir))
+        return self._stores.get("tokens", lambda: TokenStore(self.data_dir))
 
     def memos(self):
         from fhir_gateway.memos import MemoJournal
-        return self._one("memos", lambda: MemoJournal(self.data_dir))
+        return self._stores.get("memos", lambda: MemoJournal(self.data_dir))
 
     def smart_clients(self):
         from fhir_gateway.smart.clients import ClientStore
-        return self._one("smart_clients", lambda: ClientStore(self.data_dir))
+        return self._stores.get("smart_clients", lambda: ClientStore(self.data_dir))
 
     def smart_jti(self):
         from fhir_gateway.smart.tokens import JTI_FILE, JtiStore
-        return self._one("smart_jti", lambda: JtiStore(self.data_dir / JTI_FILE))
+        return self._stores.get("smart_jti", lambda: JtiStore(self.data_dir / JTI_FILE))
 
     def export_jobs(self):
         from fhir_gateway.bulk.store import JobStore
-        return self._one("export_jobs", lambda: JobStore(self.data_dir))
+        return self._stores.get("export_jobs", lambda: JobStore(self.data_dir))
 
     def health(self) -> dict:
         return {"backend": self.backend, "status": "ok"}

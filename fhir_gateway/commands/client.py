@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from fhir_gateway.config import FACILITY_CODE, ConfigError
+from fhir_gateway.config import ConfigError
+
+from ._common import data_dir_options, facility_problem, fail, open_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,8 +16,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="A client authenticates at /fhir/{facility}/auth/token with a "
                                    "JWT signed by a key of its JWKS and gets short-lived access "
                                    "tokens limited to its scopes (docs/api.md).")
-    p.add_argument("--config", help="TOML config (its data_dir holds the clients)")
-    p.add_argument("--data-dir", help="data directory (default: $FHIR_GATEWAY_DATA_DIR, else ./data)")
     csub = p.add_subparsers(dest="client_command", metavar="ACTION")
     a = csub.add_parser("add", help="register a client and print its client id")
     a.add_argument("--name", required=True, help="who or what the client is")
@@ -32,27 +32,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = csub.add_parser("revoke", help="revoke a client by id or name (its tokens stop at once)")
     r.add_argument("ident", help="client id or name")
     r.set_defaults(func=run_revoke)
-    for q in (a, ls, r):
-        q.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        q.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    data_dir_options(p, (a, ls, r), "clients")
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
 def _err(msg: str) -> int:
-    print(f"fhir-gateway client: {msg}", file=sys.stderr)
-    return 2
+    return fail("client", msg)
 
 
 def _store(args: argparse.Namespace):
-    from fhir_gateway.config import default_data_dir, load
+    """(store, config): the config's state backend holds the clients."""
     from fhir_gateway.smart import ClientStore
-    if getattr(args, "config", None):
-        cfg = load(args.config)
-        from fhir_gateway.state import open_state
-        return open_state(cfg).smart_clients(), cfg
-    if getattr(args, "data_dir", None):
-        return ClientStore(Path(args.data_dir).resolve()), None
-    return ClientStore(default_data_dir()), None
+    from fhir_gateway.state import open_state
+    return open_store(args, ClientStore, lambda cfg: open_state(cfg).smart_clients())
 
 
 def run_add(args: argparse.Namespace) -> int:
@@ -63,10 +55,9 @@ def run_add(args: argparse.Namespace) -> int:
         store, cfg = _store(args)
     except ConfigError as exc:
         return _err(str(exc))
-    if args.facility != "*" and not FACILITY_CODE.match(args.facility):
-        return _err("--facility must be a facility code or '*'")
-    if cfg is not None and args.facility != "*" and args.facility not in cfg.facilities:
-        return _err(f"facility {args.facility} is not configured")
+    problem = facility_problem(args.facility, cfg, any_allowed=True)
+    if problem:
+        return _err(problem)
     scopes = args.scope.split()
     bad = [s for s in scopes if parse_scope(s) is None]
     if not scopes or bad:
@@ -111,5 +102,4 @@ def run_revoke(args: argparse.Namespace) -> int:
     if hit:
         print(f"revoked {args.ident}")
         return 0
-    print(f"fhir-gateway client: no active client {args.ident!r}", file=sys.stderr)
-    return 1
+    return fail("client", f"no active client {args.ident!r}", 1)

@@ -6,13 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from ._common import data_dir_options, facility_problem, fail, open_store
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("group", help="create and list Group cohorts for bulk export",
                        description="A Group lists patients of one facility; it is served as "
                                    "Group/{id} and exported by Group/{id}/$export.")
-    p.add_argument("--config", help="TOML config (its data_dir holds the groups)")
-    p.add_argument("--data-dir", help="data directory (without --config: patients unchecked)")
     gsub = p.add_subparsers(dest="group_command", metavar="ACTION")
     c = gsub.add_parser("create", help="create a Group and print its id")
     c.add_argument("--facility", required=True, help="facility code")
@@ -24,40 +24,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = gsub.add_parser("list", help="list a facility's groups")
     ls.add_argument("--facility", required=True)
     ls.set_defaults(func=run_list)
-    for q in (c, ls):
-        q.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        q.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    data_dir_options(p, (c, ls), "groups", "data directory (without --config: patients unchecked)")
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
 def _err(msg: str) -> int:
-    print(f"fhir-gateway group: {msg}", file=sys.stderr)
-    return 2
+    return fail("group", msg)
 
 
 def _open(args):
     from fhir_gateway.bulk.groups import GroupStore
-    from fhir_gateway.config import default_data_dir, load
-    if getattr(args, "config", None):
-        cfg = load(args.config)
-        return GroupStore(cfg.data_dir), cfg
-    data_dir = Path(args.data_dir).resolve() if getattr(args, "data_dir", None) \
-        else default_data_dir()
-    return GroupStore(data_dir), None
+    return open_store(args, GroupStore)
 
 
 def run_create(args: argparse.Namespace) -> int:
     from fhir_gateway.bulk.groups import GroupError
-    from fhir_gateway.config import FACILITY_CODE, ConfigError
+    from fhir_gateway.config import ConfigError
     from storage.names import is_valid_patient_id
     try:
         store, cfg = _open(args)
     except ConfigError as exc:
         return _err(str(exc))
-    if not FACILITY_CODE.match(args.facility):
-        return _err("--facility must be a facility code")
-    if cfg is not None and args.facility not in cfg.facilities:
-        return _err(f"facility {args.facility} is not configured")
+    problem = facility_problem(args.facility, cfg)
+    if problem:
+        return _err(problem)
     try:
         text = sys.stdin.read() if args.patients == "-" else \
             Path(args.patients).read_text(encoding="utf-8")

@@ -7,7 +7,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-PROG = "fhir-gateway shl"
+from ._common import fail
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,8 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _fail(message: str, code: int = 2) -> int:
-    print(f"{PROG}: {message}", file=sys.stderr)
-    return code
+    return fail("shl", message, code)
 
 
 def _config(args: argparse.Namespace):
@@ -50,7 +49,7 @@ def _config(args: argparse.Namespace):
     try:
         return load(args.config)
     except (ConfigError, OSError) as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        _fail(str(exc))
         return None
 
 

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from collections.abc import Callable
 
-from fhir_gateway.config import FACILITY_CODE, ConfigError
+from fhir_gateway.config import ConfigError
+
+from ._common import data_dir_options, facility_problem, fail, open_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("token", help="create, list and revoke API bearer tokens",
                        description="Tokens are stored as salted SHA-256 hashes in the data "
                                    "directory; the clear token is printed once by `create`.")
-    p.add_argument("--config", help="TOML config (its data_dir holds the tokens)")
-    p.add_argument("--data-dir", help="data directory (default: $FHIR_GATEWAY_DATA_DIR, else ./data)")
     tsub = p.add_subparsers(dest="token_command", metavar="ACTION")
     c = tsub.add_parser("create", help="create a token and print it once")
     c.add_argument("--name", required=True, help="who or what uses the token")
@@ -26,77 +28,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = tsub.add_parser("revoke", help="revoke a token by id or name")
     r.add_argument("ident", help="token id or name")
     r.set_defaults(func=run_revoke)
-    for q in (c, ls, r):
-        q.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        q.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    data_dir_options(p, (c, ls, r), "tokens")
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
-def _store(args: argparse.Namespace):
-    from pathlib import Path
-
-    from fhir_gateway.auth_tokens import TokenStore
-    from fhir_gateway.config import load
-    if getattr(args, "config", None):
-        cfg = load(args.config)
+def _with_store(run: Callable[..., int]) -> Callable[[argparse.Namespace], int]:
+    """``run(args, store, config)`` on the token store — the config's state backend holds the
+    tokens — or exit 2 with one line saying why the config or the store is unusable."""
+    @functools.wraps(run)
+    def opened(args: argparse.Namespace) -> int:
+        from fhir_gateway.auth_tokens import TokenStore, TokenStoreError
         from fhir_gateway.state import open_state
-        return open_state(cfg).tokens(), cfg
-    if getattr(args, "data_dir", None):
-        return TokenStore(Path(args.data_dir).resolve()), None
-    from fhir_gateway.config import default_data_dir
-    return TokenStore(default_data_dir()), None
+        try:
+            store, cfg = open_store(args, TokenStore, lambda cfg: open_state(cfg).tokens())
+            store.validate()
+        except (ConfigError, TokenStoreError) as exc:
+            return fail("token", str(exc))
+        return run(args, store, cfg)
+    return opened
 
 
-def _open(args: argparse.Namespace):
-    """(store, config) as :func:`_store`, or None after printing why the config is unusable."""
-    from fhir_gateway.auth_tokens import TokenStoreError
-    try:
-        store, cfg = _store(args)
-        store.validate()
-        return store, cfg
-    except (ConfigError, TokenStoreError) as exc:
-        print(f"fhir-gateway token: {exc}", file=sys.stderr)
-        return None
-
-
-def run_create(args: argparse.Namespace) -> int:
-    opened = _open(args)
-    if opened is None:
-        return 2
-    store, cfg = opened
-    if args.facility != "*" and not FACILITY_CODE.match(args.facility):
-        print("fhir-gateway token: --facility must be a facility code or '*'", file=sys.stderr)
-        return 2
-    if cfg is not None and args.facility != "*" and args.facility not in cfg.facilities:
-        print(f"fhir-gateway token: facility {args.facility} is not configured", file=sys.stderr)
-        return 2
+@_with_store
+def run_create(args: argparse.Namespace, store, cfg) -> int:
+    problem = facility_problem(args.facility, cfg, any_allowed=True)
+    if problem:
+        return fail("token", problem)
     if args.audit and args.facility == "*":
-        print("fhir-gateway token: an --audit token is for one facility", file=sys.stderr)
-        return 2
+        return fail("token", "an --audit token is for one facility")
     token = store.create(args.name, args.facility, audit=args.audit)
     print(token)
     print("(shown once: only its hash is stored)", file=sys.stderr)
     return 0
 
 
-def run_list(args: argparse.Namespace) -> int:
-    opened = _open(args)
-    if opened is None:
-        return 2
-    store, _ = opened
+@_with_store
+def run_list(args: argparse.Namespace, store, cfg) -> int:
     for t in store.list():
         state = f"revoked {t.revoked}" if t.revoked else "active"
         print(f"{t.id}\t{t.name}\t{t.facility}\t{t.created}\t{state}")
     return 0
 
 
-def run_revoke(args: argparse.Namespace) -> int:
-    opened = _open(args)
-    if opened is None:
-        return 2
-    store, _ = opened
+@_with_store
+def run_revoke(args: argparse.Namespace, store, cfg) -> int:
     if store.revoke(args.ident):
         print(f"revoked {args.ident}")
         return 0
-    print(f"fhir-gateway token: no active token {args.ident!r}", file=sys.stderr)
-    return 1
+    return fail("token", f"no active token {args.ident!r}", 1)

@@ -176,27 +176,25 @@ def _compare_pair(a: Path, b: Path, index: int, hasher: _Hasher, problems: list[
                 res["counts"]["same"] += 1
         batch.clear()
 
+    def count(side: str, item: tuple[str, int, int]) -> None:
+        res[f"files_{side}"] += 1
+        newest[side] = _newest(item[0], newest[side])
+        mtimes[side] = max(mtimes[side], item[2])
+
     ia, ib = walk_files(a), walk_files(b)
     x, y = next(ia, None), next(ib, None)
     while x is not None or y is not None:
         if x is not None and (y is None or x[0] < y[0]):
-            res["files_primary"] += 1
-            newest["primary"] = _newest(x[0], newest["primary"])
-            mtimes["primary"] = max(mtimes["primary"], x[2])
+            count("primary", x)
             note("primary", x[0], "only_primary")
             x = next(ia, None)
         elif y is not None and (x is None or y[0] < x[0]):
-            res["files_mirror"] += 1
-            newest["mirror"] = _newest(y[0], newest["mirror"])
-            mtimes["mirror"] = max(mtimes["mirror"], y[2])
+            count("mirror", y)
             note("mirror", y[0], "only_mirror")
             y = next(ib, None)
         elif x is not None and y is not None:  # the same path on both sides
-            res["files_primary"] += 1
-            res["files_mirror"] += 1
-            for side, item in (("primary", x), ("mirror", y)):
-                newest[side] = _newest(item[0], newest[side])
-                mtimes[side] = max(mtimes[side], item[2])
+            count("primary", x)
+            count("mirror", y)
             if x[1] != y[1]:
                 note("both", x[0], "differ")
             else:

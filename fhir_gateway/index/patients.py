@@ -629,13 +629,7 @@ class PatientIndex:
         if gender:
             parts.append(Or([Term("gender", g.strip().lower()) for g in _values(gender)]))
         if identifier:
-            ids = []
-            for v in _values(identifier):
-                system, sep, value = v.rpartition("|")
-                if sep and system and system != self._id_system:
-                    continue
-                if value.strip():
-                    ids.append(value.strip())
+            ids = _identifier_values(identifier, self._id_system)
             if not ids:
                 return None
             parts.append(Or([Term("pid", i) for i in ids]))
@@ -657,6 +651,19 @@ def _and(qs: list[Query]) -> Query:
 
 def _values(value: str) -> list[str]:
     return [v for v in str(value).split(",") if v.strip()]
+
+
+def _identifier_values(identifier: str, id_system: str) -> list[str]:
+    """The patient ids an ``identifier`` criterion names: ``[system|]value`` alternatives whose
+    system is the facility's patient-id system (or none)."""
+    ids = []
+    for v in _values(identifier):
+        system, sep, value = v.rpartition("|")
+        if sep and system and system != id_system:
+            continue
+        if value.strip():
+            ids.append(value.strip())
+    return ids
 
 
 def _progress_bar(enabled: bool, what: str, total: int | None = None):

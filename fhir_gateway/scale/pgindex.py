@@ -27,7 +27,7 @@ import orjson
 
 from fhir_gateway.index import keys as K
 from fhir_gateway.index.patients import K_FAM, K_GIV, K_KANA, K_KANJI, K_KFAM, K_KGIV, K_PID, \
-    SEP, IndexStats, PatientIndex, _values
+    SEP, IndexStats, PatientIndex, _identifier_values, _values
 from fhir_gateway.index.stubs import narrow, terms_of, updated_seconds
 from fhir_gateway.index.summary import PatientSummary
 from fhir_gateway.index.walk import scan
@@ -550,13 +550,7 @@ class PgPatientIndex(PatientIndex):
             conds.append("gender = ANY(%s)")
             params.append([g.strip().lower() for g in _values(gender)])
         if identifier:
-            ids = []
-            for v in _values(identifier):
-                system, sep, value = v.rpartition("|")
-                if sep and system and system != self._id_system:
-                    continue
-                if value.strip():
-                    ids.append(value.strip())
+            ids = _identifier_values(identifier, self._id_system)
             if not ids:
                 return None
             conds.append(f"{pid} = ANY(%s)")

@@ -39,6 +39,7 @@ from fhir_gateway.memos import MemoJournal, MemoStorageError, _link
 from fhir_gateway.smart.clients import Client, ClientStore, ClientStoreError
 from fhir_gateway.smart.tokens import CLOCK_SKEW, JtiStore
 
+from fhir_gateway.singletons import Singletons
 from fhir_gateway.state_errors import StateUnavailable
 
 from .migrations import require_current
@@ -354,36 +355,29 @@ class PgState:
         self.dsn = dsn
         self.data_dir = Path(data_dir)
         self.db = PgDatabase(dsn)
-        self._lock = threading.Lock()
-        self._cache: dict[str, object] = {}
-
-    def _one(self, name: str, make):
-        with self._lock:
-            if name not in self._cache:
-                self._cache[name] = make()
-            return self._cache[name]
+        self._stores = Singletons()
 
     def database(self) -> PgDatabase:
         return self.db
 
     def accounts(self):
         from fhir_gateway.accounts import AccountStore
-        return self._one("accounts", lambda: AccountStore(self.data_dir, db=self.db))
+        return self._stores.get("accounts", lambda: AccountStore(self.data_dir, db=self.db))
 
     def tokens(self) -> PgTokenStore:
-        return self._one("tokens", lambda: PgTokenStore(self.dsn, self.db))
+        return self._stores.get("tokens", lambda: PgTokenStore(self.dsn, self.db))
 
     def memos(self) -> PgMemoJournal:
-        return self._one("memos", lambda: PgMemoJournal(self.data_dir, self.db))
+        return self._stores.get("memos", lambda: PgMemoJournal(self.data_dir, self.db))
 
     def smart_clients(self) -> PgClientStore:
-        return self._one("smart_clients", lambda: PgClientStore(self.db))
+        return self._stores.get("smart_clients", lambda: PgClientStore(self.db))
 
     def smart_jti(self) -> PgJtiStore:
-        return self._one("smart_jti", lambda: PgJtiStore(self.db))
+        return self._stores.get("smart_jti", lambda: PgJtiStore(self.db))
 
     def export_jobs(self) -> PgJobStore:
-        return self._one("export_jobs", lambda: PgJobStore(self.db))
+        return self._stores.get("export_jobs", lambda: PgJobStore(self.db))
 
     def health(self) -> dict:
         t0 = time.perf_counter()

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import secrets
-import threading
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import orjson
+
+from fhir_gateway.recordfile import RecordFile
 
 CLIENTS_FILE = "smart-clients.json"
 JWKS_URL_TTL = 300.0  # seconds a fetched JWKS is trusted before it is fetched again
@@ -68,38 +69,14 @@ def check_jwks(jwks: object) -> dict:
 class ClientStore:
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
         self.path = Path(data_dir) / CLIENTS_FILE
-        self._lock = threading.Lock()
-        self._mtime: int | None = -1
-        self._clients: dict[str, Client] = {}
+        self._file = RecordFile(self.path, Client, "client", ClientStoreError)
         self._fetched: dict[str, tuple[float, dict]] = {}
 
     def _load(self) -> dict[str, Client]:
-        try:
-            mtime: int | None = self.path.stat().st_mtime_ns
-        except FileNotFoundError:
-            mtime = None
-        with self._lock:
-            if mtime != self._mtime:
-                if mtime is None:
-                    self._clients = {}
-                else:
-                    try:
-                        raw = orjson.loads(self.path.read_bytes() or b"[]")
-                        self._clients = {c["id"]: Client(**c) for c in raw}
-                    except (OSError, orjson.JSONDecodeError, TypeError, KeyError) as exc:
-                        raise ClientStoreError(f"{self.path} is not a readable client file "
-                                               f"({type(exc).__name__}: {exc})") from exc
-                self._mtime = mtime
-            return self._clients
+        return self._file.load()
 
     def _save(self, clients: dict[str, Client]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        data = orjson.dumps([asdict(c) for c in clients.values()], option=orjson.OPT_INDENT_2)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, self.path)
+        self._file.save(asdict(c) for c in clients.values())
 
     # -- operations ---------------------------------------------------------------------------
     def add(self, name: str, facility: str, scopes: list[str], jwks: dict | None = None,
