@@ -136,8 +136,9 @@ def audit_message(msg: Message, ctx: MapContext) -> tuple[list[Json], list[Unmap
     resources = map_message(amsg, ctx)
     table = not_mapped(ctx.name.data_type)
     grouped: dict[tuple[int, int, int], list[Content]] = {}
-    xcn_values = {i for i, line in enumerate(amsg.lines)
-                  if line.startswith("OBX") and line.split(amsg.delimiters.field)[2:3] == ["XCN"]}
+    d = amsg.delimiters  # OBX-2 value type: its first component (``XCN^`` is XCN too)
+    xcn_values = {i for i, line in enumerate(amsg.lines) if line.startswith("OBX") and
+                  [f.split(d.component, 1)[0] for f in line.split(d.field)[2:3]] == ["XCN"]}
     for c in unread(amsg):
         if not _explained(c, table, c.field == 5 and c.segment in xcn_values):
             grouped.setdefault((c.segment, c.field, c.repetition), []).append(c)

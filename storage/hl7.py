@@ -76,12 +76,24 @@ def unescape(value: str, d: Delimiters) -> str:
             pass  # highlight on/off: formatting only
         elif seq[:1] == "X" and len(seq) > 1:
             try:
-                out.append(bytes.fromhex(seq[1:]).decode("latin-1"))
+                out.append(_hex_text(bytes.fromhex(seq[1:])))
             except ValueError:
                 out.append(e + seq + e)
         else:  # unknown or formatting (\.sp\, \Cxxyy\, \Mxxyyzz\ ...): keep it visible
             out.append(e + seq + e)
     return "".join(out)
+
+
+def _hex_text(data: bytes) -> str:
+    """The text of an ``\\Xhh..\\`` escape: its bytes are in the message's character set, which
+    for Japanese text is UTF-8 or Shift_JIS (a vendor escaping what its encoder cannot write);
+    Latin-1 only when neither decodes (a one-byte character set)."""
+    for codec in ("utf-8", "cp932"):
+        try:
+            return data.decode(codec)
+        except UnicodeDecodeError:
+            continue
+    return data.decode("latin-1")
 
 
 class Field:
@@ -181,9 +193,13 @@ class Field:
         return values
 
     def components(self) -> list[str]:
-        """Unescaped components of the first repetition (index 0 = component 1)."""
+        """Unescaped components of the first repetition (index 0 = component 1); sub-components
+        stay joined by ``&`` whatever MSH-2 says."""
         d = self._d
-        return [unescape(c, d) for c in self._split()]
+        sc = d.subcomponent
+        if sc == "&" or sc not in self.raw:
+            return [unescape(c, d) for c in self._split()]
+        return ["&".join(unescape(x, d) for x in c.split(sc)) for c in self._split()]
 
     def component(self, n: int, sub: int | None = None) -> str:
         """Component ``n`` (1-based) of the first repetition, unescaped; '' when absent."""
@@ -207,9 +223,25 @@ class Field:
 
     @property
     def text(self) -> str:
-        """The whole first repetition, unescaped (components keep their ``^``)."""
+        """The whole first repetition, unescaped; components keep their ``^`` and sub-components
+        their ``&`` whatever MSH-2 says, and trailing empty ones (``abc^^``) are dropped: the
+        same text for every way a producer may write it."""
         rep = self._first_rep()
-        return "" if rep == '""' else unescape(rep, self._d)
+        if rep == '""':
+            return ""
+        d = self._d
+        if d is STANDARD_DELIMITERS and not rep.endswith(("^", "&")):
+            return unescape(rep, d) if "\\" in rep else rep
+        parts = rep.split(d.component)
+        while len(parts) > 1 and not parts[-1]:
+            parts.pop()
+        out = []
+        for part in parts:
+            subs = part.split(d.subcomponent)
+            while len(subs) > 1 and not subs[-1]:
+                subs.pop()
+            out.append("&".join(unescape(x, d) for x in subs))
+        return "^".join(out)
 
 
 class Segment:

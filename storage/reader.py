@@ -17,7 +17,7 @@ from .hl7 import HL7Error, Message, bad_segment_ids, parse
 from .layout import Storage, StoredFile
 from .memo import memo
 from .names import DATA_TYPES, FileName
-from .text import mojibake_signals
+from .text import mojibake_signals, widen_kana
 
 ERROR = "error"
 WARNING = "warning"
@@ -145,8 +145,11 @@ def read_bytes(data: bytes, relpath: str, name: FileName | None = None) -> ReadR
     if dec.codec == "cp932-replace":
         return res.fail(KIND_DECODE, "bytes are neither ISO-2022-JP, UTF-8, EUC-JP nor Shift_JIS "
                         f"({dec.replaced} characters could not be decoded)")
+    text = dec.text
+    if dec.codec != "iso-2022-jp" or dec.kana:  # strict JIS X 0208 has no half-width kana
+        text = widen_kana(text)  # (reported below as not allowed in SS-MIX2)
     try:
-        msg = parse(dec.text)
+        msg = parse(text)
     except HL7Error as exc:
         return res.fail(KIND_NOT_HL7, str(exc))
     res.message = msg
@@ -157,7 +160,9 @@ def read_bytes(data: bytes, relpath: str, name: FileName | None = None) -> ReadR
         res.warn(KIND_ENCODING, f"bytes are {dec.codec} but the storage requires ISO-2022-JP "
                  f"(MSH-18 declares {charset})")
     elif dec.codec == "iso-2022-jp+cp932":
-        res.warn(KIND_NONSTANDARD, "Windows-only characters (CP50220 style) outside JIS X 0208")
+        res.warn(KIND_NONSTANDARD, "half-width katakana (JIS X 0201, ESC ( I) or Windows-only "
+                 "characters (CP50220 style) outside JIS X 0208" if dec.kana else
+                 "Windows-only characters (CP50220 style) outside JIS X 0208")
     if b"\n" in data:  # (stripping trailing 0x1C/0x1A first could not remove an LF: no copy)
         res.warn(KIND_LINE_ENDINGS, "segments are separated by LF/CRLF instead of CR")
     _check_truncation(res, data, msg)
@@ -222,6 +227,12 @@ def _check_truncation(res: ReadResult, data: bytes, msg: Message) -> None:
         evidence.append("MSH-9 message type is empty")
     if evidence and not terminated:
         res.fail(KIND_TRUNCATED, "message is cut short: " + "; ".join(evidence), len(data))
+    elif missing and len(evidence) == 1 and "PID" not in missing and len(msg.lines) > 2:
+        # a whole message without a segment its structure requires (a vendor that omits EVN):
+        # not a cut - what is there is mapped, and the drill says what is missing
+        from .structure import KIND_STRUCTURE
+        res.warn(KIND_STRUCTURE, f"required segments missing: {', '.join(missing)} (the rest "
+                 "of the message is mapped)")
     elif evidence:
         res.fail(KIND_NOT_HL7 if not msg.message_type[0] else KIND_TRUNCATED,
                  "incomplete message: " + "; ".join(evidence))

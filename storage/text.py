@@ -62,6 +62,18 @@ def _rare_kanji(ch: str) -> bool:
 _SUSPECT = re.compile("[\u0080-\u00ff\ufffd\uff61-\uff9f\ue000-\uf8ff]")
 
 
+_HALF_KANA_RUN = re.compile("[\uff61-\uff9f]+")
+
+
+def widen_kana(text: str) -> str:
+    """Half-width katakana (JIS X 0201: ESC ( I, CP932 single bytes) as full-width, voiced marks
+    joined (ｶﾞ -> ガ): SS-MIX2 allows only JIS X 0208, JP Core kana names are full-width, and
+    the characters are compatibility equivalents — nothing is lost.  Other text is unchanged."""
+    if _HALF_KANA.search(text) is None:
+        return text
+    return _HALF_KANA_RUN.sub(lambda m: unicodedata.normalize("NFKC", m.group()), text)
+
+
 def mojibake_signals(text: str, deep: bool = False) -> list[str]:
     """Plain-language reasons why decoded text looks garbled (empty when it looks fine).
 
