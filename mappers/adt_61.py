@@ -69,7 +69,7 @@ def allergy(ctx: MapContext, rid: str, category: Field, code: Field, severity: F
         a["category"] = [cat]
     a["code"] = dt.codeable(code, ctx.facility) or {"text": "(アレルゲン不明)"}
     sev = term.ALLERGY_SEVERITY_0128.get(severity.component(1)) if severity else None
-    text = reaction.text.replace("^", " ").strip() if reaction else ""
+    text = reaction.joined(" ").strip() if reaction else ""
     if text or sev:
         r: Json = {"manifestation": [{"text": text or "情報なし"}]}
         if text:

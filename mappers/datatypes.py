@@ -484,7 +484,7 @@ def _zrd_value(obx: Segment, field: Field, facility: str) -> Json:
 
 def _string_value(obx: Segment, field: Field, vtype: str) -> Json:
     """Every repetition's readable text; a non-numeric NM/SN/ST keeps its unit (OBX-6)."""
-    reps = [r.text.replace("^", " ").strip() for r in field.repetitions]
+    reps = [r.joined(" ").strip() for r in field.repetitions]  # an escaped \S\ stays "^"
     text = "\n".join(r for r in reps if r)
     if text and obx[6] and vtype in ("NM", "SN", "ST"):
         text = f"{text} {unit_parts(obx[6])[1]}"

@@ -221,6 +221,26 @@ class Field:
             return []
         return [unescape(s, self._d) for s in parts[n - 1].split(self._d.subcomponent)]
 
+    def joined(self, sep: str = " ") -> str:
+        """The first repetition's components joined by ``sep`` (sub-components by ``&``), each
+        unescaped, trailing empty ones dropped: free text whose ``^`` split it into components
+        (a vendor that did not escape it) reads as words, while an escaped ``\\S\\`` stays a
+        literal ``^`` — :attr:`text` cannot tell the two apart."""
+        rep = self._first_rep()
+        if rep == '""':
+            return ""
+        d = self._d
+        parts = rep.split(d.component)
+        while len(parts) > 1 and not parts[-1]:
+            parts.pop()
+        out = []
+        for part in parts:
+            subs = part.split(d.subcomponent)
+            while len(subs) > 1 and not subs[-1]:
+                subs.pop()
+            out.append("&".join(unescape(x, d) for x in subs))
+        return sep.join(out)
+
     @property
     def text(self) -> str:
         """The whole first repetition, unescaped; components keep their ``^`` and sub-components
@@ -232,16 +252,7 @@ class Field:
         d = self._d
         if d is STANDARD_DELIMITERS and not rep.endswith(("^", "&")):
             return unescape(rep, d) if "\\" in rep else rep
-        parts = rep.split(d.component)
-        while len(parts) > 1 and not parts[-1]:
-            parts.pop()
-        out = []
-        for part in parts:
-            subs = part.split(d.subcomponent)
-            while len(subs) > 1 and not subs[-1]:
-                subs.pop()
-            out.append("&".join(unescape(x, d) for x in subs))
-        return "^".join(out)
+        return Field.joined(self, "^")  # (not self.joined: the ledger records text as text)
 
 
 class Segment:

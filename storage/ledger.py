@@ -90,6 +90,10 @@ class AuditField(Field):
         self._mark(ALL)
         return super().text
 
+    def joined(self, sep: str = " ") -> str:
+        self._mark(ALL)
+        return super().joined(sep)
+
 
 class _RawFields(list[str]):
     """``seg.fields`` of an audit segment: indexing a raw field reads all of it."""

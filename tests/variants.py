@@ -17,7 +17,10 @@ from typing import Callable
 
 from storage.encoding import decode, encode_iso2022jp
 
-SAME, REPORT = "same", "report"
+SAME, REPORT, CARRIED = "same", "report", "carried"
+# SAME: exactly the original's resources.  REPORT: the original's resources, and what the
+# variant adds (``marker``) is in them or reported (unmapped content / a problem).  CARRIED:
+# what the variant adds (``marker``) is in the resources, as written.
 _TS = re.compile(r"^(\d{12}|\d{14})$")
 
 
@@ -30,6 +33,7 @@ class Variant:
     warnings: frozenset[str] = frozenset()  # problem kinds the variant may add (warnings only)
     same_instants: bool = False  # compare dateTimes as instants (".000" is no new content)
     needs: str = ""  # only messages holding this text (e.g. a segment to drop)
+    marker: str = ""  # text the variant adds (REPORT, CARRIED)
 
     def applies(self, text: str) -> bool:
         """Whether the variant is meaningful for ``text``.  A bare segment id as the last line
@@ -175,6 +179,29 @@ def _z_segment(text: str) -> str:
     return "\r".join(segs)
 
 
+ESCAPED = " A\\S\\B\\T\\C\\F\\D\\R\\E\\E\\"  # -> " A^B&C|D~E\\"
+
+
+def _escaped_delimiters(text: str) -> str:
+    """Every text OBX value (TX/ST/FT) with all five escaped delimiters appended."""
+    out = []
+    for seg in _segs(text):
+        f = seg.split("|")
+        if f[0] == "OBX" and len(f) > 5 and f[2] in ("TX", "FT") and f[5]:
+            f[5] += ESCAPED
+        out.append("|".join(f))
+    return "\r".join(out)
+
+
+def _nte_after_obx(text: str) -> str:
+    out = []
+    for seg in _segs(text):
+        out.append(seg)
+        if seg.startswith("OBX|"):
+            out.append("NTE|1||検査コメント：再検済み")
+    return "\r".join(out)
+
+
 def _drop(text: str, seg_id: str) -> str:
     segs = [s for s in _segs(text) if not s.startswith(seg_id + "|")]
     return "\r".join(segs)
@@ -224,7 +251,14 @@ VARIANTS: list[Variant] = [
             "the kana name in half-width katakana (JIS X 0201)",
             frozenset({"nonstandard-characters", "mojibake"})),
     Variant("z-segment", REPORT, lambda t: _jis(_z_segment(t)),
-            "a vendor Z-segment: reported as unmapped content, the rest maps"),
+            "a vendor Z-segment: reported as unmapped content, the rest maps",
+            marker="ベンダー拡張情報"),
+    Variant("escaped-delimiters", CARRIED, lambda t: _jis(_escaped_delimiters(t)),
+            "\\S\\ \\T\\ \\F\\ \\R\\ \\E\\ in text results: the literal characters",
+            needs="|TX|", marker=" A^B&C|D~E\\"),
+    Variant("nte-after-obx", REPORT, lambda t: _jis(_nte_after_obx(t)),
+            "a comment (NTE) after every result: mapped as a note or reported",
+            needs="\rOBX|", marker="再検済み"),
     Variant("no-evn", REPORT, lambda t: _jis(_drop(t, "EVN")),
             "EVN absent (some vendors omit it): reported as a structure warning, mapped",
             frozenset({"structure"}), needs="\rEVN|"),
