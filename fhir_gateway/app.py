@@ -87,7 +87,10 @@ def capability_for(config: Config):
     return build
 
 
-def create_app(config: Config, *, auth: bool = True, cache_bytes: int | None = None) -> Flask:
+def create_app(config: Config, *, auth: bool = True, cache_bytes: int | None = None,
+               govern: bool = False) -> Flask:
+    """The app; ``govern`` (one app per process: ``serve``'s workers) makes ``cache_bytes`` the
+    bound of the whole process's growth above its size once built (``MappedCache.govern``)."""
     app = Flask(__name__)
     app.config["JSON_AS_ASCII"] = False
     app.config["FHIR_CONFIG"] = config
@@ -149,4 +152,6 @@ def create_app(config: Config, *, auth: bool = True, cache_bytes: int | None = N
         init = getattr(mod, "init_app", None)
         if init is not None:
             init(app, gateway)
+    if govern:
+        gateway.cache.govern(gateway.cache.max_bytes)
     return app

@@ -82,8 +82,9 @@ SETTINGS: tuple[Setting, ...] = (
             "`serve` worker processes (0 = CPU count)"),
     Setting("threads", "FHIR_GATEWAY_THREADS", "--threads", 4, int,
             "`serve` waitress threads per worker"),
-    Setting("cache_mb", "FHIR_GATEWAY_CACHE_MB", "--cache-mb", 192, int,
-            "mapped-file caches of all workers together, MB"),
+    Setting("cache_mb", "FHIR_GATEWAY_CACHE_MB", "--cache-mb", 128, int,
+            "memory all workers together may grow above their start-up size (caches, requests "
+            "in flight), MB"),
     Setting("public_url", "FHIR_GATEWAY_PUBLIC_URL", "", "", str,
             "scheme://host[:port] of every generated link"),
     Setting("dsn", "FHIR_GATEWAY_DSN", "--dsn", "", str,

@@ -92,3 +92,80 @@ def test_a_page_maps_only_its_days(big_chart, tmp_path: Path):
     assert len(mapped) <= 4, mapped
     again = svc.everything_page(pid, count=10, pos=page.next)
     assert not {r["id"] for r in again.resources} & {r["id"] for r in page.resources}
+
+
+def _search_whole(h, tmp_path: Path, rtype: str, params: list[tuple[str, str]]) -> list[str]:
+    """The ids the exact path finds (the whole compartment of the type), in-process."""
+    from conformance import registry
+    svc = Gateway(from_args([str(h.root)], FAC, receipts=[str(h.receipts)],
+                            data_dir=str(tmp_path))).facility(FAC)
+    return [r["id"] for r in svc.search(rtype, registry().parse(rtype, params)).matches]
+
+
+@pytest.mark.parametrize("rtype,params,count", [
+    ("Observation", [], 33),
+    ("Specimen", [], 20),
+    ("Observation", [("date", "ge2020-03-01"), ("date", "lt2020-05-01")], 17),
+    ("DiagnosticReport", [("_elements", "id")], 50),
+])
+def test_patient_search_of_a_large_chart_pages_by_day(big_chart, server_factory, tmp_path,
+                                                      rtype, params, count):
+    """``Observation?patient=`` of a chart with more than EXACT_DAYS days: pages by position,
+    every matching resource exactly once across the pages, no total (not counted), and the
+    same resources as the exact path (the whole compartment)."""
+    h, pid = big_chart
+    srv = server_factory(["--config", str(h.config)], token=make_token(h.data_dir))
+    query = [("patient", pid)] + params + [("_count", str(count))]
+    from urllib.parse import urlencode
+    got, bundles = _walk(srv, f"{srv.base}/{rtype}?{urlencode(query)}")
+    ids = [r["id"] for r in got]
+    assert len(ids) == len(set(ids)), "a resource repeated across pages"
+    expected = _search_whole(h, tmp_path, rtype, [("patient", pid)] + params)
+    assert sorted(ids) == sorted(expected) and len(ids) > count, (len(ids), len(expected))
+    assert all("total" not in b for b in bundles)
+    assert all({lk["relation"] for lk in b["link"]} <= {"self", "next", "first"}
+               for b in bundles)
+    assert all(len([e for e in b.get("entry", []) if e["search"]["mode"] == "match"]) == count
+               for b in bundles[:-1])
+    assert all(r["resourceType"] == rtype for r in got)
+    # the first link starts again; a cursor of this search is refused on another type
+    first = next(lk["url"] for lk in bundles[-1]["link"] if lk["relation"] == "first")
+    again = requests.get(first, headers=srv.headers, timeout=60).json()
+    assert [e["resource"]["id"] for e in again.get("entry", [])
+            if e["search"]["mode"] == "match"] == ids[:count]
+    nxt = next(lk["url"] for lk in bundles[0]["link"] if lk["relation"] == "next")
+    other = "Condition" if rtype != "Condition" else "Observation"
+    assert requests.get(nxt.replace(f"/{rtype}?", f"/{other}?"), headers=srv.headers,
+                        timeout=30).status_code == 400
+
+
+def test_patient_search_exact_where_asked_or_small(big_chart, server_factory):
+    """A small chart, ``_sort`` and ``_summary=count`` keep the exact path: a total, offsets
+    and last links, the same resources."""
+    h, pid = big_chart
+    small = h.patients[1]
+    srv = server_factory(["--config", str(h.config)], token=make_token(h.data_dir))
+    got, bundles = _walk(srv, f"{srv.base}/Observation?patient={small}&_count=3")
+    assert bundles[0]["total"] == len(got) > 3
+    assert "last" in {lk["relation"] for lk in bundles[0]["link"]}
+    by_day, _ = _walk(srv, f"{srv.base}/Observation?patient={pid}&_count=200")
+    count = requests.get(f"{srv.base}/Observation?patient={pid}&_summary=count",
+                         headers=srv.headers, timeout=60).json()
+    assert count["total"] == len(by_day)
+    srt, bundles = _walk(srv, f"{srv.base}/Observation?patient={pid}&_sort=-date&_count=500")
+    assert bundles[0]["total"] == len(by_day) and sorted(r["id"] for r in srt) == \
+        sorted(r["id"] for r in by_day)
+
+
+def test_a_search_page_maps_only_its_days(big_chart, tmp_path: Path):
+    h, pid = big_chart
+    from conformance import registry
+    svc = Gateway(from_args([str(h.root)], FAC, data_dir=str(tmp_path))).facility(FAC)
+    query = registry().parse("Observation", [("patient", pid), ("_count", "10")])
+    page = svc.patient_search_page("Observation", query, None)
+    assert page is not None and page.next is not None and len(page.resources) == 10
+    mapped = {Path(k[0]).parts[-3] for k in svc.cache._data}
+    # the newest days until 10 Observations (+ the next non-empty day), of 190+ days
+    assert len(mapped) <= 8 and len(svc.care_dates(pid)) > EXACT_DAYS + 30, mapped
+    again = svc.patient_search_page("Observation", query, page.next)
+    assert not {r["id"] for r in again.resources} & {r["id"] for r in page.resources}

@@ -303,7 +303,7 @@ def test_cache_charge_covers_the_real_size(tmp_path: Path) -> None:
     charged = sum(m.cost for m in entries)
     assert real <= charged <= 3 * real, (real, charged)
     assert svc.cache.size_bytes <= svc.cache.max_bytes
-    assert per_worker_bytes(None, 2) == 96 * 2**20 and per_worker_bytes(100, 4) == 25 * 2**20
+    assert per_worker_bytes(None, 2) == 64 * 2**20 and per_worker_bytes(100, 4) == 25 * 2**20
 
 
 def test_compartments_are_bounded_in_bytes(tmp_path: Path) -> None:

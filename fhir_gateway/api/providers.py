@@ -30,12 +30,24 @@ class ResourceProvider:
     # -- search ----------------------------------------------------------------------------------
     def search(self, svc: FacilityService, pager: Pager, base: str, items: list[tuple[str, str]],
                lenient: bool) -> dict:
+        raw = items
         items, offset = _restore(pager, items, svc.code, "search", self.type)
         try:
             query = registry().parse(self.type, items, lenient=lenient)
         except QueryError as exc:
             raise FhirError(400, str(exc), "invalid") from None
         query = self.scoped(svc, query)
+        by_day = self.day_page(svc, query, _position(pager, raw))
+        if by_day is not None:  # one patient's large chart: the page's days only, no total
+            included, inc_problems = self.includes(svc, by_day.resources, query)
+            used = [i for i in items if i[0] not in query.ignored]
+            links = _position_links(pager, base, self.type, raw, used, offset,
+                                    len(by_day.resources), by_day.next, svc.code, self.type,
+                                    kind="search")
+            problems = [p for p in by_day.problems if p.severity == "error"]
+            return bundle.searchset(base, [_shape(r, query) for r in by_day.resources],
+                                    [_shape(r, query) for r in included],
+                                    problems + inc_problems, None, links, notes=query.notes)
         lazy = self.lazy_page(svc, query, offset)
         if lazy is not None:  # an index answered: only the page's resources were mapped
             page, total, problems = lazy
@@ -53,6 +65,11 @@ class ResourceProvider:
                                 problems + inc_problems,
                                 None if query.total == "none" else total, links,
                                 summary_count=query.summary == "count", notes=query.notes)
+
+    def day_page(self, svc: FacilityService, query: Query, pos: tuple[str, int] | None):
+        """A page of one patient's large chart by position (services.everything.search_page),
+        or None (the search below)."""
+        return svc.patient_search_page(self.type, query, pos)
 
     def lazy_page(self, svc: FacilityService, query: Query, offset: int):
         """(page, total, problems) from an index that maps only the page, or None (full search).
@@ -225,6 +242,9 @@ class CoverageProvider(ResourceProvider):
 
 
 class PatientProvider(ResourceProvider):
+    def day_page(self, svc, query, pos):
+        return None  # Patient searches page from the patient index (lazy_page)
+
     def lazy_page(self, svc: FacilityService, query: Query, offset: int):
         """The patient index answers with search stubs sorted like resources (``self.sort``)."""
         return svc.patient_page(query, offset, self.sort)
@@ -319,13 +339,14 @@ def _position(pager: Pager, items) -> tuple[str, int] | None:
 
 
 def _position_links(pager: Pager, base: str, path: str, raw, used, offset: int, shown: int,
-                    nxt: tuple[str, int] | None, facility: str, key: str) -> dict[str, str]:
+                    nxt: tuple[str, int] | None, facility: str, key: str,
+                    kind: str = "everything") -> dict[str, str]:
     """self / next / first links of a page paged by position (see services.everything)."""
     fmt = [(k, v) for k, v in raw if k in ("_format", "_pretty")]
     q = [(k, v) for k, v in used if k not in ("_format", "_pretty", "_cursor")]
 
     def at(o: int, p: tuple[str, int] | None) -> str:
-        state: dict = {"f": facility, "k": "everything", "t": key, "q": q, "o": o}
+        state: dict = {"f": facility, "k": kind, "t": key, "q": q, "o": o}
         if p is not None:
             state["p"] = list(p)
         return f"{base}/{path}?" + urlencode([("_cursor", pager.encode(state))] + fmt)

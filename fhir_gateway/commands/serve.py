@@ -21,8 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes sharing the socket (default: CPU count)")
     p.add_argument("--cache-mb", type=int, default=None,
-                   help="memory budget of the mapped-file caches of all workers together, in MB "
-                        "(split evenly; default 192)")
+                   help="memory all workers together may grow above their start-up size, in MB "
+                        "(split evenly; each worker shrinks its caches to stay within its "
+                        "share; default 128)")
     p.add_argument("--no-auth", action="store_true",
                    help="anonymous access; allowed only on a loopback address")
     p.set_defaults(func=run)
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         from fhir_gateway.app import create_app
         from fhir_gateway.services.cache import per_worker_bytes
         return create_app(cfg, auth=not args.no_auth,
-                          cache_bytes=per_worker_bytes(args.cache_mb, workers))
+                          cache_bytes=per_worker_bytes(args.cache_mb, workers), govern=True)
 
     def ready(url: str) -> None:
         codes = ", ".join(f"{url}/fhir/{c}" for c in cfg.facilities)

@@ -17,8 +17,9 @@ from storage.reader import Problem
 # (per_worker_bytes).  The charge per entry (JSON size x 4 + 512) was measured against the real
 # cost: a 3,000-file / 15,001-resource chart is 22 MB of JSON, charged 90 MB, and grows a
 # worker's RSS by 80 MB (sys.getsizeof over the dicts: 61 MB; strings are shared), so the bound
-# errs on the safe side.  See docs/performance.md (API).
-DEFAULT_TOTAL_MB = 192
+# errs on the safe side.  Under `serve` the share is also what the whole worker may grow above
+# its start-up size (MappedCache.govern: measured, not estimated).  See docs/performance.md.
+DEFAULT_TOTAL_MB = 128
 DEFAULT_MAX_BYTES = 96 * 1024 * 1024  # one process (tests, the viewer alone, `check`)
 
 
@@ -93,14 +94,70 @@ def clinical_range(resource: dict) -> tuple[float, float] | None:
     return min(x[0] for x in rs), max(x[1] for x in rs)
 
 
+_PAGE = 4096
+try:
+    import os as _os
+    _PAGE = _os.sysconf("SC_PAGE_SIZE")
+except (AttributeError, ValueError, OSError):
+    pass
+
+
+def rss_bytes() -> int | None:
+    """This process's resident set (``/proc/self/statm``, a few microseconds), None elsewhere."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class MappedCache:
+    """LRU of :class:`Mapped` files bounded by their charge in bytes.
+
+    With :meth:`govern` the bound holds for **the whole process**: about once a second (on a
+    ``put``) the process's resident size is read, and what the entries' charges do not explain
+    (per-request buffers, the other caches, heap fragmentation, the charge's error) is taken
+    off the cache's own allowance, so that growth above the start-up size stays within
+    ``process_bytes``; the cache grows back when that memory is returned."""
+
+    CHECK_EVERY = 1.0  # seconds between two RSS readings
+    MIN_BYTES = 4 * 1024 * 1024  # the cache never shrinks below this (a page's files)
+
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.max_bytes = max_bytes
+        self.target = max_bytes  # the current allowance (< max_bytes when governed and tight)
         self._data: OrderedDict[tuple, Mapped] = OrderedDict()
         self._bytes = 0
         self._evicted = 0  # bytes let go since memory was last handed back (release_freed_memory)
         self._lock = threading.Lock()
         self.hits = self.misses = 0
+        self.process_bytes: int | None = None
+        self._baseline: int | None = None
+        self._checked = 0.0
+
+    def govern(self, process_bytes: int) -> None:
+        """Bound the process's growth above its size now (the start-up size) by
+        ``process_bytes``: ``serve`` calls this in each worker with the worker's share."""
+        self.process_bytes = process_bytes
+        rss = rss_bytes()
+        self._baseline = None if rss is None else rss - self._bytes
+
+    def _allowance(self) -> int:
+        """The cache's allowance now: ``max_bytes``, less what else the process holds above
+        its baseline beyond ``process_bytes`` (read at most every CHECK_EVERY seconds)."""
+        import time
+        if self.process_bytes is None or self._baseline is None:
+            return self.max_bytes
+        now = time.monotonic()
+        if now - self._checked < self.CHECK_EVERY:
+            return self.target
+        self._checked = now
+        rss = rss_bytes()
+        if rss is None:
+            return self.max_bytes
+        other = rss - self._baseline - self._bytes  # not explained by the entries' charges
+        self.target = max(self.MIN_BYTES, min(self.max_bytes, self.process_bytes - other))
+        return self.target
 
     def get(self, key: tuple) -> Mapped | None:
         with self._lock:
@@ -121,11 +178,12 @@ class MappedCache:
                 self._bytes -= old.cost
             self._data[key] = value
             self._bytes += value.cost
-            while self._bytes > self.max_bytes and self._data:
+            limit = self._allowance()
+            while self._bytes > limit and self._data:
                 _, ev = self._data.popitem(last=False)
                 self._bytes -= ev.cost
                 self._evicted += ev.cost
-            trim = self._evicted > self.max_bytes // 4
+            trim = self._evicted > limit // 4
             if trim:
                 self._evicted = 0
         if trim:

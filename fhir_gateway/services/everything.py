@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from storage.names import NO_DATE, is_valid_patient_id
 from storage.reader import Problem
@@ -69,8 +69,9 @@ class Chart:
     """One request's view of a patient's chart: the days and how to map one."""
 
     def __init__(self, svc: "FacilityService", storage, pid: str, types: set[str] | None,
-                 start: str | None, end: str | None, since: str | None) -> None:
-        self.svc, self.pid, self.types = svc, pid, types
+                 start: str | None, end: str | None, since: str | None,
+                 keep: Callable[[dict], bool] | None = None) -> None:
+        self.svc, self.pid, self.types, self.keep = svc, pid, types, keep
         self.filters = (start, end, since)
         self.dtypes = data_types_for(types)
         from .extended import TYPES as EXT_TYPES
@@ -160,6 +161,8 @@ class Chart:
                     when.append(clinical_range(r))
             problems.extend(cprobs)
         ordered = _ordered(resources, when, *self.filters)
+        if self.keep is not None:
+            return tuple(r for r in ordered[0] if self.keep(r)), problems
         return ordered[0], problems
 
 
@@ -180,6 +183,29 @@ def page(svc: "FacilityService", pid: str, start: str | None, end: str | None,
                                                          since), count, offset, pos))
 
 
+# resources whose mapping needs the whole chart (mappers.chart.assemble: closed visits, one
+# entry per allergen): a search of these types is never paged by day
+WHOLE_CHART_TYPES = frozenset({"Encounter", "AllergyIntolerance"})
+
+
+def search_page(svc: "FacilityService", pid: str, rtype: str, keep: Callable[[dict], bool],
+                count: int, pos: tuple[str, int] | None) -> Page | None:
+    """One page of a one-patient search of ``rtype`` (``keep``: the query's criteria), in the
+    chart's day order, mapping only the days it shows — or None when the chart has at most
+    :data:`EXACT_DAYS` days (and no position is given): the caller searches the whole
+    compartment then, with an exact total.  Never for :data:`WHOLE_CHART_TYPES`."""
+    if rtype in WHOLE_CHART_TYPES:
+        return None
+
+    def run(storage) -> Page | None:
+        chart = Chart(svc, storage, pid, {rtype}, None, None, None, keep)
+        if pos is None and len(chart.days) <= EXACT_DAYS:
+            return None
+        return _positional(chart, count, pos, list(chart.extra_problems) if pos is None else [])
+
+    return svc._with_storage(run)
+
+
 def _page(chart: Chart, count: int, offset: int, pos: tuple[str, int] | None) -> Page:
     problems = list(chart.extra_problems) if pos is None else []
     if pos is None and len(chart.days) <= EXACT_DAYS:
@@ -190,6 +216,13 @@ def _page(chart: Chart, count: int, offset: int, pos: tuple[str, int] | None) ->
             problems.extend(probs)
         return Page(everything[offset: offset + count], len(everything), None,
                     problems if offset == 0 else [])
+    return _positional(chart, count, pos, problems)
+
+
+def _positional(chart: Chart, count: int, pos: tuple[str, int] | None,
+                problems: list[Problem]) -> Page:
+    """The page from position ``pos`` (None: the first): the days it shows are mapped, plus
+    the next non-empty one (is there a next page?)."""
     first_day, skip = pos if pos is not None else (NO_DATE, 0)
     out: list[dict] = []
     nxt: tuple[str, int] | None = None

@@ -59,8 +59,9 @@ class FacilityService:
         self.cache = cache
         self.data_dir = data_dir
         self.replicas = ReplicaSet(facility.storage)
-        self.dirs = DirCache()
-        self.compartments = CompartmentCache()
+        # the other caches take a share of the mapped-file budget (docs/performance.md "Memory")
+        self.dirs = DirCache(max_bytes=max(2 << 20, cache.max_bytes // 8))
+        self.compartments = CompartmentCache(max_bytes=cache.max_bytes // 4)
         self._index = None
         self._index_factory = index_factory
         self.storage = StorageSource(self.code, cache, self.dirs, self._with_storage)
@@ -323,6 +324,21 @@ class FacilityService:
                     seen.add(k)
                     out.matches.append(r)
         return out
+
+    def patient_search_page(self, rtype: str, query: Query, pos: tuple[str, int] | None):
+        """One page of a search of one patient's ``rtype`` mapping only the days it shows
+        (:func:`.everything.search_page`: a large chart, no ``_sort``, no total asked), else
+        None and the caller runs :meth:`search` (the whole compartment of the type)."""
+        from . import everything
+        pids = _patients_of(query)
+        if (pids is None or len(pids) != 1 or not is_valid_patient_id(pids[0]) or query.sort
+                or query.params("_id")
+                or query.summary == "count" or query.count <= 0 or rtype == "Patient"
+                or not self.storage.patient_exists(pids[0])):
+            return None
+        return everything.search_page(self, pids[0], rtype,
+                                      lambda r: match.matches_all(r, query.criteria),
+                                      query.count, pos)
 
     def claim_page(self, query: Query, offset: int) -> tuple[list[dict], int, list[Problem]] | None:
         """One page of ``GET Claim`` without a patient, mapping only the receipts it shows:

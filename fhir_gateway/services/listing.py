@@ -2,7 +2,8 @@
 
 A new, removed or renamed file changes its folder's mtime, so a cached listing is never used
 after the folder changed; the cache only saves re-reading and re-parsing unchanged folders
-(a heavy patient has thousands).  Bounded by entry count (LRU).
+(a heavy patient has thousands).  Bounded by entry count and by an estimate of its bytes (LRU;
+a hospital of 20,000 patients has millions of folders).
 
 Timestamps are coarse (a file system ticks every few milliseconds), so a folder changed twice
 within one tick keeps its mtime: like git's "racy" index entries, a listing whose mtime is
@@ -25,12 +26,33 @@ RACY_NS = 2_000_000_000  # a folder changed less than 2 s ago may change again u
 _EMPTY: tuple[int, tuple[str, ...], tuple[str, ...]] = (-1, (), ())
 
 
+def _listing_cost(path: str, dirs: tuple[str, ...], files: tuple[str, ...]) -> int:
+    """Bytes a cached listing holds, about (str objects of ~50 bytes + the name; tuples)."""
+    return 250 + len(path) + sum(58 + len(n) for n in dirs) + sum(58 + len(n) for n in files)
+
+
+_CLASSIFIED_COST = 720  # a StoredFile with its FileName (sys.getsizeof over its parts)
+
+
 class DirCache:
-    def __init__(self, max_entries: int = 200_000) -> None:
+    def __init__(self, max_entries: int = 200_000, max_bytes: int = 16 << 20) -> None:
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self._data: OrderedDict[str, tuple[int, tuple[str, ...], tuple[str, ...]]] = OrderedDict()
         self._lock = threading.Lock()
         self._classes: OrderedDict[tuple, tuple] = OrderedDict()
+        self._bytes = 0  # both maps together
+
+    def _shrink(self) -> None:
+        """Evict the oldest listings and classifications beyond the bounds; under the lock."""
+        while (self._data or self._classes) and (self._bytes > self.max_bytes
+                                                 or len(self._data) > self.max_entries):
+            if self._data:
+                path, (_, d, f) = self._data.popitem(last=False)
+                self._bytes -= _listing_cost(path, d, f)
+            if self._classes and self._bytes > self.max_bytes:
+                _, (_, ev) = self._classes.popitem(last=False)
+                self._bytes -= _CLASSIFIED_COST * len(ev) + 100
 
     def list(self, path: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(sub-folders, files) of ``path``, sorted, hidden names skipped; ((), ()) if absent."""
@@ -53,9 +75,12 @@ class DirCache:
         value = (mtime, tuple(dirs), tuple(files))
         if time.time_ns() - mtime > RACY_NS:
             with self._lock:
+                old = self._data.pop(path, None)
+                if old is not None:
+                    self._bytes -= _listing_cost(path, old[1], old[2])
                 self._data[path] = value
-                while len(self._data) > self.max_entries:
-                    self._data.popitem(last=False)
+                self._bytes += _listing_cost(path, value[1], value[2])
+                self._shrink()
         return value
 
     def classified(self, path: str, rel: str, pid: str, date: str, dtype: str
@@ -69,9 +94,15 @@ class DirCache:
                 return hit[1]
         out = tuple(classify(f"{rel}/{n}", pid, date, dtype, n) for n in names)
         with self._lock:
+            old = self._classes.pop(key, None)
+            if old is not None:
+                self._bytes -= _CLASSIFIED_COST * len(old[1]) + 100
             self._classes[key] = (names, out)
+            self._bytes += _CLASSIFIED_COST * len(out) + 100
             while len(self._classes) > self.max_entries:
-                self._classes.popitem(last=False)
+                _, (_, ev) = self._classes.popitem(last=False)
+                self._bytes -= _CLASSIFIED_COST * len(ev) + 100
+            self._shrink()
         return out
 
 
