@@ -71,7 +71,7 @@ QUERIES = [
 ]
 
 
-def test_same_hits_as_the_embedded_index(tmp_path: Path, pg_dsn):
+def test_same_hits_as_the_embedded_index(tmp_path: Path, pg_dsn, monkeypatch):
     tree = make_tree(tmp_path / "ss")
     w = PatientIndex(tmp_path / "data", FAC, [tree])
     p = PgPatientIndex(pg_dsn, tmp_path / "data2", FAC, [tree])
@@ -86,8 +86,19 @@ def test_same_hits_as_the_embedded_index(tmp_path: Path, pg_dsn):
         p.plan = plan
         for q, limit in itertools.product(QUERIES, (1, 3, 1000)):
             assert p.search(**q, limit=limit) == w.search(**q, limit=limit), (plan, q)
+    # bounds so small that every bounded plan gives way to the other one
+    import fhir_gateway.scale.pgindex as pgi
+    p.plan = None
+    for gin_max, walk_rows, rare in ((0, 1, False), (10**6, 1, False), (0, 1, True)):
+        monkeypatch.setattr(pgi, "GIN_MAX", gin_max)
+        monkeypatch.setattr(pgi, "WALK_ROWS", walk_rows)
+        if rare:  # expected rare, found common: the GIN plan overflows its bound (0)
+            monkeypatch.setattr(p, "_candidates", lambda grams: -1.0)
+        for q, limit in itertools.product(QUERIES, (1, 3)):
+            assert p.search(**q, limit=limit) == w.search(**q, limit=limit), (gin_max, rare, q)
     ran = " ".join(sql for sql, _ in p.trace)
     assert "split_part(sortkey" in ran and "MATERIALIZED" in ran and "starts_with(" in ran
+    assert "UNION ALL" in ran
     assert p.get("0000000008") == w.get("0000000008")
     w.close(), p.close()
 

@@ -312,11 +312,13 @@ class PgPatientIndex(PatientIndex):
         walked = self._where(*crit, walk=True)
         assert walked is not None  # the same criteria as above
         return self._summaries(self._keys(sql, params, grams, walked[0], walked[1], limit,
-                                          self.plan))
+                                          self.plan)[0])
 
     def _keys(self, sql: str, params: list, grams: list, walk_sql: str, walk_params: list,
-              limit: int, plan: str | None) -> list[str]:
-        """The first ``limit`` sortkeys matching, by the plan given or chosen."""
+              limit: int, plan: str | None, extra: tuple[str, list] | None = None
+              ) -> tuple[list[str], list[str]]:
+        """The first ``limit`` sortkeys matching, by the plan given or chosen; and the sortkeys
+        of ``extra`` (a statement run in the same round trip, see :meth:`_kana_split`)."""
         if plan in (None, "split"):
             if limit > ORDERED_LIMIT:
                 plan = "gin"  # (nearly) every candidate is wanted anyway
@@ -325,14 +327,18 @@ class PgPatientIndex(PatientIndex):
             else:
                 plan = "gin-bounded"
         if plan == "gin-bounded":
-            got = self._gin(sql, params, limit, GIN_MAX)
-            return got if got is not None else self._walk(walk_sql, walk_params, limit, None) or []
-        if plan == "walk-bounded":
-            got = self._walk(walk_sql, walk_params, limit, WALK_ROWS)
-            return got if got is not None else self._gin(sql, params, limit, None) or []
-        if plan == "walk":
-            return self._walk(walk_sql, walk_params, limit, None) or []
-        return self._gin(sql, params, limit, None) or []
+            got, more = self._gin(sql, params, limit, GIN_MAX, extra)
+            if got is None:
+                got = self._walk(walk_sql, walk_params, limit, None)[0]
+        elif plan == "walk-bounded":
+            got, more = self._walk(walk_sql, walk_params, limit, WALK_ROWS, extra)
+            if got is None:
+                got = self._gin(sql, params, limit, None)[0]
+        elif plan == "walk":
+            got, more = self._walk(walk_sql, walk_params, limit, None, extra)
+        else:
+            got, more = self._gin(sql, params, limit, None, extra)
+        return got or [], more
 
     def _kana_split(self, k: str, limit: int) -> list[str]:
         """A kana query: the keys whose kana *begins* with it are one range of the sortkey
@@ -361,12 +367,9 @@ class PgPatientIndex(PatientIndex):
         upper = k[:-1] + chr(nxt) if nxt <= 0x10FFFF else "\U0010ffff" * 64
         q = ("SELECT sortkey FROM patient_index WHERE facility = %s AND sortkey >= %s "
              f"AND sortkey < %s AND {begins} ORDER BY sortkey LIMIT %s")
-        qp = [self.facility, k, upper, k, limit]
-        if self.trace is not None:
-            self.trace.append((q, qp))
-        first = [r["sortkey"] for r in self._conn().execute(q, qp).fetchall()]
-        rest = self._keys(" AND terms @> %s AND " + inner_exact, [inner, *inner_params],
-                          [[inner]], " AND " + inner_walk, inner_params, limit, self.plan)
+        rest, first = self._keys(" AND terms @> %s AND " + inner_exact, [inner, *inner_params],
+                                 [[inner]], " AND " + inner_walk, inner_params, limit,
+                                 self.plan, (q, [self.facility, k, upper, k, limit]))
         return sorted(first + rest)[:limit]
 
     def _summaries(self, keys: list[str]) -> list[PatientSummary]:
@@ -386,39 +389,55 @@ class PgPatientIndex(PatientIndex):
             self.trace.append((sql, params))
         return [PatientSummary(*r["summary"]) for r in self._conn().execute(sql, params).fetchall()]
 
-    def _gin(self, sql: str, params: list, limit: int, bound: int | None) -> list[str] | None:
-        """Candidates through the GIN index, the first ``limit`` sortkeys; None when there are
-        more than ``bound`` candidates.  MATERIALIZED: left to itself the planner may walk the
-        sortkey index and filter on ``terms`` with a heap fetch per entry (its estimate of a
-        gram array's selectivity is poor)."""
+    def _gin(self, sql: str, params: list, limit: int, bound: int | None,
+             extra: tuple[str, list] | None = None) -> tuple[list[str] | None, list[str]]:
+        """Candidates through the GIN index, the first ``limit`` sortkeys (None when there are
+        more than ``bound`` candidates), and ``extra``'s sortkeys from the same round trip.
+        MATERIALIZED: left to itself the planner may walk the sortkey index and filter on
+        ``terms`` with a heap fetch per entry (its estimate of a gram array's selectivity is
+        poor)."""
         cap = "" if bound is None else f" LIMIT {int(bound) + 1}"
         q = ("WITH c AS MATERIALIZED (SELECT sortkey FROM patient_index "
              f"WHERE facility = %s{sql}{cap}) "
-             "SELECT sortkey, (SELECT count(*) FROM c) AS n FROM c ORDER BY sortkey LIMIT %s")
+             "SELECT sortkey, (SELECT count(*) FROM c) AS n, 1 AS own FROM "
+             "(SELECT sortkey FROM c ORDER BY sortkey LIMIT %s) g")
         qp = [self.facility, *params, limit]
-        if self.trace is not None:
-            self.trace.append((q, qp))
-        rows = self._conn().execute(q, qp).fetchall()
-        if bound is not None and rows and rows[0]["n"] > bound:
-            return None
-        return [r["sortkey"] for r in rows]
+        rows = self._run_with(q, qp, extra)
+        got = [r["sortkey"] for r in rows if r["own"]]
+        more = [r["sortkey"] for r in rows if not r["own"]]
+        if bound is not None and got and next(r["n"] for r in rows if r["own"]) > bound:
+            return None, more
+        return got, more
 
-    def _walk(self, sql: str, params: list, limit: int, bound: int | None) -> list[str] | None:
-        """The sortkey index in order, filtered on what it holds; the first ``limit`` matching
-        sortkeys.  None when ``bound`` entries gave fewer (the matches may lie further)."""
+    def _walk(self, sql: str, params: list, limit: int, bound: int | None,
+              extra: tuple[str, list] | None = None) -> tuple[list[str] | None, list[str]]:
+        """The sortkey index in order, filtered on what it holds: the first ``limit`` matching
+        sortkeys (None when ``bound`` entries gave fewer: the matches may lie further), and
+        ``extra``'s sortkeys from the same round trip."""
         if bound is None:
-            q = f"SELECT sortkey FROM patient_index WHERE facility = %s{sql} " \
-                "ORDER BY sortkey LIMIT %s"
+            q = f"SELECT sortkey, 1 AS own FROM (SELECT sortkey FROM patient_index " \
+                f"WHERE facility = %s{sql} ORDER BY sortkey LIMIT %s) w"
             qp = [self.facility, *params, limit]
         else:
-            q = ("SELECT sortkey FROM (SELECT sortkey, birth, gender FROM patient_index "
-                 "WHERE facility = %s ORDER BY sortkey LIMIT %s) s "
-                 f"WHERE true{sql} ORDER BY sortkey LIMIT %s")
+            q = ("SELECT sortkey, 1 AS own FROM (SELECT sortkey FROM (SELECT sortkey, birth, "
+                 "gender FROM patient_index WHERE facility = %s ORDER BY sortkey LIMIT %s) s "
+                 f"WHERE true{sql} ORDER BY sortkey LIMIT %s) w")
             qp = [self.facility, bound, *params, limit]
+        rows = self._run_with(q, qp, extra)
+        got = [r["sortkey"] for r in rows if r["own"]]
+        more = [r["sortkey"] for r in rows if not r["own"]]
+        return (None if bound is not None and len(got) < limit else got), more
+
+    def _run_with(self, q: str, qp: list, extra: tuple[str, list] | None) -> list:
+        """``q`` (rows with ``own`` = 1), with ``extra``'s rows appended (``own`` = 0) by
+        UNION ALL: one round trip for both."""
+        if extra is not None:
+            q = f"{q} UNION ALL SELECT sortkey, " + ("NULL, " if "AS n," in q else "") + \
+                f"0 FROM ({extra[0]}) x"
+            qp = [*qp, *extra[1]]
         if self.trace is not None:
             self.trace.append((q, qp))
-        got = [r["sortkey"] for r in self._conn().execute(q, qp).fetchall()]
-        return None if bound is not None and len(got) < limit else got
+        return self._conn().execute(q, qp).fetchall()
 
     def _candidates(self, grams: list[list[list[str]]]) -> float:
         """Expected candidates of the name criteria (each a list of alternatives, each a list of
