@@ -45,7 +45,7 @@ class Decoded(NamedTuple):
     """Text of one file plus the facts the drill report needs about how it was obtained."""
 
     text: str
-    codec: str  # iso-2022-jp | iso-2022-jp+cp932 | utf-8 | cp932 | euc-jp | cp932-replace | ascii
+    codec: str  # iso-2022-jp | iso-2022-jp+cp932 | utf-8 | utf-16 | cp932 | euc-jp | cp932-replace | ascii
     replaced: int = 0  # number of U+FFFD produced by a lossy last-resort decode
     kana: bool = False  # the 7-bit bytes shift to half-width katakana (ESC ( I) somewhere
 
@@ -148,8 +148,21 @@ def _looks_like_euc(data: bytes) -> bool:
     return sjis_leads == 0
 
 
+_UTF16_STARTS = (b"\xff\xfe", b"\xfe\xff", b"M\x00S\x00H\x00", b"\x00M\x00S\x00H")
+
+
+def is_utf16(data: bytes) -> bool:
+    """UTF-16 (MSH-18 ``UNICODE UTF-16``): a BOM, or ``MSH`` in either byte order."""
+    return data[:6].startswith(_UTF16_STARTS)
+
+
 def decode(data: bytes) -> Decoded:
     """Decode the bytes of one SS-MIX2 message (framing already or not yet stripped)."""
+    if is_utf16(data):
+        codec = "utf-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else \
+            ("utf-16-le" if data[:1] == b"M" else "utf-16-be")
+        wide = data.decode(codec, errors="replace").lstrip("\ufeff").strip("\x0b\x1c\x1a\r\n \t")
+        return Decoded(fold(wide), "utf-16", wide.count("\ufffd"))
     data = strip_framing(data)
     text: str | None
     if data.isascii():

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .encoding import ESC, Decoded, decode
+from .encoding import ESC, Decoded, decode, is_utf16
 from .hl7 import HL7Error, Message, bad_segment_ids, parse
 from .layout import Storage, StoredFile
 from .memo import memo
@@ -131,17 +131,26 @@ def _ends_inside_kanji(data: bytes) -> bool:
         end = i
 
 
+def _whole_kanji_line(body: bytes) -> bool:
+    """After the last kanji shift, whole two-byte characters up to the line end."""
+    run = body[body.rfind(b"\x1b") + 3:].rstrip(b"\r\n")
+    return len(run) % 2 == 0 and b"\r" not in run and b"\n" not in run
+
+
 def read_bytes(data: bytes, relpath: str, name: FileName | None = None) -> ReadResult:
     """Decode, tokenize and sanity-check the bytes of one message."""
     res = ReadResult(relpath, name, size=len(data))
     if len(data) < 8 and not data.strip(b"\x0b\x1c\x1a\r\n \t"):
         return res.fail(KIND_EMPTY, "the file is empty (zero bytes)" if not data
                         else "the file holds only framing or whitespace")
-    off = _binary_offset(data)
+    off = None if is_utf16(data) else _binary_offset(data)
     if off is not None:
         return res.fail(KIND_BINARY, f"binary data (byte 0x{data[off]:02x}) is not HL7 text", off)
     dec: Decoded = decode(data)
     res.codec = dec.codec
+    if dec.codec == "utf-16":  # the byte-level checks below read one-byte text
+        data = data.decode("utf-16-be" if data[:1] == b"\x00" else "utf-16",
+                           errors="replace").lstrip("\ufeff").encode("utf-8")
     if dec.codec == "cp932-replace":
         return res.fail(KIND_DECODE, "bytes are neither ISO-2022-JP, UTF-8, EUC-JP nor Shift_JIS "
                         f"({dec.replaced} characters could not be decoded)")
@@ -208,8 +217,14 @@ def _check_truncation(res: ReadResult, data: bytes, msg: Message) -> None:
     body = data.rstrip(b"\x1c\x1a \t")
     terminated = body.endswith((b"\r", b"\n"))
     structure = msg.message_type[0]
-    if structure and not _missing_segments(msg, structure) and not (
-            ESC in data and _ends_inside_kanji(data)):  # no evidence: skip building the reasons
+    in_kanji = ESC in data and _ends_inside_kanji(data)
+    if in_kanji and terminated and _whole_kanji_line(body):
+        # the last line ends in whole kanji and a line end, never shifting back: an encoder
+        # that omits the final ESC ( B, not a cut (the text decoded whole)
+        res.warn(KIND_NONSTANDARD, "the last line ends without shifting back to ASCII (ESC ( B)")
+        in_kanji = False
+    if structure and not _missing_segments(msg, structure) and not in_kanji:
+        # no evidence: skip building the reasons
         if not terminated:
             cut = _cut_mid_segment(msg)
             if cut:
@@ -218,7 +233,7 @@ def _check_truncation(res: ReadResult, data: bytes, msg: Message) -> None:
                                             "file may be incomplete", ERROR, len(data)))
         return
     evidence = []
-    if ESC in data and _ends_inside_kanji(data):
+    if in_kanji:
         evidence.append("ends inside Japanese text without returning to ASCII")
     missing = _missing_segments(msg, structure)
     if missing:

@@ -124,7 +124,7 @@ def test_the_variants_are_real_rewrites(samples) -> None:
                 changed += v.make(text) != BASE.make(text)
             except ValueError:
                 continue
-        assert applies and changed >= len(applies) // 3, \
+        assert applies and changed >= (1 if v.rare else len(applies) // 3), \
             f"{v.name} changes {changed} of {len(applies)}"
 
 

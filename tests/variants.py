@@ -34,6 +34,7 @@ class Variant:
     same_instants: bool = False  # compare dateTimes as instants (".000" is no new content)
     needs: str = ""  # only messages holding this text (e.g. a segment to drop)
     marker: str = ""  # text the variant adds (REPORT, CARRIED)
+    rare: bool = False  # changes few messages (the generator guard asks for one)
 
     def applies(self, text: str) -> bool:
         """Whether the variant is meaningful for ``text``.  A bare segment id as the last line
@@ -202,6 +203,26 @@ def _nte_after_obx(text: str) -> str:
     return "\r".join(out)
 
 
+def _euc(text: str) -> bytes:
+    try:
+        return (text + "\r").encode("euc_jp")
+    except UnicodeEncodeError:  # a CP932-only character (－ ①): EUC-JP cannot carry it
+        raise ValueError("not encodable in EUC-JP") from None
+
+
+def _per_char(data: bytes) -> bytes:
+    out, kanji = bytearray(), False
+    for part in re.split(rb"(\x1b\$B|\x1b\(B)", data):
+        if part in (b"\x1b$B", b"\x1b(B"):
+            kanji = part == b"\x1b$B"
+        elif kanji:
+            for j in range(0, len(part), 2):
+                out += b"\x1b$B" + part[j:j + 2] + b"\x1b(B"
+        else:
+            out += part
+    return bytes(out)
+
+
 def _drop(text: str, seg_id: str) -> str:
     segs = [s for s in _segs(text) if not s.startswith(seg_id + "|")]
     return "\r".join(segs)
@@ -224,6 +245,23 @@ VARIANTS: list[Variant] = [
             "Shift_JIS declared in MSH-18", frozenset({"wrong-encoding"})),
     Variant("cp932-undeclared", SAME, lambda t: (t + "\r").encode("cp932"),
             "CP932 bytes, MSH-18 still ISO IR87", frozenset({"wrong-encoding"})),
+    Variant("utf16-declared", SAME,
+            lambda t: (_set_msh(t, 18, "UNICODE UTF-16") + "\r").encode("utf-16"),
+            "UTF-16 with a BOM, declared in MSH-18", frozenset({"wrong-encoding"})),
+    Variant("utf16le-no-bom", SAME,
+            lambda t: (_set_msh(t, 18, "UNICODE UTF-16") + "\r").encode("utf-16-le"),
+            "UTF-16 little-endian without a BOM", frozenset({"wrong-encoding"})),
+    Variant("euc-jp", SAME, lambda t: _euc(t), "EUC-JP bytes (a Unix writer)",
+            frozenset({"wrong-encoding"})),
+    Variant("jis-1978-designation", SAME, lambda t: _jis(t).replace(b"\x1b$B", b"\x1b$@"),
+            "kanji designated with ESC $ @ (JIS C 6226-1978)"),
+    Variant("jis-roman-return", SAME, lambda t: _jis(t).replace(b"\x1b(B", b"\x1b(J"),
+            "back to one byte with ESC ( J (JIS-Roman)"),
+    Variant("escape-per-character", SAME, lambda t: _per_char(_jis(t)),
+            "every kanji shifted in and out on its own"),
+    Variant("no-ascii-shift-at-line-end", SAME, lambda t: _jis(t).replace(b"\x1b(B\r", b"\r"),
+            "lines (the last one too) that end in kanji without ESC ( B",
+            frozenset({"nonstandard-characters"}), rare=True),
     Variant("msh18-no-space", SAME, lambda t: _jis(_set_msh(t, 18, "~ISOIR87")),
             "~ISOIR87 / ISO2022-1994 spellings"),
     Variant("trailing-empty-fields", SAME,
