@@ -513,4 +513,6 @@ def bad_segment_ids(msg: Message) -> list[tuple[int, str]]:
     return bad
 
 
-_GOOD_HEADS: set[str] = set()  # heads ("PID|", "ZXX") of lines seen well formed with "|"
+# Heads ("PID|", "ZXX") of lines seen well formed with "|".  A set, not a storage.memo cache:
+# the fast path is one subset test of the message's heads against it; it depends on no table.
+_GOOD_HEADS: set[str] = set()
