@@ -197,6 +197,9 @@ class Field:
         stay joined by ``&`` whatever MSH-2 says."""
         d = self._d
         sc = d.subcomponent
+        if '""' in self.raw:  # HL7's explicit null reads as empty, like component()
+            return ["&".join("" if x == '""' else unescape(x, d) for x in c.split(sc))
+                    for c in self._split()]
         if sc == "&" or sc not in self.raw:
             return [unescape(c, d) for c in self._split()]
         return ["&".join(unescape(x, d) for x in c.split(sc)) for c in self._split()]
@@ -219,7 +222,8 @@ class Field:
         parts = self._split()
         if n < 1 or n > len(parts):
             return []
-        return [unescape(s, self._d) for s in parts[n - 1].split(self._d.subcomponent)]
+        return ["" if s == '""' else unescape(s, self._d)
+                for s in parts[n - 1].split(self._d.subcomponent)]
 
     def joined(self, sep: str = " ") -> str:
         """The first repetition's components joined by ``sep`` (sub-components by ``&``), each
@@ -235,10 +239,12 @@ class Field:
             parts.pop()
         out = []
         for part in parts:
-            subs = part.split(d.subcomponent)
+            subs = ["" if x == '""' else x for x in part.split(d.subcomponent)]
             while len(subs) > 1 and not subs[-1]:
                 subs.pop()
             out.append("&".join(unescape(x, d) for x in subs))
+        while len(out) > 1 and not out[-1]:
+            out.pop()
         return sep.join(out)
 
     @property

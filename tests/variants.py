@@ -17,10 +17,11 @@ from typing import Callable
 
 from storage.encoding import decode, encode_iso2022jp
 
-SAME, REPORT, CARRIED = "same", "report", "carried"
+SAME, REPORT, CARRIED, MAPS = "same", "report", "carried", "maps"
 # SAME: exactly the original's resources.  REPORT: the original's resources, and what the
 # variant adds (``marker``) is in them or reported (unmapped content / a problem).  CARRIED:
-# what the variant adds (``marker``) is in the resources, as written.
+# what the variant adds (``marker``) is in the resources, as written.  MAPS: the same resources
+# (ids), without what a dropped optional segment said, and no error.
 _TS = re.compile(r"^(\d{12}|\d{14})$")
 
 
@@ -34,6 +35,8 @@ class Variant:
     same_instants: bool = False  # compare dateTimes as instants (".000" is no new content)
     needs: str = ""  # only messages holding this text (e.g. a segment to drop)
     marker: str = ""  # text the variant adds (REPORT, CARRIED)
+    where: str = ""  # the field the marker is in ("PV2-3"): a NOT_MAPPED reason also reports it
+    adds: frozenset[str] = frozenset()  # segment ids the variant adds (the drill may report them)
     rare: bool = False  # changes few messages (the generator guard asks for one)
 
     def applies(self, text: str) -> bool:
@@ -223,6 +226,33 @@ def _per_char(data: bytes) -> bytes:
     return bytes(out)
 
 
+def _explicit_nulls(text: str) -> str:
+    """Every empty field before a field with a value written as HL7's explicit null ``""``."""
+    out = []
+    for seg in _segs(text):
+        f = seg.split("|")
+        last = max((i for i, x in enumerate(f) if x), default=0)
+        for i in range(3 if f[0] == "MSH" else 1, last):
+            if not f[i]:
+                f[i] = '""'
+        out.append("|".join(f))
+    return "\r".join(out)
+
+
+def _optional_segments(text: str) -> str:
+    """PD1 after PID, PV2 after PV1 and ROL after ORC, as some vendors write them."""
+    out = []
+    for seg in _segs(text):
+        out.append(seg)
+        if seg.startswith("PID|"):
+            out.append("PD1|||登呂病院^^1234567")
+        elif seg.startswith("PV1|"):
+            out.append("PV2|||^入院目的テキスト")
+        elif seg.startswith("ORC|"):
+            out.append("ROL|1|AD|PP^主治医^HL70443|110^医師^一郎^^^^^^^L^^^^^I")
+    return "\r".join(out)
+
+
 def _drop(text: str, seg_id: str) -> str:
     segs = [s for s in _segs(text) if not s.startswith(seg_id + "|")]
     return "\r".join(segs)
@@ -290,13 +320,20 @@ VARIANTS: list[Variant] = [
             frozenset({"nonstandard-characters", "mojibake"})),
     Variant("z-segment", REPORT, lambda t: _jis(_z_segment(t)),
             "a vendor Z-segment: reported as unmapped content, the rest maps",
-            marker="ベンダー拡張情報"),
+            marker="ベンダー拡張情報", adds=frozenset({"ZXX"})),
     Variant("escaped-delimiters", CARRIED, lambda t: _jis(_escaped_delimiters(t)),
             "\\S\\ \\T\\ \\F\\ \\R\\ \\E\\ in text results: the literal characters",
             needs="|TX|", marker=" A^B&C|D~E\\"),
     Variant("nte-after-obx", REPORT, lambda t: _jis(_nte_after_obx(t)),
             "a comment (NTE) after every result: mapped as a note or reported",
-            needs="\rOBX|", marker="再検済み"),
+            needs="\rOBX|", marker="再検済み", adds=frozenset({"NTE"})),
+    Variant("explicit-nulls", SAME, lambda t: _jis(_explicit_nulls(t)),
+            'empty fields written as HL7\'s explicit null ""'),
+    Variant("optional-segments", REPORT, lambda t: _jis(_optional_segments(t)),
+            "PD1, PV2 and ROL segments: mapped or reported", needs="\rPV1|",
+            marker="入院目的テキスト", where="PV2-3", adds=frozenset({"PD1", "PV2", "ROL"})),
+    Variant("no-pv1", MAPS, lambda t: _jis(_drop(t, "PV1")),
+            "the optional PV1 absent (what it said is absent too)", needs="\rPV1|"),
     Variant("no-evn", REPORT, lambda t: _jis(_drop(t, "EVN")),
             "EVN absent (some vendors omit it): reported as a structure warning, mapped",
             frozenset({"structure"}), needs="\rEVN|"),
