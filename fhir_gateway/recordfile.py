@@ -21,6 +21,7 @@ class RecordFile(Generic[T]):
     def __init__(self, path: Path, make: Callable[..., T], what: str,
                  error: Callable[[str], Exception]) -> None:
         self.path = path
+        self._str = str(path)  # os.stat on a str: once per API request (token check)
         self._make, self._what, self._error = make, what, error
         self._lock = threading.Lock()
         self._mtime: int | None = -1
@@ -29,7 +30,7 @@ class RecordFile(Generic[T]):
     def load(self) -> dict[str, T]:
         """The records as of the file's current mtime (cached between changes)."""
         try:
-            mtime: int | None = self.path.stat().st_mtime_ns
+            mtime: int | None = os.stat(self._str).st_mtime_ns
         except FileNotFoundError:
             mtime = None
         with self._lock:

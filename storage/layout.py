@@ -192,10 +192,10 @@ class Storage:
     def patient_dir(self, patient_id: str) -> Path | None:
         if not is_valid_patient_id(patient_id):
             raise UnsafePath(patient_id)
+        root = str(self.root)
         for parts in self.candidate_dirs(patient_id):
-            p = self.root.joinpath(*parts)
-            if p.is_dir():
-                return p
+            if os.path.isdir(os.path.join(root, *parts)):  # (a Path is built for a hit only)
+                return self.root.joinpath(*parts)
         return None
 
     def patient_ids(self) -> Iterator[str]:

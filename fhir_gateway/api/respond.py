@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from email.utils import format_datetime, parsedate_to_datetime
 
 from flask import Response, g, request
@@ -55,8 +55,7 @@ def resource_response(resource: dict) -> Response:
     if etag:
         headers["ETag"] = etag
     if modified:
-        headers["Last-Modified"] = format_datetime(modified.astimezone().astimezone(
-            __import__("datetime").timezone.utc), usegmt=True)
+        headers["Last-Modified"] = format_datetime(modified.astimezone(timezone.utc), usegmt=True)
     inm = request.headers.get("If-None-Match")
     if inm and etag:
         tags = [t.strip() for t in inm.split(",")]

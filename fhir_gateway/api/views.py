@@ -37,21 +37,25 @@ def _pull_facility(endpoint, values):
 
 @blueprint.before_request
 def _before() -> Response | None:
-    if request.method == "OPTIONS":  # CORS preflight / Allow discovery: no token needed
-        return options_response(g.facility_code or "")
-    if request.endpoint == "fhir.export_file":
-        g.media_type, g.pretty = "application/fhir+json", False  # ndjson body; errors as JSON
+    # the objects behind the proxies, looked up once (this runs on every API request)
+    req, ctx = request._get_current_object(), g._get_current_object()  # type: ignore[attr-defined]
+    code = ctx.facility_code
+    if req.method == "OPTIONS":  # CORS preflight / Allow discovery: no token needed
+        return options_response(code or "")
+    endpoint = req.endpoint
+    if endpoint == "fhir.export_file":
+        ctx.media_type, ctx.pretty = "application/fhir+json", False  # ndjson body; errors as JSON
     else:
         negotiate()
-    auth = current_app.extensions["fhir_auth"]
-    svc = current_app.extensions["gateway"].facility(g.facility_code or "")
-    if request.endpoint not in PUBLIC_ENDPOINTS:
-        g.principal = auth.authenticate(request, g.facility_code)
-        _enforce_scopes(g.principal)
+    ext = current_app.extensions
+    svc = ext["gateway"].facility(code or "")
+    if endpoint not in PUBLIC_ENDPOINTS:
+        ctx.principal = ext["fhir_auth"].authenticate(req, code)
+        _enforce_scopes(ctx.principal)
     if svc is None:
-        raise FhirError(404, f"unknown facility {g.facility_code!r}", "not-found")
-    _check_ids(request.view_args or {})
-    g.svc = svc
+        raise FhirError(404, f"unknown facility {code!r}", "not-found")
+    _check_ids(req.view_args or {})
+    ctx.svc = svc
     return None
 
 

@@ -115,7 +115,8 @@ def patient_records(storage: Storage, dirs: DirCache, pid: str,
         return {}, []
     root = str(storage.root)
     pstr = str(pdir)
-    rel_pdir = os.path.relpath(pstr, root).replace(os.sep, "/")
+    rel_pdir = pstr[len(root) + 1:] if pstr.startswith(root + "/") else \
+        os.path.relpath(pstr, root).replace(os.sep, "/")
     wanted = set(data_types) if data_types is not None else None
     date_list = dates if dates is not None else list(dirs.list(pstr)[0])
     folders: list[tuple[StoredFile, ...]] = []
