@@ -1,18 +1,23 @@
 """Scale-out figures, side by side in one run (issue 14 item 6):
 
     .venv/bin/python bench/bench_scale.py [--patients 100000] [--rows 1000000] [--changed 1000]
-                                          [--drill-patients 300] [--json FILE]
+                                          [--drill-patients 300] [--dask-workers 1 2 4] [--json FILE]
 
 1. kana search p50/p95 on the PostgreSQL index vs the embedded whoosh index over the same
    ``--patients`` (the tree of bench/bench_index.py, generated once into var/); every result
    list is compared between the two;
-2. PostgreSQL alone at ``--rows`` index rows.  **These rows are generated directly** (names drawn
-   from the synthetic hospital's name lists, the table filled with COPY), not extracted from a
-   storage tree: 1,000,000 patient folders would take hours to write on this machine;
+2. PostgreSQL alone at ``--rows`` index rows.  **These rows are generated directly** (COPY), not
+   extracted from a storage tree: 1,000,000 patient folders would take hours to write on this
+   machine.  Names follow bench/jp_names.py (a Zipf–Mandelbrot distribution over ~2,800
+   surnames and ~2,600 given names, fitted to Japanese surname statistics); every query is also
+   run under EXPLAIN (ANALYZE, BUFFERS): server-side time (less disturbed by other load), the
+   plans taken, heap fetches of the index-only walks; and the exact hits per query;
 3. index refresh after ``--changed`` patients got a new ADT-00: whoosh vs PostgreSQL (the same
    walk and extraction, then a segment merge vs upserts);
 4. drill throughput (files/s) over a synthetic hospital: the local process pool (2 processes)
-   vs a local Dask cluster of 1, 2 and 4 workers (cluster start-up reported apart).
+   vs a local Dask cluster of each ``--dask-workers`` (cluster start-up apart; per worker: CPU
+   seconds, files per busy second, share of the wall time inside tasks), tasks of
+   ``--dask-task-size`` patient folders (32: 10 tasks for 300 patients, so 2 workers can share).
 
 PostgreSQL is a throw-away server in a temp dir (fhir_gateway.scale.pgserver); fsync is off
 there, which does not change read latency.
@@ -222,7 +227,7 @@ def bench_drill(args, res: dict, work: Path) -> None:
                                 "cpu_s": round(cpu, 1), "files_per_cpu_s": round(files / cpu)}
     for n in args.dask_workers:
         t = time.perf_counter()
-        ex = DaskExecutor(local=n, batch=args.dask_batch)
+        ex = DaskExecutor(local=n, task_size=args.dask_task_size)
         start = time.perf_counter() - t
         try:
             files, dt, _ = run(CheckOptions(executor=ex, cache_dir=work / "cache"))
@@ -257,7 +262,7 @@ def main() -> int:
                     help="queries whose exact hit count is reported (1,000,000 rows)")
     ap.add_argument("--drill-patients", type=int, default=300)
     ap.add_argument("--dask-workers", type=int, nargs="+", default=[1, 2, 4])
-    ap.add_argument("--dask-batch", type=int, default=1, help="drill chunks (64 patients) per task")
+    ap.add_argument("--dask-task-size", type=int, default=32, help="patient folders per Dask task")
     ap.add_argument("--skip", action="append", default=[], choices=("index", "million", "drill"))
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
