@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 import requests
@@ -18,8 +19,8 @@ from mappers.audit import audit_message, not_mapped
 from storage.names import parse_name
 from storage.reader import ERROR, read_bytes
 from tests.test_audit_samples import _sample_files
-from tests.variants import CARRIED, MAPS, REPORT, SAME, VARIANTS, Variant, canonical, \
-    same_instants
+from tests.variants import CARRIED, MAPS, REPORT, SAME, UKE_VARIANTS, VARIANTS, Variant, \
+    canonical, same_instants
 
 BY_NAME = {v.name: v for v in VARIANTS}
 BASE = BY_NAME["iso2022jp-cr"]
@@ -189,10 +190,20 @@ def tree(tmp_path_factory, samples, server_factory):
     (dtype_dir / f"{some}_{dated.name}_{dtype_dir.name}_000000000000001_20200101000000000_01_1"
      ).write_bytes(b"")
     (dtype_dir / "backup").mkdir()
+    receipts = base / "receipts"  # every receipt-file variant of the dental and a medical sample
+    receipts.mkdir()
+    uke = [f for f in sorted(UKE_SAMPLES.rglob("*.csv")) if f.name in ("shika_shaho.csv", "01.csv")]
+    for f in uke:
+        for vname, make in UKE_VARIANTS.items():
+            try:
+                (receipts / f"{f.stem}_{vname}.UKE").write_bytes(make(f.read_text("utf-8")))
+            except ValueError:
+                continue
     data_dir = base / "data"
     config = base / "gateway.toml"
     config.write_text(f'data_dir = "{data_dir}"\n\n[[facility]]\ncode = "{FACILITY}"\n'
-                      f'name = "変種病院"\nstorage = ["{root}"]\n', encoding="utf-8")
+                      f'name = "変種病院"\nstorage = ["{root}"]\nreceipts = ["{receipts}"]\n',
+                      encoding="utf-8")
     srv = server_factory(["--config", str(config)], token=make_token(data_dir))
     return config, srv, patients, picked
 
@@ -249,6 +260,37 @@ def test_server_serves_every_variant_like_the_original(tree) -> None:
                 assert _dump(json.loads(same), v) == _dump(json.loads(ref), v), (vname, dtype)
 
 
+def test_server_serves_every_receipt_variant(tree) -> None:
+    config, srv, _patients, _picked = tree
+    folder = Path(str(config)).parent / "receipts"
+    expected = 0
+    for f in folder.iterdir():
+        from storage.uke import read_uke
+        expected += len(read_uke(f.read_bytes(), f.name).receipts)
+    assert expected > 0
+    claims, url = [], f"{srv.base}/Claim?_count=500"
+    while url:
+        r = requests.get(url, headers=srv.headers, timeout=120)
+        assert r.status_code == 200, r.text[:300]
+        b = r.json()
+        claims += [e["resource"] for e in b.get("entry", []) if e["search"]["mode"] == "match"]
+        url = next((lk["url"] for lk in b["link"] if lk["relation"] == "next"), None)
+    assert len(claims) == expected
+    text = json.dumps(claims, ensure_ascii=False)
+    assert "\ufffd" not in text
+    by_file: dict[str, list] = {}
+    for c in claims:  # every variant file's Claims are the same, but for where they came from
+        src = c["meta"]["source"].rsplit("/", 1)[-1]
+        stem = src.split("_")[0] if not src.startswith("shika") else "shika_shaho"
+        body = json.dumps(c.get("item"), ensure_ascii=False, sort_keys=True)
+        by_file.setdefault(stem, []).append((src, body))
+    for stem, rows in by_file.items():
+        per_src: dict[str, list[str]] = {}
+        for src, body in rows:
+            per_src.setdefault(src, []).append(body)
+        assert len({tuple(sorted(v)) for v in per_src.values()}) == 1, stem
+
+
 def _everything(srv, pid: str) -> str:
     r = requests.get(f"{srv.base}/Patient/{pid}/$everything", params={"_count": "1000"},
                      headers=srv.headers, timeout=120)
@@ -259,3 +301,37 @@ def _everything(srv, pid: str) -> str:
         res.get("meta", {}).pop("lastUpdated", None)  # the file's mtime
     return json.dumps(sorted(keep, key=lambda r: (r["resourceType"], r["id"])),
                       ensure_ascii=False, sort_keys=True)
+
+
+# -- UKE receipt files -----------------------------------------------------------------------
+
+UKE_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "receipt"
+
+
+def _claims(data: bytes, name: str) -> tuple[str, list]:
+    from mappers.claim import ClaimContext, map_receipt
+    from storage.uke import read_uke
+    uf = read_uke(data, name)
+    out = [map_receipt(r, ClaimContext(FACILITY, f"{name}.UKE", None,
+                                       "2020-01-01T00:00:00+09:00", uf.ir)) for r in uf.receipts]
+    return json.dumps(out, default=str, ensure_ascii=False, sort_keys=True), \
+        [(p.kind, p.reason) for p in uf.problems]
+
+
+@pytest.mark.parametrize("variant", list(UKE_VARIANTS))
+def test_receipt_variant_gives_the_same_claims(variant: str) -> None:
+    files = sorted(UKE_SAMPLES.rglob("*.csv"))
+    if not files:
+        pytest.skip("receipt samples not found")
+    failures = {}
+    for f in files:
+        text = f.read_bytes().decode("utf-8")
+        ref, ref_probs = _claims(text.encode(), f.stem)
+        try:
+            data = UKE_VARIANTS[variant](text)
+        except ValueError:
+            continue
+        got, probs = _claims(data, f.stem)
+        if got != ref or [p for p in probs if p not in ref_probs]:
+            failures[f.name] = [p for p in probs if p not in ref_probs][:3] or "Claims differ"
+    assert not failures, failures

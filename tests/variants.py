@@ -338,3 +338,27 @@ VARIANTS: list[Variant] = [
             "EVN absent (some vendors omit it): reported as a structure warning, mapped",
             frozenset({"structure"}), needs="\rEVN|"),
 ]
+
+
+# -- UKE receipt files ------------------------------------------------------------------------
+
+def _uke_trailing_comma(text: str) -> str:
+    return "\n".join(line + "," if line else line for line in text.split("\n"))
+
+
+def _cp932(text: str) -> bytes:
+    try:
+        return text.encode("cp932")
+    except UnicodeEncodeError:
+        raise ValueError("not encodable in CP932") from None
+
+
+# name -> UTF-8 text of a receipt file -> bytes; every one must give the same Claims
+UKE_VARIANTS: dict[str, Callable[[str], bytes]] = {
+    "crlf": lambda t: t.replace("\r\n", "\n").replace("\n", "\r\n").encode(),
+    "cp932": lambda t: _cp932(t.replace("\r\n", "\n").replace("\n", "\r\n")),
+    "utf8-bom": lambda t: b"\xef\xbb\xbf" + t.encode(),
+    "eof-1a": lambda t: t.encode() + b"\x1a",
+    "trailing-comma": lambda t: _uke_trailing_comma(t).encode(),
+    "no-final-newline": lambda t: t.rstrip("\r\n").encode(),
+}

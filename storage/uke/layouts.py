@@ -154,12 +154,17 @@ KNOWN_TYPES = frozenset(LAYOUTS) | {
 
 
 def layout_for(record: str, count: int, variant: str = "medical") -> Layout | None:
-    """The layout whose field count matches; else the one of the file's variant; else the first."""
+    """The file's variant's layout (the one whose field count matches, if it has several);
+    else the layout whose field count matches; else the first.  The variant (IR-4 点数表) wins
+    over the count: a dental IR with one trailing empty field has the medical IR's count."""
     options = LAYOUTS.get(record, ())
-    for lay in options:
+    own = [lay for lay in options if lay.variant == variant]
+    for lay in own:
         if lay.count == count:
             return lay
+    if own:
+        return own[0]
     for lay in options:
-        if lay.variant == variant:
+        if lay.count == count:
             return lay
     return options[0] if options else None
