@@ -46,7 +46,7 @@ def is_memo(res: dict) -> bool:
 
 
 def is_lab(res: dict) -> bool:
-    return "laboratory" in fv.category_codes(res) or origin(res).data_type == "OML-11"
+    return "laboratory" in fv.category_codes(res) or origin(res).category == "lab-results"
 
 
 def category_of(res: dict) -> str | None:
@@ -64,7 +64,7 @@ def category_of(res: dict) -> str | None:
         return "vitals"
     if rt == "Observation" and dtype == "ADT-00":
         return "other"
-    if dtype == "OML-11" and rt not in ("Observation", "DiagnosticReport"):
+    if src.category == "lab-results" and rt not in ("Observation", "DiagnosticReport"):
         return None  # the order/specimen echoed in a result message
     if src.category is not None:
         return src.category
