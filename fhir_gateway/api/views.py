@@ -302,11 +302,8 @@ def everything(pid: str):
 @blueprint.get("")
 @blueprint.get("/")
 def system_search():
-    """``GET [base]?_type=A,B&…``: one search across the listed types (system_search.py).
-    ``GET [base]`` without parameters is no interaction (404, as any unknown path)."""
-    if not request.args:
-        raise FhirError(404, "no interaction at the base URL without parameters: search with "
-                        "?_type=A,B&… or use /{type}", "not-found")
+    """``GET [base]?_type=A,B&…``: one search across the listed types (system_search.py);
+    without ``_type`` (the bare base URL too) a 400 saying so."""
     principal = getattr(g, "principal", None)
 
     def may_search(rtype: str) -> None:
