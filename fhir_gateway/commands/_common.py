@@ -5,6 +5,7 @@ exit 2 — tests/test_cli_errors.py holds every subcommand to it)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import TypeVar
 from fhir_gateway.config import FACILITY_CODE, Config
 
 T = TypeVar("T")
+Run = Callable[..., int]
 
 
 def fail(command: str, message: str, code: int = 2) -> int:
@@ -57,3 +59,22 @@ def facility_problem(code: str, cfg: Config | None, any_allowed: bool = False) -
     if cfg is not None and code not in cfg.facilities:
         return f"facility {code} is not configured"
     return None
+
+
+def store_command(command: str, open_: Callable[[argparse.Namespace], tuple[object, Config | None]],
+                  errors: Callable[[], tuple[type[Exception], ...]]) -> Callable[[Run], Run]:
+    """Decorate ``run(args, store, config)``: the store comes from ``open_(args)``; a
+    ``ConfigError`` or one of the store's own ``errors()`` (imported only when the command runs)
+    ends the command with one line and exit 2."""
+    def decorate(run: Run) -> Run:
+        @functools.wraps(run)
+        def opened(args: argparse.Namespace) -> int:
+            from fhir_gateway.config import ConfigError
+            caught: tuple[type[Exception], ...] = (ConfigError, *errors())
+            try:
+                store, cfg = open_(args)
+                return run(args, store, cfg)
+            except caught as exc:
+                return fail(command, str(exc))
+        return opened
+    return decorate

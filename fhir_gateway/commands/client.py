@@ -6,9 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fhir_gateway.config import ConfigError
-
-from ._common import data_dir_options, facility_problem, fail, open_store
+from ._common import data_dir_options, facility_problem, fail, open_store, store_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,14 +45,19 @@ def _store(args: argparse.Namespace):
     return open_store(args, ClientStore, lambda cfg: open_state(cfg).smart_clients())
 
 
-def run_add(args: argparse.Namespace) -> int:
+def _errors() -> tuple[type[Exception], ...]:
+    from fhir_gateway.smart import ClientStoreError
+    return (ClientStoreError,)
+
+
+_with_store = store_command("client", _store, _errors)
+
+
+@_with_store
+def run_add(args: argparse.Namespace, store, cfg) -> int:
     import orjson
 
-    from fhir_gateway.smart import ClientStoreError, parse_scope
-    try:
-        store, cfg = _store(args)
-    except ConfigError as exc:
-        return _err(str(exc))
+    from fhir_gateway.smart import parse_scope
     problem = facility_problem(args.facility, cfg, any_allowed=True)
     if problem:
         return _err(problem)
@@ -69,37 +72,24 @@ def run_add(args: argparse.Namespace) -> int:
             jwks = orjson.loads(Path(args.jwks_file).read_bytes())
         except (OSError, orjson.JSONDecodeError) as exc:
             return _err(f"cannot read --jwks-file: {exc}")
-    try:
-        c = store.add(args.name, args.facility, scopes, jwks=jwks, jwks_url=args.jwks_url)
-    except ClientStoreError as exc:
-        return _err(str(exc))
+    c = store.add(args.name, args.facility, scopes, jwks=jwks, jwks_url=args.jwks_url)
     print(c.id)
     print(f"(client id of {c.name}; token URL: /fhir/{args.facility}/auth/token)", file=sys.stderr)
     return 0
 
 
-def run_list(args: argparse.Namespace) -> int:
-    from fhir_gateway.smart import ClientStoreError
-    try:
-        store, _ = _store(args)
-        clients = store.list()
-    except (ConfigError, ClientStoreError) as exc:
-        return _err(str(exc))
-    for c in clients:
+@_with_store
+def run_list(args: argparse.Namespace, store, cfg) -> int:
+    for c in store.list():
         state = f"revoked {c.revoked}" if c.revoked else "active"
         keys = c.jwks_url or f"{len(c.jwks['keys'])} key(s)" if c.jwks else c.jwks_url
         print(f"{c.id}\t{c.name}\t{c.facility}\t{' '.join(c.scopes)}\t{keys}\t{c.created}\t{state}")
     return 0
 
 
-def run_revoke(args: argparse.Namespace) -> int:
-    from fhir_gateway.smart import ClientStoreError
-    try:
-        store, _ = _store(args)
-        hit = store.revoke(args.ident)
-    except (ConfigError, ClientStoreError) as exc:
-        return _err(str(exc))
-    if hit:
+@_with_store
+def run_revoke(args: argparse.Namespace, store, cfg) -> int:
+    if store.revoke(args.ident):
         print(f"revoked {args.ident}")
         return 0
     return fail("client", f"no active client {args.ident!r}", 1)

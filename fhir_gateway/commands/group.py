@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._common import data_dir_options, facility_problem, fail, open_store
+from ._common import data_dir_options, facility_problem, fail, open_store, store_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,14 +37,17 @@ def _open(args):
     return open_store(args, GroupStore)
 
 
-def run_create(args: argparse.Namespace) -> int:
+def _errors() -> tuple[type[Exception], ...]:
     from fhir_gateway.bulk.groups import GroupError
-    from fhir_gateway.config import ConfigError
+    return (GroupError,)
+
+
+_with_store = store_command("group", _open, _errors)
+
+
+@_with_store
+def run_create(args: argparse.Namespace, store, cfg) -> int:
     from storage.names import is_valid_patient_id
-    try:
-        store, cfg = _open(args)
-    except ConfigError as exc:
-        return _err(str(exc))
     problem = facility_problem(args.facility, cfg)
     if problem:
         return _err(problem)
@@ -67,23 +70,14 @@ def run_create(args: argparse.Namespace) -> int:
         if missing:
             return _err(f"no such patient in {args.facility}: {', '.join(missing[:5])}"
                         + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""))
-    try:
-        group = store.create(args.facility, args.name, pids)
-    except GroupError as exc:
-        return _err(str(exc))
+    group = store.create(args.facility, args.name, pids)
     print(group["id"])
     print(f"(Group/{group['id']}: {group['quantity']} patients)", file=sys.stderr)
     return 0
 
 
-def run_list(args: argparse.Namespace) -> int:
-    from fhir_gateway.bulk.groups import GroupError
-    from fhir_gateway.config import ConfigError
-    try:
-        store, _ = _open(args)
-        groups = store.list(args.facility)
-    except (ConfigError, GroupError) as exc:
-        return _err(str(exc))
-    for g in groups:
+@_with_store
+def run_list(args: argparse.Namespace, store, cfg) -> int:
+    for g in store.list(args.facility):
         print(f"{g['id']}\t{g['name']}\t{g['quantity']}\t{g['meta']['lastUpdated']}")
     return 0

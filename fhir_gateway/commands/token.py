@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
-from collections.abc import Callable
 
-from fhir_gateway.config import ConfigError
-
-from ._common import data_dir_options, facility_problem, fail, open_store
+from ._common import data_dir_options, facility_problem, fail, open_store, store_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,20 +28,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
-def _with_store(run: Callable[..., int]) -> Callable[[argparse.Namespace], int]:
-    """``run(args, store, config)`` on the token store — the config's state backend holds the
-    tokens — or exit 2 with one line saying why the config or the store is unusable."""
-    @functools.wraps(run)
-    def opened(args: argparse.Namespace) -> int:
-        from fhir_gateway.auth_tokens import TokenStore, TokenStoreError
-        from fhir_gateway.state import open_state
-        try:
-            store, cfg = open_store(args, TokenStore, lambda cfg: open_state(cfg).tokens())
-            store.validate()
-        except (ConfigError, TokenStoreError) as exc:
-            return fail("token", str(exc))
-        return run(args, store, cfg)
-    return opened
+def _open(args: argparse.Namespace):
+    """(store, config): the config's state backend holds the tokens; checked readable first."""
+    from fhir_gateway.auth_tokens import TokenStore
+    from fhir_gateway.state import open_state
+    store, cfg = open_store(args, TokenStore, lambda cfg: open_state(cfg).tokens())
+    store.validate()
+    return store, cfg
+
+
+def _errors() -> tuple[type[Exception], ...]:
+    from fhir_gateway.auth_tokens import TokenStoreError
+    return (TokenStoreError,)
+
+
+_with_store = store_command("token", _open, _errors)
 
 
 @_with_store
