@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -62,15 +63,18 @@ def facility_problem(code: str, cfg: Config | None, any_allowed: bool = False) -
 
 
 def store_command(command: str, open_: Callable[[argparse.Namespace], tuple[object, Config | None]],
-                  errors: Callable[[], tuple[type[Exception], ...]]) -> Callable[[Run], Run]:
+                  error: str) -> Callable[[Run], Run]:
     """Decorate ``run(args, store, config)``: the store comes from ``open_(args)``; a
-    ``ConfigError`` or one of the store's own ``errors()`` (imported only when the command runs)
-    ends the command with one line and exit 2."""
+    ``ConfigError`` or the store's own error (``"module:Class"``, imported only when the command
+    runs: the CLI imports every subcommand to build its parser) ends the command with one line
+    and exit 2."""
     def decorate(run: Run) -> Run:
         @functools.wraps(run)
         def opened(args: argparse.Namespace) -> int:
             from fhir_gateway.config import ConfigError
-            caught: tuple[type[Exception], ...] = (ConfigError, *errors())
+            module, _, name = error.partition(":")
+            caught: tuple[type[Exception], ...] = (
+                ConfigError, getattr(importlib.import_module(module), name))
             try:
                 store, cfg = open_(args)
                 return run(args, store, cfg)

@@ -45,12 +45,7 @@ def _store(args: argparse.Namespace):
     return open_store(args, ClientStore, lambda cfg: open_state(cfg).smart_clients())
 
 
-def _errors() -> tuple[type[Exception], ...]:
-    from fhir_gateway.smart import ClientStoreError
-    return (ClientStoreError,)
-
-
-_with_store = store_command("client", _store, _errors)
+_with_store = store_command("client", _store, "fhir_gateway.smart:ClientStoreError")
 
 
 @_with_store

@@ -37,12 +37,7 @@ def _open(args):
     return open_store(args, GroupStore)
 
 
-def _errors() -> tuple[type[Exception], ...]:
-    from fhir_gateway.bulk.groups import GroupError
-    return (GroupError,)
-
-
-_with_store = store_command("group", _open, _errors)
+_with_store = store_command("group", _open, "fhir_gateway.bulk.groups:GroupError")
 
 
 @_with_store

@@ -37,12 +37,7 @@ def _open(args: argparse.Namespace):
     return store, cfg
 
 
-def _errors() -> tuple[type[Exception], ...]:
-    from fhir_gateway.auth_tokens import TokenStoreError
-    return (TokenStoreError,)
-
-
-_with_store = store_command("token", _open, _errors)
+_with_store = store_command("token", _open, "fhir_gateway.auth_tokens:TokenStoreError")
 
 
 @_with_store
