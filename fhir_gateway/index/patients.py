@@ -26,6 +26,7 @@ import logging
 import os
 import sys
 import threading
+import types
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,7 +209,11 @@ class PatientIndex:
         self.state_path = self.dir / "state.json"
         self.replicas = ReplicaSet(list(storage_roots))
         self._lock = WriterLock(self.dir / "writer.lock")
-        self._local = threading.local()
+        # one searcher per process, not per thread: at 20,000 patients a searcher with its
+        # columns holds ~70 MB (measured), so 4 waitress threads held ~280 MB per worker.
+        # Index reads take the lock for a few milliseconds; JSON is decoded outside it.
+        self._local = types.SimpleNamespace()
+        self._read_lock = threading.RLock()
         self._ix: windex.FileIndex | None = None
         self._ix_lock = threading.Lock()
         self._keys_lock = threading.Lock()
@@ -397,7 +402,8 @@ class PatientIndex:
             return self._ix
 
     def _searcher(self):
-        """This thread's searcher, reopened (never ``refresh()``ed) when the index changed."""
+        """The process's searcher, reopened (never ``refresh()``ed) when the index changed;
+        callers hold ``_read_lock`` while they use it and its columns."""
         ix = self._index()
         loc = self._local
         s = getattr(loc, "searcher", None)
@@ -428,7 +434,8 @@ class PatientIndex:
             return self._keys_cache[1]
 
     def count(self) -> int:
-        return self._searcher().doc_count()
+        with self._read_lock:
+            return self._searcher().doc_count()
 
     def ready(self) -> bool:
         """Has a first build finished (until then callers walk the storage)?"""
@@ -442,10 +449,11 @@ class PatientIndex:
             return {"backend": self.backend, "status": "down", "reason": str(exc)[:200]}
 
     def get(self, patient_id: str) -> PatientSummary | None:
-        s = self._searcher()
-        for d in s.docs_for_query(Term("pid", str(patient_id))):
-            return summary_of(orjson.loads(self._local.rows[d]))
-        return None
+        with self._read_lock:
+            s = self._searcher()
+            raw = next((self._local.rows[d]
+                        for d in s.docs_for_query(Term("pid", str(patient_id)))), None)
+        return None if raw is None else summary_of(orjson.loads(raw))
 
     def search(self, *, name: str | None = None, family: str | None = None,
                given: str | None = None, kana: str | None = None,
@@ -464,40 +472,39 @@ class PatientIndex:
             return []
         if plan is None or limit <= 0:
             return []
-        s = self._searcher()
-        keys, rows = self._local.keys, self._local.rows
-        # the receipt Patients (uke-…) are for the FHIR search (stubs), not these summaries
-        docs = s.docs_for_query(And([plan.query, Not(Prefix("pid", RECEIPT_PREFIX))]))
-        checks = plan.checks
-        if checks:
-            hits = []
-            for d in docs:
-                parts = keys[d].split(SEP)
-                if all(c(parts) for c in checks):
-                    hits.append(d)
-        else:
-            hits = list(docs)
-        if len(hits) > limit:
-            import heapq
-            hits = heapq.nsmallest(limit, hits, key=keys.__getitem__)
-        else:
-            hits.sort(key=keys.__getitem__)
-        return [summary_of(orjson.loads(rows[d])) for d in hits]
+        with self._read_lock:
+            s = self._searcher()
+            keys, rows = self._local.keys, self._local.rows
+            # the receipt Patients (uke-…) are for the FHIR search (stubs), not these summaries
+            docs = s.docs_for_query(And([plan.query, Not(Prefix("pid", RECEIPT_PREFIX))]))
+            checks = plan.checks
+            if checks:
+                hits = []
+                for d in docs:
+                    parts = keys[d].split(SEP)
+                    if all(c(parts) for c in checks):
+                        hits.append(d)
+            else:
+                hits = list(docs)
+            if len(hits) > limit:
+                import heapq
+                hits = heapq.nsmallest(limit, hits, key=keys.__getitem__)
+            else:
+                hits.sort(key=keys.__getitem__)
+            raw = [rows[d] for d in hits]
+        return [summary_of(orjson.loads(b)) for b in raw]
 
     def stubs(self, criteria: list) -> list[dict]:
         """The search stubs (see :mod:`.stubs`) of a superset of the patients matching the
         conformance ``criteria``; the caller applies the API's matcher to them.  Patients
         without a Patient (a deleted ADT-00) have no stub and are left out."""
-        s = self._searcher()
         parts = narrow(criteria)
         q = Every() if not parts else parts[0] if len(parts) == 1 else And(parts)
-        col = self._local.stubs
-        out = []
-        for d in s.docs_for_query(q):
-            b = col[d]
-            if b:
-                out.append(orjson.loads(b))
-        return out
+        with self._read_lock:
+            s = self._searcher()
+            col = self._local.stubs
+            raw = [col[d] for d in s.docs_for_query(q)]
+        return [orjson.loads(b) for b in raw if b]
 
     def sync_receipt_patients(self, patients: list[dict]) -> bool:
         """Make the index's receipt-Patient documents (``uke-…``) exactly ``patients`` (the
@@ -550,13 +557,13 @@ class PatientIndex:
         """The stored Patient of each id with its source ``(ADT-00 relpath, size, mtime_ns,
         folder mtime_ns)``: valid while those are unchanged (the caller checks with two stats);
         ids without one (no single ADT-00, a derived Patient) are left out."""
-        s = self._searcher()
-        col = self._local.patients
-        where = self._docnums(s)
+        with self._read_lock:
+            s = self._searcher()
+            col = self._local.patients
+            where = self._docnums(s)
+            raw = [(pid, col[where[pid]]) for pid in pids if pid in where]
         out: dict[str, tuple[dict, tuple]] = {}
-        for pid in pids:
-            d = where.get(pid)
-            b = col[d] if d is not None else b""
+        for pid, b in raw:
             if b:
                 v = orjson.loads(b)
                 out[pid] = (v["r"], tuple(v["f"]))
@@ -639,10 +646,11 @@ class PatientIndex:
 
     def close(self) -> None:
         self.stop_background_refresh()
-        s = getattr(self._local, "searcher", None)
-        if s is not None:
-            s.close()
-            self._local.searcher = None
+        with self._read_lock:
+            s = getattr(self._local, "searcher", None)
+            if s is not None:
+                s.close()
+                self._local.searcher = None
 
 
 def _and(qs: list[Query]) -> Query:
