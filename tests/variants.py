@@ -253,6 +253,10 @@ def _optional_segments(text: str) -> str:
     return "\r".join(out)
 
 
+def _msh9(text: str, fn: Callable[[list[str]], list[str]]) -> str:
+    return _set_msh(text, 9, "^".join(fn(_segs(text)[0].split("|")[8].split("^"))))
+
+
 def _drop(text: str, seg_id: str) -> str:
     segs = [s for s in _segs(text) if not s.startswith(seg_id + "|")]
     return "\r".join(segs)
@@ -327,6 +331,12 @@ VARIANTS: list[Variant] = [
     Variant("nte-after-obx", REPORT, lambda t: _jis(_nte_after_obx(t)),
             "a comment (NTE) after every result: mapped as a note or reported",
             needs="\rOBX|", marker="再検済み", adds=frozenset({"NTE"})),
+    Variant("msh9-without-structure", SAME, lambda t: _jis(_msh9(t, lambda c: c[:2])),
+            "MSH-9 as ADT^A08 (no message structure component)"),
+    Variant("msh9-own-structure", SAME,
+            lambda t: _jis(_msh9(t, lambda c: c[:2] + ["_".join(c[:2])])),
+            "MSH-9.3 named after the event (ADT_A08 for ADT_A01)", rare=True),
+    Variant("msh12-2.5.1", SAME, lambda t: _jis(_set_msh(t, 12, "2.5.1")), "version 2.5.1"),
     Variant("explicit-nulls", SAME, lambda t: _jis(_explicit_nulls(t)),
             'empty fields written as HL7\'s explicit null ""'),
     Variant("optional-segments", REPORT, lambda t: _jis(_optional_segments(t)),
