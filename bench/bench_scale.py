@@ -96,8 +96,9 @@ def explained(p, q: str, limit: int) -> dict:
         doc = p.db.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, params).fetchone()
         top = list(doc.values())[0][0]
         out["server_ms"] += top["Planning Time"] + top["Execution Time"]
-        out["plan"].append("range" if "starts_with(" in sql else "walk" if "split_part(" in sql
-                           else "gin" if "MATERIALIZED" in sql else "rows")
+        kind = "gin" if "MATERIALIZED" in sql else "walk" if "split_part(" in sql else "rows"
+        # the kana range runs in the same statement as the inner part's plan (UNION ALL)
+        out["plan"].append(f"range&{kind}" if "starts_with(" in sql else kind)
         stack = [top["Plan"]]
         out["buffers"] += top["Plan"].get("Shared Hit Blocks", 0) + \
             top["Plan"].get("Shared Read Blocks", 0)
