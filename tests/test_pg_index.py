@@ -68,6 +68,7 @@ QUERIES = [
     {"birthdate": "1955"}, {"birthdate": "1999-13"}, {"gender": "female"}, {"gender": "male,other"},
     {"identifier": "0000000003"}, {"identifier": "urn:x|0000000003"}, {"text": "0000000006"},
     {"text": "タカ"}, {"name": "ヤ", "gender": "female"}, {"kana": "ー"}, {},
+    {"kana": "ヤマ,"}, {"kana": " ﾔ "}, {"kana": "やまだ"}, {"kana": "ダイチ,サトウ"},
 ]
 
 

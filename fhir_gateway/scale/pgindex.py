@@ -306,9 +306,10 @@ class PgPatientIndex(PatientIndex):
                               "ORDER BY sortkey LIMIT %s", [self.facility, *params, limit])
         alone = kana is not None and not any((name, family, given, birthdate, gender,
                                               identifier, text))
+        values = _values(str(kana)) if alone else []
         if alone and self.plan in (None, "split") and limit <= ORDERED_LIMIT \
-                and len(_values(str(kana))) == 1 and K.search_key(str(kana)):
-            return self._summaries(self._kana_split(K.search_key(str(kana)), limit))
+                and len(values) == 1 and K.search_key(values[0]):
+            return self._summaries(self._kana_split(K.search_key(values[0]), limit))
         walked = self._where(*crit, walk=True)
         assert walked is not None  # the same criteria as above
         return self._summaries(self._keys(sql, params, grams, walked[0], walked[1], limit,
