@@ -101,6 +101,9 @@ def concept(code: str, display: str, system: str) -> Json:
     return {"coding": [c], **({"text": display} if display else {})}
 
 
+_ONE_SPACE = re.compile(r"([^ \u3000]+)[ \u3000]+([^ \u3000]+)")
+
+
 def human_names(field: Field) -> list[Json]:
     """XPN (repeating) -> HumanName list; XPN.8 I/P -> iso21090 IDE (kanji) / SYL (kana)."""
     names = []
@@ -108,6 +111,10 @@ def human_names(field: Field) -> list[Json]:
         family, given, middle = rep.component(1), rep.component(2), rep.component(3)
         if not (family or given):
             continue
+        if not (given or middle):  # 姓　名 in XPN.1 alone (a vendor variation): split once
+            both = _ONE_SPACE.fullmatch(family.strip())
+            if both:
+                family, given = both.group(1), both.group(2)
         n: Json = {"use": "usual" if rep.component(7) in ("L", "") else "official"}
         if family:
             n["family"] = family

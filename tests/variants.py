@@ -257,6 +257,23 @@ def _msh9(text: str, fn: Callable[[list[str]], list[str]]) -> str:
     return _set_msh(text, 9, "^".join(fn(_segs(text)[0].split("|")[8].split("^"))))
 
 
+def _name_in_one_component(text: str) -> str:
+    """PID-5 (every repetition) written as ``姓　名`` in XPN.1, XPN.2 empty."""
+    segs = _segs(text)
+    for i, seg in enumerate(segs):
+        f = seg.split("|")
+        if f[0] == "PID" and len(f) > 5 and f[5]:
+            reps = []
+            for rep in f[5].split("~"):
+                c = rep.split("^")
+                if len(c) > 1 and c[0] and c[1]:
+                    c[0], c[1] = c[0] + "\u3000" + c[1], ""
+                reps.append("^".join(c))
+            f[5] = "~".join(reps)
+            segs[i] = "|".join(f)
+    return "\r".join(segs)
+
+
 def _drop(text: str, seg_id: str) -> str:
     segs = [s for s in _segs(text) if not s.startswith(seg_id + "|")]
     return "\r".join(segs)
@@ -337,6 +354,8 @@ VARIANTS: list[Variant] = [
             lambda t: _jis(_msh9(t, lambda c: c[:2] + ["_".join(c[:2])])),
             "MSH-9.3 named after the event (ADT_A08 for ADT_A01)", rare=True),
     Variant("msh12-2.5.1", SAME, lambda t: _jis(_set_msh(t, 12, "2.5.1")), "version 2.5.1"),
+    Variant("name-in-one-component", SAME, lambda t: _jis(_name_in_one_component(t)),
+            "the patient's name as 姓　名 in XPN.1 alone", needs="\rPID|"),
     Variant("explicit-nulls", SAME, lambda t: _jis(_explicit_nulls(t)),
             'empty fields written as HL7\'s explicit null ""'),
     Variant("optional-segments", REPORT, lambda t: _jis(_optional_segments(t)),
