@@ -553,6 +553,21 @@ class PatientIndex:
         finally:
             self._lock.release()
 
+    def stub_bytes(self, criteria: list) -> list[tuple[str, bytes]]:
+        """(patient id, undecoded stub JSON) of the same superset as :meth:`stubs`, in id
+        order: a caller that pages in id order decodes and matches one at a time, so a broad
+        search (``gender=female``: 10,000 matches at 20,000 patients) holds ~0.7 KB of bytes per
+        match instead of ~4 KB of dicts."""
+        parts = narrow(criteria)
+        q = Every() if not parts else parts[0] if len(parts) == 1 else And(parts)
+        with self._read_lock:
+            s = self._searcher()
+            col, keys = self._local.stubs, self._local.keys
+            raw = [(keys[d][keys[d].rindex(SEP) + 1:], col[d]) for d in s.docs_for_query(q)]
+        raw = [x for x in raw if x[1]]
+        raw.sort(key=lambda x: x[0])
+        return raw
+
     def patients(self, pids: list[str]) -> dict[str, tuple[dict, tuple]]:
         """The stored Patient of each id with its source ``(ADT-00 relpath, size, mtime_ns,
         folder mtime_ns)``: valid while those are unchanged (the caller checks with two stats);

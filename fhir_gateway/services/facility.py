@@ -439,6 +439,10 @@ class FacilityService:
         no longer matches (the index refreshes within ``RefreshingIndex.REFRESH_EVERY``)."""
         if _direct_patient_ids(query) is not None:
             return None  # one folder per id: the full path is as cheap
+        if not query.sort:
+            lean = self._patient_page_by_id(query, offset)
+            if lean is not None:
+                return lean
         stubs = self.patient_matches(query)
         if stubs is None:
             return None
@@ -456,6 +460,51 @@ class FacilityService:
             elif match.matches_all(got, query.criteria):
                 page.append(got)
         return page, len(ordered), problems
+
+    def _patient_page_by_id(self, query: Query, offset: int
+                            ) -> tuple[list[dict], int, list[Problem]] | None:
+        """:meth:`patient_page` in the default order (by id) holding one decoded stub at a
+        time: the matches are counted and only the page's ids kept, so a broad search costs
+        the page in memory, not the matches.  None when the index cannot (other backends)."""
+        import heapq
+
+        import orjson
+        indexed = self._receipts_indexed()  # as patient_matches: the synced index first
+        try:
+            raw = getattr(self.index, "stub_bytes", lambda c: None)(query.criteria)
+        except Exception as exc:  # the index must never break search
+            log.warning("patient index failed (%s); walking the storage", exc)
+            return None
+        if raw is None:
+            return None
+
+        def decoded():
+            for pid, b in raw:  # the ids patient_matches keeps
+                receipt = is_receipt_patient_id(pid)
+                if (is_valid_patient_id(pid) or (indexed and receipt)) and (indexed or not receipt):
+                    yield pid, orjson.loads(b), False
+        # not in the index: matched whole (few), merged into the id order
+        receipts = [] if indexed else sorted(
+            ((p["id"], p, True) for p in self._receipt_patients(query)), key=lambda x: x[0])
+        total = 0
+        shown: list[str] = []
+        for _, stub, matched in heapq.merge(decoded(), receipts, key=lambda x: x[0]):
+            if matched or match.matches_all(stub, query.criteria):
+                if offset <= total < offset + query.count:
+                    shown.append(stub["id"])
+                total += 1
+        if query.summary == "count":
+            return [], total, []
+        problems: list[Problem] = []
+        page: list[dict] = []
+        stored = self._stored_patients([p for p in shown if is_valid_patient_id(p)])
+        for pid in shown:
+            got = stored.get(pid)
+            if got is None:
+                page.extend(self._patients(pid, query, problems))
+            elif match.matches_all(got, query.criteria):
+                page.append(got)
+        return page, total, problems
 
     def _stored_patients(self, pids: list[str]) -> dict[str, dict]:
         """The index's stored Patients (``PatientIndex.patients``) whose ADT-00 file and folder
@@ -613,6 +662,15 @@ class RefreshingIndex:
         """``PatientIndex.sync_receipt_patients`` (optional for a backend: False without)."""
         sync = getattr(self.index, "sync_receipt_patients", None)
         return bool(sync(patients)) if sync is not None else False
+
+    def stub_bytes(self, criteria: list):
+        """Undecoded stubs in id order (``PatientIndex.stub_bytes``; optional for a backend),
+        None when the backend has none or before the first build."""
+        self._kick()
+        get = getattr(self.index, "stub_bytes", None)
+        if get is None or not self.index.ready():
+            return None
+        return get(criteria)
 
     def patients(self, pids: list[str]):
         """Stored Patients (``PatientIndex.patients``; optional for a backend), {} before the
