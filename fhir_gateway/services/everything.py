@@ -27,6 +27,7 @@ from storage.reader import Problem
 
 from . import match
 from .cache import clinical_range
+from .chartlevel import CHART_LEVEL, settled, settled_here
 from .listing import patient_records
 from .match import JST
 from .resource_source import PatientData
@@ -106,6 +107,10 @@ class Chart:
             self.receipts, probs, self._receipts_live = svc.claims.receipts_by_day(
                 pid, lambda stub: day_of(clinical_range(stub)) if stub else NO_DATE)
             self.extra_problems.extend(probs)
+        # Encounters and allergies the whole chart settles (closed visits, one per allergen)
+        self.chart_level = CHART_LEVEL if types is None else CHART_LEVEL & types
+        self.settled = settled(svc, storage, pid, self.chart_level) \
+            if self.chart_level and self.ss_days and self.dtypes != [] else {}
         self.days = sorted(self.ss_days | self.ext_days | set(self.extra) | set(self.receipts),
                            key=_rank)
 
@@ -141,9 +146,14 @@ class Chart:
                 m = svc.storage.map_file(self.storage, *cur)
                 problems.extend(m.problems)
                 for r, w in zip(m.resources, m.when):
-                    if types is None or r.get("resourceType") in types:
+                    rt = r.get("resourceType", "")
+                    if (types is None or rt in types) and not (
+                            rt in self.chart_level and settled_here(rt, rkey.data_type)):
                         resources.append(r)
                         when.append(w)
+            for r, w in self.settled.get(day, ()):
+                resources.append(r)
+                when.append(w)
         if day in self.ext_days:
             part = svc.extended.for_patient(self.pid, types, dates=[day])
             resources.extend(part.resources)
