@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fhir_gateway.services import FacilityService
+from fhir_gateway.state_errors import StateUnavailable
 
 from .export import ExportCancelled, default_processes, run_export
 from .groups import GroupStore, member_ids
@@ -119,6 +120,8 @@ class BulkManager:
         while True:
             try:
                 self.tick()
+            except StateUnavailable as exc:  # the state database is away: say so once per poll
+                log.warning("bulk scheduler: %s; retrying in %s s", exc, self.settings.poll_seconds)
             except Exception:  # the scheduler must survive anything a job file holds
                 log.exception("bulk scheduler")
             self._wake.wait(self.settings.poll_seconds)
