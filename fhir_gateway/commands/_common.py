@@ -82,3 +82,14 @@ def store_command(command: str, open_: Callable[[argparse.Namespace], tuple[obje
                 return fail(command, str(exc))
         return opened
     return decorate
+
+
+def revoke(command: str, what: str) -> Run:
+    """``run(args, store, config)`` of a ``revoke IDENT`` action: exit 0 when the store revoked
+    an active entry, else one line and exit 1."""
+    def run(args: argparse.Namespace, store, cfg: Config | None) -> int:
+        if store.revoke(args.ident):
+            print(f"revoked {args.ident}")
+            return 0
+        return fail(command, f"no active {what} {args.ident!r}", 1)
+    return run

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._common import data_dir_options, facility_problem, fail, open_store, store_command
+from ._common import data_dir_options, facility_problem, fail, open_store, revoke, store_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -82,9 +82,4 @@ def run_list(args: argparse.Namespace, store, cfg) -> int:
     return 0
 
 
-@_with_store
-def run_revoke(args: argparse.Namespace, store, cfg) -> int:
-    if store.revoke(args.ident):
-        print(f"revoked {args.ident}")
-        return 0
-    return fail("client", f"no active client {args.ident!r}", 1)
+run_revoke = _with_store(revoke("client", "client"))

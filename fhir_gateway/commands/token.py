@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import data_dir_options, facility_problem, fail, open_store, store_command
+from ._common import data_dir_options, facility_problem, fail, open_store, revoke, store_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,9 +61,4 @@ def run_list(args: argparse.Namespace, store, cfg) -> int:
     return 0
 
 
-@_with_store
-def run_revoke(args: argparse.Namespace, store, cfg) -> int:
-    if store.revoke(args.ident):
-        print(f"revoked {args.ident}")
-        return 0
-    return fail("token", f"no active token {args.ident!r}", 1)
+run_revoke = _with_store(revoke("token", "token"))
