@@ -450,16 +450,8 @@ class FacilityService:
             return [], len(stubs), []
         ordered = order(stubs, query)
         problems: list[Problem] = []
-        page: list[dict] = []
         shown = [s["id"] for s in ordered[offset: offset + query.count]]
-        stored = self._stored_patients(shown)
-        for pid in shown:
-            got = stored.get(pid)
-            if got is None:
-                page.extend(self._patients(pid, query, problems))
-            elif match.matches_all(got, query.criteria):
-                page.append(got)
-        return page, len(ordered), problems
+        return self._shown_patients(shown, query, problems), len(ordered), problems
 
     def _patient_page_by_id(self, query: Query, offset: int
                             ) -> tuple[list[dict], int, list[Problem]] | None:
@@ -496,6 +488,12 @@ class FacilityService:
         if query.summary == "count":
             return [], total, []
         problems: list[Problem] = []
+        return self._shown_patients(shown, query, problems), total, problems
+
+    def _shown_patients(self, shown: list[str], query: Query, problems: list[Problem]
+                        ) -> list[dict]:
+        """The Patients of one page (``shown`` ids, in order): stored in the index where it has
+        them (checked against the files), else mapped from the folder; each still matched."""
         page: list[dict] = []
         stored = self._stored_patients([p for p in shown if is_valid_patient_id(p)])
         for pid in shown:
@@ -504,7 +502,7 @@ class FacilityService:
                 page.extend(self._patients(pid, query, problems))
             elif match.matches_all(got, query.criteria):
                 page.append(got)
-        return page, total, problems
+        return page
 
     def _stored_patients(self, pids: list[str]) -> dict[str, dict]:
         """The index's stored Patients (``PatientIndex.patients``) whose ADT-00 file and folder
