@@ -3,12 +3,14 @@
 A segment starts the file or follows a segment terminator (CR, or LF/CRLF from some vendors).
 Neither byte occurs inside the multi-byte text SS-MIX2 files carry (ISO-2022-JP two-byte
 characters are 0x21-0x7E, Shift_JIS and UTF-8 trail bytes are 0x40 and above), so
-``CR + 'AL1' + field separator`` found in the bytes is a real AL1 segment.  When the bytes do
+a line beginning ``AL1`` (``CR`` or ``LF`` + ``AL1``) in the bytes is where the tokenizer sees
+an AL1 segment, and a file without one has none.  When the bytes do
 not look like a message at all (no ``MSH`` at the start), the answer is "maybe" (True): the
 caller then parses the file as usual and nothing is skipped on a guess."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 
@@ -16,12 +18,10 @@ def may_hold_segments(data: bytes, names: Iterable[str]) -> bool:
     """Whether ``data`` (one message file) may hold a segment named one of ``names``."""
     if not data.startswith(b"MSH") or len(data) < 4:
         return True
-    sep = data[3:4]
-    for name in names:
-        seg = name.encode("ascii") + sep
-        if b"\r" + seg in data or b"\n" + seg in data:
-            return True
-    return False
+    # the tokenizer (storage.hl7) names a segment by the first three characters of its line,
+    # so any line that begins with the id counts, whatever follows
+    pattern = rb"[\r\n](?:" + b"|".join(re.escape(n.encode("ascii")) for n in names) + rb")"
+    return re.search(pattern, data) is not None
 
 
 def file_may_hold_segments(path: str, names: Iterable[str]) -> bool:
