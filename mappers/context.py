@@ -9,6 +9,7 @@ from storage.memo import memo
 from storage.names import FileName
 from storage.timestamps import parse_ts
 
+from .fhirtime import instant_text
 from .jsontypes import Json
 
 
@@ -55,4 +56,4 @@ class MapContext:
 def _instant(timestamp: str) -> str:
     """Cached: every resource of a message asks for the same 発生日時."""
     t = parse_ts(timestamp)
-    return t.instant() if t else "1970-01-01T09:00:00+09:00"
+    return instant_text(t) if t else "1970-01-01T09:00:00+09:00"

@@ -16,7 +16,7 @@ from typing import Callable, Mapping, overload
 from storage.hl7 import STANDARD_DELIMITERS, Field, Segment
 from storage.memo import invalidate, memo
 from storage.structure import rejoin_units
-from storage.timestamps import fhir_date, fhir_datetime
+from .fhirtime import fhir_date, fhir_datetime
 
 from . import terminology as term
 from .context import ResourceContext

@@ -23,7 +23,9 @@ from storage.extended import ContentFile, ContentFolder, DataTypeFolder
 from storage.hl7 import HL7Error, parse
 from storage.names import FLAG_CURRENT, FLAG_DELETED, FileName, is_valid_date_folder, \
     is_valid_patient_id
-from storage.timestamps import fhir_datetime, parse_ts
+from storage.timestamps import parse_ts
+
+from .fhirtime import fhir_datetime, instant_text
 
 from .jsontypes import Json
 from . import terminology as term
@@ -104,7 +106,7 @@ class ExtendedContext:
         m: Json = {"versionId": str(self.version), "source": self.source_prefix + self.folder.relpath}
         t = parse_ts(self.folder.name.timestamp)
         if t:
-            m["lastUpdated"] = t.instant()
+            m["lastUpdated"] = instant_text(t)
         if profile:
             m["profile"] = [profile]
         return m
@@ -161,7 +163,7 @@ def map_extended_folder(folder: ContentFolder, ctx: ExtendedContext) -> list[Jso
     doc["subject"] = patient_ref(name.patient_id)
     t = parse_ts(name.timestamp)
     if t:
-        doc["date"] = t.instant()
+        doc["date"] = instant_text(t)
     main = folder.main
     by_name = {f.name: f for f in ctx.files}
     content = []

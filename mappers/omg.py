@@ -26,6 +26,7 @@ from .jsontypes import Json
 from . import datatypes as dt
 from . import terminology as term
 from .context import MapContext
+from .fhirtime import instant_text
 from . import orders
 from .ids import key_position, resource_id
 from .registry import register
@@ -478,7 +479,7 @@ def map_omg_result(msg: Message, ctx: MapContext) -> list[Json]:
             r["effectiveDateTime"] = span["start"]
         issued = parse_ts(obr.get(22))
         if issued:
-            r["issued"] = issued.instant()
+            r["issued"] = instant_text(issued)
         effective = _effective(obr, orc_seg, ctx)
         results = []
         for j, obx in enumerate((s for s in segs if s.id == "OBX"), 1):

@@ -25,6 +25,7 @@ from storage.timestamps import parse_ts
 from . import datatypes as dt
 from . import terminology as term
 from .context import MapContext
+from .fhirtime import instant_text
 from .ids import resource_id, unhashed_id
 from .jsontypes import Json
 from .registry import register
@@ -275,7 +276,7 @@ def instant(f: Field) -> str | None:
 def _instant(text: str) -> str | None:
     """Cached: OBR-22 repeats in every report of a message (the string is immutable)."""
     t = parse_ts(text)
-    return t.instant() if t else None
+    return instant_text(t) if t else None
 
 
 # --- values ------------------------------------------------------------------------------------

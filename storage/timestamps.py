@@ -27,30 +27,6 @@ class HL7Time:
     value: datetime  # timezone-aware
     precision: str  # year | month | day | minute | second | millis
 
-    def fhir(self) -> str:
-        """FHIR dateTime text with only the precision that was written (+09:00 for times)."""
-        v = self.value
-        if self.precision == "year":
-            return f"{v.year:04d}"
-        if self.precision == "month":
-            return f"{v.year:04d}-{v.month:02d}"
-        if self.precision == "day":
-            return v.date().isoformat()
-        spec = {"minute": "seconds", "second": "seconds", "millis": "milliseconds"}[self.precision]
-        return v.isoformat(timespec=spec)
-
-    def fhir_date(self) -> str:
-        """FHIR date (no time), for elements such as Patient.birthDate."""
-        v = self.value
-        if self.precision == "year":
-            return f"{v.year:04d}"
-        if self.precision == "month":
-            return f"{v.year:04d}-{v.month:02d}"
-        return v.date().isoformat()
-
-    def instant(self) -> str:
-        return self.value.isoformat(timespec="milliseconds" if self.precision == "millis" else "seconds")
-
 
 def parse_ts(text: str | None) -> HL7Time | None:
     """Parse an HL7 timestamp leniently; None for empty or unparseable text.
@@ -107,36 +83,6 @@ def _parse(text: str) -> HL7Time | None:
 
 
 _parse_cached = memo(8192)(_parse)
-
-
-def fhir_datetime(text: str | None) -> str | None:
-    if not text:
-        return None
-    if not isinstance(text, str):
-        t = _parse(text)
-        return t.fhir() if t else None
-    return _fhir_datetime(text)
-
-
-@memo(8192)
-def _fhir_datetime(text: str) -> str | None:
-    t = _parse_cached(text)
-    return t.fhir() if t else None
-
-
-def fhir_date(text: str | None) -> str | None:
-    if not text:
-        return None
-    if not isinstance(text, str):
-        t = _parse(text)
-        return t.fhir_date() if t else None
-    return _fhir_date(text)
-
-
-@memo(8192)
-def _fhir_date(text: str) -> str | None:
-    t = _parse_cached(text)
-    return t.fhir_date() if t else None
 
 
 def folder_date(text: str) -> date | None:

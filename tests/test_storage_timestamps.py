@@ -2,6 +2,7 @@
 
 import pytest
 
+from mappers.fhirtime import datetime_text
 from storage.timestamps import parse_ts
 
 
@@ -23,7 +24,7 @@ from storage.timestamps import parse_ts
 ])
 def test_forms(text: str, fhir: str, precision: str) -> None:
     t = parse_ts(text)
-    assert t is not None and t.fhir() == fhir and t.precision == precision
+    assert t is not None and datetime_text(t) == fhir and t.precision == precision
 
 
 @pytest.mark.parametrize("text", ["", None, "abc", "20240230", "202401011260", "20240101480000", "2024-01-01"])
