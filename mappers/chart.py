@@ -31,6 +31,8 @@ PAIRS = (("ADT-22", "ADT-52"), ("ADT-31", "ADT-32"))
 # admission plan is in-progress while the patient is in, finished after the discharge), an
 # unrealised plan stays planned, a cancelled one cancelled.  Paired by visit number, else time.
 PLANS = (("ADT-21", "ADT-22"), ("ADT-51", "ADT-52"), ("ADT-41", "ADT-42"))
+# The resource types :func:`assemble` may change or drop: only the whole chart settles them.
+CHART_LEVEL = frozenset({"Encounter", "AllergyIntolerance"})
 # The data types whose Encounters :func:`close_encounters` may change; others pass unchanged.
 EVENT_TYPES = frozenset(t for pair in PAIRS + PLANS for t in pair)
 # The segments an AllergyIntolerance is mapped from (ADT-61's IAM, AL1 in any message).

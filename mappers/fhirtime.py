@@ -6,6 +6,8 @@ in a resource lives here, beside the other data-type conversions."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from storage.memo import memo
 from storage.timestamps import HL7Time, parse_ts
 
@@ -40,28 +42,28 @@ def instant_text(t: HL7Time) -> str:
 
 def fhir_datetime(text: str | None) -> str | None:
     """An HL7 timestamp's text as FHIR dateTime; None for empty or unparseable text."""
+    return _formatted(text, datetime_text, _fhir_datetime)
+
+
+def fhir_date(text: str | None) -> str | None:
+    """An HL7 timestamp's text as FHIR date; None for empty or unparseable text."""
+    return _formatted(text, date_text, _fhir_date)
+
+
+def _formatted(text: str | None, fmt: Callable[[HL7Time], str],
+               cached: Callable[[str], str | None]) -> str | None:
     if not text:
         return None
     if not isinstance(text, str):  # odd inputs stay out of the cache
         t = parse_ts(text)
-        return datetime_text(t) if t else None
-    return _fhir_datetime(text)
+        return fmt(t) if t else None
+    return cached(text)
 
 
 @memo(8192)
 def _fhir_datetime(text: str) -> str | None:
     t = parse_ts(text)
     return datetime_text(t) if t else None
-
-
-def fhir_date(text: str | None) -> str | None:
-    """An HL7 timestamp's text as FHIR date; None for empty or unparseable text."""
-    if not text:
-        return None
-    if not isinstance(text, str):
-        t = parse_ts(text)
-        return date_text(t) if t else None
-    return _fhir_date(text)
 
 
 @memo(8192)

@@ -28,9 +28,6 @@ from .ssmix import StorageSource
 if TYPE_CHECKING:
     from .facility import FacilityService
 
-# The resource types assemble may change or drop.
-CHART_LEVEL = frozenset({"Encounter", "AllergyIntolerance"})
-
 Placed = dict[str, list[tuple[dict, tuple[float, float] | None]]]
 
 
@@ -41,7 +38,7 @@ def settled_here(rtype: str, data_type: str) -> bool:
 
 
 def settled(svc: "FacilityService", storage: Storage, pid: str, wanted: frozenset[str]) -> Placed:
-    """The chart-level resources of ``wanted`` (a subset of :data:`CHART_LEVEL`), settled over
+    """The chart-level resources of ``wanted`` (a subset of :data:`mappers.chart.CHART_LEVEL`), settled over
     the patient's whole chart, by the day folder of their file."""
     sig, cacheable = svc.storage.signature(pid, set(wanted))
     key = (pid, "chart-level", wanted)

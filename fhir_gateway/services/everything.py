@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Callable
 
+from mappers.chart import CHART_LEVEL
 from storage.names import NO_DATE, is_valid_patient_id
 from storage.reader import Problem
 
 from . import match
 from .cache import clinical_range
-from .chartlevel import CHART_LEVEL, settled, settled_here
+from .chartlevel import settled, settled_here
 from .listing import patient_records
 from .match import JST
 from .resource_source import PatientData
@@ -193,18 +194,14 @@ def page(svc: "FacilityService", pid: str, start: str | None, end: str | None,
                                                          since), count, offset, pos))
 
 
-# resources whose mapping needs the whole chart (mappers.chart.assemble: closed visits, one
-# entry per allergen): a search of these types is never paged by day
-WHOLE_CHART_TYPES = frozenset({"Encounter", "AllergyIntolerance"})
-
-
 def search_page(svc: "FacilityService", pid: str, rtype: str, keep: Callable[[dict], bool],
                 count: int, pos: tuple[str, int] | None) -> Page | None:
     """One page of a one-patient search of ``rtype`` (``keep``: the query's criteria), in the
     chart's day order, mapping only the days it shows — or None when the chart has at most
     :data:`EXACT_DAYS` days (and no position is given): the caller searches the whole
-    compartment then, with an exact total.  Never for :data:`WHOLE_CHART_TYPES`."""
-    if rtype in WHOLE_CHART_TYPES:
+    compartment then, with an exact total.  Never for :data:`mappers.chart.CHART_LEVEL`
+    (settled by the whole chart, so never paged by day)."""
+    if rtype in CHART_LEVEL:
         return None
 
     def run(storage) -> Page | None:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mappers.chart import assemble
+from mappers.chart import CHART_LEVEL, assemble
 from storage.names import is_valid_patient_id
 from storage.reader import Problem
 
@@ -31,8 +31,6 @@ from .ssmix import StorageSource
 if TYPE_CHECKING:
     from .facility import FacilityService
 
-# The resource types mappers.chart.assemble may change or drop: held until the chart's end.
-CHART_LEVEL = frozenset({"Encounter", "AllergyIntolerance"})
 
 Batch = tuple[list[dict], list[Problem]]
 
