@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from conftest import BIN, build_hospital, make_token, start_server
+from fhir_gateway.bulk.export import CHUNK
 
 ASYNC = {"Prefer": "respond-async", "Accept": "application/fhir+json"}
 
@@ -221,8 +222,10 @@ def test_other_clients_cannot_see_a_job(bulk):
 
 @pytest.fixture(scope="module")
 def slow(tmp_path_factory):
-    """Worker processes, one job at a time per client, files kept ~2 s."""
-    h = build_hospital(tmp_path_factory.mktemp("bulk-slow"))
+    """Worker processes, one job at a time per client, files kept ~2 s.  More patients than
+    one chunk holds: a single chunk is mapped inline, with no worker processes to start, and
+    could finish (and expire) before the test sees it running."""
+    h = build_hospital(tmp_path_factory.mktemp("bulk-slow"), CHUNK + 1)
     with h.config.open("a") as f:
         f.write("\n[export]\nprocesses = 2\njobs_per_client = 1\nkeep_hours = 0.0006\n")
     tok = make_token(h.data_dir)
