@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--facility", help="only this facility")
     ls.set_defaults(func=run_list)
     r = ssub.add_parser("revoke", help="revoke a link and delete its file")
-    r.add_argument("link_id", help="link id (from create or list)")
+    r.add_argument("link_id", help="link id (from create or list); an id an older version made that "
+                   "starts with '-' is written after '--': shl revoke --config C -- -Id")
     r.set_defaults(func=run_revoke)
     for q in (c, ls, r):
         q.add_argument("--config", required=True, help="TOML config (facilities and data_dir)")

@@ -8,7 +8,6 @@ small (add / list / get / revoke) so another state store can replace the file.""
 from __future__ import annotations
 
 import os
-import secrets
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import orjson
 
+from fhir_gateway.randomids import random_id
 from fhir_gateway.recordfile import RecordFile
 
 CLIENTS_FILE = "smart-clients.json"
@@ -25,10 +25,7 @@ JWKS_URL_TTL = 300.0  # seconds a fetched JWKS is trusted before it is fetched a
 def new_client_id() -> str:
     """A random client id that never starts with '-' (command-line tools such as smart-fetch
     would read ``--smart-client-id -Abc…`` as an option: 1 id in 64 broke them)."""
-    while True:
-        cid = secrets.token_urlsafe(12)
-        if not cid.startswith("-"):
-            return cid
+    return random_id(12)
 
 
 class ClientStoreError(RuntimeError):

@@ -25,6 +25,8 @@ from pathlib import Path
 from joserfc import jwe
 from joserfc.jwk import OctKey
 
+from ..randomids import random_id
+
 PASSCODE_ATTEMPTS = 10
 LOCATION_SECONDS = 3600
 MAX_LABEL = 80
@@ -147,7 +149,7 @@ class LinkStore:
                label: str = "", passcode: str | None = None, expires_in: float | None = None,
                created_by: str = "cli") -> tuple[Link, str]:
         """Encrypt ``document`` under a fresh key, store it, return the link and its shlink."""
-        link_id = b64url(secrets.token_bytes(ID_BYTES))
+        link_id = random_id(ID_BYTES)  # typed into `shl revoke`: never starts with "-"
         key = secrets.token_bytes(32)
         token = encrypt(document, key).encode("ascii")
         path = self.files / f"{link_id}.jwe"
