@@ -21,23 +21,24 @@ ESC = 0x1B
 
 # ISO-2022-JP and CP932 disagree on six JIS X 0208 code points; fold both to one choice (the
 # Windows one, which is what clinicians' terminals show) so search and comparison are stable.
-WAVE_DASH_FOLD = str.maketrans(
-    {
-        "\u301c": "\uff5e",  # WAVE DASH -> FULLWIDTH TILDE
-        "\u2016": "\u2225",  # DOUBLE VERTICAL LINE -> PARALLEL TO
-        "\u2212": "\uff0d",  # MINUS SIGN -> FULLWIDTH HYPHEN-MINUS
-        "\u00a2": "\uffe0",  # CENT SIGN -> FULLWIDTH CENT
-        "\u00a3": "\uffe1",  # POUND SIGN -> FULLWIDTH POUND
-        "\u00ac": "\uffe2",  # NOT SIGN -> FULLWIDTH NOT
-    }
+WAVE_DASH_PAIRS = (
+    ("\u301c", "\uff5e"),  # WAVE DASH -> FULLWIDTH TILDE
+    ("\u2016", "\u2225"),  # DOUBLE VERTICAL LINE -> PARALLEL TO
+    ("\u2212", "\uff0d"),  # MINUS SIGN -> FULLWIDTH HYPHEN-MINUS
+    ("\u00a2", "\uffe0"),  # CENT SIGN -> FULLWIDTH CENT
+    ("\u00a3", "\uffe1"),  # POUND SIGN -> FULLWIDTH POUND
+    ("\u00ac", "\uffe2"),  # NOT SIGN -> FULLWIDTH NOT
 )
+WAVE_DASH_FOLD = str.maketrans(dict(WAVE_DASH_PAIRS))
 
 
 def fold(text: str) -> str:
-    """Apply :data:`WAVE_DASH_FOLD`; six substring tests (memchr speed) keep the common case cheap."""
-    if ("\u301c" in text or "\u2212" in text or "\u2016" in text or "\u00a2" in text
-            or "\u00a3" in text or "\u00ac" in text):
-        return text.translate(WAVE_DASH_FOLD)
+    """Apply :data:`WAVE_DASH_FOLD`.  One ``in`` test and one ``replace`` per pair (memchr
+    speed): ``str.translate`` with a dict table costs ~0.1 ms per message, 13 % of a bulk
+    export's CPU when a chart's files hold a minus sign (U+2212 in lab units and values)."""
+    for src, dst in WAVE_DASH_PAIRS:
+        if src in text:
+            text = text.replace(src, dst)
     return text
 
 

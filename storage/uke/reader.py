@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..encoding import WAVE_DASH_FOLD
+from ..encoding import fold
 from ..reader import WARNING
 from .dates import parse_uke_date
 from .layouts import EOF, HEADER_TYPES, ITEM_TYPES, KNOWN_TYPES, layout_for
@@ -87,7 +87,7 @@ def _records(uf: UkeFile, data: bytes, codec: str, first_line: int = 1, base: in
             rec = UkeRecord(text.split(","), n, off)
             uf.problem(rec, KIND_DECODE, f"bytes at offset {off + exc.start} are not {codec}; "
                        f"{text.count(chr(0xFFFD))} characters replaced")
-        text = text.translate(WAVE_DASH_FOLD)
+        text = fold(text)
         recs.append(UkeRecord(text.split(","), n, off, end=end))
     return recs
 
@@ -127,7 +127,7 @@ def scan_receipts(data: bytes) -> tuple[UkeRecord | None, list[UkeRecord]]:
         head = raw[:8].lstrip()
         if not head.startswith((b"RE", b"IR", b"UK", b"YK")):
             continue
-        fields = raw.decode(codec, errors="replace").translate(WAVE_DASH_FOLD).split(",")
+        fields = fold(raw.decode(codec, errors="replace")).split(",")
         rtype = fields[0].strip()
         fields[0] = rtype
         rec = UkeRecord(fields, n, off, end=end)
