@@ -40,7 +40,7 @@ def proxied(tmp_path_factory, server_factory):
     srv = server_factory(["--config", str(h.config)], token=make_token(h.data_dir),
                          env={"FHIR_GATEWAY_TRUSTED_PROXIES": "127.0.0.1"})
     port = free_port()
-    cfg = haproxy_config(base, port, [srv.url.removeprefix("http://")])
+    cfg = haproxy_config(base, port, [srv.url.removeprefix("http://")], fall=5)
     proc = subprocess.Popen([HAPROXY, "-f", str(cfg), "-db"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:

@@ -47,8 +47,11 @@ def wait_port(port: int, timeout: float = 30) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
-def haproxy_config(tmp: Path, port: int, servers: list[str]) -> Path:
-    """deploy/haproxy.cfg itself, bound to loopback without TLS, pointing at the test servers."""
+def haproxy_config(tmp: Path, port: int, servers: list[str], fall: int = 1) -> Path:
+    """deploy/haproxy.cfg itself, bound to loopback without TLS, pointing at the test servers;
+    health checks every 300 ms, a server marked down after ``fall`` failed checks (1: failover
+    tests see a stop at once; a test of one server wants more, or one slow check on a loaded
+    machine marks it down and shuts its sessions)."""
     text = (ROOT / "deploy" / "haproxy.cfg").read_text(encoding="utf-8")
     out = []
     for line in text.splitlines():
@@ -59,7 +62,7 @@ def haproxy_config(tmp: Path, port: int, servers: list[str]) -> Path:
             continue
         line = line.replace("bind :80", f"bind 127.0.0.1:{port}")
         line = line.replace("/run/haproxy/admin.sock", str(tmp / "admin.sock"))
-        line = line.replace("inter 2s fall 2 rise 2", "inter 300ms fall 1 rise 1")
+        line = line.replace("inter 2s fall 2 rise 2", f"inter 300ms fall {fall} rise 1")
         out.append(line)
         if s == "default-server inter 2s fall 2 rise 2 slowstart 10s on-marked-down shutdown-sessions":
             out += [f"    server gw{i} {addr} check" for i, addr in enumerate(servers, 1)]
