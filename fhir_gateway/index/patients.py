@@ -7,11 +7,12 @@ and ``start_background_refresh``.
 Concurrency
     * One writer at a time across processes: an ``fcntl`` lock on ``writer.lock`` (the server runs
       several worker processes; each may try its background refresh, only one writes).
-    * Readers never wait for the writer: Whoosh commits are a new TOC generation, and each reader
-      thread keeps its own searcher, reopened with ``ix.searcher()`` whenever the latest
-      generation differs.  ``Searcher.refresh()`` is never called: in Whoosh-Reloaded 2.7.5 it
-      returns duplicate hits after a merge (reference/packages.md §3); a freshly opened searcher
-      does not.  Searchers are per thread because Whoosh readers keep file positions.
+    * Readers never wait for the writer: Whoosh commits are a new TOC generation, and the
+      process's one searcher is reopened with ``ix.searcher()`` whenever the latest generation
+      differs.  ``Searcher.refresh()`` is never called: in Whoosh-Reloaded 2.7.5 it returns
+      duplicate hits after a merge (reference/packages.md §3); a freshly opened searcher does
+      not.  Whoosh readers keep file positions, so readers hold ``_read_lock`` while they read;
+      segment files are read unmapped (:func:`_open_unmapped`).
 
 Layout of one document
     ``pid`` (ID, unique), ``name`` (KEYWORD: name grams, see :mod:`.keys`), ``birth`` (NUMERIC
@@ -398,7 +399,7 @@ class PatientIndex:
             self.refresh()  # first use and no index yet: build it now (waits for a writer)
         with self._ix_lock:
             if self._ix is None:
-                self._ix = windex.open_dir(str(self.whoosh_dir))
+                self._ix = _open_unmapped(self.whoosh_dir)
             return self._ix
 
     def _searcher(self):
@@ -666,6 +667,19 @@ class PatientIndex:
             if s is not None:
                 s.close()
                 self._local.searcher = None
+
+
+def _open_unmapped(path: Path) -> windex.FileIndex:
+    """The index for reading, its segment files read with ``seek``/``read``, not mapped.
+
+    Whoosh maps a compound segment and then wraps each part it opens in a ``BytesIO`` over the
+    mapping, which *copies* the part into the process: at 20,000 patients the Patient and stub
+    columns, postings and term index cost ~70 MB of private memory per worker, growing with the
+    hospital.  Read through the file, a column value or posting block costs a ``pread``-sized
+    read from the page cache (shared, and not the process's memory).  Readers hold the index's
+    read lock, so the shared file position is safe."""
+    from whoosh.filedb.filestore import FileStorage
+    return FileStorage(str(path), supports_mmap=False, readonly=True).open_index()
 
 
 def _and(qs: list[Query]) -> Query:
