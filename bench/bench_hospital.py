@@ -189,17 +189,52 @@ def searches(hs: list[Hospital], servers: list, rng: random.Random) -> list[dict
     return out
 
 
-def read_ratio(h: Hospital, srv, ceil_port: int, seconds: int) -> tuple[float, float, float]:
+def read_ratio(h: Hospital, srv, ceil_port: int, seconds: int,
+               rounds: int = 3) -> tuple[float, float, float]:
     pid = h.patients[len(h.patients) // 2]
     url = f"{srv.base}/Patient/{pid}"
     ratios, ours, ceil = [], [], []
-    for _ in range(3):
+    for _ in range(rounds):
         c = wrk(f"http://127.0.0.1:{ceil_port}/fhir/x/Patient/1", seconds, None)
         r = wrk(url, seconds, h.token)
         ratios.append(r["rps"] / c["rps"])
         ours.append(r["rps"])
         ceil.append(c["rps"])
     return statistics.median(ratios), statistics.median(ours), statistics.median(ceil)
+
+
+def start_ceiling() -> tuple[subprocess.Popen, int]:
+    """The bare Flask app of ``bench_api.CEILING`` under the same ``serving.serve`` (waitress,
+    2 workers x 4 threads) as ``fhir-gateway serve``'s defaults."""
+    cport = free_port()
+    ceil = subprocess.Popen([sys.executable, "-c", CEILING, str(cport), "4", "2"], cwd=ROOT)
+    for _ in range(100):
+        try:
+            requests.get(f"http://127.0.0.1:{cport}/fhir/x/Patient/1", timeout=1)
+            break
+        except requests.RequestException:
+            time.sleep(0.1)
+    return ceil, cport
+
+
+def only_read(hs: list[Hospital], args) -> int:
+    """``--only read``: the Patient read ratio alone, each hospital's server beside the ceiling."""
+    print(f"# Patient read only: {len(hs)} hospitals, {os.cpu_count()} CPUs, load average at "
+          f"start {os.getloadavg()[0]:.1f}")
+    ceil, cport = start_ceiling()
+    servers = [serve(h) for h in hs]
+    try:
+        for h, srv in zip(hs, servers):
+            ratio, ours, ceil_rps = read_ratio(h, srv, cport, args.seconds, args.rounds)
+            print(f"{h.name}: Patient read {ours:.0f} req/s vs ceiling {ceil_rps:.0f} req/s: "
+                  f"ratio {ratio:.2f} (median of {args.rounds} alternations)")
+    finally:
+        for srv in servers:
+            srv.stop()
+        ceil.terminate()
+        ceil.wait()
+    print(f"# load average at end {os.getloadavg()[0]:.1f}")
+    return 0
 
 
 def mixed_load_pss(h: Hospital, srv, seconds: int, rng: random.Random) -> tuple[float, float, float]:
@@ -251,11 +286,15 @@ def main() -> int:
     ap.add_argument("--patients", type=int, default=30, help="normal patients per hospital")
     ap.add_argument("--seconds", type=int, default=5, help="wrk run length")
     ap.add_argument("--load-seconds", type=int, default=30, help="mixed load for PSS")
+    ap.add_argument("--only", choices=["read"], help="only the Patient read ratio (quick)")
+    ap.add_argument("--rounds", type=int, default=3, help="read/ceiling alternations")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         print("bench_hospital: wrk is missing (scripts/system-deps.sh installs it)", file=sys.stderr)
         return 2
     bases = args.hospital or [make(args.work, int(s)) for s in args.sizes.split(",")]
+    if args.only == "read":
+        return only_read([Hospital(b) for b in bases], args)
     hs = []
     for b in bases:
         h = Hospital(b)
@@ -282,20 +321,13 @@ def main() -> int:
     for h in hs:
         first, whole, pages, n = heavy(h)
         res[h.name]["heavy"] = (first, whole, pages, n)
-    cport = free_port()
-    ceil = subprocess.Popen([sys.executable, "-c", CEILING, str(cport), "4", "2"], cwd=ROOT)
-    for _ in range(100):
-        try:
-            requests.get(f"http://127.0.0.1:{cport}/fhir/x/Patient/1", timeout=1)
-            break
-        except requests.RequestException:
-            time.sleep(0.1)
+    ceil, cport = start_ceiling()
     servers = [serve(h) for h in hs]
     try:
         for h, found in zip(hs, searches(hs, servers, rng)):
             res[h.name]["search"] = found
         for h, srv in zip(hs, servers):
-            res[h.name]["read"] = read_ratio(h, srv, cport, args.seconds)
+            res[h.name]["read"] = read_ratio(h, srv, cport, args.seconds, args.rounds)
         for h, srv in zip(hs, servers):
             res[h.name]["pss"] = mixed_load_pss(h, srv, args.load_seconds, rng)
     finally:

@@ -10,7 +10,7 @@ import copy
 import importlib
 import logging
 
-from flask import Flask, Request
+from flask import Flask, Request, request
 from werkzeug.exceptions import HTTPException
 
 from conformance import registry
@@ -30,6 +30,29 @@ log = logging.getLogger(__name__)
 # Modules with ``init_app(app, gateway)`` attached when importable (e.g. the viewer).
 EXTENSIONS = ["fhir_gateway.viewer", "fhir_gateway.health", "fhir_gateway.summary",
               "fhir_gateway.bulk"]
+
+
+class GatewayFlask(Flask):
+    """Flask, with :meth:`ensure_sync`'s answer remembered per function: Flask asks it for every
+    hook and view of every request (``inspect`` flag checks, six per API read), and whether a
+    function is a coroutine function does not change."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync: dict = {}
+
+    def ensure_sync(self, func):
+        try:
+            return self._sync[func]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable callable: ask every time
+            return super().ensure_sync(func)
+        sync = super().ensure_sync(func)
+        if len(self._sync) > 512:  # e.g. per-request closures (after_this_request): stay bounded
+            self._sync.clear()
+        self._sync[func] = sync
+        return sync
 
 
 class BearerAuth:
@@ -91,7 +114,7 @@ def create_app(config: Config, *, auth: bool = True, cache_bytes: int | None = N
                govern: bool = False) -> Flask:
     """The app; ``govern`` (one app per process: ``serve``'s workers) makes ``cache_bytes`` the
     bound of the whole process's growth above its size once built (``MappedCache.govern``)."""
-    app = Flask(__name__)
+    app = GatewayFlask(__name__)
     app.config["JSON_AS_ASCII"] = False
     app.config["FHIR_CONFIG"] = config
     gateway = Gateway(config, cache_bytes)
@@ -139,8 +162,8 @@ def create_app(config: Config, *, auth: bool = True, cache_bytes: int | None = N
     @app.after_request
     def _no_store(resp):
         """API answers carry patient data: no shared or browser cache keeps them (L2)."""
-        from flask import request as req
-        if req.path.startswith("/fhir/") or req.path == "/health":
+        path = request.path
+        if path.startswith("/fhir/") or path == "/health":
             resp.headers["Cache-Control"] = "no-store"
         return resp
 

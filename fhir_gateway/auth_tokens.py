@@ -64,6 +64,8 @@ class TokenStore:
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
         self.path = Path(data_dir) / TOKENS_FILE
         self._file = RecordFile(self.path, TokenInfo, "token", TokenStoreError)
+        # token -> Principal, valid for one loaded version of the file (revoking rewrites it)
+        self._verified: tuple[dict, dict[str, Principal]] = ({}, {})
 
     # -- persistence ----------------------------------------------------------------------------
     def _load(self) -> dict[str, TokenInfo]:
@@ -130,14 +132,28 @@ class TokenStore:
             return hit
 
     def verify(self, token: str) -> Principal | None:
+        """The token's principal, or None.  The file is checked (one ``stat``) on every call;
+        a token verified against the same loaded file is not hashed again."""
+        tokens = self._load()
+        loaded, verified = self._verified
+        if loaded is tokens:
+            hit = verified.get(token)
+            if hit is not None:
+                return hit
         parts = token.split("_", 2)
         if len(parts) != 3 or parts[0] != "fgw":
             return None
-        info = self._load().get(parts[1])
+        info = tokens.get(parts[1])
         if info is None or info.revoked:
             return None
         if not hmac.compare_digest(info.hash, _hash(info.salt, parts[2])):
             return None
         scopes = ("system/*.read", AUDIT_SCOPE) if (info.extra or {}).get("audit") else \
             ("system/*.read",)
-        return Principal(info.name, info.facility, info.id, scopes)
+        principal = Principal(info.name, info.facility, info.id, scopes)
+        if loaded is not tokens:
+            verified = {}
+            self._verified = (tokens, verified)
+        if len(verified) < 256:
+            verified[token] = principal
+        return principal

@@ -215,6 +215,61 @@ def test_racy_folders_are_not_cached(tmp_path: Path) -> None:
     assert len(svc.compartments) == 0
 
 
+# --- the Patient read, remembered between reads --------------------------------------------------
+
+def _adt(root: Path, pid: str, person: tuple, ts: str, flag: str = "1") -> str:
+    return _write(root, pid, "-", "ADT-00", "999999999999999", ts, flag, _msg(
+        "ADT^A08^ADT_A01", ts[:14], [f"EVN||{ts[:14]}", _pid_seg(pid, person), "PV1|0001|O"]))
+
+
+def test_patient_read_follows_the_files(tmp_path: Path) -> None:
+    """The second read of a Patient takes two stats (``StorageSource._patient_again``); every
+    change to what the full read depended on is seen by the next read."""
+    h = build_hospital(tmp_path / "h", 1)
+    pid = h.patients[0]
+    folder = h.root / pid[:3] / pid[3:6] / pid / "-" / "ADT-00"
+
+    for f in folder.iterdir():
+        os.utime(f, (PAST, PAST))
+    _age(h.root)
+    svc = _svc([h.root], tmp_path)
+    src = svc.storage
+    family = svc.read("Patient", pid)["name"][0]["family"]
+    assert src._patient_again(pid) is not None  # remembered: the next read is the short one
+    assert svc.read("Patient", pid)["name"][0]["family"] == family
+
+    # a new version (a newer file in the folder: its mtime changes)
+    new = folder / _adt(h.root, pid, PEOPLE[1], "20230101090000000")
+    os.utime(new, (PAST + 10, PAST + 10))  # the old file untouched: only the folder tells
+    _age(folder.parent, PAST + 10)
+    r = svc.read("Patient", pid)
+    assert r["name"][0]["family"] == PEOPLE[1][0] and r["meta"]["versionId"] == "2"
+    assert svc.read("Patient", pid)["name"][0]["family"] == PEOPLE[1][0]
+    assert src._patient_again(pid) is not None
+
+    # the current file rewritten in place (the folder's mtime kept): its size/mtime key changes
+    newest = sorted(folder.iterdir())[-1]
+    before = folder.stat().st_mtime
+    newest.unlink()
+    _adt(h.root, pid, PEOPLE[2], "20230101090000000")
+    os.utime(newest, (PAST + 40, PAST + 40))
+    os.utime(folder, (before, before))
+    assert svc.read("Patient", pid)["name"][0]["family"] == PEOPLE[2][0]
+
+    # rewritten in place just now (a racy file; the folder's mtime kept): seen at once
+    _adt(h.root, pid, PEOPLE[3], "20230101090000000")
+    os.utime(folder, (before, before))
+    for _ in range(2):
+        assert svc.read("Patient", pid)["name"][0]["family"] == PEOPLE[3][0]
+
+    # the patient's folder gone: not found (nothing answered from memory)
+    _age(h.root, PAST + 50)
+    assert svc.read("Patient", pid)["name"][0]["family"] == PEOPLE[3][0]
+    shutil.rmtree(h.root / pid[:3] / pid[3:6] / pid)
+    with pytest.raises(NotFound):
+        svc.read("Patient", pid)
+
+
 # --- receipts: index first, map only what is asked for -------------------------------------------
 
 def _uke(folder: Path, name: str, month: str, people: list[tuple[str, str]]) -> Path:

@@ -7,7 +7,7 @@ may be sent, and the headers a FHIR client reads (``Content-Location`` of an exp
 
 from __future__ import annotations
 
-from flask import Response, current_app, request
+from flask import Request, Response, current_app, request
 
 ALLOW_HEADERS = ("Authorization", "Accept", "Content-Type", "Prefer", "If-None-Match",
                  "If-Modified-Since", "X-Requested-With")
@@ -16,9 +16,9 @@ EXPOSE_HEADERS = ("Content-Location", "ETag", "Location", "Last-Modified", "X-Pr
 MAX_AGE = 600
 
 
-def allowed_origin(facility: str) -> str | None:
+def allowed_origin(facility: str, req: Request | None = None) -> str | None:
     """The request's ``Origin`` when the facility's config allows it, else None."""
-    origin = request.headers.get("Origin")
+    origin = (req if req is not None else request).environ.get("HTTP_ORIGIN")
     if not origin:
         return None
     fac = current_app.config["FHIR_CONFIG"].facilities.get(facility)
@@ -29,16 +29,20 @@ def allowed_origin(facility: str) -> str | None:
 
 
 def _vary(resp: Response) -> None:
-    vary = [v.strip() for v in resp.headers.get("Vary", "").split(",") if v.strip()]
+    text = resp.headers.get("Vary", "")
+    if text.endswith("Origin") and text.rsplit(",", 1)[-1].strip() == "Origin":
+        return  # respond.VARY: every FHIR answer already says it
+    vary = [v.strip() for v in text.split(",") if v.strip()]
     if "Origin" not in vary:
         resp.headers["Vary"] = ", ".join(vary + ["Origin"])
 
 
-def add_headers(resp: Response, facility: str) -> Response:
+def add_headers(resp: Response, facility: str, req: Request | None = None) -> Response:
     """On every API answer (errors included, so a browser app can read a 401's reason)."""
-    if request.method == "OPTIONS":
+    req = req if req is not None else request._get_current_object()  # type: ignore[attr-defined]
+    if req.method == "OPTIONS":
         return resp
-    origin = allowed_origin(facility)
+    origin = allowed_origin(facility, req)
     if origin is not None:
         resp.headers["Access-Control-Allow-Origin"] = origin
         resp.headers["Access-Control-Expose-Headers"] = ", ".join(EXPOSE_HEADERS)

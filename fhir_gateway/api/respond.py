@@ -1,78 +1,98 @@
-"""Turning a resource dict into an HTTP response: format, pretty-printing, caching headers."""
+"""Turning a resource dict into an HTTP response: format, pretty-printing, caching headers.
+
+Every API answer goes through here, so the work per answer is kept small: the request and
+``g`` are looked up once, format choices and HTTP dates are memoised (both are pure functions
+of short strings), and the headers are handed to the response in one list."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from email.utils import format_datetime, parsedate_to_datetime
+from functools import lru_cache
 
-from flask import Response, g, request
+from flask import Request, Response, g, request
 
 from fhir_gateway import formats
 
 from .errors import FhirError
 
+# Every API answer varies on these: the format (Accept), compression (Accept-Encoding) and the
+# CORS origin (cors.add_headers, which adds Origin to answers that do not come from here).
+VARY = "Accept, Accept-Encoding, Origin"
+_CONTENT_TYPE = {formats.JSON: f"{formats.JSON}; charset=utf-8"}
 
-def negotiate() -> None:
+# formats.negotiate is a pure function of two short strings (clients send the same few);
+# NotAcceptable is raised, not cached
+_choose = lru_cache(maxsize=256)(formats.negotiate)
+
+
+def negotiate(req: Request | None = None) -> None:
     """Pick the response format for this request (``g.media_type``), 406 when impossible."""
-    g.media_type = formats.JSON
+    req = req if req is not None else request._get_current_object()  # type: ignore[attr-defined]
+    ctx = g._get_current_object()
+    args = req.args
+    ctx.media_type = formats.JSON
     try:
-        g.media_type = formats.negotiate(request.args.get("_format"),
-                                         request.headers.get("Accept"))
+        ctx.media_type = _choose(args.get("_format") if args else None,
+                                 req.environ.get("HTTP_ACCEPT"))
     except formats.NotAcceptable as exc:
         raise FhirError(406, str(exc), "not-supported") from None
-    g.pretty = request.args.get("_pretty", "").lower() == "true"
+    ctx.pretty = bool(args) and args.get("_pretty", "").lower() == "true"
 
 
 def fhir_response(resource: dict, status: int = 200, headers: dict | None = None) -> Response:
-    media = getattr(g, "media_type", formats.JSON)
-    body, replaced = formats.render_checked(resource, media, getattr(g, "pretty", False))
-    resp = Response(body, status=status, content_type=f"{media}; charset=utf-8")
+    ctx = g._get_current_object()
+    media = getattr(ctx, "media_type", formats.JSON)
+    body, replaced = formats.render_checked(resource, media, getattr(ctx, "pretty", False))
+    out = [("Vary", VARY)]
     if replaced:  # stored text XML cannot carry: served with U+FFFD, and said so
-        resp.headers["Warning"] = (f'199 fhir-gateway "{replaced} character(s) XML 1.0 forbids '
-                                   'were replaced by U+FFFD; the JSON form has them escaped"')
-    resp.headers["Vary"] = "Accept, Accept-Encoding"
-    for k, v in (headers or {}).items():
-        resp.headers[k] = v
-    return resp
+        out.append(("Warning", f'199 fhir-gateway "{replaced} character(s) XML 1.0 forbids '
+                               'were replaced by U+FFFD; the JSON form has them escaped"'))
+    if headers:
+        out.extend(headers.items())
+    return Response(body, status=status, headers=out,
+                    content_type=_CONTENT_TYPE.get(media) or f"{media}; charset=utf-8")
 
 
-def _last_modified(resource: dict) -> datetime | None:
-    text = resource.get("meta", {}).get("lastUpdated")
-    if not text:
-        return None
+@lru_cache(maxsize=4096)
+def _http_date(last_updated: str) -> tuple[datetime, str] | None:
+    """``meta.lastUpdated`` as (aware datetime, IMF-fixdate for ``Last-Modified``); None when
+    it is not an ISO date-time.  Memoised: the same resources are read again and again."""
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        modified = datetime.fromisoformat(last_updated.replace("Z", "+00:00"))
     except ValueError:
         return None
+    return modified, format_datetime(modified.astimezone(timezone.utc), usegmt=True)
 
 
-def resource_response(resource: dict) -> Response:
+def resource_response(resource: dict, req: Request | None = None) -> Response:
     """A read/vread answer with ``ETag: W/"version"`` and ``Last-Modified``; 304 when fresh."""
-    version = resource.get("meta", {}).get("versionId")
+    req = req if req is not None else request._get_current_object()  # type: ignore[attr-defined]
+    meta = resource.get("meta") or {}
+    version = meta.get("versionId")
     etag = f'W/"{version}"' if version else None
-    modified = _last_modified(resource)
+    text = meta.get("lastUpdated")
+    stamp = _http_date(text) if text else None
     headers = {}
     if etag:
         headers["ETag"] = etag
-    if modified:
-        headers["Last-Modified"] = format_datetime(modified.astimezone(timezone.utc), usegmt=True)
-    inm = request.headers.get("If-None-Match")
+    if stamp:
+        headers["Last-Modified"] = stamp[1]
+    environ = req.environ
+    inm = environ.get("HTTP_IF_NONE_MATCH")
     if inm and etag:
         tags = [t.strip() for t in inm.split(",")]
         if "*" in tags or etag in tags or etag[2:] in tags:
             return not_modified(headers)
-    elif modified and request.headers.get("If-Modified-Since"):
+    elif stamp and environ.get("HTTP_IF_MODIFIED_SINCE"):
         try:
-            since = parsedate_to_datetime(request.headers["If-Modified-Since"])
+            since = parsedate_to_datetime(environ["HTTP_IF_MODIFIED_SINCE"])
         except (TypeError, ValueError):
             since = None
-        if since is not None and modified.replace(microsecond=0) <= since:
+        if since is not None and stamp[0].replace(microsecond=0) <= since:
             return not_modified(headers)
     return fhir_response(resource, headers=headers)
 
 
 def not_modified(headers: dict) -> Response:
-    resp = Response(status=304)
-    for k, v in headers.items():
-        resp.headers[k] = v
-    return resp
+    return Response(status=304, headers=list(headers.items()))

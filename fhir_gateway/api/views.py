@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import re
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Request, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from conformance import registry
@@ -46,15 +46,16 @@ def _before() -> Response | None:
     if endpoint == "fhir.export_file":
         ctx.media_type, ctx.pretty = "application/fhir+json", False  # ndjson body; errors as JSON
     else:
-        negotiate()
+        negotiate(req)
     ext = current_app.extensions
     svc = ext["gateway"].facility(code or "")
+    args = req.view_args or {}
     if endpoint not in PUBLIC_ENDPOINTS:
         ctx.principal = ext["fhir_auth"].authenticate(req, code)
-        _enforce_scopes(ctx.principal)
+        _enforce_scopes(ctx.principal, endpoint, args)
     if svc is None:
         raise FhirError(404, f"unknown facility {code!r}", "not-found")
-    _check_ids(req.view_args or {})
+    _check_ids(args)
     ctx.svc = svc
     return None
 
@@ -76,12 +77,11 @@ _NEEDS = {"fhir.search": "s", "fhir.search_post": "s", "fhir.compartment": "s",
           "fhir.read": "r", "fhir.vread": "r", "fhir.history": "r", "fhir.everything": "r"}
 
 
-def _enforce_scopes(principal) -> None:
+def _enforce_scopes(principal, endpoint: str | None, args: dict) -> None:
     """403 unless a granted scope covers the type and interaction (``r`` read/vread/history,
     ``s`` search).  Static tokens carry ``system/*.read``."""
-    perm = _NEEDS.get(request.endpoint or "")
-    args = request.view_args or {}
-    rtype = "Patient" if request.endpoint == "fhir.everything" else args.get("rtype")
+    perm = _NEEDS.get(endpoint or "")
+    rtype = "Patient" if endpoint == "fhir.everything" else args.get("rtype")
     if perm and rtype and not scopes.allows(principal.scopes, rtype, perm):
         raise FhirError(403, f"the access token's scopes ({' '.join(principal.scopes)}) do not "
                         f"allow {'search' if perm == 's' else 'read'} of {rtype}", "forbidden")
@@ -104,11 +104,12 @@ def _scoped(b: dict) -> dict:
 
 @blueprint.after_request
 def _after(resp: Response) -> Response:
-    svc: FacilityService | None = getattr(g, "svc", None)
+    req, ctx = request._get_current_object(), g._get_current_object()  # type: ignore[attr-defined]
+    svc: FacilityService | None = getattr(ctx, "svc", None)
     if svc is not None:
         storage_headers(resp, svc)
-    cors.add_headers(resp, g.facility_code or "")
-    return compress(resp)
+    cors.add_headers(resp, ctx.facility_code or "", req)
+    return compress(resp, req)
 
 
 def allowed_methods(path: str) -> list[str]:
@@ -140,10 +141,10 @@ def storage_headers(resp: Response, svc: FacilityService) -> None:
         resp.headers["X-Storage-Failover"] = "true"
 
 
-def compress(resp: Response) -> Response:
-    if (resp.status_code < 200 or resp.status_code == 304 or resp.direct_passthrough
-            or "gzip" not in request.headers.get("Accept-Encoding", "").lower()
-            or resp.headers.get("Content-Encoding")):
+def compress(resp: Response, req: Request | None = None) -> Response:
+    accept = (req if req is not None else request).environ.get("HTTP_ACCEPT_ENCODING", "")
+    if ("gzip" not in accept.lower() or resp.status_code < 200 or resp.status_code == 304
+            or resp.direct_passthrough or resp.headers.get("Content-Encoding")):
         return resp
     data = resp.get_data()
     if len(data) < 512:
@@ -212,8 +213,9 @@ def search_post(rtype: str):
 
 @blueprint.get("/<rtype>/<rid>")
 def read(rtype: str, rid: str):
-    shape = _read_shape()
-    return resource_response(shape(_provider(rtype).read(g.svc, rid)))
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    shape = _read_shape(req)
+    return resource_response(shape(_provider(rtype).read(g.svc, rid)), req)
 
 
 @blueprint.get("/<rtype>/<rid>/_history")
@@ -230,17 +232,24 @@ def vread(rtype: str, rid: str, vid: str):
 READ_PARAMS = {"_summary", "_elements", "_format", "_pretty"}
 
 
-def _read_shape():
+def _unchanged(resource: dict) -> dict:
+    return resource
+
+
+def _read_shape(req: Request | None = None):
     """``_summary`` / ``_elements`` on read and vread (validated like on search; ``count`` is
     a search-only mode).  Returns the function that shapes the resource."""
-    unknown = [k for k in request.args if k not in READ_PARAMS]
+    args = (req if req is not None else request).args
+    if not args:  # the common read: no parameters
+        return _unchanged
+    unknown = [k for k in args if k not in READ_PARAMS]
     if unknown and not _lenient():
         raise FhirError(400, f"unknown parameter(s) on read: {', '.join(unknown)} "
                         "(_summary, _elements, _format, _pretty)", "invalid")
-    mode = request.args.get("_summary")
+    mode = args.get("_summary")
     if mode is not None and mode not in ("true", "false", "text", "data"):
         raise FhirError(400, "_summary on read must be true, false, text or data", "invalid")
-    names = [e.strip() for e in request.args.get("_elements", "").split(",") if e.strip()]
+    names = [e.strip() for e in args.get("_elements", "").split(",") if e.strip()]
     if names and not all(re.match(r"^[A-Za-z][A-Za-z0-9_]*$", e) for e in names):
         raise FhirError(400, "_elements lists element names", "invalid")
     if mode is not None and names:

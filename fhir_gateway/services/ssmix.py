@@ -7,6 +7,7 @@ the next one after an ``OSError``), so this module never chooses a root itself."
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -19,12 +20,13 @@ from storage.reader import ERROR, KIND_IO, KIND_MISPLACED, KIND_NAME, Problem
 
 from .cache import Mapped, MappedCache, clinical_range
 from .errors import BrokenResource, Gone, NotFound
-from .listing import DirCache, one_record, patient_records, patient_signature
+from .listing import RACY_NS, DirCache, one_record, patient_records, patient_signature
 from .readmap import read_and_map
 from .resource_source import PatientPart, SearchResult
 from .sources import data_types_for
 
 T = TypeVar("T")
+PATIENT_READS = 4096  # patients whose last read is remembered (a few hundred bytes each)
 WithStorage = Callable[[Callable[[Storage], T]], T]
 
 
@@ -41,6 +43,9 @@ class StorageSource:
         self.cache = cache
         self.dirs = dirs
         self.with_storage = with_storage
+        # patient id -> (root, ADT-00 folder, its mtime_ns, current file, version): where the
+        # last Patient read found it (see _patient_again); small tuples, no resources
+        self._patient_reads: dict[str, tuple[str, str, int, str, int]] = {}
 
     def owns(self, rtype: str, rid: str) -> bool:
         return True
@@ -199,6 +204,11 @@ class StorageSource:
         return None
 
     def read(self, rtype: str, rid: str) -> dict:
+        if rtype == "Patient" and rid in self._patient_reads:
+            again = self._patient_again(rid)
+            if again is not None:
+                return again
+        folder_mtime = self._folder_mtime(rid) if rtype == "Patient" else None
         try:
             storage, rec = self.record(rtype, rid)
         except NotFound:
@@ -221,6 +231,73 @@ class StorageSource:
             if errors:
                 raise BrokenResource(errors)
             raise NotFound(f"{rtype}/{rid} not found")
+        if folder_mtime is not None:
+            self._remember_patient(rid, storage, cur, folder_mtime)
+        return found
+
+    # -- the Patient read again (the hottest request of the API) ------------------------------
+    @staticmethod
+    def _adt_folder(storage: Storage, pid: str) -> str | None:
+        """The patient's ADT-00 folder when the layout gives the id one candidate folder (ids
+        of 6+ characters); None for the others, which take the full path every time."""
+        cands = storage.candidate_dirs(pid)
+        if len(cands) != 1:
+            return None
+        return "/".join((str(storage.root), *cands[0], NO_DATE, "ADT-00"))
+
+    def _folder_mtime(self, pid: str) -> tuple[str, int] | None:
+        """(root, mtime_ns of the patient's ADT-00 folder) taken *before* the full read lists
+        it, so a change during the read leaves the remembered mtime stale (never too new)."""
+        def run(storage: Storage) -> tuple[tuple[str, int] | None]:
+            folder = self._adt_folder(storage, pid) if is_valid_patient_id(pid) else None
+            if folder is None:
+                return (None,)
+            try:
+                return ((str(storage.root), os.stat(folder).st_mtime_ns),)
+            except (FileNotFoundError, NotADirectoryError):
+                return (None,)
+        return self.with_storage(run)[0]
+
+    def _remember_patient(self, pid: str, storage: Storage, cur: tuple[StoredFile, int],
+                          before: tuple[str, int]) -> None:
+        root, mtime = before
+        path = f"{storage.root}/{cur[0].relpath}"
+        folder = self._adt_folder(storage, pid)
+        if (root != str(storage.root) or path.rsplit("/", 1)[0] != folder
+                or time.time_ns() - mtime <= RACY_NS):
+            return  # another root, a file elsewhere, or a folder that may change unnoticed
+        if len(self._patient_reads) >= PATIENT_READS:
+            self._patient_reads.clear()
+        self._patient_reads[pid] = (root, folder, mtime, path, cur[1])
+
+    def _patient_again(self, pid: str) -> dict | None:
+        """The Patient the last full read of ``pid`` found, when nothing it depended on changed:
+        the active root is the same, the ADT-00 folder's mtime is (no version added, removed or
+        renamed — a deletion flag is a rename) and the current file's (size, mtime) still key a
+        cached mapping (not rewritten in place).  Two ``stat`` calls instead of a listing;
+        None means "take the full path" (which remembers the answer again)."""
+        memo = self._patient_reads.get(pid)
+        if memo is None:
+            return None
+        root, folder, mtime, path, version = memo
+
+        def run(storage: Storage) -> tuple[dict | None]:
+            if str(storage.root) != root:
+                return (None,)
+            try:
+                if os.stat(folder).st_mtime_ns != mtime:
+                    return (None,)
+                st = os.stat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return (None,)
+            if time.time_ns() - st.st_mtime_ns <= RACY_NS:
+                return (None,)  # just written: the size and mtime may not tell yet
+            m = self.cache.get((path, st.st_size, st.st_mtime_ns, version))
+            return (self._find(m, "Patient", pid) if m is not None else None,)
+
+        found = self.with_storage(run)[0]
+        if found is None:
+            self._patient_reads.pop(pid, None)
         return found
 
     def vread(self, rtype: str, rid: str, vid: str) -> dict:

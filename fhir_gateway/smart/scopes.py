@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _SCOPE = re.compile(r"^system/([A-Z][A-Za-z]+|\*)\.(read|write|\*|c?r?u?d?s?)$")
 V1 = {"read": frozenset("rs"), "write": frozenset("cud"), "*": frozenset("cruds")}
@@ -19,6 +20,7 @@ class Scope:
     perms: frozenset[str]
 
 
+@lru_cache(maxsize=1024)  # checked on every API request, for the same few scopes
 def parse_scope(text: str) -> Scope | None:
     """A ``system/`` scope, or None for anything else (other contexts, query-restricted)."""
     m = _SCOPE.match(text.strip())

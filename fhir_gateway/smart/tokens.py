@@ -68,6 +68,9 @@ class JtiStore:
             db.close()
 
 
+VERIFIED_MAX = 1024  # access tokens whose signature check is remembered (cleared when full)
+
+
 class SmartAuthority:
     def __init__(self, data_dir: Path, secret: bytes, clients: ClientStore | None = None,
                  jti: JtiStore | None = None) -> None:
@@ -76,6 +79,7 @@ class SmartAuthority:
         self.jti = jti if jti is not None else JtiStore(Path(data_dir) / JTI_FILE)
         self._key = OctKey.import_key(hmac.new(secret, b"smart-access-token",
                                                hashlib.sha256).digest())
+        self._verified: dict[str, dict] = {}  # access token -> its verified claims
 
     # -- token endpoint -----------------------------------------------------------------------
     def issue(self, facility: str, token_url: str, form: dict[str, str]) -> dict:
@@ -157,12 +161,20 @@ class SmartAuthority:
 
     # -- access tokens ------------------------------------------------------------------------
     def verify(self, token: str) -> Principal | None:
-        """The principal of a valid access token, else None (bad signature, expired, revoked)."""
-        try:
-            t = jwt.decode(token, self._key, algorithms=["HS256"])
-        except (JoseError, ValueError):
-            return None
-        c = t.claims
+        """The principal of a valid access token, else None (bad signature, expired, revoked).
+
+        The signature check (a pure function of the token and this server's key) is remembered
+        per token; expiry and the client's registration are checked on every request, so a
+        disabled client is refused at once."""
+        c = self._verified.get(token)
+        if c is None:
+            try:
+                c = jwt.decode(token, self._key, algorithms=["HS256"]).claims
+            except (JoseError, ValueError):
+                return None
+            if len(self._verified) >= VERIFIED_MAX:  # only validly signed tokens get here
+                self._verified.clear()
+            self._verified[token] = c
         exp = c.get("exp")
         if not isinstance(exp, (int, float)) or exp < time.time():
             return None
