@@ -206,3 +206,38 @@ def test_a_changed_adt_00_is_read_again(services, tmp_path):
         path.write_bytes(old)
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
         time.sleep(0)
+
+
+@pytest.mark.parametrize("sort", ["", "-birthdate", "jp-kana-sort,-_lastUpdated"])
+def test_exact_index_pages_equal_the_walk(services, sort):
+    """Searches whose every criterion the index answers exactly (default string matches,
+    plain codes: ``stubs.plan``) are counted, sorted and paged from the index alone — no stub
+    decoded — and give the walk's total, order and pages."""
+    from fhir_gateway.api.providers import providers
+    from fhir_gateway.index.stubs import plan
+    indexed, walked = services
+    prov = providers()["Patient"]
+    decoded = []
+    ix = indexed.index
+    real = ix.stub_bytes
+    ix.stub_bytes = lambda c: decoded.append(c) or real(c)  # counts the decoding path's calls
+    try:
+        exact = 0
+        for items in _queries(_patients(walked), seed=3):
+            q = registry().parse("Patient", items + [("_count", "5")]
+                                 + ([("_sort", sort)] if sort else []))
+            if not plan(q.criteria)[1] or any(c.param.name in ("_id", "identifier")
+                                              for c in q.criteria):
+                continue
+            exact += 1
+            full = prov.sort(walked.search("Patient", q).matches, q)
+            for offset in (0, 5):
+                page, total, _ = indexed.patient_page(q, offset, prov.sort)
+                assert total == len(full), items
+                assert [r["id"] for r in page] == [r["id"] for r in full[offset:offset + 5]], items
+            counted = registry().parse("Patient", items + [("_summary", "count")])
+            assert indexed.patient_page(counted, 0, prov.sort)[1] == len(full)
+        assert exact > 40
+        assert decoded == []  # not one stub decoded on the exact path
+    finally:
+        del ix.stub_bytes

@@ -16,9 +16,12 @@ Concurrency
 
 Layout of one document
     ``pid`` (ID, unique), ``name`` (KEYWORD: name grams, see :mod:`.keys`), ``birth`` (NUMERIC
-    YYYYMMDD), ``gender`` (ID), ``keys`` (a column: the normalised name keys and the id, used to
-    verify candidates and to sort; loaded once per index generation into a list) and ``row``
-    (a column: the summary as JSON, read only for the hits returned).  No stored fields.
+    YYYYMMDD), ``gender`` (ID), ``keys`` (a column: the normalised name keys and the id, read
+    per candidate to verify and sort), ``row`` (a column: the summary as JSON, read only for
+    the hits returned), ``sterm``/``updated``/``stub``/``sort`` (FHIR search, :mod:`.stubs`)
+    and ``patient`` (the stored Patient).  No stored fields.  Held in memory per index
+    generation: two arrays of 4 bytes per document (the documents in id order), nothing else
+    that grows with the hospital.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import sys
 import threading
 import types
 import time
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -45,13 +49,13 @@ from storage.replicas import ReplicaSet
 
 from . import keys as K
 from .lock import WriterLock
-from .stubs import narrow, stub_of, terms_of, updated_seconds
+from .stubs import HAS_STUB, narrow, order, plan, sort_keys, stub_of, terms_of, updated_seconds
 from .summary import Extracted, NameParts, PatientSummary, extract, names_from_patient
 from .walk import Scan, scan
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7  # 7: exact prefix terms, the has-stub term and the sort column
 RECEIPT_STATE = "receipt_patients"  # state.json: signature of the indexed receipt Patients
 RECEIPT_PREFIX = "uke-"  # receipt-built Patient ids (services.claims.RECEIPT_PATIENT)
 POOL_THRESHOLD = 2000  # extract with worker processes when at least this many patients changed
@@ -82,6 +86,7 @@ def make_schema() -> fields.Schema:
         updated=updated,  # meta.lastUpdated, epoch seconds
         stub=fields.COLUMN(columns.VarBytesColumn()),  # the search stub (JSON), b"" for none
         patient=fields.COLUMN(columns.VarBytesColumn()),  # {"r": Patient, "f": source}, see get
+        sort=fields.COLUMN(columns.VarBytesColumn()),  # stubs.sort_keys as JSON, b"" for none
     )
 
 
@@ -128,6 +133,7 @@ def document(pid: str, ex: Extracted) -> dict:
     if s.gender:
         doc["gender"] = s.gender
     doc["stub"] = orjson.dumps(stub) if stub else b""
+    doc["sort"] = orjson.dumps(sort_keys(stub)) if stub else b""
     if stub:
         doc["sterm"] = terms_of(stub)
         lu = updated_seconds(stub)
@@ -217,10 +223,9 @@ class PatientIndex:
         self._read_lock = threading.RLock()
         self._ix: windex.FileIndex | None = None
         self._ix_lock = threading.Lock()
-        self._keys_lock = threading.Lock()
-        self._keys_cache: tuple[tuple, list[str]] | None = None
         self._stop: threading.Event | None = None
         self._receipt_memo: tuple[list[dict], int] | None = None
+        self._schema_memo: tuple[int, object, bool] | None = None
         self._thread: threading.Thread | None = None
         from mappers.terminology import patient_identifier_system
         self._id_system = patient_identifier_system(facility)
@@ -247,8 +252,6 @@ class PatientIndex:
             ix = windex.open_dir(str(self.whoosh_dir))
             if ix.schema.names() == make_schema().names():
                 return ix, full
-        with self._keys_lock:
-            self._keys_cache = None
         return windex.create_in(str(self.whoosh_dir), make_schema()), True
 
     def _load_state(self) -> dict | None:
@@ -414,33 +417,32 @@ class PatientIndex:
             if s is not None:
                 s.close()
             loc.searcher, loc.gen, loc.ix = fresh, gen, ix
-            loc.rows = fresh.reader().column_reader("row")
-            loc.stubs = fresh.reader().column_reader("stub")
-            loc.patients = fresh.reader().column_reader("patient")
-            loc.keys = self._keys_of(fresh)
+            reader = fresh.reader()
+            loc.rows = reader.column_reader("row")
+            loc.stubs = reader.column_reader("stub")
+            loc.patients = reader.column_reader("patient")
+            loc.keys = reader.column_reader("keys")
+            loc.sorts = reader.column_reader("sort")
+            loc.rank, loc.by_rank = _id_order(loc.keys, reader.doc_count_all())
             s = fresh
         return s
-
-    def _keys_of(self, searcher) -> list[str]:
-        """The ``keys`` column of one index generation as a list (docnum -> keys), shared by the
-        threads reading that generation: matching and sorting then cost a list lookup instead
-        of a column read per candidate (≈ 10 MB per 100,000 patients)."""
-        reader = searcher.reader()
-        ident = (reader.generation(),
-                 tuple((r.segment().segment_id(), r.doc_count()) for r, _ in reader.leaf_readers()))
-        with self._keys_lock:
-            if self._keys_cache is None or self._keys_cache[0] != ident:
-                keys = [b.decode("utf-8") for b in reader.column_reader("keys")]
-                self._keys_cache = (ident, keys)
-            return self._keys_cache[1]
 
     def count(self) -> int:
         with self._read_lock:
             return self._searcher().doc_count()
 
     def ready(self) -> bool:
-        """Has a first build finished (until then callers walk the storage)?"""
-        return self.state_path.exists() and windex.exists_in(str(self.whoosh_dir))
+        """Has a first build of this schema finished (until then callers walk the storage)?
+        An index of an older schema is not read (it lacks terms the searches rely on); the
+        next refresh rebuilds it."""
+        if not (self.state_path.exists() and windex.exists_in(str(self.whoosh_dir))):
+            return False
+        ix = self._index()
+        gen = ix.latest_generation()
+        memo = self._schema_memo
+        if memo is None or memo[0] != gen or memo[1] is not ix:
+            memo = self._schema_memo = (gen, ix, ix.schema.names() == make_schema().names())
+        return memo[2]
 
     def health(self) -> dict:
         """For ``/health``: never raises."""
@@ -475,24 +477,18 @@ class PatientIndex:
             return []
         with self._read_lock:
             s = self._searcher()
-            keys, rows = self._local.keys, self._local.rows
+            col, rows = self._local.keys, self._local.rows
             # the receipt Patients (uke-…) are for the FHIR search (stubs), not these summaries
             docs = s.docs_for_query(And([plan.query, Not(Prefix("pid", RECEIPT_PREFIX))]))
             checks = plan.checks
-            if checks:
-                hits = []
-                for d in docs:
-                    parts = keys[d].split(SEP)
-                    if all(c(parts) for c in checks):
-                        hits.append(d)
-            else:
-                hits = list(docs)
-            if len(hits) > limit:
+            keyed = [(k, d) for k, d in ((col[d].decode("utf-8"), d) for d in docs)
+                     if not checks or all(c(k.split(SEP)) for c in checks)]
+            if len(keyed) > limit:
                 import heapq
-                hits = heapq.nsmallest(limit, hits, key=keys.__getitem__)
+                keyed = heapq.nsmallest(limit, keyed)
             else:
-                hits.sort(key=keys.__getitem__)
-            raw = [rows[d] for d in hits]
+                keyed.sort()
+            raw = [rows[d] for _, d in keyed]
         return [summary_of(orjson.loads(b)) for b in raw]
 
     def stubs(self, criteria: list) -> list[dict]:
@@ -563,11 +559,10 @@ class PatientIndex:
         q = Every() if not parts else parts[0] if len(parts) == 1 else And(parts)
         with self._read_lock:
             s = self._searcher()
-            col, keys = self._local.stubs, self._local.keys
-            raw = [(keys[d][keys[d].rindex(SEP) + 1:], col[d]) for d in s.docs_for_query(q)]
-        raw = [x for x in raw if x[1]]
-        raw.sort(key=lambda x: x[0])
-        return raw
+            col, keys, rank = self._local.stubs, self._local.keys, self._local.rank
+            docs = sorted(s.docs_for_query(q), key=rank.__getitem__)
+            raw = [(_pid_of(keys[d]), col[d]) for d in docs]
+        return [x for x in raw if x[1]]
 
     def patients(self, pids: list[str]) -> dict[str, tuple[dict, tuple]]:
         """The stored Patient of each id with its source ``(ADT-00 relpath, size, mtime_ns,
@@ -576,28 +571,56 @@ class PatientIndex:
         with self._read_lock:
             s = self._searcher()
             col = self._local.patients
-            where = self._docnums(s)
-            raw = [(pid, col[where[pid]]) for pid in pids if pid in where]
-        out: dict[str, tuple[dict, tuple]] = {}
-        for pid, b in raw:
-            if b:
-                v = orjson.loads(b)
-                out[pid] = (v["r"], tuple(v["f"]))
-        return out
+            raw = [(pid, col[d]) for pid, d in ((p, self._docnum(s, p)) for p in pids)
+                   if d is not None]
+        return _stored(raw)
 
-    def _docnums(self, searcher) -> dict[str, int]:
-        """pid -> live docnum of the searcher's generation (from the ``keys`` list; built once
-        per generation, shared by threads like the list)."""
-        keys = self._keys_of(searcher)
-        with self._keys_lock:
-            hit = getattr(self, "_docnum_cache", None)
-            if hit is not None and hit[0] is keys:
-                return hit[1]
-        reader = searcher.reader()
-        where = {k[k.rindex(SEP) + 1:]: d for d, k in enumerate(keys) if not reader.is_deleted(d)}
-        with self._keys_lock:
-            self._docnum_cache = (keys, where)
-        return where
+    def _docnum(self, searcher, pid: str) -> int | None:
+        """The live document of ``pid``: a binary search of the documents in id order (a few
+        column reads; a dict of every id would grow with the hospital)."""
+        import bisect
+        loc = self._local
+        want = pid.encode("utf-8")
+        keys, by_rank, reader = loc.keys, loc.by_rank, searcher.reader()
+        i = bisect.bisect_left(by_rank, want, key=lambda d: _pid_bytes(keys[d]))
+        while i < len(by_rank) and _pid_bytes(keys[by_rank[i]]) == want:
+            if not reader.is_deleted(by_rank[i]):
+                return by_rank[i]
+            i += 1
+        return None
+
+    def exact_page(self, criteria: list, sort: list[tuple[str, bool]], offset: int, count: int,
+                   receipts: bool) -> tuple[int, list[str], dict[str, tuple[dict, tuple]]] | None:
+        """One page of a Patient search answered by the index alone, or None when a criterion
+        needs the matcher (:func:`.stubs.plan`): (total, the page's ids in the API's order,
+        their stored Patients as :meth:`patients`).  The total is the hits' count and the order
+        comes from the id order and the ``sort`` column, so no stub is decoded and memory is a
+        few bytes per hit.  ``receipts``: the index holds the current receipt Patients."""
+        parts, exact = plan(criteria)
+        if not exact:
+            return None
+        if not parts:  # (every exact criterion's term comes from a stub: no need to AND it)
+            parts.append(Term("sterm", HAS_STUB))
+        if not receipts:
+            parts.append(Not(Prefix("pid", RECEIPT_PREFIX)))
+        with self._read_lock:
+            s = self._searcher()
+            loc = self._local
+            docs = list(s.docs_for_query(And(parts)))
+            total = len(docs)
+            if count <= 0 or offset >= total:
+                page: list[int] = []
+            elif sort:
+                sorts = loc.sorts
+                docs.sort(key=loc.rank.__getitem__)
+                keyed = [(d, orjson.loads(sorts[d])) for d in docs]
+                page = [d for d, _ in order(keyed, sort, lambda r: r[1])[offset:offset + count]]
+            else:
+                import heapq
+                page = heapq.nsmallest(offset + count, docs, key=loc.rank.__getitem__)[offset:]
+            ids = [_pid_of(loc.keys[d]) for d in page]
+            raw = [(pid, loc.patients[d]) for pid, d in zip(ids, page)]
+        return total, ids, _stored(raw)
 
     # -- query planning ---------------------------------------------------------------------------
     def _plan(self, name, family, given, kana, birthdate, gender, identifier, text) -> _Plan | None:
@@ -667,6 +690,36 @@ class PatientIndex:
             if s is not None:
                 s.close()
                 self._local.searcher = None
+
+
+def _pid_bytes(key: bytes) -> bytes:
+    """The patient id of a ``keys`` column value (its last field), undecoded."""
+    return key[key.rindex(b"\x1f") + 1:]
+
+
+def _pid_of(key: bytes) -> str:
+    return _pid_bytes(key).decode("utf-8")
+
+
+def _id_order(keys, n: int) -> tuple[array, array]:
+    """(rank of each document in id order, the documents in id order) as 4-byte arrays: the
+    default order of a Patient search and the id lookup, without a Python object per patient
+    (≈ 8 bytes per patient; ids compare as UTF-8 bytes, which is their code-point order)."""
+    ordered = sorted(range(n), key=lambda d: _pid_bytes(keys[d]))
+    by_rank = array("i", ordered)
+    rank = array("i", bytes(4 * n))
+    for r, d in enumerate(ordered):
+        rank[d] = r
+    return rank, by_rank
+
+
+def _stored(raw: list[tuple[str, bytes]]) -> dict[str, tuple[dict, tuple]]:
+    out: dict[str, tuple[dict, tuple]] = {}
+    for pid, b in raw:
+        if b:
+            v = orjson.loads(b)
+            out[pid] = (v["r"], tuple(v["f"]))
+    return out
 
 
 def _open_unmapped(path: Path) -> windex.FileIndex:

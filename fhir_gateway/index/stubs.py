@@ -14,6 +14,12 @@ Terms (one ``sterm`` field, a group prefix per kind):
   (:mod:`.keys`); a default or ``:exact`` query of one character is the marker, longer queries
   the AND of their grams (prefix and exact matches are substrings).
 * token parameters: ``{param}={code}`` for every code the parameter reaches.
+* string parameters again, per parameter: every prefix (up to ``PREFIX_MAX`` characters) of
+  every folded string it reaches, ``s{param}\x03{prefix}``: FHIR's default string match is a
+  prefix match on the same folded strings, so one such term is the exact answer.
+* ``\x04`` on every document with a stub.  When every criterion of a search is one the terms
+  answer exactly (:func:`plan`: default string matches, plain token codes), the index's hits
+  *are* the matches: the caller counts and sorts them without decoding a stub.
 * ``birthdate``: the ``birth`` number (YYYYMMDD; 00 for an unknown month or day): the range, plus
   the partial dates of its boundary years (a dateTime's range widened by a year for its zone);
   ``_lastUpdated``: the ``updated`` number (epoch seconds), ranges widened by a second.
@@ -34,7 +40,11 @@ from . import keys as K
 STRING_GROUPS = {"name": "n", "family": "n", "given": "n", "jp-kana-sort": "n",
                  "address-postalcode": "a"}
 TOKEN = "t"
+STARTS = "s"  # exact prefix terms of one string parameter
+HAS_STUB = "\x04"  # on every document with a stub
+PREFIX_MAX = 32  # longest prefix indexed; longer default string queries are narrowed by grams
 LU_SLACK = 1  # seconds: lastUpdated ranges are fractions of a second wide
+KANA_SORT = "jp-kana-sort"
 
 
 def _params() -> dict:
@@ -85,6 +95,10 @@ def terms_of(stub: dict) -> list[str]:
         for k in _strings(stub, names):
             terms.add(g + K.PREFIX + k[0])
             terms.update(g + x for x in K.grams(k))
+    for name in STRING_GROUPS:
+        for k in _strings(stub, [name]):
+            terms.update(_starts(name, k[:i]) for i in range(1, min(len(k), PREFIX_MAX) + 1))
+    terms.add(HAS_STUB)
     for name, sp in _params().items():
         if sp.type != "token":
             continue
@@ -95,6 +109,43 @@ def terms_of(stub: dict) -> list[str]:
     return sorted(terms)
 
 
+def _starts(param: str, prefix: str) -> str:
+    return f"{STARTS}{param}\x03{prefix}"
+
+
+def sort_keys(stub: dict) -> dict[str, object]:
+    """What ``_sort`` orders a Patient by, stored per document so a sorted search reads these
+    few bytes per match instead of the stub: each date parameter's ``match.sort_value`` (None
+    when the stub has no value) and the ``jp-kana-sort`` key as the API's sort builds it."""
+    from fhir_gateway.services import match
+    out: dict[str, object] = {n: match.sort_value(stub, sp)
+                              for n, sp in _params().items() if sp.type == "date"}
+    sp = _params().get(KANA_SORT)
+    vals = match.values(stub, sp) if sp else []
+    out[KANA_SORT] = K.search_key(str(vals[0])) if vals else "\uffff"
+    return out
+
+
+def order(records: list, sort: list[tuple[str, bool]], keys_of) -> list:
+    """``records`` (id order already) in the order of the API's sort of Patients
+    (``ResourceProvider.sort``: stable sorts from the last ``_sort`` key to the first; a date
+    key's missing values last in either direction); ``keys_of(record)`` gives its
+    :func:`sort_keys`.  ``tests/test_patient_index_search.py`` checks it against the API's."""
+    rdef = registry().get("Patient")
+    out = list(records)
+    for key, desc in reversed(sort):
+        if key == KANA_SORT:
+            out.sort(key=lambda r: keys_of(r)[KANA_SORT], reverse=desc)
+            continue
+        sp = registry().sort_param(rdef, key) if rdef is not None else None
+        name = sp.name if sp is not None else ""
+        keyed = [r for r in out if keys_of(r).get(name) is not None]
+        missing = [r for r in out if keys_of(r).get(name) is None]
+        keyed.sort(key=lambda r: keys_of(r)[name], reverse=desc)
+        out = keyed + missing
+    return out
+
+
 def updated_seconds(stub: dict) -> int | None:
     from fhir_gateway.services import match
     r = match.date_range((stub.get("meta") or {}).get("lastUpdated", ""))
@@ -103,34 +154,39 @@ def updated_seconds(stub: dict) -> int | None:
 
 # -- narrowing -----------------------------------------------------------------------------------
 
-def _string_query(c: Criterion, group: str) -> Query | None:
+def _string_query(c: Criterion, group: str) -> tuple[Query | None, bool]:
     if c.modifier not in (None, "exact", "contains"):
-        return None
+        return None, False
+    keys = [K.search_key(v) for v in c.values]
+    if c.modifier is None and all(0 < len(k) <= PREFIX_MAX for k in keys):
+        return _or([Term("sterm", _starts(c.param.name, k)) for k in keys]), True
     alts: list[Query] = []
-    for v in c.values:
-        k = K.search_key(v)
+    for k in keys:
         if not k or (c.modifier == "contains" and len(k) < 2):
-            return None  # matches too much to narrow on: the matcher decides
+            return None, False  # matches too much to narrow on: the matcher decides
         if len(k) == 1:
             alts.append(Term("sterm", group + K.PREFIX + k))
         else:
             qs = [Term("sterm", group + t) for t in K.query_grams(k)]
             alts.append(qs[0] if len(qs) == 1 else And(qs))
-    return _or(alts)
+    return _or(alts), False
 
 
-def _token_query(c: Criterion) -> Query | None:
+def _token_query(c: Criterion) -> tuple[Query | None, bool]:
+    """The code's term; exact for plain codes (the matcher then compares codes only)."""
     from fhir_gateway.services import match
     if c.modifier is not None:
-        return None
+        return None, False
     alts: list[Query] = []
+    exact = True
     for v in c.values:
         parts = match._split_pipe(v)
         code = parts[0] if len(parts) == 1 else "|".join(parts[1:])
         if not code:
-            return None  # "system|" matches on the system alone
+            return None, False  # "system|" matches on the system alone
+        exact = exact and len(parts) == 1
         alts.append(Term("sterm", f"{TOKEN}{c.param.name}={code}"))
-    return _or(alts)
+    return _or(alts), exact
 
 
 def _birth_query(c: Criterion) -> Query | None:
@@ -171,24 +227,33 @@ def _updated_query(c: Criterion) -> Query | None:
     return _or(alts)
 
 
-def narrow(criteria: list[Criterion]) -> list[Query]:
+def plan(criteria: list[Criterion]) -> tuple[list[Query], bool]:
     """Whoosh queries whose AND holds a superset of the patients matching ``criteria``
-    (criteria the terms cannot narrow are left to the matcher)."""
+    (criteria the terms cannot narrow are left to the matcher), and whether that AND is
+    exactly the matches of the patients with a stub (every criterion exact)."""
     out: list[Query] = []
+    exact = True
     for c in criteria:
         name, ptype = c.param.name, c.param.type
         q: Query | None = None
+        ok = False
         if ptype == "string" and name in STRING_GROUPS:
-            q = _string_query(c, STRING_GROUPS[name])
+            q, ok = _string_query(c, STRING_GROUPS[name])
         elif ptype == "token":
-            q = _token_query(c)
+            q, ok = _token_query(c)
         elif name == "birthdate":
             q = _birth_query(c)
         elif name == "_lastUpdated":
             q = _updated_query(c)
         if q is not None:
             out.append(q)
-    return out
+        exact = exact and ok and q is not None
+    return out, exact
+
+
+def narrow(criteria: list[Criterion]) -> list[Query]:
+    """The queries of :func:`plan` (a superset of the matches)."""
+    return plan(criteria)[0]
 
 
 def _or(alts: list[Query]) -> Query | None:

@@ -439,6 +439,9 @@ class FacilityService:
         no longer matches (the index refreshes within ``RefreshingIndex.REFRESH_EVERY``)."""
         if _direct_patient_ids(query) is not None:
             return None  # one folder per id: the full path is as cheap
+        exact = self._patient_page_exact(query, offset)
+        if exact is not None:
+            return exact
         if not query.sort:
             lean = self._patient_page_by_id(query, offset)
             if lean is not None:
@@ -452,6 +455,31 @@ class FacilityService:
         problems: list[Problem] = []
         shown = [s["id"] for s in ordered[offset: offset + query.count]]
         return self._shown_patients(shown, query, problems), len(ordered), problems
+
+    def _patient_page_exact(self, query: Query, offset: int
+                            ) -> tuple[list[dict], int, list[Problem]] | None:
+        """:meth:`patient_page` when the index's terms answer every criterion exactly
+        (``PatientIndex.exact_page``: default string matches, plain codes): the total is the
+        index's count and the order comes from its id order and sort keys, so the cost is the
+        page's Patients whatever the number of matches.  None otherwise (the stubs decide)."""
+        get = getattr(self.index, "exact_page", None)
+        if get is None:
+            return None
+        indexed = self._receipts_indexed()  # first: the answer must come from the synced index
+        if not indexed:
+            return None  # the receipt Patients are matched whole then (_patient_page_by_id)
+        count = 0 if query.summary == "count" else query.count
+        try:
+            got = get(query.criteria, query.sort, offset, count, indexed)
+        except Exception as exc:  # the index must never break search
+            log.warning("patient index failed (%s); walking the storage", exc)
+            return None
+        if got is None:
+            return None
+        total, shown, stored = got
+        problems: list[Problem] = []
+        return self._shown_patients(shown, query, problems, self._unchanged(stored),
+                                    exact=True), total, problems
 
     def _patient_page_by_id(self, query: Query, offset: int
                             ) -> tuple[list[dict], int, list[Problem]] | None:
@@ -490,17 +518,21 @@ class FacilityService:
         problems: list[Problem] = []
         return self._shown_patients(shown, query, problems), total, problems
 
-    def _shown_patients(self, shown: list[str], query: Query, problems: list[Problem]
+    def _shown_patients(self, shown: list[str], query: Query, problems: list[Problem],
+                        stored: dict[str, dict] | None = None, exact: bool = False
                         ) -> list[dict]:
         """The Patients of one page (``shown`` ids, in order): stored in the index where it has
-        them (checked against the files), else mapped from the folder; each still matched."""
+        them (checked against the files), else mapped from the folder; each still matched —
+        but for a stored Patient of an ``exact`` index answer, which is the Patient whose stub
+        the index matched."""
         page: list[dict] = []
-        stored = self._stored_patients([p for p in shown if is_valid_patient_id(p)])
+        if stored is None:
+            stored = self._stored_patients([p for p in shown if is_valid_patient_id(p)])
         for pid in shown:
             got = stored.get(pid)
             if got is None:
                 page.extend(self._patients(pid, query, problems))
-            elif match.matches_all(got, query.criteria):
+            elif exact or match.matches_all(got, query.criteria):
                 page.append(got)
         return page
 
@@ -516,6 +548,11 @@ class FacilityService:
         except Exception as exc:  # the index is an accelerator
             log.warning("patient index failed (%s); reading the files", exc)
             return {}
+        return self._unchanged(stored)
+
+    def _unchanged(self, stored: dict[str, tuple[dict, tuple]]) -> dict[str, dict]:
+        """The stored Patients whose ADT-00 file and folder are unchanged on the active root."""
+        stored = {p: v for p, v in stored.items() if is_valid_patient_id(p)}
         root = self.replicas.active()[0].root
         out = {}
         for pid, (patient, (rel, size, mtime, dir_mtime)) in stored.items():
@@ -669,6 +706,15 @@ class RefreshingIndex:
         if get is None or not self.index.ready():
             return None
         return get(criteria)
+
+    def exact_page(self, criteria: list, sort: list, offset: int, count: int, receipts: bool):
+        """``PatientIndex.exact_page`` (optional for a backend), None without or before the
+        first build."""
+        self._kick()
+        get = getattr(self.index, "exact_page", None)
+        if get is None or not self.index.ready():
+            return None
+        return get(criteria, sort, offset, count, receipts)
 
     def patients(self, pids: list[str]):
         """Stored Patients (``PatientIndex.patients``; optional for a backend), {} before the
