@@ -134,6 +134,7 @@ class MappedCache:
         self.process_bytes: int | None = None
         self._baseline: int | None = None
         self._checked = 0.0
+        self._starved = False  # memory outside the entries took a quarter of the share
 
     def govern(self, process_bytes: int) -> None:
         """Bound the process's growth above its size now (the start-up size) by
@@ -157,6 +158,9 @@ class MappedCache:
             return self.max_bytes
         other = rss - self._baseline - self._bytes  # not explained by the entries' charges
         self.target = max(self.MIN_BYTES, min(self.max_bytes, self.process_bytes - other))
+        # much of that is often heap glibc keeps after a large request freed it: hand it back
+        # (put does, outside the lock) so the cache need not shrink for memory nobody uses
+        self._starved = other > self.process_bytes // 4
         return self.target
 
     def get(self, key: tuple) -> Mapped | None:
@@ -183,9 +187,10 @@ class MappedCache:
                 _, ev = self._data.popitem(last=False)
                 self._bytes -= ev.cost
                 self._evicted += ev.cost
-            trim = self._evicted > limit // 4
+            trim = self._evicted > limit // 4 or self._starved
             if trim:
                 self._evicted = 0
+                self._starved = False
         if trim:
             release_freed_memory()
 
