@@ -12,12 +12,15 @@ each figure beside a same-run baseline as a ratio:
   all pages cold (a fresh process, following ``next``);
 * time to first byte of a fresh worker: a server started, then its first ``$everything``;
 * ``Patient?birthdate=`` and kana ``Patient?name=`` p50 (index built by ``fhir-gateway index``);
-* Patient read throughput against a bare Flask + waitress ceiling (``bench_api.CEILING``),
-  alternated three times (median ratio);
+* Patient read throughput against a bare Flask + waitress ceiling (``bench_api.CEILING``, the
+  same ``serving.serve``: 2 workers x 4 threads), alternated ``--rounds`` times (median ratio),
+  and the ratio of the two servers' CPU time per request (steadier under load);
+  ``--only read`` measures just this;
 * PSS (and RSS) of the server's processes, peak under a mixed load and after it.
 
     .venv/bin/python bench/bench_hospital.py --sizes 500,2000 --work /tmp/bench-hospital
     .venv/bin/python bench/bench_hospital.py --hospital /data/h500 --hospital /data/h2000
+    .venv/bin/python bench/bench_hospital.py --hospital /data/h500 --only read --rounds 5
 
 ``--sizes`` generates the hospitals with ``fhir-gateway synth --heavy-patient`` (seed 17) into
 ``--work`` unless they are there already, and builds their indexes; ``--hospital DIR`` takes a
@@ -189,18 +192,46 @@ def searches(hs: list[Hospital], servers: list, rng: random.Random) -> list[dict
     return out
 
 
-def read_ratio(h: Hospital, srv, ceil_port: int, seconds: int,
-               rounds: int = 3) -> tuple[float, float, float]:
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a server process and its workers so far."""
+    pids = [pid]
+    try:
+        pids += [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        pass
+    ticks = 0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def read_ratio(h: Hospital, srv, ceil: subprocess.Popen, ceil_port: int, seconds: int,
+               rounds: int = 3) -> tuple[float, float, float, float]:
+    """(median throughput ratio, our req/s, the ceiling's req/s, median ratio of the servers'
+    CPU per request: ceiling / ours).  The CPU ratio is the steadier figure on a loaded machine:
+    it does not depend on how much of the CPU the benchmark got, only on what a request costs."""
     pid = h.patients[len(h.patients) // 2]
     url = f"{srv.base}/Patient/{pid}"
-    ratios, ours, ceil = [], [], []
+    ratios, ours, ceil_rps, cpu_ratios = [], [], [], []
     for _ in range(rounds):
+        t0 = tree_cpu(ceil.pid)
         c = wrk(f"http://127.0.0.1:{ceil_port}/fhir/x/Patient/1", seconds, None)
+        t1 = tree_cpu(ceil.pid)
+        o0 = tree_cpu(srv.proc.pid)
         r = wrk(url, seconds, h.token)
+        o1 = tree_cpu(srv.proc.pid)
         ratios.append(r["rps"] / c["rps"])
         ours.append(r["rps"])
-        ceil.append(c["rps"])
-    return statistics.median(ratios), statistics.median(ours), statistics.median(ceil)
+        ceil_rps.append(c["rps"])
+        ceil_cpu = (t1 - t0) / (c["rps"] * seconds)  # CPU seconds per request
+        our_cpu = (o1 - o0) / (r["rps"] * seconds)
+        cpu_ratios.append(ceil_cpu / our_cpu if our_cpu > 0 else float("nan"))
+    return (statistics.median(ratios), statistics.median(ours), statistics.median(ceil_rps),
+            statistics.median(cpu_ratios))
 
 
 def start_ceiling() -> tuple[subprocess.Popen, int]:
@@ -225,9 +256,11 @@ def only_read(hs: list[Hospital], args) -> int:
     servers = [serve(h) for h in hs]
     try:
         for h, srv in zip(hs, servers):
-            ratio, ours, ceil_rps = read_ratio(h, srv, cport, args.seconds, args.rounds)
+            ratio, ours, ceil_rps, cpu = read_ratio(h, srv, ceil, cport, args.seconds,
+                                                    args.rounds)
             print(f"{h.name}: Patient read {ours:.0f} req/s vs ceiling {ceil_rps:.0f} req/s: "
-                  f"ratio {ratio:.2f} (median of {args.rounds} alternations)")
+                  f"ratio {ratio:.2f}; server CPU per request, ceiling / ours {cpu:.2f} "
+                  f"(medians of {args.rounds} alternations)")
     finally:
         for srv in servers:
             srv.stop()
@@ -327,7 +360,7 @@ def main() -> int:
         for h, found in zip(hs, searches(hs, servers, rng)):
             res[h.name]["search"] = found
         for h, srv in zip(hs, servers):
-            res[h.name]["read"] = read_ratio(h, srv, cport, args.seconds, args.rounds)
+            res[h.name]["read"] = read_ratio(h, srv, ceil, cport, args.seconds, args.rounds)
         for h, srv in zip(hs, servers):
             res[h.name]["pss"] = mixed_load_pss(h, srv, args.load_seconds, rng)
     finally:
@@ -342,7 +375,7 @@ def main() -> int:
         cold = r["cold"]
         first, whole, pages, n = r["heavy"]
         s = r["search"]
-        ratio, ours, ceil_rps = r["read"]
+        ratio, ours, ceil_rps, cpu = r["read"]
         pss_peak, pss_after, rss_peak = r["pss"]
         print(f"\n## {h.name}")
         print(f"cold $everything first page, {len(cold)} patients of {BAND[0]}-{BAND[1]} files: "
@@ -353,8 +386,9 @@ def main() -> int:
         print(f"Patient?birthdate= p50 {1000 * pct(s['birthdate'], .5):.1f} ms "
               f"({len(s['birthdate'])}); Patient?name=<kana> p50 {1000 * pct(s['kana'], .5):.1f} ms "
               f"({len(s['kana'])}, median {statistics.median(s['hits']):.0f} matches)")
-        print(f"Patient read {ours:.0f} req/s vs ceiling {ceil_rps:.0f} req/s: ratio {ratio:.2f} "
-              f"(median of 3 alternations)")
+        print(f"Patient read {ours:.0f} req/s vs ceiling {ceil_rps:.0f} req/s: ratio {ratio:.2f}; "
+              f"server CPU per request, ceiling / ours {cpu:.2f} (medians of {args.rounds} "
+              "alternations)")
         print(f"mixed load ({args.load_seconds} s, 4 clients): PSS peak {pss_peak:.0f} MB, after "
               f"{pss_after:.0f} MB (RSS peak {rss_peak:.0f} MB), 2 workers")
     if len(hs) >= 2:
