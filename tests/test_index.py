@@ -475,3 +475,26 @@ def test_short_id_and_misplaced_folders(tmp_path: Path):
 ])
 def test_odd_criteria_never_raise(ro_index: PatientIndex, criteria):
     assert isinstance(ro_index.search(**criteria), list)
+
+
+def test_an_index_of_another_schema_is_not_read_and_refresh_rebuilds_it(tree: Path,
+                                                                       tmp_path: Path):
+    """An index written by an older version lacks terms and columns the searches rely on (the
+    exact Patient pages, the sort column): it is not read (callers walk) until a refresh,
+    which rebuilds it."""
+    from whoosh import fields, index as windex
+    ix = PatientIndex(tmp_path / "data", FAC, [tree])
+    ix.build()
+    assert ix.ready() and ix.count() > 0
+    ix.close()
+    old = fields.Schema(pid=fields.KEYWORD(unique=True, scorable=True))
+    w = windex.create_in(str(ix.whoosh_dir), old).writer()
+    w.add_document(pid="0000000001")
+    w.commit()
+    again = PatientIndex(tmp_path / "data", FAC, [tree])
+    try:
+        assert not again.ready()
+        stats = again.refresh()
+        assert stats.full and again.ready() and again.count() == ix.count()
+    finally:
+        again.close()

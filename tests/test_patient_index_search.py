@@ -241,3 +241,35 @@ def test_exact_index_pages_equal_the_walk(services, sort):
         assert decoded == []  # not one stub decoded on the exact path
     finally:
         del ix.stub_bytes
+
+
+@pytest.mark.parametrize("sort", ["-birthdate", "-jp-kana-sort,_lastUpdated"])
+def test_sorted_pages_the_matcher_decides_equal_the_walk(services, sort):
+    """A ``_sort`` search the terms cannot answer exactly (date ranges, ``:contains``,
+    ``:missing``...) decodes each candidate's stub to match it, one at a time, and orders the
+    matches on the index's ``sort`` column — the walk's total, order and pages; the whole
+    stubs are never held (``patient_matches``, which returns them, is not called)."""
+    from fhir_gateway.api.providers import providers
+    from fhir_gateway.index.stubs import plan
+    indexed, walked = services
+    prov = providers()["Patient"]
+    whole = []
+    real = indexed.patient_matches
+    indexed.patient_matches = lambda q: whole.append(q) or real(q)
+    try:
+        checked = 0
+        for items in _queries(_patients(walked), seed=11)[::2]:
+            q = registry().parse("Patient", items + [("_count", "4"), ("_sort", sort)])
+            if plan(q.criteria)[1] or any(c.param.name in ("_id", "identifier")
+                                          for c in q.criteria):
+                continue
+            full = prov.sort(walked.search("Patient", q).matches, q)
+            checked += bool(full)
+            for offset in (0, 4):
+                page, total, _ = indexed.patient_page(q, offset, prov.sort)
+                assert total == len(full), items
+                assert [r["id"] for r in page] == [r["id"] for r in full[offset:offset + 4]], items
+        assert checked > 25
+        assert whole == []
+    finally:
+        del indexed.patient_matches

@@ -550,18 +550,23 @@ class PatientIndex:
         finally:
             self._lock.release()
 
-    def stub_bytes(self, criteria: list) -> list[tuple[str, bytes]]:
-        """(patient id, undecoded stub JSON) of the same superset as :meth:`stubs`, in id
-        order: a caller that pages in id order decodes and matches one at a time, so a broad
+    def stub_bytes(self, criteria: list, sort_keys: bool = False) -> list[tuple]:
+        """(patient id, undecoded stub JSON[, undecoded sort keys]) of the same superset as
+        :meth:`stubs`, in id order: a caller decodes and matches one at a time, so a broad
         search (``gender=female``: 10,000 matches at 20,000 patients) holds ~0.7 KB of bytes per
-        match instead of ~4 KB of dicts."""
+        match instead of ~4 KB of dicts, and sorts on the ``sort`` column (``sort_keys``)."""
         parts = narrow(criteria)
         q = Every() if not parts else parts[0] if len(parts) == 1 else And(parts)
         with self._read_lock:
             s = self._searcher()
-            col, keys, rank = self._local.stubs, self._local.keys, self._local.rank
+            loc = self._local
+            col, keys, rank = loc.stubs, loc.keys, loc.rank
             docs = sorted(s.docs_for_query(q), key=rank.__getitem__)
-            raw = [(_pid_of(keys[d]), col[d]) for d in docs]
+            raw: list[tuple]
+            if sort_keys:
+                raw = [(_pid_of(keys[d]), col[d], loc.sorts[d]) for d in docs]
+            else:
+                raw = [(_pid_of(keys[d]), col[d]) for d in docs]
         return [x for x in raw if x[1]]
 
     def patients(self, pids: list[str]) -> dict[str, tuple[dict, tuple]]:

@@ -444,11 +444,10 @@ class FacilityService:
         exact = self._patient_page_exact(query, offset)
         if exact is not None:
             return exact
-        if not query.sort:
-            lean = self._patient_page_by_id(query, offset)
-            if lean is not None:
-                return lean
-        stubs = self.patient_matches(query)
+        lean = self._patient_page_by_id(query, offset)
+        if lean is not None:
+            return lean
+        stubs = self.patient_matches(query)  # (another backend: whole stubs, then ``order``)
         if stubs is None:
             return None
         if query.summary == "count":
@@ -485,15 +484,20 @@ class FacilityService:
 
     def _patient_page_by_id(self, query: Query, offset: int
                             ) -> tuple[list[dict], int, list[Problem]] | None:
-        """:meth:`patient_page` in the default order (by id) holding one decoded stub at a
-        time: the matches are counted and only the page's ids kept, so a broad search costs
-        the page in memory, not the matches.  None when the index cannot (other backends)."""
+        """:meth:`patient_page` holding one decoded stub at a time: the matches are counted
+        and only the page's ids kept (in the default order, by id) or each match's few sort
+        keys (``_sort``: the index's ``sort`` column, ordered as the API orders Patients), so a
+        broad search costs the page in memory, not the matches' stubs.  None when the index
+        cannot (other backends)."""
         import heapq
 
         import orjson
+
+        from fhir_gateway.index.stubs import order, sort_keys
         indexed = self._receipts_indexed()  # as patient_matches: the synced index first
         try:
-            raw = getattr(self.index, "stub_bytes", lambda c: None)(query.criteria)
+            get = getattr(self.index, "stub_bytes", None)
+            raw = get(query.criteria, bool(query.sort)) if get is not None else None
         except Exception as exc:  # the index must never break search
             log.warning("patient index failed (%s); walking the storage", exc)
             return None
@@ -501,22 +505,29 @@ class FacilityService:
             return None
 
         def decoded():
-            for pid, b in raw:  # the ids patient_matches keeps
+            for pid, b, *keys in raw:  # the ids patient_matches keeps
                 receipt = is_receipt_patient_id(pid)
                 if (is_valid_patient_id(pid) or (indexed and receipt)) and (indexed or not receipt):
-                    yield pid, orjson.loads(b), False
+                    yield pid, orjson.loads(b), False, keys[0] if keys else b"{}"
         # not in the index: matched whole (few), merged into the id order
         receipts = [] if indexed else sorted(
-            ((p["id"], p, True) for p in self._receipt_patients(query)), key=lambda x: x[0])
+            ((p["id"], p, True, orjson.dumps(sort_keys(p))) for p in self._receipt_patients(query)),
+            key=lambda x: x[0])
         total = 0
         shown: list[str] = []
-        for _, stub, matched in heapq.merge(decoded(), receipts, key=lambda x: x[0]):
+        keyed: list[tuple[str, dict]] = []
+        for _, stub, matched, keys in heapq.merge(decoded(), receipts, key=lambda x: x[0]):
             if matched or match.matches_all(stub, query.criteria):
-                if offset <= total < offset + query.count:
+                if query.sort:
+                    keyed.append((stub["id"], orjson.loads(keys)))
+                elif offset <= total < offset + query.count:
                     shown.append(stub["id"])
                 total += 1
         if query.summary == "count":
             return [], total, []
+        if query.sort:
+            shown = [i for i, _ in order(keyed, query.sort, lambda r: r[1])
+                     [offset:offset + query.count]]
         problems: list[Problem] = []
         return self._shown_patients(shown, query, problems), total, problems
 
@@ -703,14 +714,14 @@ class RefreshingIndex:
         sync = getattr(self.index, "sync_receipt_patients", None)
         return bool(sync(patients)) if sync is not None else False
 
-    def stub_bytes(self, criteria: list):
+    def stub_bytes(self, criteria: list, sort_keys: bool = False):
         """Undecoded stubs in id order (``PatientIndex.stub_bytes``; optional for a backend),
         None when the backend has none or before the first build."""
         self._kick()
         get = getattr(self.index, "stub_bytes", None)
         if get is None or not self.index.ready():
             return None
-        return get(criteria)
+        return get(criteria, sort_keys)
 
     def exact_page(self, criteria: list, sort: list, offset: int, count: int, receipts: bool):
         """``PatientIndex.exact_page`` (optional for a backend), None without or before the
