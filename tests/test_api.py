@@ -124,13 +124,17 @@ def test_auth_401_403(server, hospital):
 def test_token_revoke_takes_effect(server, hospital):
     tok = make_token(hospital.data_dir, FACILITY, "short-lived")
     url = server.base + "/Patient/" + hospital.facts["first"]
-    assert requests.get(url, headers={"Authorization": f"Bearer {tok}"}).status_code == 200
+    # one kept-alive connection: the worker that remembered the verified token is asked again
+    sess = requests.Session()
+    for _ in range(3):
+        assert sess.get(url, headers={"Authorization": f"Bearer {tok}"}).status_code == 200
     _, tid, secret = tok.split("_", 2)  # the secret itself may contain "_"
     subprocess.run([str(BIN / "fhir-gateway"), "token", "revoke", "--data-dir",
                     str(hospital.data_dir), tid], check=True, capture_output=True)
     listing = subprocess.run([str(BIN / "fhir-gateway"), "token", "list", "--data-dir",
                               str(hospital.data_dir)], capture_output=True, text=True).stdout
     assert secret not in listing and "revoked" in listing
+    assert sess.get(url, headers={"Authorization": f"Bearer {tok}"}).status_code == 401
     assert requests.get(url, headers={"Authorization": f"Bearer {tok}"}).status_code == 401
     stored = (hospital.data_dir / "api-tokens.json").read_text()
     assert secret not in stored

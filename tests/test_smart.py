@@ -105,12 +105,15 @@ def test_revoke_stops_tokens_and_bad_tokens_are_401(server, hospital, tmp_path):
     from conftest import BIN
     key, cid = _setup(server, hospital, tmp_path, "ES384", "system/*.rs", name="to-revoke")
     h = {"Authorization": f"Bearer {_token(server, key, cid)['access_token']}"}
-    assert requests.get(server.base + "/Patient", headers=h).status_code == 200
+    sess = requests.Session()  # one connection: the worker that remembered the signature check
+    for _ in range(3):
+        assert sess.get(server.base + "/Patient", headers=h).status_code == 200
     out = subprocess.run([str(BIN / "fhir-gateway"), "client", "list", "--data-dir",
                           str(hospital.data_dir)], capture_output=True, text=True, check=True)
     assert cid in out.stdout and "to-revoke" in out.stdout
     subprocess.run([str(BIN / "fhir-gateway"), "client", "revoke", cid, "--data-dir",
                     str(hospital.data_dir)], check=True, capture_output=True)
+    assert sess.get(server.base + "/Patient", headers=h).status_code == 401
     assert requests.get(server.base + "/Patient", headers=h).status_code == 401
     assert token_request(server.base, assertion(key, cid, server.base + "/auth/token")) \
         .status_code == 401

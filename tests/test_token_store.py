@@ -27,3 +27,18 @@ def test_corrupt_token_file(tmp_path, server_factory):
                            timeout=60)
         assert p.returncode == 2, (args, p.stdout, p.stderr)
         assert "not a readable token file" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_verified_tokens_follow_the_file(tmp_path):
+    """A token verified once is remembered for that version of the token file only: revoking
+    it (the file is rewritten) refuses it at the next check, in the same process."""
+    from fhir_gateway.auth_tokens import TokenStore
+    store = TokenStore(tmp_path)
+    tok = store.create("reader", "1310000001")
+    other = store.create("other", "1310000001")
+    first = store.verify(tok)
+    assert first is not None and store.verify(tok) is first  # the remembered principal
+    assert store.verify(tok[:-2] + "xx") is None
+    assert store.revoke("reader")
+    assert store.verify(tok) is None
+    assert store.verify(other) is not None
