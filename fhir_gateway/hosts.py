@@ -36,6 +36,16 @@ class PublicHost:
                                         or not self.public.netloc):
             raise ValueError(f"public_url {public_url!r} must be like https://host[:port]")
         self.trusted = {h.lower() for h in trusted_hosts} | set(LOOPBACK)
+        self._good: set[str] = set()  # Host values already found trusted (checked once each)
+
+    def _trusted(self, host: str) -> bool:
+        if host in self._good:
+            return True
+        if any(c in host for c in "/\\@ \t\r\n") or host_name(host) not in self.trusted:
+            return False
+        if len(self._good) < 64:  # only trusted names get here: a short list
+            self._good.add(host)
+        return True
 
     def __call__(self, environ, start_response):
         if self.public is not None:
@@ -43,8 +53,7 @@ class PublicHost:
             environ["wsgi.url_scheme"] = self.public.scheme
         else:
             host = environ.get("HTTP_HOST", "")
-            bad = any(c in host for c in "/\\@ \t\r\n") or host_name(host) not in self.trusted
-            if bad:
+            if not self._trusted(host):
                 bound = os.environ.get("FHIR_GATEWAY_BIND_URL", "")  # set by serving.serve
                 if bound:
                     environ["HTTP_HOST"] = urlsplit(bound).netloc

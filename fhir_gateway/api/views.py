@@ -211,6 +211,10 @@ def search_post(rtype: str):
     return fhir_response(_scoped(p.search(g.svc, _pager(), _base(), items, _lenient())))
 
 
+# The Patient read is the API's hottest request: its own rule lets the router match it on the
+# static "Patient" branch instead of backtracking from the $everything/compartment rules to the
+# generic one (same view, same endpoint, same answer).
+@blueprint.get("/Patient/<rid>", defaults={"rtype": "Patient"})
 @blueprint.get("/<rtype>/<rid>")
 def read(rtype: str, rid: str):
     req = request._get_current_object()  # type: ignore[attr-defined]
