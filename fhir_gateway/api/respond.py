@@ -21,6 +21,28 @@ from .errors import FhirError
 VARY = "Accept, Accept-Encoding, Origin"
 _CONTENT_TYPE = {formats.JSON: f"{formats.JSON}; charset=utf-8"}
 
+class FhirResponse(Response):
+    """A FHIR answer.  werkzeug copies every response's headers before sending them, to fix up
+    ``Location``/``Content-Location``, lengths of bodiless statuses and a missing length; a FHIR
+    answer of 2xx with its length set and neither location header needs none of that, so its
+    headers go out as they are (the rest take werkzeug's path)."""
+
+    def get_wsgi_headers(self, environ):
+        status = self.status_code
+        if 200 <= status < 300 and status != 204:
+            sized = False
+            for key, _ in self.headers:
+                k = key.lower()
+                if k == "content-length":
+                    sized = True
+                elif k in ("location", "content-location"):
+                    break
+            else:
+                if sized:
+                    return self.headers
+        return super().get_wsgi_headers(environ)
+
+
 # formats.negotiate is a pure function of two short strings (clients send the same few);
 # NotAcceptable is raised, not cached
 _choose = lru_cache(maxsize=256)(formats.negotiate)
@@ -50,8 +72,8 @@ def fhir_response(resource: dict, status: int = 200, headers: dict | None = None
                                'were replaced by U+FFFD; the JSON form has them escaped"'))
     if headers:
         out.extend(headers.items())
-    return Response(body, status=status, headers=out,
-                    content_type=_CONTENT_TYPE.get(media) or f"{media}; charset=utf-8")
+    return FhirResponse(body, status=status, headers=out,
+                        content_type=_CONTENT_TYPE.get(media) or f"{media}; charset=utf-8")
 
 
 @lru_cache(maxsize=4096)
