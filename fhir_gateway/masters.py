@@ -117,6 +117,10 @@ class MasterStore:
     def name(self, kind: str, code: str) -> str | None:
         return self._load().get((kind, code))
 
+    def table(self) -> "Names":
+        """The (kind, code) -> name table as of now (re-read when the file changed)."""
+        return self._load()
+
     def __len__(self) -> int:
         return len(self._load())
 
@@ -175,15 +179,18 @@ def import_dir(folder: Path, data_dir: Path) -> ImportResult:
     return ImportResult(files, {k: len(v) for k, v in found.items()}, skipped)
 
 
+Names = dict[tuple[str, str], str]  # (kind, code) -> name
+
+
 def _kind_of(system: str) -> str | None:
     return SYSTEM_KIND.get(str(system or "").rsplit("/", 1)[-1])
 
 
-def _name_coding(coding: dict, store: MasterStore) -> str | None:
+def _name_coding(coding: dict, table: Names) -> str | None:
     kind = _kind_of(coding.get("system", ""))
     if kind is None or not coding.get("code"):
         return None
-    name = store.name(kind, str(coding["code"]))
+    name = table.get((kind, str(coding["code"])))
     if name and not coding.get("display"):
         coding["display"] = name
     return name
@@ -193,32 +200,32 @@ def _first_code(codings: list[dict]) -> str:
     return str(next((c.get("code") for c in codings if c.get("code")), ""))
 
 
-def _name_item(it: dict, store: MasterStore) -> None:
+def _name_item(it: dict, table: Names) -> None:
     """A billed item: display on every known coding, text = the first name (or 未登録 + code)."""
     pos = it.get("productOrService") or {}
     codings = pos.get("coding") or []
-    names = [n for n in (_name_coding(c, store) for c in codings) if n]
+    names = [n for n in (_name_coding(c, table) for c in codings) if n]
     if not pos.get("text"):
         pos["text"] = names[0] if names else f"{UNKNOWN} ({_first_code(codings)})"
 
 
-def _modifiers(d: dict, store: MasterStore) -> list[tuple[str, str]]:
+def _modifiers(d: dict, table: Names) -> list[tuple[str, str]]:
     """(code, name) of the 修飾語 (Z master) extensions of a Claim diagnosis."""
     mods: list[tuple[str, str]] = []
     for ext in d.get("extension") or []:
         vc = ext.get("valueCoding")
         if isinstance(vc, dict) and _kind_of(vc.get("system", "")) == "Z":
             code = str(vc.get("code", ""))
-            mods.append((code, _name_coding(vc, store) or f"[{UNKNOWN} {code}]"))
+            mods.append((code, _name_coding(vc, table) or f"[{UNKNOWN} {code}]"))
     return mods
 
 
-def _name_diagnosis(d: dict, store: MasterStore) -> None:
+def _name_diagnosis(d: dict, table: Names) -> None:
     """A diagnosis: display on known codings, text = modifiers + disease name (or 未登録 + code)."""
     cc = d.get("diagnosisCodeableConcept") or {}
     codings = cc.get("coding") or []
-    names = [n for n in (_name_coding(c, store) for c in codings) if n]
-    mods = _modifiers(d, store)
+    names = [n for n in (_name_coding(c, table) for c in codings) if n]
+    mods = _modifiers(d, table)
     if not cc.get("text") and codings:
         base = names[0] if names else f"{UNKNOWN} ({_first_code(codings)})"
         cc["text"] = _with_modifiers(base, mods)
@@ -226,14 +233,16 @@ def _name_diagnosis(d: dict, store: MasterStore) -> None:
 
 def apply_names(resources: list[dict], store: MasterStore) -> list[dict]:
     """Give Claim item, diagnosis and modifier codings their master names (in place); a code the
-    masters do not know gets the text 「名称マスター未登録 (code)」 so it is never a bare number."""
+    masters do not know gets the text 「名称マスター未登録 (code)」 so it is never a bare number.
+    The table is looked up once per call (one stat of the master file), not once per coding."""
+    table = store.table()
     for r in resources:
         if r.get("resourceType") != "Claim":
             continue
         for it in r.get("item") or []:
-            _name_item(it, store)
+            _name_item(it, table)
         for d in r.get("diagnosis") or []:
-            _name_diagnosis(d, store)
+            _name_diagnosis(d, table)
     return resources
 
 

@@ -236,7 +236,8 @@ def map_receipt(receipt: Receipt, ctx: ClaimContext) -> list[Json]:
     diagnosis = _diagnoses(receipt)
     if diagnosis:
         claim["diagnosis"] = diagnosis
-    items = [_item(it, n, receipt, info) for n, it in enumerate(receipt.items, 1)]
+    unit_price = _unit_price(receipt)
+    items = [_item(it, n, period, unit_price, info) for n, it in enumerate(receipt.items, 1)]
     for co in receipt.comments:
         _comment_info(co["code"], co["text"], info)
     for sj in receipt.sj:
@@ -362,7 +363,10 @@ def _comment_info(code: str, text: str, info: list[Json]) -> int:
     return seq
 
 
-def _item(it: Item, seq: int, receipt: Receipt, info: list[Json]) -> Json:
+def _item(it: Item, seq: int, period: dict[str, str] | None, unit_price: Decimal,
+          info: list[Json]) -> Json:
+    """One SI/IY/TO/SS item; ``period`` the receipt's service month, ``unit_price`` its yen
+    per point (both the same for every item of a receipt: computed once by the caller)."""
     rec = it.record
     item: Json = {"sequence": seq}
     exts = [_ext("billing-unit", valueInteger=it.unit)]
@@ -372,7 +376,6 @@ def _item(it: Item, seq: int, receipt: Receipt, info: list[Json]) -> Json:
     if amount is not None:
         exts.append(_ext("quantity-data", valueDecimal=amount))
     days = rec.days()
-    period = _month_period(receipt.re["service_month"])
     if days and period:
         ym = period["start"][:8]
         for day, n in days.items():
@@ -405,9 +408,8 @@ def _item(it: Item, seq: int, receipt: Receipt, info: list[Json]) -> Json:
         item["quantity"] = {"value": count}
     points = _dec(rec["points"])
     if points is not None:  # only the last record of a 算定単位 carries the unit's points
-        unit = _unit_price(receipt)
-        item["unitPrice"] = _yen(points, unit)
-        item["net"] = _yen(points * (count if count is not None else 1), unit)
+        item["unitPrice"] = _yen(points, unit_price)
+        item["net"] = _yen(points * (count if count is not None else 1), unit_price)
     return item
 
 

@@ -32,6 +32,11 @@ from storage.reader import ERROR, Problem
 log = logging.getLogger(__name__)
 CHUNK = 16  # patients per task sent to a worker process
 CHILD_CACHE_BYTES = 32 << 20
+# Chunks in flight per mapping process.  Results are taken in chunk order (the output files are
+# in patient order), so with few in flight one slow chunk (a 20,000-resource chart) at the head
+# left the other process idle once the chunks behind it were done; a result is only the paths
+# of its part files, so more in flight costs no memory.
+AHEAD = 8
 
 
 class ExportCancelled(Exception):
@@ -424,7 +429,7 @@ def run_export(svc, pids: list[str], params: dict, out_dir: Path, *, processes: 
             pool_cm: contextlib.AbstractContextManager[cf.Executor]
             if executor is not None:  # a Dask cluster's concurrent.futures executor
                 pool_cm = contextlib.nullcontext(executor)
-                width = max(processes, 8)
+                width = max(processes, 8) * 2  # a remote chunk's lines come back in memory
 
                 def submit(pool, n, chunk):
                     return pool.submit(remote_chunk, svc.facility, svc.data_dir, chunk, params)
@@ -433,7 +438,7 @@ def run_export(svc, pids: list[str], params: dict, out_dir: Path, *, processes: 
                 pool_cm = cf.ProcessPoolExecutor(processes, mp_context=ctx,
                                                  initializer=_child_init,
                                                  initargs=(svc.facility, svc.data_dir))
-                width = processes
+                width = processes * AHEAD
 
                 def submit(pool, n, chunk):
                     return pool.submit(_child_chunk, chunk, params, str(parts / str(n)))
@@ -442,7 +447,7 @@ def run_export(svc, pids: list[str], params: dict, out_dir: Path, *, processes: 
                 try:
                     for n, chunk in enumerate(chunks, skip):
                         inflight.append((submit(pool, n, chunk), n, chunk))
-                        if len(inflight) >= width * 2:
+                        if len(inflight) >= width:
                             fut, m, c = inflight.popleft()
                             take(fut.result(), m, c)
                     while inflight:

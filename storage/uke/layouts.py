@@ -35,6 +35,12 @@ class Layout:
         self.positions.update((n, i) for i, n in enumerate(self.fields, 1))
 
     @property
+    def days_at(self) -> int:
+        """0-based index of 算定日情報 1日 (the 31 day fields are contiguous); -1: none."""
+        p = self.positions.get(DAYS[0])
+        return p - 1 if p is not None else -1
+
+    @property
     def count(self) -> int:
         return len(self.fields)
 
@@ -154,6 +160,23 @@ KNOWN_TYPES = frozenset(LAYOUTS) | {
 
 
 def layout_for(record: str, count: int, variant: str = "medical") -> Layout | None:
+    """The layout of a ``record`` of ``count`` fields in a file of ``variant`` (see
+    :func:`_choose`); remembered, since every record of a file asks."""
+    key = (record, count, variant)
+    try:
+        return _CHOSEN[key]
+    except KeyError:
+        pass
+    lay = _choose(record, count, variant)
+    if len(_CHOSEN) < 4096:  # record ids and counts come from files: bounded all the same
+        _CHOSEN[key] = lay
+    return lay
+
+
+_CHOSEN: dict[tuple[str, int, str], Layout | None] = {}
+
+
+def _choose(record: str, count: int, variant: str) -> Layout | None:
     """The file's variant's layout (the one whose field count matches, if it has several);
     else the layout whose field count matches; else the first.  The variant (IR-4 点数表) wins
     over the count: a dental IR with one trailing empty field has the medical IR's count."""

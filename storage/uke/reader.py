@@ -154,8 +154,10 @@ def read_uke_file(path: str | os.PathLike[str], relpath: str | None = None) -> U
     return read_uke(data, rel)
 
 
-def _check_fields(uf: UkeFile, rec: UkeRecord) -> None:
-    lay = layout_for(rec.type, len(rec.fields), uf.variant)
+def _check_fields(uf: UkeFile, rec: UkeRecord, variant: str | None = None) -> None:
+    """Give ``rec`` its layout (``variant``: the file's, when the caller knows it) and report
+    field counts and dates the layout does not expect."""
+    lay = layout_for(rec.type, len(rec.fields), variant or uf.variant)
     rec.layout = lay
     if lay is None:
         return
@@ -201,6 +203,7 @@ class _Grouper:
         self.unit = 0
         self.unit_open = False
         self.pending: list[UkeRecord] = []
+        self.variant = uf.variant  # the file's 点数表 variant, known once its headers are read
 
     def close(self) -> None:
         if self.cur is not None:
@@ -218,7 +221,7 @@ class _Grouper:
         if rtype in HEADER_TYPES:
             self._header(rec, rtype)
             return
-        _check_fields(uf, rec)
+        _check_fields(uf, rec, self.variant)
         if rtype not in KNOWN_TYPES:
             uf.problem(rec, KIND_UNKNOWN, f"unknown record type {rtype}; the record is kept raw",
                        WARNING)
@@ -244,6 +247,7 @@ class _Grouper:
         uf.headers.append(rec)
         if uf.ir is None or (uf.ir.type != "IR" and rtype == "IR"):
             uf.ir = rec
+        self.variant = uf.variant
 
     def _trailer(self, rec: UkeRecord) -> None:
         self.close()
