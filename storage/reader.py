@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .encoding import ESC, Decoded, decode, is_utf16
 from .hl7 import HL7Error, Message, bad_segment_ids, parse
@@ -341,9 +340,11 @@ def _read_all(path: str) -> bytes:
 _O_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def read_path(path: Path, relpath: str, name: FileName | None = None) -> ReadResult:
+def read_path(path: str | os.PathLike[str], relpath: str, name: FileName | None = None
+              ) -> ReadResult:
+    """Read and check the file at ``path`` (shown as ``relpath``)."""
     try:
-        data = path.read_bytes()
+        data = _read_all(os.fspath(path))
     except OSError as exc:
         return ReadResult(relpath, name).fail(KIND_IO, f"cannot read the file: {exc.strerror or exc}")
     return read_bytes(data, relpath, name)

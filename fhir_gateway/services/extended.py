@@ -93,7 +93,9 @@ class ExtendedSource:
 
     # -- mapping ------------------------------------------------------------------------------
     def _map(self, ext: ExtendedStorage, folder: ContentFolder, version: int,
-             seen_files: list | None = None) -> Mapped:
+             seen_files: list | None = None, keep: bool = True) -> Mapped:
+        """The folder's resources, through the mapped-file cache (``keep`` False: neither
+        looked up nor stored, for work that reads every folder once — the bulk export)."""
         base = f"{ext.root}/{folder.relpath}"
         try:
             stats = tuple((n, *_stat(f"{base}/{n}")) for n in folder.files)
@@ -103,7 +105,7 @@ class ExtendedSource:
         except OSError as exc:
             return Mapped((), (Problem(PREFIX + folder.relpath, KIND_IO,
                                        f"the folder disappeared while reading: {exc}"),))
-        hit = self.cache.get(key)
+        hit = self.cache.get(key) if keep else None
         if hit is not None:
             return hit
         main = folder.main
@@ -118,6 +120,8 @@ class ExtendedSource:
 
         resources, more = map_safely(PREFIX + folder.relpath, load_and_map)
         problems += more
+        if not keep:
+            return Mapped(tuple(resources), tuple(problems))
         m = Mapped.build(resources, problems)
         self.cache.put(key, m)
         return m
@@ -131,10 +135,11 @@ class ExtendedSource:
                        f"content folder is in the wrong place: {cf.misplaced}")
 
     def for_patient(self, pid: str, types: set[str] | None = None, files: list | None = None,
-                    dates: Iterable[str] | None = None) -> PatientPart:
+                    dates: Iterable[str] | None = None, keep: bool = True) -> PatientPart:
         """Current documents (and their vital signs) of a patient (``files`` counts folders);
         the (path, size, mtime_ns) of every file read are appended to ``files``.  ``dates``:
-        only those date folders (a ``$everything`` page)."""
+        only those date folders (a ``$everything`` page); ``keep`` False: not through the
+        mapped-file cache (see :meth:`_map`)."""
         if not self.roots or (types is not None and not types & TYPES):
             return PatientPart([])
         out: list[dict] = []
@@ -150,7 +155,7 @@ class ExtendedSource:
                 cur = rec.current
                 if cur is None:
                     continue
-                m = self._map(ext, cur, rec.versions.index(cur) + 1, files)
+                m = self._map(ext, cur, rec.versions.index(cur) + 1, files, keep)
                 problems.extend(m.problems)
                 for r in m.resources:
                     k = (r.get("resourceType", ""), r.get("id", ""))

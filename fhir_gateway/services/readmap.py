@@ -7,7 +7,7 @@ receipts, extended storage and the drill all call a mapper through :func:`map_sa
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+import os
 from typing import Callable, TypeVar
 
 from mappers import MapContext, MappingError, map_message
@@ -51,7 +51,7 @@ def map_read(res: ReadResult, facility: str, version: int = 1
     return resources, problems + more
 
 
-def read_and_map(path: Path, relpath: str, name: FileName | None, facility: str,
+def read_and_map(path: str | os.PathLike[str], relpath: str, name: FileName | None, facility: str,
                  version: int = 1) -> tuple[list[dict], list[Problem]]:
     """Read one stored file and map it (see :func:`map_read`)."""
     return map_read(read_path(path, relpath, name), facility, version)

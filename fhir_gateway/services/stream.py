@@ -15,7 +15,6 @@ from a PID."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mappers.chart import CHART_LEVEL, assemble
@@ -61,7 +60,7 @@ def patient_stream(svc: "FacilityService", pid: str, types: set[str] | None = No
             if cur is None:
                 continue
             f, version = cur
-            resources, problems = read_and_map(Path(f"{root}/{f.relpath}"), f.relpath, f.name,
+            resources, problems = read_and_map(f"{root}/{f.relpath}", f.relpath, f.name,
                                                svc.code, version)
             out = []
             for r in resources:
@@ -77,7 +76,7 @@ def patient_stream(svc: "FacilityService", pid: str, types: set[str] | None = No
         keep, replaced = assemble(held)
         yield [replaced.get(i, held[i]) for i in keep], []
     if svc.extended and yields(svc.extended, types):
-        part = svc.extended.for_patient(pid, types)
+        part = svc.extended.for_patient(pid, types, keep=False)
         has_patient = has_patient or any(r.get("resourceType") == "Patient"
                                          for r in part.resources)
         yield part.resources, part.problems
