@@ -19,5 +19,10 @@ def dumps(obj: Any, pretty: bool = False) -> bytes:
     return orjson.dumps(obj, default=_default, option=opts)
 
 
+def ndjson_line(obj: Any) -> bytes:
+    """One NDJSON line (orjson appends the newline: no copy of the bytes to add it)."""
+    return orjson.dumps(obj, default=_default, option=orjson.OPT_APPEND_NEWLINE)
+
+
 def loads(data: bytes | str) -> Any:
     return orjson.loads(data)

@@ -25,7 +25,7 @@ import orjson
 
 from conformance import Criterion, QueryError, registry
 from fhir_gateway.services import match
-from mappers.serialize import dumps
+from mappers.serialize import dumps, ndjson_line
 from storage.names import is_valid_patient_id
 from storage.reader import ERROR, Problem
 
@@ -104,6 +104,12 @@ class Spec:
                     raise SpecError(f"_elements {e!r}: expected element or Type.element")
                 s.elements.setdefault(rtype or "*", []).append(name)
         return s
+
+    @property
+    def keeps_all(self) -> bool:
+        """No _type, _since, _until or _typeFilter: :meth:`keep` is True for every resource."""
+        return self.types is None and self.since is None and self.until is None \
+            and not self.filters
 
     def keep(self, r: dict) -> bool:
         rt = r.get("resourceType", "")
@@ -232,11 +238,13 @@ def export_chunk(svc, pids: list[str], spec: Spec, folder: Path | None = None) -
     types = set(spec.types) - {"Group"} if spec.types is not None else None
     add, keep, shape = sink.add, spec.keep, spec.shape
     plain = not spec.elements
+    everything = spec.keeps_all
 
     def emit(resources: list[dict]) -> None:
         for r in resources:
-            if keep(r) and r.get("resourceType") != "Group":
-                add(r["resourceType"], dumps(r if plain else shape(r)) + b"\n")
+            rt = r["resourceType"]
+            if rt != "Group" and (everything or keep(r)):
+                add(rt, ndjson_line(r if plain else shape(r)))
 
     folders: list[str] = []
     for pid in (pids if types is None or types else []):
