@@ -43,6 +43,41 @@ def parse_ts(text: str | None) -> HL7Time | None:
 
 def _parse(text: str) -> HL7Time | None:
     text = text.strip()
+    if len(text) in (8, 12, 14, 17) and text.isascii() and text.isdigit():
+        return _parse_digits(text)
+    return _parse_general(text)
+
+
+def _parse_digits(text: str) -> HL7Time | None:
+    """The shapes nearly every stored time has — YYYYMMDD, YYYYMMDDHHMM, YYYYMMDDHHMMSS and a
+    file name's 発生日時 YYYYMMDDHHMMSSfff — without the regex: the same result as
+    :func:`_parse_general` (a test compares them), at a third of its cost (every file's
+    発生日時 is a new text, so the cache does not help there)."""
+    n = len(text)
+    try:
+        base = date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+    except ValueError:
+        return None
+    if n == 8:
+        return HL7Time(datetime(base.year, base.month, base.day, tzinfo=JST), "day")
+    hour, minute = int(text[8:10]), int(text[10:12])
+    second = int(text[12:14]) if n >= 14 else 0
+    frac = text[14:]
+    if hour > 47 or minute > 59 or second > 59:
+        return None
+    precision = "day"
+    if not (hour == minute == second == 0 and not frac.strip("0")):
+        precision = "millis" if frac else ("second" if n >= 14 else "minute")
+    micro = int(frac) * 1000 if frac else 0
+    if hour < 24:
+        value = datetime(base.year, base.month, base.day, hour, minute, second, micro, tzinfo=JST)
+    else:  # 24-47: the next day (night-shift clocks)
+        value = datetime(base.year, base.month, base.day, tzinfo=JST) + timedelta(
+            hours=hour, minutes=minute, seconds=second, microseconds=micro)
+    return HL7Time(value, precision)
+
+
+def _parse_general(text: str) -> HL7Time | None:
     if len(text) > 14 and "." not in text and text[:17].isdigit() and len(text) in (15, 16, 17):
         # 発生日時-style YYYYMMDDHHMMSSfff without the dot
         text = text[:14] + "." + text[14:]

@@ -1,6 +1,8 @@
 """Lenient HL7 timestamps, always Asia/Tokyo."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mappers.fhirtime import datetime_text
 from storage.timestamps import parse_ts
@@ -30,3 +32,19 @@ def test_forms(text: str, fhir: str, precision: str) -> None:
 @pytest.mark.parametrize("text", ["", None, "abc", "20240230", "202401011260", "20240101480000", "2024-01-01"])
 def test_invalid(text) -> None:
     assert parse_ts(text) is None
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.sampled_from([8, 12, 14, 17]).flatmap(
+    lambda n: st.text(alphabet="0123456789", min_size=n, max_size=n)) | st.builds(
+    lambda y, mo, d, h, mi, s, f, n: f"{y:04d}{mo:02d}{d:02d}{h:02d}{mi:02d}{s:02d}{f:03d}"[:n],
+    st.integers(1, 9999), st.integers(0, 13), st.integers(0, 32), st.integers(0, 48),
+    st.integers(0, 60), st.integers(0, 60), st.integers(0, 999), st.sampled_from([8, 12, 14, 17])))
+def test_digit_fast_path_equals_the_general_parser(text):
+    """The regex-free path for all-digit times gives exactly what the general parser gives."""
+    from storage.timestamps import _parse_digits, _parse_general
+    fast, general = _parse_digits(text), _parse_general(text)
+    assert fast == general
+    if fast is not None and general is not None:
+        assert fast.value.isoformat() == general.value.isoformat()
+        assert fast.value.utcoffset() == general.value.utcoffset()
