@@ -16,11 +16,13 @@ each figure beside a same-run baseline as a ratio:
   same ``serving.serve``: 2 workers x 4 threads), alternated ``--rounds`` times (median ratio),
   and the ratio of the two servers' CPU time per request (steadier under load);
   ``--only read`` measures just this;
-* PSS (and RSS) of the server's processes, peak under a mixed load and after it.
+* PSS (and RSS) of the server's processes, peak under a mixed load and after it
+  (``--only memory``: the searches and this, e.g. 500 beside 20,000 patients in minutes).
 
     .venv/bin/python bench/bench_hospital.py --sizes 500,2000 --work /tmp/bench-hospital
     .venv/bin/python bench/bench_hospital.py --hospital /data/h500 --hospital /data/h2000
     .venv/bin/python bench/bench_hospital.py --hospital /data/h500 --only read --rounds 5
+    .venv/bin/python bench/bench_hospital.py --hospital /data/h500 --hospital /data/h20000 --only memory
 
 ``--sizes`` generates the hospitals with ``fhir-gateway synth --heavy-patient`` (seed 17) into
 ``--work`` unless they are there already, and builds their indexes; ``--hospital DIR`` takes a
@@ -270,6 +272,32 @@ def only_read(hs: list[Hospital], args) -> int:
     return 0
 
 
+def only_memory(hs: list[Hospital], args) -> int:
+    """``--only memory``: the searches (interleaved) and the PSS under the mixed load, per
+    hospital — the figures that grew with the hospital (issue 17, 20,000 patients)."""
+    print(f"# searches and memory only: {len(hs)} hospitals, load average at start "
+          f"{os.getloadavg()[0]:.1f}")
+    rng = random.Random(17)
+    servers = [serve(h) for h in hs]
+    try:
+        found = searches(hs, servers, rng)
+        for h, srv, s in zip(hs, servers, found):
+            peak, after, rss = mixed_load_pss(h, srv, args.load_seconds, rng)
+            print(f"{h.name}: Patient?birthdate= p50 {1000 * pct(s['birthdate'], .5):.1f} ms; "
+                  f"Patient?name=<kana> p50 {1000 * pct(s['kana'], .5):.1f} ms (median "
+                  f"{statistics.median(s['hits']):.0f} matches); mixed load ({args.load_seconds} s, "
+                  f"4 clients): PSS peak {peak:.0f} MB, after {after:.0f} MB (RSS peak {rss:.0f} MB)")
+    finally:
+        for srv in servers:
+            srv.stop()
+    if len(hs) >= 2:
+        a, b = found[0], found[-1]
+        print(f"kana p50 x{pct(b['kana'], .5) / pct(a['kana'], .5):.2f}, birthdate p50 "
+              f"x{pct(b['birthdate'], .5) / pct(a['birthdate'], .5):.2f} ({hs[-1].name} / {hs[0].name})")
+    print(f"# load average at end {os.getloadavg()[0]:.1f}")
+    return 0
+
+
 def mixed_load_pss(h: Hospital, srv, seconds: int, rng: random.Random) -> tuple[float, float, float]:
     """(peak PSS, PSS after, peak RSS) in MB while 4 clients mix reads, searches and charts."""
     stop = threading.Event()
@@ -319,7 +347,8 @@ def main() -> int:
     ap.add_argument("--patients", type=int, default=30, help="normal patients per hospital")
     ap.add_argument("--seconds", type=int, default=5, help="wrk run length")
     ap.add_argument("--load-seconds", type=int, default=30, help="mixed load for PSS")
-    ap.add_argument("--only", choices=["read"], help="only the Patient read ratio (quick)")
+    ap.add_argument("--only", choices=["read", "memory"],
+                    help="only the Patient read ratio, or only the searches and PSS (quick)")
     ap.add_argument("--rounds", type=int, default=3, help="read/ceiling alternations")
     args = ap.parse_args()
     if not shutil.which("wrk"):
@@ -334,6 +363,8 @@ def main() -> int:
         subprocess.run([str(BIN / "fhir-gateway"), "index", "--config", str(h.config),
                         "--no-progress"], check=True, capture_output=True)
         hs.append(h)
+    if args.only == "memory":
+        return only_memory(hs, args)
     print(f"# {len(hs)} hospitals, {os.cpu_count()} CPUs, load average at start "
           f"{os.getloadavg()[0]:.1f}")
     rng = random.Random(17)

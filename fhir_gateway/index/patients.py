@@ -249,15 +249,19 @@ class PatientIndex:
         self.whoosh_dir.mkdir(parents=True, exist_ok=True)
         if windex.exists_in(str(self.whoosh_dir)) and state is not None \
                 and state.get("schema") == SCHEMA_VERSION:
-            ix = windex.open_dir(str(self.whoosh_dir))
+            ix = _open_unmapped(self.whoosh_dir, readonly=False)
             if ix.schema.names() == make_schema().names():
                 return ix, full
         return windex.create_in(str(self.whoosh_dir), make_schema()), True
 
     def _load_state(self) -> dict | None:
+        # the stdlib parser, not orjson: orjson's parse of the 2 MB state of 20,000 patients
+        # peaks at 31 MB (a parse tree beside the objects), json's at 10 MB — in a server
+        # worker every refresh, so that peak was part of the worker's size
+        import json
         try:
-            return orjson.loads(self.state_path.read_bytes())
-        except (OSError, orjson.JSONDecodeError):
+            return json.loads(self.state_path.read_bytes())
+        except (OSError, ValueError):
             return None
 
     def _save_state(self, state: dict) -> None:
@@ -532,7 +536,7 @@ class PatientIndex:
                 return False
             if state.get(RECEIPT_STATE) == sig:
                 return True
-            ix = windex.open_dir(str(self.whoosh_dir))
+            ix = _open_unmapped(self.whoosh_dir, readonly=False)
             writer = ix.writer(limitmb=64)
             try:
                 writer.delete_by_query(Prefix("pid", RECEIPT_PREFIX))
@@ -727,7 +731,7 @@ def _stored(raw: list[tuple[str, bytes]]) -> dict[str, tuple[dict, tuple]]:
     return out
 
 
-def _open_unmapped(path: Path) -> windex.FileIndex:
+def _open_unmapped(path: Path, readonly: bool = True) -> windex.FileIndex:
     """The index for reading, its segment files read with ``seek``/``read``, not mapped.
 
     Whoosh maps a compound segment and then wraps each part it opens in a ``BytesIO`` over the
@@ -735,9 +739,10 @@ def _open_unmapped(path: Path) -> windex.FileIndex:
     columns, postings and term index cost ~70 MB of private memory per worker, growing with the
     hospital.  Read through the file, a column value or posting block costs a ``pread``-sized
     read from the page cache (shared, and not the process's memory).  Readers hold the index's
-    read lock, so the shared file position is safe."""
+    read lock, so the shared file position is safe.  Writers open it so too (a refresh's
+    ``doc_count`` and merges would copy the same parts)."""
     from whoosh.filedb.filestore import FileStorage
-    return FileStorage(str(path), supports_mmap=False, readonly=True).open_index()
+    return FileStorage(str(path), supports_mmap=False, readonly=readonly).open_index()
 
 
 def _and(qs: list[Query]) -> Query:

@@ -36,7 +36,7 @@ class Scan:
 
     state: dict
     folders: dict[str, str] = field(default_factory=dict)  # pid -> storage-relative folder
-    newest: dict[str, str] = field(default_factory=dict)  # pid -> newest date folder ("" none)
+    newest: dict[str, str] = field(default_factory=dict)  # changed pid -> newest date folder
     changed: list[str] = field(default_factory=list)  # new or modified patients
     removed: list[str] = field(default_factory=list)
     misplaced: dict[str, str] = field(default_factory=dict)  # pid -> reason
@@ -172,11 +172,14 @@ def _visit_patients(root: str, found: dict[str, str], old_p: dict, out: Scan, ra
                 newest = prev[3]
             else:
                 newest = _newest_date(root, folder)
-            patients[pid] = [folder, _keep(pm, racy), _keep(am, racy), newest]
+            entry = [folder, _keep(pm, racy), _keep(am, racy), newest]
+            # an unchanged patient keeps its old entry: the new state shares the old one's
+            # objects instead of holding a second copy (a refresh at 20,000 patients)
+            patients[pid] = prev if entry == prev else entry
             if not (same_folder and prev[1] == pm and prev[2] == am and prev[1] != -1
                     and prev[2] != -1):
                 out.changed.append(pid)
-            out.newest[pid] = newest
+                out.newest[pid] = newest  # (read for the patients (re-)indexed only)
             if folder != f"{pid[0:3]}/{pid[3:6]}/{pid}" and \
                     _rank(pid, folder) == len(Storage.candidate_dirs(pid)):
                 out.misplaced[pid] = f"patient folder {folder} is not where the id {pid} belongs"
