@@ -340,6 +340,28 @@ def _read_all(path: str) -> bytes:
 _O_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
+_WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
+
+
+def prefetch(paths: list[str]) -> None:
+    """Ask the kernel to start reading ``paths`` now (``posix_fadvise`` WILLNEED), so a cold
+    chart's files come off the disk together instead of one read at a time as they are
+    mapped.  Advice only: a file that cannot be opened is left for the real read to report."""
+    if _WILLNEED is None:
+        return
+    for path in paths:
+        try:
+            fd = os.open(path, _O_FLAGS)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, _WILLNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
 def read_path(path: str | os.PathLike[str], relpath: str, name: FileName | None = None
               ) -> ReadResult:
     """Read and check the file at ``path`` (shown as ``relpath``)."""

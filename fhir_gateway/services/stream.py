@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from mappers.chart import CHART_LEVEL, assemble
 from storage.names import is_valid_patient_id
-from storage.reader import Problem
+from storage.reader import Problem, prefetch
 
 from .listing import DirCache, patient_records
 from .readmap import read_and_map
@@ -55,11 +55,10 @@ def patient_stream(svc: "FacilityService", pid: str, types: set[str] | None = No
             yield [], [StorageSource.reject_problem(f) for f in rejects]
         held: list[dict] = []
         root = str(storage.root)
-        for rkey in sorted(records):
-            cur = StorageSource.current(records[rkey])
-            if cur is None:
-                continue
-            f, version = cur
+        current = [c for c in (StorageSource.current(records[k]) for k in sorted(records))
+                   if c is not None]
+        prefetch([f"{root}/{f.relpath}" for f, _ in current])  # a cold chart: one disk queue
+        for f, version in current:
             resources, problems = read_and_map(f"{root}/{f.relpath}", f.relpath, f.name,
                                                svc.code, version)
             out = []
