@@ -90,10 +90,12 @@ def test_pss_of_serve_stays_within_cache_mb_under_mixed_load(heavy_hospital) -> 
         def follow(s: requests.Session, url: str) -> None:
             while url and not stop.is_set():
                 r = s.get(url, headers=hdr, timeout=120)
-                if r.status_code not in (200, 429):
+                # 429 / 503 with Retry-After: the heavy pool is full (limits.py), try again
+                busy = r.status_code in (429, 503) and r.headers.get("Retry-After")
+                if r.status_code != 200 and not busy:
                     errors.append(f"{url}: {r.status_code}")
                     return
-                if r.status_code == 429:
+                if busy:
                     time.sleep(0.05)
                     continue
                 links = r.json().get("link", [])
