@@ -336,7 +336,7 @@ class Writer:
             if info["bytes"] + size > self.max:
                 self._split(rtype, src)
                 return
-            shutil.copyfileobj(src, fh, 1 << 20)
+            _append(src, fh, info["bytes"], size)
         info["bytes"] += size
         info["count"] += count
 
@@ -373,6 +373,30 @@ class Writer:
             fh.close()
         self._open.clear()
         return self.files
+
+
+def _append(src: BinaryIO, dst: BinaryIO, at: int, size: int) -> None:
+    """``size`` bytes of ``src`` written to ``dst`` at offset ``at`` (its end): in the kernel
+    with ``copy_file_range`` where there is one (no trip through this process's memory: an
+    export appends about 1 GB per 2,000 patients), else by blocks."""
+    copy = getattr(os, "copy_file_range", None)
+    if copy is not None:
+        dst.flush()
+        done = 0
+        try:
+            while done < size:
+                n = copy(src.fileno(), dst.fileno(), size - done, done, at + done)
+                if n <= 0:
+                    break
+                done += n
+        except OSError:  # a file system without it (or across devices on old kernels)
+            pass
+        if done == size:
+            dst.seek(at + size)
+            return
+        src.seek(done)
+        dst.seek(at + done)
+    shutil.copyfileobj(src, dst, 1 << 20)
 
 
 def run_export(svc, pids: list[str], params: dict, out_dir: Path, *, processes: int,
