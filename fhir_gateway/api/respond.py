@@ -66,13 +66,13 @@ def fhir_response(resource: dict, status: int = 200, headers: dict | None = None
     ctx = g._get_current_object()
     media = getattr(ctx, "media_type", formats.JSON)
     body, replaced = formats.render_checked(resource, media, getattr(ctx, "pretty", False))
-    out = [("Vary", VARY)]
+    out = {"Vary": VARY}
     if replaced:  # stored text XML cannot carry: served with U+FFFD, and said so
-        out.append(("Warning", f'199 fhir-gateway "{replaced} character(s) XML 1.0 forbids '
-                               'were replaced by U+FFFD; the JSON form has them escaped"'))
+        out["Warning"] = (f'199 fhir-gateway "{replaced} character(s) XML 1.0 forbids '
+                          'were replaced by U+FFFD; the JSON form has them escaped"')
     if headers:
-        out.extend(headers.items())
-    return FhirResponse(body, status=status, headers=out,
+        out.update(headers)  # the caller's win (one value per name)
+    return FhirResponse(body, status=status, headers=list(out.items()),
                         content_type=_CONTENT_TYPE.get(media) or f"{media}; charset=utf-8")
 
 
