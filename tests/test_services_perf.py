@@ -27,16 +27,25 @@ def _svc(roots: list[Path], tmp_path: Path, **kw):
 
 # --- failover ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("how", ["rename", "emptied"])
-def test_vanished_root_fails_over_at_once(tmp_path: Path, how: str) -> None:
+@pytest.mark.parametrize("how,aged", [("rename", False), ("emptied", False), ("rename", True),
+                                      ("emptied", True)])
+def test_vanished_root_fails_over_at_once(tmp_path: Path, how: str, aged: bool) -> None:
     """Storage.patient_dir answers None (not OSError) when the root is gone: the service must
-    still fail over on the very next call, not answer "not found" until the next probe."""
+    still fail over on the very next call, not answer "not found" until the next probe.
+    ``aged``: files old enough for the Patient read to be remembered (the short path)."""
     east, west = tmp_path / "east", tmp_path / "west"
     clean_tree(east)
     shutil.copytree(east, west)
+    if aged:
+        for root in (east, west):
+            for dirpath, _, files in os.walk(root):
+                for f in files:
+                    os.utime(os.path.join(dirpath, f), (PAST, PAST))
+            _age(root)
     svc = _svc([east, west], tmp_path)
     pid = PATIENTS[0]
     assert svc.read("Patient", pid)["id"] == pid
+    assert (svc.storage._patient_again(pid) is not None) == aged
     assert svc.storage_status(full=False)["active"] == 0
     if how == "rename":
         east.rename(tmp_path / "east-gone")

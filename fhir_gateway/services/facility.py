@@ -66,7 +66,8 @@ class FacilityService:
         self.compartments = CompartmentCache(max_bytes=cache.max_bytes // 4)
         self._index = None
         self._index_factory = index_factory
-        self.storage = StorageSource(self.code, cache, self.dirs, self._with_storage)
+        self.storage = StorageSource(self.code, cache, self.dirs, self._with_storage,
+                                     self.replicas.active)
         self.claims = ClaimSource(facility, cache, self.storage.patient_exists,
                                   Path(data_dir) if data_dir is not None else None)
         self.extended = ExtendedSource(facility, cache)

@@ -38,11 +38,13 @@ class StorageSource:
     types: frozenset[str] | None = None
 
     def __init__(self, code: str, cache: MappedCache, dirs: DirCache,
-                 with_storage: WithStorage) -> None:
+                 with_storage: WithStorage,
+                 active: Callable[[], tuple[Storage, int]] | None = None) -> None:
         self.code = code
         self.cache = cache
         self.dirs = dirs
         self.with_storage = with_storage
+        self.active = active  # the root reads go to now (the facility's failover), if known
         # patient id -> (root, ADT-00 folder, its mtime_ns, current file, version): where the
         # last Patient read found it (see _patient_again); small tuples, no resources
         self._patient_reads: dict[str, tuple[str, str, int, str, int]] = {}
@@ -288,14 +290,16 @@ class StorageSource:
                 if os.stat(folder).st_mtime_ns != mtime:
                     return (None,)
                 st = os.stat(path)
-            except (FileNotFoundError, NotADirectoryError):
+            except OSError:  # gone, or an I/O error: the full path decides (and fails over)
                 return (None,)
             if time.time_ns() - st.st_mtime_ns <= RACY_NS:
                 return (None,)  # just written: the size and mtime may not tell yet
             m = self.cache.get((path, st.st_size, st.st_mtime_ns, version))
             return (self._find(m, "Patient", pid) if m is not None else None,)
 
-        found = self.with_storage(run)[0]
+        # both stats succeeding under the active root is the proof that the root is there, so
+        # with the facility's active() the failover wrapper's own root check is not needed
+        found = (run(self.active()[0]) if self.active is not None else self.with_storage(run))[0]
         if found is None:
             self._patient_reads.pop(pid, None)
         return found
