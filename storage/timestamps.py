@@ -72,8 +72,11 @@ def _parse_digits(text: str) -> HL7Time | None:
     if hour < 24:
         value = datetime(base.year, base.month, base.day, hour, minute, second, micro, tzinfo=JST)
     else:  # 24-47: the next day (night-shift clocks)
-        value = datetime(base.year, base.month, base.day, tzinfo=JST) + timedelta(
-            hours=hour, minutes=minute, seconds=second, microseconds=micro)
+        try:
+            value = datetime(base.year, base.month, base.day, tzinfo=JST) + timedelta(
+                hours=hour, minutes=minute, seconds=second, microseconds=micro)
+        except OverflowError:  # 9999-12-31 hour 24+: past the last representable day
+            return None
     return HL7Time(value, precision)
 
 
@@ -111,10 +114,13 @@ def _parse_general(text: str) -> HL7Time | None:
     if g["h"] is not None and not (hour == minute == second == 0 and not frac.strip("0")):
         precision = "millis" if frac else ("second" if g["s"] is not None else "minute")
     micro = int((frac + "000000")[:6]) if frac else 0
-    value = datetime(base.year, base.month, base.day, tzinfo=tz) + timedelta(
-        hours=hour, minutes=minute, seconds=second, microseconds=micro
-    )
-    return HL7Time(value.astimezone(JST), precision)
+    try:
+        value = datetime(base.year, base.month, base.day, tzinfo=tz) + timedelta(
+            hours=hour, minutes=minute, seconds=second, microseconds=micro
+        )
+        return HL7Time(value.astimezone(JST), precision)
+    except OverflowError:  # past 9999-12-31 (hours 24-47, an offset) or before year 1
+        return None
 
 
 _parse_cached = memo(8192)(_parse)

@@ -1,7 +1,7 @@
 """Lenient HL7 timestamps, always Asia/Tokyo."""
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mappers.fhirtime import datetime_text
@@ -40,6 +40,8 @@ def test_invalid(text) -> None:
     lambda y, mo, d, h, mi, s, f, n: f"{y:04d}{mo:02d}{d:02d}{h:02d}{mi:02d}{s:02d}{f:03d}"[:n],
     st.integers(1, 9999), st.integers(0, 13), st.integers(0, 32), st.integers(0, 48),
     st.integers(0, 60), st.integers(0, 60), st.integers(0, 999), st.sampled_from([8, 12, 14, 17])))
+@example("999912312400")  # hour 24 of the last representable day: None, not OverflowError
+@example("000101010000")
 def test_digit_fast_path_equals_the_general_parser(text):
     """The regex-free path for all-digit times gives exactly what the general parser gives."""
     from storage.timestamps import _parse_digits, _parse_general
@@ -48,3 +50,8 @@ def test_digit_fast_path_equals_the_general_parser(text):
     if fast is not None and general is not None:
         assert fast.value.isoformat() == general.value.isoformat()
         assert fast.value.utcoffset() == general.value.utcoffset()
+
+
+@pytest.mark.parametrize("text", ["999912312400", "99991231235959-0100", "00010101000000+0900"])
+def test_times_past_the_representable_range_are_unparseable_not_errors(text):
+    assert parse_ts(text) is None
