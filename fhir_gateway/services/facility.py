@@ -19,8 +19,8 @@ from fhir_gateway.config import Facility
 from mappers.chart import EXT_CHANGED_BY
 from mappers.extended import parse_extended_id
 from mappers.ids import parse_id
-from storage.layout import Storage
-from storage.names import is_valid_patient_id
+from storage.layout import Record, Storage
+from storage.names import RecordKey, is_valid_patient_id
 from storage.reader import ERROR, Problem
 from storage.replicas import ReplicaSet
 
@@ -258,9 +258,11 @@ class FacilityService:
         from .recent import recent_chart
         return recent_chart(self, patient_id)
 
-    def derived_patient(self, patient_id: str) -> dict | None:
+    def derived_patient(self, patient_id: str,
+                        listed: tuple[Storage, dict[RecordKey, Record]] | None = None
+                        ) -> dict | None:
         """A Patient from the newest readable PID of the folder (see ``StorageSource``)."""
-        return self.storage.derived_patient(patient_id)
+        return self.storage.derived_patient(patient_id, listed)
 
     # -- instance level: the owning source answers -----------------------------------------------
     def read(self, rtype: str, rid: str) -> dict:

@@ -146,12 +146,18 @@ class StorageSource:
 
         return self.with_storage(run)
 
-    def derived_patient(self, patient_id: str) -> dict | None:
+    def derived_patient(self, patient_id: str,
+                        listed: tuple[Storage, dict[RecordKey, Record]] | None = None
+                        ) -> dict | None:
         """A Patient from the newest readable PID of the folder, when it has no usable ADT-00
-        (``fhir_gateway.index.summary.derived_patient``, which the index's stubs use too)."""
+        (``fhir_gateway.index.summary.derived_patient``, which the index's stubs use too).
+        ``listed``: the storage and *all* the patient's records, when the caller has just
+        listed them (the export: not listed twice)."""
         from fhir_gateway.index.summary import derived_patient
         if not is_valid_patient_id(patient_id):  # no folder can be named by it
             return None
+        if listed is not None:
+            return derived_patient(listed[0], patient_id, self.code, listed[1])
 
         def run(storage: Storage) -> dict | None:
             records, _ = patient_records(storage, self.dirs, patient_id)

@@ -21,7 +21,7 @@ from mappers.chart import CHART_LEVEL, assemble
 from storage.names import is_valid_patient_id
 from storage.reader import Problem, prefetch
 
-from .listing import DirCache, patient_records
+from .listing import PlainLister, patient_records
 from .readmap import read_and_map
 from .resource_source import yields
 from .sources import data_types_for
@@ -44,13 +44,16 @@ def patient_stream(svc: "FacilityService", pid: str, types: set[str] | None = No
         return
     dtypes = data_types_for(types)
     has_patient = False
+    all_records = None  # (storage, records) when every data type was listed
     if dtypes != []:
-        dirs = DirCache(max_entries=4096)  # a fresh one: every folder is listed once
+        dirs = PlainLister()  # every folder is listed once: nothing to keep
 
         def listing(storage):
             return storage, patient_records(storage, dirs, pid, dtypes)
 
         storage, (records, rejects) = svc._with_storage(listing)
+        if dtypes is None:
+            all_records = (storage, records)
         if rejects:
             yield [], [StorageSource.reject_problem(f) for f in rejects]
         held: list[dict] = []
@@ -80,6 +83,6 @@ def patient_stream(svc: "FacilityService", pid: str, types: set[str] | None = No
                                          for r in part.resources)
         yield part.resources, part.problems
     if (types is None or "Patient" in types) and not has_patient:
-        derived = svc.derived_patient(pid)
+        derived = svc.derived_patient(pid, all_records)
         if derived is not None:
             yield [derived], []
