@@ -190,12 +190,22 @@ class Storage:
         return seen
 
     def patient_dir(self, patient_id: str) -> Path | None:
+        parts = self._patient_parts(patient_id)
+        return self.root.joinpath(*parts) if parts is not None else None
+
+    def has_patient(self, patient_id: str) -> bool:
+        """Whether the patient has a folder, without building a Path: pathlib interns every
+        part of a path, so asking this of every receipt's person (the receipt Patients) kept
+        each patient id alive, 3.7 MB per worker at 20,000 patients."""
+        return self._patient_parts(patient_id) is not None
+
+    def _patient_parts(self, patient_id: str) -> tuple[str, ...] | None:
         if not is_valid_patient_id(patient_id):
             raise UnsafePath(patient_id)
-        root = str(self.root)
+        root = self._root_str
         for parts in self.candidate_dirs(patient_id):
-            if os.path.isdir(os.path.join(root, *parts)):  # (a Path is built for a hit only)
-                return self.root.joinpath(*parts)
+            if os.path.isdir(os.path.join(root, *parts)):
+                return parts
         return None
 
     def patient_ids(self) -> Iterator[str]:

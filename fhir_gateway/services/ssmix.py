@@ -92,7 +92,7 @@ class StorageSource:
     def patient_exists(self, pid: str) -> bool:
         if not is_valid_patient_id(pid):
             return False
-        return self.with_storage(lambda s: s.patient_dir(pid) is not None)
+        return self.with_storage(lambda s: s.has_patient(pid))
 
     def signature(self, pid: str, types: set[str] | None = None) -> tuple[object, bool]:
         """(root and folder mtimes of the data types ``types`` come from, cacheable); the
