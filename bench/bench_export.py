@@ -3,7 +3,7 @@ mapper benchmark's resources/s measured in the same run.
 
 * baseline: ``bench_mappers.full`` (parse + map + JSON, one process, in memory) over the OMP/OML
   files of the first patients of the same hospital -> resources/s on one core
-* export: ``fhir-gateway serve`` (1 worker, ``[export] processes = 2``), ``GET $export`` with
+* export: ``fhir-gateway serve`` (1 worker, ``[export] processes`` the default: cores + 1, at most 3), ``GET $export`` with
   ``Prefer: respond-async``, polled until the manifest; resources in the manifest / wall time,
   and per CPU-second of the server's processes (worker + the mapping processes it reaped:
   /proc/PID/stat utime+stime+cutime+cstime) — the figure that holds on a shared machine.
@@ -15,7 +15,7 @@ mapper benchmark's resources/s measured in the same run.
 
 Usage::
 
-    .venv/bin/python bench/bench_export.py [--hospital DIR | --patients 2000] [--processes 2]
+    .venv/bin/python bench/bench_export.py [--hospital DIR | --patients 2000] [--processes N]
 
 ``--hospital`` reuses a ``fhir-gateway synth`` output (``ssmix2/``, ``receipts/``,
 ``extended/``); otherwise one is generated once into ``var/bench-export-{N}`` (seed 17, 10
@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hospital")
     ap.add_argument("--patients", type=int, default=2000)
-    ap.add_argument("--processes", type=int, default=2)
+    ap.add_argument("--processes", type=int, default=0,
+                    help="[export] processes (0: the server's default, cores + 1, at most 3)")
     ap.add_argument("--cold", action="store_true",
                     help="do not read the files once before the export (the OS cache may then "
                          "hold only part of the hospital; the export pays the disk)")
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             s = requests.get(status, headers=h)
             if s.status_code != 202:
                 break
-            time.sleep(1.0)  # (each poll costs the server CPU time, which is measured)
+            time.sleep(0.25)  # (each poll costs the server CPU time, which is measured)
         elapsed = time.perf_counter() - t0
         cpu = sum(cpu_seconds(p) for p in tree(proc.pid)) - cpu0
         own = cpu_seconds(proc.pid, slice(11, 13)) - own0
@@ -260,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{warm[1] / 1e6:,.0f} MB in {warm[2]:.1f} s ({warm[3]:.1f} CPU-s)")
         else:
             print("--cold: the files were not read first")
-        print(f"system $export ({args.processes} processes): {n:,} resources in {elapsed:.1f} s "
+        from fhir_gateway.bulk.export import default_processes
+        print(f"system $export ({args.processes or default_processes()} processes): {n:,} resources in {elapsed:.1f} s "
               f"= {rate:,.0f} resources/s ({rate / base_rate:.2f}x the mapper baseline); "
               f"{len(manifest['output'])} files, {errors} error lines")
         print(f"CPU: {cpu:.1f} CPU-seconds in the server's processes = {n / max(cpu, 1e-9):,.0f} "

@@ -184,7 +184,7 @@ class ExportConfig:
     keep_hours: float = 24.0  # files and job deleted this long after completion
     jobs_per_client: int = 2  # queued/running exports one client may have
     concurrent: int = 1  # jobs run at once per server process
-    processes: int = 0  # mapping processes per job (0 = min(2, cores))
+    processes: int = 0  # mapping processes per job (0 = cores + 1, at most 3)
     max_file_mb: float = 256.0  # ndjson files are split at this size
 
 

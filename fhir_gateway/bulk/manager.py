@@ -39,7 +39,7 @@ class Settings:
     keep_hours: float = 24.0
     jobs_per_client: int = 2
     concurrent: int = 1  # job threads per server process
-    processes: int = 0  # mapping processes per job (0 = min(2, cores))
+    processes: int = 0  # mapping processes per job (0 = cores + 1, at most 3)
     max_file_mb: float = 256.0
     poll_seconds: float = 2.0
     dask: str = ""  # [export] dask: map the chunks on this Dask scheduler's workers
