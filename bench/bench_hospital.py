@@ -264,13 +264,19 @@ def only_read(hs: list[Hospital], args) -> int:
                   f"ratio {ratio:.2f}; server CPU per request, ceiling / ours {cpu:.2f} "
                   f"(medians of {args.rounds} alternations)")
     finally:
-        for srv in servers:
-            srv.stop()
-        ceil.terminate()
-        ceil.wait()
+        stop(servers, ceil)
     print(f"# load average at end {os.getloadavg()[0]:.1f}")
     return 0
 
+
+
+def stop(servers, ceil=None) -> None:
+    """Stop the gateway servers and the ceiling app (if any) of a run."""
+    for srv in servers:
+        srv.stop()
+    if ceil is not None:
+        ceil.terminate()
+        ceil.wait()
 
 def only_memory(hs: list[Hospital], args) -> int:
     """``--only memory``: the searches (interleaved) and the PSS under the mixed load, per
@@ -288,8 +294,7 @@ def only_memory(hs: list[Hospital], args) -> int:
                   f"{statistics.median(s['hits']):.0f} matches); mixed load ({args.load_seconds} s, "
                   f"4 clients): PSS peak {peak:.0f} MB, after {after:.0f} MB (RSS peak {rss:.0f} MB)")
     finally:
-        for srv in servers:
-            srv.stop()
+        stop(servers)
     if len(hs) >= 2:
         a, b = found[0], found[-1]
         print(f"kana p50 x{pct(b['kana'], .5) / pct(a['kana'], .5):.2f}, birthdate p50 "
@@ -395,10 +400,7 @@ def main() -> int:
         for h, srv in zip(hs, servers):
             res[h.name]["pss"] = mixed_load_pss(h, srv, args.load_seconds, rng)
     finally:
-        for srv in servers:
-            srv.stop()
-        ceil.terminate()
-        ceil.wait()
+        stop(servers, ceil)
 
     print(f"# load average at end {os.getloadavg()[0]:.1f}")
     for h in hs:
