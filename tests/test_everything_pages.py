@@ -169,3 +169,48 @@ def test_a_search_page_maps_only_its_days(big_chart, tmp_path: Path):
     assert len(mapped) <= 8 and len(svc.care_dates(pid)) > EXACT_DAYS + 30, mapped
     again = svc.patient_search_page("Observation", query, page.next)
     assert not {r["id"] for r in again.resources} & {r["id"] for r in page.resources}
+
+
+@pytest.mark.parametrize("rtype,params", [
+    ("Observation", [("_sort", "-date")]),
+    ("Observation", [("_sort", "date,-_lastUpdated"), ("date", "ge2020-03-01")]),
+    ("Specimen", [("_sort", "-_lastUpdated")]),
+])
+def test_sorted_search_of_a_large_chart_keeps_its_order_not_its_resources(big_chart, tmp_path,
+                                                                         rtype, params):
+    """``_sort`` of one patient's large chart: every page equals the whole compartment sorted
+    by the API (same order, exact total), and once the chart's sort keys are known a page maps
+    only the days its resources are on."""
+    h, pid = big_chart
+    from conformance import registry
+    from fhir_gateway.api.providers import ResourceProvider
+    svc = Gateway(from_args([str(h.root)], FAC, data_dir=str(tmp_path))).facility(FAC)
+    prov = ResourceProvider(registry().get(rtype))
+    query = registry().parse(rtype, [("patient", pid)] + params + [("_count", "23")])
+    whole = [r["id"] for r in prov.sort(svc.search(rtype, query).matches, query)]
+    assert len(whole) > 60
+    got: list[str] = []
+    for offset in range(0, len(whole) + 23, 23):
+        lazy = prov.lazy_page(svc, query, offset)
+        assert lazy is not None, "a large chart's sorted search must not map the compartment"
+        page, total, _ = lazy
+        assert total == len(whole)
+        got += [r["id"] for r in page]
+    assert got == whole
+    svc.cache._data.clear()
+    page, _, _ = prov.lazy_page(svc, query, 46)
+    mapped = {Path(k[0]).parts[-3] for k in svc.cache._data}
+    assert len(mapped) <= 23 and len(svc.care_dates(pid)) > EXACT_DAYS + 30, mapped
+    # a small chart keeps the compartment path
+    small = registry().parse(rtype, [("patient", h.patients[1])] + params)
+    assert prov.lazy_page(svc, small, 0) is None
+
+
+def test_sorted_search_of_a_large_chart_over_http(big_chart, server_factory):
+    h, pid = big_chart
+    srv = server_factory(["--config", str(h.config)], token=make_token(h.data_dir))
+    got, bundles = _walk(srv, f"{srv.base}/Observation?patient={pid}&_sort=-date&_count=40")
+    assert bundles[0]["total"] == len(got) > 80 and len(bundles) > 2
+    assert "last" in {lk["relation"] for lk in bundles[0]["link"]}
+    dates = [r.get("effectiveDateTime", "") for r in got]
+    assert dates == sorted(dates, reverse=True)

@@ -72,32 +72,50 @@ class ResourceProvider:
         return svc.patient_search_page(self.type, query, pos)
 
     def lazy_page(self, svc: FacilityService, query: Query, offset: int):
-        """(page, total, problems) from an index that maps only the page, or None (full search).
-        Claims: the receipt index."""
-        return svc.claim_page(query, offset) if self.type == "Claim" else None
+        """(page, total, problems) mapping only the page, or None (full search).  Claims: the
+        receipt index; a ``_sort`` of one patient's large chart: the chart's sort keys, kept
+        between pages (:meth:`FacilityService.sorted_patient_page`)."""
+        if self.type == "Claim":
+            return svc.claim_page(query, offset)
+        if query.sort:
+            return svc.sorted_patient_page(self.type, query, offset,
+                                           lambda r: self.sort_key(r, query),
+                                           lambda keys: self.sort_order(keys, query))
+        return None
 
     def find(self, svc: FacilityService, query: Query):
         return svc.search(self.type, query)
 
     def sort(self, resources: list[dict], query: Query) -> list[dict]:
-        out = sorted(resources, key=lambda r: (r.get("resourceType", ""), r.get("id", "")))
-        for key, desc in reversed(query.sort):
-            if key == "jp-kana-sort":
-                param = self.rdef.params.get("jp-kana-sort")
-            else:
-                param = registry().sort_param(self.rdef, key)
+        keys = [self.sort_key(r, query) for r in resources]
+        return [resources[i] for i in self.sort_order(keys, query)]
+
+    def sort_key(self, r: dict, query: Query) -> tuple:
+        """What the order of ``r`` depends on: (type, id, one value per ``_sort`` key — None
+        when the resource has none; a kana key is never None)."""
+        vals: list = []
+        for key, _ in query.sort:
             if key == "jp-kana-sort":
                 from storage.text import search_key
+                param = self.rdef.params.get("jp-kana-sort")
+                found = match.values(r, param) if param else []
+                vals.append(search_key(str(found[0])) if found else "\uffff")
+            else:
+                vals.append(match.sort_value(r, registry().sort_param(self.rdef, key)))
+        return (r.get("resourceType", ""), r.get("id", ""), *vals)
 
-                def k(r, p=param):
-                    vals = match.values(r, p) if p else []
-                    return search_key(str(vals[0])) if vals else "\uffff"
-                out.sort(key=k, reverse=desc)
+    def sort_order(self, keys: list[tuple], query: Query) -> list[int]:
+        """Positions of ``keys`` (:meth:`sort_key`) in search order: by type and id, then each
+        ``_sort`` key from the last to the first (stable), resources without a value last."""
+        out = sorted(range(len(keys)), key=lambda i: (keys[i][0], keys[i][1]))
+        for n in reversed(range(len(query.sort))):
+            col, desc = 2 + n, query.sort[n][1]
+            if query.sort[n][0] == "jp-kana-sort":
+                out.sort(key=lambda i: keys[i][col], reverse=desc)
                 continue
-            keyed = [(v, r) for r in out if (v := match.sort_value(r, param)) is not None]
-            missing = [r for r in out if match.sort_value(r, param) is None]
-            keyed.sort(key=lambda vr: vr[0], reverse=desc)
-            out = [r for _, r in keyed] + missing  # resources without the value go last either way
+            keyed = [i for i in out if keys[i][col] is not None]
+            keyed.sort(key=lambda i: keys[i][col], reverse=desc)
+            out = keyed + [i for i in out if keys[i][col] is None]  # without a value: last
         return out
 
     def includes(self, svc: FacilityService, page: list[dict], query: Query):

@@ -18,9 +18,12 @@ Coverages) — one day is mapped without looking at any other.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from mappers.chart import CHART_LEVEL
 from storage.names import NO_DATE, is_valid_patient_id
@@ -38,6 +41,8 @@ if TYPE_CHECKING:
     from .facility import FacilityService
 
 EXACT_DAYS = 150  # above this many days a chart is paged by position (no total)
+SORT_ORDERS_KEPT = 8  # sort orders of large charts kept per process (a few MB at most)
+SORT_ORDER_SECONDS = 60.0  # and for how long (receipts and memos are not in the signature)
 
 
 @dataclass
@@ -276,3 +281,106 @@ def _ordered(resources, when, start: str | None, end: str | None, since: str | N
         keep.append(((rt != "Patient", rt, -(w[0] if w else 0.0), r.get("id", "")), r, w))
     keep.sort(key=lambda k: k[0])
     return tuple(k[1] for k in keep), tuple(k[2] for k in keep), tuple(k[0] for k in keep)
+
+
+# -- a one-patient search with _sort, of a large chart ---------------------------------------------
+Placed = tuple[str, int, str]  # (day, position among the day's matches, id)
+
+
+class SortOrders:
+    """Recent sort orders of one-patient ``_sort`` searches of large charts: per (patient, type,
+    criteria, sort) every match as :data:`Placed`, in search order, with the chart's problems —
+    small tuples, never resources.  Valid while the chart's signature (folder mtimes) is the one
+    it was built with, and for :data:`SORT_ORDER_SECONDS` at most."""
+
+    def __init__(self, kept: int = SORT_ORDERS_KEPT) -> None:
+        self.kept = kept
+        self._data: OrderedDict[tuple, tuple[Any, float, tuple]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, sig: object) -> tuple[list[Placed], list[Problem]] | None:
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is None or hit[0] != sig or time.monotonic() - hit[1] > SORT_ORDER_SECONDS:
+                return None
+            self._data.move_to_end(key)
+            return hit[2]
+
+    def put(self, key: tuple, sig: object, value: tuple[list[Placed], list[Problem]]) -> None:
+        with self._lock:
+            self._data[key] = (sig, time.monotonic(), value)
+            self._data.move_to_end(key)
+            while len(self._data) > self.kept:
+                self._data.popitem(last=False)
+
+
+def sorted_page(svc: "FacilityService", pid: str, rtype: str, query, keep: Callable[[dict], bool],
+                key_of: Callable[[dict], tuple], order: Callable[[list[tuple]], list[int]],
+                offset: int) -> Page | None:
+    """One page of a one-patient search of ``rtype`` with ``_sort`` (``key_of``/``order``: the
+    API's sort, ``keep``: the criteria) with an exact total, or None for a chart of at most
+    :data:`EXACT_DAYS` days (the caller sorts the compartment) and for
+    :data:`mappers.chart.CHART_LEVEL` types.  The first page walks the chart day by day
+    keeping only each match's sort key and place; the order is kept (:class:`SortOrders`), and
+    every page maps only the days its resources are on — memory is the page's days and the
+    chart's keys, never the chart's resources."""
+    if rtype in CHART_LEVEL:
+        return None
+    key = (pid, rtype, tuple((c.param.name, c.modifier, tuple(c.values)) for c in query.criteria),
+           tuple(query.sort))
+
+    def run(storage) -> Page | None:
+        chart = Chart(svc, storage, pid, {rtype}, None, None, None, keep)
+        if len(chart.days) <= EXACT_DAYS:
+            return None
+        sig, cacheable = _chart_signature(svc, pid, rtype)
+        built = svc.sort_orders.get(key, sig) if cacheable else None
+        page = _pick(chart, built[0][offset: offset + query.count]) if built else None
+        if built is None or page is None:  # none kept, or the chart changed under it
+            built = _sort_keys(chart, key_of, order)
+            if cacheable:
+                svc.sort_orders.put(key, sig, built)
+            page = _pick(chart, built[0][offset: offset + query.count]) or []
+        placed, problems = built
+        return Page(page, len(placed), None, problems if offset == 0 else [])
+
+    return svc._with_storage(run)
+
+
+def _chart_signature(svc: "FacilityService", pid: str, rtype: str) -> tuple[object, bool]:
+    """(folder mtimes of the patient's SS-MIX2 and extended storage, trustworthy)."""
+    sig, ok = svc.storage.signature(pid, {rtype})
+    if not svc.extended:
+        return sig, ok
+    esig, eok = svc.extended.signature(pid, {rtype})
+    return (sig, esig), ok and eok
+
+
+def _sort_keys(chart: Chart, key_of: Callable[[dict], tuple],
+               order: Callable[[list[tuple]], list[int]]) -> tuple[list[Placed], list[Problem]]:
+    """Every match of the chart as :data:`Placed`, in search order (one day mapped at a time)."""
+    keys: list[tuple] = []
+    places: list[Placed] = []
+    problems = list(chart.extra_problems)
+    for d in chart.days:
+        rs, probs = chart.day(d)
+        problems.extend(probs)
+        for j, r in enumerate(rs):
+            keys.append(key_of(r))
+            places.append((d, j, r.get("id", "")))
+    return [places[i] for i in order(keys)], problems
+
+
+def _pick(chart: Chart, want: list[Placed]) -> list[dict] | None:
+    """The resources at ``want``, mapping only their days; None when one is not where the order
+    says (the chart changed since the order was built)."""
+    days: dict[str, tuple] = {}
+    out = []
+    for d, j, rid in want:
+        if d not in days:
+            days[d] = chart.day(d)[0]
+        rs = days[d]
+        if j >= len(rs) or rs[j].get("id", "") != rid:
+            return None
+        out.append(rs[j])
+    return out

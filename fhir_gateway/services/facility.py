@@ -64,6 +64,8 @@ class FacilityService:
         # the other caches take a share of the mapped-file budget (docs/performance.md "Memory")
         self.dirs = DirCache(max_bytes=max(2 << 20, cache.max_bytes // 8))
         self.compartments = CompartmentCache(max_bytes=cache.max_bytes // 4)
+        from .everything import SortOrders
+        self.sort_orders = SortOrders()  # sorted one-patient searches of large charts
         self._index = None
         self._index_factory = index_factory
         self.storage = StorageSource(self.code, cache, self.dirs, self._with_storage,
@@ -344,6 +346,29 @@ class FacilityService:
         return everything.search_page(self, pids[0], rtype,
                                       lambda r: match.matches_all(r, query.criteria),
                                       query.count, pos)
+
+    def sorted_patient_page(self, rtype: str, query: Query, offset: int,
+                            key_of: Callable[[dict], tuple],
+                            order: Callable[[list[tuple]], list[int]]
+                            ) -> tuple[list[dict], int, list[Problem]] | None:
+        """One page of a ``_sort`` search of one patient's large chart (more than
+        :data:`.everything.EXACT_DAYS` days), mapping only the days the page shows once the
+        chart's sort keys are known (:func:`.everything.sorted_page`): (page, total, problems),
+        or None and the caller sorts the whole compartment of the type (a small chart, several
+        patients, ``_id``, a chart-level type, receipts)."""
+        from . import everything
+        pids = _patients_of(query)
+        if (pids is None or len(pids) != 1 or not is_valid_patient_id(pids[0])
+                or not query.sort or query.params("_id") or query.count <= 0
+                or rtype in ("Patient", "Claim", "Coverage")
+                or not self.storage.patient_exists(pids[0])):
+            return None
+        page = everything.sorted_page(self, pids[0], rtype, query,
+                                      lambda r: match.matches_all(r, query.criteria),
+                                      key_of, order, offset)
+        if page is None:
+            return None
+        return page.resources, page.total or 0, page.problems
 
     def claim_page(self, query: Query, offset: int) -> tuple[list[dict], int, list[Problem]] | None:
         """One page of ``GET Claim`` without a patient, mapping only the receipts it shows:
