@@ -214,3 +214,20 @@ def test_sorted_search_of_a_large_chart_over_http(big_chart, server_factory):
     assert "last" in {lk["relation"] for lk in bundles[0]["link"]}
     dates = [r.get("effectiveDateTime", "") for r in got]
     assert dates == sorted(dates, reverse=True)
+
+
+def test_sort_orders_are_bounded_and_follow_the_chart():
+    """Kept sort orders: by count and by matches held; a changed signature is not used."""
+    from fhir_gateway.services.everything import SortOrders
+    orders = SortOrders(kept=3, places=100)
+    value = lambda n: ([("20200101", i, f"o{i}") for i in range(n)], [])  # noqa: E731
+    orders.put(("a",), "sig", value(40))
+    assert orders.get(("a",), "sig") == value(40) and orders.get(("a",), "other") is None
+    orders.put(("b",), "sig", value(40))
+    orders.put(("c",), "sig", value(40))  # 120 matches > 100: the oldest goes
+    assert orders.get(("a",), "sig") is None and orders.get(("c",), "sig") is not None
+    orders.put(("d",), "sig", value(101))  # larger than the whole bound: not kept
+    assert orders.get(("d",), "sig") is None and orders.get(("b",), "sig") is not None
+    for k in "efg":
+        orders.put((k,), "sig", value(1))
+    assert orders.get(("b",), "sig") is None  # at most 3 orders

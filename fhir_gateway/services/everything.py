@@ -41,7 +41,8 @@ if TYPE_CHECKING:
     from .facility import FacilityService
 
 EXACT_DAYS = 150  # above this many days a chart is paged by position (no total)
-SORT_ORDERS_KEPT = 8  # sort orders of large charts kept per process (a few MB at most)
+SORT_ORDERS_KEPT = 8  # sort orders of large charts kept per process
+SORT_PLACES_KEPT = 50_000  # and matches in them all (~180 bytes each: ~9 MB per process)
 SORT_ORDER_SECONDS = 60.0  # and for how long (receipts and memos are not in the signature)
 
 
@@ -290,12 +291,14 @@ Placed = tuple[str, int, str]  # (day, position among the day's matches, id)
 class SortOrders:
     """Recent sort orders of one-patient ``_sort`` searches of large charts: per (patient, type,
     criteria, sort) every match as :data:`Placed`, in search order, with the chart's problems —
-    small tuples, never resources.  Valid while the chart's signature (folder mtimes) is the one
-    it was built with, and for :data:`SORT_ORDER_SECONDS` at most."""
+    small tuples, never resources; at most :data:`SORT_ORDERS_KEPT` orders and
+    :data:`SORT_PLACES_KEPT` matches in all.  Valid while the chart's signature (folder mtimes)
+    is the one it was built with, and for :data:`SORT_ORDER_SECONDS` at most."""
 
-    def __init__(self, kept: int = SORT_ORDERS_KEPT) -> None:
-        self.kept = kept
+    def __init__(self, kept: int = SORT_ORDERS_KEPT, places: int = SORT_PLACES_KEPT) -> None:
+        self.kept, self.max_places = kept, places
         self._data: OrderedDict[tuple, tuple[Any, float, tuple]] = OrderedDict()
+        self._places = 0  # matches held by all the kept orders
         self._lock = threading.Lock()
 
     def get(self, key: tuple, sig: object) -> tuple[list[Placed], list[Problem]] | None:
@@ -307,11 +310,19 @@ class SortOrders:
             return hit[2]
 
     def put(self, key: tuple, sig: object, value: tuple[list[Placed], list[Problem]]) -> None:
+        """Keep ``value`` (an order larger than the whole bound is not kept: every page of
+        that search walks the chart again, its memory still bounded by a day)."""
+        if len(value[0]) > self.max_places:
+            return
         with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self._places -= len(old[2][0])
             self._data[key] = (sig, time.monotonic(), value)
-            self._data.move_to_end(key)
-            while len(self._data) > self.kept:
-                self._data.popitem(last=False)
+            self._places += len(value[0])
+            while len(self._data) > self.kept or self._places > self.max_places:
+                _, (_, _, gone) = self._data.popitem(last=False)
+                self._places -= len(gone[0])
 
 
 def sorted_page(svc: "FacilityService", pid: str, rtype: str, query, keep: Callable[[dict], bool],
