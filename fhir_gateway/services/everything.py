@@ -340,6 +340,9 @@ def sorted_page(svc: "FacilityService", pid: str, rtype: str, query, keep: Calla
     key = (pid, rtype, tuple((c.param.name, c.modifier, tuple(c.values)) for c in query.criteria),
            tuple(query.sort))
 
+    if len(svc.care_dates(pid)) <= EXACT_DAYS:  # (one listing: a small chart sorts whole)
+        return None
+
     def run(storage) -> Page | None:
         chart = Chart(svc, storage, pid, {rtype}, None, None, None, keep)
         if len(chart.days) <= EXACT_DAYS:
