@@ -59,25 +59,9 @@ def _parse_digits(text: str) -> HL7Time | None:
     except ValueError:
         return None
     if n == 8:
-        return HL7Time(datetime(base.year, base.month, base.day, tzinfo=JST), "day")
-    hour, minute = int(text[8:10]), int(text[10:12])
-    second = int(text[12:14]) if n >= 14 else 0
-    frac = text[14:]
-    if hour > 47 or minute > 59 or second > 59:
-        return None
-    precision = "day"
-    if not (hour == minute == second == 0 and not frac.strip("0")):
-        precision = "millis" if frac else ("second" if n >= 14 else "minute")
-    micro = int(frac) * 1000 if frac else 0
-    if hour < 24:
-        value = datetime(base.year, base.month, base.day, hour, minute, second, micro, tzinfo=JST)
-    else:  # 24-47: the next day (night-shift clocks)
-        try:
-            value = datetime(base.year, base.month, base.day, tzinfo=JST) + timedelta(
-                hours=hour, minutes=minute, seconds=second, microseconds=micro)
-        except OverflowError:  # 9999-12-31 hour 24+: past the last representable day
-            return None
-    return HL7Time(value, precision)
+        return _at(base, "day", None, 0, None, "", JST)
+    return _at(base, "day", int(text[8:10]), int(text[10:12]),
+               int(text[12:14]) if n >= 14 else None, text[14:], JST)
 
 
 def _parse_general(text: str) -> HL7Time | None:
@@ -105,20 +89,28 @@ def _parse_general(text: str) -> HL7Time | None:
     if g["tz"]:
         sign = 1 if g["tz"][0] == "+" else -1
         tz = timezone(sign * timedelta(hours=int(g["tz"][1:3]), minutes=int(g["tz"][3:5])))
-    hour = int(g["h"] or 0)
-    minute = int(g["mi"] or 0)
-    second = int(g["s"] or 0)
-    frac = g["f"] or ""
-    if hour > 47 or minute > 59 or second > 59:
+    return _at(base, precision, int(g["h"]) if g["h"] is not None else None, int(g["mi"] or 0),
+               int(g["s"]) if g["s"] is not None else None, g["f"] or "", tz)
+
+
+def _at(base: date, precision: str, hour: int | None, minute: int, second: int | None,
+        frac: str, tz: timezone) -> HL7Time | None:
+    """``base`` at ``hour``:``minute``:``second``.``frac`` in ``tz`` (``hour`` None: the date
+    alone, with the ``precision`` its text had), as a Tokyo time; None out of range.  Hours
+    24-47 are the next day (night-shift clocks); an all-zero time means the date alone."""
+    h, s = hour or 0, second or 0
+    if h > 47 or minute > 59 or s > 59:
         return None
-    if g["h"] is not None and not (hour == minute == second == 0 and not frac.strip("0")):
-        precision = "millis" if frac else ("second" if g["s"] is not None else "minute")
+    if hour is not None and not (h == minute == s == 0 and not frac.strip("0")):
+        precision = "millis" if frac else ("second" if second is not None else "minute")
     micro = int((frac + "000000")[:6]) if frac else 0
     try:
-        value = datetime(base.year, base.month, base.day, tzinfo=tz) + timedelta(
-            hours=hour, minutes=minute, seconds=second, microseconds=micro
-        )
-        return HL7Time(value.astimezone(JST), precision)
+        if h < 24:
+            value = datetime(base.year, base.month, base.day, h, minute, s, micro, tzinfo=tz)
+        else:
+            value = datetime(base.year, base.month, base.day, tzinfo=tz) + timedelta(
+                hours=h, minutes=minute, seconds=s, microseconds=micro)
+        return HL7Time(value if tz is JST else value.astimezone(JST), precision)
     except OverflowError:  # past 9999-12-31 (hours 24-47, an offset) or before year 1
         return None
 
