@@ -26,13 +26,11 @@ def datetime_text(t: HL7Time) -> str:
 
 
 def date_text(t: HL7Time) -> str:
-    """FHIR date (no time), for elements such as Patient.birthDate."""
-    v = t.value
-    if t.precision == "year":
-        return f"{v.year:04d}"
-    if t.precision == "month":
-        return f"{v.year:04d}-{v.month:02d}"
-    return v.date().isoformat()
+    """FHIR date (no time), for elements such as Patient.birthDate: a year or month as
+    written, else the day."""
+    if t.precision in ("year", "month"):
+        return datetime_text(t)
+    return t.value.date().isoformat()
 
 
 def instant_text(t: HL7Time) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..memo import memo
+
 EOF = b"\x1a"
 
 HEADER_TYPES = ("IR", "UK", "YK")
@@ -159,21 +161,11 @@ KNOWN_TYPES = frozenset(LAYOUTS) | {
 }
 
 
+@memo(4096)
 def layout_for(record: str, count: int, variant: str = "medical") -> Layout | None:
     """The layout of a ``record`` of ``count`` fields in a file of ``variant`` (see
     :func:`_choose`); remembered, since every record of a file asks."""
-    key = (record, count, variant)
-    try:
-        return _CHOSEN[key]
-    except KeyError:
-        pass
-    lay = _choose(record, count, variant)
-    if len(_CHOSEN) < 4096:  # record ids and counts come from files: bounded all the same
-        _CHOSEN[key] = lay
-    return lay
-
-
-_CHOSEN: dict[tuple[str, int, str], Layout | None] = {}
+    return _choose(record, count, variant)
 
 
 def _choose(record: str, count: int, variant: str) -> Layout | None:
