@@ -15,10 +15,8 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
 from itertools import chain
 from pathlib import Path
-from typing import Protocol
 
 from storage.layout import Record, Storage, StoredFile, classify, group_records, list_folder
 from storage.names import RecordKey
@@ -108,34 +106,7 @@ class DirCache:
         return out
 
 
-class Lister(Protocol):
-    """What :func:`patient_records` needs of a listing source: a cache (:class:`DirCache`) or
-    the folders themselves (:class:`PlainLister`)."""
-
-    def list(self, path: str) -> tuple[Sequence[str], Sequence[str]]: ...
-
-    def classified(self, path: str, rel: str, pid: str, date: str, dtype: str
-                   ) -> Sequence[StoredFile]: ...
-
-
-class PlainLister:
-    """Listings read from the folders every time, nothing kept: for work that lists every
-    folder once (the bulk export), where a cache's bookkeeping (a stat, locks, a size
-    estimate per listing) cost a third of the export's time outside the mappers."""
-
-    @staticmethod
-    def list(path: str) -> tuple[Sequence[str], Sequence[str]]:
-        try:
-            return list_folder(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return (), ()
-
-    def classified(self, path: str, rel: str, pid: str, date: str, dtype: str
-                   ) -> Sequence[StoredFile]:
-        return [classify(f"{rel}/{n}", pid, date, dtype, n) for n in self.list(path)[1]]
-
-
-def patient_records(storage: Storage, dirs: Lister, pid: str,
+def patient_records(storage: Storage, dirs: DirCache, pid: str,
                     data_types: list[str] | None = None, dates: list[str] | None = None
                     ) -> tuple[dict[RecordKey, Record], list[StoredFile]]:
     """Like :meth:`Storage.records`, through the listing cache."""
@@ -148,7 +119,7 @@ def patient_records(storage: Storage, dirs: Lister, pid: str,
         os.path.relpath(pstr, root).replace(os.sep, "/")
     wanted = set(data_types) if data_types is not None else None
     date_list = dates if dates is not None else list(dirs.list(pstr)[0])
-    folders: list[Sequence[StoredFile]] = []
+    folders: list[tuple[StoredFile, ...]] = []
     for date in date_list:
         dpath = f"{pstr}/{date}"
         for dtype in dirs.list(dpath)[0]:

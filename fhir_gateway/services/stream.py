@@ -21,7 +21,7 @@ from mappers.chart import CHART_LEVEL, assemble
 from storage.names import is_valid_patient_id
 from storage.reader import Problem, prefetch
 
-from .listing import PlainLister, patient_records
+from .listing import DirCache, patient_records
 from .readmap import read_and_map
 from .resource_source import yields
 from .sources import data_types_for
@@ -46,7 +46,7 @@ def patient_stream(svc: "FacilityService", pid: str, types: set[str] | None = No
     has_patient = False
     all_records = None  # (storage, records) when every data type was listed
     if dtypes != []:
-        dirs = PlainLister()  # every folder is listed once: nothing to keep
+        dirs = DirCache(max_entries=4096)  # a fresh one: every folder is listed once
 
         def listing(storage):
             return storage, patient_records(storage, dirs, pid, dtypes)
