@@ -5,6 +5,7 @@ service calls and a Bundle.  Types differ only by their registry entry; Patient 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 from conformance import Criterion, Query, QueryError, ResourceDef, registry
@@ -78,8 +79,7 @@ class ResourceProvider:
         if self.type == "Claim":
             return svc.claim_page(query, offset)
         if query.sort:
-            return svc.sorted_patient_page(self.type, query, offset,
-                                           lambda r: self.sort_key(r, query),
+            return svc.sorted_patient_page(self.type, query, offset, self.sort_key(query),
                                            lambda keys: self.sort_order(keys, query))
         return None
 
@@ -87,22 +87,31 @@ class ResourceProvider:
         return svc.search(self.type, query)
 
     def sort(self, resources: list[dict], query: Query) -> list[dict]:
-        keys = [self.sort_key(r, query) for r in resources]
+        key_of = self.sort_key(query)
+        keys = [key_of(r) for r in resources]
         return [resources[i] for i in self.sort_order(keys, query)]
 
-    def sort_key(self, r: dict, query: Query) -> tuple:
-        """What the order of ``r`` depends on: (type, id, one value per ``_sort`` key — None
-        when the resource has none; a kana key is never None)."""
-        vals: list = []
-        for key, _ in query.sort:
-            if key == "jp-kana-sort":
-                from storage.text import search_key
-                param = self.rdef.params.get("jp-kana-sort")
-                found = match.values(r, param) if param else []
-                vals.append(search_key(str(found[0])) if found else "\uffff")
-            else:
-                vals.append(match.sort_value(r, registry().sort_param(self.rdef, key)))
-        return (r.get("resourceType", ""), r.get("id", ""), *vals)
+    def sort_key(self, query: Query) -> Callable[[dict], tuple]:
+        """What the order of a resource depends on: (type, id, one value per ``_sort`` key —
+        None when the resource has none; a kana key is never None).  The ``_sort`` keys'
+        parameters are looked up once, not per resource."""
+        from storage.text import search_key
+        kana = self.rdef.params.get("jp-kana-sort")
+        params = [None if key == "jp-kana-sort" else registry().sort_param(self.rdef, key)
+                  for key, _ in query.sort]
+        kinds = [key == "jp-kana-sort" for key, _ in query.sort]
+
+        def key_of(r: dict) -> tuple:
+            vals: list = []
+            for is_kana, param in zip(kinds, params):
+                if is_kana:
+                    found = match.values(r, kana) if kana else []
+                    vals.append(search_key(str(found[0])) if found else "\uffff")
+                else:
+                    vals.append(match.sort_value(r, param))
+            return (r.get("resourceType", ""), r.get("id", ""), *vals)
+
+        return key_of
 
     def sort_order(self, keys: list[tuple], query: Query) -> list[int]:
         """Positions of ``keys`` (:meth:`sort_key`) in search order: by type and id, then each
