@@ -114,9 +114,6 @@ class MasterStore:
                 self._stamp = stamp
             return self._names
 
-    def name(self, kind: str, code: str) -> str | None:
-        return self._load().get((kind, code))
-
     def table(self) -> "Names":
         """The (kind, code) -> name table as of now (re-read when the file changed)."""
         return self._load()
