@@ -337,13 +337,12 @@ class FacilityService:
         (:func:`.everything.search_page`: a large chart, no ``_sort``, no total asked), else
         None and the caller runs :meth:`search` (the whole compartment of the type)."""
         from . import everything
-        pids = _patients_of(query)
-        if (pids is None or len(pids) != 1 or not is_valid_patient_id(pids[0]) or query.sort
-                or query.params("_id")
-                or query.summary == "count" or query.count <= 0 or rtype == "Patient"
-                or not self.storage.patient_exists(pids[0])):
+        if query.sort or query.summary == "count":
             return None
-        return everything.search_page(self, pids[0], rtype,
+        pid = self._one_chart(rtype, query)
+        if pid is None:
+            return None
+        return everything.search_page(self, pid, rtype,
                                       lambda r: match.matches_all(r, query.criteria),
                                       query.count, pos)
 
@@ -357,18 +356,27 @@ class FacilityService:
         or None and the caller sorts the whole compartment of the type (a small chart, several
         patients, ``_id``, a chart-level type, receipts)."""
         from . import everything
-        pids = _patients_of(query)
-        if (pids is None or len(pids) != 1 or not is_valid_patient_id(pids[0])
-                or not query.sort or query.params("_id") or query.count <= 0
-                or rtype in ("Patient", "Claim", "Coverage")
-                or not self.storage.patient_exists(pids[0])):
+        if not query.sort or rtype in ("Claim", "Coverage"):
             return None
-        page = everything.sorted_page(self, pids[0], rtype, query,
+        pid = self._one_chart(rtype, query)
+        if pid is None:
+            return None
+        page = everything.sorted_page(self, pid, rtype, query,
                                       lambda r: match.matches_all(r, query.criteria),
                                       key_of, order, offset)
         if page is None:
             return None
         return page.resources, page.total or 0, page.problems
+
+    def _one_chart(self, rtype: str, query: Query) -> str | None:
+        """The patient whose SS-MIX2 chart a search of ``rtype`` pages through (one patient
+        with a folder, no ``_id``, a page asked for, not Patient itself), or None."""
+        pids = _patients_of(query)
+        if (pids is None or len(pids) != 1 or not is_valid_patient_id(pids[0])
+                or query.params("_id") or query.count <= 0 or rtype == "Patient"
+                or not self.storage.patient_exists(pids[0])):
+            return None
+        return pids[0]
 
     def claim_page(self, query: Query, offset: int) -> tuple[list[dict], int, list[Problem]] | None:
         """One page of ``GET Claim`` without a patient, mapping only the receipts it shows:
