@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from storage.memo import memo
+
 UNKNOWN = "名称マスター未登録"
 DB_NAME = "masters.sqlite3"
 # kind -> (code column, name column, kana column, unit column or None)
@@ -179,8 +181,14 @@ def import_dir(folder: Path, data_dir: Path) -> ImportResult:
 Names = dict[tuple[str, str], str]  # (kind, code) -> name
 
 
-def _kind_of(system: str) -> str | None:
-    return SYSTEM_KIND.get(str(system or "").rsplit("/", 1)[-1])
+def _kind_of(system: object) -> str | None:
+    return _system_kind(str(system or ""))
+
+
+@memo(256)
+def _system_kind(system: str) -> str | None:
+    """The master kind of a coding system (a handful of systems, asked for every coding)."""
+    return SYSTEM_KIND.get(system.rsplit("/", 1)[-1])
 
 
 def _name_coding(coding: dict, table: Names) -> str | None:
@@ -201,9 +209,19 @@ def _name_item(it: dict, table: Names) -> None:
     """A billed item: display on every known coding, text = the first name (or 未登録 + code)."""
     pos = it.get("productOrService") or {}
     codings = pos.get("coding") or []
-    names = [n for n in (_name_coding(c, table) for c in codings) if n]
+    first = _name_codings(codings, table)
     if not pos.get("text"):
-        pos["text"] = names[0] if names else f"{UNKNOWN} ({_first_code(codings)})"
+        pos["text"] = first or f"{UNKNOWN} ({_first_code(codings)})"
+
+
+def _name_codings(codings: list[dict], table: Names) -> str | None:
+    """Name every coding (:func:`_name_coding`); the first name found, if any."""
+    first = None
+    for c in codings:
+        name = _name_coding(c, table)
+        if name and first is None:
+            first = name
+    return first
 
 
 def _modifiers(d: dict, table: Names) -> list[tuple[str, str]]:
@@ -221,10 +239,10 @@ def _name_diagnosis(d: dict, table: Names) -> None:
     """A diagnosis: display on known codings, text = modifiers + disease name (or 未登録 + code)."""
     cc = d.get("diagnosisCodeableConcept") or {}
     codings = cc.get("coding") or []
-    names = [n for n in (_name_coding(c, table) for c in codings) if n]
+    first = _name_codings(codings, table)
     mods = _modifiers(d, table)
     if not cc.get("text") and codings:
-        base = names[0] if names else f"{UNKNOWN} ({_first_code(codings)})"
+        base = first or f"{UNKNOWN} ({_first_code(codings)})"
         cc["text"] = _with_modifiers(base, mods)
 
 
@@ -232,7 +250,11 @@ def apply_names(resources: list[dict], store: MasterStore) -> list[dict]:
     """Give Claim item, diagnosis and modifier codings their master names (in place); a code the
     masters do not know gets the text 「名称マスター未登録 (code)」 so it is never a bare number.
     The table is looked up once per call (one stat of the master file), not once per coding."""
-    table = store.table()
+    return name_resources(resources, store.table())
+
+
+def name_resources(resources: list[dict], table: Names) -> list[dict]:
+    """:func:`apply_names` with the table already looked up (once for many receipts)."""
     for r in resources:
         if r.get("resourceType") != "Claim":
             continue

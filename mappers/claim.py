@@ -20,9 +20,10 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Callable
 
+from storage.memo import memo
 from storage.reader import KIND_MAPPING, Problem
-from storage.uke import Item, Receipt, UkeFile, UkeRecord, facility_code, match_patient, \
-    parse_uke_date, read_uke_file, uke_month
+from storage.uke import Item, Layout, Receipt, UkeFile, UkeRecord, facility_code, \
+    match_patient, parse_uke_date, read_uke_file, uke_month
 
 from .jsontypes import Json
 from . import terminology as term
@@ -42,6 +43,7 @@ class ClaimContext:
     header: UkeRecord | None = None  # the file's IR (UK/YK) record
 
 
+@memo(1024)
 def mtime_instant(mtime: float) -> str:
     """A file mtime (seconds since the epoch) as a FHIR instant in +09:00."""
     return datetime.fromtimestamp(mtime, JST).isoformat(timespec="seconds")
@@ -49,8 +51,40 @@ def mtime_instant(mtime: float) -> str:
 
 # --- ids ----------------------------------------------------------------------------------------
 
+@memo(4096)
 def _safe(text: str) -> str:
     return _SAFE.sub("", text) or "x"
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """What every receipt's Claim takes from its file's header record (IR/UK/YK): the same for
+    all receipts of a file, so worked out once per header (:func:`_head`)."""
+
+    month: str  # 請求年月 as YYYYMM; "000000" when absent or invalid
+    kind: str  # 審査支払機関 + 点数表, id-safe
+    tensuhyo: str
+    facility10: str  # :func:`storage.uke.facility_code`; "" without a header
+    name: str  # 医療機関名称
+    created: str | None  # 請求年月's first day
+
+
+def _head_facts(header: UkeRecord | None) -> _Head:
+    month = uke_month(header["claim_month"]) if header else None
+    kind = (header["payer"] + header["tensuhyo"]) if header else ""
+    created = _month_period(header["claim_month"]) if header else None
+    return _Head(month or "000000", _safe(kind) or "0", header["tensuhyo"] if header else "",
+                 facility_code(header), header["facility_name"] if header else "",
+                 created["start"] if created else None)
+
+
+@memo(1024)
+def _head_of(fields: tuple[str, ...], layout: Layout | None) -> _Head:
+    return _head_facts(UkeRecord(list(fields), 0, layout=layout))
+
+
+def _head(header: UkeRecord | None) -> _Head:
+    return _NO_HEAD if header is None else _head_of(tuple(header.fields), header.layout)
 
 
 def claim_id(facility: str, header: UkeRecord | None, receipt: Receipt) -> str:
@@ -59,9 +93,8 @@ def claim_id(facility: str, header: UkeRecord | None, receipt: Receipt) -> str:
     RE-2 is unique only within one file; a facility sends one file per payer and 点数表 per
     month, so those two codes make the id unique and stable across re-reads.
     """
-    month = uke_month(header["claim_month"]) if header else None
-    kind = (header["payer"] + header["tensuhyo"]) if header else ""
-    return "-".join(("uke", _safe(facility)[:20], month or "000000", _safe(kind) or "0",
+    head = _head(header)
+    return "-".join(("uke", _safe(facility)[:20], head.month, head.kind,
                      _safe(receipt.receipt_no)[:10]))
 
 
@@ -107,11 +140,17 @@ def _nfkc(text: str) -> str:
 
 
 def _dec(text: str) -> Decimal | None:
-    t = (text or "").strip()
-    if not t:
+    return _number((text or "").strip())
+
+
+@memo(4096)
+def _number(text: str) -> Decimal | None:
+    """The Decimal of a stripped field; None when empty or not a number.  Remembered: the same
+    few counts, quantities and points recur on every item (a Decimal is immutable)."""
+    if not text:
         return None
     try:
-        return Decimal(t)
+        return Decimal(text)
     except InvalidOperation:
         return None
 
@@ -121,16 +160,27 @@ def _yen(points: Decimal | int, unit: Decimal | int = YEN_PER_POINT) -> Json:
 
 
 def _month_period(text: str) -> dict[str, str] | None:
+    bounds = _month_bounds(text)
+    return {"start": bounds[0], "end": bounds[1]} if bounds else None
+
+
+@memo(1024)
+def _month_bounds(text: str) -> tuple[str, str] | None:
+    """First and last day of a UKE month (every receipt of a file has the same)."""
     p = parse_uke_date(text)
     if p is None:
         return None
     y, m, _ = p
     last = (date(y + (m == 12), m % 12 + 1, 1) - timedelta(days=1)).day
-    return {"start": f"{y:04d}-{m:02d}-01", "end": f"{y:04d}-{m:02d}-{last:02d}"}
+    return f"{y:04d}-{m:02d}-01", f"{y:04d}-{m:02d}-{last:02d}"
 
 
-def _ext(name: str, **value: object) -> Json:
-    return {"url": term.UKE_EXT + name, **value}
+_NO_HEAD = _head_facts(None)
+
+
+def _ext(name: str, key: str, value: object) -> Json:
+    """A UKE extension ``name`` with its one ``value[x]`` element ``key``."""
+    return {"url": term.UKE_EXT + name, key: value}
 
 
 def _coding(system: str, code: str, display: str = "") -> Json:
@@ -152,23 +202,26 @@ def _meta(ctx: ClaimContext, profile: str | None = None) -> Json:
 
 
 _CLAIM_TYPE = {"3": "oral", "4": "pharmacy"}
+_RE_FIELDS = ("receipt_type", "service_month", "admission_date")  # what map_receipt reads of RE
+# RE fields kept as string extensions (the url's last part: the name with "-" for "_")
+_RE_STRINGS = ("benefit_ratio", "special_notes", "beds", "karte_no", "discount_unit_price",
+               "search_no", "claim_info", "patient_status")
+_RE_EXTENSIONS = tuple(name.replace("_", "-") for name in _RE_STRINGS)
 _ITEM_SYSTEM = {"SI": term.RECEIPT_PROCEDURE, "IY": term.RECEIPT_DRUG, "TO": term.RECEIPT_DEVICE,
                 "SS": term.RECEIPT_DENTAL_PROCEDURE}
 
 
 # --- resources ----------------------------------------------------------------------------------
 
-def _identifier(receipt: Receipt, header: UkeRecord | None, facility10: str) -> list[Json]:
-    month = uke_month(header["claim_month"]) if header else None
-    return [{"system": f"{term.RECEIPT_NUMBER}/{facility10}/{month or '000000'}",
+def _identifier(receipt: Receipt, head: _Head, facility10: str) -> list[Json]:
+    return [{"system": f"{term.RECEIPT_NUMBER}/{facility10}/{head.month}",
              "value": receipt.receipt_no or "0"}]
 
 
-def _created(receipt: Receipt, header: UkeRecord | None) -> str:
-    """請求年月's first day; else the end of 診療年月; else the epoch (never absent: 1..1)."""
-    created = _month_period(header["claim_month"]) if header else None
-    period = _month_period(receipt.re["service_month"])
-    return created["start"] if created else (period or {}).get("end", "1970-01-01")
+def _created(head: _Head, period: dict[str, str] | None) -> str:
+    """請求年月's first day; else the end of 診療年月 (``period``); else the epoch (never
+    absent: 1..1)."""
+    return head.created or (period or {}).get("end", "1970-01-01")
 
 
 def claim_stub(receipt: Receipt, ctx: ClaimContext) -> Json:
@@ -176,50 +229,53 @@ def claim_stub(receipt: Receipt, ctx: ClaimContext) -> Json:
     meta.lastUpdated, identifier, status, use, created) — what :func:`map_receipt` writes for
     them, without mapping the rest (the receipt index stores it to answer searches on them)."""
     header = ctx.header
+    head = _head(header)
     stub: Json = {"resourceType": "Claim", "id": claim_id(ctx.facility, header, receipt),
                   "meta": {"lastUpdated": ctx.last_updated},
-                  "identifier": _identifier(receipt, header, facility_code(header) or ctx.facility),
-                  "status": "active", "use": "claim", "created": _created(receipt, header)}
+                  "identifier": _identifier(receipt, head, head.facility10 or ctx.facility),
+                  "status": "active", "use": "claim",
+                  "created": _created(head, _month_period(receipt.re["service_month"]))}
     return stub
 
 
 def map_receipt(receipt: Receipt, ctx: ClaimContext) -> list[Json]:
     """One receipt -> [Claim, Coverage…, (Patient)].  Never drops a receipt for lack of a match."""
     header = ctx.header
+    head = _head(header)
     cid = claim_id(ctx.facility, header, receipt)
     out: list[Json] = []
     patient_id = ctx.patient_id or receipt_patient_id(ctx.facility, receipt)
     patient = {"reference": f"Patient/{patient_id}"}
-    tensuhyo = header["tensuhyo"] if header else ""
-    facility10 = facility_code(header) or ctx.facility
+    tensuhyo = head.tensuhyo
+    facility10 = head.facility10 or ctx.facility
+    re_ = receipt.re
+    receipt_type, service_month, admission = re_.values(_RE_FIELDS)
 
     claim: Json = {"resourceType": "Claim", "id": cid, "meta": _meta(ctx)}
     exts = []
     if tensuhyo:
-        exts.append(_ext("tensuhyo", valueCoding=_coding(term.RECEIPT_TENSUHYO, tensuhyo)))
-    for name in ("benefit_ratio", "special_notes", "beds", "karte_no", "discount_unit_price",
-                 "search_no", "claim_info", "patient_status"):
-        v = receipt.re[name]
+        exts.append(_ext("tensuhyo", "valueCoding", _coding(term.RECEIPT_TENSUHYO, tensuhyo)))
+    for name, v in zip(_RE_EXTENSIONS, re_.values(_RE_STRINGS)):
         if v:
-            exts.append(_ext(name.replace("_", "-"), valueString=v))
+            exts.append(_ext(name, "valueString", v))
     if exts:
         claim["extension"] = exts
-    claim["identifier"] = _identifier(receipt, header, facility10)
+    claim["identifier"] = _identifier(receipt, head, facility10)
     claim["status"] = "active"
     claim["type"] = {"coding": [_coding(term.CLAIM_TYPE, _CLAIM_TYPE.get(
         tensuhyo, "institutional" if receipt.inpatient else "professional"))]}
-    if receipt.re["receipt_type"]:
-        claim["subType"] = {"coding": [_coding(term.RECEIPT_TYPE, receipt.re["receipt_type"])]}
+    if receipt_type:
+        claim["subType"] = {"coding": [_coding(term.RECEIPT_TYPE, receipt_type)]}
     claim["use"] = "claim"
     claim["patient"] = patient
-    period = _month_period(receipt.re["service_month"])
+    period = _month_period(service_month)
     if period:
         claim["billablePeriod"] = period
-    claim["created"] = _created(receipt, header)
+    claim["created"] = _created(head, period)
     provider: Json = {"type": "Organization",
                       "identifier": {"system": term.MEDICAL_INSTITUTION, "value": facility10}}
-    if header and header["facility_name"]:
-        provider["display"] = header["facility_name"]
+    if head.name:
+        provider["display"] = head.name
     claim["provider"] = provider
     claim["priority"] = {"coding": [_coding(term.PROCESS_PRIORITY, "normal")]}
 
@@ -237,7 +293,8 @@ def map_receipt(receipt: Receipt, ctx: ClaimContext) -> list[Json]:
     if diagnosis:
         claim["diagnosis"] = diagnosis
     unit_price = _unit_price(receipt)
-    items = [_item(it, n, period, unit_price, info) for n, it in enumerate(receipt.items, 1)]
+    ym = period["start"][:8] if period else None
+    items = [_item(it, n, ym, unit_price, info) for n, it in enumerate(receipt.items, 1)]
     for co in receipt.comments:
         _comment_info(co["code"], co["text"], info)
     for sj in receipt.sj:
@@ -246,8 +303,8 @@ def map_receipt(receipt: Receipt, ctx: ClaimContext) -> list[Json]:
                                   "text": "症状詳記"},
                      "code": {"coding": [_coding(term.UKE_BASE + "/symptom-detail", sj["kind"] or "0")]},
                      **({"valueString": sj["text"]} if sj["text"] else {})})
-    if receipt.re["admission_date"]:
-        adm = uke_date_fhir(receipt.re["admission_date"])
+    if admission:
+        adm = uke_date_fhir(admission)
         if adm:
             info.append({"sequence": len(info) + 1, "category": {"coding": [
                 _coding(term.CLAIM_INFO_CATEGORY, "admissionperiod")]}, "timingPeriod": {"start": adm}})
@@ -257,7 +314,7 @@ def map_receipt(receipt: Receipt, ctx: ClaimContext) -> list[Json]:
         claim["item"] = items
     total = receipt.total_points
     if total is not None:
-        claim["total"] = _yen(total, _unit_price(receipt))
+        claim["total"] = _yen(total, unit_price)
     out.append(claim)
     out.extend(coverages)
     if ctx.patient_id is None:
@@ -307,10 +364,15 @@ def _coverages(receipt: Receipt, cid: str, patient: Json, ctx: ClaimContext) -> 
     return out
 
 
+# The fields of an SY record that :func:`_diagnoses` reads, in its unpacking order.
+_SY_FIELDS = ("disease_code", "disease_name", "modifiers", "start_date", "outcome", "supplement",
+              "main")
+
+
 def _diagnoses(receipt: Receipt) -> list[Json]:
     out = []
     for n, sy in enumerate(receipt.sy, 1):
-        code, name = sy["disease_code"], sy["disease_name"]
+        code, name, mods, start_text, outcome, supplement, main = sy.values(_SY_FIELDS)
         cc: Json = {}
         if code:
             cc["coding"] = [_coding(term.RECEIPT_DISEASE, code)]
@@ -320,21 +382,20 @@ def _diagnoses(receipt: Receipt) -> list[Json]:
             cc["text"] = "傷病名コードなし"
         d: Json = {"sequence": n}
         exts = []
-        mods = sy["modifiers"]
         for i in range(0, len(mods), 4):
-            exts.append(_ext("disease-modifier", valueCoding=_coding(
+            exts.append(_ext("disease-modifier", "valueCoding", _coding(
                 term.RECEIPT_DISEASE_MODIFIER, mods[i:i + 4])))
-        start = uke_date_fhir(sy["start_date"])
+        start = uke_date_fhir(start_text)
         if start:
-            exts.append(_ext("start-date", valueDate=start))
-        if sy["outcome"]:
-            exts.append(_ext("outcome", valueCoding=_coding(term.RECEIPT_OUTCOME, sy["outcome"])))
-        if sy["supplement"]:
-            exts.append(_ext("supplement", valueString=sy["supplement"]))
+            exts.append(_ext("start-date", "valueDate", start))
+        if outcome:
+            exts.append(_ext("outcome", "valueCoding", _coding(term.RECEIPT_OUTCOME, outcome)))
+        if supplement:
+            exts.append(_ext("supplement", "valueString", supplement))
         if exts:
             d["extension"] = exts
         d["diagnosisCodeableConcept"] = cc
-        if sy["main"] == "01":
+        if main == "01":
             d["type"] = [{"coding": [_coding(term.DIAGNOSIS_TYPE, "principal")]}]
         out.append(d)
     # 歯科 HS 傷病名部位: diagnosis with the teeth (部位) kept as an extension
@@ -342,7 +403,7 @@ def _diagnoses(receipt: Receipt) -> list[Json]:
         d = {"sequence": len(out) + 1}
         teeth = hs["teeth"]
         if teeth:
-            d["extension"] = [_ext("teeth", valueString=teeth)]
+            d["extension"] = [_ext("teeth", "valueString", teeth)]
         code = hs["disease_code"]
         d["diagnosisCodeableConcept"] = ({"coding": [_coding(term.RECEIPT_DISEASE, code)]}
                                          if code else {"text": "傷病名コードなし"})
@@ -363,50 +424,54 @@ def _comment_info(code: str, text: str, info: list[Json]) -> int:
     return seq
 
 
-def _item(it: Item, seq: int, period: dict[str, str] | None, unit_price: Decimal,
-          info: list[Json]) -> Json:
-    """One SI/IY/TO/SS item; ``period`` the receipt's service month, ``unit_price`` its yen
-    per point (both the same for every item of a receipt: computed once by the caller)."""
+# The fields of an SI/IY/TO/SS record that :func:`_item` reads, in its unpacking order.
+_ITEM_FIELDS = ("burden", "quantity", "comment_code_1", "comment_text_1", "comment_code_2",
+                "comment_text_2", "comment_code_3", "comment_text_3", "device_name", "product_name",
+                "code", "count", "points")
+
+
+def _item(it: Item, seq: int, ym: str | None, unit_price: Decimal, info: list[Json]) -> Json:
+    """One SI/IY/TO/SS item; ``ym`` the receipt's service month as ``YYYY-MM-``, ``unit_price``
+    its yen per point (both the same for every item of a receipt: computed once by the caller)."""
     rec = it.record
+    (burden, quantity, code1, text1, code2, text2, code3, text3, device, product, code,
+     count_text, points_text) = rec.values(_ITEM_FIELDS)
     item: Json = {"sequence": seq}
-    exts = [_ext("billing-unit", valueInteger=it.unit)]
-    if rec["burden"]:
-        exts.append(_ext("burden-class", valueCoding=_coding(term.RECEIPT_BURDEN, rec["burden"])))
-    amount = _dec(rec["quantity"])
+    exts = [_ext("billing-unit", "valueInteger", it.unit)]
+    if burden:
+        exts.append(_ext("burden-class", "valueCoding", _coding(term.RECEIPT_BURDEN, burden)))
+    amount = _number(quantity)
     if amount is not None:
-        exts.append(_ext("quantity-data", valueDecimal=amount))
-    days = rec.days()
-    if days and period:
-        ym = period["start"][:8]
+        exts.append(_ext("quantity-data", "valueDecimal", amount))
+    days = rec.days() if ym else None
+    if days:
         for day, n in days.items():
-            exts.append(_ext("service-day", valueString=f"{ym}{day:02d}×{n}"))
+            exts.append(_ext("service-day", "valueString", f"{ym}{day:02d}×{n}"))
     item["extension"] = exts
     links = [_comment_info(c["code"], c["text"], info) for c in it.comments]
-    for k in (1, 2, 3):
-        code, text = rec[f"comment_code_{k}"], rec[f"comment_text_{k}"]
-        if code or text:
-            links.append(_comment_info(code, text, info))
+    for ccode, ctext in ((code1, text1), (code2, text2), (code3, text3)):
+        if ccode or ctext:
+            links.append(_comment_info(ccode, ctext, info))
     if links:
         item["informationSequence"] = links
     if it.category:
         item["category"] = {"coding": [_coding(term.RECEIPT_CATEGORY, it.category)]}
-    display = rec["device_name"] or rec["product_name"]
-    pos: Json = {"coding": [_coding(_ITEM_SYSTEM.get(rec.type, term.UKE_BASE), rec["code"] or "0",
+    display = device or product
+    pos: Json = {"coding": [_coding(_ITEM_SYSTEM.get(rec.type, term.UKE_BASE), code or "0",
                                     display)]}
     if display:
         pos["text"] = display
     item["productOrService"] = pos
-    if days and period:
-        ym = period["start"][:8]
+    if days:
         first, last = min(days), max(days)
         if first == last:
             item["servicedDate"] = f"{ym}{first:02d}"
         else:
             item["servicedPeriod"] = {"start": f"{ym}{first:02d}", "end": f"{ym}{last:02d}"}
-    count = _dec(rec["count"])
+    count = _number(count_text)
     if count is not None:
         item["quantity"] = {"value": count}
-    points = _dec(rec["points"])
+    points = _number(points_text)
     if points is not None:  # only the last record of a 算定単位 carries the unit's points
         item["unitPrice"] = _yen(points, unit_price)
         item["net"] = _yen(points * (count if count is not None else 1), unit_price)

@@ -31,6 +31,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from storage.reader import ERROR, Problem
@@ -84,7 +85,7 @@ class FileRow:
     header_fields: tuple[str, ...] | None
     problems: tuple[Problem, ...]
 
-    @property
+    @cached_property
     def path(self) -> Path:
         return Path(self.root) / self.rel
 

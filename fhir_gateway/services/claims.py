@@ -289,7 +289,7 @@ class ClaimSource:
         from mappers.claim import ClaimContext, map_receipt, mtime_instant
         from storage.uke import match_patient, read_ranges
 
-        from ..masters import apply_names
+        from ..masters import name_resources
         spans = [(r.start, r.end, r.line) for r in rows]
         uf = read_ranges(f.path, f.rel, f.codec, f.skip, ([f.header] if f.header else []) + spans)
         with self._lock:
@@ -297,6 +297,7 @@ class ClaimSource:
         out: dict[int, Mapped] = {}
         last = mtime_instant(f.mtime)
         header = uf.ir if f.header else None
+        names = self.masters.table()  # one look for the file's receipts
         by_start = {r.re.offset: r for r in uf.receipts}
         for r in rows:
             got = by_start.get(r.start)
@@ -314,7 +315,7 @@ class ClaimSource:
                     match_patient(got.re["karte_no"], self.patient_exists)
                 resources = map_receipt(got, ClaimContext(self.facility.code, f.rel, pid, last,
                                                           header))
-                apply_names(resources, self.masters)  # master names after the pure mapping
+                name_resources(resources, names)  # master names after the pure mapping
                 return resources
 
             resources, failed = map_safely(f"receipts/{f.rel}", map_one,
@@ -407,18 +408,30 @@ class ClaimSource:
                  ) -> tuple[_Live, list[ReceiptRow]]:
         """The live receipts whose Claims name ``pid``: an SS-MIX2 patient (カルテ番号 matched
         now) or a receipt Patient (its receipts match no SS-MIX2 patient now)."""
-        from storage.uke import match_patient
         assert self.index is not None
         live = live if live is not None else self._live()
         if not live.files:
             return live, []
+        matched = self._matcher()  # a patient's receipts mostly share one カルテ番号
         if is_receipt_patient_id(pid):
             rows = [r for r in self.index.by_uke_pid(pid, with_stubs) if r.file in live.files
-                    and match_patient(r.karte, self.patient_exists) is None]
+                    and matched(r.karte) is None]
         else:
             rows = [r for r in self.index.by_candidate(pid, with_stubs) if r.file in live.files
-                    and match_patient(r.karte, self.patient_exists) == pid]
+                    and matched(r.karte) == pid]
         return live, rows
+
+    def _matcher(self) -> Callable[[str], str | None]:
+        """``match_patient(karte, patient_exists)``, each カルテ番号 looked up once (a few
+        ``stat`` calls each) for as long as the caller keeps the function."""
+        from storage.uke import match_patient
+        seen: dict[str, str | None] = {}
+
+        def matched(karte: str) -> str | None:
+            if karte not in seen:
+                seen[karte] = match_patient(karte, self.patient_exists)
+            return seen[karte]
+        return matched
 
     def for_patient(self, pid: str, types: set[str] | None = None,
                     files: list | None = None) -> PatientPart:

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from datetime import date
 
+from ..memo import memo
+
 ERAS = {"1": 1867, "2": 1911, "3": 1925, "4": 1988, "5": 2018}  # 明治 大正 昭和 平成 令和 (year 1 = base+1)
 
 
+@memo(4096)
 def parse_uke_date(text: str) -> tuple[int, int, int | None] | None:
-    """和暦 GYYMM / GYYMMDD or 西暦 YYYYMM / YYYYMMDD (told apart by length) -> (y, m, d|None)."""
+    """和暦 GYYMM / GYYMMDD or 西暦 YYYYMM / YYYYMMDD (told apart by length) -> (y, m, d|None).
+    Remembered: a file's receipts repeat the same months and dates."""
     t = (text or "").strip()
     if not t.isdigit() or len(t) not in (5, 6, 7, 8):
         return None

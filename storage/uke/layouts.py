@@ -11,10 +11,14 @@ from dataclasses import dataclass, field
 from ..memo import memo
 
 EOF = b"\x1a"
+ABSENT = 1 << 30  # index of a field a layout lacks (:meth:`Layout.indices`): past any record
 
 HEADER_TYPES = ("IR", "UK", "YK")
 ITEM_TYPES = ("SI", "IY", "TO", "SS")  # SS = 歯科診療行為
 DAYS = tuple(f"day{d:02d}" for d in range(1, 32))  # 算定日情報 1日 … 31日
+# Fields holding a 和暦/西暦 date (the reader checks them).
+DATE_FIELDS = {"claim_month", "service_month", "birth_date", "admission_date", "start_date",
+               "first_visit_date"}
 
 # 点数表 (IR-4): which kind of receipt file this is.
 TENSUHYO = {"1": "医科", "2": "DPC", "3": "歯科", "4": "調剤", "5": "介護老人保健施設",
@@ -32,9 +36,22 @@ class Layout:
     # name -> 1-based position, built once (fields are looked up by name millions of times)
     positions: dict[str, int] = field(default_factory=dict, compare=False, hash=False,
                                       repr=False)
+    # names tuple -> 0-based indices (:meth:`indices`), filled as callers ask
+    picks: dict[tuple[str, ...], tuple[int, ...]] = field(default_factory=dict, compare=False,
+                                                          hash=False, repr=False)
+    dates: tuple[str, ...] = field(default=(), init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.positions.update((n, i) for i, n in enumerate(self.fields, 1))
+        object.__setattr__(self, "dates", tuple(n for n in DATE_FIELDS if n in self.positions))
+
+    def indices(self, names: tuple[str, ...]) -> tuple[int, ...]:
+        """0-based field indices of ``names`` (a name this layout lacks: :data:`ABSENT`, past the
+        end of any record), worked out once per tuple: an item reads ~15 fields by name."""
+        got = self.picks.get(names)
+        if got is None:
+            got = self.picks[names] = tuple(self.positions.get(n, ABSENT + 1) - 1 for n in names)
+        return got
 
     @property
     def days_at(self) -> int:

@@ -30,9 +30,6 @@ from .records import (
     UkeRecord,
 )
 
-_DATE_FIELDS = {"claim_month", "service_month", "birth_date", "admission_date", "start_date",
-                "first_visit_date"}
-
 
 # --- reading ------------------------------------------------------------------------------------
 
@@ -157,26 +154,28 @@ def read_uke_file(path: str | os.PathLike[str], relpath: str | None = None) -> U
 def _check_fields(uf: UkeFile, rec: UkeRecord, variant: str | None = None) -> None:
     """Give ``rec`` its layout (``variant``: the file's, when the caller knows it) and report
     field counts and dates the layout does not expect."""
-    lay = layout_for(rec.type, len(rec.fields), variant or uf.variant)
+    fields = rec.fields
+    n = len(fields)
+    lay = layout_for(fields[0], n, variant or uf.variant)
     rec.layout = lay
     if lay is None:
         return
-    n = len(rec.fields)
-    if n < lay.count:
+    count = lay.count
+    if n < count:
         uf.problem(rec, KIND_FIELDS, f"{rec.type} has {n} fields, the {lay.variant} layout has "
-                   f"{lay.count}; the missing trailing fields are read as empty", WARNING)
-    elif n > lay.count and any(f.strip() for f in rec.fields[lay.count:]):
+                   f"{count}; the missing trailing fields are read as empty", WARNING)
+    elif n > count and any(f.strip() for f in fields[count:]):
         uf.problem(rec, KIND_FIELDS, f"{rec.type} has {n} fields, the {lay.variant} layout has "
-                   f"{lay.count}; the extra fields are kept unnamed", WARNING)
-    for name in _DATE_FIELDS:
-        if name in lay.positions:
-            v = rec[name]
-            if v and parse_uke_date(v) is None:
-                uf.problem(rec, KIND_DATE, f"{rec.type} {name} {v!r} is not a 和暦 GYYMM(DD) "
-                           "or 西暦 YYYYMM(DD) date", WARNING)
+                   f"{count}; the extra fields are kept unnamed", WARNING)
+    for name in lay.dates:
+        v = rec[name]
+        if v and parse_uke_date(v) is None:
+            uf.problem(rec, KIND_DATE, f"{rec.type} {name} {v!r} is not a 和暦 GYYMM(DD) "
+                       "or 西暦 YYYYMM(DD) date", WARNING)
 
 
-_RECORD_ID = re.compile(r"[A-Z0-9]{2}")
+_RECORD_ID = re.compile(r"[A-Z0-9]{2}")  # (every KNOWN_TYPES id is one: checked first)
+_UNIT_FIELDS = ("category", "points")  # what decides an item's 点数・回数算定単位
 # Receipt records kept in a list of their own (HO and MF are single, SI/IY/TO/SS items, CO comments).
 _RECEIPT_LISTS: dict[str, Callable[[Receipt], list[UkeRecord]]] = {
     "KO": lambda r: r.ko, "SN": lambda r: r.sn, "JD": lambda r: r.jd,
@@ -214,7 +213,7 @@ class _Grouper:
         uf = self.uf
         rtype = rec.type.strip()
         rec.fields[0] = rtype
-        if not _RECORD_ID.fullmatch(rtype):
+        if rtype not in KNOWN_TYPES and not _RECORD_ID.fullmatch(rtype):
             uf.problem(rec, KIND_STRUCTURE, f"line does not start with a record id: {rtype[:20]!r}")
             (self.cur.records if self.cur else uf.orphans).append(rec)
             return
@@ -282,10 +281,11 @@ class _Grouper:
 
     def _item(self, cur: Receipt, rec: UkeRecord) -> None:
         """An SI/IY/TO/SS: a new 算定単位 starts with a new category or after points."""
-        if rec["category"]:
-            if rec["category"] != self.category:
+        category, points = rec.values(_UNIT_FIELDS)
+        if category:
+            if category != self.category:
                 self.unit_open = False
-            self.category = rec["category"]
+            self.category = category
         if not self.unit_open:
             self.unit += 1
             self.unit_open = True
@@ -298,7 +298,7 @@ class _Grouper:
             cur.comments.extend(pending)
         self.pending = []
         cur.items.append(item)
-        if rec["points"]:
+        if points:
             self.unit_open = False  # points close the 点数・回数算定単位
 
     def _comment(self, cur: Receipt, rec: UkeRecord) -> None:

@@ -48,6 +48,16 @@ class UkeRecord:
     def get(self, key: int | str) -> str:
         return self[key]
 
+    def values(self, names: tuple[str, ...]) -> list[str]:
+        """``[rec[name] for name in names]`` in one call (the layout's indices of ``names`` are
+        worked out once per layout): the mapper reads ~15 fields of every item."""
+        lay = self.layout
+        if lay is None:
+            return [""] * len(names)
+        fields = self.fields
+        n = len(fields)
+        return [fields[i].strip() if i < n else "" for i in lay.indices(names)]
+
     def raw(self, key: int | str) -> str:
         """Unstripped value (fixed-width fields such as HO 保険者番号 are space-padded)."""
         if isinstance(key, str):
