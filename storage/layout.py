@@ -15,6 +15,7 @@ this order, and uses the first that exists (documented in docs/storage.md):
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Generic, Iterable, Iterator, Protocol, TypeVar, overload
@@ -79,7 +80,8 @@ class VersionChain(Generic[_F]):
     versions: list[_F] = field(default_factory=list)
 
     def sort(self) -> None:
-        self.versions.sort(key=lambda f: _named(f).sort_key)
+        if len(self.versions) > 1:  # most records have one version
+            self.versions.sort(key=lambda f: _named(f).sort_key)
 
     @property
     def currents(self) -> list[_F]:
@@ -119,9 +121,13 @@ def list_folder(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
     files: list[str] = []
     with os.scandir(path) as it:
         for e in it:
-            if e.name.startswith("."):
+            name = e.name
+            if name[0] == ".":
                 continue
-            (dirs if e.is_dir() else files).append(e.name)
+            if e.is_dir():
+                dirs.append(name)
+            else:
+                files.append(name)
     dirs.sort()
     files.sort()
     return dirs, files
@@ -304,9 +310,10 @@ def group_records(files: Iterable[Any], record_type: Callable[[RecordKey], Any] 
         if not f.usable:
             rejects.append(f)
             continue
-        rec = records.get(f.name.key)
+        key = f.name.key
+        rec = records.get(key)
         if rec is None:
-            rec = records[f.name.key] = record_type(f.name.key)
+            rec = records[key] = record_type(key)
         rec.versions.append(f)
     for rec in records.values():
         rec.sort()
@@ -315,6 +322,18 @@ def group_records(files: Iterable[Any], record_type: Callable[[RecordKey], Any] 
 
 def classify(relpath: str, patient_id: str, date: str, dtype: str, fname: str) -> StoredFile:
     """Parse a file name and check it against the folders it sits in."""
+    return _classified(relpath, patient_id, date, dtype, fname,
+                       patient_folder_ok(_patient_part(relpath), patient_id))
+
+
+def patient_folder_ok(rel_pdir: str, patient_id: str) -> bool:
+    """Whether ``rel_pdir`` (storage-relative) is a folder the id's layout allows
+    (:meth:`Storage.candidate_dirs`): the same answer for every file of the patient."""
+    return tuple(rel_pdir.split("/")) in Storage.candidate_dirs(patient_id)
+
+
+def _classified(relpath: str, patient_id: str, date: str, dtype: str, fname: str,
+                folder_ok: bool) -> StoredFile:
     try:
         name = parse_name(fname)
     except BadFileName as exc:
@@ -326,9 +345,49 @@ def classify(relpath: str, patient_id: str, date: str, dtype: str, fname: str) -
         wrong.append(f"date {name.date} in the name, folder {date}")
     if name.data_type != dtype:
         wrong.append(f"data type {name.data_type} in the name, folder {dtype}")
-    if not wrong:
-        expected = Storage.candidate_dirs(patient_id)
-        folder = tuple(relpath.split("/")[:-3])
-        if folder not in expected:
-            wrong.append(f"patient folder {'/'.join(folder)} does not match id {patient_id}")
+    if not wrong and not folder_ok:
+        wrong.append(_folder_mismatch(relpath, patient_id))
     return StoredFile(relpath, name, misplaced="; ".join(wrong) or None)
+
+
+def _patient_part(relpath: str) -> str:
+    """The patient folder of a file's storage-relative path (all but its last three parts)."""
+    return "/".join(relpath.split("/")[:-3])
+
+
+def _folder_mismatch(relpath: str, patient_id: str) -> str:
+    return f"patient folder {_patient_part(relpath)} does not match id {patient_id}"
+
+
+# The part of a well-formed name after "{patient}_{date}_{data type}_" (each part as
+# names.parse_name checks it; no part holds "_").
+_TAIL = re.compile(r"([0-9A-Za-z\-]{1,22})_(\d{12,17})_([0-9A-Za-z]{1,5}|-)_([012])")
+
+
+def classify_folder(rel: str, patient_id: str, date: str, dtype: str, names: Iterable[str],
+                    folder_ok: bool) -> list[StoredFile]:
+    """:func:`classify` of every file ``names`` of the data-type folder ``rel``
+    (storage-relative); ``folder_ok``: :func:`patient_folder_ok` of its patient folder.
+
+    A name that starts with the folders' own ``patient_date_type_`` and whose rest is well
+    formed is the common case: parsed with one regular expression, it is the
+    :class:`FileName` that ``parse_name`` would give (valid id, date folder and standard data
+    type, none holding ``_``); anything else goes through ``parse_name`` for its reason."""
+    prefix = f"{patient_id}_{date}_{dtype}_"
+    fast = (dtype in DATA_TYPES and is_valid_date_folder(date)
+            and is_valid_patient_id(patient_id) and "_" not in patient_id)
+    start = len(prefix)
+    tail = _TAIL.fullmatch
+    out = []
+    for fname in names:
+        relpath = f"{rel}/{fname}"
+        if fast and fname.startswith(prefix):
+            m = tail(fname, start)
+            if m is not None:
+                order, stamp, dept, flag = m.groups()
+                out.append(StoredFile(
+                    relpath, FileName(patient_id, date, dtype, order, stamp, dept, flag),
+                    misplaced=None if folder_ok else _folder_mismatch(relpath, patient_id)))
+                continue
+        out.append(_classified(relpath, patient_id, date, dtype, fname, folder_ok))
+    return out

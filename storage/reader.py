@@ -7,6 +7,7 @@ not be used; warnings mean it was read but something about it needs fixing at th
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from dataclasses import dataclass, field
@@ -317,30 +318,42 @@ def read_file(storage: Storage, stored: StoredFile) -> ReadResult:
 _CHUNK = 1 << 16  # one read() holds any ordinary message; larger files take a few more
 
 
-def _read_all(path: str) -> bytes:
+def _read_all(path: str, ahead: "ReadAhead | None" = None) -> bytes:
     """Whole file through os.open/os.read: half the cost of open().read(), which builds a
-    FileIO + BufferedReader pair and stats the file for every ~1 KB message."""
+    FileIO + BufferedReader pair and stats the file for every ~1 KB message.  ``ahead``: the
+    file is one of a list read in order (:class:`ReadAhead`)."""
     fd = os.open(path, _O_FLAGS)
     try:
-        data = os.read(fd, _CHUNK)
-        # Read until end of file, as open().read() does: network and FUSE mounts may return
-        # short reads before the end, so a read shorter than asked for proves nothing.
-        more = os.read(fd, _CHUNK) if data else b""
-        if not more:
-            return data
-        chunks = [data, more]
-        while more:
-            more = os.read(fd, _CHUNK)
-            chunks.append(more)
-        return b"".join(chunks)
+        if ahead is not None and ahead.probing():
+            data = ahead.first(fd)
+            if data is not None:  # read at an offset: the file position did not move
+                return _rest(fd, data, True)
+        return _rest(fd, os.read(fd, _CHUNK), False)
     finally:
         os.close(fd)
+
+
+def _rest(fd: int, data: bytes, positioned: bool) -> bytes:
+    """``data`` (the file's first bytes) and the rest of the file, read until end of file as
+    open().read() does: network and FUSE mounts may return short reads before the end, so a
+    read shorter than asked for proves nothing."""
+    if not data:
+        return data
+    chunks = [data]
+    size = len(data)
+    while True:
+        more = os.pread(fd, _CHUNK, size) if positioned else os.read(fd, _CHUNK)
+        if not more:
+            return data if len(chunks) == 1 else b"".join(chunks)
+        chunks.append(more)
+        size += len(more)
 
 
 _O_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
+_NOWAIT = getattr(os, "RWF_NOWAIT", None) if hasattr(os, "preadv") else None
 
 
 def prefetch(paths: list[str]) -> None:
@@ -362,11 +375,71 @@ def prefetch(paths: list[str]) -> None:
             os.close(fd)
 
 
-def read_path(path: str | os.PathLike[str], relpath: str, name: FileName | None = None
-              ) -> ReadResult:
-    """Read and check the file at ``path`` (shown as ``relpath``)."""
+class ReadAhead:
+    """Files read one by one in a known order (a chart, by the export's stream): a cold
+    chart's files are announced to the kernel (:func:`prefetch`) so they come off the disk
+    together, but only when they are not in the page cache already - announcing costs an
+    extra open per file, and most charts are warm.
+
+    The first read of a window is tried without waiting for the disk (``preadv2``
+    ``RWF_NOWAIT``): when the file is cached nothing is announced; when it is not (EAGAIN),
+    the next :attr:`WINDOW` files from it on are announced and read normally, then the next
+    file probes again.  Without ``RWF_NOWAIT`` (not Linux, an old kernel, a file system that
+    refuses it) every window is announced, as :func:`prefetch` of the whole list would."""
+
+    WINDOW = 256
+
+    __slots__ = ("paths", "_done", "_until", "_buf")
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = paths
+        self._done = 0  # files read so far (the next one is paths[_done])
+        self._until = 0  # files before this index were announced
+        self._buf: bytearray | None = None
+
+    def read(self, path: str) -> bytes:
+        """The whole file (the next of :attr:`paths`); raises ``OSError`` like a read."""
+        try:
+            return _read_all(path, self)
+        finally:
+            self._done += 1
+
+    def probing(self) -> bool:
+        """Whether the next read is the first one past the announced window."""
+        return self._done >= self._until
+
+    def first(self, fd: int) -> bytes | None:
+        """The file's first bytes when they are cached; otherwise None after announcing the
+        window that starts at this file (the caller then reads, waiting for the disk)."""
+        if _NOWAIT is not None:
+            buf = self._buf
+            if buf is None:
+                buf = self._buf = bytearray(_CHUNK)
+            try:
+                n = os.preadv(fd, [buf], 0, _NOWAIT)
+            except BlockingIOError:
+                pass  # not cached: announce the window
+            except OSError as exc:
+                if exc.errno not in _NOWAIT_REFUSED:
+                    raise  # a real read error (a folder, EIO): the caller reports it
+            else:
+                return bytes(memoryview(buf)[:n])
+        start = self._done
+        self._until = start + self.WINDOW
+        prefetch(self.paths[start:self._until])
+        return None
+
+
+_NOWAIT_REFUSED = {getattr(errno, n) for n in ("EOPNOTSUPP", "ENOTSUP", "EINVAL", "ENOSYS")
+                   if hasattr(errno, n)}
+
+
+def read_path(path: str | os.PathLike[str], relpath: str, name: FileName | None = None,
+              ahead: ReadAhead | None = None) -> ReadResult:
+    """Read and check the file at ``path`` (shown as ``relpath``); ``ahead``: ``path`` is the
+    next file of that list (:class:`ReadAhead`)."""
     try:
-        data = _read_all(os.fspath(path))
+        data = ahead.read(os.fspath(path)) if ahead is not None else _read_all(os.fspath(path))
     except OSError as exc:
         return ReadResult(relpath, name).fail(KIND_IO, f"cannot read the file: {exc.strerror or exc}")
     return read_bytes(data, relpath, name)

@@ -16,10 +16,13 @@ from hypothesis import strategies as st
 
 from storage.encoding import _iso2022jp_via_cp932, decode, encode_iso2022jp, fold, strip_framing
 from storage.hl7 import Field, bad_segment_ids, parse
-from storage.layout import Storage, UnsafePath
+from fhir_gateway.services.listing import DirCache, patient_records
+from storage import reader
+from storage.layout import Storage, UnsafePath, classify, classify_folder
 from storage.names import FileName
 from storage.reader import (
-    KIND_IO, KIND_MOJIBAKE, _CHUNK, _ends_inside_kanji, _read_all, read_bytes, read_file,
+    KIND_IO, KIND_MOJIBAKE, _CHUNK, ReadAhead, _ends_inside_kanji, _read_all, read_bytes,
+    read_file, read_path,
 )
 
 # --- references: the plain versions -----------------------------------------------------------
@@ -183,3 +186,108 @@ def test_abspath_joins_like_os_path_join(tmp_path: Path) -> None:
         for rel in ("a/b_c", "a/b.c", "a/.hidden/x", "a/..b"):
             assert Storage(root).abspath(rel) == os.path.join(Path(root), rel)
     assert re.fullmatch(r".*/a/b", Storage(tmp_path).abspath("a/b"))
+
+
+# --- listing ------------------------------------------------------------------------------------
+
+NAME_PARTS = {  # well-formed pieces first, then near misses parse_name must judge
+    "pid": ["1000000000", "12", "2000000000", "1000000000\n", "１０", "a_b", ""],
+    "date": ["20111219", "-", "20111218", "2011121", "２0111219", "20111219\n"],
+    "dtype": ["OML-11", "ADT-00", "OML_11", "XYZ-99", ""],
+    "order": ["000000000000001", "A-b9", "x" * 23, "1\n", "", "a.b", "１"],
+    "ts": ["20111219120000000", "201112191200", "20111219120000000\n", "2011121912", "１" * 12],
+    "dept": ["01", "-", "ABCDE", "ABCDEF", "", "0_1"],
+    "flag": ["1", "2", "0", "3", "1\n", ""],
+}
+file_names = st.tuples(*(st.sampled_from(v) for v in NAME_PARTS.values())).map("_".join)
+folders = st.tuples(st.sampled_from(["1000000000", "12", "a_b"]),
+                    st.sampled_from(["20111219", "-", "2011-12-19", "20111219\n"]),
+                    st.sampled_from(["OML-11", "ADT-00", "OML_11", "XYZ-99"]))
+
+
+@given(folders, st.lists(file_names, max_size=6), st.booleans())
+@settings(max_examples=400, deadline=None)
+def test_classify_folder_matches_classify(folder, names: list[str], ok: bool) -> None:
+    pid, date, dtype = folder
+    pdir = "/".join(Storage.candidate_dirs(pid)[0]) if ok else "x/y/" + pid
+    rel = f"{pdir}/{date}/{dtype}"
+    got = classify_folder(rel, pid, date, dtype, names, ok)
+    assert got == [classify(f"{rel}/{n}", pid, date, dtype, n) for n in names]
+
+
+def test_uncached_listing_is_the_cached_one(tmp_path: Path) -> None:
+    from treebuilder import adt00, write
+    pid = "1000000000"
+    name, text = adt00(pid)
+    write(tmp_path, name, text)
+    for ts, flag in (("20111219120000000", "2"), ("20111219130000000", "1")):
+        write(tmp_path, FileName(pid, "20111219", "OML-11", "1", ts, "01", flag), "x")
+    write(tmp_path, FileName("2000000000", "20111219", "OML-11", "2", "20111219120000000", "01",
+                             "1"), "x", folder=("100", "000", pid, "20111219", "OML-11"))
+    odd = tmp_path / "100/000" / pid / "20111219"
+    (odd / "OML-11" / "not_a_name").write_text("x")
+    (odd / "OML-11" / ".hidden").write_text("x")
+    (odd / "OML-11" / "sub").mkdir()
+    (odd / "OMP-01").write_text("a file where a data-type folder belongs")
+    st_ = Storage(tmp_path)
+    want = st_.records(pid)
+    assert len(want[0]) == 2 and len(want[1]) == 2
+    for dirs in (None, DirCache()):
+        assert patient_records(st_, dirs, pid) == want
+        assert patient_records(st_, dirs, pid, ["OML-11"]) == st_.records(pid, ["OML-11"])
+
+
+# --- read-ahead ---------------------------------------------------------------------------------
+
+
+def _files(tmp_path: Path, sizes: list[int]) -> list[tuple[str, bytes]]:
+    out = []
+    for i, size in enumerate(sizes):
+        data = os.urandom(size)
+        (tmp_path / f"f{i}").write_bytes(data)
+        out.append((str(tmp_path / f"f{i}"), data))
+    return out
+
+
+def test_read_ahead_reads_whole_files_and_reports_like_a_read(tmp_path: Path) -> None:
+    files = _files(tmp_path, [0, 1, 1000, _CHUNK - 1, _CHUNK, _CHUNK + 1, 3 * _CHUNK])
+    (tmp_path / "dir").mkdir()
+    paths = [p for p, _ in files] + [str(tmp_path / "gone"), str(tmp_path / "dir"), files[2][0]]
+    ahead = ReadAhead(paths)
+    for path, data in files:
+        assert ahead.read(path) == data
+    for bad in paths[len(files):-1]:
+        res = read_path(bad, "rel", None, ahead)
+        assert not res.ok and res.problems[0].kind == KIND_IO
+    assert "directory" in read_path(paths[-2], "rel", None, ReadAhead(paths[-2:])).problems[0].reason
+    assert ahead.read(paths[-1]) == files[2][1]  # the list goes on after a failed read
+
+
+def _evict(path: str) -> None:
+    """Drop the file from the page cache (written back first)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(reader._NOWAIT is None, reason="no preadv2 RWF_NOWAIT here")
+def test_read_ahead_announces_only_files_not_in_the_cache(tmp_path: Path, monkeypatch) -> None:
+    files = _files(tmp_path, [5000] * 6)
+    paths = [p for p, _ in files]
+    announced: list[list[str]] = []
+    monkeypatch.setattr(reader, "prefetch", lambda ps: announced.append(list(ps)))
+    monkeypatch.setattr(ReadAhead, "WINDOW", 2)
+    ahead = ReadAhead(paths)
+    assert [ahead.read(p) for p in paths] == [d for _, d in files]
+    assert announced == []  # just written: all cached, nothing announced
+    for p in paths[2:5]:
+        _evict(p)
+    ahead = ReadAhead(paths)
+    assert [ahead.read(p) for p in paths] == [d for _, d in files]
+    if not announced:
+        pytest.skip("the kernel kept the files cached")
+    # f2 missed: f2, f3 announced; f4 (past the window) missed again: f4, f5
+    assert announced == [paths[2:4], paths[4:6]]

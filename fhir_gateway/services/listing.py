@@ -16,9 +16,11 @@ import threading
 import time
 from collections import OrderedDict
 from itertools import chain
+from typing import Iterable
 from pathlib import Path
 
-from storage.layout import Record, Storage, StoredFile, classify, group_records, list_folder
+from storage.layout import Record, Storage, StoredFile, classify_folder, group_records, \
+    list_folder, patient_folder_ok
 from storage.names import RecordKey
 
 
@@ -83,16 +85,19 @@ class DirCache:
                 self._shrink()
         return value
 
-    def classified(self, path: str, rel: str, pid: str, date: str, dtype: str
-                   ) -> tuple[StoredFile, ...]:
-        """The files of one data-type folder, classified once per folder mtime."""
+    def classified(self, path: str, rel: str, pid: str, date: str, dtype: str,
+                   folder_ok: bool | None = None) -> tuple[StoredFile, ...]:
+        """The files of one data-type folder, classified once per folder mtime; ``folder_ok``:
+        :func:`storage.layout.patient_folder_ok` of the patient folder (None: checked here)."""
         names = self.list(path)[1]
         key = ("classified", path)
         with self._lock:
             hit = self._classes.get(key)
             if hit is not None and hit[0] is names:
                 return hit[1]
-        out = tuple(classify(f"{rel}/{n}", pid, date, dtype, n) for n in names)
+        if folder_ok is None:
+            folder_ok = patient_folder_ok("/".join(rel.split("/")[:-2]), pid)
+        out = tuple(classify_folder(rel, pid, date, dtype, names, folder_ok))
         with self._lock:
             old = self._classes.pop(key, None)
             if old is not None:
@@ -106,10 +111,21 @@ class DirCache:
         return out
 
 
-def patient_records(storage: Storage, dirs: DirCache, pid: str,
+def _listed(path: str) -> tuple[list[str], list[str]]:
+    """:func:`list_folder` without a cache; an absent folder has nothing (as in
+    :meth:`DirCache.entry`)."""
+    try:
+        return list_folder(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return [], []
+
+
+def patient_records(storage: Storage, dirs: DirCache | None, pid: str,
                     data_types: list[str] | None = None, dates: list[str] | None = None
                     ) -> tuple[dict[RecordKey, Record], list[StoredFile]]:
-    """Like :meth:`Storage.records`, through the listing cache."""
+    """Like :meth:`Storage.records`, through the listing cache; ``dirs`` None: every folder
+    listed once, nothing kept and no ``stat`` for a cache check (one pass over a patient, the
+    export's stream)."""
     pdir = storage.patient_dir(pid)
     if pdir is None:
         return {}, []
@@ -117,16 +133,20 @@ def patient_records(storage: Storage, dirs: DirCache, pid: str,
     pstr = str(pdir)
     rel_pdir = pstr[len(root) + 1:] if pstr.startswith(root + "/") else \
         os.path.relpath(pstr, root).replace(os.sep, "/")
+    folder_ok = patient_folder_ok(rel_pdir, pid)
     wanted = set(data_types) if data_types is not None else None
-    date_list = dates if dates is not None else list(dirs.list(pstr)[0])
-    folders: list[tuple[StoredFile, ...]] = []
+    listed = dirs.list if dirs is not None else _listed
+    date_list = dates if dates is not None else list(listed(pstr)[0])
+    folders: list[Iterable[StoredFile]] = []
     for date in date_list:
         dpath = f"{pstr}/{date}"
-        for dtype in dirs.list(dpath)[0]:
+        for dtype in listed(dpath)[0]:
             if wanted is not None and dtype not in wanted:
                 continue
-            folders.append(dirs.classified(f"{dpath}/{dtype}", f"{rel_pdir}/{date}/{dtype}", pid,
-                                           date, dtype))
+            path, rel = f"{dpath}/{dtype}", f"{rel_pdir}/{date}/{dtype}"
+            folders.append(dirs.classified(path, rel, pid, date, dtype, folder_ok)
+                           if dirs is not None else
+                           classify_folder(rel, pid, date, dtype, _listed(path)[1], folder_ok))
     return group_records(chain.from_iterable(folders))
 
 

@@ -12,7 +12,7 @@ from typing import Callable, TypeVar
 
 from mappers import MapContext, MappingError, map_message
 from storage.names import FileName
-from storage.reader import KIND_MAPPING, Problem, ReadResult, read_path
+from storage.reader import KIND_MAPPING, Problem, ReadAhead, ReadResult, read_path
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,6 +52,8 @@ def map_read(res: ReadResult, facility: str, version: int = 1
 
 
 def read_and_map(path: str | os.PathLike[str], relpath: str, name: FileName | None, facility: str,
-                 version: int = 1) -> tuple[list[dict], list[Problem]]:
-    """Read one stored file and map it (see :func:`map_read`)."""
-    return map_read(read_path(path, relpath, name), facility, version)
+                 version: int = 1, ahead: ReadAhead | None = None
+                 ) -> tuple[list[dict], list[Problem]]:
+    """Read one stored file and map it (see :func:`map_read`); ``ahead``: ``path`` is the next
+    file of that list (:class:`storage.reader.ReadAhead`)."""
+    return map_read(read_path(path, relpath, name, ahead), facility, version)

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 
 from mappers.chart import CHART_LEVEL, assemble
 from storage.names import is_valid_patient_id
-from storage.reader import Problem, prefetch
+from storage.reader import Problem, ReadAhead
 
-from .listing import DirCache, patient_records
+from .listing import patient_records
 from .readmap import read_and_map
 from .resource_source import yields
 from .sources import data_types_for
@@ -46,10 +46,8 @@ def patient_stream(svc: "FacilityService", pid: str, types: set[str] | None = No
     has_patient = False
     all_records = None  # (storage, records) when every data type was listed
     if dtypes != []:
-        dirs = DirCache(max_entries=4096)  # a fresh one: every folder is listed once
-
-        def listing(storage):
-            return storage, patient_records(storage, dirs, pid, dtypes)
+        def listing(storage):  # every folder listed once: no listing cache
+            return storage, patient_records(storage, None, pid, dtypes)
 
         storage, (records, rejects) = svc._with_storage(listing)
         if dtypes is None:
@@ -60,10 +58,11 @@ def patient_stream(svc: "FacilityService", pid: str, types: set[str] | None = No
         root = str(storage.root)
         current = [c for c in (StorageSource.current(records[k]) for k in sorted(records))
                    if c is not None]
-        prefetch([f"{root}/{f.relpath}" for f, _ in current])  # a cold chart: one disk queue
-        for f, version in current:
-            resources, problems = read_and_map(f"{root}/{f.relpath}", f.relpath, f.name,
-                                               svc.code, version)
+        paths = [f"{root}/{f.relpath}" for f, _ in current]
+        ahead = ReadAhead(paths)  # a cold chart: its files announced to the disk together
+        for (f, version), path in zip(current, paths):
+            resources, problems = read_and_map(path, f.relpath, f.name, svc.code, version,
+                                               ahead)
             out = []
             for r in resources:
                 rt = r.get("resourceType")
