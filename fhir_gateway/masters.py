@@ -202,7 +202,11 @@ def _name_coding(coding: dict, table: Names) -> str | None:
 
 
 def _first_code(codings: list[dict]) -> str:
-    return str(next((c.get("code") for c in codings if c.get("code")), ""))
+    for c in codings:
+        code = c.get("code")
+        if code:
+            return str(code)
+    return ""
 
 
 def _name_item(it: dict, table: Names) -> None:

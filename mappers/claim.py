@@ -156,7 +156,9 @@ def _number(text: str) -> Decimal | None:
 
 
 def _yen(points: Decimal | int, unit: Decimal | int = YEN_PER_POINT) -> Json:
-    return {"value": Decimal(points) * Decimal(unit), "currency": "JPY"}
+    value = points * unit if points.__class__ is unit.__class__ is Decimal \
+        else Decimal(points) * Decimal(unit)  # (Decimal(x) of a Decimal is x: skipped)
+    return {"value": value, "currency": "JPY"}
 
 
 def _month_period(text: str) -> dict[str, str] | None:
@@ -448,10 +450,12 @@ def _item(it: Item, seq: int, ym: str | None, unit_price: Decimal, info: list[Js
         for day, n in days.items():
             exts.append(_ext("service-day", "valueString", f"{ym}{day:02d}×{n}"))
     item["extension"] = exts
-    links = [_comment_info(c["code"], c["text"], info) for c in it.comments]
-    for ccode, ctext in ((code1, text1), (code2, text2), (code3, text3)):
-        if ccode or ctext:
-            links.append(_comment_info(ccode, ctext, info))
+    links = [_comment_info(c["code"], c["text"], info) for c in it.comments] \
+        if it.comments else []
+    if code1 or text1 or code2 or text2 or code3 or text3:  # (most items have none)
+        for ccode, ctext in ((code1, text1), (code2, text2), (code3, text3)):
+            if ccode or ctext:
+                links.append(_comment_info(ccode, ctext, info))
     if links:
         item["informationSequence"] = links
     if it.category:

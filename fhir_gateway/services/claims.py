@@ -39,6 +39,7 @@ from fhir_gateway.config import Facility
 from fhir_gateway.index.receipts import FileRow, IndexUnusable, ReceiptIndex, ReceiptRow
 from storage.reader import ERROR, KIND_IO, Problem
 
+from ..masters import Names
 from . import match
 from .cache import Mapped, MappedCache
 from .errors import NotFound
@@ -282,10 +283,12 @@ class ClaimSource:
         return [out[r.i] for r in rows]
 
     def _read(self, f: FileRow, rows: list[ReceiptRow], keep: bool = True,
-              known: dict[int, str] | None = None) -> dict[int, Mapped]:
+              known: dict[int, str] | None = None, names: Names | None = None
+              ) -> dict[int, Mapped]:
         """The receipts ``rows`` of ``f`` read (their byte ranges) and mapped; ``keep``: put
         each in the mapped-file cache (an export reads each once: no cache, no size estimate);
-        ``known``: the patient each receipt (by ``row.i``) was just matched to."""
+        ``known``: the patient each receipt (by ``row.i``) was just matched to; ``names``: the
+        master table (looked up here when not given)."""
         from mappers.claim import ClaimContext, map_receipt, mtime_instant
         from storage.uke import match_patient, read_ranges
 
@@ -297,7 +300,8 @@ class ClaimSource:
         out: dict[int, Mapped] = {}
         last = mtime_instant(f.mtime)
         header = uf.ir if f.header else None
-        names = self.masters.table()  # one look for the file's receipts
+        if names is None:
+            names = self.masters.table()  # one look for the file's receipts
         by_start = {r.re.offset: r for r in uf.receipts}
         for r in rows:
             got = by_start.get(r.start)
@@ -408,18 +412,25 @@ class ClaimSource:
                  ) -> tuple[_Live, list[ReceiptRow]]:
         """The live receipts whose Claims name ``pid``: an SS-MIX2 patient (カルテ番号 matched
         now) or a receipt Patient (its receipts match no SS-MIX2 patient now)."""
-        assert self.index is not None
         live = live if live is not None else self._live()
+        return live, self._rows_of_many([pid], live, with_stubs).get(pid, [])
+
+    def _rows_of_many(self, pids: list[str], live: _Live, with_stubs: bool = False
+                      ) -> dict[str, list[ReceiptRow]]:
+        """:meth:`_rows_of` of many patients (the SS-MIX2 ones in one index query)."""
+        assert self.index is not None
         if not live.files:
-            return live, []
+            return {}
         matched = self._matcher()  # a patient's receipts mostly share one カルテ番号
-        if is_receipt_patient_id(pid):
-            rows = [r for r in self.index.by_uke_pid(pid, with_stubs) if r.file in live.files
-                    and matched(r.karte) is None]
-        else:
-            rows = [r for r in self.index.by_candidate(pid, with_stubs) if r.file in live.files
-                    and matched(r.karte) == pid]
-        return live, rows
+        out: dict[str, list[ReceiptRow]] = {}
+        for pid in pids:
+            if is_receipt_patient_id(pid):
+                out[pid] = [r for r in self.index.by_uke_pid(pid, with_stubs)
+                            if r.file in live.files and matched(r.karte) is None]
+        found = self.index.by_candidates([p for p in pids if p not in out], with_stubs)
+        for pid, rows in found.items():
+            out[pid] = [r for r in rows if r.file in live.files and matched(r.karte) == pid]
+        return out
 
     def _matcher(self) -> Callable[[str], str | None]:
         """``match_patient(karte, patient_exists)``, each カルテ番号 looked up once (a few
@@ -459,15 +470,17 @@ class ClaimSource:
         if live.problems:
             yield "", [], list(live.problems)
         by_file: dict[int, list[tuple[str, ReceiptRow]]] = {}
+        rows_of = self._rows_of_many(pids, live)
+        names = self.masters.table()  # one look for the whole batch
         for pid in pids:
-            for r in self._rows_of(pid, live=live)[1]:
+            for r in rows_of.get(pid, ()):
                 by_file.setdefault(r.file, []).append((pid, r))
         for fid in sorted(by_file):
             f = live.files[fid]
             todo = sorted(by_file[fid], key=lambda x: x[1].i)
             self._stat_check([f])
             mapped = self._read(f, [r for _, r in todo], keep=False,
-                                known={r.i: pid for pid, r in todo}) \
+                                known={r.i: pid for pid, r in todo}, names=names) \
                 if f.id not in self._untrusted() else {}
             got: dict[str, tuple[list[dict], list[Problem]]] = {}
             for pid, r in todo:

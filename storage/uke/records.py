@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import compress
 
 from ..reader import ERROR, Problem
 from .layouts import DAYS, TENSUHYO, Layout
@@ -17,6 +18,8 @@ KIND_TOTALS = "uke-totals"
 KIND_DATE = "uke-date"
 KIND_IO = "io-error"
 KIND_EMPTY = "zero-bytes"
+
+_DAY_NUMBERS = range(1, len(DAYS) + 1)
 
 
 @dataclass(slots=True)
@@ -80,11 +83,11 @@ class UkeRecord:
         at = self.layout.days_at if self.layout is not None else -1
         if at < 0:
             return out
-        for i, v in enumerate(self.fields[at:at + len(DAYS)], 1):
-            if v:
-                v = v.strip()
-                if v.isdecimal() and int(v):
-                    out[i] = int(v)
+        days = self.fields[at:at + len(DAYS)]
+        for i in compress(_DAY_NUMBERS, days):  # the non-empty ones, found in C
+            v = days[i - 1].strip()
+            if v.isdecimal() and int(v):
+                out[i] = int(v)
         return out
 
 
