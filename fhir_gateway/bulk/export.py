@@ -478,8 +478,7 @@ def run_export(svc, pids: list[str], params: dict, out_dir: Path, *, processes: 
                 def submit(pool, n, chunk):
                     return pool.submit(remote_chunk, svc.facility, svc.data_dir, chunk, params)
             else:
-                ctx = multiprocessing.get_context("spawn")
-                pool_cm = cf.ProcessPoolExecutor(processes, mp_context=ctx,
+                pool_cm = cf.ProcessPoolExecutor(processes, mp_context=_pool_context(),
                                                  initializer=_child_init,
                                                  initargs=(svc.facility, svc.data_dir))
                 width = processes * AHEAD
@@ -526,6 +525,17 @@ def run_export(svc, pids: list[str], params: dict, out_dir: Path, *, processes: 
         files, errors = out.close(), err.close()
         shutil.rmtree(parts, ignore_errors=True)
     return files, errors
+
+
+def _pool_context() -> Any:
+    """``forkserver`` (the mapping processes forked from one that imported
+    :mod:`fhir_gateway.bulk.preload`: no interpreter start and imports per process) where the
+    platform has it, else ``spawn``; never ``fork`` (the server has threads)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["fhir_gateway.bulk.preload"])  # (read when it starts)
+    return ctx
 
 
 def _heaviest_first(svc, chunks: list[list[str]], processes: int) -> list[int]:
