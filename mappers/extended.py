@@ -192,12 +192,29 @@ def map_extended_folder(folder: ContentFolder, ctx: ExtendedContext) -> list[Jso
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Document:
+    """The context of one document's vital signs (a ``ResourceContext``): its meta is built
+    once, not once per OBX."""
+
+    facility: str
+    patient_id: str
+    base: Json  # ExtendedContext.meta() without a profile
+
+    def meta(self, profile: str | None = None) -> Json:
+        m = self.base.copy()
+        if profile:
+            m["profile"] = [profile]
+        return m
+
+
 def _vitals(data: bytes, did: str, ctx: ExtendedContext) -> list[Json]:
     """ORU^R30 main_document.hl7 -> one vital-signs Observation per OBX."""
     try:
         msg = parse(decode(data).text)
     except HL7Error:
         return []
+    doc = _Document(ctx.facility, ctx.patient_id, ctx.meta())
     obr_time = msg.value("OBR.7.1")
     effective = fhir_datetime(obr_time)
     category = [{"coding": [{"system": term.OBSERVATION_CATEGORY, "code": "vital-signs",
@@ -205,7 +222,7 @@ def _vitals(data: bytes, did: str, ctx: ExtendedContext) -> list[Json]:
     out = []
     for n, obx in enumerate(msg.segments("OBX"), 1):
         pos = obx.get(1) if obx.get(1).isdigit() else str(n)
-        obs = obx_observation(obx, ctx, f"{did}.{pos}", category,
+        obs = obx_observation(obx, doc, f"{did}.{pos}", category,
                               term.PROFILE["ObservationVitalSigns"], effective)
         loinc = VITAL_LOINC.get(obx.get(3)[:5])
         if loinc:

@@ -123,19 +123,20 @@ class ExtendedStorage(Storage):
         pdir = self.patient_dir(patient_id)
         if pdir is None:
             return
+        pstr, rel_pdir = str(pdir), self.relative(pdir)  # paths below: plain strings
         wanted = set(data_types) if data_types is not None else None
-        for date in (list(dates) if dates is not None else _scandir_names(pdir, True)):
+        for date in (list(dates) if dates is not None else _scandir_names(pstr, True)):
             if not is_valid_date_folder(date):
                 continue
-            ddir = pdir / date
-            for dtype in _scandir_names(ddir, True):
+            for dtype in _scandir_names(f"{pstr}/{date}", True):
                 if wanted is not None and dtype not in wanted:
                     continue
                 dt = parse_data_type_folder(dtype)
-                for cname in _scandir_names(ddir / dtype, True):
-                    cdir = ddir / dtype / cname
-                    files = tuple(_scandir_names(cdir, False))
-                    yield _classify(self.relative(cdir), patient_id, date, dt, cname, files)
+                tail = f"{date}/{dtype}"
+                for cname in _scandir_names(f"{pstr}/{tail}", True):
+                    files = tuple(_scandir_names(f"{pstr}/{tail}/{cname}", False))
+                    yield _classify(f"{rel_pdir}/{tail}/{cname}", patient_id, date, dt, cname,
+                                    files)
 
     def records(self, patient_id: str, data_types: Iterable[str] | None = None,  # type: ignore[override]
                 dates: Iterable[str] | None = None

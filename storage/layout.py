@@ -133,7 +133,7 @@ def list_folder(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
     return dirs, files
 
 
-def _scandir_names(path: Path, dirs: bool) -> list[str]:
+def _scandir_names(path: str | os.PathLike[str], dirs: bool) -> list[str]:
     try:
         with os.scandir(path) as it:
             return sorted(e.name for e in it if e.is_dir() == dirs and not e.name.startswith("."))
