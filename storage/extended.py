@@ -20,6 +20,7 @@ from typing import Iterable, Iterator
 from .layout import Storage, UnsafePath, VersionChain, _scandir_names, group_records
 from .names import BadFileName, FileName, RecordKey, \
     is_valid_date_folder, parse_content_folder_name
+from .reader import _read_all
 
 MAIN_HL7 = "main_document.hl7"
 
@@ -150,7 +151,7 @@ class ExtendedStorage(Storage):
         out = []
         for fname in folder.files:
             try:
-                data = self.resolve(f"{folder.relpath}/{fname}").read_bytes()
+                data = _read_all(self.resolve_str(f"{folder.relpath}/{fname}"))
             except (OSError, UnsafePath) as exc:
                 out.append(ContentFile(fname, 0, "", None, f"cannot read the file: {exc}"))
                 continue

@@ -170,3 +170,27 @@ def test_nho_public_sample():
         validate(res)
         counts.append(len(res) - 1)
     assert sorted(counts) == [5, 15]  # one Observation per OBX, nothing dropped
+
+
+def test_a_file_that_cannot_be_read_is_reported_and_the_rest_mapped(tree: ExtendedStorage):
+    """A content file that vanished after listing (here a dangling link: listed as a file,
+    not readable) gives a read error on that file only; the document and its vital signs
+    are still mapped, each Observation with the document's meta and its own profile."""
+    recs, _ = tree.records(PID)
+    vit = next(r for r in recs.values() if r.key.data_type == VITALS).current
+    cdir = tree.resolve(vit.relpath)
+    (cdir / "gone.pdf").symlink_to(cdir / "nowhere.pdf")
+    recs, _ = tree.records(PID)
+    vit = next(r for r in recs.values() if r.key.data_type == VITALS).current
+    assert vit.files == ("gone.pdf", "main_document.hl7")
+    files = tree.load(vit, with_data=["main_document.hl7"])
+    gone = next(f for f in files if f.name == "gone.pdf")
+    assert gone.data is None and "No such file" in (gone.error or "") and "gone.pdf" in gone.error
+    out = map_extended_folder(vit, ExtendedContext("1312345678", tuple(files), 3))
+    doc, *obs = out
+    assert [c["attachment"]["title"] for c in doc["content"]] == ["main_document.hl7", "gone.pdf"]
+    assert "size" not in doc["content"][1]["attachment"]
+    assert len(obs) == 2 and all(o["meta"] == {**doc["meta"], "profile": o["meta"]["profile"]}
+                                 for o in obs)
+    assert doc["meta"]["versionId"] == "3" and "profile" not in doc["meta"]
+    assert obs[0]["meta"] is not obs[1]["meta"]
