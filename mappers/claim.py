@@ -135,6 +135,7 @@ def uke_date_fhir(text: str) -> str | None:
     return f"{y:04d}-{m:02d}" + (f"-{d:02d}" if d else "")
 
 
+@memo(4096)
 def _nfkc(text: str) -> str:
     return "".join(unicodedata.normalize("NFKC", text or "").split())
 
@@ -192,10 +193,15 @@ def _coding(system: str, code: str, display: str = "") -> Json:
     return c
 
 
+@memo(1024)
+def _source(rel: str) -> str:
+    """meta.source of a UKE file's resources: ``receipts/`` + its receipts-relative path."""
+    src = rel.replace("\\", "/").lstrip("/")
+    return src if src.startswith("receipts/") else f"receipts/{src}"
+
+
 def _meta(ctx: ClaimContext, profile: str | None = None) -> Json:
-    src = ctx.source.replace("\\", "/").lstrip("/")
-    m: Json = {"versionId": "1",
-               "source": src if src.startswith("receipts/") else f"receipts/{src}"}
+    m: Json = {"versionId": "1", "source": _source(ctx.source)}
     if ctx.last_updated:
         m["lastUpdated"] = ctx.last_updated
     if profile:
