@@ -220,14 +220,16 @@ def _vitals(data: bytes, did: str, ctx: ExtendedContext) -> list[Json]:
     category = [{"coding": [{"system": term.OBSERVATION_CATEGORY, "code": "vital-signs",
                              "display": "Vital Signs"}]}]
     out = []
+    profile = term.PROFILE["ObservationVitalSigns"]
+    derived = f"DocumentReference/{did}"
     for n, obx in enumerate(msg.segments("OBX"), 1):
-        pos = obx.get(1) if obx.get(1).isdigit() else str(n)
-        obs = obx_observation(obx, doc, f"{did}.{pos}", category,
-                              term.PROFILE["ObservationVitalSigns"], effective)
+        set_id = obx.get(1)
+        obs = obx_observation(obx, doc, f"{did}.{set_id if set_id.isdigit() else n}", category,
+                              profile, effective)
         loinc = VITAL_LOINC.get(obx.get(3)[:5])
         if loinc:
             obs["code"].setdefault("coding", []).append(
                 {"system": "http://loinc.org", "code": loinc[0], "display": loinc[1]})
-        obs["derivedFrom"] = [{"reference": f"DocumentReference/{did}"}]
+        obs["derivedFrom"] = [{"reference": derived}]
         out.append(obs)
     return out
