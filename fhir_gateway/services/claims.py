@@ -484,14 +484,17 @@ class ClaimSource:
                 if f.id not in self._untrusted() else {}
             got: dict[str, tuple[list[dict], list[Problem]]] = {}
             for pid, r in todo:
-                res, probs = got.setdefault(pid, ([], []))
+                if pid not in got:
+                    got[pid] = ([], [])
+                res, probs = got[pid]
                 m = mapped.get(r.i)
                 if m is None:  # rewritten since it was indexed: said, never skipped silently
                     probs.append(Problem(f"receipts/{f.rel}", KIND_IO,
                                          f"receipt {r.receipt_no} not exported: the file "
                                          "changed while reading; export again"))
                     continue
-                probs.extend(p for p in m.problems if p.severity == ERROR)
+                if m.problems:
+                    probs.extend(p for p in m.problems if p.severity == ERROR)
                 ref = f"Patient/{pid}"
                 res.extend(x for x in m.resources if x.get("resourceType") in ("Claim", "Coverage")
                            and (x.get("patient") or x.get("beneficiary") or {}).get("reference")

@@ -40,10 +40,13 @@ class Layout:
     picks: dict[tuple[str, ...], tuple[int, ...]] = field(default_factory=dict, compare=False,
                                                           hash=False, repr=False)
     dates: tuple[str, ...] = field(default=(), init=False, compare=False, repr=False)
+    # 0-based index of 算定日情報 1日 (the 31 day fields are contiguous); -1: none
+    days_at: int = field(default=-1, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.positions.update((n, i) for i, n in enumerate(self.fields, 1))
         object.__setattr__(self, "dates", tuple(n for n in DATE_FIELDS if n in self.positions))
+        object.__setattr__(self, "days_at", self.positions.get(DAYS[0], 0) - 1)
 
     def indices(self, names: tuple[str, ...]) -> tuple[int, ...]:
         """0-based field indices of ``names`` (a name this layout lacks: :data:`ABSENT`, past the
@@ -52,12 +55,6 @@ class Layout:
         if got is None:
             got = self.picks[names] = tuple(self.positions.get(n, ABSENT + 1) - 1 for n in names)
         return got
-
-    @property
-    def days_at(self) -> int:
-        """0-based index of 算定日情報 1日 (the 31 day fields are contiguous); -1: none."""
-        p = self.positions.get(DAYS[0])
-        return p - 1 if p is not None else -1
 
     @property
     def count(self) -> int:

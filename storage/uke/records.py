@@ -80,14 +80,17 @@ class UkeRecord:
         """算定日情報: day of month -> count, for SI/IY/TO/SS/JD records (one slice of the 31
         contiguous day fields: most are empty, and an item is read once per receipt)."""
         out: dict[int, int] = {}
-        at = self.layout.days_at if self.layout is not None else -1
+        lay = self.layout
+        at = lay.days_at if lay is not None else -1
         if at < 0:
             return out
         days = self.fields[at:at + len(DAYS)]
         for i in compress(_DAY_NUMBERS, days):  # the non-empty ones, found in C
             v = days[i - 1].strip()
-            if v.isdecimal() and int(v):
-                out[i] = int(v)
+            if v.isdecimal():
+                n = int(v)
+                if n:
+                    out[i] = n
         return out
 
 
