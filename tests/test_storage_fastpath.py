@@ -280,6 +280,14 @@ def test_read_ahead_announces_only_files_not_in_the_cache(tmp_path: Path, monkey
     announced: list[list[str]] = []
     monkeypatch.setattr(reader, "prefetch", lambda ps: announced.append(list(ps)))
     monkeypatch.setattr(ReadAhead, "WINDOW", 2)
+    fd = os.open(paths[0], os.O_RDONLY)
+    try:
+        os.preadv(fd, [bytearray(16)], 0, os.RWF_NOWAIT)
+    except OSError as exc:  # a file system without RWF_NOWAIT: every window is announced
+        if exc.errno in reader._NOWAIT_REFUSED:
+            pytest.skip(f"RWF_NOWAIT refused here: {exc}")
+    finally:
+        os.close(fd)
     ahead = ReadAhead(paths)
     assert [ahead.read(p) for p in paths] == [d for _, d in files]
     assert announced == []  # just written: all cached, nothing announced
@@ -291,3 +299,15 @@ def test_read_ahead_announces_only_files_not_in_the_cache(tmp_path: Path, monkey
         pytest.skip("the kernel kept the files cached")
     # f2 missed: f2, f3 announced; f4 (past the window) missed again: f4, f5
     assert announced == [paths[2:4], paths[4:6]]
+
+
+def test_read_ahead_without_nowait_announces_every_window(tmp_path: Path, monkeypatch) -> None:
+    files = _files(tmp_path, [100, 0, _CHUNK + 5, 7, 8])
+    paths = [p for p, _ in files]
+    announced: list[list[str]] = []
+    monkeypatch.setattr(reader, "prefetch", lambda ps: announced.append(list(ps)))
+    monkeypatch.setattr(reader, "_NOWAIT", None)  # not Linux, or an old kernel
+    monkeypatch.setattr(ReadAhead, "WINDOW", 2)
+    ahead = ReadAhead(paths)
+    assert [ahead.read(p) for p in paths] == [d for _, d in files]
+    assert announced == [paths[0:2], paths[2:4], paths[4:5]]
