@@ -220,6 +220,8 @@ def _name_item(it: dict, table: Names) -> None:
 
 def _name_codings(codings: list[dict], table: Names) -> str | None:
     """Name every coding (:func:`_name_coding`); the first name found, if any."""
+    if not table:  # no masters imported: nothing to name (the common case, skipped cheaply)
+        return None
     first = None
     for c in codings:
         name = _name_coding(c, table)
