@@ -19,6 +19,7 @@ from mappers.claim import uke_date_fhir
 from storage.uke import KIND_DECODE, KIND_FIELDS, KIND_STRUCTURE, KIND_TOTALS, KIND_UNKNOWN, \
     LAYOUTS, iter_uke_files, karte_candidates, match_patient, normalise_karte_no, \
     parse_uke_date, read_uke, read_uke_file
+from storage.uke.reader import read_ranges
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "receipt"
 MODELS = {"Claim": Claim, "Coverage": Coverage, "Patient": Patient}
@@ -241,6 +242,26 @@ def test_public_dental_sample(sample_files):
     res = map_uke_file(uf, lambda r: ClaimContext("1330012345", "shika_shaho.csv"))
     validate(res)
     assert res[0]["type"]["coding"][0]["code"] == "oral"
+
+
+def test_dental_file_starting_with_its_ir(sample_files, tmp_path):
+    """A dental file usually starts with its IR (点数表 3): the IR itself decides its layout, in
+    a whole-file read and in the byte-range read of the export and the per-patient receipts
+    (the medical layout read the phone number as 請求年月)."""
+    data = next(f for f in sample_files if f.name == "shika_shaho.csv").read_bytes()
+    data = data[data.index(b"\nIR") + 1:]  # without the UK line the sample starts with
+    uf = read_uke(data, "shika.csv")
+    assert uf.ir is not None and uf.ir.type == "IR" and uf.variant == "dental"
+    assert uf.ir.layout is not None and uf.ir.layout.variant == "dental"
+    assert uf.claim_month == "43102" and uf.problems == []
+    f = tmp_path / "shika.csv"
+    f.write_bytes(data)
+    r = uf.receipts[0]
+    ranged = read_ranges(f, "shika.csv", uf.codec, uf.skip,
+                         [(uf.ir.offset, uf.ir.end, uf.ir.line),
+                          (r.records[0].offset, r.records[-1].end, r.records[0].line)])
+    assert ranged.claim_month == "43102" and ranged.problems == []
+    validate(map_uke_file(uf, lambda rec: ClaimContext("1330012345", "shika.csv")))
 
 
 def test_public_samples_map_and_validate(sample_files):

@@ -261,10 +261,10 @@ class _Grouper:
 
     def _header(self, rec: UkeRecord, rtype: str) -> None:
         uf = self.uf
-        rec.layout = layout_for(rtype, len(rec.fields),
-                                "dental" if len(rec.fields) > 3 and rec.fields[3] == "3"
-                                else "medical")
-        _check_fields(uf, rec)
+        # A header's layout is its own 点数表's (IR-4 / UK-4: 3 歯科): the file's variant is not
+        # known before its first header, and a dental file usually starts with its IR.
+        _check_fields(uf, rec, "dental" if len(rec.fields) > 3 and rec.fields[3] == "3"
+                      else "medical")
         if uf.receipts and uf.ir is not None and rec["facility_code"] != uf.ir["facility_code"]:
             uf.problem(rec, KIND_STRUCTURE, "a header for another facility "
                        f"({rec['facility_code']}) inside the file of {uf.ir['facility_code']}")
