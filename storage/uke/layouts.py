@@ -45,7 +45,9 @@ class Layout:
 
     def __post_init__(self) -> None:
         self.positions.update((n, i) for i, n in enumerate(self.fields, 1))
-        object.__setattr__(self, "dates", tuple(n for n in DATE_FIELDS if n in self.positions))
+        # in field order (DATE_FIELDS is a set: its order changes with the hash seed, and with
+        # it the order of a record's date problems from one process to the next)
+        object.__setattr__(self, "dates", tuple(n for n in self.fields if n in DATE_FIELDS))
         object.__setattr__(self, "days_at", self.positions.get(DAYS[0], 0) - 1)
 
     def indices(self, names: tuple[str, ...]) -> tuple[int, ...]:
