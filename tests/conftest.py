@@ -272,6 +272,24 @@ class Server:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
+    def crash(self) -> None:
+        """SIGKILL the server and every process below it (workers, a job's mapping processes):
+        a crash, with nothing finished on the way out."""
+        procs, todo = [], [self.proc.pid]
+        while todo:
+            p = todo.pop()
+            procs.append(p)
+            try:
+                todo += [int(x) for x in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+            except OSError:
+                pass
+        for p in procs:  # the parent first: it would restart a worker that dies
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        self.proc.wait()
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -248,7 +248,7 @@ def test_restart_resumes_and_limits_and_expiry(slow):
             assert time.monotonic() < deadline
             time.sleep(0.02)
     finally:
-        s.stop()  # the job is interrupted (it needs > 1 s to start its worker processes)
+        s.crash()  # the job is interrupted: killed with the server, the moment it runs
     state = json.loads(job_file.read_text())
     assert state["status"] == "running" and state["attempts"] == 1
     s2 = start_server(["--config", str(h.config)], token=tok, workers=1)
