@@ -423,6 +423,8 @@ class ReadAhead:
                 if exc.errno not in _NOWAIT_REFUSED:
                     raise  # a real read error (a folder, EIO): the caller reports it
             else:
+                if n == 0:  # an empty file - or a file system that answers 0, not EAGAIN
+                    return os.pread(fd, _CHUNK, 0)
                 return bytes(memoryview(buf)[:n])
         start = self._done
         self._until = start + self.WINDOW
