@@ -21,37 +21,22 @@ The hospital is ``fhir-gateway synth`` output (``ssmix2/``, ``receipts/``, ``ext
 
 from __future__ import annotations
 
-import argparse
 import gc
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from inprocess import hospital_service, parse_args
+
 CHUNK = 16
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--hospital", type=Path, required=True)
-    ap.add_argument("--from", dest="start", type=int, default=300, help="first patient (index)")
-    ap.add_argument("--patients", type=int, default=100)
-    ap.add_argument("--repeat", type=int, default=4)
-    ap.add_argument("--code", type=Path, default=ROOT, help="checkout to import the gateway from")
-    ap.add_argument("--facility", default="1312345678")
-    args = ap.parse_args()
-    sys.path.insert(0, str(args.code.resolve()))
+    args = parse_args(__doc__, start=300, patients=100, repeat=4)
 
-    from fhir_gateway.config import Facility
-    from fhir_gateway.services import FacilityService, MappedCache
     from fhir_gateway.services.stream import patient_stream
     from mappers.serialize import ndjson_line
 
     root = args.hospital
-    fac = Facility(code=args.facility, name="bench", storage=(root / "ssmix2",),
-                   extended=(root / "extended",), receipts=(root / "receipts",))
-    svc = FacilityService(fac, MappedCache(32 << 20), root / "data")
-    pids = svc.patient_ids()[args.start:args.start + args.patients]
+    svc, pids = hospital_service(args)
     try:  # as the export's mapping processes (an older checkout may not set it)
         from fhir_gateway.bulk.export import CHILD_GC_THRESHOLDS
         gc.freeze()

@@ -23,14 +23,13 @@ checkout (an older commit), to compare code in one session.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from inprocess import hospital_service, parse_args
+
 
 
 def _warm(root: Path, pids: list[str]) -> None:
@@ -43,26 +42,13 @@ def _warm(root: Path, pids: list[str]) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--hospital", type=Path, required=True)
-    ap.add_argument("--from", dest="start", type=int, default=0, help="first patient (index)")
-    ap.add_argument("--patients", type=int, default=200)
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--code", type=Path, default=ROOT, help="checkout to import the gateway from")
-    ap.add_argument("--facility", default="1312345678")
-    args = ap.parse_args()
-    sys.path.insert(0, str(args.code.resolve()))
+    args = parse_args(__doc__, start=0, patients=200, repeat=5)
 
     import fhir_gateway.services.readmap as readmap
-    from fhir_gateway.config import Facility
-    from fhir_gateway.services import FacilityService, MappedCache
     from fhir_gateway.services.stream import patient_stream
 
     root = args.hospital
-    fac = Facility(code=args.facility, name="bench", storage=(root / "ssmix2",),
-                   extended=(root / "extended",), receipts=(root / "receipts",))
-    svc = FacilityService(fac, MappedCache(32 << 20), root / "data")
-    pids = svc.patient_ids()[args.start:args.start + args.patients]
+    svc, pids = hospital_service(args)
     _warm(root, pids)
     try:  # as the export's mapping processes (an older checkout may not set it)
         from fhir_gateway.bulk.export import CHILD_GC_THRESHOLDS

@@ -275,15 +275,7 @@ class Server:
     def crash(self) -> None:
         """SIGKILL the server and every process below it (workers, a job's mapping processes):
         a crash, with nothing finished on the way out."""
-        procs, todo = [], [self.proc.pid]
-        while todo:
-            p = todo.pop()
-            procs.append(p)
-            try:
-                todo += [int(x) for x in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
-            except OSError:
-                pass
-        for p in procs:  # the parent first: it would restart a worker that dies
+        for p in process_tree(self.proc.pid):  # the parent first: it would restart a worker
             try:
                 os.kill(p, signal.SIGKILL)
             except OSError:
@@ -298,6 +290,19 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (Linux /proc), parents before their children."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop(0)
+        out.append(p)
+        try:
+            todo += [int(x) for x in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except OSError:
+            pass
+    return out
 
 
 def start_server(args: list[str], facility: str = FACILITY, token: str | None = None,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import BIN, FACILITY, make_token, start_server
+from conftest import BIN, FACILITY, make_token, process_tree, start_server
 
 HEAVY = "9000000001"
 LIMIT_MB = 300  # issue 12: flat < 300 MB whatever the export size
@@ -26,18 +26,6 @@ def _kb(pid: int, field: str) -> int:
     except OSError:
         return 0
     return int(m.group(1)) if m else 0
-
-
-def _tree(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            todo += [int(x) for x in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
-        except OSError:
-            pass
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +48,7 @@ def test_heavy_patient_export_memory_is_bounded(heavy):
     s = heavy
     h = {**s.headers, "Prefer": "respond-async"}
     requests.get(f"{s.base}/Patient/{HEAVY}", headers=s.headers).raise_for_status()
-    before = {p: _kb(p, "VmRSS") for p in _tree(s.proc.pid)}
+    before = {p: _kb(p, "VmRSS") for p in process_tree(s.proc.pid)}
     r = requests.get(f"{s.base}/$export", headers=h)
     assert r.status_code == 202, r.text
     deadline = time.monotonic() + 600
@@ -75,7 +63,7 @@ def test_heavy_patient_export_memory_is_bounded(heavy):
     counts = {o["type"]: o["count"] for o in m["output"]}
     assert sum(counts.values()) > 15_000 and counts.get("Claim") and counts.get("Encounter")
     assert counts.get("Patient") == 1
-    peaks = {p: _kb(p, "VmHWM") / 1024 for p in _tree(s.proc.pid)}
+    peaks = {p: _kb(p, "VmHWM") / 1024 for p in process_tree(s.proc.pid)}
     assert peaks and max(peaks.values()) < LIMIT_MB, peaks
     worker = max(before, key=lambda p: peaks.get(p, 0))
     assert peaks[worker] - before[worker] / 1024 < GROWTH_MB, (peaks, before)
