@@ -22,9 +22,8 @@ The hospital is ``fhir-gateway synth`` output (``ssmix2/``, ``receipts/``, ``ext
 from __future__ import annotations
 
 import gc
-import time
 
-from inprocess import hospital_service, parse_args
+from inprocess import best, hospital_service, parse_args
 
 CHUNK = 16
 
@@ -64,16 +63,8 @@ def main() -> None:
                     n += len(resources)
         return n
 
-    def best(fn) -> tuple[int, float]:  # type: ignore[no-untyped-def]
-        out = (0, float("inf"))
-        for _ in range(args.repeat):
-            c0 = time.process_time()
-            n = fn()
-            out = (n, min(out[1], time.process_time() - c0))
-        return out
-
-    n_ss, t_ss = best(ssmix2)
-    n_rc, t_rc = best(receipts)
+    n_ss, t_ss = best(ssmix2, args.repeat)
+    n_rc, t_rc = best(receipts, args.repeat)
     print(f"code {args.code.resolve()}  patients {args.start}..{args.start + len(pids)} of "
           f"{root}")
     print(f"SS-MIX2 (same-run baseline) {n_ss:>8,} resources {t_ss:7.3f} CPU-s "

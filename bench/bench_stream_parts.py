@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import gc
 import os
-import time
 from pathlib import Path
 
-from inprocess import hospital_service, parse_args
+from inprocess import best, hospital_service, parse_args
 
 
 
@@ -76,17 +75,9 @@ def main() -> None:
         return sum(len(svc.extended.for_patient(pid, None, keep=False).resources)
                    for pid in pids)
 
-    def best(fn) -> tuple[int, float]:  # type: ignore[no-untyped-def]
-        out = (0, float("inf"))
-        for _ in range(args.repeat):
-            c0 = time.process_time()
-            n = fn()
-            out = (n, min(out[1], time.process_time() - c0))
-        return out
-
-    n_all, t_all = best(stream)
-    _, t_un = best(unmapped)
-    n_ext, t_ext = best(extended)
+    n_all, t_all = best(stream, args.repeat)
+    _, t_un = best(unmapped, args.repeat)
+    n_ext, t_ext = best(extended, args.repeat)
     per = 1e3 / len(pids)
     print(f"code {args.code.resolve()}  patients {args.start}..{args.start + len(pids)} of {root}")
     print(f"whole stream (baseline)     {n_all:>8,} resources {t_all:7.3f} CPU-s "
