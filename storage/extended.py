@@ -151,7 +151,7 @@ class ExtendedStorage(Storage):
         out = []
         for fname in folder.files:
             try:
-                data = _read_all(self.resolve_str(f"{folder.relpath}/{fname}"))
+                data = _read_all(self.abspath(f"{folder.relpath}/{fname}"))
             except (OSError, UnsafePath) as exc:
                 out.append(ContentFile(fname, 0, "", None, f"cannot read the file: {exc}"))
                 continue

@@ -153,20 +153,12 @@ class Storage:
     # -- paths ------------------------------------------------------------------------------
     def resolve(self, relpath: str) -> Path:
         """Absolute path of a storage-relative path; refuses anything escaping the root."""
-        return self.root.joinpath(*self._safe_parts(relpath))
-
-    def resolve_str(self, relpath: str) -> str:
-        """:meth:`resolve` as a plain string (no pathlib object per file)."""
-        return self._root_prefix + "/".join(self._safe_parts(relpath))
-
-    @staticmethod
-    def _safe_parts(relpath: str) -> list[str]:
         if not relpath or relpath.startswith(("/", "\\")) or "\x00" in relpath:
             raise UnsafePath(relpath)
         parts = relpath.replace("\\", "/").split("/")
         if any(p in ("", ".", "..") for p in parts):
             raise UnsafePath(relpath)
-        return parts
+        return self.root.joinpath(*parts)
 
     def abspath(self, relpath: str) -> str:
         """Like :meth:`resolve` but a plain string (the hot read path avoids pathlib)."""
