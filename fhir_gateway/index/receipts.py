@@ -38,6 +38,7 @@ from storage.reader import ERROR, Problem
 from storage.uke import (
     Receipt,
     UkeRecord,
+    header_variant,
     karte_candidates,
     layout_for,
     list_files,
@@ -98,8 +99,7 @@ class FileRow:
             return None
         f = list(self.header_fields)
         rec = UkeRecord(f, self.header[2], self.header[0], end=self.header[1])
-        rec.layout = layout_for(f[0], len(f), "dental" if len(f) > 3 and f[3] == "3"
-                                else "medical")
+        rec.layout = layout_for(f[0], len(f), header_variant(f))
         return rec
 
 

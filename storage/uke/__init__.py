@@ -30,6 +30,7 @@ from .layouts import (
     LAYOUTS,
     TENSUHYO,
     Layout,
+    header_variant,
     layout_for,
 )
 from .matching import karte_candidates, match_patient, normalise_karte_no
@@ -54,7 +55,7 @@ __all__ = [
     "DAYS", "EOF", "ERAS", "HEADER_TYPES", "ITEM_TYPES", "KIND_DATE", "KIND_DECODE", "KIND_EMPTY",
     "KIND_FIELDS", "KIND_IO", "KIND_STRUCTURE", "KIND_TOTALS", "KIND_UNKNOWN", "KNOWN_TYPES",
     "LAYOUTS", "TENSUHYO", "Item", "Layout", "Receipt", "UkeFile", "UkeRecord", "facility_code",
-    "iter_uke_files", "karte_candidates", "layout_for", "list_files", "match_patient",
-    "normalise_karte_no", "parse_uke_date", "read_ranges", "read_uke", "read_uke_file",
+    "header_variant", "iter_uke_files", "karte_candidates", "layout_for", "list_files",
+    "match_patient", "normalise_karte_no", "parse_uke_date", "read_ranges", "read_uke", "read_uke_file",
     "scan_receipts", "sniff_uke", "uke_month",
 ]

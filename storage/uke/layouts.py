@@ -177,6 +177,17 @@ KNOWN_TYPES = frozenset(LAYOUTS) | {
 }
 
 
+def variant_of(tensuhyo: str) -> str:
+    """The layout variant of a 点数表 (IR-4 / UK-4): 3 歯科 has layouts of its own."""
+    return "dental" if tensuhyo == "3" else "medical"
+
+
+def header_variant(fields: list[str]) -> str:
+    """The variant a header record (IR/UK/YK) gives itself: its own 点数表, the fourth field
+    (the file's variant is not known before its first header)."""
+    return variant_of(fields[3] if len(fields) > 3 else "")
+
+
 @memo(4096)
 def layout_for(record: str, count: int, variant: str = "medical") -> Layout | None:
     """The layout of a ``record`` of ``count`` fields in a file of ``variant`` (see

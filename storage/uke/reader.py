@@ -14,7 +14,8 @@ from pathlib import Path
 from ..encoding import fold
 from ..reader import WARNING
 from .dates import parse_uke_date
-from .layouts import EOF, HEADER_TYPES, ITEM_TYPES, KNOWN_TYPES, layout_for
+from .layouts import EOF, HEADER_TYPES, ITEM_TYPES, KNOWN_TYPES, header_variant, layout_for, \
+    variant_of
 from .records import (
     KIND_DATE,
     KIND_DECODE,
@@ -153,12 +154,11 @@ def scan_receipts(data: bytes) -> tuple[UkeRecord | None, list[UkeRecord]]:
         fields[0] = rtype
         rec = UkeRecord(fields, n, off, end=end)
         if rtype == "RE":
-            variant = "dental" if header is not None and header["tensuhyo"] == "3" else "medical"
-            rec.layout = layout_for("RE", len(fields), variant)
+            rec.layout = layout_for("RE", len(fields),
+                                    variant_of(header["tensuhyo"] if header is not None else ""))
             res.append(rec)
         elif rtype in HEADER_TYPES and (header is None or (header.type != "IR" and rtype == "IR")):
-            rec.layout = layout_for(rtype, len(fields), "dental" if len(fields) > 3
-                                    and fields[3] == "3" else "medical")
+            rec.layout = layout_for(rtype, len(fields), header_variant(fields))
             header = rec
     return header, res
 
@@ -261,10 +261,8 @@ class _Grouper:
 
     def _header(self, rec: UkeRecord, rtype: str) -> None:
         uf = self.uf
-        # A header's layout is its own 点数表's (IR-4 / UK-4: 3 歯科): the file's variant is not
-        # known before its first header, and a dental file usually starts with its IR.
-        _check_fields(uf, rec, "dental" if len(rec.fields) > 3 and rec.fields[3] == "3"
-                      else "medical")
+        # its own 点数表's layout: a dental file usually starts with its IR
+        _check_fields(uf, rec, header_variant(rec.fields))
         if uf.receipts and uf.ir is not None and rec["facility_code"] != uf.ir["facility_code"]:
             uf.problem(rec, KIND_STRUCTURE, "a header for another facility "
                        f"({rec['facility_code']}) inside the file of {uf.ir['facility_code']}")

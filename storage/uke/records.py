@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from itertools import compress
 
 from ..reader import ERROR, Problem
-from .layouts import DAYS, TENSUHYO, Layout
+from .layouts import DAYS, TENSUHYO, Layout, variant_of
 from .matching import normalise_karte_no
 
 # Problem kinds (stable strings).
@@ -182,7 +182,7 @@ class UkeFile:
 
     @property
     def variant(self) -> str:
-        return "dental" if self.tensuhyo == "3" else "medical"
+        return variant_of(self.tensuhyo)
 
     @property
     def facility_code(self) -> str:
