@@ -72,6 +72,21 @@ def heavy_patient(root: Path, pid: str, files: int) -> None:
              f"ORC|SC|{order}|{order}||CM||||{day}1200"] + obx))
 
 
+def start_ceiling(threads: int = 4, workers: int = 2) -> tuple[subprocess.Popen, int]:
+    """The bare Flask app of :data:`CEILING` under the same ``serving.serve`` (waitress) as
+    ``fhir-gateway serve`` (by default its 2 workers x 4 threads), once it answers."""
+    port = free_port()
+    ceil = subprocess.Popen([sys.executable, "-c", CEILING, str(port), str(threads),
+                             str(workers)], cwd=ROOT)
+    for _ in range(100):
+        try:
+            requests.get(f"http://127.0.0.1:{port}/fhir/x/Patient/1", timeout=1)
+            break
+        except requests.RequestException:
+            time.sleep(0.1)
+    return ceil, port
+
+
 def wrk(url: str, seconds: int, token: str | None, conns: int = 8) -> dict:
     cmd = ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", url]
     if token:
@@ -124,15 +139,7 @@ def main() -> int:
         extra = ["--cache-mb", str(args.cache_mb)] if args.cache_mb else []
         srv = start_server(["--config", str(h.config), "--threads", str(args.threads)] + extra,
                            token=token, workers=args.workers)
-        port = free_port()
-        ceil = subprocess.Popen([sys.executable, "-c", CEILING, str(port), str(args.threads),
-                                 str(args.workers)], cwd=ROOT)
-        for _ in range(100):
-            try:
-                requests.get(f"http://127.0.0.1:{port}/fhir/x/Patient/1", timeout=1)
-                break
-            except requests.RequestException:
-                time.sleep(0.1)
+        ceil, port = start_ceiling(args.threads, args.workers)
         hdr = {"Authorization": f"Bearer {token}"}
         pid = h.patients[0]
         read_url = f"{srv.base}/Patient/{pid}"

@@ -50,8 +50,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 import orjson  # noqa: E402
 import requests  # noqa: E402
 
-from bench_api import CEILING, tree_rss_mb, wrk  # noqa: E402
-from conftest import free_port, make_token, start_server  # noqa: E402
+from bench_api import start_ceiling, tree_rss_mb, wrk  # noqa: E402
+from conftest import make_token, start_server  # noqa: E402
 
 BIN = Path(sys.executable).parent
 FACILITY = "1312345678"
@@ -234,20 +234,6 @@ def read_ratio(h: Hospital, srv, ceil: subprocess.Popen, ceil_port: int, seconds
         cpu_ratios.append(ceil_cpu / our_cpu if our_cpu > 0 else float("nan"))
     return (statistics.median(ratios), statistics.median(ours), statistics.median(ceil_rps),
             statistics.median(cpu_ratios))
-
-
-def start_ceiling() -> tuple[subprocess.Popen, int]:
-    """The bare Flask app of ``bench_api.CEILING`` under the same ``serving.serve`` (waitress,
-    2 workers x 4 threads) as ``fhir-gateway serve``'s defaults."""
-    cport = free_port()
-    ceil = subprocess.Popen([sys.executable, "-c", CEILING, str(cport), "4", "2"], cwd=ROOT)
-    for _ in range(100):
-        try:
-            requests.get(f"http://127.0.0.1:{cport}/fhir/x/Patient/1", timeout=1)
-            break
-        except requests.RequestException:
-            time.sleep(0.1)
-    return ceil, cport
 
 
 def only_read(hs: list[Hospital], args) -> int:
