@@ -51,7 +51,7 @@ import orjson  # noqa: E402
 import requests  # noqa: E402
 
 from bench_api import start_ceiling, tree_rss_mb, wrk  # noqa: E402
-from conftest import make_token, start_server  # noqa: E402
+from conftest import make_token, process_tree, start_server  # noqa: E402
 
 BIN = Path(sys.executable).parent
 FACILITY = "1312345678"
@@ -196,13 +196,8 @@ def searches(hs: list[Hospital], servers: list, rng: random.Random) -> list[dict
 
 def tree_cpu(pid: int) -> float:
     """CPU seconds (user + system) of a server process and its workers so far."""
-    pids = [pid]
-    try:
-        pids += [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        pass
     ticks = 0
-    for p in pids:
+    for p in process_tree(pid):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
