@@ -3,15 +3,18 @@
 PostgreSQL) can replace it.  This one keeps ``{data_dir}/bulk-jobs/{id}.json`` (atomic
 replace) and uses an ``flock`` per job as the claim: the process that runs a job holds the lock,
 so a job whose lock is free while it is queued or running has lost its runner (a restart) and
-may be resumed by any worker."""
+may be resumed by any worker.  An update reads, changes and writes the document under one
+``flock`` of the store (the server's worker processes share it: a cancel handled by one worker
+must not be overwritten by the runner's progress in another)."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
 from pathlib import Path
-from typing import Protocol
+from typing import Iterator, Protocol
 
 import orjson
 
@@ -55,7 +58,7 @@ class JobStore:
 
     def update(self, jid: str, **changes) -> dict | None:
         """Merge ``changes`` into the job (a cancelled job stays cancelled)."""
-        with self._lock:
+        with self._lock, self._locked():
             job = self.get(jid)
             if job is None:
                 return None
@@ -77,6 +80,16 @@ class JobStore:
     def delete(self, jid: str) -> None:
         for p in (self._path(jid), self.dir / f"{jid}.lock"):
             p.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The store's update lock, across processes (``flock`` of ``.update.lock``)."""
+        fd = os.open(self.dir / ".update.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # (releases the lock)
 
     def claim(self, jid: str) -> JobClaim | None:
         """Exclusive right to run the job in this process, or None when another holds it."""
